@@ -1,0 +1,60 @@
+"""mmchat: chat with local multimodal GGUF models (images, audio, text) on llama.cpp.
+
+    from mmchat import Runner, image_part
+    runner = Runner(model="model.gguf", mmproj="mmproj.gguf")
+    reply = runner.chat([{"role": "user", "content": [image_part("photo.jpg"), text_part("What is this?")]}])
+    print(reply.choices[0].message.content)
+
+Names are imported on first use, so `import mmchat` (and `mmchat --help`) stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Runner": "runner",
+    "ChatCompletion": "results",
+    "CompletionStream": "results",
+    "SamplingOptions": "engine.base",
+    "MmchatError": "errors",
+    "InputError": "errors",
+    "SourceError": "errors",
+    "MediaError": "errors",
+    "UnsupportedMedia": "errors",
+    "ContextOverflow": "errors",
+    "ModelNotFound": "errors",
+    "ModelLoadError": "errors",
+    "GenerationError": "errors",
+    "NetworkError": "errors",
+    "ExitCode": "errors",
+    "text_part": "messages",
+    "image_part": "messages",
+    "audio_part": "messages",
+    "video_part": "messages",
+    "input_audio_part": "messages",
+    "user_message": "messages",
+    "system_message": "messages",
+    "assistant_message": "messages",
+    "image_from_pil": "parts",
+    "image_from_bytes": "parts",
+    "audio_from_array": "parts",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mmchat' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

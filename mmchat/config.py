@@ -1,0 +1,40 @@
+"""Defaults in one place, and the user's directories (MMCHAT_HOME overrides platformdirs)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP_NAME = "mmchat"
+
+# Generation
+DEFAULT_MAX_TOKENS = 512
+DEFAULT_TEMPERATURE = 0.8
+DEFAULT_TOP_K = 40
+DEFAULT_TOP_P = 0.95
+DEFAULT_MIN_P = 0.05
+DEFAULT_REPEAT_PENALTY = 1.0
+DEFAULT_REPEAT_LAST_N = 64
+DEFAULT_SEED = -1  # random
+
+# Model context
+DEFAULT_N_CTX = 8192
+DEFAULT_N_BATCH = 2048
+DEFAULT_N_UBATCH = 2048  # non-causal image chunks (gemma3) need n_ubatch >= image tokens
+
+# Media
+DEFAULT_IMAGE_MAX_SIDE = 1536  # long side in pixels; a 4K photo is scaled down before encoding
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # refuse larger images (decompression bombs)
+DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
+DEFAULT_HTTP_TIMEOUT = 30.0
+DEFAULT_MAX_REDIRECTS = 5
+
+
+def user_dir() -> Path:
+    """Config, history and caches live here; MMCHAT_HOME overrides the platform's place."""
+    env = os.environ.get("MMCHAT_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))

@@ -1,0 +1,237 @@
+"""Thin helpers over llama-cpp-python's ctypes API: logging, tokens, batches, samplers."""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import functools
+import os
+import sys
+from collections.abc import Sequence
+
+import llama_cpp as llama
+import numpy as np
+from llama_cpp import mtmd_cpp as mtmd
+
+from ..errors import MediaError
+from ..media import Audio, Image
+from .base import SamplingOptions
+from .kvcache import MediaItem, PromptItem
+
+_GGML_LOG_ERROR, _GGML_LOG_CONT = 3, 5
+_state = {"verbose": False, "initialised": False, "last_level": 0}
+_errors: collections.deque[str] = collections.deque(maxlen=8)
+
+
+@llama.llama_log_callback
+def _log(level: int, text: bytes, user_data) -> None:
+    """llama.cpp and libmtmd log here: kept quiet, errors remembered for our messages."""
+    if level != _GGML_LOG_CONT:
+        _state["last_level"] = level
+    msg = text.decode("utf-8", errors="replace") if text else ""
+    if _state["last_level"] == _GGML_LOG_ERROR and msg.strip():
+        _errors.append(msg.strip())
+    if _state["verbose"]:
+        sys.stderr.write(msg)
+        sys.stderr.flush()
+
+
+def init(verbose: bool = False) -> None:
+    """Route llama.cpp's own log through `_log` (stderr only with -v); init the backend once."""
+    _state["verbose"] = verbose
+    if _state["initialised"]:
+        return
+    llama.llama_log_set(_log, ctypes.c_void_p(0))
+    mtmd.mtmd_log_set(_log, ctypes.c_void_p(0))
+    mtmd.mtmd_helper_log_set(_log, ctypes.c_void_p(0))
+    llama.llama_backend_init()
+    _state["initialised"] = True
+
+
+def last_error() -> str:
+    """The last error line llama.cpp logged (cleared after reading)."""
+    msg = _errors[-1] if _errors else ""
+    _errors.clear()
+    return msg
+
+
+def has_gpu() -> bool:
+    return bool(llama.llama_supports_gpu_offload())
+
+
+def physical_cores() -> int:
+    """Threads default to physical cores: hyper-threads slow llama.cpp's matmuls down."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except AttributeError:  # macOS, Windows
+        return max(1, (os.cpu_count() or 2) // 2)
+    cores = set()
+    for cpu in allowed:
+        path = f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
+        try:
+            with open(path) as f:
+                cores.add(f.read().strip())
+        except OSError:
+            cores.add(str(cpu))
+    return max(1, len(cores))
+
+
+# -- tokens ---------------------------------------------------------------------------
+
+
+def token_bytes(vocab, token: int, special: bool = False) -> bytes:
+    buf = ctypes.create_string_buffer(64)
+    n = llama.llama_token_to_piece(vocab, token, buf, len(buf), 0, special)
+    if n < 0:
+        buf = ctypes.create_string_buffer(-n)
+        n = llama.llama_token_to_piece(vocab, token, buf, len(buf), 0, special)
+    return buf.raw[:n]
+
+
+def token_text(vocab, token: int) -> str:
+    if token < 0:
+        return ""
+    return token_bytes(vocab, token, special=True).decode("utf-8", errors="replace")
+
+
+def tokenize_text(vocab, text: str, add_special: bool = True) -> list[int]:
+    data = text.encode("utf-8")
+    cap = len(data) + 16
+    tokens = (llama.llama_token * cap)()
+    n = llama.llama_tokenize(vocab, data, len(data), tokens, cap, add_special, True)
+    if n < 0:
+        cap = -n
+        tokens = (llama.llama_token * cap)()
+        n = llama.llama_tokenize(vocab, data, len(data), tokens, cap, add_special, True)
+    return list(tokens[:n])
+
+
+def _bitmap(item: Image | Audio, sample_rate: int | None):
+    if isinstance(item, Image):
+        pixels = np.ascontiguousarray(item.pixels, dtype=np.uint8)
+        bmp = mtmd.mtmd_bitmap_init(item.width, item.height, pixels.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
+    else:
+        if sample_rate and item.sample_rate != sample_rate:
+            raise MediaError(f"{item.source or 'audio'} is at {item.sample_rate} Hz but the model takes {sample_rate} Hz")
+        samples = np.ascontiguousarray(item.samples, dtype=np.float32)
+        bmp = mtmd.mtmd_bitmap_init_from_audio(len(samples), samples.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+    if not bmp:
+        raise MediaError(f"libmtmd refused {item.source or 'the media'} (empty or too large?)")
+    mtmd.mtmd_bitmap_set_id(bmp, item.digest().encode())
+    return bmp
+
+
+def tokenize_media(ctx, prompt: str, media: Sequence[Image | Audio], sample_rate: int | None) -> list[PromptItem]:
+    """mtmd_tokenize on our own pixels/samples; media chunks become owned MediaItems."""
+    bitmaps = []
+    chunks = mtmd.mtmd_input_chunks_init()
+    try:
+        for m in media:
+            bitmaps.append(_bitmap(m, sample_rate))
+        arr = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
+        data = prompt.encode("utf-8")
+        text = mtmd.mtmd_input_text(text=data, text_len=len(data), add_special=True, parse_special=True)
+        rc = mtmd.mtmd_tokenize(ctx, chunks, ctypes.byref(text), arr, len(bitmaps))
+        if rc == 1:
+            raise MediaError(f"{len(bitmaps)} media but a different number of markers in the prompt")
+        if rc != 0:
+            names = ", ".join(m.source or type(m).__name__.lower() for m in media)
+            raise MediaError(f"libmtmd could not preprocess {names} (code {rc}): {last_error() or 'see -v'}")
+        return _chunks_to_items(chunks)
+    finally:
+        for b in bitmaps:
+            mtmd.mtmd_bitmap_free(b)
+        mtmd.mtmd_input_chunks_free(chunks)
+
+
+def _chunks_to_items(chunks) -> list[PromptItem]:
+    items: list[PromptItem] = []
+    seen: collections.Counter[str] = collections.Counter()
+    for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+        chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+        ctype = mtmd.mtmd_input_chunk_get_type(chunk)
+        if ctype == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+            n = ctypes.c_size_t()
+            toks = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
+            items.extend(toks[: n.value])
+            continue
+        cid = (mtmd.mtmd_input_chunk_get_id(chunk) or b"").decode()
+        key = f"{cid}#{seen[cid]}"  # a long audio or a tiled image gives several chunks per id
+        seen[cid] += 1
+        kind = "image" if ctype == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE else "audio"
+        item = MediaItem(key, kind, mtmd.mtmd_input_chunk_get_n_tokens(chunk), mtmd.mtmd_input_chunk_get_n_pos(chunk))
+        items.append(item.own(mtmd.mtmd_input_chunk_copy(chunk), mtmd.mtmd_input_chunk_free))
+    return items
+
+
+def decode_tokens(ctx, tokens: Sequence[int], n_past: int, *, logits_last: bool) -> int:
+    """Evaluate text tokens at positions n_past.. (as mtmd's helper does: one pos per token)."""
+    if not tokens:
+        return 0
+    batch = llama.llama_batch_ext_init(ctx)
+    try:
+        idx = -1
+        for i, tok in enumerate(tokens):
+            idx = llama.llama_batch_ext_add_token(batch, 0, tok)
+            pos = llama.llama_pos(n_past + i)
+            llama.llama_batch_ext_set_pos(batch, idx, ctypes.byref(pos))
+        if logits_last:
+            llama.llama_batch_ext_set_output_logits(batch, idx, True)
+        return llama.llama_process(ctx, llama.LLAMA_PROCESS_TYPE_DECODE, batch)
+    finally:
+        llama.llama_batch_ext_free(batch)
+
+
+# -- templates and sampling -----------------------------------------------------------
+
+
+@functools.cache
+def builtin_templates() -> tuple[str, ...]:
+    n = llama.llama_chat_builtin_templates(None, 0)
+    arr = (ctypes.c_char_p * n)()
+    llama.llama_chat_builtin_templates(arr, n)
+    return tuple(a.decode() for a in arr)
+
+
+def apply_builtin_template(name: bytes, messages: list[dict[str, str]]) -> str:
+    encoded = [(m["role"].encode(), m["content"].encode()) for m in messages]
+    chat = (llama.llama_chat_message * len(encoded))(*[llama.llama_chat_message(r, c) for r, c in encoded])
+    size = 2 * sum(len(r) + len(c) for r, c in encoded) + 256
+    buf = ctypes.create_string_buffer(size)
+    n = llama.llama_chat_apply_template(name, chat, len(encoded), True, buf, size)
+    if n > size:
+        buf = ctypes.create_string_buffer(n)
+        n = llama.llama_chat_apply_template(name, chat, len(encoded), True, buf, n)
+    if n < 0:
+        raise MediaError(f"llama.cpp's built-in template {name.decode()!r} failed on these messages")
+    return buf.raw[:n].decode("utf-8", errors="replace")
+
+
+def make_sampler(vocab, o: SamplingOptions):
+    """llama.cpp's sampler chain in its usual order; temperature 0 means greedy."""
+    chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+    add = functools.partial(llama.llama_sampler_chain_add, chain)
+    if o.grammar:
+        grammar = llama.llama_sampler_init_grammar(vocab, o.grammar.encode(), b"root")
+        if not grammar:
+            llama.llama_sampler_free(chain)
+            from ..errors import InputError
+
+            raise InputError(f"the grammar does not parse: {last_error() or 'check its GBNF'}")
+        add(grammar)
+    if o.repeat_penalty != 1.0:
+        n_vocab = llama.llama_vocab_n_tokens(vocab)
+        add(llama.llama_sampler_init_penalties(n_vocab, o.repeat_last_n, o.repeat_penalty, 0.0, 0.0))
+    if o.temperature <= 0:
+        add(llama.llama_sampler_init_greedy())
+        return chain
+    if o.top_k > 0:
+        add(llama.llama_sampler_init_top_k(o.top_k))
+    if o.top_p < 1.0:
+        add(llama.llama_sampler_init_top_p(o.top_p, 1))
+    if o.min_p > 0.0:
+        add(llama.llama_sampler_init_min_p(o.min_p, 1))
+    add(llama.llama_sampler_init_temp(o.temperature))
+    seed = o.seed if o.seed >= 0 else int.from_bytes(os.urandom(4), "little")
+    add(llama.llama_sampler_init_dist(seed))
+    return chain

@@ -1,0 +1,111 @@
+"""The one small interface every backend implements, and the values that cross it.
+
+The engine never reads files or URLs: it gets turns whose parts are already text, decoded
+`Image` pixels or `Audio` samples. That keeps bad input failing before a model is touched
+and lets the same engine serve the CLI, the REPL and the Python API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import Protocol, Union
+
+from ..media import Audio, Image, Kind
+
+Segment = Union[str, Image, Audio]
+
+
+@dataclasses.dataclass(frozen=True)
+class Turn:
+    """One chat message, its content flattened to text and decoded media, in order."""
+
+    role: str
+    segments: tuple[Segment, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    vision: bool
+    audio: bool
+    audio_sample_rate: int | None
+    n_ctx: int
+    model_name: str
+
+    @property
+    def kinds(self) -> tuple[Kind, ...]:
+        """Media kinds this model takes (video is frames, so it needs vision)."""
+        kinds: list[Kind] = []
+        if self.vision:
+            kinds += ["image", "video"]
+        if self.audio:
+            kinds.append("audio")
+        return tuple(kinds)
+
+    def describe(self) -> str:
+        names = [k for k, ok in (("images", self.vision), ("audio", self.audio)) if ok]
+        return " and ".join(names) if names else "text only"
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingOptions:
+    max_tokens: int = 512
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    seed: int = -1
+    stop: tuple[str, ...] = ()
+    grammar: str | None = None
+
+
+@dataclasses.dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens reused from the KV cache of an earlier turn
+    image_tokens: int = 0
+    audio_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclasses.dataclass
+class Timings:
+    """Seconds spent in each stage of one request."""
+
+    load: float = 0.0
+    media_decode: float = 0.0
+    media_encode: float = 0.0
+    prompt: float = 0.0
+    generation: float = 0.0
+    first_token: float = 0.0  # from the start of the request to the first generated text
+
+    def tokens_per_second(self, n: int) -> float:
+        return n / self.generation if self.generation > 0 else 0.0
+
+
+@dataclasses.dataclass
+class Finished:
+    """The last event of a stream: why it stopped and what it cost."""
+
+    finish_reason: str  # "stop" | "length"
+    usage: Usage
+    timings: Timings
+
+
+Event = Union[str, Finished]
+
+
+class Engine(Protocol):
+    """A loaded model. `stream` yields text deltas, then exactly one `Finished`."""
+
+    def capabilities(self) -> Capabilities: ...
+
+    def stream(self, turns: Sequence[Turn], options: SamplingOptions) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,84 @@
+"""What the KV cache holds, and encoded media kept by content hash.
+
+A prompt is a list of items: text token ids and media chunks. Two prompts share a prefix
+item by item; a media chunk matches only the same content (its key is the pixels' or
+samples' hash plus its place among that media's chunks), so an edited image never reuses
+the old one's cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from collections import OrderedDict
+from typing import Any, Callable, Union
+
+import numpy as np
+
+DEFAULT_EMBEDDING_CACHE_BYTES = 512 * 1024 * 1024
+
+
+@dataclasses.dataclass(eq=False)
+class MediaItem:
+    key: str
+    kind: str  # "image" | "audio"
+    n_tokens: int
+    n_pos: int
+    chunk: Any = None  # an owned mtmd_input_chunk copy while the item is being evaluated
+    _free: Any = dataclasses.field(default=None, repr=False)
+
+    def own(self, chunk: Any, free: Callable[[Any], None]) -> "MediaItem":
+        """Take ownership of a libmtmd chunk copy; it is freed with this item."""
+        self.chunk = chunk
+        self._free = weakref.finalize(self, free, chunk)
+        return self
+
+    def detached(self) -> "MediaItem":
+        """The same identity without the native chunk, to remember what the cache holds."""
+        return MediaItem(self.key, self.kind, self.n_tokens, self.n_pos)
+
+    def same_as(self, other: Any) -> bool:
+        return isinstance(other, MediaItem) and (self.key, self.n_tokens, self.n_pos) == (other.key, other.n_tokens, other.n_pos)
+
+
+PromptItem = Union[int, MediaItem]
+
+
+def common_prefix(cached: list[PromptItem], new: list[PromptItem]) -> int:
+    """How many leading items of `new` are already in the cache, in the same order."""
+    n = 0
+    for a, b in zip(cached, new):
+        if isinstance(a, MediaItem):
+            if not a.same_as(b):
+                break
+        elif isinstance(b, MediaItem) or a != b:
+            break
+        n += 1
+    return n
+
+
+class EmbeddingCache:
+    """Encoded media embeddings, least recently used first out, bounded in bytes."""
+
+    def __init__(self, max_bytes: int = DEFAULT_EMBEDDING_CACHE_BYTES):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: str) -> np.ndarray | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        if key in self._items:
+            self._bytes -= self._items.pop(key).nbytes
+        self._items[key] = value
+        self._bytes += value.nbytes
+        while self._bytes > self.max_bytes and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= old.nbytes
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,66 @@
+"""Errors that reach the user as one line on stderr and an exit code.
+
+MmchatError                 1  runtime failure
+├── InputError              2  bad usage or bad input (a file, a URL, a message)
+│   ├── SourceError         2  a URL or path could not be read
+│   ├── MediaError          2  bytes could not be decoded as the media they claim to be
+│   ├── UnsupportedMedia    2  the model cannot take this kind of media
+│   ├── ContextOverflow     2  the prompt does not fit the context window
+│   ├── ModelNotFound       2  no model by that name or path
+│   └── ModelLoadError      2  the file is not a model llama.cpp can load (or not this kind)
+├── GenerationError         1  llama.cpp failed while evaluating or generating
+└── NetworkError            1  the network is unreachable
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    INTERRUPTED = 130
+
+
+class MmchatError(Exception):
+    """Base class: the message is one line that says what failed and what to do."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+
+class InputError(MmchatError):
+    exit_code = ExitCode.USAGE
+
+
+class SourceError(InputError):
+    """A path or URL could not be read into bytes."""
+
+
+class MediaError(InputError):
+    """Bytes that could not be decoded as an image, audio or video."""
+
+
+class UnsupportedMedia(InputError):
+    """The model (its mmproj) does not take this kind of media."""
+
+
+class ContextOverflow(InputError):
+    """The prompt is longer than the model's context window."""
+
+
+class ModelNotFound(InputError):
+    """No model by that name, path or repository."""
+
+
+class ModelLoadError(InputError):
+    """llama.cpp could not load the model or projector file the user named."""
+
+
+class GenerationError(MmchatError):
+    """llama.cpp failed on input it had accepted (out of memory, a backend error)."""
+
+
+class NetworkError(MmchatError):
+    """A download failed because the network is unreachable."""

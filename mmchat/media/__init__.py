@@ -1,0 +1,57 @@
+"""Decoded media: what the engine hands to libmtmd, built from bytes by mmchat itself."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # numpy stays out of `mmchat --help`'s start-up
+    import numpy as np
+
+Kind = Literal["image", "audio", "video"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Image:
+    """RGB pixels, shape (height, width, 3), uint8, C-contiguous."""
+
+    pixels: np.ndarray
+    source: str = ""
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    def digest(self) -> str:
+        """Content hash: the key for caches of encoded media (same pixels, same id)."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"image:{self.width}x{self.height}:".encode())
+        h.update(self.pixels.tobytes())
+        return h.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Audio:
+    """Mono float32 samples in [-1, 1] at `sample_rate` Hz."""
+
+    samples: np.ndarray
+    sample_rate: int
+    source: str = ""
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / float(self.sample_rate)
+
+    def digest(self) -> str:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"audio:{self.sample_rate}:".encode())
+        h.update(self.samples.tobytes())
+        return h.hexdigest()
+
+
+__all__ = ["Audio", "Image", "Kind"]

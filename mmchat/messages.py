@@ -1,0 +1,205 @@
+"""OpenAI-style chat messages: part builders and validation (pure: no I/O).
+
+A message is a plain dict, JSON-serialisable, exactly what `--json` and `/save` write:
+``{"role": "user", "content": "text" | [part, ...]}``. The order of parts is the order the
+model sees them in; nothing here reorders, merges or drops a part.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from .errors import InputError
+from .media import Kind
+
+ROLES = ("system", "user", "assistant")
+
+#: part type -> the media kind it carries (text parts carry none)
+MEDIA_PART_TYPES: dict[str, Kind] = {
+    "image_url": "image",
+    "audio_url": "audio",
+    "input_audio": "audio",
+    "video_url": "video",
+}
+PART_TYPES = ("text", *MEDIA_PART_TYPES)
+
+#: OpenAI's `input_audio.format` values and the mime type of each
+AUDIO_FORMATS = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "opus": "audio/ogg",
+    "m4a": "audio/mp4",
+    "aac": "audio/aac",
+    "webm": "audio/webm",
+    "pcm16": "audio/L16",
+}
+
+Message = dict[str, Any]
+Part = dict[str, Any]
+
+
+# -- builders ---------------------------------------------------------------------------
+
+
+def text_part(text: str) -> Part:
+    return {"type": "text", "text": text}
+
+
+def image_part(url: str, **options: Any) -> Part:
+    """An image by URL: a path, file://, http(s)://, data: or '-' for stdin."""
+    return {"type": "image_url", "image_url": {"url": url, **options}}
+
+
+def audio_part(url: str, **options: Any) -> Part:
+    return {"type": "audio_url", "audio_url": {"url": url, **options}}
+
+
+def video_part(url: str, **options: Any) -> Part:
+    """A video; options (for example fps, max_frames) apply to this video only."""
+    return {"type": "video_url", "video_url": {"url": url, **options}}
+
+
+def input_audio_part(data: bytes | str, format: str) -> Part:
+    """OpenAI's inline audio part: base64 data plus its container format."""
+    if isinstance(data, bytes):
+        data = base64.b64encode(data).decode("ascii")
+    return {"type": "input_audio", "input_audio": {"data": data, "format": format}}
+
+
+def media_part(kind: Kind, url: str, **options: Any) -> Part:
+    builders = {"image": image_part, "audio": audio_part, "video": video_part}
+    return builders[kind](url, **options)
+
+
+def data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def user_message(prompt: str | None, media: Iterable[Part] = ()) -> Message:
+    """A user turn with the media first, in the order given, then the prompt text."""
+    parts = list(media)
+    if prompt:
+        parts.append(text_part(prompt))
+    if not parts:
+        raise InputError("empty message: give a prompt or at least one image, audio or video")
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        return {"role": "user", "content": prompt}
+    return {"role": "user", "content": parts}
+
+
+def system_message(text: str) -> Message:
+    return {"role": "system", "content": text}
+
+
+def assistant_message(text: str) -> Message:
+    return {"role": "assistant", "content": text}
+
+
+# -- validation -------------------------------------------------------------------------
+
+
+def _fail(where: str, what: str) -> InputError:
+    return InputError(f"{where}: {what}")
+
+
+def validate_part(part: Any, where: str) -> Part:
+    """Check one content part and return it in canonical form (string URLs become dicts)."""
+    if not isinstance(part, Mapping):
+        raise _fail(where, f"a content part must be an object, got {type(part).__name__}")
+    ptype = part.get("type")
+    if ptype not in PART_TYPES:
+        raise _fail(where, f"unknown part type {ptype!r}; expected one of {', '.join(PART_TYPES)}")
+    if ptype == "text":
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise _fail(where, "a text part needs a string 'text'")
+        return {"type": "text", "text": text}
+    body = part.get(ptype)
+    if ptype == "input_audio":
+        if not isinstance(body, Mapping) or not isinstance(body.get("data"), str):
+            raise _fail(where, "input_audio needs {'data': base64 string, 'format': 'wav'|'mp3'|...}")
+        fmt = body.get("format")
+        if fmt not in AUDIO_FORMATS:
+            raise _fail(where, f"input_audio format {fmt!r} is not one of {', '.join(AUDIO_FORMATS)}")
+        return {"type": ptype, ptype: dict(body)}
+    if isinstance(body, str):  # {"image_url": "https://..."}: accepted shorthand
+        body = {"url": body}
+    if not isinstance(body, Mapping) or not isinstance(body.get("url"), str) or not body["url"]:
+        raise _fail(where, f"{ptype} needs {{'url': ...}} with a path, file://, http(s)://, data: URL or '-'")
+    return {"type": ptype, ptype: dict(body)}
+
+
+def validate_messages(messages: Any) -> list[Message]:
+    """Check a message list and return a canonical copy; errors say which message and part."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise InputError("messages must be a list of {'role': ..., 'content': ...} objects")
+    if not messages:
+        raise InputError("messages is empty: give at least one user message")
+    out: list[Message] = []
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(msg, Mapping):
+            raise _fail(where, f"a message must be an object, got {type(msg).__name__}")
+        role = msg.get("role")
+        if role not in ROLES:
+            raise _fail(where, f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        content = msg.get("content")
+        if content is None:
+            content = ""
+        if isinstance(content, str):
+            out.append({"role": role, "content": content})
+            continue
+        if not isinstance(content, Sequence):
+            raise _fail(where, "content must be a string or a list of parts")
+        parts = [validate_part(p, f"{where}.content[{j}]") for j, p in enumerate(content)]
+        if role != "user" and any(p["type"] != "text" for p in parts):
+            raise _fail(where, f"only user messages can hold media, this one is {role!r}")
+        out.append({"role": role, "content": parts})
+    return out
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaRef:
+    """Where one media part is and what it asks for; the runner turns it into pixels/samples."""
+
+    kind: Kind
+    url: str
+    options: Mapping[str, Any]
+    where: str
+
+
+def part_media(part: Part, where: str = "part") -> MediaRef | None:
+    ptype = part["type"]
+    kind = MEDIA_PART_TYPES.get(ptype)
+    if kind is None:
+        return None
+    body = part[ptype]
+    if ptype == "input_audio":
+        mime = AUDIO_FORMATS[body["format"]]
+        return MediaRef(kind, f"data:{mime};base64,{body['data']}", {}, where)
+    options = {k: v for k, v in body.items() if k != "url"}
+    return MediaRef(kind, body["url"], options, where)
+
+
+def iter_media(messages: Sequence[Message]) -> Iterator[MediaRef]:
+    """Every media part of the conversation, in order."""
+    for i, msg in enumerate(messages):
+        content = msg["content"]
+        if isinstance(content, str):
+            continue
+        for j, part in enumerate(content):
+            ref = part_media(part, f"messages[{i}].content[{j}]")
+            if ref is not None:
+                yield ref
+
+
+def media_kinds(messages: Sequence[Message]) -> set[Kind]:
+    return {ref.kind for ref in iter_media(messages)}

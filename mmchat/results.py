@@ -1,0 +1,110 @@
+"""Results shaped like OpenAI's chat completion, so code written for it reads ours too."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from .engine.base import Event, Finished, Timings, Usage
+
+
+@dataclasses.dataclass
+class ChatMessage:
+    content: str
+    role: str = "assistant"
+
+
+@dataclasses.dataclass
+class Choice:
+    message: ChatMessage
+    finish_reason: str
+    index: int = 0
+
+
+@dataclasses.dataclass
+class ChatCompletion:
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    timings: Timings
+    id: str = dataclasses.field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex[:24]}")
+    created: int = dataclasses.field(default_factory=lambda: int(time.time()))
+    object: str = "chat.completion"
+
+    @property
+    def content(self) -> str:
+        return self.choices[0].message.content
+
+    @property
+    def finish_reason(self) -> str:
+        return self.choices[0].finish_reason
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON that `--json` prints: OpenAI's fields, plus mmchat's timings."""
+        u, t = self.usage, self.timings
+        return {
+            "id": self.id,
+            "object": self.object,
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {"index": c.index, "message": {"role": c.message.role, "content": c.message.content}, "finish_reason": c.finish_reason}
+                for c in self.choices
+            ],
+            "usage": {
+                "prompt_tokens": u.prompt_tokens,
+                "completion_tokens": u.completion_tokens,
+                "total_tokens": u.total_tokens,
+                "prompt_tokens_details": {"cached_tokens": u.cached_tokens, "image_tokens": u.image_tokens, "audio_tokens": u.audio_tokens},
+            },
+            "timings": {
+                "load_s": round(t.load, 4),
+                "media_decode_s": round(t.media_decode, 4),
+                "media_encode_s": round(t.media_encode, 4),
+                "prompt_s": round(t.prompt, 4),
+                "generation_s": round(t.generation, 4),
+                "first_token_s": round(t.first_token, 4),
+                "generation_tokens_per_s": round(t.tokens_per_second(u.completion_tokens), 2),
+            },
+        }
+
+
+class CompletionStream:
+    """Iterate for text deltas; `.completion` holds the whole result once iteration ends."""
+
+    def __init__(self, events: Iterator[Event], model: str, extra: Timings | None = None):
+        self._events = events
+        self._model = model
+        self._extra = extra or Timings()
+        self._parts: list[str] = []
+        self.completion: ChatCompletion | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        for event in self._events:
+            if isinstance(event, Finished):
+                t = event.timings
+                t.load, t.media_decode = self._extra.load, self._extra.media_decode
+                if t.first_token:
+                    t.first_token += self._extra.media_decode
+                self.completion = ChatCompletion(
+                    model=self._model,
+                    choices=[Choice(ChatMessage("".join(self._parts)), event.finish_reason)],
+                    usage=event.usage,
+                    timings=t,
+                )
+            else:
+                self._parts.append(event)
+                yield event
+
+    @property
+    def text(self) -> str:
+        """What has been generated so far (all of it once iteration ends)."""
+        return "".join(self._parts)
+
+    def close(self) -> None:
+        close = getattr(self._events, "close", None)
+        if close:
+            close()

@@ -1,0 +1,208 @@
+"""Runner: the Python API. Messages in, a chat completion (or a stream of text) out.
+
+Every entry point (CLI, REPL, scripts) goes through here: validate the messages, refuse
+media the model cannot take before reading a byte, read and decode media, hand the engine
+turns of text and decoded pixels/samples.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from . import config, messages as msgs
+from .engine.base import Capabilities, Engine, SamplingOptions, Segment, Timings, Turn
+from .errors import InputError, ModelNotFound, UnsupportedMedia
+from .media import Audio, Image
+from .results import ChatCompletion, CompletionStream
+
+
+def find_mmproj(model: Path) -> Path | None:
+    """The projector that sits next to a model, when there is exactly one."""
+    found = sorted(model.parent.glob("mmproj*.gguf"))
+    return found[0] if len(found) == 1 else None
+
+
+class Runner:
+    """A loaded model you can chat with.
+
+    >>> runner = Runner(model="model.gguf", mmproj="mmproj.gguf")
+    >>> reply = runner.chat([{"role": "user", "content": "Hello"}], max_tokens=32)
+    >>> reply.choices[0].message.content
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        mmproj: str | Path | None = None,
+        *,
+        n_ctx: int = config.DEFAULT_N_CTX,
+        n_gpu_layers: int | None = None,
+        threads: int | None = None,
+        chat_template: str | None = None,
+        image_max_side: int | None = config.DEFAULT_IMAGE_MAX_SIDE,
+        image_max_tokens: int | None = None,
+        verbose: bool = False,
+        notice: Callable[[str], None] | None = None,
+        engine: Engine | None = None,
+        stdin: BinaryIO | None = None,
+    ):
+        self.image_max_side = image_max_side
+        self._stdin = stdin
+        self._notice = notice or (lambda m: print(f"mmchat: {m}", file=sys.stderr))
+        t0 = time.perf_counter()
+        if engine is None:
+            model_path, mmproj_path = self._resolve(model, mmproj)
+            from .engine.llamacpp import LlamaCppEngine
+
+            engine = LlamaCppEngine(
+                model_path, mmproj_path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, threads=threads,
+                chat_template=_read_template(chat_template), image_max_tokens=image_max_tokens,
+                verbose=verbose, notice=self._notice,
+            )
+        self.engine = engine
+        self.load_time = time.perf_counter() - t0
+        self._loaded = False  # the first request reports the load time
+
+    @staticmethod
+    def _resolve(model: str | Path | None, mmproj: str | Path | None) -> tuple[Path, Path | None]:
+        from . import registry
+
+        resolved = registry.resolve_local(model)
+        model_path = resolved.model
+        if mmproj is not None:
+            mmproj_path = Path(mmproj).expanduser()
+            if not mmproj_path.is_file():
+                raise ModelNotFound(f"projector file not found: {mmproj}: give the path to an mmproj-*.gguf")
+        else:
+            mmproj_path = resolved.mmproj or find_mmproj(model_path)
+        return model_path, mmproj_path
+
+    # -- public API ------------------------------------------------------------------
+
+    def capabilities(self) -> Capabilities:
+        return self.engine.capabilities()
+
+    def chat(self, messages: Sequence[dict[str, Any]], **options: Any) -> ChatCompletion:
+        """Answer a conversation; keyword options as in `SamplingOptions` (max_tokens, temperature, ...)."""
+        stream = self.stream(messages, **options)
+        for _ in stream:
+            pass
+        assert stream.completion is not None
+        return stream.completion
+
+    def stream(self, messages: Sequence[dict[str, Any]], **options: Any) -> CompletionStream:
+        """Like chat(), but iterate to get text deltas as they are generated."""
+        sampling = sampling_options(**options)
+        extra = Timings()
+        if not self._loaded:
+            extra.load, self._loaded = self.load_time, True
+        t0 = time.perf_counter()
+        turns = self.prepare(messages)
+        extra.media_decode = time.perf_counter() - t0
+        return CompletionStream(self.engine.stream(turns, sampling), self.capabilities().model_name, extra)
+
+    def prepare(self, messages: Sequence[dict[str, Any]]) -> list[Turn]:
+        """Validate, check media against the model, then read and decode every media part."""
+        checked = msgs.validate_messages(messages)
+        self.check_media(checked)
+        stdin_used = False
+        turns = []
+        for i, message in enumerate(checked):
+            content = message["content"]
+            if isinstance(content, str):
+                turns.append(Turn(message["role"], (content,)))
+                continue
+            segments: list[Segment] = []
+            for j, part in enumerate(content):
+                ref = msgs.part_media(part, f"messages[{i}].content[{j}]")
+                if ref is None:
+                    segments.append(part["text"])
+                    continue
+                if ref.url == "-":
+                    if stdin_used:
+                        raise InputError("only one media part can read standard input ('-')")
+                    stdin_used = True
+                segments.extend(self.load_media(ref))
+            turns.append(Turn(message["role"], tuple(segments)))
+        return turns
+
+    def check_media(self, messages: Sequence[dict[str, Any]]) -> None:
+        caps = self.capabilities()
+        for ref in msgs.iter_media(messages):
+            if ref.kind not in caps.kinds:
+                raise UnsupportedMedia(
+                    f"{caps.model_name} takes {caps.describe()}, not {ref.kind} ({_short(ref.url)}): "
+                    f"use a model whose mmproj takes {ref.kind}"
+                )
+
+    def load_media(self, ref: msgs.MediaRef) -> list[Segment]:
+        """Read and decode one media part into the segments the engine gets."""
+        from .sources import read_source
+
+        source = read_source(ref.url, stdin=self._stdin)
+        if source.kind is not None and source.kind != ref.kind and not (ref.kind == "audio" and source.kind == "video"):
+            raise InputError(f"{source.label} is {_article(source.kind)}, not {_article(ref.kind)}: pass it as {source.kind}")
+        if ref.kind == "image":
+            return [self._decode_image(source.data, source.label, ref.options)]
+        if ref.kind == "audio":
+            return [self._decode_audio(source.data, source.label)]
+        raise UnsupportedMedia(f"{source.label}: video input is not supported by this version of mmchat")
+
+    def _decode_image(self, data: bytes, label: str, options: dict[str, Any]) -> Image:
+        from .media.image import decode_image
+
+        max_side = options.get("max_side", self.image_max_side)
+        return decode_image(data, label=label, max_side=max_side)
+
+    def _decode_audio(self, data: bytes, label: str) -> Audio:
+        from .media.audio import decode_audio
+
+        rate = self.capabilities().audio_sample_rate or 16000
+        return decode_audio(data, label=label, sample_rate=rate)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def sampling_options(**options: Any) -> SamplingOptions:
+    """Keyword options -> SamplingOptions, with a clear error for a misspelt name."""
+    fields = SamplingOptions.__dataclass_fields__
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise InputError(f"unknown option {unknown[0]!r}; known: {', '.join(fields)}")
+    given = {k: v for k, v in options.items() if v is not None}
+    if isinstance(given.get("stop"), str):
+        given["stop"] = (given["stop"],)
+    if "stop" in given:
+        given["stop"] = tuple(given["stop"])
+    if given.get("max_tokens", 1) < 1:
+        raise InputError("max_tokens must be at least 1")
+    return SamplingOptions(**given)
+
+
+def _read_template(value: str | None) -> str | None:
+    """--chat-template: a Jinja file's text, or a llama.cpp built-in name as is."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    return value
+
+
+def _short(url: str) -> str:
+    return url if len(url) <= 60 else url[:40] + "…" + url[-12:]
+
+
+def _article(kind: str) -> str:
+    return {"image": "an image", "audio": "audio", "video": "a video"}.get(kind, kind)
