@@ -69,16 +69,19 @@ class Runner:
 
     @staticmethod
     def _resolve(model: str | Path | None, mmproj: str | Path | None) -> tuple[Path, Path | None]:
-        from . import registry
+        if model is not None and Path(model).expanduser().is_file():
+            model_path, registry_mmproj = Path(model).expanduser(), None
+        else:
+            from . import registry
 
-        resolved = registry.resolve_local(model)
-        model_path = resolved.model
+            resolved = registry.resolve_local(model)
+            model_path, registry_mmproj = resolved.model, resolved.mmproj
         if mmproj is not None:
             mmproj_path = Path(mmproj).expanduser()
             if not mmproj_path.is_file():
                 raise ModelNotFound(f"projector file not found: {mmproj}: give the path to an mmproj-*.gguf")
         else:
-            mmproj_path = resolved.mmproj or find_mmproj(model_path)
+            mmproj_path = registry_mmproj or find_mmproj(model_path)
         return model_path, mmproj_path
 
     # -- public API ------------------------------------------------------------------

@@ -1,0 +1,157 @@
+"""The real llama.cpp path on the generated tiny models: determinism, media, fidelity, reuse."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmchat import Runner, audio_part, image_part, text_part
+from mmchat.errors import ContextOverflow, UnsupportedMedia
+from tests.mediafiles import noise_png, tone_wav
+
+GREEDY = dict(max_tokens=12, temperature=0)
+HERE = Path(__file__).parent
+
+
+def ask(runner: Runner, *parts, **options) -> str:
+    reply = runner.chat([{"role": "user", "content": list(parts)}], **{**GREEDY, **options})
+    return reply.choices[0].message.content
+
+
+@pytest.fixture(scope="module")
+def vision(models):
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=2) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def omni(models):
+    with Runner(models["llm"], models["mmproj-omni"], n_ctx=4096, threads=2) as r:
+        yield r
+
+
+@pytest.fixture
+def png_a(tmp_path):
+    return noise_png(tmp_path / "a.png", seed=1)
+
+
+@pytest.fixture
+def png_b(tmp_path):
+    return noise_png(tmp_path / "b.png", seed=2)
+
+
+def test_greedy_is_identical_across_runs_and_thread_counts(models, png_a):
+    prompt = [image_part(str(png_a)), text_part("Describe the image.")]
+    answers = []
+    for threads in (1, 2, 2):
+        with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=threads) as r:
+            answers.append(ask(r, *prompt))
+    assert answers[0] and answers[0] == answers[1] == answers[2]
+
+
+def test_answer_follows_the_pixels(vision, png_a, png_b):
+    a = ask(vision, image_part(str(png_a)), text_part("Describe."))
+    b = ask(vision, image_part(str(png_b)), text_part("Describe."))
+    assert a != b
+
+
+def test_image_order_matters(vision, png_a, png_b):
+    ab = ask(vision, image_part(str(png_a)), image_part(str(png_b)), text_part("Compare."))
+    ba = ask(vision, image_part(str(png_b)), image_part(str(png_a)), text_part("Compare."))
+    assert ab != ba
+
+
+def test_audio_alone_with_the_audio_projector(models, tmp_path):
+    wav = tone_wav(tmp_path / "tone.wav", seconds=2)
+    with Runner(models["llm"], models["mmproj-audio"], n_ctx=2048, threads=2) as r:
+        assert r.capabilities().kinds == ("audio",)
+        reply = r.chat([{"role": "user", "content": [audio_part(str(wav)), text_part("Transcribe.")]}], **GREEDY)
+    assert reply.usage.audio_tokens == 750 and reply.usage.image_tokens == 0
+    assert reply.content and reply.usage.completion_tokens == 12
+
+
+def test_image_and_audio_together_with_the_omni_projector(omni, png_a, tmp_path):
+    wav = tone_wav(tmp_path / "tone.wav")
+    both = omni.chat([{"role": "user", "content": [image_part(str(png_a)), audio_part(str(wav)), text_part("What?")]}], **GREEDY)
+    image_only = omni.chat([{"role": "user", "content": [image_part(str(png_a)), text_part("What?")]}], **GREEDY)
+    assert both.usage.image_tokens == 16 and both.usage.audio_tokens == 750
+    assert both.usage.prompt_tokens > image_only.usage.prompt_tokens + 750
+    assert both.content != image_only.content
+
+
+def test_audio_refused_by_a_vision_model_before_any_read(vision):
+    with pytest.raises(UnsupportedMedia, match="takes images, not audio"):
+        ask(vision, audio_part("/nonexistent/talk.mp3"), text_part("Hi"))
+
+
+def test_prompt_longer_than_the_context_is_refused_with_both_counts(models):
+    with Runner(models["llm"], None, n_ctx=256, threads=2) as r:
+        n_ctx = r.capabilities().n_ctx
+        with pytest.raises(ContextOverflow, match=rf"the prompt is \d+ tokens but the context holds {n_ctx}"):
+            ask(r, text_part("word " * n_ctx))
+
+
+def test_stop_string_ends_the_answer_without_showing_it(vision, png_a):
+    full = ask(vision, image_part(str(png_a)), text_part("Describe."), max_tokens=24)
+    stop = full[5:8]
+    cut = ask(vision, image_part(str(png_a)), text_part("Describe."), max_tokens=24, stop=[stop])
+    assert cut == full[: full.index(stop)]
+
+
+def test_model_without_template_uses_the_plain_format_with_a_notice(models):
+    notices: list[str] = []
+    with Runner(models["llm-notemplate"], None, n_ctx=512, threads=2, notice=notices.append) as r:
+        assert "User: Hi\nAssistant:" in r.engine.render(r.prepare([{"role": "user", "content": "Hi"}]))
+    assert len(notices) == 1 and "no chat template" in notices[0]
+
+
+def test_builtin_template_by_name(models):
+    with Runner(models["llm-notemplate"], None, n_ctx=512, threads=2, chat_template="chatml") as r:
+        prompt = r.engine.render(r.prepare([{"role": "user", "content": "Hi"}]))
+    assert prompt == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def _reference_ids(models, mmproj: str, prompt: str, files: list[Path], n: int) -> list[int]:
+    out = subprocess.run(
+        [sys.executable, str(HERE / "llama_reference.py"), str(models["llm"]), str(models[mmproj]), prompt, str(n), *map(str, files)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("kind", ["image", "audio"])
+def test_same_tokens_as_llama_cpps_own_file_path(models, tmp_path, kind):
+    """mmchat decodes media itself; the result must equal libmtmd opening the file."""
+    if kind == "image":
+        path, mmproj, part = noise_png(tmp_path / "x.png", seed=7), "mmproj-vision", image_part
+    else:
+        path, mmproj, part = tone_wav(tmp_path / "x.wav", seconds=1.5, freq=330), "mmproj-audio", audio_part
+    with Runner(models["llm"], models[mmproj], n_ctx=4096, threads=2) as r:
+        messages = [{"role": "user", "content": [part(str(path)), text_part("Describe it.")]}]
+        r.chat(messages, max_tokens=16, temperature=0)
+        ours = list(r.engine.last_tokens)
+        prompt = r.engine.render(r.prepare(messages)).replace(r.engine.marker, "<__media__>")
+    assert len(ours) == 16
+    assert _reference_ids(models, mmproj, prompt, [path], 16) == ours
+
+
+def test_follow_up_reuses_the_cache_and_answers_like_a_fresh_engine(models, png_a):
+    first = [{"role": "user", "content": [image_part(str(png_a)), text_part("Describe.")]}]
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=2) as r:
+        reply1 = r.chat(first, **GREEDY)
+        a1 = reply1.content
+        encodes = r.engine.stats.media_encodes
+        evaluated = r.engine.stats.prompt_tokens_evaluated
+        convo = first + [{"role": "assistant", "content": a1}, {"role": "user", "content": "And the colours?"}]
+        second = r.chat(convo, **GREEDY)
+        assert r.engine.stats.media_encodes == encodes == 1
+        new_tokens = r.engine.stats.prompt_tokens_evaluated - evaluated
+        assert second.usage.cached_tokens > 16 and new_tokens == second.usage.prompt_tokens - second.usage.cached_tokens
+        # everything of turn 1 (its prompt and the answer's tokens) came from the cache
+        assert second.usage.cached_tokens == reply1.usage.prompt_tokens + reply1.usage.completion_tokens
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=2) as fresh:
+        assert fresh.chat(convo, **GREEDY).content == second.content
