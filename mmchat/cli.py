@@ -69,6 +69,21 @@ def fail(error: MmchatError | str, code: int = ExitCode.USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"mmchat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+) -> None:
+    """Chat with local multimodal GGUF models: images, audio and text, on llama.cpp."""
+
+
 def _read_stdin_text() -> str:
     try:
         if sys.stdin is None or sys.stdin.isatty():
@@ -163,11 +178,16 @@ def ask(
 
 
 def _load_runner(model, mmproj, *, pull: bool, quiet: bool, verbose: bool, notice, **kwargs):
-    from . import registry
+    from pathlib import Path
+
     from .runner import Runner
 
-    resolved = registry.resolve(model, pull=pull, progress=not quiet)
-    return Runner(resolved.model, mmproj or resolved.mmproj, verbose=verbose, notice=notice, **kwargs)
+    if model is None or not Path(model).expanduser().is_file():
+        from . import registry
+
+        resolved = registry.resolve(model, pull=pull, progress=not quiet)
+        model, mmproj = resolved.model, mmproj or resolved.mmproj
+    return Runner(model, mmproj, verbose=verbose, notice=notice, **kwargs)
 
 
 def main() -> None:

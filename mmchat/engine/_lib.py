@@ -29,8 +29,8 @@ def _log(level: int, text: bytes, user_data) -> None:
     if level != _GGML_LOG_CONT:
         _state["last_level"] = level
     msg = text.decode("utf-8", errors="replace") if text else ""
-    if _state["last_level"] == _GGML_LOG_ERROR and msg.strip():
-        _errors.append(msg.strip())
+    if msg.strip() and (_state["last_level"] == _GGML_LOG_ERROR or "error:" in msg):
+        _errors.append(msg.strip().splitlines()[0])
     if _state["verbose"]:
         sys.stderr.write(msg)
         sys.stderr.flush()
@@ -49,10 +49,13 @@ def init(verbose: bool = False) -> None:
 
 
 def last_error() -> str:
-    """The last error line llama.cpp logged (cleared after reading)."""
-    msg = _errors[-1] if _errors else ""
+    """The most telling error line llama.cpp logged since the last call (then forgotten)."""
+    lines = list(_errors)
     _errors.clear()
-    return msg
+    for line in reversed(lines):
+        if "error:" in line:
+            return line.split("error:", 1)[1].strip()
+    return lines[-1] if lines else ""
 
 
 def has_gpu() -> bool:
