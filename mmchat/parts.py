@@ -25,13 +25,12 @@ def image_from_bytes(data: bytes, mime: str = "application/octet-stream") -> Par
 
 
 def audio_from_array(samples: np.ndarray, sample_rate: int) -> Part:
-    """A numpy signal (mono, or frames x channels) as a lossless WAV input_audio part."""
-    import numpy as np
+    """A numpy signal ((n,), (n, channels) or (channels, n); int or float) as a WAV part."""
     import soundfile
 
-    array = np.asarray(samples)
-    if array.dtype.kind == "f":
-        array = array.astype(np.float32)
+    from .media.audio import audio_from_array as to_audio
+
+    audio = to_audio(samples, sample_rate)  # mono float32: what the model gets anyway
     buf = io.BytesIO()
-    soundfile.write(buf, array, int(sample_rate), format="WAV", subtype="FLOAT" if array.dtype.kind == "f" else "PCM_16")
+    soundfile.write(buf, audio.samples, audio.sample_rate, format="WAV", subtype="FLOAT")
     return input_audio_part(buf.getvalue(), "wav")

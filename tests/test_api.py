@@ -1,0 +1,90 @@
+"""The Python API as a script author uses it: Runner, helpers, result shapes, errors."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+import mmchat
+from mmchat import Runner, audio_from_array, image_from_bytes, image_from_pil, image_part, input_audio_part, text_part
+from mmchat.errors import InputError
+from mmchat.testing import FakeEngine
+from tests.mediafiles import noise_png, tone, tone_wav
+
+GREEDY = dict(max_tokens=8, temperature=0)
+
+
+def test_public_names_are_sorted_and_importable():
+    assert mmchat.__all__ == sorted(mmchat.__all__)
+    for name in mmchat.__all__:
+        assert getattr(mmchat, name) is not None
+    with pytest.raises(AttributeError):
+        mmchat.not_a_thing  # noqa: B018
+
+
+@pytest.fixture(scope="module")
+def omni(models):
+    with Runner(models["llm"], models["mmproj-omni"], n_ctx=4096, threads=2) as r:
+        yield r
+
+
+def test_chat_returns_an_openai_shaped_completion(omni, tmp_path):
+    png = noise_png(tmp_path / "p.png")
+    reply = omni.chat([{"role": "user", "content": [image_part(str(png)), text_part("Hi")]}], **GREEDY)
+    assert reply.object == "chat.completion" and reply.id.startswith("chatcmpl-")
+    assert reply.choices[0].message.role == "assistant"
+    assert reply.choices[0].message.content and reply.choices[0].finish_reason == "length"
+    assert reply.usage.completion_tokens == 8 and reply.usage.total_tokens == reply.usage.prompt_tokens + 8
+    assert reply.timings.generation > 0
+
+
+def test_stream_yields_the_same_text_as_chat(omni):
+    messages = [{"role": "user", "content": "Tell me a story."}]
+    full = omni.chat(messages, **GREEDY).content
+    stream = omni.stream(messages, **GREEDY)
+    deltas = list(stream)
+    assert len(deltas) > 1 and "".join(deltas) == full
+    assert stream.completion.content == full
+
+
+def test_in_memory_helpers_match_the_file(omni, tmp_path):
+    png = noise_png(tmp_path / "p.png", seed=5)
+    wav = tone_wav(tmp_path / "t.wav", seconds=1.0)
+    from_files = omni.chat([{"role": "user", "content": [image_part(str(png)), {"type": "audio_url", "audio_url": {"url": str(wav)}}, text_part("?")]}], **GREEDY)
+    pil = PILImage.open(png)
+    from_memory = omni.chat([{"role": "user", "content": [image_from_pil(pil), audio_from_array(tone(1.0), 16000), text_part("?")]}], **GREEDY)
+    from_bytes = omni.chat([{"role": "user", "content": [image_from_bytes(png.read_bytes()), input_audio_part(wav.read_bytes(), "wav"), text_part("?")]}], **GREEDY)
+    assert from_files.content == from_bytes.content
+    # the WAV on disk is 16-bit, the array is float: a hair apart, same tokens for the image
+    assert from_memory.usage.prompt_tokens == from_files.usage.prompt_tokens
+
+
+def test_stereo_int16_array_is_accepted():
+    stereo = (np.stack([tone(0.5), tone(0.5, 660)], axis=1) * 32767).astype(np.int16)
+    part = audio_from_array(stereo, 44100)
+    assert part["type"] == "input_audio" and part["input_audio"]["format"] == "wav"
+
+
+def test_unknown_option_is_a_clear_error(omni):
+    with pytest.raises(InputError, match="unknown option 'max_token'"):
+        omni.chat([{"role": "user", "content": "Hi"}], max_token=5)
+
+
+def test_runner_with_a_fake_engine_needs_no_model(tmp_path):
+    png = noise_png(tmp_path / "p.png", size=(40, 30))
+    fake = FakeEngine()
+    with Runner(engine=fake) as r:
+        reply = r.chat([{"role": "user", "content": [image_part(str(png)), text_part("what")]}], max_tokens=50)
+    assert reply.content.startswith("[image 40x30 ") and reply.content.endswith("what")
+    turns, options = fake.calls[0]
+    assert options.max_tokens == 50
+
+
+def test_large_images_are_scaled_to_the_budget(tmp_path):
+    big = tmp_path / "big.png"
+    PILImage.new("RGB", (4000, 3000), (10, 20, 30)).save(big)
+    with Runner(engine=FakeEngine(), image_max_side=800) as r:
+        assert r.chat([{"role": "user", "content": [image_part(str(big))]}]).content.startswith("[image 800x600")
