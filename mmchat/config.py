@@ -20,7 +20,10 @@ DEFAULT_SEED = -1  # random
 # Model context
 DEFAULT_N_CTX = 8192
 DEFAULT_N_BATCH = 2048
-DEFAULT_N_UBATCH = 2048  # non-causal image chunks (gemma3) need n_ubatch >= image tokens
+DEFAULT_N_UBATCH = 512  # non-causal image chunks (gemma3: 256) need n_ubatch >= image tokens
+
+# Model registry and downloads
+DEFAULT_QUANT = "Q4_K_M"  # for hf:owner/repo without :QUANT, as llama.cpp's -hf does
 
 # Media
 DEFAULT_IMAGE_MAX_SIDE = 1536  # long side in pixels; a 4K photo is scaled down before encoding

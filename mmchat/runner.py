@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
+import hashlib
+import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -49,9 +52,12 @@ class Runner:
         notice: Callable[[str], None] | None = None,
         engine: Engine | None = None,
         stdin: BinaryIO | None = None,
+        progress: Callable[[str], Callable[[int, int | None], None]] | None = None,
     ):
         self.image_max_side = image_max_side
         self._stdin = stdin
+        self._progress = progress
+        self._media_cache: OrderedDict[tuple, list[Segment]] = OrderedDict()
         self._notice = notice or (lambda m: print(f"mmchat: {m}", file=sys.stderr))
         t0 = time.perf_counter()
         if engine is None:
@@ -143,10 +149,27 @@ class Runner:
                 )
 
     def load_media(self, ref: msgs.MediaRef) -> list[Segment]:
-        """Read and decode one media part into the segments the engine gets."""
+        """Read and decode one media part into the segments the engine gets.
+
+        Decoded media are remembered (a file by its path, size and mtime; a URL by its
+        text), so a conversation sent again with one more turn does not decode them again.
+        """
+        key = _media_key(ref)
+        cached = self._media_cache.get(key) if key else None
+        if cached is not None:
+            self._media_cache.move_to_end(key)
+            return cached
+        segments = self._load_media(ref)
+        if key:
+            self._media_cache[key] = segments
+            while len(self._media_cache) > MEDIA_CACHE_ITEMS:
+                self._media_cache.popitem(last=False)
+        return segments
+
+    def _load_media(self, ref: msgs.MediaRef) -> list[Segment]:
         from .sources import read_source
 
-        source = read_source(ref.url, stdin=self._stdin)
+        source = read_source(ref.url, stdin=self._stdin, progress=self._progress(ref.url) if self._progress else None)
         if source.kind is not None and source.kind != ref.kind and not (ref.kind == "audio" and source.kind == "video"):
             raise InputError(f"{source.label} is {_article(source.kind)}, not {_article(ref.kind)}: pass it as {source.kind}")
         if ref.kind == "image":
@@ -175,6 +198,26 @@ class Runner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+MEDIA_CACHE_ITEMS = 64
+
+
+def _media_key(ref: msgs.MediaRef) -> tuple | None:
+    """What identifies decoded media: a local file's path, size and mtime; a URL's text."""
+    from .sources import local_path
+
+    if ref.url.strip() == "-":
+        return None
+    options = tuple(sorted((k, repr(v)) for k, v in ref.options.items()))
+    local = local_path(ref.url)
+    if local is None:  # data: and http(s): the URL names the content
+        return (ref.kind, hashlib.blake2b(ref.url.encode(), digest_size=16).hexdigest(), options)
+    try:
+        st = os.stat(local[1])
+    except OSError:
+        return None  # the read itself reports the problem
+    return (ref.kind, str(local[1].resolve()), st.st_size, st.st_mtime_ns, options)
 
 
 def sampling_options(**options: Any) -> SamplingOptions:

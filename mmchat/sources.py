@@ -46,6 +46,7 @@ class Source:
     kind: Kind | None  # detected from the bytes, never from the extension
     label: str  # for messages: the path as given, 'stdin', 'data: URL', or the URL
     mime: str | None  # detected; else what the data: URL or server declared
+    path: Path | None = None  # set by local_source: the file itself, `data` holds only its head
 
 
 def read_source(
@@ -87,6 +88,32 @@ def read_source(
     return Source(data=data, kind=kind, label=label, mime=mime or declared)
 
 
+def local_path(url_or_path: str) -> tuple[str, Path] | None:
+    """(label, path) for a plain path or a local file:// URL; None for every other form."""
+    text = url_or_path.strip()
+    if text == "-" or text[:5].lower() == "data:":
+        return None
+    match = _URL_SCHEME.match(text)
+    if match is None:
+        return url_or_path, Path(text).expanduser()
+    if match.group(1).lower() == "file" and urllib.parse.urlsplit(text).netloc in ("", "localhost"):
+        label = urllib.request.url2pathname(urllib.parse.urlsplit(text).path)
+        return label, Path(label)
+    return None
+
+
+def local_source(url_or_path: str, head: int = 1 << 20) -> Source | None:
+    """For a plain path or file:// URL: the file's head (for detection) and its path, so a
+    long video is decoded from disk instead of being read into memory. None for other forms."""
+    local = local_path(url_or_path)
+    if local is None:
+        return None
+    label, path = local
+    data = _read_path(path, label, max_bytes=max(head, path.stat().st_size if path.is_file() else 0), limit=head)
+    kind, mime = detect_kind(data)
+    return Source(data=data, kind=kind, label=label, mime=mime, path=path)
+
+
 def _check_size(data: bytes, label: str, max_bytes: int, when_empty: str) -> None:
     if not data:
         raise SourceError(when_empty)
@@ -105,7 +132,7 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
 
 
-def _read_path(path: Path, label: str, max_bytes: int) -> bytes:
+def _read_path(path: Path, label: str, max_bytes: int, limit: int | None = None) -> bytes:
     try:
         if path.is_dir():
             raise SourceError(f"{label} is a directory, not a file: name a file inside it")
@@ -113,7 +140,7 @@ def _read_path(path: Path, label: str, max_bytes: int) -> bytes:
         if size > max_bytes:
             raise _too_large(label, max_bytes, size)
         with path.open("rb") as f:
-            data = f.read(max_bytes + 1)  # st_size is 0 for pipes and /proc files: read anyway
+            data = f.read(limit or max_bytes + 1)  # st_size is 0 for pipes and /proc files: read anyway
     except FileNotFoundError:
         raise SourceError(f"file not found: {label}: check the path") from None
     except PermissionError:

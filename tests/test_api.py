@@ -88,3 +88,22 @@ def test_large_images_are_scaled_to_the_budget(tmp_path):
     PILImage.new("RGB", (4000, 3000), (10, 20, 30)).save(big)
     with Runner(engine=FakeEngine(), image_max_side=800) as r:
         assert r.chat([{"role": "user", "content": [image_part(str(big))]}]).content.startswith("[image 800x600")
+
+
+def test_media_are_decoded_once_per_content(tmp_path, monkeypatch):
+    import os
+
+    import mmchat.media.image as image_module
+
+    calls = []
+    real = image_module.decode_image
+    monkeypatch.setattr(image_module, "decode_image", lambda *a, **k: calls.append(1) or real(*a, **k))
+    png = noise_png(tmp_path / "p.png", seed=1)
+    turn = {"role": "user", "content": [image_part(str(png)), text_part("what")]}
+    with Runner(engine=FakeEngine()) as r:
+        first = r.chat([turn]).content
+        r.chat([turn, {"role": "assistant", "content": first}, {"role": "user", "content": "more"}])
+        assert len(calls) == 1  # the follow-up reused the decoded pixels
+        noise_png(png, seed=2)
+        os.utime(png, ns=(1, 1))
+        assert r.chat([turn]).content != first and len(calls) == 2  # a changed file is read again
