@@ -29,6 +29,8 @@ DEFAULT_QUANT = "Q4_K_M"  # for hf:owner/repo without :QUANT, as llama.cpp's -hf
 DEFAULT_IMAGE_MAX_SIDE = 1536  # long side in pixels; a 4K photo is scaled down before encoding
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # refuse larger images (decompression bombs)
 DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
+DEFAULT_VIDEO_FPS = 1.0  # frames sampled per second of video
+DEFAULT_VIDEO_MAX_FRAMES = 32  # more are spread evenly over the video
 DEFAULT_HTTP_TIMEOUT = 30.0
 DEFAULT_MAX_REDIRECTS = 5
 
@@ -41,3 +43,30 @@ def user_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def config_file() -> Path:
+    return user_dir() / "config.toml"
+
+
+def load_user_defaults(warn=None) -> dict[str, object]:
+    """`[defaults]` of the user's config.toml: option defaults for ask and chat.
+
+    Precedence: a flag on the command line > this file > the DEFAULT_* constants above.
+    A broken file is reported in one line and ignored, never fatal.
+    """
+    import tomllib
+
+    path = config_file()
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        defaults = data.get("defaults", {})
+        if not isinstance(defaults, dict):
+            raise ValueError("[defaults] must be a table")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        if warn:
+            warn(f"ignoring {path}: {str(e).splitlines()[0]}")
+        return {}
+    return {k.replace("-", "_"): v for k, v in defaults.items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -81,15 +82,43 @@ def data_url(data: bytes, mime: str) -> str:
 
 
 def user_message(prompt: str | None, media: Iterable[Part] = ()) -> Message:
-    """A user turn with the media first, in the order given, then the prompt text."""
-    parts = list(media)
-    if prompt:
-        parts.append(text_part(prompt))
+    """A user turn: media first in the order given, then the prompt text (unless the prompt
+    places them with [[N]] placeholders)."""
+    parts = place_media(prompt, list(media))
     if not parts:
         raise InputError("empty message: give a prompt or at least one image, audio or video")
     if len(parts) == 1 and parts[0]["type"] == "text":
         return {"role": "user", "content": prompt}
     return {"role": "user", "content": parts}
+
+
+PLACEHOLDER = re.compile(r"\[\[(\d+)\]\]")
+
+
+def place_media(prompt: str | None, media: Sequence[Part]) -> list[Part]:
+    """Parts for a prompt that may place media itself with numbered placeholders.
+
+    "What changed between [[1]] and [[2]]?" puts media 1 and 2 (numbered in the order they
+    were given) where they stand; media no placeholder names go first, in order.
+    """
+    text = prompt or ""
+    used: set[int] = set()
+    pieces: list[Part] = []
+    pos = 0
+    for match in PLACEHOLDER.finditer(text):
+        n = int(match.group(1))
+        if not 1 <= n <= len(media):
+            raise InputError(
+                f"the prompt names [[{n}]] but {len(media)} media file(s) were given: number them 1..{len(media)} in flag order"
+            )
+        if text[pos : match.start()]:
+            pieces.append(text_part(text[pos : match.start()]))
+        pieces.append(media[n - 1])
+        used.add(n)
+        pos = match.end()
+    if text[pos:]:
+        pieces.append(text_part(text[pos:]))
+    return [m for i, m in enumerate(media, 1) if i not in used] + pieces
 
 
 def system_message(text: str) -> Message:

@@ -238,3 +238,27 @@ def make_sampler(vocab, o: SamplingOptions):
     seed = o.seed if o.seed >= 0 else int.from_bytes(os.urandom(4), "little")
     add(llama.llama_sampler_init_dist(seed))
     return chain
+
+
+def backend_devices() -> list[str]:
+    """ggml's devices (CPU, CUDA0, Metal...), read from libggml itself: the bindings lack them."""
+    import pathlib
+
+    libdir = pathlib.Path(llama.__file__).parent / "lib"
+    names = sorted(libdir.glob("libggml.so*")) + sorted(libdir.glob("libggml.dylib")) + sorted(libdir.glob("ggml.dll"))
+    if not names:
+        return []
+    try:
+        ggml = ctypes.CDLL(str(names[0]))
+        ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
+        ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
+        ggml.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+        for fn in (ggml.ggml_backend_dev_name, ggml.ggml_backend_dev_description):
+            fn.restype, fn.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
+        out = []
+        for i in range(ggml.ggml_backend_dev_count()):
+            dev = ggml.ggml_backend_dev_get(i)
+            out.append(f"{ggml.ggml_backend_dev_name(dev).decode()} ({ggml.ggml_backend_dev_description(dev).decode().strip()})")
+        return out
+    except (OSError, AttributeError):
+        return []

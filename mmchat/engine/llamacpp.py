@@ -350,3 +350,14 @@ class LlamaCppEngine:
 
 def _n_pos(item: PromptItem) -> int:
     return item.n_pos if isinstance(item, MediaItem) else 1
+
+
+def backend_report() -> dict:
+    """What this llama.cpp build can use, for `mmchat doctor`."""
+    _lib.init(False)
+    return {
+        "devices": _lib.backend_devices(),
+        "gpu_offload": _lib.has_gpu(),
+        "system_info": llama.llama_print_system_info().decode(errors="replace").strip(),
+        "threads": _lib.physical_cores(),
+    }

@@ -1,0 +1,74 @@
+"""`mmchat models` and `mmchat doctor`: what is installed, known and downloaded."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from importlib import metadata
+
+from . import config, registry
+from .render import stdout_console
+
+
+def list_models(json_output: bool) -> None:
+    rows = registry.list_models(warn=lambda m: print(f"mmchat: warning: {m}", file=sys.stderr))
+    default = registry.load_registry(warn=lambda m: None).default
+    if json_output:
+        data = [
+            {"name": e.name, "repo": e.repo, "quant": e.quant, "modalities": list(e.modalities), "context": e.context,
+             "size_gb": e.size_gb, "downloaded": done, "default": e.name == default, "notes": e.notes}
+            for e, done in rows
+        ]
+        print(json.dumps(data, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("name", "takes", "size", "context", "downloaded", "notes"):
+        table.add_column(col, overflow="fold" if col == "notes" else "ellipsis")
+    for e, done in rows:
+        name = f"{e.name} *" if e.name == default else e.name
+        size = f"{e.size_gb:g} GB" if e.size_gb else "?"
+        table.add_row(name, "+".join(e.modalities) or "text", size, f"{e.context // 1024}K" if e.context else "?",
+                      "yes" if done else "-", e.notes)
+    console = stdout_console()
+    console.print(table)
+    console.print("* the default. Download one with `mmchat pull NAME`.", style="dim")
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def doctor() -> None:
+    """Facts a bug report needs, on stdout, one per line."""
+    from . import __version__
+    from .engine.llamacpp import backend_report
+
+    lines = [
+        f"mmchat {__version__}, Python {platform.python_version()} on {platform.platform()}",
+        "packages: " + ", ".join(f"{p} {_version(p)}" for p in ("llama-cpp-python", "av", "pillow", "pillow-heif", "soundfile", "soxr", "numpy", "huggingface_hub")),
+    ]
+    report = backend_report()
+    lines += [
+        f"llama.cpp backends: {', '.join(report['devices']) or 'CPU'}",
+        f"GPU offload: {'yes' if report['gpu_offload'] else 'no (CPU only; reinstall with CMAKE_ARGS=-DGGML_CUDA=on or -DGGML_METAL=on)'}",
+        f"CPU features: {report['system_info']}",
+        f"threads by default: {report['threads']} (physical cores)",
+        f"config: {config.config_file()}",
+        f"user models file: {registry.user_file()}",
+        f"data dir (history): {config.user_dir()}",
+    ]
+    try:
+        from huggingface_hub import constants
+
+        lines.append(f"model cache: {constants.HF_HUB_CACHE}")
+    except ImportError:  # pragma: no cover
+        pass
+    downloaded = [e.name for e, done in registry.list_models(warn=lambda m: None) if done]
+    lines.append(f"downloaded models: {', '.join(downloaded) if downloaded else 'none (mmchat pull NAME)'}")
+    print("\n".join(lines))

@@ -1,0 +1,405 @@
+"""The model registry (models.toml) and pulls from Hugging Face.
+
+Which model runs, first match wins: the --model flag (or Runner(model=...)) > the MMCHAT_MODEL
+environment variable > `default` in the user's models.toml > `default` in the bundled one.
+Entries merge the same way: the user's file adds entries and overrides fields of bundled ones.
+
+Only huggingface_hub touches the network or its cache (HF_HOME, HF_HUB_CACHE, HF_ENDPOINT,
+HF_HUB_OFFLINE are honoured as it honours them); resolve_local() never goes online.
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from . import config
+from .errors import MmchatError, ModelNotFound, NetworkError
+
+ENV_MODEL = "MMCHAT_MODEL"
+HF_PREFIX = "hf:"
+MODALITIES = ("image", "audio", "video")
+_SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
+_QUANT_IN_NAME = re.compile(r"(?<![a-z0-9])(i?q\d+(?:_[a-z0-9]+)*|bf16|f16|f32)(?![a-z0-9])", re.IGNORECASE)
+
+Warn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    repo: str
+    quant: str
+    modalities: tuple[str, ...] = ()
+    context: int = 0  # 0: unknown (an hf: repo outside the registry)
+    size_gb: float | None = None
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    model: Path
+    mmproj: Path | None
+    name: str | None = None
+    entry: ModelEntry | None = None
+
+
+@dataclass(frozen=True)
+class Registry:
+    entries: dict[str, ModelEntry]  # keyed by lower-cased name, in file order
+    default: str
+
+    def get(self, name: str) -> ModelEntry | None:
+        return self.entries.get(name.lower())
+
+
+class NotDownloaded(ModelNotFound):
+    """A known model that is not in the Hugging Face cache yet; resolve(pull=True) fetches it."""
+
+    def __init__(self, entry: ModelEntry, target: str, spec: str):
+        size = f" (about {entry.size_gb:g} GB)" if entry.size_gb else ""
+        super().__init__(f"model '{target}' is not downloaded: run `mmchat pull {target}`{size} or add --pull")
+        self.entry, self.spec = entry, spec  # pull(spec, quant=entry.quant) fetches it
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+
+def _stderr_warn(message: str) -> None:
+    print(f"mmchat: warning: {message}", file=sys.stderr)
+
+
+_FIELDS = {"repo": str, "quant": str, "modalities": list, "context": int, "size_gb": (int, float), "notes": str}
+
+
+def _entry(name: str, table: Any, base: ModelEntry | None = None) -> ModelEntry:
+    """One [models.NAME] table as an entry; a partial table overrides fields of `base`."""
+    if not isinstance(table, dict):
+        raise ValueError("must be a table of fields")
+    for key, value in table.items():
+        if key not in _FIELDS:
+            raise ValueError(f"unknown field {key!r} (fields: {', '.join(_FIELDS)})")
+        if not isinstance(value, _FIELDS[key]) or isinstance(value, bool):
+            raise ValueError(f"{key} has the wrong type")
+    if any(m not in MODALITIES for m in table.get("modalities", [])):
+        raise ValueError(f"modalities must be drawn from {', '.join(MODALITIES)}")
+    values = {**table, "modalities": tuple(table["modalities"])} if "modalities" in table else dict(table)
+    if "size_gb" in values:
+        values["size_gb"] = float(values["size_gb"])
+    if base is not None:
+        return replace(base, **values)
+    if "repo" not in values or "quant" not in values or values["repo"].count("/") != 1:
+        raise ValueError('a new model needs repo = "owner/name" and quant')
+    return ModelEntry(name=name, **{"context": config.DEFAULT_N_CTX, **values})
+
+
+def _parse(text: str) -> tuple[dict[str, Any], str | None]:
+    data = tomllib.loads(text)
+    if unknown := sorted(set(data) - {"default", "models"}):
+        raise ValueError(f"unknown top-level key {unknown[0]!r} (expected default and [models.NAME] tables)")
+    default = data.get("default")
+    if default is not None and not isinstance(default, str):
+        raise ValueError("default must be a model name")
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise ValueError("models must be tables: [models.NAME]")
+    return models, default
+
+
+def user_file() -> Path:
+    return config.user_dir() / "models.toml"
+
+
+def load_registry(*, warn: Warn | None = None) -> Registry:
+    """The bundled registry with the user's file merged over it; a broken user file only warns."""
+    warn = warn or _stderr_warn
+    bundled = resources.files("mmchat").joinpath("models.toml").read_text(encoding="utf-8")
+    tables, default = _parse(bundled)
+    entries = {name.lower(): _entry(name, table) for name, table in tables.items()}
+    assert default is not None and default.lower() in entries, "bundled models.toml needs a valid default"
+
+    path = user_file()
+    if path.is_file():
+        try:
+            tables, user_default = _parse(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:  # TOMLDecodeError is a ValueError
+            warn(f"ignoring {path}: {str(e).splitlines()[0]}")
+            return Registry(entries, default)
+        for name, table in tables.items():
+            try:
+                entries[name.lower()] = _entry(name, table, entries.get(name.lower()))
+            except (TypeError, ValueError) as e:
+                warn(f"ignoring model '{name}' in {path}: {e}")
+        if user_default is not None:
+            if user_default.lower() in entries:
+                default = user_default
+            else:
+                warn(f"ignoring default '{user_default}' in {path}: no such model (see `mmchat models`)")
+    return Registry(entries, default)
+
+
+# -- choosing files in a repository ------------------------------------------------------------
+
+
+def _mmproj_rank(filename: str) -> tuple[int, str]:
+    name = Path(filename).name.lower()
+    for rank, pattern in enumerate((r"(?<!b)f16", r"bf16", r"q8_0")):
+        if re.search(pattern, name):
+            return rank, name
+    return 3, name
+
+
+def available_quants(filenames: Iterable[str]) -> list[str]:
+    """Quantizations that model files (not projectors) in a repository are named for."""
+    found = {}
+    for f in filenames:
+        name = Path(f).name
+        if name.lower().endswith(".gguf") and "mmproj" not in name.lower():
+            for m in _QUANT_IN_NAME.finditer(name[:-5]):
+                found.setdefault(m.group(1).upper(), None)
+    return sorted(found)
+
+
+def pick_files(filenames: Iterable[str], quant: str) -> tuple[str | None, str | None]:
+    """(model, mmproj) among a repository's files: the GGUF named for `quant`, and the best projector."""
+    ggufs = [f for f in filenames if f.lower().endswith(".gguf")]
+    projectors = [f for f in ggufs if "mmproj" in Path(f).name.lower()]
+    q = quant.lower()
+    models = [f for f in ggufs if f not in projectors and q in Path(f).name.lower()]
+    models = [f for f in models if not (m := _SHARD.search(f)) or m.group(1) == "00001"]
+
+    def rank(f: str) -> tuple[bool, int, str]:  # prefer the quant as a whole dash-separated token
+        tokens = re.split(r"[-.]", Path(f).name.lower()[:-5])
+        return q not in tokens, len(f), f
+
+    model = min(models, key=rank) if models else None
+    mmproj = min(projectors, key=_mmproj_rank) if projectors else None
+    return model, mmproj
+
+
+def _shards(model: str, filenames: Iterable[str]) -> list[str]:
+    """All parts of a split GGUF (name-00001-of-00003.gguf), or just the file."""
+    m = _SHARD.search(model)
+    if not m:
+        return [model]
+    stem = model[: m.start()]
+    return sorted(f for f in filenames if f.startswith(stem) and _SHARD.search(f))
+
+
+# -- resolving names ---------------------------------------------------------------------------
+
+
+def _parse_hf(spec: str, quant: str | None, registry: Registry) -> tuple[ModelEntry, str, str]:
+    """hf:owner/repo[:QUANT] as an entry (the registry's, when it knows the repo), display name, spec."""
+    repo, _, spec_quant = spec[len(HF_PREFIX) :].partition(":")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise ModelNotFound(f"not a Hugging Face repository: {spec}: write hf:owner/name or hf:owner/name:QUANT")
+    quant = quant or spec_quant or None
+    known = next((e for e in registry.entries.values() if e.repo.lower() == repo.lower()), None)
+    entry = known or ModelEntry(name=f"{HF_PREFIX}{repo}", repo=repo, quant=config.DEFAULT_QUANT)
+    if quant:
+        entry = replace(entry, quant=quant)
+    return entry, f"{HF_PREFIX}{repo}" + (f":{quant}" if quant else ""), f"{HF_PREFIX}{repo}"
+
+
+def _lookup(model: str, quant: str | None, registry: Registry) -> tuple[ModelEntry, str, str]:
+    """(entry, name for messages, spec for pull) of a registry name or hf: form."""
+    if model.lower().startswith(HF_PREFIX):
+        return _parse_hf(model, quant, registry)
+    entry = registry.get(model)
+    if entry is None:
+        names = {e.name.lower(): e.name for e in registry.entries.values()}
+        close = difflib.get_close_matches(model.lower(), list(names), n=3, cutoff=0.5)
+        close += [n for n in names if model.lower() in n and n not in close][: 3 - len(close)]
+        hint = f"did you mean {', '.join(names[n] for n in close)}? " if close else ""
+        raise ModelNotFound(
+            f"unknown model '{model}': {hint}`mmchat models` lists the known ones "
+            "(or give a path to a .gguf file, or hf:owner/repo)"
+        )
+    target = entry.name
+    if quant and quant.lower() != entry.quant.lower():
+        entry, target = replace(entry, quant=quant), f"{entry.name} --quant {quant}"
+    return entry, target, entry.name
+
+
+def _is_path(model: str | Path) -> bool:
+    """A path, as opposed to a registry name or hf:owner/repo."""
+    if isinstance(model, Path):
+        return True
+    if model.lower().startswith(HF_PREFIX):
+        return False
+    return model.lower().endswith(".gguf") or "/" in model or os.sep in model or model.startswith(("~", "."))
+
+
+def _cached_files() -> dict[str, dict[str, Path]]:
+    """Cached files of each repo (lower-cased id) by name in the repo, `main` first. No network."""
+    from huggingface_hub import constants, scan_cache_dir
+
+    if not Path(constants.HF_HUB_CACHE).is_dir():  # nothing downloaded yet
+        return {}
+    info = scan_cache_dir(constants.HF_HUB_CACHE)  # its default is bound at import; pass today's
+    cached: dict[str, dict[str, Path]] = {}
+    for repo in info.repos:
+        if repo.repo_type != "model":
+            continue
+        files = cached.setdefault(repo.repo_id.lower(), {})
+        for revision in sorted(repo.revisions, key=lambda r: ("main" not in r.refs, -r.last_modified)):
+            for f in revision.files:
+                files.setdefault(f.file_path.relative_to(revision.snapshot_path).as_posix(), f.file_path)
+    return cached
+
+
+def _in_cache(entry: ModelEntry, cached: dict[str, dict[str, Path]]) -> Resolved | None:
+    by_name = cached.get(entry.repo.lower(), {})
+    model, mmproj = pick_files(sorted(by_name), entry.quant)
+    if model is None or not all(by_name.get(f) for f in _shards(model, by_name)):
+        return None
+    if mmproj is None and entry.modalities:  # a pull was interrupted before the projector
+        return None
+    return Resolved(by_name[model], by_name[mmproj] if mmproj else None, entry.name, entry)
+
+
+def resolve_local(model: str | Path | None = None, *, quant: str | None = None, warn: Warn | None = None) -> Resolved:
+    """A path, registry name or hf:owner/repo[:QUANT] as local files, without the network."""
+    if model is None or model == "":
+        model = os.environ.get(ENV_MODEL) or None
+    if model is not None and _is_path(model):
+        path = Path(model).expanduser()
+        if path.is_file():
+            return Resolved(path, None)
+        if path.is_dir():
+            raise ModelNotFound(f"model path is a directory: {model}: give the .gguf file inside it")
+        raise ModelNotFound(f"model file not found: {model}")
+    registry = load_registry(warn=warn)
+    entry, target, spec = _lookup(str(model or registry.default), quant, registry)
+    found = _in_cache(entry, _cached_files())
+    if found is None:
+        raise NotDownloaded(entry, target, spec)
+    return found
+
+
+def list_models(*, warn: Warn | None = None) -> list[tuple[ModelEntry, bool]]:
+    """Every registry entry and whether it is downloaded, for `mmchat models`."""
+    cached = _cached_files()
+    return [(e, _in_cache(e, cached) is not None) for e in load_registry(warn=warn).entries.values()]
+
+
+# -- pulling -----------------------------------------------------------------------------------
+
+
+def _network_reason(exc: BaseException) -> str | None:
+    """A short reason when `exc` (or what caused it) means the Hub could not be reached."""
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    seen: BaseException | None = exc
+    for _ in range(20):  # the cause chain, guarded against cycles
+        if seen is None:
+            break
+        if isinstance(seen, OfflineModeIsEnabled):
+            return "offline mode is on (HF_HUB_OFFLINE is set)"
+        if isinstance(seen, HfHubHTTPError):
+            status = seen.response.status_code if seen.response is not None else 0
+            return f"HTTP {status}" if status >= 500 or status == 429 else None
+        names = {c.__name__ for c in type(seen).__mro__}
+        if names & {"TransportError", "ConnectionError", "Timeout"} or isinstance(seen, TimeoutError):
+            return (str(seen).strip().splitlines() or [type(seen).__name__])[0][:160]
+        if isinstance(seen, LocalEntryNotFoundError) and seen.__cause__ is None:
+            return "the Hub did not answer"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _hub_error(exc: Exception, entry: ModelEntry, target: str) -> Exception:
+    """The MmchatError a failed listing or download means for the user, or `exc` itself."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return MmchatError(
+            f"no disk space left to download {target} into {constants.HF_HUB_CACHE}: free some or set HF_HUB_CACHE"
+        )
+    if isinstance(exc, GatedRepoError):
+        return ModelNotFound(
+            f"{entry.repo} is gated: accept its licence at huggingface.co/{entry.repo}, then run `hf auth login`"
+        )
+    if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError)):
+        return ModelNotFound(f"no repository {entry.repo} on Hugging Face (for '{target}'): check the name")
+    if (reason := _network_reason(exc)) is not None:
+        return NetworkError(f"cannot reach Hugging Face to download {target} (no network?): {reason}")
+    return exc
+
+
+def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, warn: Warn | None = None) -> Resolved:
+    """Download a registry model or hf:owner/repo[:QUANT] (model + projector) into the Hugging Face cache."""
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    if _is_path(name_or_hf):
+        raise ModelNotFound(
+            f"cannot pull a file path: {name_or_hf}: give a model name (`mmchat models`) or hf:owner/repo"
+        )
+    entry, target, _ = _lookup(name_or_hf, quant, load_registry(warn=warn))
+    silence = not progress and not are_progress_bars_disabled()
+    if silence:
+        disable_progress_bars()
+    try:
+        info = HfApi().model_info(entry.repo, timeout=config.DEFAULT_HTTP_TIMEOUT)
+        filenames = [s.rfilename for s in info.siblings or []]
+        model, mmproj = pick_files(filenames, entry.quant)
+        if model is None:
+            quants = available_quants(filenames)
+            if not quants:
+                raise ModelNotFound(
+                    f"{entry.repo} has no GGUF model files: mmchat runs llama.cpp (*-GGUF) repositories"
+                )
+            raise ModelNotFound(
+                f"{entry.repo} has no {entry.quant} model file: it has {', '.join(quants)} "
+                f"(e.g. `mmchat pull {entry.name} --quant {quants[0]}`)"
+            )
+        if mmproj is None and entry.modalities:
+            raise ModelNotFound(
+                f"{entry.repo} has no mmproj*.gguf projector, which {entry.name} needs for "
+                f"{' and '.join(entry.modalities)}: check the repo in your models.toml"
+            )
+        paths = [hf_hub_download(entry.repo, f) for f in _shards(model, filenames)]
+        mmproj_path = hf_hub_download(entry.repo, mmproj) if mmproj else None
+    except ModelNotFound:
+        raise
+    except Exception as e:
+        mapped = _hub_error(e, entry, target)
+        if mapped is e:
+            raise
+        raise mapped from e
+    finally:
+        if silence:
+            enable_progress_bars()
+    return Resolved(Path(paths[0]), Path(mmproj_path) if mmproj_path else None, entry.name, entry)
+
+
+_pull = pull  # resolve()'s `pull` flag shadows the function
+
+
+def resolve(
+    model: str | Path | None = None,
+    *,
+    pull: bool = False,
+    quant: str | None = None,
+    progress: bool = True,
+    warn: Warn | None = None,
+) -> Resolved:
+    """resolve_local(), and with pull=True download a known model that is not there yet."""
+    try:
+        return resolve_local(model, quant=quant, warn=warn)
+    except NotDownloaded as e:
+        if not pull:
+            raise
+        return _pull(e.spec, quant=e.entry.quant, progress=progress, warn=warn)

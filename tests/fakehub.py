@@ -1,0 +1,255 @@
+"""A local stand-in for huggingface.co, so pulls are tested without the internet.
+
+It answers what huggingface_hub 1.x/2.x asks for when listing a repository and downloading a file:
+
+    GET  /api/models/{owner}/{name}[/revision/{rev}]      model_info (siblings, with sizes)
+    GET  /api/models/{owner}/{name}/tree/{rev}[/{path}]   list_repo_tree / list_repo_files
+    HEAD /{owner}/{name}/resolve/{rev}/{file}             hf_hub_download's metadata: ETag, X-Repo-Commit,
+                                                          Content-Length, Accept-Ranges
+    GET  /{owner}/{name}/resolve/{rev}/{file}             the bytes; honours `Range: bytes=N-[M]` (206)
+
+Unknown repositories and files get 404 with the X-Error-Code header the Hub sends. `drop_once`
+names files whose next GET is cut off halfway (headers promise the whole file, the socket closes),
+which is how a flaky network looks to the client.
+
+    with FakeHub({"org/m-GGUF": {"m-Q4_K_M.gguf": b"..."}}) as hub:
+        use_hub(monkeypatch, hub.url, tmp_path / "hf")
+        ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import re
+import socket
+import threading
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+class FakeHub:
+    def __init__(self, repos: dict[str, dict[str, bytes]] | None = None, *, commit: str = COMMIT):
+        self.repos: dict[str, dict[str, bytes]] = dict(repos or {})
+        self.commit = commit
+        self.drop_once: set[str] = set()
+        self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
+        self._lock = threading.Lock()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> FakeHub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def range_requests(self, filename: str) -> list[str]:
+        """The Range headers of GETs for `filename` (a resumed download sends one)."""
+        return [h["range"] for m, p, h in self.requests if m == "GET" and p.endswith("/" + filename) and "range" in h]
+
+    def _log(self, method: str, path: str, headers: dict[str, str]) -> None:
+        with self._lock:
+            self.requests.append((method, path, headers))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _git_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # keep test output clean
+            pass
+
+        def do_HEAD(self) -> None:
+            self._route(head=True)
+
+        def do_GET(self) -> None:
+            self._route(head=False)
+
+        # -- routing -----------------------------------------------------------------------
+
+        def _route(self, *, head: bool) -> None:
+            path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+            hub._log(self.command, path, {k.lower(): v for k, v in self.headers.items()})
+            if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?", path):
+                self._tree(m.group(1), m.group(3) or "")
+            elif m := re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?", path):
+                self._info(m.group(1))
+            elif m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
+                self._file(m.group(1), m.group(3), head=head)
+            else:
+                self._error(404, "Not found", None)
+
+        def _repo(self, repo: str) -> dict[str, bytes] | None:
+            files = hub.repos.get(repo)
+            if files is None:
+                self._error(404, "Repository not found", "RepoNotFound")
+            return files
+
+        # -- API ---------------------------------------------------------------------------
+
+        def _info(self, repo: str) -> None:
+            if (files := self._repo(repo)) is None:
+                return
+            siblings = [
+                {
+                    "rfilename": name,
+                    "size": len(data),
+                    "blobId": _git_sha1(data),
+                    "lfs": {"size": len(data), "sha256": _sha256(data), "pointerSize": 134},
+                }
+                for name, data in sorted(files.items())
+            ]
+            self._json(
+                {
+                    "_id": "0" * 24,
+                    "id": repo,
+                    "modelId": repo,
+                    "author": repo.split("/")[0],
+                    "sha": hub.commit,
+                    "private": False,
+                    "gated": False,
+                    "disabled": False,
+                    "downloads": 0,
+                    "likes": 0,
+                    "tags": ["gguf"],
+                    "library_name": "gguf",
+                    "lastModified": "2025-01-01T00:00:00.000Z",
+                    "createdAt": "2025-01-01T00:00:00.000Z",
+                    "siblings": siblings,
+                }
+            )
+
+        def _tree(self, repo: str, prefix: str) -> None:
+            if (files := self._repo(repo)) is None:
+                return
+            prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+            entries = [
+                {
+                    "type": "file",
+                    "path": name,
+                    "size": len(data),
+                    "oid": _git_sha1(data),
+                    "lfs": {"oid": _sha256(data), "size": len(data), "pointerSize": 134},
+                }
+                for name, data in sorted(files.items())
+                if name.startswith(prefix)
+            ]
+            self._json(entries)
+
+        # -- files -------------------------------------------------------------------------
+
+        def _file(self, repo: str, filename: str, *, head: bool) -> None:
+            if (files := self._repo(repo)) is None:
+                return
+            data = files.get(filename)
+            if data is None:
+                self._error(404, "Entry not found", "EntryNotFound")
+                return
+            start, end = 0, len(data) - 1
+            status = 200
+            if not head and (rng := self.headers.get("Range")):
+                m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())
+                if m is None or int(m.group(1)) >= len(data):
+                    self._error(416, "Range not satisfiable", None)
+                    return
+                start = int(m.group(1))
+                end = min(int(m.group(2)), end) if m.group(2) else end
+                status = 206
+            body = data[start : end + 1]
+            self.send_response(status)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("ETag", f'"{_sha256(data)}"')
+            self.send_header("X-Repo-Commit", hub.commit)
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            self.end_headers()
+            if head:
+                return
+            if filename in hub.drop_once and status == 200:
+                hub.drop_once.discard(filename)
+                self.wfile.write(body[: len(body) // 2])
+                self.close_connection = True  # the server closes the socket: the body ends early
+                return
+            self.wfile.write(body)
+
+        # -- helpers -----------------------------------------------------------------------
+
+        def _json(self, obj: Any) -> None:
+            body = json.dumps(obj).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Repo-Commit", hub.commit)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _error(self, status: int, message: str, code: str | None) -> None:
+            body = json.dumps({"error": message}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if code:
+                self.send_header("X-Error-Code", code)
+                self.send_header("X-Error-Message", message)
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+def use_hub(monkeypatch: pytest.MonkeyPatch, endpoint: str, hf_home: Path) -> Path:
+    """Point huggingface_hub at `endpoint` with its cache under `hf_home`; returns the hub cache dir.
+
+    huggingface_hub reads HF_ENDPOINT / HF_HOME / HF_HUB_CACHE once, at import, so the environment
+    is set (for subprocesses) and its constants are patched (for this process).
+    """
+    from huggingface_hub import constants
+
+    cache = hf_home / "hub"
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    patches = {
+        "ENDPOINT": endpoint,
+        "HUGGINGFACE_CO_URL_TEMPLATE": endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+        "HF_HOME": str(hf_home),
+        "HF_HUB_CACHE": str(cache),
+        "HF_HUB_OFFLINE": False,
+        "HF_TOKEN_PATH": str(hf_home / "token"),
+        "HF_STORED_TOKENS_PATH": str(hf_home / "stored_tokens"),
+    }
+    for name, value in patches.items():
+        if hasattr(constants, name):
+            monkeypatch.setattr(constants, name, value)
+    return cache
+
+
+def closed_port() -> str:
+    """An http:// URL on 127.0.0.1 where nothing listens: connecting is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

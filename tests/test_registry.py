@@ -1,0 +1,347 @@
+"""registry.py: names, paths and hf: forms resolve offline; the user file merges; pulls work against a fake hub."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from mmchat import registry
+from mmchat.errors import ModelNotFound, NetworkError
+from mmchat.registry import ModelEntry, NotDownloaded, Resolved
+from tests.fakehub import COMMIT, FakeHub, closed_port, use_hub
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Own user dir, own (empty) HF cache, and a hub that refuses connections: nothing real is touched."""
+    monkeypatch.setenv("MMCHAT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(registry.ENV_MODEL, raising=False)
+    return use_hub(monkeypatch, closed_port(), tmp_path / "hf")
+
+
+def write_user_file(text: str) -> Path:
+    path = registry.user_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def put_in_cache(cache: Path, repo: str, files: dict[str, bytes]) -> Path:
+    """Lay files out the way hf_hub_download leaves them (blobs, a snapshot of symlinks, refs/main)."""
+    root = cache / ("models--" + repo.replace("/", "--"))
+    snapshot = root / "snapshots" / COMMIT
+    (root / "blobs").mkdir(parents=True, exist_ok=True)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (root / "refs").mkdir(exist_ok=True)
+    (root / "refs" / "main").write_text(COMMIT)
+    for name, data in files.items():
+        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snapshot / name).symlink_to(Path("../..") / "blobs" / blob.name)
+    return snapshot
+
+
+def one_line(e: BaseException) -> str:
+    message = str(e)
+    assert message and "\n" not in message
+    return message
+
+
+# -- the bundled registry ---------------------------------------------------------------------
+
+
+def test_bundled_registry_parses_and_every_entry_is_complete():
+    reg = registry.load_registry(warn=pytest.fail)
+    for name in (
+        "gemma-3-4b-it",
+        "gemma-4-E2B-it",
+        "gemma-4-E4B-it",
+        "qwen2.5-vl-3b",
+        "qwen2.5-vl-7b",
+        "qwen3-vl-2b",
+        "smolvlm2-500m-video",
+        "internvl3-1b",
+        "moondream2",
+        "ultravox-v0_5-llama-3_2-1b",
+        "voxtral-mini-3b",
+        "qwen2.5-omni-3b",
+    ):
+        assert reg.get(name) is not None, name
+    for entry in reg.entries.values():
+        owner, _, repo = entry.repo.partition("/")
+        assert owner in ("ggml-org", "Qwen") and repo.endswith("-GGUF"), entry
+        assert entry.quant and entry.notes and "\n" not in entry.notes, entry
+        assert entry.modalities and set(entry.modalities) <= set(registry.MODALITIES), entry
+        assert entry.context >= 2048 and entry.size_gb and 0.1 < entry.size_gb < 20, entry
+    audio = {e.name for e in reg.entries.values() if "audio" in e.modalities}
+    assert {"ultravox-v0_5-llama-3_2-1b", "voxtral-mini-3b", "qwen2.5-omni-3b", "gemma-4-E2B-it"} <= audio
+
+
+def test_default_exists_and_takes_images_and_audio():
+    reg = registry.load_registry(warn=pytest.fail)
+    default = reg.get(reg.default)
+    assert default is not None and default.name == "gemma-4-E2B-it"
+    assert {"image", "audio"} <= set(default.modalities)
+
+
+# -- paths, names and hf: forms ---------------------------------------------------------------
+
+
+def test_an_existing_path_is_that_file(tmp_path: Path):
+    model = tmp_path / "my model.gguf"
+    model.write_bytes(b"GGUF")
+    assert registry.resolve_local(model) == Resolved(model, None)
+    assert registry.resolve_local(str(model)).model == model
+
+
+@pytest.mark.parametrize("given", ["missing.gguf", "models/missing", "./nothing-here.GGUF"])
+def test_a_missing_path_says_file_not_found(given: str):
+    with pytest.raises(ModelNotFound) as e:
+        registry.resolve_local(given)
+    assert one_line(e.value) == f"model file not found: {given}"
+
+
+def test_a_directory_asks_for_the_file_inside(tmp_path: Path):
+    with pytest.raises(ModelNotFound, match="directory.*give the .gguf file inside"):
+        registry.resolve_local(tmp_path)
+
+
+def test_a_name_resolves_from_the_hf_cache_case_insensitively(isolated: Path):
+    snapshot = put_in_cache(
+        isolated,
+        "Qwen/Qwen3-VL-2B-Instruct-GGUF",
+        {
+            "Qwen3VL-2B-Instruct-Q4_K_M.gguf": b"model q4",
+            "Qwen3VL-2B-Instruct-Q8_0.gguf": b"model q8",
+            "mmproj-Qwen3VL-2B-Instruct-Q8_0.gguf": b"proj q8",
+            "mmproj-Qwen3VL-2B-Instruct-F16.gguf": b"proj f16",
+        },
+    )
+    got = registry.resolve_local("QWEN3-VL-2B")
+    assert got.model == snapshot / "Qwen3VL-2B-Instruct-Q4_K_M.gguf"
+    assert got.mmproj == snapshot / "mmproj-Qwen3VL-2B-Instruct-F16.gguf"
+    assert got.name == "qwen3-vl-2b" and got.entry is not None and "image" in got.entry.modalities
+    assert registry.resolve_local("qwen3-vl-2b", quant="q8_0").model.read_bytes() == b"model q8"
+    assert dict((e.name, d) for e, d in registry.list_models())["qwen3-vl-2b"] is True
+
+
+def test_hf_forms_resolve_with_and_without_a_quant(isolated: Path):
+    snapshot = put_in_cache(isolated, "some-org/thing-GGUF", {"thing-Q8_0.gguf": b"m", "mmproj-thing-f16.gguf": b"p"})
+    got = registry.resolve_local("hf:some-org/thing-GGUF:Q8_0")
+    assert got == Resolved(snapshot / "thing-Q8_0.gguf", snapshot / "mmproj-thing-f16.gguf", got.name, got.entry)
+    assert got.entry is not None and got.entry.repo == "some-org/thing-GGUF" and got.entry.quant == "Q8_0"
+    with pytest.raises(NotDownloaded) as e:  # without :QUANT it means Q4_K_M, as llama.cpp's -hf does
+        registry.resolve_local("hf:some-org/thing-GGUF")
+    assert "run `mmchat pull hf:some-org/thing-GGUF`" in one_line(e.value)
+    with pytest.raises(ModelNotFound, match="write hf:owner/name"):
+        registry.resolve_local("hf:no-slash")
+
+
+def test_hf_form_of_a_registry_repo_keeps_its_metadata(isolated: Path):
+    put_in_cache(
+        isolated, "ggml-org/gemma-3-4b-it-GGUF", {"gemma-3-4b-it-Q4_K_M.gguf": b"m", "mmproj-model-f16.gguf": b"p"}
+    )
+    got = registry.resolve_local("hf:ggml-org/gemma-3-4b-it-GGUF")
+    assert got.entry is not None and got.entry.name == "gemma-3-4b-it" and got.entry.modalities == ("image",)
+
+
+def test_mmchat_model_env_is_used_when_no_model_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    model = tmp_path / "env.gguf"
+    model.write_bytes(b"GGUF")
+    monkeypatch.setenv(registry.ENV_MODEL, str(model))
+    assert registry.resolve_local(None).model == model
+    monkeypatch.delenv(registry.ENV_MODEL)
+    with pytest.raises(NotDownloaded, match="'gemma-4-E2B-it' is not downloaded"):
+        registry.resolve_local(None)
+
+
+def test_not_downloaded_names_the_exact_pull_command():
+    with pytest.raises(NotDownloaded) as e:
+        registry.resolve_local("gemma-3-4b-it")
+    assert isinstance(e.value, ModelNotFound)
+    assert one_line(e.value) == (
+        "model 'gemma-3-4b-it' is not downloaded: run `mmchat pull gemma-3-4b-it` (about 3.3 GB) or add --pull"
+    )
+
+
+def test_a_model_without_its_projector_counts_as_not_downloaded(isolated: Path):
+    put_in_cache(isolated, "ggml-org/gemma-3-4b-it-GGUF", {"gemma-3-4b-it-Q4_K_M.gguf": b"m"})
+    with pytest.raises(NotDownloaded):
+        registry.resolve_local("gemma-3-4b-it")
+
+
+def test_an_unknown_name_lists_close_matches():
+    with pytest.raises(ModelNotFound) as e:
+        registry.resolve_local("gemma-3-4b")
+    message = one_line(e.value)
+    assert message.startswith("unknown model 'gemma-3-4b': did you mean gemma-3-4b-it")
+    assert "`mmchat models`" in message
+    with pytest.raises(ModelNotFound, match="unknown model 'zzzz': `mmchat models`"):
+        registry.resolve_local("zzzz")
+
+
+# -- the user's file ----------------------------------------------------------------------------
+
+
+def test_the_user_file_overrides_an_entry_adds_one_and_sets_the_default():
+    write_user_file(
+        'default = "my-model"\n'
+        '[models."gemma-3-4b-it"]\nquant = "Q8_0"\n'
+        '[models."my-model"]\nrepo = "me/my-model-GGUF"\nquant = "Q5_K_M"\nmodalities = ["audio"]\n'
+    )
+    reg = registry.load_registry(warn=pytest.fail)
+    gemma = reg.get("gemma-3-4b-it")
+    assert gemma is not None and gemma.quant == "Q8_0"
+    assert gemma.repo == "ggml-org/gemma-3-4b-it-GGUF" and gemma.modalities == ("image",)  # the rest is kept
+    mine = reg.get("MY-MODEL")
+    assert mine == ModelEntry("my-model", "me/my-model-GGUF", "Q5_K_M", ("audio",), mine.context, None, "")
+    assert reg.default == "my-model" and len(reg.entries) == len(registry.load_registry().entries)
+    with pytest.raises(NotDownloaded, match="`mmchat pull my-model` or add --pull"):
+        registry.resolve_local(None)
+
+
+def test_a_broken_user_file_warns_once_and_the_bundled_registry_still_works():
+    path = write_user_file('[models."x"\nrepo = ')
+    warnings: list[str] = []
+    reg = registry.load_registry(warn=warnings.append)
+    assert len(warnings) == 1 and warnings[0].startswith(f"ignoring {path}: ") and "\n" not in warnings[0]
+    assert reg.default == "gemma-4-E2B-it" and reg.get("gemma-3-4b-it") is not None
+
+
+def test_a_bad_user_entry_is_skipped_with_a_warning():
+    write_user_file(
+        'default = "nope"\n'
+        '[models."bad"]\nrepo = "a/b"\nquant = "Q4_K_M"\nmodalities = ["smell"]\n'
+        '[models."good"]\nrepo = "a/good-GGUF"\nquant = "Q4_K_M"\n'
+    )
+    warnings: list[str] = []
+    reg = registry.load_registry(warn=warnings.append)
+    assert reg.get("good") is not None and reg.get("bad") is None and reg.default == "gemma-4-E2B-it"
+    assert [w.split(":")[0] for w in warnings] == [
+        "ignoring model 'bad' in " + str(registry.user_file()),
+        "ignoring default 'nope' in " + str(registry.user_file()),
+    ]
+
+
+# -- choosing files ---------------------------------------------------------------------------
+
+
+def test_pick_files_follows_llama_cpp_hf_naming():
+    pick = registry.pick_files
+    gemma = ["README.md", "gemma-3-4b-it-Q4_K_M.gguf", "gemma-3-4b-it-Q8_0.gguf", "mmproj-model-f16.gguf"]
+    assert pick(gemma, "q4_k_m") == ("gemma-3-4b-it-Q4_K_M.gguf", "mmproj-model-f16.gguf")
+    moondream = ["moondream2-text-model-f16_ct-vicuna.gguf", "moondream2-mmproj-f16-20250414.gguf"]
+    assert pick(moondream, "f16") == tuple(moondream)
+    projectors = ["mmproj-x-Q8_0.gguf", "mmproj-x-bf16.gguf", "mmproj-x-f16.gguf", "x-Q8_0.gguf"]
+    assert pick(projectors, "Q8_0") == ("x-Q8_0.gguf", "mmproj-x-f16.gguf")
+    assert pick(projectors[:2] + ["x-Q8_0.gguf"], "Q8_0")[1] == "mmproj-x-bf16.gguf"
+    assert pick(["x-Q4_K_M.gguf"], "Q8_0") == (None, None)
+    shards = ["big-Q4_K_M-00002-of-00002.gguf", "big-Q4_K_M-00001-of-00002.gguf"]
+    assert pick(shards, "Q4_K_M")[0] == "big-Q4_K_M-00001-of-00002.gguf"
+    assert registry.available_quants(gemma + moondream) == ["F16", "Q4_K_M", "Q8_0"]
+
+
+# -- pulling from a fake hub --------------------------------------------------------------------
+
+TINY = {
+    "README.md": b"# tiny\n",
+    "tiny-Q4_K_M.gguf": b"GGUF" + bytes(range(256)) * 40,
+    "tiny-Q8_0.gguf": b"GGUF q8" * 10,
+    "mmproj-tiny-Q8_0.gguf": b"GGUF proj q8",
+    "mmproj-tiny-f16.gguf": b"GGUF proj f16" * 100,
+}
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    with FakeHub({"test-org/tiny-GGUF": dict(TINY)}) as fake:
+        use_hub(monkeypatch, fake.url, tmp_path / "hf")
+        write_user_file(
+            '[models."tiny"]\nrepo = "test-org/tiny-GGUF"\nquant = "Q4_K_M"\nmodalities = ["image"]\nsize_gb = 0.01\n'
+        )
+        yield fake
+
+
+def test_pull_downloads_the_model_and_its_projector_with_progress_on_stderr(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+):
+    monkeypatch.setenv("TQDM_POSITION", "-1")  # tqdm draws bars on a non-TTY stderr only when asked
+    with pytest.raises(NotDownloaded):
+        registry.resolve_local("tiny")
+    got = registry.pull("tiny")
+    assert got.model.name == "tiny-Q4_K_M.gguf" and got.model.read_bytes() == TINY["tiny-Q4_K_M.gguf"]
+    assert got.mmproj is not None and got.mmproj.read_bytes() == TINY["mmproj-tiny-f16.gguf"]
+    assert got.name == "tiny" and got.entry is not None
+    out, err = capfd.readouterr()
+    assert out == "" and "tiny-Q4_K_M.gguf" in err and "100%" in err
+    assert registry.resolve_local("tiny") == got  # found offline afterwards
+    assert dict((e.name, d) for e, d in registry.list_models())["tiny"] is True
+    fetched = {p.rsplit("/", 1)[-1] for m, p, _ in hub.requests if m == "GET" and "/resolve/" in p}
+    assert fetched == {"tiny-Q4_K_M.gguf", "mmproj-tiny-f16.gguf"}  # nothing else
+
+
+def test_pull_with_progress_off_is_quiet(hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capfd):
+    from huggingface_hub.utils import are_progress_bars_disabled
+
+    monkeypatch.setenv("TQDM_POSITION", "-1")
+    got = registry.pull("hf:test-org/tiny-GGUF:Q8_0", progress=False)
+    assert got.model.read_bytes() == TINY["tiny-Q8_0.gguf"] and got.name == "tiny"
+    assert capfd.readouterr().err == ""
+    assert not are_progress_bars_disabled()  # switched back on afterwards
+
+
+def test_an_interrupted_download_resumes_with_a_range_request(hub: FakeHub, monkeypatch: pytest.MonkeyPatch):
+    from huggingface_hub import constants
+
+    # huggingface_hub writes what it received in 10 MB chunks; small chunks let a 10 kB file show the
+    # same thing a real multi-GB download does: the bytes before the cut are kept, the rest is asked for.
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1024)
+    hub.drop_once.add("tiny-Q4_K_M.gguf")
+    got = registry.pull("tiny", progress=False)
+    assert got.model.read_bytes() == TINY["tiny-Q4_K_M.gguf"]
+    (resumed,) = hub.range_requests("tiny-Q4_K_M.gguf")
+    start = int(resumed.removeprefix("bytes=").removesuffix("-"))
+    assert 0 < start <= len(TINY["tiny-Q4_K_M.gguf"]) // 2
+
+
+def test_resolve_pulls_only_when_asked(hub: FakeHub):
+    with pytest.raises(NotDownloaded):
+        registry.resolve("tiny")
+    got = registry.resolve("tiny", pull=True, progress=False)
+    assert got.model.read_bytes() == TINY["tiny-Q4_K_M.gguf"]
+
+
+def test_a_repo_without_the_quant_names_the_quants_it_has(hub: FakeHub):
+    with pytest.raises(ModelNotFound) as e:
+        registry.pull("tiny", quant="Q5_K_S", progress=False)
+    assert one_line(e.value) == (
+        "test-org/tiny-GGUF has no Q5_K_S model file: it has Q4_K_M, Q8_0 (e.g. `mmchat pull tiny --quant Q4_K_M`)"
+    )
+
+
+def test_an_unknown_repo_is_model_not_found(hub: FakeHub):
+    with pytest.raises(ModelNotFound, match="no repository test-org/nothing-GGUF on Hugging Face"):
+        registry.pull("hf:test-org/nothing-GGUF", progress=False)
+
+
+def test_no_network_is_one_line_network_error(hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    use_hub(monkeypatch, closed_port(), tmp_path / "hf")
+    with pytest.raises(NetworkError) as e:
+        registry.pull("tiny", progress=False)
+    assert one_line(e.value).startswith("cannot reach Hugging Face to download tiny (no network?): ")
+
+
+def test_offline_mode_is_network_error(hub: FakeHub, monkeypatch: pytest.MonkeyPatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(NetworkError, match="HF_HUB_OFFLINE"):
+        registry.pull("tiny", progress=False)
+    assert hub.requests == []
+
+
+def test_a_path_cannot_be_pulled():
+    with pytest.raises(ModelNotFound, match="cannot pull a file path"):
+        registry.pull("./model.gguf")
