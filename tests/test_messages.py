@@ -64,3 +64,19 @@ def test_iter_media_walks_the_whole_conversation_in_order():
     refs = list(m.iter_media(convo))
     assert [(r.kind, r.url) for r in refs] == [("image", "1.png"), ("audio", "2.wav"), ("video", "3.mp4")]
     assert refs[2].options == {"fps": 2} and refs[2].where == "messages[2].content[1]"
+
+
+def test_placeholders_put_media_where_they_stand():
+    a, b = m.image_part("a.png"), m.image_part("b.png")
+    msg = m.user_message("What changed between [[2]] and [[1]]?", [a, b])
+    assert msg["content"] == [m.text_part("What changed between "), b, m.text_part(" and "), a, m.text_part("?")]
+
+
+def test_media_not_named_by_a_placeholder_go_first():
+    a, b = m.image_part("a.png"), m.audio_part("b.wav")
+    assert m.user_message("Listen: [[2]]", [a, b])["content"] == [a, m.text_part("Listen: "), b]
+
+
+def test_a_placeholder_without_its_file_is_a_usage_error():
+    with pytest.raises(InputError, match=r"names \[\[3\]\] but 2 media"):
+        m.user_message("[[3]]", [m.image_part("a.png"), m.image_part("b.png")])
