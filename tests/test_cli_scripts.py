@@ -1,0 +1,134 @@
+"""The command line for people and scripts: registry + pull, JSON schema, terminals, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fakehub import FakeHub
+from tests.fixtures.gguf_models import write_text_model
+from tests.mediafiles import noise_png
+
+GREEDY = ["--temperature", "0", "--threads", "2"]
+
+
+def run(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"", timeout: float = 120) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("MMCHAT_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "mmchat", *args], input=stdin, capture_output=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    return home
+
+
+def test_pull_then_ask_by_name_through_a_local_hub(models, home, tmp_path):
+    """A user's models.toml entry, pulled from a (fake) hub, then used by name."""
+    (home / "models.toml").write_text(
+        '[models.tiny]\nrepo = "test-org/tiny-GGUF"\nquant = "Q4_K_M"\nmodalities = ["image"]\nsize_gb = 0.001\n'
+    )
+    files = {"tiny-Q4_K_M.gguf": models["llm"].read_bytes(), "mmproj-tiny-f16.gguf": models["mmproj-vision"].read_bytes()}
+    png = noise_png(tmp_path / "p.png")
+    with FakeHub({"test-org/tiny-GGUF": files}) as hub:
+        env = {"MMCHAT_HOME": str(home), "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "TQDM_POSITION": "-1"}
+        missing = run("ask", "hi", "-m", "tiny", env=env)
+        assert missing.returncode == 2
+        assert missing.stderr.decode().strip() == "mmchat: error: model 'tiny' is not downloaded: run `mmchat pull tiny` (about 0.001 GB) or add --pull"
+        pulled = run("pull", "tiny", env=env)
+        assert pulled.returncode == 0, pulled.stderr
+        assert pulled.stdout == b"" and b"tiny-Q4_K_M.gguf" in pulled.stderr and b"is ready" in pulled.stderr
+        listed = {m["name"]: m for m in json.loads(run("models", "--json", env=env).stdout)}
+        assert listed["tiny"]["downloaded"] is True and listed["gemma-4-E2B-it"]["downloaded"] is False
+    # the hub is gone: the cached model answers offline, with the projector found by the registry
+    answer = run("ask", "What is it?", "-m", "tiny", "-i", str(png), "-n", "6", *GREEDY, env=env)
+    assert answer.returncode == 0, answer.stderr
+    assert len(answer.stdout.decode().strip()) > 0
+
+
+def test_unknown_model_name_lists_close_matches(home):
+    out = run("ask", "hi", "-m", "gemma-4-e2b", env={"MMCHAT_HOME": str(home)})
+    assert out.returncode == 2
+    err = out.stderr.decode()
+    assert err.count("\n") == 1 and "gemma-4-E2B-it" in err and "mmchat models" in err
+
+
+def test_no_network_is_one_line(home, tmp_path):
+    env = {"MMCHAT_HOME": str(home), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    out = run("pull", "gemma-4-E2B-it", env=env)
+    assert out.returncode == 1
+    assert out.stderr.decode().count("\n") == 1 and "no network" in out.stderr.decode()
+
+
+def test_schema_forces_json_that_validates(models):
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "colour": {"enum": ["red", "green", "blue"]}},
+              "required": ["ok", "colour"], "additionalProperties": False}
+    out = run("ask", "Is it ok?", "-m", str(models["llm"]), "--schema", json.dumps(schema), "-n", "64", *GREEDY)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert set(answer) == {"ok", "colour"} and isinstance(answer["ok"], bool) and answer["colour"] in ("red", "green", "blue")
+
+
+def test_config_file_sets_defaults(models, home):
+    plain = run("ask", "hi", "-m", str(models["llm"]), "--json", *GREEDY, env={"MMCHAT_HOME": str(home)})
+    (home / "config.toml").write_text("[defaults]\nmax-tokens = 3\n")
+    configured = run("ask", "hi", "-m", str(models["llm"]), "--json", *GREEDY, env={"MMCHAT_HOME": str(home)})
+    assert json.loads(plain.stdout)["usage"]["completion_tokens"] == 512
+    assert json.loads(configured.stdout)["usage"]["completion_tokens"] == 3
+    assert "[default: 3]" in run("ask", "--help", env={"MMCHAT_HOME": str(home), "COLUMNS": "200"}).stdout.decode()
+
+
+def _pty_run(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, bytes]:
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the terminal is its stdin, stdout and stderr
+        os.execvpe(sys.executable, [sys.executable, "-m", "mmchat", *args], {**os.environ, **env, "COLUMNS": "100"})
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def test_a_terminal_gets_rendered_markdown_and_no_color_gets_plain_text(models):
+    args = ["ask", "hi", "-m", str(models["llm"]), "-n", "24", "-q", *GREEDY]  # -q: no spinner, only the answer
+    code, styled = _pty_run(args, {})
+    assert code == 0 and b"\x1b[" in styled
+    code, plain = _pty_run(args, {"NO_COLOR": "1"})
+    assert code == 0 and b"\x1b[" not in plain and len(plain.strip()) > 0
+
+
+def test_ctrl_c_exits_130_and_keeps_the_partial_answer(tmp_path):
+    """SIGINT mid-answer: what was printed stays, a newline ends it, the exit code is 130."""
+    model = write_text_model(tmp_path / "long.gguf", context_length=1 << 17)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmchat", "ask", "Tell me everything.", "-m", str(model), "-c", str(1 << 17),
+         "-n", "1000000", *GREEDY], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    first = proc.stdout.read1(64)  # the answer has started streaming
+    assert first
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    printed = first + rest
+    assert printed.endswith(b"\n") and len(printed) > 2
+    assert b"Traceback" not in err
