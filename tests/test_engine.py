@@ -155,3 +155,18 @@ def test_follow_up_reuses_the_cache_and_answers_like_a_fresh_engine(models, png_
         assert second.usage.cached_tokens == reply1.usage.prompt_tokens + reply1.usage.completion_tokens
     with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=2) as fresh:
         assert fresh.chat(convo, **GREEDY).content == second.content
+
+
+def test_placeholders_put_the_markers_where_they_stand(vision, png_a, png_b):
+    from mmchat import user_message
+
+    placed = user_message("Between [[2]] and [[1]], what changed?", [image_part(str(png_a)), image_part(str(png_b))])
+    default = user_message("Between them, what changed?", [image_part(str(png_a)), image_part(str(png_b))])
+    marker = vision.engine.marker
+    prompt = vision.engine.render(vision.prepare([placed]))
+    assert prompt.index("Between ") < prompt.index(marker) < prompt.index(" and ") < prompt.rindex(marker) < prompt.index(", what")
+    turns = vision.prepare([placed])
+    assert [s.digest() for s in turns[0].segments if not isinstance(s, str)] == [
+        s.digest() for s in reversed([x for x in vision.prepare([default])[0].segments if not isinstance(x, str)])
+    ]
+    assert vision.chat([placed], **GREEDY).content != vision.chat([default], **GREEDY).content
