@@ -170,3 +170,16 @@ def test_placeholders_put_the_markers_where_they_stand(vision, png_a, png_b):
         s.digest() for s in reversed([x for x in vision.prepare([default])[0].segments if not isinstance(x, str)])
     ]
     assert vision.chat([placed], **GREEDY).content != vision.chat([default], **GREEDY).content
+
+
+def test_evicted_embeddings_are_encoded_again_not_lost(models, png_a, png_b):
+    """A cached image goes in as a pixel-less placeholder; if its embeddings leave the cache
+    mid-request, the engine tokenizes with pixels again and the answer does not change."""
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=2) as r:
+        r.chat([{"role": "user", "content": [image_part(str(png_a)), text_part("A?")]}], **GREEDY)
+        r.engine._embeddings.max_bytes = 1  # room for one image's embeddings only
+        both = [{"role": "user", "content": [image_part(str(png_b)), image_part(str(png_a)), text_part("Both?")]}]
+        answer = r.chat(both, **GREEDY).content
+        assert r.engine.stats.media_encodes == 3  # a, b, then a again after b pushed it out
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=2) as fresh:
+        assert fresh.chat(both, **GREEDY).content == answer

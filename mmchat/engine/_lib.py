@@ -7,7 +7,7 @@ import ctypes
 import functools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import llama_cpp as llama
 import numpy as np
@@ -109,8 +109,10 @@ def tokenize_text(vocab, text: str, add_special: bool = True) -> list[int]:
     return list(tokens[:n])
 
 
-def _bitmap(item: Image | Audio, sample_rate: int | None):
-    if isinstance(item, Image):
+def _bitmap(item: Image | Audio, sample_rate: int | None, placeholder: bool = False):
+    if isinstance(item, Image) and placeholder:  # its embeddings are cached: no pixels, no preprocessing
+        bmp = mtmd.mtmd_bitmap_init(item.width, item.height, None)
+    elif isinstance(item, Image):
         pixels = np.ascontiguousarray(item.pixels, dtype=np.uint8)
         bmp = mtmd.mtmd_bitmap_init(item.width, item.height, pixels.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
     else:
@@ -124,13 +126,19 @@ def _bitmap(item: Image | Audio, sample_rate: int | None):
     return bmp
 
 
-def tokenize_media(ctx, prompt: str, media: Sequence[Image | Audio], sample_rate: int | None) -> list[PromptItem]:
-    """mtmd_tokenize on our own pixels/samples; media chunks become owned MediaItems."""
+def tokenize_media(ctx, prompt: str, media: Sequence[Image | Audio], sample_rate: int | None,
+                   cached: Callable[[str], bool] = lambda digest: False) -> list[PromptItem]:
+    """mtmd_tokenize on our own pixels/samples; media chunks become owned MediaItems.
+
+    An image whose embeddings are `cached` goes in as a placeholder of the same size: libmtmd
+    then counts its tokens and positions without resizing and normalising its pixels again.
+    """
     bitmaps = []
     chunks = mtmd.mtmd_input_chunks_init()
     try:
+        placeholders = {m.digest() for m in media if isinstance(m, Image) and cached(m.digest())}
         for m in media:
-            bitmaps.append(_bitmap(m, sample_rate))
+            bitmaps.append(_bitmap(m, sample_rate, placeholder=m.digest() in placeholders))
         arr = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
         data = prompt.encode("utf-8")
         text = mtmd.mtmd_input_text(text=data, text_len=len(data), add_special=True, parse_special=True)
@@ -140,14 +148,14 @@ def tokenize_media(ctx, prompt: str, media: Sequence[Image | Audio], sample_rate
         if rc != 0:
             names = ", ".join(m.source or type(m).__name__.lower() for m in media)
             raise MediaError(f"libmtmd could not preprocess {names} (code {rc}): {last_error() or 'see -v'}")
-        return _chunks_to_items(chunks)
+        return _chunks_to_items(chunks, placeholders)
     finally:
         for b in bitmaps:
             mtmd.mtmd_bitmap_free(b)
         mtmd.mtmd_input_chunks_free(chunks)
 
 
-def _chunks_to_items(chunks) -> list[PromptItem]:
+def _chunks_to_items(chunks, placeholders: set[str]) -> list[PromptItem]:
     items: list[PromptItem] = []
     seen: collections.Counter[str] = collections.Counter()
     for i in range(mtmd.mtmd_input_chunks_size(chunks)):
@@ -162,7 +170,8 @@ def _chunks_to_items(chunks) -> list[PromptItem]:
         key = f"{cid}#{seen[cid]}"  # a long audio or a tiled image gives several chunks per id
         seen[cid] += 1
         kind = "image" if ctype == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE else "audio"
-        item = MediaItem(key, kind, mtmd.mtmd_input_chunk_get_n_tokens(chunk), mtmd.mtmd_input_chunk_get_n_pos(chunk))
+        item = MediaItem(key, kind, mtmd.mtmd_input_chunk_get_n_tokens(chunk), mtmd.mtmd_input_chunk_get_n_pos(chunk),
+                         placeholder=cid in placeholders)
         items.append(item.own(mtmd.mtmd_input_chunk_copy(chunk), mtmd.mtmd_input_chunk_free))
     return items
 

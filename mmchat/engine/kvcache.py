@@ -25,6 +25,7 @@ class MediaItem:
     n_tokens: int
     n_pos: int
     chunk: Any = None  # an owned mtmd_input_chunk copy while the item is being evaluated
+    placeholder: bool = False  # tokenized without pixels: only its cached embeddings can fill it
     _free: Any = dataclasses.field(default=None, repr=False)
 
     def own(self, chunk: Any, free: Callable[[Any], None]) -> "MediaItem":
@@ -82,3 +83,7 @@ class EmbeddingCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def has_media(self, digest: str) -> bool:
+        """Whether the first chunk of this media's embeddings is kept."""
+        return f"{digest}#0" in self._items

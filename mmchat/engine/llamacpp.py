@@ -31,6 +31,10 @@ from .textstream import TextStream
 _NO_CALLBACK = ctypes.cast(None, mtmd.mtmd_helper_post_decode_callback)
 
 
+class _Evicted(Exception):
+    """A placeholder chunk's embeddings left the cache before it was evaluated."""
+
+
 class EngineStats:
     """Counters that show what the caches saved (tests and `/stats` read them)."""
 
@@ -189,18 +193,19 @@ class LlamaCppEngine:
     def marker(self) -> str:
         return self._marker
 
-    def tokenize(self, turns: Sequence[Turn]) -> list[PromptItem]:
+    def tokenize(self, turns: Sequence[Turn], reuse: bool = True) -> list[PromptItem]:
         """Render and tokenize: text token ids and media chunks, in prompt order."""
         prompt = self.render(turns)
         media = [s for t in turns for s in t.segments if not isinstance(s, str)]
-        return self.tokenize_prompt(prompt, media)
+        return self.tokenize_prompt(prompt, media, reuse)
 
-    def tokenize_prompt(self, prompt: str, media: Sequence[Image | Audio]) -> list[PromptItem]:
+    def tokenize_prompt(self, prompt: str, media: Sequence[Image | Audio], reuse: bool = True) -> list[PromptItem]:
         if not media:
             return list(_lib.tokenize_text(self._vocab, prompt))
         if self._mtmd is None:
             raise UnsupportedMedia(f"{self.model_path.name} has no multimodal projector: give one with --mmproj")
-        return _lib.tokenize_media(self._mtmd, prompt, media, self.capabilities().audio_sample_rate)
+        return _lib.tokenize_media(self._mtmd, prompt, media, self.capabilities().audio_sample_rate,
+                                   cached=self._embeddings.has_media if reuse else (lambda d: False))
 
     def stream(self, turns: Sequence[Turn], options: SamplingOptions) -> Iterator[Event]:
         t_start = time.perf_counter()
@@ -214,7 +219,10 @@ class LlamaCppEngine:
                 "shorten it, use fewer or smaller media, or raise --ctx-size"
             )
         timings = Timings(media_decode=0.0)
-        self._evaluate(items, usage, timings)
+        try:
+            self._evaluate(items, usage, timings)
+        except _Evicted:  # cached embeddings went while evaluating: tokenize with pixels again
+            self._evaluate(self.tokenize(turns, reuse=False), usage, timings)
         yield from self._generate(options, usage, timings, t_start)
 
     # -- evaluation ------------------------------------------------------------------
@@ -263,6 +271,8 @@ class LlamaCppEngine:
     def _decode_media(self, item: MediaItem) -> float:
         t0 = time.perf_counter()
         embd = self._embeddings.get(item.key)
+        if embd is None and item.placeholder:
+            raise _Evicted(item.key)
         if embd is None:
             if mtmd.mtmd_encode_chunk(self._mtmd, item.chunk) != 0:
                 self._fail(f"llama.cpp failed to encode {item.kind} ({_lib.last_error() or 'see -v'})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from typing import TYPE_CHECKING, Literal
 
@@ -27,12 +28,16 @@ class Image:
     def height(self) -> int:
         return int(self.pixels.shape[0])
 
-    def digest(self) -> str:
-        """Content hash: the key for caches of encoded media (same pixels, same id)."""
+    @functools.cached_property
+    def _digest(self) -> str:
         h = hashlib.blake2b(digest_size=16)
         h.update(f"image:{self.width}x{self.height}:".encode())
         h.update(self.pixels.tobytes())
         return h.hexdigest()
+
+    def digest(self) -> str:
+        """Content hash: the key for caches of encoded media (same pixels, same id)."""
+        return self._digest
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -47,11 +52,15 @@ class Audio:
     def duration(self) -> float:
         return len(self.samples) / float(self.sample_rate)
 
-    def digest(self) -> str:
+    @functools.cached_property
+    def _digest(self) -> str:
         h = hashlib.blake2b(digest_size=16)
         h.update(f"audio:{self.sample_rate}:".encode())
         h.update(self.samples.tobytes())
         return h.hexdigest()
+
+    def digest(self) -> str:
+        return self._digest
 
 
 __all__ = ["Audio", "Image", "Kind"]

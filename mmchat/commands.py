@@ -1,0 +1,323 @@
+"""The REPL's input language: one line in, one small frozen dataclass out (pure: no terminal).
+
+Plain text is a `Say`. A line starting with `/` is a command; `//` escapes a literal slash.
+A line that is nothing but existing file paths (what a terminal pastes when a file is
+dragged onto it, often quoted or backslash-escaped) counts as `/attach`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import shlex
+from collections.abc import Callable
+from typing import Any, Union
+
+from .errors import InputError
+from .media import Kind
+
+
+class ParseError(InputError):
+    """A line the REPL cannot read as a command; the message says what to type instead."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Say:
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Attach:
+    urls: tuple[str, ...]
+    kind: Kind | None = None  # None: detected from the bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class ListAttachments:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Detach:
+    index: int | None = None  # 1-based among pending attachments; None: all
+
+
+@dataclasses.dataclass(frozen=True)
+class System:
+    text: str | None = None  # None: show the current one; "" clears it
+
+
+@dataclasses.dataclass(frozen=True)
+class Set:
+    name: str | None = None  # None: show the current settings
+    value: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Save:
+    path: str
+    ref: bool = False  # reference media by path instead of embedding it
+
+
+@dataclasses.dataclass(frozen=True)
+class Load:
+    path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Clear:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Undo:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Copy:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Exit:
+    pass
+
+
+Command = Union[Say, Attach, ListAttachments, Detach, System, Set, Model, Save, Load,
+                Clear, Retry, Undo, Copy, Stats, Help, Exit]
+
+#: command -> (arguments, one-line help); the order is the order /help lists them in
+COMMANDS: dict[str, tuple[str, str]] = {
+    "/attach": ("PATH|URL...", "attach files or URLs to your next message (kind detected from the bytes)"),
+    "/image": ("PATH|URL...", "attach as images"),
+    "/audio": ("PATH|URL...", "attach as audio"),
+    "/video": ("PATH|URL...", "attach as videos"),
+    "/attachments": ("", "list the attachments waiting for your next message"),
+    "/detach": ("[N]", "remove pending attachment N (1-based), or all of them"),
+    "/system": ("[TEXT]", "set the system prompt; without TEXT show it; '/system --clear' removes it"),
+    "/set": ("[NAME VALUE]", "change a sampling setting; without arguments show them all"),
+    "/model": ("NAME", "switch to another model and keep the conversation"),
+    "/clear": ("", "start a new conversation (the system prompt stays)"),
+    "/retry": ("", "generate the last answer again"),
+    "/undo": ("", "remove your last message and its answer"),
+    "/save": ("FILE [--ref]", "save the conversation as JSON; --ref keeps media as paths instead of embedding them"),
+    "/load": ("FILE", "load a conversation saved with /save (or any OpenAI-style message list)"),
+    "/copy": ("", "copy the last answer to the clipboard"),
+    "/stats": ("", "show token counts, timings and cache counters of the last answer"),
+    "/help": ("", "show this list"),
+    "/exit": ("", "leave (also /quit, Ctrl-D)"),
+}
+ALIASES = {"/quit": "/exit"}
+#: commands whose arguments are file paths (the REPL completes them)
+PATH_COMMANDS = ("/attach", "/image", "/audio", "/video", "/save", "/load")
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """How /set reads one sampling option: its type, what is allowed, an example."""
+
+    type: type
+    rule: str
+    ok: Callable[[float], bool]
+    example: str
+
+    def convert(self, text: str) -> Any:
+        value = self.type(text)
+        if not math.isfinite(value) or not self.ok(value):
+            raise ValueError(text)
+        return value
+
+
+SETTINGS: dict[str, Setting] = {
+    "temperature": Setting(float, "a number >= 0 (0 is greedy)", lambda v: v >= 0, "0.7"),
+    "max_tokens": Setting(int, "a whole number >= 1", lambda v: v >= 1, "256"),
+    "seed": Setting(int, "a whole number, -1 for random", lambda v: v >= -1, "42"),
+    "top_k": Setting(int, "a whole number >= 0 (0 is off)", lambda v: v >= 0, "40"),
+    "top_p": Setting(float, "a number from 0 to 1 (1 is off)", lambda v: 0 <= v <= 1, "0.9"),
+    "min_p": Setting(float, "a number from 0 to 1 (0 is off)", lambda v: 0 <= v <= 1, "0.05"),
+    "repeat_penalty": Setting(float, "a number > 0 (1 is off)", lambda v: v > 0, "1.1"),
+}
+SETTING_NAMES = (*SETTINGS, "stop")
+
+
+def help_lines() -> list[str]:
+    """One line per command, aligned: what /help prints."""
+    usage = {name: f"{name} {args}".rstrip() for name, (args, _) in COMMANDS.items()}
+    width = max(map(len, usage.values()))
+    return [f"{usage[name].ljust(width)}  {text}" for name, (_, text) in COMMANDS.items()]
+
+
+def parse(line: str, *, is_file: Callable[[str], bool] | None = None) -> Command | None:
+    """Read one input line; None for a blank one. Raises ParseError with one clear line."""
+    is_file = is_file or _is_file
+    text = line.strip()
+    if not text:
+        return None
+    if text.startswith("//"):
+        return Say(text[1:])
+    dropped = _dropped_paths(text, is_file)
+    if dropped:
+        return Attach(dropped)
+    if not text.startswith("/"):
+        return Say(text)
+    name, _, rest = text.partition(" ")
+    if "\n" in name:
+        name, _, more = name.partition("\n")
+        rest = more + (" " + rest if rest else "")
+    name = ALIASES.get(name.lower(), name.lower())
+    rest = rest.strip()
+    if name not in COMMANDS and "/" in name[1:]:
+        raise ParseError(f"file not found: {text}: check the path (start with // to send a line that begins with /)")
+    if name not in COMMANDS:
+        raise ParseError(_unknown(name, [*COMMANDS, *ALIASES], "command", "/help lists the commands"))
+    return _PARSERS[name](name, rest)
+
+
+def _is_file(token: str) -> bool:
+    if token.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        token = unquote(urlsplit(token).path)
+    return os.path.isfile(os.path.expanduser(token))
+
+
+def _dropped_paths(text: str, is_file: Callable[[str], bool]) -> tuple[str, ...]:
+    """The paths a drag-and-drop pasted, or () when the line is anything else."""
+    if "\n" in text:
+        return ()
+    if _looks_like_path(text) and is_file(text):  # one unquoted path with spaces in it
+        return (text,)
+    try:
+        tokens = shlex.split(text)
+    except ValueError:
+        return ()
+    if tokens and all(_looks_like_path(t) and is_file(t) for t in tokens):
+        return tuple(tokens)
+    return ()
+
+
+def _looks_like_path(token: str) -> bool:
+    # a bare word like "hello" is a question even if ./hello exists; dropped files are never bare
+    return token.startswith(("/", "~", "./", "../", "file://")) or os.sep in token or "/" in token
+
+
+def _split(name: str, rest: str) -> list[str]:
+    try:
+        return shlex.split(rest)
+    except ValueError as e:
+        raise ParseError(f"{name}: {str(e).lower()}: close the quote or escape it with a backslash") from None
+
+
+def _unknown(word: str, choices: list[str], what: str, otherwise: str) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f"unknown {what} {word}: " + (f"did you mean {close[0]}?" if close else otherwise)
+
+
+def _no_args(name: str, rest: str) -> Command:
+    if rest:
+        raise ParseError(f"{name} takes no arguments: type just {name}")
+    return {"/attachments": ListAttachments, "/clear": Clear, "/retry": Retry, "/undo": Undo, "/copy": Copy,
+            "/stats": Stats, "/help": Help, "/exit": Exit}[name]()
+
+
+def _attach(name: str, rest: str) -> Command:
+    urls = _split(name, rest)
+    if not urls:
+        raise ParseError(f"{name} needs at least one path or URL, e.g. {name} photo.jpg")
+    if "-" in urls:
+        raise ParseError(f"{name} cannot read standard input in the chat: give a path or URL")
+    kind = None if name == "/attach" else name[1:]
+    return Attach(tuple(urls), kind)
+
+
+def _detach(name: str, rest: str) -> Command:
+    if not rest:
+        return Detach()
+    try:
+        index = int(rest)
+    except ValueError:
+        index = 0
+    if index < 1:
+        raise ParseError(f"/detach takes the number of an attachment (1, 2, ...) from /attachments, not {rest!r}")
+    return Detach(index)
+
+
+def _system(name: str, rest: str) -> Command:
+    if not rest:
+        return System()
+    return System("" if rest == "--clear" else rest)
+
+
+def _set(name: str, rest: str) -> Command:
+    if not rest:
+        return Set()
+    key, _, value = rest.partition(" ")
+    key, value = key.lower().replace("-", "_"), value.strip()
+    if key not in SETTING_NAMES:
+        raise ParseError(_unknown(key, list(SETTING_NAMES), "setting", f"choose one of {', '.join(SETTING_NAMES)}"))
+    if key == "stop":  # any number of strings; none clears them
+        stops = tuple(s for s in _split(name, value) if s)
+        return Set("stop", () if stops in ((), ("none",)) else stops)
+    setting = SETTINGS[key]
+    if not value:
+        raise ParseError(f"/set {key} needs a value, e.g. /set {key} {setting.example}")
+    try:
+        return Set(key, setting.convert(value))
+    except ValueError:
+        raise ParseError(f"/set {key}: {value!r} is not valid: give {setting.rule}") from None
+
+
+def _model(name: str, rest: str) -> Command:
+    args = _split(name, rest)
+    if len(args) != 1:
+        raise ParseError("/model needs one model name or path, e.g. /model qwen3-vl-4b")
+    return Model(args[0])
+
+
+def _save(name: str, rest: str) -> Command:
+    args = _split(name, rest)
+    ref = "--ref" in args
+    paths = [a for a in args if a != "--ref"]
+    unknown = [a for a in paths if a.startswith("--")]
+    if unknown:
+        raise ParseError(f"/save: unknown option {unknown[0]}: the only option is --ref")
+    if len(paths) != 1:
+        raise ParseError("/save needs one file name, e.g. /save chat.json (add --ref to keep media as paths)")
+    return Save(paths[0], ref)
+
+
+def _load(name: str, rest: str) -> Command:
+    args = _split(name, rest)
+    if len(args) != 1:
+        raise ParseError("/load needs one file name, e.g. /load chat.json")
+    return Load(args[0])
+
+
+_PARSERS: dict[str, Callable[[str, str], Command]] = {
+    "/attach": _attach, "/image": _attach, "/audio": _attach, "/video": _attach,
+    "/detach": _detach, "/system": _system, "/set": _set, "/model": _model, "/save": _save, "/load": _load,
+    **{name: _no_args for name in ("/attachments", "/clear", "/retry", "/undo", "/copy", "/stats", "/help", "/exit")},
+}

@@ -1,0 +1,386 @@
+"""Video bytes or files become a few timestamped RGB frames, and the soundtrack between them.
+
+- PyAV (FFmpeg's libraries inside its wheels; no ffmpeg binary) reads MP4, WebM, MKV, MOV,
+  animated GIF, ... Frames are sampled at `fps` up to `max_frames`; past the cap they are
+  spread evenly over the whole segment, so a long talk is seen from start to end.
+- Cost follows the frames kept, not the file's length: frames are decoded one at a time, only
+  picked ones are converted (scaled and made RGB in one swscale call), and sparse targets are
+  reached by seeking to the keyframe before each, so 32 frames of a 2-hour video cost about
+  32 seeks. Dense targets, or a file whose seeking misbehaves, are decoded sequentially.
+- Phone clips are turned upright (display matrix) and anamorphic pixels made square.
+- For a model that hears, the segment's sound is cut at the frame times: each frame is
+  followed by the sound up to the next one.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmchat.config import DEFAULT_IMAGE_MAX_SIDE, DEFAULT_VIDEO_FPS, DEFAULT_VIDEO_MAX_FRAMES
+from mmchat.errors import InputError, MediaError
+from mmchat.media import Audio, Image
+
+__all__ = ["Frame", "Video", "VideoOptions", "decode_video", "parse_time", "sample_times", "video_segments"]
+
+_SEEK_MIN_GAP = 2.0  # seconds between targets below which decoding forward beats seeking
+_EPS = 1e-3  # a frame this close before a target counts as at it (timestamp rounding)
+_MIN_PIECE = 0.1  # seconds: shorter soundtrack pieces say nothing and are dropped
+_TIME = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?|\.\d+)")
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How to sample one video."""
+
+    fps: float = DEFAULT_VIDEO_FPS
+    max_frames: int = DEFAULT_VIDEO_MAX_FRAMES
+    start: float | None = None
+    end: float | None = None
+    audio: bool = True  # decode the soundtrack (the runner sets False when the model cannot hear)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], defaults: VideoOptions | None = None) -> VideoOptions:
+        """Options of a video part (fps, max_frames, start, end, audio); other keys are the caller's."""
+        base = defaults or cls()
+        fps = _number(d.get("fps", base.fps), "fps")
+        if not fps > 0:
+            raise InputError(f"video fps must be more than 0, not {fps:g}")
+        count = d.get("max_frames", base.max_frames)
+        if isinstance(count, float) and count.is_integer():
+            count = int(count)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InputError(f"video max_frames must be a whole number of at least 1, not {count!r}")
+        start, end = (None if (v := d.get(k, getattr(base, k))) is None else parse_time(v) for k in ("start", "end"))
+        if end is not None and end <= (start or 0.0):
+            raise InputError(f"video end ({end:g} s) must come after its start ({start or 0:g} s)")
+        audio = d.get("audio", base.audio)
+        if not isinstance(audio, bool):
+            raise InputError(f"video audio must be true or false, not {audio!r}")
+        return cls(fps=fps, max_frames=count, start=start, end=end, audio=audio)
+
+
+def parse_time(value: str | float | int) -> float:
+    """Seconds from 90, "90", "1:30" or "01:02:03.5"."""
+    if not isinstance(value, str):
+        seconds = _number(value, "time")
+        if seconds < 0:
+            raise InputError(f"a video time cannot be negative ({value!r}): count seconds from the start")
+        return seconds
+    match = _TIME.fullmatch(value.strip())
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups()) if match else (0, 0, 0)
+    if match is None or (match.group(2) and seconds >= 60) or (match.group(1) and minutes >= 60):
+        raise InputError(f"cannot read {value!r} as a time: use seconds (90), mm:ss (1:30) or hh:mm:ss")
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _number(value: Any, what: str) -> float:
+    try:
+        number = float(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise InputError(f"video {what} must be a number, not {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class Frame:
+    time: float  # seconds from the start of the video
+    image: Image  # labelled like "clip.mp4@00:05"
+
+
+@dataclass(frozen=True, eq=False)
+class Video:
+    """Picked frames in time order, and the sound between them.
+
+    audio[i] covers [frames[i].time, frames[i+1].time), except that the first piece starts at
+    the segment start and the last runs to its end: together they are the segment's sound.
+    Empty when no audio was asked for or the file has none; None for a piece with no samples.
+    """
+
+    frames: tuple[Frame, ...]
+    audio: tuple[Audio | None, ...]
+    duration: float  # of the whole file
+    source: str
+    decode_seconds: float
+
+
+def sample_times(duration: float, options: VideoOptions) -> list[float]:
+    """Target times: the fps grid over [start, end), or max_frames centred in equal slices."""
+    start = options.start or 0.0
+    end = duration if options.end is None else min(options.end, duration)
+    if not end > start:
+        return []
+    count = max(1, math.ceil((end - start) * options.fps - 1e-9))
+    if count <= options.max_frames:
+        return [start + k / options.fps for k in range(count)]
+    step = (end - start) / options.max_frames
+    return [start + (k + 0.5) * step for k in range(options.max_frames)]
+
+
+def video_segments(video: Video) -> list[str | Image | Audio]:
+    """What the model sees, in time order: "[mm:ss]", the frame, then its sound when not silent."""
+    fine = _fine([f.time for f in video.frames])
+    out: list[str | Image | Audio] = []
+    for i, frame in enumerate(video.frames):
+        out += [f"[{_stamp(frame.time, video.duration, fine)}]", frame.image]
+        piece = video.audio[i] if i < len(video.audio) else None
+        if piece is not None and piece.duration >= _MIN_PIECE and np.any(piece.samples):
+            out.append(piece)
+    return out
+
+
+def decode_video(
+    src: bytes | Path,
+    *,
+    label: str,
+    options: VideoOptions = VideoOptions(),
+    max_side: int | None = DEFAULT_IMAGE_MAX_SIDE,
+    audio_rate: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Video:
+    """Sample a video's frames (and, given `audio_rate`, its sound) from a file or its bytes."""
+    import av
+
+    began = time.perf_counter()
+    opener = _opener(src, label)
+    try:
+        with _Reader(opener, label) as reader:
+            duration, start = reader.duration(), options.start or 0.0
+            if duration <= 0:
+                raise MediaError(f"{label} is a zero-length video (no frames): choose a recording with frames in it")
+            if start >= duration:
+                length = _stamp(duration, duration, True)
+                raise MediaError(f"{label} is {length} long, start {start:g} s is past its end: start before {length}")
+            targets = sample_times(duration, options)
+            fine, frames = _fine(targets), []
+            for i, target in enumerate(targets):
+                vf, t = reader.first_at(target)
+                if vf is not None and (not frames or t > frames[-1].time + 1e-6):  # not the last one again
+                    frames.append(Frame(t, reader.to_image(vf, f"{label}@{_stamp(t, duration, fine)}", max_side)))
+                if progress is not None:
+                    progress(len(targets) if reader.at_end else i + 1, len(targets))
+                if reader.at_end:
+                    break
+            if not frames:
+                raise MediaError(f"{label} has no decodable video frames (damaged or truncated?): check that it plays")
+        audio: tuple[Audio | None, ...] = ()
+        if options.audio and audio_rate:
+            end = duration if options.end is None else min(options.end, duration)
+            audio = _soundtrack(opener, reader.origin, (start, end), [f.time for f in frames], audio_rate, label, duration)
+    except (av.error.FFmpegError, OSError, ValueError) as exc:  # what the file did to FFmpeg mid-way
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise MediaError(f"cannot decode {label} as a video ({reason}): check that it plays in a media player") from None
+    return Video(tuple(frames), audio, duration, label, time.perf_counter() - began)
+
+
+def _opener(src: bytes | Path, label: str) -> Callable[[], Any]:
+    """Opens the file afresh: for the soundtrack's pass, or to start over without seeking."""
+    import av
+
+    def open_container() -> Any:
+        try:
+            return av.open(str(src) if isinstance(src, Path) else io.BytesIO(src), mode="r")
+        except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise MediaError(f"cannot open {label} as a video ({reason}): check that the file is complete") from None
+
+    return open_container
+
+
+class _Reader:
+    """One file's video stream: its clock, and the first frame at or after a given time."""
+
+    def __init__(self, opener: Callable[[], Any], label: str):
+        self._open, self.label = opener, label
+        self._start()
+        self.seekable, self.at_end, self._back = True, False, 0.0
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        self._tolerance = max(0.25, 2.0 / float(rate)) if rate else 0.5  # a seek that lands later is broken
+
+    def _start(self) -> None:
+        self.container = container = self._open()
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams})
+            container.close()
+            if "audio" in kinds:
+                raise MediaError(f"{self.label} has no video stream: pass it with --audio to use its sound")
+            what = f"only {', '.join(kinds)}" if kinds else "no streams at all"
+            raise MediaError(f"{self.label} has no video stream ({what}): choose a video file")
+        self.stream = stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        self.tb = stream.time_base or Fraction(1, 1000)
+        self.origin = float(stream.start_time * self.tb) if stream.start_time is not None else 0.0
+        self._frames, self._current = self._decode(), (None, 0.0)  # the last frame decoded, and its time
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.container.close()
+
+    def duration(self) -> float:
+        """The stream's, its DURATION tag (Matroska), the container's, or its last packet's end."""
+        import av
+
+        if self.stream.duration:
+            return float(self.stream.duration * self.tb)
+        if tag := self.stream.metadata.get("DURATION"):
+            try:
+                return parse_time(tag)
+            except InputError:
+                pass
+        if self.container.duration:
+            return self.container.duration / av.time_base
+        ends = [(p.pts + (p.duration or 0)) * self.tb for p in self.container.demux(self.stream) if p.pts is not None]
+        self._restart()
+        return max(float(max(ends)) - self.origin, 1e-3) if ends else 0.0
+
+    def first_at(self, target: float) -> tuple[Any, float]:
+        """The first frame at or after `target`, or the last frame when the video ends before it."""
+        import av
+
+        if self._current[0] is not None and self._current[1] >= target - _EPS:
+            return self._current
+        if self.seekable and target - self._current[1] > max(_SEEK_MIN_GAP, self._back):
+            try:
+                self.container.seek(int((target + self.origin) / self.tb), stream=self.stream, backward=True)
+                self._frames = self._decode()
+                first = next(self._frames, None)
+            except av.error.FFmpegError:
+                first = None
+            if first is None or first[1] > target + self._tolerance:
+                self.seekable = False  # no seeking here, or the index lied: start over, decode forward
+                self._restart()
+            else:
+                self._back = max(self._back, target - first[1])  # how far before a target seeks land
+                self._current = first
+                if first[1] >= target - _EPS:
+                    return first
+        for frame in self._frames:
+            self._current = frame
+            if frame[1] >= target - _EPS:
+                return frame
+        self.at_end = True
+        return self._current
+
+    def _restart(self) -> None:
+        self.container.close()
+        self._start()
+
+    def _decode(self) -> Iterator[tuple[Any, float]]:
+        """Frames and their times (counted on from the last one for a frame without)."""
+        step, t = 1.0 / float(self.stream.average_rate or 25), None
+        for vf in _decoded(self.container, self.stream):
+            t = float(vf.pts * self.tb) - self.origin if vf.pts is not None else (0.0 if t is None else t + step)
+            yield vf, t
+
+    def to_image(self, vf: Any, label: str, max_side: int | None) -> Image:
+        """Square pixels, upright, long side at most `max_side`, RGB: scaled before conversion."""
+        width, height = vf.width, vf.height
+        sar = self.stream.sample_aspect_ratio or self.stream.codec_context.sample_aspect_ratio
+        if sar and sar > 0 and sar != 1:
+            width = max(1, round(width * sar))
+        if max_side is not None and max(width, height) > max_side:
+            scale = max_side / max(width, height)
+            width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        rgb = vf.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+        turns = round((vf.rotation or 0) / 90) % 4  # counterclockwise, as the display matrix says
+        return Image(pixels=np.ascontiguousarray(np.rot90(rgb, turns) if turns else rgb), source=label)
+
+
+def _soundtrack(
+    opener: Callable[[], Any],
+    origin: float,
+    segment: tuple[float, float],
+    times: list[float],
+    rate: int,
+    label: str,
+    duration: float,
+) -> tuple[Audio | None, ...]:
+    """The segment's sound, mono at `rate`, cut at the frame times; () when the file has none."""
+    import av
+    import soxr
+
+    from mmchat.media.audio import _frame_samples
+
+    (start, end), out, resampler, native, cursor = segment, [], None, 0, 0.0
+    with opener() as container:
+        if not container.streams.audio:
+            return ()
+        stream = container.streams.audio[0]  # only its packets are decoded
+        tb = stream.time_base or Fraction(1, 1000)
+        if start > 1.0:
+            try:
+                container.seek(int((start + origin) / tb), stream=stream, backward=True)
+            except av.error.FFmpegError:
+                pass  # decode from the beginning instead
+        for af in _decoded(container, stream):
+            if native and af.sample_rate != native:
+                break  # the rate changed mid-stream: keep what came before
+            t0 = float(af.pts * tb) - origin if af.pts is not None else cursor
+            if resampler is None:
+                native, cursor = af.sample_rate, min(t0, start)
+                resampler = soxr.ResampleStream(native, rate, 1, dtype="float32", quality="HQ")
+            if t0 > cursor + 0.05:  # the sound starts late or has a gap: silence until it resumes
+                if (gap := min(t0, end) - max(start, cursor)) > 0:
+                    out.append(resampler.resample_chunk(np.zeros(round(gap * native), np.float32)))
+                cursor = t0
+            samples = _frame_samples(af)[:, 0]
+            lo, hi = (min(len(samples), max(0, round((t - cursor) * native))) for t in (start, end))
+            if hi > lo:
+                out.append(resampler.resample_chunk(np.ascontiguousarray(samples[lo:hi])))
+            cursor += len(samples) / native
+            if cursor >= end:
+                break
+    if resampler is None:
+        return ()
+    out.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+    sound = np.clip(np.concatenate(out), -1.0, 1.0).astype(np.float32, copy=False)
+    bounds = [start, *(min(max(t, start), end) for t in times[1:]), end]
+    cuts = [min(len(sound), round((b - start) * rate)) for b in bounds]
+    fine, pieces = _fine(times), []
+    for i, t in enumerate(times):
+        chunk = sound[cuts[i] : max(cuts[i], cuts[i + 1])]
+        source = f"{label}@{_stamp(t, duration, fine)} sound"
+        pieces.append(Audio(samples=chunk, sample_rate=rate, source=source) if len(chunk) else None)
+    return tuple(pieces)
+
+
+def _decoded(container: Any, stream: Any) -> Iterator[Any]:
+    """Decoded frames of one stream; a damaged packet is skipped, a damaged tail ends it."""
+    import av
+
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except (StopIteration, av.error.FFmpegError, OSError):
+            return
+        try:
+            yield from packet.decode()
+        except av.error.FFmpegError:
+            continue
+
+
+def _fine(times: list[float]) -> bool:
+    """Stamps carry tenths of a second when frames are less than a second apart."""
+    return any(b - a < 1.0 - 1e-6 for a, b in zip(times, times[1:]))
+
+
+def _stamp(seconds: float, duration: float, fine: bool = False) -> str:
+    """mm:ss, or h:mm:ss for videos of an hour or more; with tenths when `fine`."""
+    whole, tenth = divmod(int(seconds * 10 + 1e-6), 10)
+    hours, rest = divmod(whole, 3600)
+    text = f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if duration >= 3600 else f"{whole // 60:02d}:{whole % 60:02d}"
+    return f"{text}.{tenth}" if fine else text
