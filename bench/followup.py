@@ -74,8 +74,9 @@ def _ttft(start) -> tuple[float, str]:
 def mmchat_turns(model: Path, mmproj: Path, with_image: bool) -> dict:
     from mmchat import Runner, image_part, text_part
 
-    template = "chatml"  # gemma-3-270m's GGUF has none; the same template on both sides
-    with Runner(model, mmproj, n_ctx=N_CTX, threads=THREADS, chat_template=template, notice=lambda m: None) as r:
+    from tests.fixtures.gguf_models import CHAT_TEMPLATE  # ChatML; gemma-3-270m's GGUF has none
+
+    with Runner(model, mmproj, n_ctx=N_CTX, threads=THREADS, chat_template=CHAT_TEMPLATE, notice=lambda m: None) as r:
         content = [image_part(str(IMAGE)), text_part(TURN1)] if with_image else TURN1
         convo = [{"role": "user", "content": content}]
         t1, answer = _ttft(lambda: r.stream(convo, max_tokens=8, temperature=0))
@@ -94,6 +95,9 @@ def handler_turns(model: Path, mmproj: Path) -> dict:
     handler = MTMDChatHandler(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
     llm = llama_cpp.Llama(str(model), chat_handler=handler, n_ctx=N_CTX, n_threads=THREADS, n_batch=2048,
                           n_ubatch=512, flash_attn=True, verbose=False)
+    from tests.fixtures.gguf_models import CHAT_TEMPLATE
+
+    llm.metadata["tokenizer.chat_template"] = CHAT_TEMPLATE  # the same template mmchat is given
     url = "data:image/jpeg;base64," + base64.b64encode(IMAGE.read_bytes()).decode()
     convo = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": TURN1}]}]
 

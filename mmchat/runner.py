@@ -238,11 +238,14 @@ def sampling_options(**options: Any) -> SamplingOptions:
 
 def _read_template(value: str | None) -> str | None:
     """--chat-template: a Jinja file's text, or a llama.cpp built-in name as is."""
-    if value is None:
-        return None
+    if value is None or "{{" in value or "{%" in value:
+        return value  # none, or a template's text itself
     path = Path(value).expanduser()
-    if path.is_file():
-        return path.read_text(encoding="utf-8")
+    try:
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read the chat template {value}: {e}") from None
     return value
 
 

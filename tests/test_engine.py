@@ -183,3 +183,10 @@ def test_evicted_embeddings_are_encoded_again_not_lost(models, png_a, png_b):
         assert r.engine.stats.media_encodes == 3  # a, b, then a again after b pushed it out
     with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=2) as fresh:
         assert fresh.chat(both, **GREEDY).content == answer
+
+
+def test_a_chat_template_that_is_no_file_nor_name_is_refused(models):
+    from mmchat.errors import InputError
+
+    with pytest.raises(InputError, match="neither a Jinja file nor a llama.cpp built-in name"):
+        Runner(models["llm-notemplate"], None, chat_template="chatmll")

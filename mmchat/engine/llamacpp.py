@@ -155,6 +155,11 @@ class LlamaCppEngine:
             self._render = None
             return
         self._builtin = None
+        if chat_template is not None and "{{" not in chat_template and "{%" not in chat_template:
+            raise InputError(
+                f"--chat-template {chat_template!r} is neither a Jinja file nor a llama.cpp built-in name "
+                f"({', '.join(_lib.builtin_templates()[:8])}, …)"
+            )
         source = chat_template
         if source is None:
             raw = llama.llama_model_chat_template(self._model, None)

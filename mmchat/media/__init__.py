@@ -30,10 +30,7 @@ class Image:
 
     @functools.cached_property
     def _digest(self) -> str:
-        h = hashlib.blake2b(digest_size=16)
-        h.update(f"image:{self.width}x{self.height}:".encode())
-        h.update(self.pixels.tobytes())
-        return h.hexdigest()
+        return _content_hash(f"image:{self.width}x{self.height}", self.pixels)
 
     def digest(self) -> str:
         """Content hash: the key for caches of encoded media (same pixels, same id)."""
@@ -54,13 +51,16 @@ class Audio:
 
     @functools.cached_property
     def _digest(self) -> str:
-        h = hashlib.blake2b(digest_size=16)
-        h.update(f"audio:{self.sample_rate}:".encode())
-        h.update(self.samples.tobytes())
-        return h.hexdigest()
+        return _content_hash(f"audio:{self.sample_rate}", self.samples)
 
     def digest(self) -> str:
         return self._digest
+
+
+def _content_hash(prefix: str, array: np.ndarray) -> str:
+    h = hashlib.blake2b(prefix.encode(), digest_size=16)
+    h.update(memoryview(array).cast("B") if array.flags.c_contiguous else array.tobytes())
+    return h.hexdigest()
 
 
 __all__ = ["Audio", "Image", "Kind"]
