@@ -132,7 +132,7 @@ def load_runner(model, mmproj, *, pull: bool, quiet: bool, verbose: bool, **kwar
     """Resolve the model (registry name, path, hf:) and load it, with a spinner on a terminal."""
     from pathlib import Path
 
-    from .render import download_progress, stderr_console
+    from .render import stderr_console, stderr_progress
     from .runner import Runner
 
     notice = _notice(quiet)
@@ -144,7 +144,7 @@ def load_runner(model, mmproj, *, pull: bool, quiet: bool, verbose: bool, **kwar
     console = stderr_console()
     show = console.is_terminal and not quiet and not verbose
     with console.status(f"loading {Path(model).name}…") if show else _nothing():
-        return Runner(model, mmproj, verbose=verbose, notice=notice, progress=download_progress(console, quiet), **kwargs)
+        return Runner(model, mmproj, verbose=verbose, notice=notice, progress=stderr_progress(console, quiet), **kwargs)
 
 
 class _nothing:

@@ -31,6 +31,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # refuse larger images (decompression bo
 DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
 DEFAULT_VIDEO_FPS = 1.0  # frames sampled per second of video
 DEFAULT_VIDEO_MAX_FRAMES = 32  # more are spread evenly over the video
+DEFAULT_VIDEO_AUDIO_PIECE = 30.0  # seconds of soundtrack per audio chunk (whisper's window)
 DEFAULT_HTTP_TIMEOUT = 30.0
 DEFAULT_MAX_REDIRECTS = 5
 

@@ -16,7 +16,6 @@ from typing import IO, Any
 from rich.console import Console
 
 MARKDOWN_REFRESH_PER_SECOND = 10
-PROGRESS_MIN_BYTES = 1 << 20  # downloads smaller than this never show a bar
 
 
 def colour_allowed(no_color: bool = False) -> bool:
@@ -88,36 +87,72 @@ class Output:
         self.file.flush()
 
 
-def download_progress(console: Console, quiet: bool) -> Callable[[str], Callable[[int, int | None], None]] | None:
-    """A factory of byte-progress callbacks drawing a bar on stderr (terminal only)."""
-    if quiet or not console.is_terminal:
-        return None
+class StderrProgress:
+    """`progress(task, done, total)` for every long step (downloads, video decode, media encode).
 
-    def factory(label: str) -> Callable[[int, int | None], None]:
-        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+    A task shows as a transient bar on stderr once it has run for SHOW_AFTER seconds, so quick
+    steps never flash; it disappears when done >= total, before the answer streams. Nothing is
+    drawn when stderr is not a terminal.
+    """
 
-        state: dict[str, Any] = {}
+    SHOW_AFTER = 1.0
 
-        def update(done: int, total: int | None) -> None:
-            if "bar" not in state:
-                if total is not None and total < PROGRESS_MIN_BYTES:
-                    state["bar"] = None
-                    return
-                bar = Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                               console=console, transient=True)
-                bar.start()
-                state["bar"], state["task"] = bar, bar.add_task(label[-40:], total=total)
-            bar = state["bar"]
-            if bar is None:
-                return
-            bar.update(state["task"], completed=done)
+    def __init__(self, console: Console):
+        import threading
+
+        self.console = console
+        self._lock = threading.Lock()
+        self._bar = None
+        self._tasks: dict[str, Any] = {}  # task -> rich task id, or None until shown
+        self._pending: dict[str, tuple[float, float | None]] = {}
+
+    def __call__(self, task: str, done: float, total: float | None) -> None:
+        import threading
+
+        with self._lock:
+            if task not in self._tasks:
+                self._tasks[task] = None
+                timer = threading.Timer(self.SHOW_AFTER, self._show, args=(task,))
+                timer.daemon = True
+                timer.start()
+            self._pending[task] = (done, total)
+            if self._tasks[task] is not None:
+                self._bar.update(self._tasks[task], completed=done, total=total)
             if total is not None and done >= total:
-                bar.stop()
-                state["bar"] = None
+                self._finish(task)
 
-        return update
+    def _show(self, task: str) -> None:
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn
 
-    return factory
+        with self._lock:
+            if task not in self._tasks or self._tasks[task] is not None:
+                return
+            if self._bar is None:
+                self._bar = Progress("{task.description}", BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                                     console=self.console, transient=True)
+                self._bar.start()
+            done, total = self._pending[task]
+            self._tasks[task] = self._bar.add_task(task, completed=done, total=total)
+
+    def _finish(self, task: str) -> None:
+        tid = self._tasks.pop(task)
+        self._pending.pop(task, None)
+        if tid is not None:
+            self._bar.remove_task(tid)
+        if self._bar is not None and not any(t is not None for t in self._tasks.values()):
+            self._bar.stop()
+            self._bar = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._tasks.clear()
+            if self._bar is not None:
+                self._bar.stop()
+                self._bar = None
+
+
+def stderr_progress(console: Console, quiet: bool) -> StderrProgress | None:
+    return None if quiet or not console.is_terminal else StderrProgress(console)
 
 
 def _isatty(f: IO[str]) -> bool:

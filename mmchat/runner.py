@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+import dataclasses
 import hashlib
 import os
 from collections import OrderedDict
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import config, messages as msgs
-from .engine.base import Capabilities, Engine, SamplingOptions, Segment, Timings, Turn
+from .engine.base import Capabilities, Engine, Progress, SamplingOptions, Segment, Timings, Turn
 from .errors import InputError, ModelNotFound, UnsupportedMedia
 from .media import Audio, Image
 from .results import ChatCompletion, CompletionStream
@@ -48,13 +49,17 @@ class Runner:
         chat_template: str | None = None,
         image_max_side: int | None = config.DEFAULT_IMAGE_MAX_SIDE,
         image_max_tokens: int | None = None,
+        video_fps: float = config.DEFAULT_VIDEO_FPS,
+        video_max_frames: int = config.DEFAULT_VIDEO_MAX_FRAMES,
+        video_audio: bool = True,
         verbose: bool = False,
         notice: Callable[[str], None] | None = None,
         engine: Engine | None = None,
         stdin: BinaryIO | None = None,
-        progress: Callable[[str], Callable[[int, int | None], None]] | None = None,
+        progress: Progress | None = None,
     ):
         self.image_max_side = image_max_side
+        self.video_defaults = {"fps": video_fps, "max_frames": video_max_frames, "audio": video_audio}
         self._stdin = stdin
         self._progress = progress
         self._media_cache: OrderedDict[tuple, list[Segment]] = OrderedDict()
@@ -67,7 +72,7 @@ class Runner:
             engine = LlamaCppEngine(
                 model_path, mmproj_path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, threads=threads,
                 chat_template=_read_template(chat_template), image_max_tokens=image_max_tokens,
-                verbose=verbose, notice=self._notice,
+                verbose=verbose, notice=self._notice, progress=progress,
             )
         self.engine = engine
         self.load_time = time.perf_counter() - t0
@@ -96,7 +101,12 @@ class Runner:
         return self.engine.capabilities()
 
     def chat(self, messages: Sequence[dict[str, Any]], **options: Any) -> ChatCompletion:
-        """Answer a conversation; keyword options as in `SamplingOptions` (max_tokens, temperature, ...)."""
+        """Answer a conversation.
+
+        Options: those of `SamplingOptions` (max_tokens, temperature, top_k, top_p, min_p,
+        repeat_penalty, seed, stop, grammar), and video defaults for this request
+        (video_fps, video_max_frames, video_audio) that a video part's own keys override.
+        """
         stream = self.stream(messages, **options)
         for _ in stream:
             pass
@@ -105,16 +115,21 @@ class Runner:
 
     def stream(self, messages: Sequence[dict[str, Any]], **options: Any) -> CompletionStream:
         """Like chat(), but iterate to get text deltas as they are generated."""
+        video = dict(self.video_defaults)
+        for key in ("fps", "max_frames", "audio"):
+            value = options.pop(f"video_{key}", None)
+            if value is not None:
+                video[key] = value
         sampling = sampling_options(**options)
         extra = Timings()
         if not self._loaded:
             extra.load, self._loaded = self.load_time, True
         t0 = time.perf_counter()
-        turns = self.prepare(messages)
+        turns = self.prepare(messages, video_defaults=video)
         extra.media_decode = time.perf_counter() - t0
         return CompletionStream(self.engine.stream(turns, sampling), self.capabilities().model_name, extra)
 
-    def prepare(self, messages: Sequence[dict[str, Any]]) -> list[Turn]:
+    def prepare(self, messages: Sequence[dict[str, Any]], *, video_defaults: dict[str, Any] | None = None) -> list[Turn]:
         """Validate, check media against the model, then read and decode every media part."""
         checked = msgs.validate_messages(messages)
         self.check_media(checked)
@@ -135,6 +150,8 @@ class Runner:
                     if stdin_used:
                         raise InputError("only one media part can read standard input ('-')")
                     stdin_used = True
+                if ref.kind == "video":
+                    ref = dataclasses.replace(ref, options={**(video_defaults or self.video_defaults), **ref.options})
                 segments.extend(self.load_media(ref))
             turns.append(Turn(message["role"], tuple(segments)))
         return turns
@@ -167,16 +184,37 @@ class Runner:
         return segments
 
     def _load_media(self, ref: msgs.MediaRef) -> list[Segment]:
-        from .sources import read_source
+        from .sources import local_source, read_source
 
-        source = read_source(ref.url, stdin=self._stdin, progress=self._progress(ref.url) if self._progress else None)
-        if source.kind is not None and source.kind != ref.kind and not (ref.kind == "audio" and source.kind == "video"):
-            raise InputError(f"{source.label} is {_article(source.kind)}, not {_article(ref.kind)}: pass it as {source.kind}")
+        if ref.kind == "video":
+            source = local_source(ref.url)  # a long video is decoded from disk, not read into memory
+            if source is not None:
+                _check_kind(source, "video")
+                return self._decode_video(source.path, source.label, ref.options)
+        report = self._progress
+        on_bytes = (lambda done, total: report(f"downloading {_short(ref.url)}", done, total)) if report else None
+        source = read_source(ref.url, stdin=self._stdin, progress=on_bytes)
+        _check_kind(source, ref.kind)
         if ref.kind == "image":
             return [self._decode_image(source.data, source.label, ref.options)]
         if ref.kind == "audio":
             return [self._decode_audio(source.data, source.label)]
-        raise UnsupportedMedia(f"{source.label}: video input is not supported by this version of mmchat")
+        return self._decode_video(source.data, source.label, ref.options)
+
+    def _decode_video(self, src: bytes | Path, label: str, options: dict[str, Any]) -> list[Segment]:
+        from .media.video import VideoOptions, decode_video, video_segments
+
+        unknown = sorted(set(options) - VIDEO_KEYS)
+        if unknown:
+            raise InputError(f"unknown video option {unknown[0]!r} for {label}; known: {', '.join(sorted(VIDEO_KEYS))}")
+        opts = VideoOptions.from_dict(options)
+        caps = self.capabilities()
+        rate = caps.audio_sample_rate if caps.audio and opts.audio else None
+        report = self._progress
+        on_frame = (lambda done, total: report(f"decoding {_short(label)}", done, total)) if report else None
+        video = decode_video(src, label=label, options=opts, max_side=options.get("max_side", self.image_max_side),
+                             audio_rate=rate, progress=on_frame)
+        return video_segments(video)
 
     def _decode_image(self, data: bytes, label: str, options: dict[str, Any]) -> Image:
         from .media.image import decode_image
@@ -201,6 +239,7 @@ class Runner:
 
 
 MEDIA_CACHE_ITEMS = 64
+VIDEO_KEYS = {"fps", "max_frames", "start", "end", "audio", "max_side"}
 
 
 def _media_key(ref: msgs.MediaRef) -> tuple | None:
@@ -247,6 +286,18 @@ def _read_template(value: str | None) -> str | None:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read the chat template {value}: {e}") from None
     return value
+
+
+def _check_kind(source, kind: str) -> None:
+    """Bytes of another kind than asked for are refused, except where one holds the other:
+    a video's soundtrack as audio, an animated GIF/WebP or an audio-only file as video
+    (the video decoder then says what it lacks)."""
+    found = source.kind
+    if found is None or found == kind or (kind, found) in {("audio", "video"), ("video", "audio")}:
+        return
+    if kind == "video" and found == "image" and source.mime in ("image/gif", "image/webp", "image/png", "image/apng"):
+        return
+    raise InputError(f"{source.label} is {_article(found)}, not {_article(kind)}: pass it as {found}")
 
 
 def _short(url: str) -> str:

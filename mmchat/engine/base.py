@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import Protocol, Union
+from typing import Callable, Optional, Protocol, Union
 
 from ..media import Audio, Image, Kind
 
 Segment = Union[str, Image, Audio]
+
+#: progress(task, done, total): long steps report here (download, video decode, media encode)
+Progress = Callable[[str, float, Optional[float]], None]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ from ..errors import ContextOverflow, GenerationError, InputError, ModelLoadErro
 from ..media import Audio, Image
 from . import _lib
 from ._lib import llama, mtmd
-from .base import Capabilities, Event, Finished, SamplingOptions, Timings, Turn, Usage
+from .base import Capabilities, Event, Finished, Progress, SamplingOptions, Timings, Turn, Usage
 from .kvcache import EmbeddingCache, MediaItem, PromptItem, common_prefix
 from .template import PLAIN_STOP, PLAIN_TEMPLATE, jinja_renderer, template_messages
 from .textstream import TextStream
@@ -62,10 +62,12 @@ class LlamaCppEngine:
         image_max_tokens: int | None = None,
         verbose: bool = False,
         notice=None,
+        progress: Progress | None = None,
     ):
         t0 = time.perf_counter()
         _lib.init(verbose)
         self._notice = notice or (lambda msg: None)
+        self._progress = progress
         self.model_path = Path(model)
         self.mmproj_path = Path(mmproj) if mmproj else None
         self.threads = threads or _lib.physical_cores()
@@ -241,11 +243,18 @@ class LlamaCppEngine:
         self.stats.prompt_tokens_reused += usage.cached_tokens
         t0 = time.perf_counter()
         pending: list[int] = []
-        for n, item in enumerate(items[keep:], start=keep):
+        to_encode = [i for i in items[keep:] if isinstance(i, MediaItem) and self._embeddings.get(i.key) is None]
+        for item in items[keep:]:
             if isinstance(item, MediaItem):
                 self._decode_text(pending, logits_last=False)
                 pending = []
+                task = None
+                if self._progress and item in to_encode:
+                    task = f"encoding {item.kind} {to_encode.index(item) + 1} of {len(to_encode)}"
+                    self._progress(task, 0, 1)
                 timings.media_encode += self._decode_media(item)
+                if task:
+                    self._progress(task, 1, 1)
             else:
                 pending.append(item)
         self._decode_text(pending, logits_last=True)

@@ -1,20 +1,20 @@
-"""Video bytes or files become a few timestamped RGB frames, and the soundtrack between them.
+"""Video files become a few timestamped RGB frames, and the sound between them.
 
-- PyAV (FFmpeg's libraries inside its wheels; no ffmpeg binary) reads MP4, WebM, MKV, MOV,
-  animated GIF, ... Frames are sampled at `fps` up to `max_frames`; past the cap they are
-  spread evenly over the whole segment, so a long talk is seen from start to end.
-- Cost follows the frames kept, not the file's length: frames are decoded one at a time, only
-  picked ones are converted (scaled and made RGB in one swscale call), and sparse targets are
-  reached by seeking to the keyframe before each, so 32 frames of a 2-hour video cost about
-  32 seeks. Dense targets, or a file whose seeking misbehaves, are decoded sequentially.
-- Phone clips are turned upright (display matrix) and anamorphic pixels made square.
-- For a model that hears, the segment's sound is cut at the frame times: each frame is
-  followed by the sound up to the next one.
+- PyAV (FFmpeg inside its wheels) reads MP4, WebM, MKV, MOV, animated GIF, ... Frames are
+  sampled at `fps`; past `max_frames` they are spread over the whole segment instead.
+- Cost follows the frames kept, not the file's length: only picked frames are converted
+  (scaled and made RGB in one swscale call), and sparse targets are reached by seeking to the
+  keyframe before each, so 32 frames of a 2-hour video cost about 32 seeks. Dense targets,
+  or a file whose seeking misbehaves, are decoded forward.
+- Phone clips are turned upright and anamorphic pixels made square. For a model that hears,
+  the segment's sound is cut at the frame times: each frame is followed by its sound.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import itertools
 import math
 import re
 import time
@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
-from mmchat.config import DEFAULT_IMAGE_MAX_SIDE, DEFAULT_VIDEO_FPS, DEFAULT_VIDEO_MAX_FRAMES
+from mmchat.config import DEFAULT_IMAGE_MAX_SIDE, DEFAULT_VIDEO_AUDIO_PIECE, DEFAULT_VIDEO_FPS, DEFAULT_VIDEO_MAX_FRAMES
 from mmchat.errors import InputError, MediaError
 from mmchat.media import Audio, Image
 
@@ -56,8 +56,6 @@ class VideoOptions:
         if not fps > 0:
             raise InputError(f"video fps must be more than 0, not {fps:g}")
         count = d.get("max_frames", base.max_frames)
-        if isinstance(count, float) and count.is_integer():
-            count = int(count)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise InputError(f"video max_frames must be a whole number of at least 1, not {count!r}")
         start, end = (None if (v := d.get(k, getattr(base, k))) is None else parse_time(v) for k in ("start", "end"))
@@ -69,7 +67,7 @@ class VideoOptions:
         return cls(fps=fps, max_frames=count, start=start, end=end, audio=audio)
 
 
-def parse_time(value: str | float | int) -> float:
+def parse_time(value: str | float) -> float:
     """Seconds from 90, "90", "1:30" or "01:02:03.5"."""
     if not isinstance(value, str):
         seconds = _number(value, "time")
@@ -85,12 +83,11 @@ def parse_time(value: str | float | int) -> float:
 
 def _number(value: Any, what: str) -> float:
     try:
-        number = float(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else math.nan
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number):
-        raise InputError(f"video {what} must be a number, not {value!r}")
-    return number
+        if not isinstance(value, bool) and math.isfinite(number := float(value)):
+            return number
+    except (TypeError, ValueError):
+        pass
+    raise InputError(f"video {what} must be a number, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -128,16 +125,34 @@ def sample_times(duration: float, options: VideoOptions) -> list[float]:
     return [start + (k + 0.5) * step for k in range(options.max_frames)]
 
 
-def video_segments(video: Video) -> list[str | Image | Audio]:
-    """What the model sees, in time order: "[mm:ss]", the frame, then its sound when not silent."""
+def video_segments(video: Video, min_audio_piece: float = DEFAULT_VIDEO_AUDIO_PIECE) -> list[str | Image | Audio]:
+    """What the model sees, in time order: "[mm:ss]", the frame, and the sound since the last piece.
+
+    Consecutive frames' sound is joined until a piece lasts `min_audio_piece` seconds:
+    whisper-style encoders pad every piece to a 30 s window, so one piece per frame of a
+    short clip would cost 750 tokens a second.
+    """
     fine = _fine([f.time for f in video.frames])
     out: list[str | Image | Audio] = []
+    pending: list[Audio] = []
     for i, frame in enumerate(video.frames):
         out += [f"[{_stamp(frame.time, video.duration, fine)}]", frame.image]
-        piece = video.audio[i] if i < len(video.audio) else None
-        if piece is not None and piece.duration >= _MIN_PIECE and np.any(piece.samples):
-            out.append(piece)
+        if i < len(video.audio) and video.audio[i] is not None:
+            pending.append(video.audio[i])
+        last = i == len(video.frames) - 1
+        if pending and (last or sum(p.duration for p in pending) >= min_audio_piece):
+            piece = _join(pending)
+            pending = []
+            if piece.duration >= _MIN_PIECE and np.any(piece.samples):
+                out.append(piece)
     return out
+
+
+def _join(pieces: list[Audio]) -> Audio:
+    if len(pieces) == 1:
+        return pieces[0]
+    samples = np.concatenate([p.samples for p in pieces])
+    return Audio(samples=samples, sample_rate=pieces[0].sample_rate, source=pieces[0].source)
 
 
 def decode_video(
@@ -153,16 +168,19 @@ def decode_video(
     import av
 
     began = time.perf_counter()
-    opener = _opener(src, label)
+    opener = functools.partial(_open, src, label)
     try:
         with _Reader(opener, label) as reader:
             duration, start = reader.duration(), options.start or 0.0
             if duration <= 0:
                 raise MediaError(f"{label} is a zero-length video (no frames): choose a recording with frames in it")
             if start >= duration:
-                length = _stamp(duration, duration, True)
-                raise MediaError(f"{label} is {length} long, start {start:g} s is past its end: start before {length}")
+                raise MediaError(
+                    f"{label} is {duration:.1f} s long, start {start:g} s is past its end: choose an earlier start"
+                )
             targets = sample_times(duration, options)
+            if all(b - a >= _SEEK_MIN_GAP for a, b in itertools.pairwise(targets)):
+                reader.threads = reader.stream.thread_type = "SLICE"  # seeks: frame threads refill after each
             fine, frames = _fine(targets), []
             for i, target in enumerate(targets):
                 vf, t = reader.first_at(target)
@@ -173,38 +191,37 @@ def decode_video(
                 if reader.at_end:
                     break
             if not frames:
-                raise MediaError(f"{label} has no decodable video frames (damaged or truncated?): check that it plays")
+                raise MediaError(f"{label} has no decodable video frames: check that it plays in a media player")
         audio: tuple[Audio | None, ...] = ()
         if options.audio and audio_rate:
             end = duration if options.end is None else min(options.end, duration)
-            audio = _soundtrack(opener, reader.origin, (start, end), [f.time for f in frames], audio_rate, label, duration)
-    except (av.error.FFmpegError, OSError, ValueError) as exc:  # what the file did to FFmpeg mid-way
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise MediaError(f"cannot decode {label} as a video ({reason}): check that it plays in a media player") from None
+            times = [f.time for f in frames]
+            audio = _soundtrack(opener, reader.origin, (start, end), times, audio_rate, label, duration)
+    except (av.error.FFmpegError, OSError) as exc:  # what the file did to FFmpeg mid-way
+        raise MediaError(f"cannot decode {label} as a video ({_reason(exc)}): check that it plays") from None
     return Video(tuple(frames), audio, duration, label, time.perf_counter() - began)
 
 
-def _opener(src: bytes | Path, label: str) -> Callable[[], Any]:
-    """Opens the file afresh: for the soundtrack's pass, or to start over without seeking."""
+def _open(src: bytes | Path, label: str) -> Any:
+    """The file opened afresh: the first pass, the soundtrack's, or a restart without seeking."""
     import av
 
-    def open_container() -> Any:
-        try:
-            return av.open(str(src) if isinstance(src, Path) else io.BytesIO(src), mode="r")
-        except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise MediaError(f"cannot open {label} as a video ({reason}): check that the file is complete") from None
-
-    return open_container
+    try:
+        return av.open(str(src) if isinstance(src, Path) else io.BytesIO(src), mode="r")
+    except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
+        raise MediaError(f"cannot open {label} as a video ({_reason(exc)}): check that the file is complete") from None
 
 
 class _Reader:
     """One file's video stream: its clock, and the first frame at or after a given time."""
 
     def __init__(self, opener: Callable[[], Any], label: str):
-        self._open, self.label = opener, label
+        from av.video.reformatter import VideoReformatter
+
+        self._open, self.label, self.threads = opener, label, "AUTO"  # frame threads for decoding forward
         self._start()
         self.seekable, self.at_end, self._back = True, False, 0.0
+        self._scaler = VideoReformatter()  # keeps its swscale context from frame to frame
         rate = self.stream.average_rate or self.stream.guessed_rate
         self._tolerance = max(0.25, 2.0 / float(rate)) if rate else 0.5  # a seek that lands later is broken
 
@@ -218,12 +235,12 @@ class _Reader:
             what = f"only {', '.join(kinds)}" if kinds else "no streams at all"
             raise MediaError(f"{self.label} has no video stream ({what}): choose a video file")
         self.stream = stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.thread_type = self.threads
         self.tb = stream.time_base or Fraction(1, 1000)
         self.origin = float(stream.start_time * self.tb) if stream.start_time is not None else 0.0
         self._frames, self._current = self._decode(), (None, 0.0)  # the last frame decoded, and its time
 
-    def __enter__(self) -> _Reader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -260,7 +277,7 @@ class _Reader:
             except av.error.FFmpegError:
                 first = None
             if first is None or first[1] > target + self._tolerance:
-                self.seekable = False  # no seeking here, or the index lied: start over, decode forward
+                self.seekable, self.threads = False, "AUTO"  # no seeking, or the index lied: decode forward
                 self._restart()
             else:
                 self._back = max(self._back, target - first[1])  # how far before a target seeks land
@@ -280,9 +297,9 @@ class _Reader:
 
     def _decode(self) -> Iterator[tuple[Any, float]]:
         """Frames and their times (counted on from the last one for a frame without)."""
-        step, t = 1.0 / float(self.stream.average_rate or 25), None
+        step, t, tb = 1.0 / float(self.stream.average_rate or 25), None, float(self.tb)
         for vf in _decoded(self.container, self.stream):
-            t = float(vf.pts * self.tb) - self.origin if vf.pts is not None else (0.0 if t is None else t + step)
+            t = vf.pts * tb - self.origin if vf.pts is not None else (0.0 if t is None else t + step)
             yield vf, t
 
     def to_image(self, vf: Any, label: str, max_side: int | None) -> Image:
@@ -294,7 +311,7 @@ class _Reader:
         if max_side is not None and max(width, height) > max_side:
             scale = max_side / max(width, height)
             width, height = max(1, round(width * scale)), max(1, round(height * scale))
-        rgb = vf.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+        rgb = self._scaler.reformat(vf, width, height, "rgb24", interpolation="AREA").to_ndarray()
         turns = round((vf.rotation or 0) / 90) % 4  # counterclockwise, as the display matrix says
         return Image(pixels=np.ascontiguousarray(np.rot90(rgb, turns) if turns else rgb), source=label)
 
@@ -312,14 +329,20 @@ def _soundtrack(
     import av
     import soxr
 
-    from mmchat.media.audio import _frame_samples
+    (start, end), pending, resampler, native, cursor = segment, [], None, 0, 0.0
 
-    (start, end), out, resampler, native, cursor = segment, [], None, 0, 0.0
+    def emit(chunk: np.ndarray) -> None:
+        nonlocal filled
+        n = min(len(chunk), len(sound) - filled)
+        sound[filled : filled + n] = chunk[:n]
+        filled += n
+
     with opener() as container:
         if not container.streams.audio:
             return ()
         stream = container.streams.audio[0]  # only its packets are decoded
-        tb = stream.time_base or Fraction(1, 1000)
+        sound, filled = np.zeros(round((end - start) * rate) + 1, np.float32), 0  # filled in place
+        tb = float(stream.time_base or Fraction(1, 1000))
         if start > 1.0:
             try:
                 container.seek(int((start + origin) / tb), stream=stream, backward=True)
@@ -328,25 +351,28 @@ def _soundtrack(
         for af in _decoded(container, stream):
             if native and af.sample_rate != native:
                 break  # the rate changed mid-stream: keep what came before
-            t0 = float(af.pts * tb) - origin if af.pts is not None else cursor
+            t0 = af.pts * tb - origin if af.pts is not None else cursor
             if resampler is None:
                 native, cursor = af.sample_rate, min(t0, start)
                 resampler = soxr.ResampleStream(native, rate, 1, dtype="float32", quality="HQ")
             if t0 > cursor + 0.05:  # the sound starts late or has a gap: silence until it resumes
                 if (gap := min(t0, end) - max(start, cursor)) > 0:
-                    out.append(resampler.resample_chunk(np.zeros(round(gap * native), np.float32)))
+                    pending.append(np.zeros(round(gap * native), np.float32))
                 cursor = t0
-            samples = _frame_samples(af)[:, 0]
+            samples = _mono(af)
             lo, hi = (min(len(samples), max(0, round((t - cursor) * native))) for t in (start, end))
             if hi > lo:
-                out.append(resampler.resample_chunk(np.ascontiguousarray(samples[lo:hi])))
+                pending.append(samples[lo:hi])
+            if len(pending) >= 64:  # resample in blocks: soxr's per-call cost is not per sample
+                emit(resampler.resample_chunk(np.concatenate(pending)))
+                pending.clear()
             cursor += len(samples) / native
             if cursor >= end:
                 break
     if resampler is None:
         return ()
-    out.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
-    sound = np.clip(np.concatenate(out), -1.0, 1.0).astype(np.float32, copy=False)
+    emit(resampler.resample_chunk(np.concatenate([*pending, np.zeros(0, np.float32)]), last=True))
+    sound = np.clip(sound[:filled], -1.0, 1.0, out=sound[:filled])
     bounds = [start, *(min(max(t, start), end) for t in times[1:]), end]
     cuts = [min(len(sound), round((b - start) * rate)) for b in bounds]
     fine, pieces = _fine(times), []
@@ -355,6 +381,16 @@ def _soundtrack(
         source = f"{label}@{_stamp(t, duration, fine)} sound"
         pieces.append(Audio(samples=chunk, sample_rate=rate, source=source) if len(chunk) else None)
     return tuple(pieces)
+
+
+def _mono(af: Any) -> np.ndarray:
+    """An AudioFrame's samples as mono float32, like media.audio's (channels averaged)."""
+    from mmchat.media.audio import _frame_samples
+
+    if af.format.name != "fltp":  # integer or interleaved samples: the general path
+        return _frame_samples(af)[:, 0]
+    planes = [np.frombuffer(plane, np.float32, af.samples) for plane in af.planes]  # no copies
+    return planes[0] if len(planes) == 1 else np.mean(planes, axis=0, dtype=np.float32)
 
 
 def _decoded(container: Any, stream: Any) -> Iterator[Any]:
@@ -373,9 +409,15 @@ def _decoded(container: Any, stream: Any) -> Iterator[Any]:
             continue
 
 
+def _reason(exc: BaseException) -> str:
+    """FFmpeg's words, without the errno and the path that PyAV adds."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
 def _fine(times: list[float]) -> bool:
     """Stamps carry tenths of a second when frames are less than a second apart."""
-    return any(b - a < 1.0 - 1e-6 for a, b in zip(times, times[1:]))
+    return any(b - a < 1.0 - 1e-6 for a, b in itertools.pairwise(times))
 
 
 def _stamp(seconds: float, duration: float, fine: bool = False) -> str:

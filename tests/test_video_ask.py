@@ -1,0 +1,119 @@
+"""Video through the whole path: runner and `mmchat ask --video`, on the generated models."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmchat import Runner, text_part, video_part
+from mmchat.errors import UnsupportedMedia
+from tests.videofiles import audio_only_m4a, first_half, write_video, zero_length_avi
+
+GREEDY = dict(max_tokens=10, temperature=0)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("clips")
+    return {
+        "tone": write_video(d / "tone.mp4", seconds=4, tone_from=0.0),
+        "tone_late": write_video(d / "tone_late.mp4", seconds=4, tone_from=2.0),
+        "changed": write_video(d / "changed.mp4", seconds=4, tone_from=0.0, changed=20),
+        "silent": write_video(d / "silent.mp4", seconds=4),
+    }
+
+
+@pytest.fixture(scope="module")
+def omni(models):
+    with Runner(models["llm"], models["mmproj-omni"], n_ctx=4096, threads=2) as r:
+        yield r
+
+
+def ask(runner, video: Path | str, **options):
+    return runner.chat([{"role": "user", "content": [video_part(str(video)), text_part("What happens?")]}], **{**GREEDY, **options})
+
+
+def test_frames_become_timestamped_images_in_time_order(omni, clips):
+    turns = omni.prepare([{"role": "user", "content": [video_part(str(clips["silent"]), fps=1), text_part("?")]}])
+    texts = [s for s in turns[0].segments if isinstance(s, str)]
+    assert texts == ["[00:00]", "[00:01]", "[00:02]", "[00:03]", "?"]
+    prompt = omni.engine.render(turns)
+    assert prompt.count(omni.engine.marker) == 4 and prompt.index("[00:00]") < prompt.index("[00:03]")
+    reply = ask(omni, clips["silent"])
+    assert reply.usage.image_tokens == 4 * 16 and reply.usage.audio_tokens == 0
+
+
+def test_max_frames_and_per_request_defaults(omni, clips):
+    assert ask(omni, clips["silent"], video_fps=2).usage.image_tokens == 8 * 16
+    assert ask(omni, clips["silent"], video_fps=2, video_max_frames=3).usage.image_tokens == 3 * 16
+    part = video_part(str(clips["silent"]), fps=2, max_frames=5, start="00:01", end=3)
+    reply = omni.chat([{"role": "user", "content": [part, text_part("?")]}], **GREEDY)
+    assert reply.usage.image_tokens == 4 * 16  # 2 s at 2 fps
+
+
+def test_the_answer_follows_one_changed_frame(omni, clips):
+    assert ask(omni, clips["tone"], video_fps=5).content != ask(omni, clips["changed"], video_fps=5).content
+
+
+def test_the_soundtrack_is_heard_and_can_be_left_out(omni, clips):
+    with_sound = ask(omni, clips["tone"])
+    without = ask(omni, clips["tone"], video_audio=False)
+    assert with_sound.usage.audio_tokens == 750 and without.usage.audio_tokens == 0
+    assert with_sound.usage.prompt_tokens == without.usage.prompt_tokens + 750 + 2  # + <|audio_bos|>, <|audio_eos|>
+    assert with_sound.content != ask(omni, clips["tone_late"]).content  # the sound reaches the model
+
+
+def test_a_model_without_vision_is_refused_before_decoding(models):
+    with Runner(models["llm"], models["mmproj-audio"], n_ctx=2048, threads=2) as r:
+        with pytest.raises(UnsupportedMedia, match="takes audio, not video"):
+            ask(r, "/does/not/exist.mp4")
+
+
+def mmchat(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MMCHAT_DEBUG"}
+    return subprocess.run([sys.executable, "-m", "mmchat", "ask", *args], input=stdin, capture_output=True, timeout=120, env=env)
+
+
+def test_every_url_form_gives_the_same_answer(models, clips):
+    base = ["What happens?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]), "-t", "0", "-n", "10", "--threads", "2"]
+    clip = clips["tone"]
+    answers = {
+        "path": mmchat(*base, "--video", str(clip)),
+        "file": mmchat(*base, "--video", clip.resolve().as_uri()),
+        "data": mmchat(*base, "--video", "data:video/mp4;base64," + base64.b64encode(clip.read_bytes()).decode()),
+        "stdin": mmchat(*base, "--video", "-", stdin=clip.read_bytes()),
+    }
+    for name, out in answers.items():
+        assert out.returncode == 0, (name, out.stderr)
+    assert len({out.stdout for out in answers.values()}) == 1 and answers["path"].stdout.strip()
+
+
+def test_bad_video_files_exit_2_with_one_line(models, tmp_path, clips):
+    bad = {
+        "no video stream": (tmp_path / "talk.m4a", audio_only_m4a()),
+        "truncated": (tmp_path / "cut.mp4", first_half(clips["tone"])),
+        "zero-length": (tmp_path / "empty.avi", zero_length_avi(tmp_path / "z.avi")),
+        "text named .mp4": (tmp_path / "notes.mp4", b"meeting notes, not a video\n" * 10),
+    }
+    for name, (path, data) in bad.items():
+        path.write_bytes(data)
+        out = mmchat("What?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]), "--video", str(path))
+        err = out.stderr.decode()
+        assert out.returncode == 2, (name, err)
+        assert err.count("\n") == 1 and err.startswith("mmchat: error: ") and path.name in err, (name, err)
+        assert out.stdout == b""
+
+
+def test_json_usage_counts_frames_and_sound(models, clips):
+    out = mmchat("What?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]), "--video", str(clips["tone"]),
+                 "--fps", "0.5", "--json", "-t", "0", "-n", "4")
+    data = json.loads(out.stdout)
+    assert data["usage"]["prompt_tokens_details"]["image_tokens"] == 2 * 16
+    assert data["usage"]["prompt_tokens_details"]["audio_tokens"] == 750
+    assert data["timings"]["media_decode_s"] > 0
