@@ -267,6 +267,53 @@ def print_stats(console, completion) -> None:
     )
 
 
+@app.command(cls=MediaOrderCommand)
+def chat(
+    ctx: typer.Context,
+    image: Image = [], audio: Audio = [], video: Video = [],
+    model: Model = None, mmproj: Mmproj = None, system: System = None,
+    max_tokens: MaxTokens = config.DEFAULT_MAX_TOKENS, temperature: Temperature = config.DEFAULT_TEMPERATURE,
+    top_k: TopK = config.DEFAULT_TOP_K, top_p: TopP = config.DEFAULT_TOP_P, min_p: MinP = config.DEFAULT_MIN_P,
+    repeat_penalty: RepeatPenalty = config.DEFAULT_REPEAT_PENALTY, seed: Seed = config.DEFAULT_SEED, stop: Stop = [],
+    ctx_size: CtxSize = config.DEFAULT_N_CTX, gpu_layers: GpuLayers = None, threads: Threads = None,
+    chat_template: ChatTemplate = None, image_max_side: ImageMaxSide = config.DEFAULT_IMAGE_MAX_SIDE,
+    image_max_tokens: ImageMaxTokens = None,
+    fps: Fps = config.DEFAULT_VIDEO_FPS, max_frames: MaxFrames = config.DEFAULT_VIDEO_MAX_FRAMES,
+    video_audio: VideoAudio = True,
+    pull: Pull = False, quiet: Quiet = False, verbose: Verbose = False, no_color: NoColor = False,
+) -> None:
+    """Talk with a model in the terminal: attach media as you go, follow-ups never re-encode them.
+
+    Media given here are attached to the first message. Inside, /help lists the commands
+    (/attach, /detach, /retry, /undo, /save, /load, /model, /set, ...).
+
+    Examples:
+
+      mmchat chat --image photo.jpg
+
+      mmchat chat -m qwen2.5-vl-3b --system "Answer briefly."
+    """
+    from pathlib import Path
+
+    from .render import stdout_console
+    from .repl import run_chat
+
+    media = ordered_media(ctx.meta.get("mmchat.argv", []), {"image": image, "audio": audio, "video": video})
+    first_model = model
+
+    def factory(name: str | None):
+        return load_runner(name or None, mmproj if name == first_model else None, pull=pull, quiet=quiet, verbose=verbose,
+                           n_ctx=ctx_size, n_gpu_layers=gpu_layers, threads=threads, chat_template=chat_template,
+                           image_max_side=image_max_side or None, image_max_tokens=image_max_tokens,
+                           video_fps=fps, video_max_frames=max_frames, video_audio=video_audio)
+
+    sampling = dict(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                    repeat_penalty=repeat_penalty, seed=seed, stop=stop)
+    code = run_chat(factory, model_name=model or "", sampling=sampling, system=system, attachments=media,
+                    history_path=config.user_dir() / "history", console=stdout_console(no_color))
+    raise typer.Exit(code)
+
+
 @app.command()
 def models(
     json_output: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,

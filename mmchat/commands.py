@@ -189,8 +189,11 @@ def parse(line: str, *, is_file: Callable[[str], bool] | None = None) -> Command
         rest = more + (" " + rest if rest else "")
     name = ALIASES.get(name.lower(), name.lower())
     rest = rest.strip()
-    if name not in COMMANDS and "/" in name[1:]:
-        raise ParseError(f"file not found: {text}: check the path (start with // to send a line that begins with /)")
+    if name not in COMMANDS and "/" in name[1:]:  # a path, not a command
+        if is_file(name):
+            raise ParseError(f"{name} is a file, not a command: /attach it, "
+                             "or start the line with // to send it as text")
+        raise ParseError(f"file not found: {text}: check the path, or start the line with // to send it as text")
     if name not in COMMANDS:
         raise ParseError(_unknown(name, [*COMMANDS, *ALIASES], "command", "/help lists the commands"))
     return _PARSERS[name](name, rest)

@@ -193,10 +193,10 @@ class Conversation:
         if self.used is None or self._used_upto > len(self.messages):
             return False
         new = self.messages[self._used_upto:]
-        if any(ref for ref in msgs.iter_media(new)):
+        if next(msgs.iter_media(new), None) is not None:
             return False
         size = sum(len(_text_of(m).encode()) + TURN_OVERHEAD for m in new)
-        return self.used + size <= limit
+        return self.used + TURN_OVERHEAD + size <= limit  # one more overhead: the last answer's closing tokens
 
     # -- files -----------------------------------------------------------------------
 

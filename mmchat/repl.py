@@ -7,6 +7,7 @@ session goes on with the conversation as it was.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -110,19 +111,14 @@ class Chat:
 
     # -- output ----------------------------------------------------------------------
 
-    def note(self, text: str) -> None:
-        self.console.print(Text(text, style="dim"))
+    def note(self, text: str, style: str = "dim") -> None:
+        self.console.print(Text(text, style=style), soft_wrap=True)
 
     def toolbar(self) -> str:
-        parts = [f" {Path(self.model_name).name}"]
-        if self.conv.pending:
-            n = len(self.conv.pending)
-            parts.append(f"{n} attachment{'s' * (n != 1)} pending")
-        used = self.last.usage.total_tokens if self.last else 0
-        parts.append(f"context {used}/{self.runner.capabilities().n_ctx}")
-        if self.notice:
-            parts.append(self.notice)
-        return " │ ".join(parts)
+        n, used = len(self.conv.pending), self.last.usage.total_tokens if self.last else 0
+        parts = [f" {Path(self.model_name).name or self.runner.capabilities().model_name}", f"{n} attachment{'s' * (n != 1)} pending" if n else "",
+                 f"context {used}/{self.runner.capabilities().n_ctx}", self.notice]
+        return " │ ".join(p for p in parts if p)
 
     # -- dispatch --------------------------------------------------------------------
 
@@ -134,27 +130,27 @@ class Chat:
             _error(self.console, e)
         except KeyboardInterrupt:
             self.note("interrupted")
+        except Exception as e:  # a bug must not end the session; MMCHAT_DEBUG=1 shows the traceback
+            if os.environ.get("MMCHAT_DEBUG") == "1":
+                raise
+            _error(self.console, f"unexpected {type(e).__name__}: {e} "
+                                 "(a bug: please report it; MMCHAT_DEBUG=1 shows where)")
 
     def do_say(self, c: cmd.Say) -> None:
-        snap = self.conv.snapshot()
-        try:
-            self.conv.user_turn(c.text)
-            self.answer()
-        except _Interrupted:
-            self.conv.restore(snap)
-            self.note("interrupted before the answer began: your message was not kept (Up brings it back)")
-        except BaseException:
-            self.conv.restore(snap)
-            raise
+        self._turn(lambda: self.conv.user_turn(c.text), "your message was not kept (Up brings it back)")
 
     def do_retry(self, c: cmd.Retry) -> None:
+        self._turn(self.conv.retry, "the previous answer is kept")
+
+    def _turn(self, change: Callable[[], object], if_interrupted: str) -> None:
+        """Change the conversation and answer it; any failure puts the conversation back."""
         snap = self.conv.snapshot()
         try:
-            self.conv.retry()
+            change()
             self.answer()
         except _Interrupted:
             self.conv.restore(snap)
-            self.note("interrupted: the previous answer is kept")
+            self.note(f"interrupted before the answer began: {if_interrupted}")
         except BaseException:
             self.conv.restore(snap)
             raise
@@ -195,7 +191,8 @@ class Chat:
                 self.note(f"(cut at max_tokens={self._max_tokens}: /set max_tokens to allow more)")
             break
         if dropped:
-            self.notice = f"context full: {len(dropped)} oldest message{'s' * (len(dropped) != 1)} left the model's view"
+            n = len(dropped)
+            self.notice = f"context full: {n} oldest message{'s' * (n != 1)} left the model's view"
             self.note(self.notice)
 
     @property
@@ -224,7 +221,7 @@ class Chat:
         if not self.conv.pending:
             self.note("no attachments pending: /attach PATH adds one")
         for i, a in enumerate(self.conv.pending, 1):
-            self.console.print(f"{i}. {a.kind} {a.label}", markup=False)
+            self.note(f"{i}. {a.kind} {a.label}", style="")
 
     def do_detach(self, c: cmd.Detach) -> None:
         gone = self.conv.detach(c.index)
@@ -240,7 +237,7 @@ class Chat:
     def do_set(self, c: cmd.Set) -> None:
         if c.name is None:
             current = {**SamplingOptions().__dict__, **{k: v for k, v in self.sampling.items() if v is not None}}
-            self.console.print(" ".join(f"{k}={current[k]!r}" for k in cmd.SETTING_NAMES), markup=False)
+            self.note(" ".join(f"{k}={current[k]!r}" for k in cmd.SETTING_NAMES), style="")
             return
         new = {**self.sampling, c.name: c.value}
         sampling_options(**new)  # the runner's own check, before anything changes
@@ -284,13 +281,11 @@ class Chat:
         self.note(copy_to_clipboard(text))
 
     def do_stats(self, c: cmd.Stats) -> None:
-        for line in stats_lines(self.last, self.runner):
-            self.console.print(line, markup=False)
+        self.note("\n".join(stats_lines(self.last, self.runner)), style="")
 
     def do_help(self, c: cmd.Help) -> None:
-        for line in cmd.help_lines():
-            self.console.print(line, markup=False)
-        self.note(KEYS_HELP + ". A line that is only a file path attaches it; // starts a message with /.")
+        self.note("\n".join(cmd.help_lines()), style="")
+        self.note(f"{KEYS_HELP}. A line that is only a file path attaches it; // starts a message with /.")
 
 
 class AnswerView:
@@ -300,7 +295,7 @@ class AnswerView:
         self.console, self.text = console, ""
         self.live: Live | None = None
         self._shown = 0.0
-        if console.is_terminal:
+        if console.is_terminal and not console.no_color:  # as render.Output decides for `ask`
             self.live = Live(Text("…", style="dim"), console=console, auto_refresh=False, transient=True)
             self.live.start(refresh=True)
 
@@ -357,13 +352,33 @@ class ChatCompleter(Completer):
                 if command.startswith(name.lower()):
                     yield Completion(command, -len(name), display_meta=help_text)
         elif name in cmd.PATH_COMMANDS:
-            word = arg.rsplit(" ", 1)[-1].lstrip("'\"")
+            word, quoted = _last_word(arg)
             for c in self.paths.get_completions(Document(word, len(word)), complete_event):
-                yield Completion(c.text.replace(" ", "\\ "), c.start_position, display=c.display)
+                text = c.text if quoted else c.text.replace(" ", "\\ ")
+                yield Completion(text, c.start_position, display=c.display)
         elif name == "/set" and " " not in arg:
             for setting in cmd.SETTING_NAMES:
                 if setting.startswith(arg):
                     yield Completion(setting, -len(arg))
+
+
+def _last_word(text: str) -> tuple[str, bool]:
+    """The word being typed, unquoted and unescaped as shlex would read it; and whether a quote is open."""
+    word, quote, escaped = "", None, False
+    for ch in text:
+        if escaped:
+            word, escaped = word + ch, False
+        elif ch == "\\" and quote != "'":
+            escaped = True
+        elif quote:
+            word, quote = (word, None) if ch == quote else (word + ch, quote)
+        elif ch in "'\"":
+            quote = ch
+        elif ch.isspace():
+            word = ""
+        else:
+            word += ch
+    return word, quote is not None
 
 
 def _key_bindings() -> KeyBindings:
@@ -393,9 +408,9 @@ def _history(path: Path, chat: Chat) -> History:
         return InMemoryHistory()
 
 
-def _error(console: Console, error: MmchatError) -> None:
+def _error(console: Console, error: MmchatError | str) -> None:
     lines = str(error).strip().splitlines()
-    console.print(Text(f"error: {lines[0] if lines else type(error).__name__}", style="bold red"))
+    console.print(Text(f"error: {lines[0] if lines else type(error).__name__}", style="bold red"), soft_wrap=True)
 
 
 def copy_to_clipboard(text: str) -> str:
