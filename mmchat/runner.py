@@ -295,7 +295,7 @@ def _check_kind(source, kind: str) -> None:
     found = source.kind
     if found is None or found == kind or (kind, found) in {("audio", "video"), ("video", "audio")}:
         return
-    if kind == "video" and found == "image" and source.mime in ("image/gif", "image/webp", "image/png", "image/apng"):
+    if kind == "video" and found == "image" and source.mime in ("image/gif", "image/webp"):
         return
     raise InputError(f"{source.label} is {_article(found)}, not {_article(kind)}: pass it as {found}")
 
