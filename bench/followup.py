@@ -82,8 +82,16 @@ def mmchat_turns(model: Path, mmproj: Path, with_image: bool) -> dict:
         t1, answer = _ttft(lambda: r.stream(convo, max_tokens=8, temperature=0))
         convo += [{"role": "assistant", "content": answer}, {"role": "user", "content": TURN2}]
         encodes = r.engine.stats.media_encodes
-        t2, _ = _ttft(lambda: r.stream(convo, max_tokens=8, temperature=0))
-        return {"turn1_ttft_s": t1, "turn2_ttft_s": t2, "turn2_encodes": r.engine.stats.media_encodes - encodes}
+        holder = {}
+
+        def start():
+            holder["stream"] = r.stream(convo, max_tokens=8, temperature=0)
+            return holder["stream"]
+
+        t2, _ = _ttft(start)
+        usage = holder["stream"].completion.usage
+        return {"turn1_ttft_s": t1, "turn2_ttft_s": t2, "turn2_encodes": r.engine.stats.media_encodes - encodes,
+                "turn2_new_tokens": usage.prompt_tokens - usage.cached_tokens}
 
 
 def handler_turns(model: Path, mmproj: Path) -> dict:
@@ -128,6 +136,8 @@ def main(which: str = "all") -> None:
             "mmchat_t1_s": ours["turn1_ttft_s"],
             "mmchat_t2_s": ours["turn2_ttft_s"],
             "mmchat_t2_encodes": ours["turn2_encodes"],
+            "mmchat_t2_new_tokens": ours["turn2_new_tokens"],
+            "text_t2_new_tokens": text_only["turn2_new_tokens"],
             "text_only_t2_s": text_only["turn2_ttft_s"],
             "t2_vs_text": ours["turn2_ttft_s"] / text_only["turn2_ttft_s"],
             "handler_t1_s": theirs["turn1_ttft_s"],
