@@ -66,7 +66,8 @@ def check_attachment(runner: Runner, url: str, kind: Kind | None = None) -> Atta
         raise UnsupportedMedia(f"{caps.model_name} takes {caps.describe()}, not {kind} ({url}): "
                                f"use a model whose mmproj takes {kind}")
     stored = str(source.path.resolve()) if source is not None and source.path is not None else url
-    runner.load_media(msgs.MediaRef(kind, stored, {}, "attach"))
+    options = dict(runner.video_defaults) if kind == "video" else {}  # as the turn will ask: decoded once
+    runner.load_media(msgs.MediaRef(kind, stored, options, "attach"))
     return Attachment(kind, stored, url)
 
 
