@@ -7,6 +7,9 @@ session goes on with the conversation as it was.
 
 from __future__ import annotations
 
+import functools
+import sys
+
 import os
 import shutil
 import subprocess
@@ -57,26 +60,32 @@ def run_chat(
 ) -> int:
     """Run the chat until /exit or Ctrl-D; the exit code (nonzero only if the model fails to load)."""
     console = console or Console(highlight=False)
+    scripted = input is None and not _stdin_is_terminal()
+    info = Console(stderr=True, highlight=False) if scripted else console  # piped: stdout is answers only
     try:
         runner = runner_factory(model_name)
     except MmchatError as e:
-        _error(console, e)
+        _error(info, e)
         return int(e.exit_code)
-    chat = Chat(runner, runner_factory, model_name, dict(sampling), Conversation(system), console)
+    chat = Chat(runner, runner_factory, model_name, dict(sampling), Conversation(system), console, info)
     try:
         caps = runner.capabilities()
         chat.note(f"{caps.model_name} takes {caps.describe()} · /help lists commands · Ctrl-D leaves")
         for kind, url in attachments:
             chat.safely(cmd.Attach((url,), kind))
-        session: PromptSession[str] = PromptSession(
-            history=_history(history_path, chat), input=input, output=output, completer=ChatCompleter(),
-            key_bindings=_key_bindings(), bottom_toolbar=chat.toolbar, prompt_continuation="… ",
-            complete_while_typing=True,
-        )
+        if scripted:  # one line per turn or command, no UI
+            read = _plain_reader(sys.stdin)
+        else:
+            session: PromptSession[str] = PromptSession(
+                history=_history(history_path, chat), input=input, output=output, completer=ChatCompleter(),
+                key_bindings=_key_bindings(), bottom_toolbar=chat.toolbar, prompt_continuation="… ",
+                complete_while_typing=True,
+            )
+            read = functools.partial(session.prompt, "> ")
         armed = False  # one Ctrl-C at an empty prompt arms, the second leaves
         while True:
             try:
-                line = session.prompt("> ")
+                line = read()
             except KeyboardInterrupt:
                 if armed:
                     return 0
@@ -89,7 +98,7 @@ def run_chat(
             try:
                 command = cmd.parse(line)
             except MmchatError as e:
-                _error(console, e)
+                _error(info, e)
                 continue
             if isinstance(command, cmd.Exit):
                 return 0
@@ -99,20 +108,40 @@ def run_chat(
         chat.runner.close()
 
 
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _plain_reader(stream) -> Callable[[], str]:
+    """Lines of a piped stdin as if typed at the prompt; EOFError at the end, like Ctrl-D."""
+
+    def read() -> str:
+        line = stream.readline()
+        if not line:
+            raise EOFError
+        return line.rstrip("\n")
+
+    return read
+
+
 class Chat:
     """The REPL's state and one handler per command; rendering goes through `console`."""
 
     def __init__(self, runner: Runner, factory: RunnerFactory, model_name: str, sampling: dict[str, Any],
-                 conv: Conversation, console: Console):
+                 conv: Conversation, console: Console, info: Console | None = None):
         self.runner, self.factory, self.model_name = runner, factory, model_name
         self.sampling, self.conv, self.console = sampling, conv, console
+        self.info = info or console  # notes and errors: stderr when stdin is a script
         self.last = None  # the last ChatCompletion
         self.notice = ""  # shown in the toolbar until the next turn
 
     # -- output ----------------------------------------------------------------------
 
     def note(self, text: str, style: str = "dim") -> None:
-        self.console.print(Text(text, style=style), soft_wrap=True)
+        self.info.print(Text(text, style=style), soft_wrap=True)
 
     def toolbar(self) -> str:
         n, used = len(self.conv.pending), self.last.usage.total_tokens if self.last else 0
@@ -127,13 +156,13 @@ class Chat:
         try:
             getattr(self, f"do_{type(command).__name__.lower()}")(command)
         except MmchatError as e:
-            _error(self.console, e)
+            _error(self.info, e)
         except KeyboardInterrupt:
             self.note("interrupted")
         except Exception as e:  # a bug must not end the session; MMCHAT_DEBUG=1 shows the traceback
             if os.environ.get("MMCHAT_DEBUG") == "1":
                 raise
-            _error(self.console, f"unexpected {type(e).__name__}: {e} "
+            _error(self.info, f"unexpected {type(e).__name__}: {e} "
                                  "(a bug: please report it; MMCHAT_DEBUG=1 shows where)")
 
     def do_say(self, c: cmd.Say) -> None:
@@ -213,7 +242,7 @@ class Chat:
             try:
                 a = self.conv.attach(self.runner, url, c.kind)
             except MmchatError as e:
-                _error(self.console, e)
+                _error(self.info, e)
                 continue
             self.note(f"attached {a.kind} {a.label} ({len(self.conv.pending)} pending)")
 

@@ -132,3 +132,15 @@ def test_ctrl_c_exits_130_and_keeps_the_partial_answer(tmp_path):
     printed = first + rest
     assert printed.endswith(b"\n") and printed.rstrip(b"\n")  # the partial answer, then a newline
     assert b"Traceback" not in err
+
+
+def test_chat_reads_a_script_from_stdin_and_prints_only_answers(models, tmp_path):
+    png = noise_png(tmp_path / "p.png")
+    script = b"Describe it.\n/attach /no/such/file.png\nAnd the colours?\n"
+    out = run("chat", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), "-i", str(png), "-n", "8",
+              *GREEDY, env={"MMCHAT_HOME": str(tmp_path)}, stdin=script)
+    assert out.returncode == 0, out.stderr
+    answers = out.stdout.decode().splitlines()
+    assert len(answers) == 2 and all(answers)  # two questions, two answers, nothing else
+    err = out.stderr.decode()
+    assert "file not found: /no/such/file.png" in err and "cut at max_tokens" in err
