@@ -23,6 +23,7 @@ from ..media import Audio, Image
 from . import _lib
 from ._lib import llama, mtmd
 from .base import Capabilities, Event, Finished, Progress, SamplingOptions, Timings, Turn, Usage
+from .encodemeter import EncodeMeter
 from .kvcache import EmbeddingCache, MediaItem, PromptItem, common_prefix
 from .template import PLAIN_STOP, PLAIN_TEMPLATE, jinja_renderer, template_messages
 from .textstream import TextStream
@@ -68,6 +69,7 @@ class LlamaCppEngine:
         _lib.init(verbose)
         self._notice = notice or (lambda msg: None)
         self._progress = progress
+        self._meter = EncodeMeter()
         self.model_path = Path(model)
         self.mmproj_path = Path(mmproj) if mmproj else None
         self.threads = threads or _lib.physical_cores()
@@ -141,7 +143,9 @@ class LlamaCppEngine:
         params.media_marker = self._marker.encode()
         if image_max_tokens:
             params.image_max_tokens = image_max_tokens
+        params.cb_eval = self._meter.callback
         self._mtmd = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), self._model, params)
+        self._meter.warmed_up()
         if not self._mtmd:
             raise ModelLoadError(
                 f"llama.cpp could not load the projector {self.mmproj_path} with {self.model_path.name} "
@@ -252,7 +256,8 @@ class LlamaCppEngine:
                 if self._progress and item in to_encode:
                     task = f"encoding {item.kind} {to_encode.index(item) + 1} of {len(to_encode)}"
                     self._progress(task, 0, 1)
-                timings.media_encode += self._decode_media(item)
+                report = (lambda f, task=task: self._progress(task, f, 1)) if task else None
+                timings.media_encode += self._decode_media(item, report)
                 if task:
                     self._progress(task, 1, 1)
             else:
@@ -282,13 +287,20 @@ class LlamaCppEngine:
             self._n_past += len(part)
             self._cache.extend(part)
 
-    def _decode_media(self, item: MediaItem) -> float:
+    def _decode_media(self, item: MediaItem, report=None) -> float:
         t0 = time.perf_counter()
         embd = self._embeddings.get(item.key)
         if embd is None and item.placeholder:
             raise _Evicted(item.key)
         if embd is None:
-            if mtmd.mtmd_encode_chunk(self._mtmd, item.chunk) != 0:
+            self._meter.start(item.n_tokens, report)
+            with self._meter.interruptible():
+                rc = mtmd.mtmd_encode_chunk(self._mtmd, item.chunk)
+            self._meter.finish(item.n_tokens)
+            if self._meter.cancelled:
+                self._truncate(len(self._cache))
+                raise KeyboardInterrupt
+            if rc != 0:
                 self._fail(f"llama.cpp failed to encode {item.kind} ({_lib.last_error() or 'see -v'})")
             n_embd = llama.llama_model_n_embd_inp(self._model)
             out = mtmd.mtmd_get_output_embd(self._mtmd)
