@@ -29,6 +29,8 @@ def _log(level: int, text: bytes, user_data) -> None:
     if level != _GGML_LOG_CONT:
         _state["last_level"] = level
     msg = text.decode("utf-8", errors="replace") if text else ""
+    if "nodes = " in msg and "graph splits" in msg:  # the projector's warm-up graph: its size
+        _state["graph_nodes"] = int(msg.rsplit("nodes = ", 1)[1].split()[0])
     if msg.strip() and (_state["last_level"] == _GGML_LOG_ERROR or "error:" in msg):
         _errors.append(msg.strip().splitlines()[0])
     if _state["verbose"]:
@@ -46,6 +48,11 @@ def init(verbose: bool = False) -> None:
     mtmd.mtmd_helper_log_set(_log, ctypes.c_void_p(0))
     llama.llama_backend_init()
     _state["initialised"] = True
+
+
+def last_graph_nodes() -> int:
+    """Nodes of the last graph a projector reserved at warm-up (0 if none was logged)."""
+    return int(_state.pop("graph_nodes", 0))
 
 
 def last_error() -> str:

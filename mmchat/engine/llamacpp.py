@@ -145,7 +145,7 @@ class LlamaCppEngine:
             params.image_max_tokens = image_max_tokens
         params.cb_eval = self._meter.callback
         self._mtmd = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), self._model, params)
-        self._meter.warmed_up()
+        self._meter.warmed_up(_lib.last_graph_nodes())
         if not self._mtmd:
             raise ModelLoadError(
                 f"llama.cpp could not load the projector {self.mmproj_path} with {self.model_path.name} "
