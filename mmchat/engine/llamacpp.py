@@ -227,7 +227,8 @@ class LlamaCppEngine:
         if usage.prompt_tokens >= self.n_ctx:
             raise ContextOverflow(
                 f"the prompt is {usage.prompt_tokens} tokens but the context holds {self.n_ctx}: "
-                "shorten it, use fewer or smaller media, or raise --ctx-size"
+                "shorten it, use fewer or smaller media (video: --max-frames, --start/--end, --no-video-audio), "
+                "or raise --ctx-size"
             )
         timings = Timings(media_decode=0.0)
         try:
