@@ -73,7 +73,6 @@ def _ttft(start) -> tuple[float, str]:
 
 def mmchat_turns(model: Path, mmproj: Path, with_image: bool) -> dict:
     from mmchat import Runner, image_part, text_part
-
     from tests.fixtures.gguf_models import CHAT_TEMPLATE  # ChatML; gemma-3-270m's GGUF has none
 
     with Runner(model, mmproj, n_ctx=N_CTX, threads=THREADS, chat_template=CHAT_TEMPLATE, notice=lambda m: None) as r:

@@ -293,7 +293,6 @@ def chat(
 
       mmchat chat -m qwen2.5-vl-3b --system "Answer briefly."
     """
-    from pathlib import Path
 
     from .render import stdout_console
     from .repl import run_chat

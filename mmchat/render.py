@@ -10,12 +10,16 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import IO, Any
 
 from rich.console import Console
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.segment import Segment
+from rich.text import Text
 
-MARKDOWN_REFRESH_PER_SECOND = 10
+REFRESH_S = 0.125  # the live Markdown view redraws at most this often
 
 
 def colour_allowed(no_color: bool = False) -> bool:
@@ -63,24 +67,13 @@ class Output:
         return text
 
     def _stream_markdown(self, deltas: Iterable[str]) -> str:
-        from rich.live import Live
-        from rich.markdown import Markdown
-
-        console = stdout_console(self.no_color, self.file)
-        parts: list[str] = []
-        with Live(Markdown(""), console=console, refresh_per_second=MARKDOWN_REFRESH_PER_SECOND,
-                  vertical_overflow="visible", transient=False) as live:
-            last = 0.0
-            try:
-                for delta in deltas:
-                    parts.append(delta)
-                    now = time.monotonic()
-                    if now - last >= 1 / MARKDOWN_REFRESH_PER_SECOND:
-                        live.update(Markdown("".join(parts)))
-                        last = now
-            finally:
-                live.update(Markdown("".join(parts)), refresh=True)
-        return "".join(parts)
+        view = AnswerView(stdout_console(self.no_color, self.file))
+        try:
+            for delta in deltas:
+                view.add(delta)
+        finally:
+            view.close()
+        return view.text
 
     def json(self, data: dict[str, Any]) -> None:
         self.file.write(json.dumps(data, ensure_ascii=False) + "\n")
@@ -160,3 +153,51 @@ def _isatty(f: IO[str]) -> bool:
         return f.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+class AnswerView:
+    """An answer as it streams: live Markdown on a terminal, plain text (flushed per delta) otherwise."""
+
+    def __init__(self, console: Console):
+        self.console, self.text = console, ""
+        self.live: Live | None = None
+        self._shown = 0.0
+        if console.is_terminal and not console.no_color:  # as render.Output decides for `ask`
+            self.live = Live(Text("…", style="dim"), console=console, auto_refresh=False, transient=True)
+            self.live.start(refresh=True)
+
+    def add(self, delta: str) -> None:
+        self.text += delta
+        if self.live is None:
+            self.console.file.write(delta)
+            self.console.file.flush()
+        elif time.monotonic() - self._shown >= REFRESH_S:
+            self.live.update(_Tail(self.text), refresh=True)
+            self._shown = time.monotonic()
+
+    def close(self, *, interrupted: bool = False) -> None:
+        if self.live is not None:
+            self.live.stop()  # transient: the tail view goes, the whole answer is printed once
+            self.live = None
+            if self.text:
+                self.console.print(Markdown(self.text))
+        elif self.text and not self.text.endswith("\n"):
+            self.console.file.write("\n")
+            self.console.file.flush()
+        if interrupted:
+            self.console.print(Text("[interrupted]", style="dim yellow"))
+
+
+class _Tail:
+    """The last screenful of rendered Markdown, so a long answer streams without flicker."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __rich_console__(self, console, options):
+        lines = console.render_lines(Markdown(self.text), options, pad=False)
+        lines = lines[-max(1, options.size.height - 2):]
+        for i, line in enumerate(lines):
+            yield from line
+            if i < len(lines) - 1:
+                yield Segment.line()

@@ -8,12 +8,10 @@ session goes on with the conversation as it was.
 from __future__ import annotations
 
 import functools
-import sys
-
 import os
 import shutil
 import subprocess
-import time
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,21 +22,18 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 from rich.console import Console
-from rich.live import Live
-from rich.markdown import Markdown
-from rich.segment import Segment
 from rich.text import Text
 
 from . import commands as cmd
 from .conversation import Conversation, engine_token_counter
 from .engine.base import SamplingOptions
 from .errors import ContextOverflow, InputError, MmchatError
+from .render import AnswerView
 from .runner import Runner, sampling_options
 
 RunnerFactory = Callable[[str], Runner]
 CLIPBOARD_TOOLS = (("wl-copy",), ("xclip", "-selection", "clipboard"), ("xsel", "--clipboard", "--input"),
                    ("pbcopy",), ("clip.exe",))
-REFRESH_S = 0.125  # the live Markdown view redraws at most this often
 KEYS_HELP = "Enter sends · Esc-Enter new line · Ctrl-R search history · Ctrl-C stops an answer · Ctrl-D leaves"
 
 
@@ -315,54 +310,6 @@ class Chat:
     def do_help(self, c: cmd.Help) -> None:
         self.note("\n".join(cmd.help_lines()), style="")
         self.note(f"{KEYS_HELP}. A line that is only a file path attaches it; // starts a message with /.")
-
-
-class AnswerView:
-    """An answer as it streams: live Markdown on a terminal, plain text (flushed per delta) otherwise."""
-
-    def __init__(self, console: Console):
-        self.console, self.text = console, ""
-        self.live: Live | None = None
-        self._shown = 0.0
-        if console.is_terminal and not console.no_color:  # as render.Output decides for `ask`
-            self.live = Live(Text("…", style="dim"), console=console, auto_refresh=False, transient=True)
-            self.live.start(refresh=True)
-
-    def add(self, delta: str) -> None:
-        self.text += delta
-        if self.live is None:
-            self.console.file.write(delta)
-            self.console.file.flush()
-        elif time.monotonic() - self._shown >= REFRESH_S:
-            self.live.update(_Tail(self.text), refresh=True)
-            self._shown = time.monotonic()
-
-    def close(self, *, interrupted: bool = False) -> None:
-        if self.live is not None:
-            self.live.stop()  # transient: the tail view goes, the whole answer is printed once
-            self.live = None
-            if self.text:
-                self.console.print(Markdown(self.text))
-        elif self.text and not self.text.endswith("\n"):
-            self.console.file.write("\n")
-            self.console.file.flush()
-        if interrupted:
-            self.console.print(Text("[interrupted]", style="dim yellow"))
-
-
-class _Tail:
-    """The last screenful of rendered Markdown, so a long answer streams without flicker."""
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def __rich_console__(self, console, options):
-        lines = console.render_lines(Markdown(self.text), options, pad=False)
-        lines = lines[-max(1, options.size.height - 2):]
-        for i, line in enumerate(lines):
-            yield from line
-            if i < len(lines) - 1:
-                yield Segment.line()
 
 
 class ChatCompleter(Completer):

@@ -7,17 +7,18 @@ turns of text and decoded pixels/samples.
 
 from __future__ import annotations
 
-import sys
-import time
 import dataclasses
 import hashlib
 import os
+import sys
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import config, messages as msgs
+from . import config
+from . import messages as msgs
 from .engine.base import Capabilities, Engine, Progress, SamplingOptions, Segment, Timings, Turn
 from .errors import InputError, ModelNotFound, UnsupportedMedia
 from .media import Audio, Image

@@ -20,11 +20,12 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 
-from mmchat.engine.base import Finished
-from mmchat.errors import ContextOverflow, GenerationError, ModelNotFound
 from mmchat.commands import Attach, Say
 from mmchat.conversation import Conversation
-from mmchat.repl import Chat, ChatCompleter, _Tail, run_chat
+from mmchat.engine.base import Finished
+from mmchat.errors import ContextOverflow, GenerationError, ModelNotFound
+from mmchat.render import _Tail
+from mmchat.repl import Chat, ChatCompleter, run_chat
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
 from tests.mediafiles import noise_png

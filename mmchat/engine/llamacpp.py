@@ -28,7 +28,6 @@ from .kvcache import EmbeddingCache, MediaItem, PromptItem, common_prefix
 from .template import PLAIN_STOP, PLAIN_TEMPLATE, jinja_renderer, template_messages
 from .textstream import TextStream
 
-
 _NO_CALLBACK = ctypes.cast(None, mtmd.mtmd_helper_post_decode_callback)
 
 
