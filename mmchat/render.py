@@ -67,7 +67,7 @@ class Output:
         return text
 
     def _stream_markdown(self, deltas: Iterable[str]) -> str:
-        view = AnswerView(stdout_console(self.no_color, self.file))
+        view = AnswerView(stdout_console(self.no_color, self.file), markdown=True)
         try:
             for delta in deltas:
                 view.add(delta)
@@ -158,11 +158,13 @@ def _isatty(f: IO[str]) -> bool:
 class AnswerView:
     """An answer as it streams: live Markdown on a terminal, plain text (flushed per delta) otherwise."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, markdown: bool | None = None):
         self.console, self.text = console, ""
         self.live: Live | None = None
         self._shown = 0.0
-        if console.is_terminal and not console.no_color:  # as render.Output decides for `ask`
+        if markdown is None:
+            markdown = console.is_terminal and not console.no_color  # as Output decides for `ask`
+        if markdown:
             self.live = Live(Text("…", style="dim"), console=console, auto_refresh=False, transient=True)
             self.live.start(refresh=True)
 
