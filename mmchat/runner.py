@@ -37,6 +37,9 @@ class Runner:
     >>> runner = Runner(model="model.gguf", mmproj="mmproj.gguf")
     >>> reply = runner.chat([{"role": "user", "content": "Hello"}], max_tokens=32)
     >>> reply.choices[0].message.content
+
+    `model` is a GGUF path, a registry name (`mmchat models`) or hf:owner/repo[:QUANT];
+    with pull=True a named model that is not downloaded yet is fetched first.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class Runner:
         engine: Engine | None = None,
         stdin: BinaryIO | None = None,
         progress: Progress | None = None,
+        pull: bool = False,
     ):
         self.image_max_side = image_max_side
         self.video_defaults = {"fps": video_fps, "max_frames": video_max_frames, "audio": video_audio}
@@ -67,7 +71,7 @@ class Runner:
         self._notice = notice or (lambda m: print(f"mmchat: {m}", file=sys.stderr))
         t0 = time.perf_counter()
         if engine is None:
-            model_path, mmproj_path = self._resolve(model, mmproj)
+            model_path, mmproj_path = self._resolve(model, mmproj, pull)
             from .engine.llamacpp import LlamaCppEngine
 
             engine = LlamaCppEngine(
@@ -80,13 +84,13 @@ class Runner:
         self._loaded = False  # the first request reports the load time
 
     @staticmethod
-    def _resolve(model: str | Path | None, mmproj: str | Path | None) -> tuple[Path, Path | None]:
+    def _resolve(model: str | Path | None, mmproj: str | Path | None, pull: bool) -> tuple[Path, Path | None]:
         if model is not None and Path(model).expanduser().is_file():
             model_path, registry_mmproj = Path(model).expanduser(), None
         else:
             from . import registry
 
-            resolved = registry.resolve_local(model)
+            resolved = registry.resolve(model, pull=pull, progress=pull)
             model_path, registry_mmproj = resolved.model, resolved.mmproj
         if mmproj is not None:
             mmproj_path = Path(mmproj).expanduser()

@@ -345,3 +345,16 @@ def test_offline_mode_is_network_error(hub: FakeHub, monkeypatch: pytest.MonkeyP
 def test_a_path_cannot_be_pulled():
     with pytest.raises(ModelNotFound, match="cannot pull a file path"):
         registry.pull("./model.gguf")
+
+
+def test_runner_takes_a_registry_name_and_pulls_it_when_asked(hub: FakeHub, models, monkeypatch):
+    """The Python API resolves names like the CLI: not downloaded -> the pull hint; pull=True fetches."""
+    from mmchat import Runner
+
+    hub.repos["test-org/real-GGUF"] = {"real-Q4_K_M.gguf": models["llm"].read_bytes(),
+                                       "mmproj-real-f16.gguf": models["mmproj-vision"].read_bytes()}
+    write_user_file('[models.real]\nrepo = "test-org/real-GGUF"\nquant = "Q4_K_M"\nmodalities = ["image"]\n')
+    with pytest.raises(NotDownloaded, match="mmchat pull real"):
+        Runner("real")
+    with Runner("real", pull=True, threads=2, n_ctx=512) as r:
+        assert r.capabilities().vision and r.engine.mmproj_path.name == "mmproj-real-f16.gguf"
