@@ -252,6 +252,9 @@ def ask(
             print_stats(stderr_console(no_color), completion)
     except MmchatError as e:
         raise fail(e) from None
+    except BrokenPipeError:  # `mmchat ask ... | head`: the reader has all it wants; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
     except KeyboardInterrupt:
         if stream is not None and stream.text and (json_output or no_stream):
             output.stream([stream.text])  # the partial answer is kept

@@ -144,3 +144,13 @@ def test_chat_reads_a_script_from_stdin_and_prints_only_answers(models, tmp_path
     assert len(answers) == 2 and all(answers)  # two questions, two answers, nothing else
     err = out.stderr.decode()
     assert "file not found: /no/such/file.png" in err and "cut at max_tokens" in err
+
+
+def test_a_reader_that_stops_early_ends_generation_quietly(models):
+    """`mmchat ask ... | head -c 20`: no traceback, exit 0, generation stops."""
+    proc = subprocess.Popen([sys.executable, "-m", "mmchat", "ask", "hi", "-m", str(models["llm"]), "-n", "4000", *GREEDY],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(20)
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""
