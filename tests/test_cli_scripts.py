@@ -146,10 +146,11 @@ def test_chat_reads_a_script_from_stdin_and_prints_only_answers(models, tmp_path
     assert "file not found: /no/such/file.png" in err and "cut at max_tokens" in err
 
 
-def test_a_reader_that_stops_early_ends_generation_quietly(models):
+def test_a_reader_that_stops_early_ends_generation_quietly(tmp_path):
     """`mmchat ask ... | head -c 20`: no traceback, exit 0, generation stops."""
-    proc = subprocess.Popen([sys.executable, "-m", "mmchat", "ask", "hi", "-m", str(models["llm"]), "-n", "4000", *GREEDY],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    model = write_text_model(tmp_path / "long.gguf", context_length=1 << 17)  # ~250 kB of answer: more than a pipe holds
+    proc = subprocess.Popen([sys.executable, "-m", "mmchat", "ask", "hi", "-m", str(model), "-c", str(1 << 17),
+                             "-n", "120000", *GREEDY], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout.read(20)
     proc.stdout.close()
     assert proc.wait(timeout=60) == 0
