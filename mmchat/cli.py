@@ -216,7 +216,7 @@ def ask(
     from .render import Output, stderr_console
 
     output = Output(json_mode=json_output, no_color=no_color)
-    stream = None
+    stream = runner = None
     try:
         from . import messages as msgs
 
@@ -259,6 +259,9 @@ def ask(
         if stream is not None and stream.text and (json_output or no_stream):
             output.stream([stream.text])  # the partial answer is kept
         raise typer.Exit(ExitCode.INTERRUPTED) from None
+    finally:
+        if runner is not None:
+            runner.close_progress()  # a bar cut short by Ctrl-C or an error is cleared
 
 
 def print_stats(console, completion) -> None:

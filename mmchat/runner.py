@@ -233,7 +233,14 @@ class Runner:
         rate = self.capabilities().audio_sample_rate or 16000
         return decode_audio(data, label=label, sample_rate=rate)
 
+    def close_progress(self) -> None:
+        """Clear a progress display left open by an interrupted step."""
+        close = getattr(self._progress, "close", None)
+        if close is not None:
+            close()
+
     def close(self) -> None:
+        self.close_progress()
         self.engine.close()
 
     def __enter__(self) -> "Runner":
