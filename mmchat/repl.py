@@ -197,6 +197,7 @@ class Chat:
                 dropped += gone
                 continue
             except KeyboardInterrupt:
+                self.runner.close_progress()
                 view.text = partial = stream.text if stream is not None else ""
                 if stream is not None:
                     stream.close()
