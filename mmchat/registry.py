@@ -340,7 +340,9 @@ def _hub_error(exc: Exception, entry: ModelEntry, target: str) -> Exception:
 
 def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, warn: Warn | None = None) -> Resolved:
     """Download a registry model or hf:owner/repo[:QUANT] (model + projector) into the Hugging Face cache."""
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import HfApi
+
+    from .download import fetch
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     if _is_path(name_or_hf):
@@ -370,8 +372,8 @@ def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, wa
                 f"{entry.repo} has no mmproj*.gguf projector, which {entry.name} needs for "
                 f"{' and '.join(entry.modalities)}: check the repo in your models.toml"
             )
-        paths = [hf_hub_download(entry.repo, f) for f in _shards(model, filenames)]
-        mmproj_path = hf_hub_download(entry.repo, mmproj) if mmproj else None
+        paths = [fetch(entry.repo, f) for f in _shards(model, filenames)]
+        mmproj_path = fetch(entry.repo, mmproj) if mmproj else None
     except ModelNotFound:
         raise
     except Exception as e:

@@ -10,7 +10,8 @@ It answers what huggingface_hub 1.x/2.x asks for when listing a repository and d
 
 Unknown repositories and files get 404 with the X-Error-Code header the Hub sends. `drop_once`
 names files whose next GET is cut off halfway (headers promise the whole file, the socket closes),
-which is how a flaky network looks to the client.
+which is how a flaky network looks to the client; `stall` names files whose GETs send half and
+then hang until `released` is set, so a test can kill the downloading process mid-file.
 
     with FakeHub({"org/m-GGUF": {"m-Q4_K_M.gguf": b"..."}}) as hub:
         use_hub(monkeypatch, hub.url, tmp_path / "hf")
@@ -39,6 +40,8 @@ class FakeHub:
         self.repos: dict[str, dict[str, bytes]] = dict(repos or {})
         self.commit = commit
         self.drop_once: set[str] = set()
+        self.stall: set[str] = set()  # GETs of these send half the file, then hang until `released`
+        self.released = threading.Event()
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
         self._lock = threading.Lock()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -185,6 +188,12 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
             self.end_headers()
             if head:
+                return
+            if filename in hub.stall and status == 200:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                hub.released.wait(30)  # the client is killed meanwhile, as a closed laptop would be
+                self.close_connection = True
                 return
             if filename in hub.drop_once and status == 200:
                 hub.drop_once.discard(filename)

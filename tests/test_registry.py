@@ -358,3 +358,37 @@ def test_runner_takes_a_registry_name_and_pulls_it_when_asked(hub: FakeHub, mode
         Runner("real")
     with Runner("real", pull=True, threads=2, n_ctx=512) as r:
         assert r.capabilities().vision and r.engine.mmproj_path.name == "mmproj-real-f16.gguf"
+
+
+def test_a_pull_killed_mid_file_resumes_where_it_stopped(hub: FakeHub):
+    """huggingface_hub 2.x starts a cut-off file from zero; mmchat keeps the bytes and asks for the rest."""
+    import subprocess
+    import sys
+    import time
+
+    from huggingface_hub import constants
+
+    model = b"GGUF" + bytes(range(256)) * (24 * 4096)  # 24 MiB: the client writes it in 10 MB chunks
+    hub.repos["test-org/big-GGUF"] = {"big-Q4_K_M.gguf": model, "mmproj-big-f16.gguf": b"GGUF proj"}
+    write_user_file('[models.big]\nrepo = "test-org/big-GGUF"\nquant = "Q4_K_M"\nmodalities = ["image"]\n')
+    hub.stall.add("big-Q4_K_M.gguf")
+    first = subprocess.Popen([sys.executable, "-m", "mmchat", "pull", "big", "-q"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = Path(constants.HF_HUB_CACHE)
+    deadline = time.monotonic() + 60
+    partial = None
+    while time.monotonic() < deadline and partial is None:
+        found = [p for p in cache.rglob("*.mmchat-partial") if p.stat().st_size > 0]
+        partial = found[0] if found else None
+        time.sleep(0.05)
+    first.kill()  # mid-file, like a closed laptop
+    first.wait(timeout=30)
+    assert partial is not None
+    kept = partial.stat().st_size
+    hub.stall.clear()
+    hub.released.set()
+    got = registry.pull("big", progress=False)
+    assert got.model.read_bytes() == model
+    assert hub.range_requests("big-Q4_K_M.gguf") == [f"bytes={kept}-"]  # only the rest was asked for
+    assert not list(cache.rglob("*.mmchat-partial"))
+    assert registry.resolve_local("big") == got
