@@ -341,9 +341,9 @@ def _hub_error(exc: Exception, entry: ModelEntry, target: str) -> Exception:
 def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, warn: Warn | None = None) -> Resolved:
     """Download a registry model or hf:owner/repo[:QUANT] (model + projector) into the Hugging Face cache."""
     from huggingface_hub import HfApi
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     from .download import fetch
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     if _is_path(name_or_hf):
         raise ModelNotFound(
