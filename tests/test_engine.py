@@ -190,3 +190,23 @@ def test_a_chat_template_that_is_no_file_nor_name_is_refused(models):
 
     with pytest.raises(InputError, match="neither a Jinja file nor a llama.cpp built-in name"):
         Runner(models["llm-notemplate"], None, chat_template="chatmll")
+
+
+@pytest.mark.parametrize("llm, mmproj", [("llm-qwen2vl", "mmproj-qwen2vl"), ("llm-qwen3vl", "mmproj-qwen3vl")])
+def test_m_rope_models_match_llama_cpp_and_reuse_the_cache(models, tmp_path, llm, mmproj):
+    """Qwen-VL place image tokens on a 2-D grid of positions (M-RoPE): the KV bookkeeping must
+    follow positions, not token counts, for reuse to give the same answer as a fresh engine."""
+    png = noise_png(tmp_path / "q.png", seed=11)  # 96x64: 24 tokens on 6 positions
+    first = [{"role": "user", "content": [image_part(str(png)), text_part("Describe it.")]}]
+    with Runner(models[llm], models[mmproj], n_ctx=2048, threads=2) as r:
+        reply = r.chat(first, max_tokens=16, temperature=0)
+        ours = list(r.engine.last_tokens)
+        prompt = r.engine.render(r.prepare(first)).replace(r.engine.marker, "<__media__>")
+        convo = first + [{"role": "assistant", "content": reply.content}, {"role": "user", "content": "More?"}]
+        second = r.chat(convo, **GREEDY)
+        assert r.engine.stats.media_encodes == 1 and second.usage.cached_tokens > reply.usage.image_tokens
+    out = subprocess.run([sys.executable, str(HERE / "llama_reference.py"), str(models[llm]), str(models[mmproj]),
+                          prompt, "16", str(png)], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(out.stdout) == ours
+    with Runner(models[llm], models[mmproj], n_ctx=2048, threads=2) as fresh:
+        assert fresh.chat(convo, **GREEDY).content == second.content
