@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Annotated, Optional
@@ -143,16 +144,8 @@ def load_runner(model, mmproj, *, pull: bool, quiet: bool, verbose: bool, **kwar
         model, mmproj = resolved.model, mmproj or resolved.mmproj
     console = stderr_console()
     show = console.is_terminal and not quiet and not verbose
-    with console.status(f"loading {Path(model).name}…") if show else _nothing():
+    with console.status(f"loading {Path(model).name}…") if show else contextlib.nullcontext():
         return Runner(model, mmproj, verbose=verbose, notice=notice, progress=stderr_progress(console, quiet), **kwargs)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _schema_grammar(schema: str | None, grammar: str | None) -> str | None:
