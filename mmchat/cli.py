@@ -49,6 +49,7 @@ Fps = Annotated[float, typer.Option(help="Video frames sampled per second.")]
 MaxFrames = Annotated[int, typer.Option(help="Most frames per video; more are spread evenly over it.")]
 Start = Annotated[Optional[str], typer.Option(help="Video segment start (seconds or mm:ss).")]
 End = Annotated[Optional[str], typer.Option(help="Video segment end (seconds or mm:ss).")]
+FrameMaxSide = Annotated[int, typer.Option(help="Scale video frames down so the long side is at most this many pixels (0 = never).")]
 VideoAudio = Annotated[bool, typer.Option("--video-audio/--no-video-audio", help="Give the model a video's soundtrack when it hears.")]
 Pull = Annotated[bool, typer.Option("--pull", help="Download the model first if it is not there yet.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No notices or progress on stderr.")]
@@ -187,6 +188,7 @@ def ask(
     image_max_tokens: ImageMaxTokens = None,
     fps: Fps = config.DEFAULT_VIDEO_FPS, max_frames: MaxFrames = config.DEFAULT_VIDEO_MAX_FRAMES,
     start: Start = None, end: End = None, video_audio: VideoAudio = True,
+    frame_max_side: FrameMaxSide = config.DEFAULT_VIDEO_FRAME_MAX_SIDE,
     schema: Annotated[Optional[str], typer.Option(help="Constrain the answer to this JSON schema (a file or JSON text).")] = None,
     grammar: Annotated[Optional[str], typer.Option(help="Constrain the answer with a GBNF grammar file.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one chat.completion JSON object (with usage and timings).")] = False,
@@ -231,7 +233,8 @@ def ask(
                         repeat_penalty=repeat_penalty, seed=seed, stop=stop, grammar=_schema_grammar(schema, grammar))
         runner = load_runner(model, mmproj, pull=pull, quiet=quiet, verbose=verbose, n_ctx=ctx_size,
                              n_gpu_layers=gpu_layers, threads=threads, chat_template=chat_template,
-                             image_max_side=image_max_side or None, image_max_tokens=image_max_tokens)
+                             image_max_side=image_max_side or None, image_max_tokens=image_max_tokens,
+                             video_max_side=frame_max_side or None)
         stream = runner.stream(conversation, **sampling)
         if no_stream:
             list(stream)
@@ -278,7 +281,7 @@ def chat(
     chat_template: ChatTemplate = None, image_max_side: ImageMaxSide = config.DEFAULT_IMAGE_MAX_SIDE,
     image_max_tokens: ImageMaxTokens = None,
     fps: Fps = config.DEFAULT_VIDEO_FPS, max_frames: MaxFrames = config.DEFAULT_VIDEO_MAX_FRAMES,
-    video_audio: VideoAudio = True,
+    video_audio: VideoAudio = True, frame_max_side: FrameMaxSide = config.DEFAULT_VIDEO_FRAME_MAX_SIDE,
     pull: Pull = False, quiet: Quiet = False, verbose: Verbose = False, no_color: NoColor = False,
 ) -> None:
     """Talk with a model in the terminal: attach media as you go, follow-ups never re-encode them.
@@ -303,7 +306,8 @@ def chat(
         return load_runner(name or None, mmproj if name == first_model else None, pull=pull, quiet=quiet, verbose=verbose,
                            n_ctx=ctx_size, n_gpu_layers=gpu_layers, threads=threads, chat_template=chat_template,
                            image_max_side=image_max_side or None, image_max_tokens=image_max_tokens,
-                           video_fps=fps, video_max_frames=max_frames, video_audio=video_audio)
+                           video_fps=fps, video_max_frames=max_frames, video_audio=video_audio,
+                           video_max_side=frame_max_side or None)
 
     sampling = dict(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                     repeat_penalty=repeat_penalty, seed=seed, stop=stop)

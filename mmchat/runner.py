@@ -56,6 +56,7 @@ class Runner:
         video_fps: float = config.DEFAULT_VIDEO_FPS,
         video_max_frames: int = config.DEFAULT_VIDEO_MAX_FRAMES,
         video_audio: bool = True,
+        video_max_side: int | None = config.DEFAULT_VIDEO_FRAME_MAX_SIDE,
         verbose: bool = False,
         notice: Callable[[str], None] | None = None,
         engine: Engine | None = None,
@@ -65,6 +66,7 @@ class Runner:
     ):
         self.image_max_side = image_max_side
         self.video_defaults = {"fps": video_fps, "max_frames": video_max_frames, "audio": video_audio}
+        self.video_max_side = video_max_side
         self._stdin = stdin
         self._progress = progress
         self._media_cache: OrderedDict[tuple, list[Segment]] = OrderedDict()
@@ -184,7 +186,7 @@ class Runner:
         segments = self._load_media(ref)
         if key:
             self._media_cache[key] = segments
-            while len(self._media_cache) > MEDIA_CACHE_ITEMS:
+            while len(self._media_cache) > 1 and sum(map(_nbytes, self._media_cache.values())) > MEDIA_CACHE_BYTES:
                 self._media_cache.popitem(last=False)
         return segments
 
@@ -217,7 +219,7 @@ class Runner:
         rate = caps.audio_sample_rate if caps.audio and opts.audio else None
         report = self._progress
         on_frame = (lambda done, total: report(f"decoding {_short(label)}", done, total)) if report else None
-        video = decode_video(src, label=label, options=opts, max_side=options.get("max_side", self.image_max_side),
+        video = decode_video(src, label=label, options=opts, max_side=options.get("max_side", self.video_max_side),
                              audio_rate=rate, progress=on_frame)
         return video_segments(video)
 
@@ -250,7 +252,7 @@ class Runner:
         self.close()
 
 
-MEDIA_CACHE_ITEMS = 64
+MEDIA_CACHE_BYTES = config.DEFAULT_MEDIA_CACHE_BYTES
 VIDEO_KEYS = {"fps", "max_frames", "start", "end", "audio", "max_side"}
 
 
@@ -298,6 +300,11 @@ def _read_template(value: str | None) -> str | None:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read the chat template {value}: {e}") from None
     return value
+
+
+def _nbytes(segments: list[Segment]) -> int:
+    return sum(s.pixels.nbytes if isinstance(s, Image) else s.samples.nbytes if isinstance(s, Audio) else 0
+               for s in segments)
 
 
 def _check_kind(source, kind: str) -> None:

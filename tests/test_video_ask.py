@@ -117,3 +117,16 @@ def test_json_usage_counts_frames_and_sound(models, clips):
     assert data["usage"]["prompt_tokens_details"]["image_tokens"] == 2 * 16
     assert data["usage"]["prompt_tokens_details"]["audio_tokens"] == 750
     assert data["timings"]["media_decode_s"] > 0
+
+
+def test_frames_are_scaled_to_the_frame_budget(tmp_path):
+    """Video frames get their own, smaller size cap: 32 full-size frames would fill any context."""
+    from mmchat.testing import FakeEngine
+    from tests.videofiles import write_video
+
+    clip = write_video(tmp_path / "wide.mp4", seconds=2, size=(1280, 720))
+    with Runner(engine=FakeEngine()) as r:
+        turns = r.prepare([{"role": "user", "content": [video_part(str(clip))]}])
+        assert {(s.width, s.height) for s in turns[0].segments if hasattr(s, "pixels")} == {(448, 252)}
+        turns = r.prepare([{"role": "user", "content": [video_part(str(clip), max_side=640)]}])
+        assert {(s.width, s.height) for s in turns[0].segments if hasattr(s, "pixels")} == {(640, 360)}

@@ -26,7 +26,12 @@ from typing import Any, Self
 
 import numpy as np
 
-from mmchat.config import DEFAULT_IMAGE_MAX_SIDE, DEFAULT_VIDEO_AUDIO_PIECE, DEFAULT_VIDEO_FPS, DEFAULT_VIDEO_MAX_FRAMES
+from mmchat.config import (
+    DEFAULT_VIDEO_AUDIO_PIECE,
+    DEFAULT_VIDEO_FPS,
+    DEFAULT_VIDEO_FRAME_MAX_SIDE,
+    DEFAULT_VIDEO_MAX_FRAMES,
+)
 from mmchat.errors import InputError, MediaError
 from mmchat.media import Audio, Image
 
@@ -160,7 +165,7 @@ def decode_video(
     *,
     label: str,
     options: VideoOptions = VideoOptions(),
-    max_side: int | None = DEFAULT_IMAGE_MAX_SIDE,
+    max_side: int | None = DEFAULT_VIDEO_FRAME_MAX_SIDE,
     audio_rate: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Video:
