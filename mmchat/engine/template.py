@@ -60,8 +60,17 @@ def jinja_renderer(source: str) -> Callable[..., str]:
     import jinja2.ext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+    class GenerationTags(jinja2.ext.Extension):
+        """transformers' {% generation %} blocks (training masks) render their body as is."""
+
+        tags = {"generation"}
+
+        def parse(self, parser):
+            parser.stream.skip(1)
+            return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
     env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
+        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols, GenerationTags]
     )
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise
