@@ -221,7 +221,7 @@ class Runner:
         on_frame = (lambda done, total: report(f"decoding {_short(label)}", done, total)) if report else None
         video = decode_video(src, label=label, options=opts, max_side=options.get("max_side", self.video_max_side),
                              audio_rate=rate, progress=on_frame)
-        return video_segments(video)
+        return video_segments(video, pairs=caps.frame_pairs)
 
     def _decode_image(self, data: bytes, label: str, options: dict[str, Any]) -> Image:
         from .media.image import decode_image

@@ -130,3 +130,23 @@ def test_frames_are_scaled_to_the_frame_budget(tmp_path):
         assert {(s.width, s.height) for s in turns[0].segments if hasattr(s, "pixels")} == {(448, 252)}
         turns = r.prepare([{"role": "user", "content": [video_part(str(clip), max_side=640)]}])
         assert {(s.width, s.height) for s in turns[0].segments if hasattr(s, "pixels")} == {(640, 360)}
+
+
+def test_qwen_vl_encodes_frames_two_by_two(models, clips):
+    """Qwen-VL projectors take two adjacent frames as one temporal patch (as llama.cpp's own
+    video path does): 4 frames cost 2 image chunks, cached under the pair, same answer every time."""
+    with Runner(models["llm-qwen2vl"], models["mmproj-qwen2vl"], n_ctx=4096, threads=2) as r:
+        assert r.capabilities().frame_pairs
+        turns = r.prepare([{"role": "user", "content": [video_part(str(clips["silent"])), text_part("?")]}])
+        texts = [s for s in turns[0].segments if isinstance(s, str)]
+        assert texts == ["[00:00]", "[00:02]", "?"]
+        items = r.engine.tokenize(turns)
+        chunks = [i for i in items if not isinstance(i, int)]
+        assert len(chunks) == 2 and all(c.key.startswith("pair:") for c in chunks)
+        first = ask(r, clips["silent"])
+        encodes = r.engine.stats.media_encodes
+        assert encodes == 2 and first.usage.image_tokens == sum(c.n_tokens for c in chunks)
+        assert ask(r, clips["silent"]).content == first.content and r.engine.stats.media_encodes == encodes
+        assert ask(r, clips["changed"], video_fps=5).content != ask(r, clips["tone"], video_fps=5).content
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=4096, threads=2) as gemma:
+        assert not gemma.capabilities().frame_pairs  # gemma3 encodes each frame on its own

@@ -129,8 +129,14 @@ def _bitmap(item: Image | Audio, sample_rate: int | None, placeholder: bool = Fa
         bmp = mtmd.mtmd_bitmap_init_from_audio(len(samples), samples.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
     if not bmp:
         raise MediaError(f"libmtmd refused {item.source or 'the media'} (empty or too large?)")
-    mtmd.mtmd_bitmap_set_id(bmp, item.digest().encode())
+    mtmd.mtmd_bitmap_set_id(bmp, _media_id(item).encode())
+    if getattr(item, "merge_key", None):
+        mtmd.mtmd_bitmap_set_mergeable(bmp, True)
     return bmp
+
+
+def _media_id(item: Image | Audio) -> str:
+    return getattr(item, "merge_key", None) or item.digest()
 
 
 def tokenize_media(ctx, prompt: str, media: Sequence[Image | Audio], sample_rate: int | None,
@@ -143,9 +149,9 @@ def tokenize_media(ctx, prompt: str, media: Sequence[Image | Audio], sample_rate
     bitmaps = []
     chunks = mtmd.mtmd_input_chunks_init()
     try:
-        placeholders = {m.digest() for m in media if isinstance(m, Image) and cached(m.digest())}
+        placeholders = {m.digest() for m in media if isinstance(m, Image) and not m.merge_key and cached(m.digest())}
         for m in media:
-            bitmaps.append(_bitmap(m, sample_rate, placeholder=m.digest() in placeholders))
+            bitmaps.append(_bitmap(m, sample_rate, placeholder=_media_id(m) in placeholders))
         arr = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
         data = prompt.encode("utf-8")
         text = mtmd.mtmd_input_text(text=data, text_len=len(data), add_special=True, parse_special=True)

@@ -34,6 +34,7 @@ class Capabilities:
     audio_sample_rate: int | None
     n_ctx: int
     model_name: str
+    frame_pairs: bool = False  # the projector encodes two adjacent video frames as one (Qwen-VL)
 
     @property
     def kinds(self) -> tuple[Kind, ...]:

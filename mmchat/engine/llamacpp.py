@@ -183,7 +183,9 @@ class LlamaCppEngine:
         vision = bool(self._mtmd) and mtmd.mtmd_support_vision(self._mtmd)
         audio = bool(self._mtmd) and mtmd.mtmd_support_audio(self._mtmd)
         rate = mtmd.mtmd_get_audio_sample_rate(self._mtmd) if audio else None
-        return Capabilities(vision=vision, audio=audio, audio_sample_rate=rate, n_ctx=self.n_ctx, model_name=self.model_path.name)
+        pairs = vision and mtmd.mtmd_decode_use_mrope(self._mtmd)  # Qwen-VL's temporal patches of 2 frames
+        return Capabilities(vision=vision, audio=audio, audio_sample_rate=rate, n_ctx=self.n_ctx,
+                            model_name=self.model_path.name, frame_pairs=bool(pairs))
 
     def render(self, turns: Sequence[Turn]) -> str:
         """The prompt text exactly as the model gets it (media as the engine's marker)."""

@@ -19,6 +19,9 @@ class Image:
 
     pixels: np.ndarray
     source: str = ""
+    # set on two adjacent video frames that a Qwen-VL projector encodes as one temporal patch:
+    # both carry the pair's id, so the merged chunk is cached under the pair, not the first frame
+    merge_key: str | None = None
 
     @property
     def width(self) -> int:
