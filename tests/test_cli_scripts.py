@@ -155,3 +155,19 @@ def test_a_reader_that_stops_early_ends_generation_quietly(tmp_path):
     proc.stdout.close()
     assert proc.wait(timeout=60) == 0
     assert proc.stderr.read() == b""
+
+
+def test_a_gbnf_grammar_constrains_the_answer(models, tmp_path):
+    grammar = tmp_path / "answer.gbnf"
+    grammar.write_text('root ::= ("yes" | "no") " because " [a-z]+ "."\n')
+    out = run("ask", "Is it?", "-m", str(models["llm"]), "--grammar", str(grammar), "-n", "40", *GREEDY)
+    assert out.returncode == 0, out.stderr
+    import re
+
+    assert re.fullmatch(r"(yes|no) because [a-z]+\.\n", out.stdout.decode())
+    bad = run("ask", "Is it?", "-m", str(models["llm"]), "--grammar", str(tmp_path / "missing.gbnf"))
+    assert bad.returncode == 2 and b"grammar file not found" in bad.stderr
+    (tmp_path / "broken.gbnf").write_text('root ::= ( "yes"\n')
+    broken = run("ask", "Is it?", "-m", str(models["llm"]), "--grammar", str(tmp_path / "broken.gbnf"))
+    err = broken.stderr.decode()
+    assert broken.returncode == 2 and err.count("\n") == 1 and "the grammar does not parse" in err and "expecting ')'" in err

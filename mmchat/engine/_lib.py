@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import functools
 import os
@@ -232,17 +233,38 @@ def apply_builtin_template(name: bytes, messages: list[dict[str, str]]) -> str:
     return buf.raw[:n].decode("utf-8", errors="replace")
 
 
+@contextlib.contextmanager
+def captured_stderr():
+    """What native code writes straight to file descriptor 2 meanwhile, as lines, instead of the terminal."""
+    import tempfile
+
+    sys.stderr.flush()
+    lines: list[str] = []
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lambda: lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.extend(tmp.read().decode("utf-8", "replace").splitlines())
+
+
 def make_sampler(vocab, o: SamplingOptions):
     """llama.cpp's sampler chain in its usual order; temperature 0 means greedy."""
     chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
     add = functools.partial(llama.llama_sampler_chain_add, chain)
     if o.grammar:
-        grammar = llama.llama_sampler_init_grammar(vocab, o.grammar.encode(), b"root")
+        with captured_stderr() as said:  # the GBNF parser prints its complaint with fprintf
+            grammar = llama.llama_sampler_init_grammar(vocab, o.grammar.encode(), b"root")
         if not grammar:
             llama.llama_sampler_free(chain)
             from ..errors import InputError
 
-            raise InputError(f"the grammar does not parse: {last_error() or 'check its GBNF'}")
+            reason = next((line.strip() for line in said() if line.strip()), "") or last_error() or "check its GBNF"
+            raise InputError(f"the grammar does not parse: {reason}")
         add(grammar)
     if o.repeat_penalty != 1.0:
         n_vocab = llama.llama_vocab_n_tokens(vocab)
