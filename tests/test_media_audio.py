@@ -250,3 +250,16 @@ def test_audio_from_array_matches_the_decoded_file(reference: np.ndarray) -> Non
 def test_audio_from_array_rejects_nonsense(samples: np.ndarray) -> None:
     with pytest.raises(MediaError, match="audio"):
         audio_from_array(samples, RATE)
+
+
+def test_a_damaged_mp3_decodes_without_the_decoders_chatter(capfd):
+    """libmpg123 writes warnings straight to fd 2; a user asked about audio, not its resync notes."""
+    t = np.arange(32000) / 16000
+    buf = io.BytesIO()
+    soundfile.write(buf, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000, format="MP3")
+    data = buf.getvalue()
+    damaged = data[:400] + bytes(range(256)) * 8 + data[2400:]
+    capfd.readouterr()
+    audio = decode_audio(damaged, label="talk.mp3", sample_rate=16000)
+    assert audio.duration > 0.2  # what survived the damage
+    assert capfd.readouterr().err == ""

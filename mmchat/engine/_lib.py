@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import ctypes
 import functools
 import os
@@ -16,6 +15,7 @@ from llama_cpp import mtmd_cpp as mtmd
 
 from ..errors import MediaError
 from ..media import Audio, Image
+from ..quiet import captured_stderr
 from .base import SamplingOptions
 from .kvcache import MediaItem, PromptItem
 
@@ -231,25 +231,6 @@ def apply_builtin_template(name: bytes, messages: list[dict[str, str]]) -> str:
     if n < 0:
         raise MediaError(f"llama.cpp's built-in template {name.decode()!r} failed on these messages")
     return buf.raw[:n].decode("utf-8", errors="replace")
-
-
-@contextlib.contextmanager
-def captured_stderr():
-    """What native code writes straight to file descriptor 2 meanwhile, as lines, instead of the terminal."""
-    import tempfile
-
-    sys.stderr.flush()
-    lines: list[str] = []
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield lambda: lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            lines.extend(tmp.read().decode("utf-8", "replace").splitlines())
 
 
 def make_sampler(vocab, o: SamplingOptions):

@@ -16,6 +16,7 @@ import numpy as np
 
 from mmchat.errors import MediaError
 from mmchat.media import Audio
+from mmchat.quiet import captured_stderr
 
 __all__ = ["audio_from_array", "decode_audio"]
 
@@ -90,7 +91,7 @@ def _read_soundfile(data: bytes) -> tuple[np.ndarray, int] | None:
 
     blocks: list[np.ndarray] = []
     try:
-        with soundfile.SoundFile(io.BytesIO(data)) as f:
+        with captured_stderr(), soundfile.SoundFile(io.BytesIO(data)) as f:  # libmpg123 warns on fd 2
             rate = int(f.samplerate)
             while len(block := f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)):
                 blocks.append(block)
