@@ -425,34 +425,3 @@ def stats_lines(last: Any, runner: Runner) -> list[str]:
     if stats is not None:
         out.append("engine: " + ", ".join(f"{k} {v}" for k, v in stats.as_dict().items()))
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m mmchat.repl --model M --mmproj P`: the chat without the CLI (tests drive it in a pty)."""
-    import argparse
-
-    from . import config
-
-    p = argparse.ArgumentParser(prog="python -m mmchat.repl", description="Chat with a local multimodal model.")
-    p.add_argument("--model", required=True)
-    p.add_argument("--mmproj")
-    p.add_argument("--ctx-size", type=int, default=config.DEFAULT_N_CTX)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--system")
-    p.add_argument("--temperature", type=float, default=config.DEFAULT_TEMPERATURE)
-    p.add_argument("--max-tokens", type=int, default=config.DEFAULT_MAX_TOKENS)
-    p.add_argument("--seed", type=int, default=config.DEFAULT_SEED)
-    p.add_argument("--attach", action="append", default=[])
-    args = p.parse_args(argv)
-
-    def factory(name: str) -> Runner:
-        mmproj = args.mmproj if name == args.model else None
-        return Runner(name, mmproj, n_ctx=args.ctx_size, threads=args.threads, notice=lambda m: None)
-
-    sampling = dict(temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
-    return run_chat(factory, model_name=args.model, sampling=sampling, system=args.system,
-                    attachments=[(None, a) for a in args.attach], history_path=config.user_dir() / "history")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

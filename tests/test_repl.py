@@ -398,7 +398,7 @@ def test_a_real_terminal(models, tmp_path):
     env = {**os.environ, "MMCHAT_HOME": str(tmp_path), "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"}
     env.pop("NO_COLOR", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mmchat.repl", "--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]),
+        [sys.executable, "-m", "mmchat", "chat", "--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]),
          "--temperature", "0", "--max-tokens", "12", "--threads", "2", "--ctx-size", "1024"],
         stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, start_new_session=True,
     )
