@@ -225,15 +225,15 @@ def ask(
             piped = _read_stdin_text()
             if piped.strip():
                 prompt = f"{prompt}\n\n{piped}" if prompt else piped
-        video_opts = {"fps": fps, "max_frames": max_frames, "start": start, "end": end, "audio": video_audio}
-        parts = [msgs.media_part(kind, url, **({k: v for k, v in video_opts.items() if v is not None} if kind == "video" else {}))
-                 for kind, url in media]
+        segment = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
+        parts = [msgs.media_part(kind, url, **(segment if kind == "video" else {})) for kind, url in media]
         conversation = ([msgs.system_message(system)] if system else []) + [msgs.user_message(prompt, parts)]
         sampling = dict(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                         repeat_penalty=repeat_penalty, seed=seed, stop=stop, grammar=_schema_grammar(schema, grammar))
         runner = load_runner(model, mmproj, pull=pull, quiet=quiet, verbose=verbose, n_ctx=ctx_size,
                              n_gpu_layers=gpu_layers, threads=threads, chat_template=chat_template,
                              image_max_side=image_max_side or None, image_max_tokens=image_max_tokens,
+                             video_fps=fps, video_max_frames=max_frames, video_audio=video_audio,
                              video_max_side=frame_max_side or None)
         stream = runner.stream(conversation, **sampling)
         if no_stream:
