@@ -165,12 +165,17 @@ def _schema_grammar(schema: str | None, grammar: str | None) -> str | None:
 
     from .engine.grammar import schema_to_grammar
 
-    path = Path(schema).expanduser()
-    text = path.read_text(encoding="utf-8") if path.is_file() else schema
+    if schema.lstrip().startswith("{"):
+        text = schema  # JSON itself (and often longer than a file name may be)
+    else:
+        path = Path(schema).expanduser()
+        if not path.is_file():
+            raise InputError(f"--schema is neither a JSON file nor JSON text: {schema[:60]}")
+        text = path.read_text(encoding="utf-8")
     try:
         json.loads(text)
-    except ValueError:
-        raise InputError(f"--schema is neither a JSON file nor JSON text: {schema[:60]}") from None
+    except ValueError as e:
+        raise InputError(f"--schema is not valid JSON ({e}): check {schema[:60]}") from None
     return schema_to_grammar(text)
 
 

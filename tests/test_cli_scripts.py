@@ -171,3 +171,11 @@ def test_a_gbnf_grammar_constrains_the_answer(models, tmp_path):
     broken = run("ask", "Is it?", "-m", str(models["llm"]), "--grammar", str(tmp_path / "broken.gbnf"))
     err = broken.stderr.decode()
     assert broken.returncode == 2 and err.count("\n") == 1 and "the grammar does not parse" in err and "expecting ')'" in err
+
+
+def test_a_long_inline_schema_is_json_not_a_file_name(models):
+    props = {f"field_{i}": {"type": "boolean"} for i in range(30)}
+    schema = json.dumps({"type": "object", "properties": props, "required": list(props)})  # > 255 characters
+    out = run("ask", "x", "-m", str(models["llm"]), "--schema", schema, "-n", "3000", *GREEDY)
+    assert out.returncode == 0, out.stderr
+    assert sorted(json.loads(out.stdout)) == sorted(props)
