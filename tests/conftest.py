@@ -1,10 +1,13 @@
 """Shared pytest fixtures."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.gguf_models import write_all
+
+_USER_VARS = ("MMCHAT_MODEL", "MMCHAT_DEBUG", "NO_COLOR")
 
 
 @pytest.fixture(scope="session")
@@ -13,12 +16,25 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return write_all(tmp_path_factory.mktemp("models"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The same isolation as `isolated_user_dir`, for the whole session: module- and
+    session-scoped fixtures are set up before any function-scoped one, so without this the
+    mmchat processes and Runners they start would see the developer's environment."""
+    home = tmp_path_factory.mktemp("mmchat-session-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMCHAT_HOME", str(home))
+        for var in _USER_VARS:
+            mp.delenv(var, raising=False)
+        yield home
+
+
 @pytest.fixture(autouse=True)
 def isolated_user_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No test (nor the mmchat processes it starts) reads or writes the developer's own config,
     history or default model, or inherits their colour and debug settings."""
     home = tmp_path_factory.mktemp("mmchat-home")
     monkeypatch.setenv("MMCHAT_HOME", str(home))
-    for var in ("MMCHAT_MODEL", "MMCHAT_DEBUG", "NO_COLOR"):
+    for var in _USER_VARS:
         monkeypatch.delenv(var, raising=False)
     return home

@@ -2,36 +2,76 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 from PIL import Image as PILImage
 
 import mmchat
+import mmchat.errors
+import mmchat.messages
 from mmchat import Runner, audio_from_array, image_from_bytes, image_from_pil, image_part, input_audio_part, text_part
 from mmchat.errors import InputError
 from mmchat.testing import FakeEngine
+from tests.helpers import GREEDY, THREADS
 from tests.mediafiles import noise_png, tone, tone_wav
 
-GREEDY = dict(max_tokens=8, temperature=0)
+MESSAGE_BUILDERS = ("text_part", "image_part", "audio_part", "video_part", "input_audio_part",
+                    "user_message", "system_message", "assistant_message")
 
 
-def test_public_names_are_sorted_and_importable():
+def test_all_is_sorted_and_is_the_export_table():
+    """`__all__` is kept by hand beside `_EXPORTS` (name -> module): the two must not drift."""
     assert mmchat.__all__ == sorted(mmchat.__all__)
+    assert mmchat.__all__ == sorted(mmchat._EXPORTS)
+
+
+def test_every_public_name_imports_from_the_module_the_table_names():
     for name in mmchat.__all__:
-        assert getattr(mmchat, name) is not None
-    with pytest.raises(AttributeError):
+        module = importlib.import_module(f"mmchat.{mmchat._EXPORTS[name]}")
+        assert getattr(mmchat, name) is getattr(module, name), name
+
+
+def test_star_import_gives_exactly_the_public_names():
+    namespace: dict = {}
+    exec("from mmchat import *", namespace)
+    namespace.pop("__builtins__", None)
+    assert sorted(namespace) == mmchat.__all__
+    assert all(namespace[name] is getattr(mmchat, name) for name in namespace)
+
+
+def test_every_error_class_is_exported():
+    errors = [value for value in vars(mmchat.errors).values() if isinstance(value, type)
+              and issubclass(value, mmchat.errors.MmchatError) and value.__module__ == "mmchat.errors"]
+    assert mmchat.errors.MmchatError in errors and InputError in errors  # the walk finds them
+    for cls in errors:
+        assert cls.__name__ in mmchat.__all__, cls.__name__
+        assert getattr(mmchat, cls.__name__) is cls
+
+
+def test_every_message_builder_is_exported():
+    for name in MESSAGE_BUILDERS:
+        assert name in mmchat.__all__, name
+        assert getattr(mmchat, name) is getattr(mmchat.messages, name)
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="not_a_thing"):
         mmchat.not_a_thing  # noqa: B018
+    assert not hasattr(mmchat, "not_a_thing")
 
 
 @pytest.fixture(scope="module")
 def omni(models):
-    with Runner(models["llm"], models["mmproj-omni"], n_ctx=4096, threads=2) as r:
+    with Runner(models["llm"], models["mmproj-omni"], n_ctx=4096, threads=THREADS) as r:
         yield r
 
 
 def test_chat_returns_an_openai_shaped_completion(omni, tmp_path):
     png = noise_png(tmp_path / "p.png")
-    reply = omni.chat([{"role": "user", "content": [image_part(str(png)), text_part("Hi")]}], **GREEDY)
+    messages = [{"role": "user", "content": [image_part(str(png)), text_part("Hi")]}]
+    reply = omni.chat(messages, **{**GREEDY, "max_tokens": 8})
     assert reply.object == "chat.completion" and reply.id.startswith("chatcmpl-")
     assert reply.choices[0].message.role == "assistant"
     assert reply.choices[0].message.content and reply.choices[0].finish_reason == "length"

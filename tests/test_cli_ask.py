@@ -7,25 +7,13 @@ import functools
 import http.server
 import json
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import GREEDY, GREEDY_ARGS, THREADS, THREADS_ARGS, run_mmchat
 from tests.mediafiles import noise_png, tone_wav
-
-GREEDY = ["--temperature", "0", "--max-tokens", "10", "--threads", "2"]
-
-
-def mmchat(*args: str, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MMCHAT_HOME": os.environ.get("MMCHAT_TEST_HOME", "/nonexistent-mmchat-home")}
-    env.pop("MMCHAT_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "mmchat", *args],
-        input=stdin if stdin is not None else b"", capture_output=True, timeout=timeout, env=env,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +40,13 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def vision_args(models):
-    return ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), *GREEDY]
+    return ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), *GREEDY_ARGS, *THREADS_ARGS]
 
 
 @pytest.fixture(scope="module")
 def answer(vision_args, png):
     """The answer for the PNG given as a plain path: every other form must match it."""
-    out = mmchat("ask", "What is this?", "--image", str(png), *vision_args)
+    out = run_mmchat("ask", "What is this?", "--image", str(png), *vision_args)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -66,23 +54,23 @@ def answer(vision_args, png):
 def test_stdout_carries_only_the_answer(models, vision_args, png, answer):
     from mmchat import Runner, image_part, text_part
 
-    with Runner(models["llm"], models["mmproj-vision"], n_ctx=8192, threads=2) as r:
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=8192, threads=THREADS) as r:
         expected = r.chat([{"role": "user", "content": [image_part(str(png)), text_part("What is this?")]}],
-                          max_tokens=10, temperature=0).content
+                          **GREEDY).content
     assert answer.decode() == expected + "\n"
     assert len(expected) > 0
 
 
 def test_stderr_is_quiet_without_verbose(vision_args, png):
-    out = mmchat("ask", "What is this?", "--image", str(png), *vision_args)
+    out = run_mmchat("ask", "What is this?", "--image", str(png), *vision_args)
     assert out.returncode == 0 and out.stderr == b""
-    noisy = mmchat("ask", "What is this?", "--image", str(png), "-v", *vision_args)
+    noisy = run_mmchat("ask", "What is this?", "--image", str(png), "-v", *vision_args)
     assert noisy.stdout == out.stdout and b"llama" in noisy.stderr  # llama.cpp's log, on stderr only
 
 
 @pytest.mark.parametrize("form", ["file_url", "data_url", "http", "stdin"])
 def test_every_url_form_gives_the_same_answer(vision_args, png, answer, server, form):
-    stdin = None
+    stdin = b""
     if form == "file_url":
         url = png.resolve().as_uri()
     elif form == "data_url":
@@ -91,35 +79,36 @@ def test_every_url_form_gives_the_same_answer(vision_args, png, answer, server, 
         url = f"{server}/photo.png"
     else:
         url, stdin = "-", png.read_bytes()
-    out = mmchat("ask", "What is this?", "--image", url, *vision_args, stdin=stdin)
+    out = run_mmchat("ask", "What is this?", "--image", url, *vision_args, stdin=stdin)
     assert out.returncode == 0, out.stderr
     assert out.stdout == answer
 
 
 def test_media_keep_their_command_line_order(models, png, tmp_path):
     wav = tone_wav(tmp_path / "t.wav")
-    args = ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]), *GREEDY, "--json"]
-    image_first = json.loads(mmchat("ask", "Hi", "--image", str(png), "--audio", str(wav), *args).stdout)
-    audio_first = json.loads(mmchat("ask", "Hi", "-a", str(wav), "-i", str(png), *args).stdout)
+    args = ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]), *GREEDY_ARGS, *THREADS_ARGS,
+            "--json"]
+    image_first = json.loads(run_mmchat("ask", "Hi", "--image", str(png), "--audio", str(wav), *args).stdout)
+    audio_first = json.loads(run_mmchat("ask", "Hi", "-a", str(wav), "-i", str(png), *args).stdout)
     assert image_first["usage"] == audio_first["usage"]
     assert image_first["choices"][0]["message"]["content"] != audio_first["choices"][0]["message"]["content"]
 
 
 def test_json_output_is_one_completion_object(vision_args, png, answer):
-    out = mmchat("ask", "What is this?", "--image", str(png), "--json", *vision_args)
+    out = run_mmchat("ask", "What is this?", "--image", str(png), "--json", *vision_args)
     data = json.loads(out.stdout)
     assert data["object"] == "chat.completion"
     assert data["choices"][0]["message"]["content"] + "\n" == answer.decode()
     assert data["choices"][0]["finish_reason"] == "length"
-    assert data["usage"]["completion_tokens"] == 10
+    assert data["usage"]["completion_tokens"] == GREEDY["max_tokens"]
     assert data["usage"]["prompt_tokens_details"]["image_tokens"] == 16
     assert data["timings"]["load_s"] > 0 and data["timings"]["generation_tokens_per_s"] > 0
 
 
 def test_piped_text_reaches_the_model(models):
-    args = ["--model", str(models["llm"]), *GREEDY, "--json"]
-    alone = json.loads(mmchat("ask", "Summarize.", *args).stdout)
-    piped = json.loads(mmchat("ask", "Summarize.", *args, stdin=b"Some notes about the meeting.\n").stdout)
+    args = ["--model", str(models["llm"]), *GREEDY_ARGS, *THREADS_ARGS, "--json"]
+    alone = json.loads(run_mmchat("ask", "Summarize.", *args).stdout)
+    piped = json.loads(run_mmchat("ask", "Summarize.", *args, stdin=b"Some notes about the meeting.\n").stdout)
     assert piped["usage"]["prompt_tokens"] > alone["usage"]["prompt_tokens"] + 10
 
 
@@ -148,7 +137,7 @@ def test_bad_input_exits_2_with_one_clear_line(models, vision_args, tmp_path, se
     cases = _bad_inputs(tmp_path, models)
     cases["http 404"] = (["--image", f"{server}/missing.png"], "404")
     for name, (args, needle) in cases.items():
-        out = mmchat("ask", "What is this?", *vision_args, *args)
+        out = run_mmchat("ask", "What is this?", *vision_args, *args)
         err = out.stderr.decode()
         assert out.returncode == 2, f"{name}: exit {out.returncode}, stderr {err!r}"
         assert out.stdout == b"", name

@@ -8,7 +8,6 @@ import pty
 import select
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,15 +15,8 @@ import pytest
 
 from tests.fakehub import FakeHub
 from tests.fixtures.gguf_models import write_text_model
+from tests.helpers import GREEDY, GREEDY_ARGS, MMCHAT, THREADS_ARGS, as_flags, mmchat_env, run_mmchat
 from tests.mediafiles import noise_png
-
-GREEDY = ["--temperature", "0", "--threads", "2"]
-
-
-def run(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"", timeout: float = 120) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("MMCHAT_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "mmchat", *args], input=stdin, capture_output=True, timeout=timeout, env=full_env)
 
 
 @pytest.fixture
@@ -43,22 +35,23 @@ def test_pull_then_ask_by_name_through_a_local_hub(models, home, tmp_path):
     png = noise_png(tmp_path / "p.png")
     with FakeHub({"test-org/tiny-GGUF": files}) as hub:
         env = {"MMCHAT_HOME": str(home), "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "TQDM_POSITION": "-1"}
-        missing = run("ask", "hi", "-m", "tiny", env=env)
+        missing = run_mmchat("ask", "hi", "-m", "tiny", env=env)
         assert missing.returncode == 2
         assert missing.stderr.decode().strip() == "mmchat: error: model 'tiny' is not downloaded: run `mmchat pull tiny` (about 0.001 GB) or add --pull"
-        pulled = run("pull", "tiny", env=env)
+        pulled = run_mmchat("pull", "tiny", env=env)
         assert pulled.returncode == 0, pulled.stderr
         assert pulled.stdout == b"" and b"tiny-Q4_K_M.gguf" in pulled.stderr and b"is ready" in pulled.stderr
-        listed = {m["name"]: m for m in json.loads(run("models", "--json", env=env).stdout)}
+        listed = {m["name"]: m for m in json.loads(run_mmchat("models", "--json", env=env).stdout)}
         assert listed["tiny"]["downloaded"] is True and listed["gemma-4-E2B-it"]["downloaded"] is False
     # the hub is gone: the cached model answers offline, with the projector found by the registry
-    answer = run("ask", "What is it?", "-m", "tiny", "-i", str(png), "-n", "6", *GREEDY, env=env)
+    answer = run_mmchat("ask", "What is it?", "-m", "tiny", "-i", str(png), *GREEDY_ARGS, *THREADS_ARGS,
+                        "-n", "6", env=env)
     assert answer.returncode == 0, answer.stderr
     assert len(answer.stdout.decode().strip()) > 0
 
 
 def test_unknown_model_name_lists_close_matches(home):
-    out = run("ask", "hi", "-m", "gemma-4-e2b", env={"MMCHAT_HOME": str(home)})
+    out = run_mmchat("ask", "hi", "-m", "gemma-4-e2b", env={"MMCHAT_HOME": str(home)})
     assert out.returncode == 2
     err = out.stderr.decode()
     assert err.count("\n") == 1 and "gemma-4-E2B-it" in err and "mmchat models" in err
@@ -66,7 +59,7 @@ def test_unknown_model_name_lists_close_matches(home):
 
 def test_no_network_is_one_line(home, tmp_path):
     env = {"MMCHAT_HOME": str(home), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
-    out = run("pull", "gemma-4-E2B-it", env=env)
+    out = run_mmchat("pull", "gemma-4-E2B-it", env=env)
     assert out.returncode == 1
     assert out.stderr.decode().count("\n") == 1 and "no network" in out.stderr.decode()
 
@@ -74,25 +67,28 @@ def test_no_network_is_one_line(home, tmp_path):
 def test_schema_forces_json_that_validates(models):
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "colour": {"enum": ["red", "green", "blue"]}},
               "required": ["ok", "colour"], "additionalProperties": False}
-    out = run("ask", "Is it ok?", "-m", str(models["llm"]), "--schema", json.dumps(schema), "-n", "64", *GREEDY)
+    out = run_mmchat("ask", "Is it ok?", "-m", str(models["llm"]), "--schema", json.dumps(schema),
+                     *GREEDY_ARGS, *THREADS_ARGS, "-n", "64")
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
     assert set(answer) == {"ok", "colour"} and isinstance(answer["ok"], bool) and answer["colour"] in ("red", "green", "blue")
 
 
 def test_config_file_sets_defaults(models, home):
-    plain = run("ask", "hi", "-m", str(models["llm"]), "--json", *GREEDY, env={"MMCHAT_HOME": str(home)})
+    # greedy, but no --max-tokens: the built-in default (512), then the config file's (3), must decide
+    args = ["ask", "hi", "-m", str(models["llm"]), "--json", *as_flags({**GREEDY, "max_tokens": None}), *THREADS_ARGS]
+    plain = run_mmchat(*args, env={"MMCHAT_HOME": str(home)})
     (home / "config.toml").write_text("[defaults]\nmax-tokens = 3\n")
-    configured = run("ask", "hi", "-m", str(models["llm"]), "--json", *GREEDY, env={"MMCHAT_HOME": str(home)})
+    configured = run_mmchat(*args, env={"MMCHAT_HOME": str(home)})
     assert json.loads(plain.stdout)["usage"]["completion_tokens"] == 512
     assert json.loads(configured.stdout)["usage"]["completion_tokens"] == 3
-    assert "[default: 3]" in run("ask", "--help", env={"MMCHAT_HOME": str(home), "COLUMNS": "200"}).stdout.decode()
+    assert "[default: 3]" in run_mmchat("ask", "--help", env={"MMCHAT_HOME": str(home), "COLUMNS": "200"}).stdout.decode()
 
 
 def _pty_run(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, bytes]:
     pid, fd = pty.fork()
     if pid == 0:  # child: the terminal is its stdin, stdout and stderr
-        os.execvpe(sys.executable, [sys.executable, "-m", "mmchat", *args], {**os.environ, **env, "COLUMNS": "100"})
+        os.execvpe(MMCHAT[0], [*MMCHAT, *args], mmchat_env({**env, "COLUMNS": "100"}))
     out = b""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -110,7 +106,8 @@ def _pty_run(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple
 
 
 def test_a_terminal_gets_rendered_markdown_and_no_color_gets_plain_text(models):
-    args = ["ask", "hi", "-m", str(models["llm"]), "-n", "24", "-q", *GREEDY]  # -q: no spinner, only the answer
+    # -q: no spinner, only the answer
+    args = ["ask", "hi", "-m", str(models["llm"]), "-q", *GREEDY_ARGS, *THREADS_ARGS, "-n", "24"]
     code, styled = _pty_run(args, {})
     assert code == 0 and b"\x1b[" in styled
     code, plain = _pty_run(args, {"NO_COLOR": "1"})
@@ -121,8 +118,8 @@ def test_ctrl_c_exits_130_and_keeps_the_partial_answer(tmp_path):
     """SIGINT mid-answer: what was printed stays, a newline ends it, the exit code is 130."""
     model = write_text_model(tmp_path / "long.gguf", context_length=1 << 17)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mmchat", "ask", "Tell me everything.", "-m", str(model), "-c", str(1 << 17),
-         "-n", "1000000", *GREEDY], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [*MMCHAT, "ask", "Tell me everything.", "-m", str(model), "-c", str(1 << 17), *GREEDY_ARGS, *THREADS_ARGS,
+         "-n", "1000000"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=mmchat_env(),
     )
     first = proc.stdout.read1(64)  # the answer has started streaming
     assert first
@@ -137,8 +134,8 @@ def test_ctrl_c_exits_130_and_keeps_the_partial_answer(tmp_path):
 def test_chat_reads_a_script_from_stdin_and_prints_only_answers(models, tmp_path):
     png = noise_png(tmp_path / "p.png")
     script = b"Describe it.\n/attach /no/such/file.png\nAnd the colours?\n"
-    out = run("chat", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), "-i", str(png), "-n", "8",
-              *GREEDY, env={"MMCHAT_HOME": str(tmp_path)}, stdin=script)
+    out = run_mmchat("chat", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), "-i", str(png),
+                     *GREEDY_ARGS, *THREADS_ARGS, "-n", "8", env={"MMCHAT_HOME": str(tmp_path)}, stdin=script)
     assert out.returncode == 0, out.stderr
     answers = out.stdout.decode().splitlines()
     assert len(answers) == 2 and all(answers)  # two questions, two answers, nothing else
@@ -149,8 +146,9 @@ def test_chat_reads_a_script_from_stdin_and_prints_only_answers(models, tmp_path
 def test_a_reader_that_stops_early_ends_generation_quietly(tmp_path):
     """`mmchat ask ... | head -c 20`: no traceback, exit 0, generation stops."""
     model = write_text_model(tmp_path / "long.gguf", context_length=1 << 17)  # ~250 kB of answer: more than a pipe holds
-    proc = subprocess.Popen([sys.executable, "-m", "mmchat", "ask", "hi", "-m", str(model), "-c", str(1 << 17),
-                             "-n", "120000", *GREEDY], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*MMCHAT, "ask", "hi", "-m", str(model), "-c", str(1 << 17), *GREEDY_ARGS, *THREADS_ARGS,
+                             "-n", "120000"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=mmchat_env())
     assert proc.stdout.read(20)
     proc.stdout.close()
     assert proc.wait(timeout=60) == 0
@@ -160,15 +158,16 @@ def test_a_reader_that_stops_early_ends_generation_quietly(tmp_path):
 def test_a_gbnf_grammar_constrains_the_answer(models, tmp_path):
     grammar = tmp_path / "answer.gbnf"
     grammar.write_text('root ::= ("yes" | "no") " because " [a-z]+ "."\n')
-    out = run("ask", "Is it?", "-m", str(models["llm"]), "--grammar", str(grammar), "-n", "40", *GREEDY)
+    out = run_mmchat("ask", "Is it?", "-m", str(models["llm"]), "--grammar", str(grammar),
+                     *GREEDY_ARGS, *THREADS_ARGS, "-n", "40")
     assert out.returncode == 0, out.stderr
     import re
 
     assert re.fullmatch(r"(yes|no) because [a-z]+\.\n", out.stdout.decode())
-    bad = run("ask", "Is it?", "-m", str(models["llm"]), "--grammar", str(tmp_path / "missing.gbnf"))
+    bad = run_mmchat("ask", "Is it?", "-m", str(models["llm"]), "--grammar", str(tmp_path / "missing.gbnf"))
     assert bad.returncode == 2 and b"grammar file not found" in bad.stderr
     (tmp_path / "broken.gbnf").write_text('root ::= ( "yes"\n')
-    broken = run("ask", "Is it?", "-m", str(models["llm"]), "--grammar", str(tmp_path / "broken.gbnf"))
+    broken = run_mmchat("ask", "Is it?", "-m", str(models["llm"]), "--grammar", str(tmp_path / "broken.gbnf"))
     err = broken.stderr.decode()
     assert broken.returncode == 2 and err.count("\n") == 1 and "the grammar does not parse" in err and "expecting ')'" in err
 
@@ -176,6 +175,7 @@ def test_a_gbnf_grammar_constrains_the_answer(models, tmp_path):
 def test_a_long_inline_schema_is_json_not_a_file_name(models):
     props = {f"field_{i}": {"type": "boolean"} for i in range(30)}
     schema = json.dumps({"type": "object", "properties": props, "required": list(props)})  # > 255 characters
-    out = run("ask", "x", "-m", str(models["llm"]), "--schema", schema, "-n", "3000", *GREEDY)
+    out = run_mmchat("ask", "x", "-m", str(models["llm"]), "--schema", schema, *GREEDY_ARGS, *THREADS_ARGS,
+                     "-n", "3000")
     assert out.returncode == 0, out.stderr
     assert sorted(json.loads(out.stdout)) == sorted(props)

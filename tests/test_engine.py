@@ -11,9 +11,9 @@ import pytest
 
 from mmchat import Runner, audio_part, image_part, text_part
 from mmchat.errors import ContextOverflow, UnsupportedMedia
+from tests.helpers import GREEDY, THREADS
 from tests.mediafiles import noise_png, tone_wav
 
-GREEDY = dict(max_tokens=12, temperature=0)
 HERE = Path(__file__).parent
 
 
@@ -24,13 +24,13 @@ def ask(runner: Runner, *parts, **options) -> str:
 
 @pytest.fixture(scope="module")
 def vision(models):
-    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=2) as r:
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS) as r:
         yield r
 
 
 @pytest.fixture(scope="module")
 def omni(models):
-    with Runner(models["llm"], models["mmproj-omni"], n_ctx=4096, threads=2) as r:
+    with Runner(models["llm"], models["mmproj-omni"], n_ctx=4096, threads=THREADS) as r:
         yield r
 
 
@@ -67,9 +67,10 @@ def test_image_order_matters(vision, png_a, png_b):
 
 def test_audio_alone_with_the_audio_projector(models, tmp_path):
     wav = tone_wav(tmp_path / "tone.wav", seconds=2)
-    with Runner(models["llm"], models["mmproj-audio"], n_ctx=2048, threads=2) as r:
+    with Runner(models["llm"], models["mmproj-audio"], n_ctx=2048, threads=THREADS) as r:
         assert r.capabilities().kinds == ("audio",)
-        reply = r.chat([{"role": "user", "content": [audio_part(str(wav)), text_part("Transcribe.")]}], **GREEDY)
+        reply = r.chat([{"role": "user", "content": [audio_part(str(wav)), text_part("Transcribe.")]}],
+                       **{**GREEDY, "max_tokens": 12})
     assert reply.usage.audio_tokens == 750 and reply.usage.image_tokens == 0
     assert reply.content and reply.usage.completion_tokens == 12
 
@@ -89,7 +90,7 @@ def test_audio_refused_by_a_vision_model_before_any_read(vision):
 
 
 def test_prompt_longer_than_the_context_is_refused_with_both_counts(models):
-    with Runner(models["llm"], None, n_ctx=256, threads=2) as r:
+    with Runner(models["llm"], None, n_ctx=256, threads=THREADS) as r:
         n_ctx = r.capabilities().n_ctx
         with pytest.raises(ContextOverflow, match=rf"the prompt is \d+ tokens but the context holds {n_ctx}"):
             ask(r, text_part("word " * n_ctx))
@@ -104,13 +105,13 @@ def test_stop_string_ends_the_answer_without_showing_it(vision, png_a):
 
 def test_model_without_template_uses_the_plain_format_with_a_notice(models):
     notices: list[str] = []
-    with Runner(models["llm-notemplate"], None, n_ctx=512, threads=2, notice=notices.append) as r:
+    with Runner(models["llm-notemplate"], None, n_ctx=512, threads=THREADS, notice=notices.append) as r:
         assert "User: Hi\nAssistant:" in r.engine.render(r.prepare([{"role": "user", "content": "Hi"}]))
     assert len(notices) == 1 and "no chat template" in notices[0]
 
 
 def test_builtin_template_by_name(models):
-    with Runner(models["llm-notemplate"], None, n_ctx=512, threads=2, chat_template="chatml") as r:
+    with Runner(models["llm-notemplate"], None, n_ctx=512, threads=THREADS, chat_template="chatml") as r:
         prompt = r.engine.render(r.prepare([{"role": "user", "content": "Hi"}]))
     assert prompt == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
 
@@ -130,9 +131,9 @@ def test_same_tokens_as_llama_cpps_own_file_path(models, tmp_path, kind):
         path, mmproj, part = noise_png(tmp_path / "x.png", seed=7), "mmproj-vision", image_part
     else:
         path, mmproj, part = tone_wav(tmp_path / "x.wav", seconds=1.5, freq=330), "mmproj-audio", audio_part
-    with Runner(models["llm"], models[mmproj], n_ctx=4096, threads=2) as r:
+    with Runner(models["llm"], models[mmproj], n_ctx=4096, threads=THREADS) as r:
         messages = [{"role": "user", "content": [part(str(path)), text_part("Describe it.")]}]
-        r.chat(messages, max_tokens=16, temperature=0)
+        r.chat(messages, **{**GREEDY, "max_tokens": 16})
         ours = list(r.engine.last_tokens)
         prompt = r.engine.render(r.prepare(messages)).replace(r.engine.marker, "<__media__>")
     assert len(ours) == 16
@@ -141,7 +142,7 @@ def test_same_tokens_as_llama_cpps_own_file_path(models, tmp_path, kind):
 
 def test_follow_up_reuses_the_cache_and_answers_like_a_fresh_engine(models, png_a):
     first = [{"role": "user", "content": [image_part(str(png_a)), text_part("Describe.")]}]
-    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=2) as r:
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS) as r:
         reply1 = r.chat(first, **GREEDY)
         a1 = reply1.content
         encodes = r.engine.stats.media_encodes
@@ -153,7 +154,7 @@ def test_follow_up_reuses_the_cache_and_answers_like_a_fresh_engine(models, png_
         assert second.usage.cached_tokens > 16 and new_tokens == second.usage.prompt_tokens - second.usage.cached_tokens
         # everything of turn 1 (its prompt and the answer's tokens) came from the cache
         assert second.usage.cached_tokens == reply1.usage.prompt_tokens + reply1.usage.completion_tokens
-    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=2) as fresh:
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS) as fresh:
         assert fresh.chat(convo, **GREEDY).content == second.content
 
 
@@ -175,13 +176,13 @@ def test_placeholders_put_the_markers_where_they_stand(vision, png_a, png_b):
 def test_evicted_embeddings_are_encoded_again_not_lost(models, png_a, png_b):
     """A cached image goes in as a pixel-less placeholder; if its embeddings leave the cache
     mid-request, the engine tokenizes with pixels again and the answer does not change."""
-    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=2) as r:
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS) as r:
         r.chat([{"role": "user", "content": [image_part(str(png_a)), text_part("A?")]}], **GREEDY)
         r.engine._embeddings.max_bytes = 1  # room for one image's embeddings only
         both = [{"role": "user", "content": [image_part(str(png_b)), image_part(str(png_a)), text_part("Both?")]}]
         answer = r.chat(both, **GREEDY).content
         assert r.engine.stats.media_encodes == 3  # a, b, then a again after b pushed it out
-    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=2) as fresh:
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS) as fresh:
         assert fresh.chat(both, **GREEDY).content == answer
 
 
@@ -198,8 +199,8 @@ def test_m_rope_models_match_llama_cpp_and_reuse_the_cache(models, tmp_path, llm
     follow positions, not token counts, for reuse to give the same answer as a fresh engine."""
     png = noise_png(tmp_path / "q.png", seed=11)  # 96x64: 24 tokens on 6 positions
     first = [{"role": "user", "content": [image_part(str(png)), text_part("Describe it.")]}]
-    with Runner(models[llm], models[mmproj], n_ctx=2048, threads=2) as r:
-        reply = r.chat(first, max_tokens=16, temperature=0)
+    with Runner(models[llm], models[mmproj], n_ctx=2048, threads=THREADS) as r:
+        reply = r.chat(first, **{**GREEDY, "max_tokens": 16})
         ours = list(r.engine.last_tokens)
         prompt = r.engine.render(r.prepare(first)).replace(r.engine.marker, "<__media__>")
         convo = first + [{"role": "assistant", "content": reply.content}, {"role": "user", "content": "More?"}]
@@ -208,5 +209,5 @@ def test_m_rope_models_match_llama_cpp_and_reuse_the_cache(models, tmp_path, llm
     out = subprocess.run([sys.executable, str(HERE / "llama_reference.py"), str(models[llm]), str(models[mmproj]),
                           prompt, "16", str(png)], capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(out.stdout) == ours
-    with Runner(models[llm], models[mmproj], n_ctx=2048, threads=2) as fresh:
+    with Runner(models[llm], models[mmproj], n_ctx=2048, threads=THREADS) as fresh:
         assert fresh.chat(convo, **GREEDY).content == second.content

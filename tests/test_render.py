@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import time
 
 from rich.console import Console
 
 from mmchat.render import Output, StderrProgress, stderr_progress
+from tests.helpers import run_mmchat
 
 
 def test_plain_output_streams_and_ends_with_one_newline():
@@ -52,8 +51,10 @@ def test_no_bar_when_stderr_is_not_a_terminal_or_quiet():
 
 
 def test_doctor_names_versions_backends_and_paths(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mmchat", "doctor"], capture_output=True, text=True, timeout=60,
-                         env={"MMCHAT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf")})
+    hf = tmp_path / "hf"  # an empty model cache of its own: HF_HUB_CACHE (which wins over HF_HOME) set to match
+    env = {"MMCHAT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "HF_HOME": str(hf), "HF_HUB_CACHE": str(hf / "hub")}
+    out = run_mmchat("doctor", env=env, timeout=60)
     assert out.returncode == 0, out.stderr
+    stdout = out.stdout.decode()
     for needle in ("llama-cpp-python 0.3.36", "llama.cpp backends: CPU", "GPU offload:", str(tmp_path), "downloaded models: none"):
-        assert needle in out.stdout
+        assert needle in stdout

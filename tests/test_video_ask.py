@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mmchat import Runner, text_part, video_part
 from mmchat.errors import UnsupportedMedia
+from tests.helpers import GREEDY, GREEDY_ARGS, THREADS, THREADS_ARGS, run_mmchat
 from tests.videofiles import audio_only_m4a, first_half, write_video, zero_length_avi
-
-GREEDY = dict(max_tokens=10, temperature=0)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +27,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def omni(models):
-    with Runner(models["llm"], models["mmproj-omni"], n_ctx=4096, threads=2) as r:
+    with Runner(models["llm"], models["mmproj-omni"], n_ctx=4096, threads=THREADS) as r:
         yield r
 
 
@@ -70,24 +66,20 @@ def test_the_soundtrack_is_heard_and_can_be_left_out(omni, clips):
 
 
 def test_a_model_without_vision_is_refused_before_decoding(models):
-    with Runner(models["llm"], models["mmproj-audio"], n_ctx=2048, threads=2) as r:
+    with Runner(models["llm"], models["mmproj-audio"], n_ctx=2048, threads=THREADS) as r:
         with pytest.raises(UnsupportedMedia, match="takes audio, not video"):
             ask(r, "/does/not/exist.mp4")
 
 
-def mmchat(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MMCHAT_DEBUG"}
-    return subprocess.run([sys.executable, "-m", "mmchat", "ask", *args], input=stdin, capture_output=True, timeout=120, env=env)
-
-
 def test_every_url_form_gives_the_same_answer(models, clips):
-    base = ["What happens?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]), "-t", "0", "-n", "10", "--threads", "2"]
+    base = ["ask", "What happens?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]),
+            *GREEDY_ARGS, *THREADS_ARGS]
     clip = clips["tone"]
     answers = {
-        "path": mmchat(*base, "--video", str(clip)),
-        "file": mmchat(*base, "--video", clip.resolve().as_uri()),
-        "data": mmchat(*base, "--video", "data:video/mp4;base64," + base64.b64encode(clip.read_bytes()).decode()),
-        "stdin": mmchat(*base, "--video", "-", stdin=clip.read_bytes()),
+        "path": run_mmchat(*base, "--video", str(clip)),
+        "file": run_mmchat(*base, "--video", clip.resolve().as_uri()),
+        "data": run_mmchat(*base, "--video", "data:video/mp4;base64," + base64.b64encode(clip.read_bytes()).decode()),
+        "stdin": run_mmchat(*base, "--video", "-", stdin=clip.read_bytes()),
     }
     for name, out in answers.items():
         assert out.returncode == 0, (name, out.stderr)
@@ -103,7 +95,8 @@ def test_bad_video_files_exit_2_with_one_line(models, tmp_path, clips):
     }
     for name, (path, data) in bad.items():
         path.write_bytes(data)
-        out = mmchat("What?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]), "--video", str(path))
+        out = run_mmchat("ask", "What?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]),
+                         "--video", str(path))
         err = out.stderr.decode()
         assert out.returncode == 2, (name, err)
         assert err.count("\n") == 1 and err.startswith("mmchat: error: ") and path.name in err, (name, err)
@@ -111,8 +104,8 @@ def test_bad_video_files_exit_2_with_one_line(models, tmp_path, clips):
 
 
 def test_json_usage_counts_frames_and_sound(models, clips):
-    out = mmchat("What?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]), "--video", str(clips["tone"]),
-                 "--fps", "0.5", "--json", "-t", "0", "-n", "4")
+    out = run_mmchat("ask", "What?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]),
+                     "--video", str(clips["tone"]), "--fps", "0.5", "--json", *GREEDY_ARGS, "-n", "4")
     data = json.loads(out.stdout)
     assert data["usage"]["prompt_tokens_details"]["image_tokens"] == 2 * 16
     assert data["usage"]["prompt_tokens_details"]["audio_tokens"] == 750
@@ -135,7 +128,7 @@ def test_frames_are_scaled_to_the_frame_budget(tmp_path):
 def test_qwen_vl_encodes_frames_two_by_two(models, clips):
     """Qwen-VL projectors take two adjacent frames as one temporal patch (as llama.cpp's own
     video path does): 4 frames cost 2 image chunks, cached under the pair, same answer every time."""
-    with Runner(models["llm-qwen2vl"], models["mmproj-qwen2vl"], n_ctx=4096, threads=2) as r:
+    with Runner(models["llm-qwen2vl"], models["mmproj-qwen2vl"], n_ctx=4096, threads=THREADS) as r:
         assert r.capabilities().frame_pairs
         turns = r.prepare([{"role": "user", "content": [video_part(str(clips["silent"])), text_part("?")]}])
         texts = [s for s in turns[0].segments if isinstance(s, str)]
@@ -148,5 +141,5 @@ def test_qwen_vl_encodes_frames_two_by_two(models, clips):
         assert encodes == 2 and first.usage.image_tokens == sum(c.n_tokens for c in chunks)
         assert ask(r, clips["silent"]).content == first.content and r.engine.stats.media_encodes == encodes
         assert ask(r, clips["changed"], video_fps=5).content != ask(r, clips["tone"], video_fps=5).content
-    with Runner(models["llm"], models["mmproj-vision"], n_ctx=4096, threads=2) as gemma:
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=4096, threads=THREADS) as gemma:
         assert not gemma.capabilities().frame_pairs  # gemma3 encodes each frame on its own

@@ -1,0 +1,48 @@
+"""What the tests share: one greedy setting and one way to start `mmchat` as a user would.
+
+GREEDY is for `Runner.chat(...)` keywords; GREEDY_ARGS is the same setting on the command line.
+A test that needs another max_tokens says so where it calls: `**{**GREEDY, "max_tokens": 8}`,
+or a trailing `"-n", "8"` after GREEDY_ARGS (the last of a repeated option wins in click).
+THREADS / THREADS_ARGS are the load option the tests pass to keep runs small and alike.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+GREEDY: dict[str, Any] = dict(temperature=0, max_tokens=10)
+THREADS = 2
+
+
+def as_flags(options: Mapping[str, Any]) -> list[str]:
+    """`{"max_tokens": 10}` -> `["--max-tokens", "10"]`; a None value is left out."""
+    flags: list[str] = []
+    for name, value in options.items():
+        if value is not None:
+            flags += [f"--{name.replace('_', '-')}", str(value)]
+    return flags
+
+
+GREEDY_ARGS = as_flags(GREEDY)  # --temperature 0 --max-tokens 10
+THREADS_ARGS = as_flags({"threads": THREADS})  # --threads 2
+
+MMCHAT = [sys.executable, "-m", "mmchat"]
+
+
+def mmchat_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The one environment an mmchat subprocess gets: this process's (which tests/conftest.py
+    has given its own MMCHAT_HOME, without MMCHAT_MODEL, MMCHAT_DEBUG or NO_COLOR), updated
+    by `env`, and never MMCHAT_DEBUG (it lets native stderr chatter through)."""
+    full = {**os.environ, **(env or {})}
+    full.pop("MMCHAT_DEBUG", None)
+    return full
+
+
+def run_mmchat(*args: str, env: Mapping[str, str] | None = None, stdin: bytes = b"",
+               timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m mmchat ARGS...` with stdin, stdout and stderr as bytes pipes."""
+    return subprocess.run([*MMCHAT, *args], input=stdin, capture_output=True, timeout=timeout, env=mmchat_env(env))
