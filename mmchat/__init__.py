@@ -19,7 +19,10 @@ _EXPORTS = {
     "Runner": "runner",
     "ChatCompletion": "results",
     "CompletionStream": "results",
-    "SamplingOptions": "engine.base",
+    "GenerationOptions": "options",
+    "LoadOptions": "options",
+    "MediaOptions": "options",
+    "SamplingOptions": "options",  # the old name of GenerationOptions
     "MmchatError": "errors",
     "InputError": "errors",
     "SourceError": "errors",
@@ -44,7 +47,37 @@ _EXPORTS = {
     "audio_from_array": "parts",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [  # kept by hand, sorted; tests/test_api.py checks it against _EXPORTS
+    "ChatCompletion",
+    "CompletionStream",
+    "ContextOverflow",
+    "ExitCode",
+    "GenerationError",
+    "GenerationOptions",
+    "InputError",
+    "LoadOptions",
+    "MediaError",
+    "MediaOptions",
+    "MmchatError",
+    "ModelLoadError",
+    "ModelNotFound",
+    "NetworkError",
+    "Runner",
+    "SamplingOptions",
+    "SourceError",
+    "UnsupportedMedia",
+    "assistant_message",
+    "audio_from_array",
+    "audio_part",
+    "image_from_bytes",
+    "image_from_pil",
+    "image_part",
+    "input_audio_part",
+    "system_message",
+    "text_part",
+    "user_message",
+    "video_part",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -48,6 +48,11 @@ def user_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
+def debug() -> bool:
+    """MMCHAT_DEBUG=1: tracebacks instead of one-line errors, and native libraries' chatter let through."""
+    return os.environ.get("MMCHAT_DEBUG") == "1"
+
+
 def config_file() -> Path:
     return user_dir() / "config.toml"
 

@@ -10,9 +10,12 @@ finished file is laid out exactly as `hf_hub_download` lays it out, which then f
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
+
+from .errors import MmchatError, ModelNotFound, NetworkError
 
 PARTIAL_SUFFIX = ".mmchat-partial"
 
@@ -56,3 +59,45 @@ def fetch(repo: str, filename: str) -> Path:
     refs.mkdir(exist_ok=True)
     (refs / "main").write_text(meta.commit_hash)
     return Path(hf_hub_download(repo, filename, local_files_only=True))
+
+
+def _network_reason(exc: BaseException) -> str | None:
+    """A short reason when `exc` (or what caused it) means the Hub could not be reached."""
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    seen: BaseException | None = exc
+    for _ in range(20):  # the cause chain, guarded against cycles
+        if seen is None:
+            break
+        if isinstance(seen, OfflineModeIsEnabled):
+            return "offline mode is on (HF_HUB_OFFLINE is set)"
+        if isinstance(seen, HfHubHTTPError):
+            status = seen.response.status_code if seen.response is not None else 0
+            return f"HTTP {status}" if status >= 500 or status == 429 else None
+        names = {c.__name__ for c in type(seen).__mro__}
+        if names & {"TransportError", "ConnectionError", "Timeout"} or isinstance(seen, TimeoutError):
+            return (str(seen).strip().splitlines() or [type(seen).__name__])[0][:160]
+        if isinstance(seen, LocalEntryNotFoundError) and seen.__cause__ is None:
+            return "the Hub did not answer"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def hub_error(exc: Exception, repo: str, target: str) -> Exception:
+    """The MmchatError a failed listing or download means for the user, or `exc` itself."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return MmchatError(
+            f"no disk space left to download {target} into {constants.HF_HUB_CACHE}: free some or set HF_HUB_CACHE"
+        )
+    if isinstance(exc, GatedRepoError):
+        return ModelNotFound(
+            f"{repo} is gated: accept its licence at huggingface.co/{repo}, then run `hf auth login`"
+        )
+    if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError)):
+        return ModelNotFound(f"no repository {repo} on Hugging Face (for '{target}'): check the name")
+    if (reason := _network_reason(exc)) is not None:
+        return NetworkError(f"cannot reach Hugging Face to download {target} (no network?): {reason}")
+    return exc

@@ -64,3 +64,9 @@ class GenerationError(MmchatError):
 
 class NetworkError(MmchatError):
     """A download failed because the network is unreachable."""
+
+
+def one_line(error: BaseException | str) -> str:
+    """How every failure reaches the user, in every command and in the REPL."""
+    lines = str(error).strip().splitlines()
+    return f"mmchat: error: {lines[0] if lines else type(error).__name__}"

@@ -8,9 +8,8 @@ model sees them in; nothing here reorders, merges or drops a part.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .errors import InputError
@@ -190,45 +189,3 @@ def validate_messages(messages: Any) -> list[Message]:
             raise _fail(where, f"only user messages can hold media, this one is {role!r}")
         out.append({"role": role, "content": parts})
     return out
-
-
-# -- reading ----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class MediaRef:
-    """Where one media part is and what it asks for; the runner turns it into pixels/samples."""
-
-    kind: Kind
-    url: str
-    options: Mapping[str, Any]
-    where: str
-
-
-def part_media(part: Part, where: str = "part") -> MediaRef | None:
-    ptype = part["type"]
-    kind = MEDIA_PART_TYPES.get(ptype)
-    if kind is None:
-        return None
-    body = part[ptype]
-    if ptype == "input_audio":
-        mime = AUDIO_FORMATS[body["format"]]
-        return MediaRef(kind, f"data:{mime};base64,{body['data']}", {}, where)
-    options = {k: v for k, v in body.items() if k != "url"}
-    return MediaRef(kind, body["url"], options, where)
-
-
-def iter_media(messages: Sequence[Message]) -> Iterator[MediaRef]:
-    """Every media part of the conversation, in order."""
-    for i, msg in enumerate(messages):
-        content = msg["content"]
-        if isinstance(content, str):
-            continue
-        for j, part in enumerate(content):
-            ref = part_media(part, f"messages[{i}].content[{j}]")
-            if ref is not None:
-                yield ref
-
-
-def media_kinds(messages: Sequence[Message]) -> set[Kind]:
-    return {ref.kind for ref in iter_media(messages)}

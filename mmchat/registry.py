@@ -11,7 +11,6 @@ HF_HUB_OFFLINE are honoured as it honours them); resolve_local() never goes onli
 from __future__ import annotations
 
 import difflib
-import errno
 import os
 import re
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config
-from .errors import MmchatError, ModelNotFound, NetworkError
+from .errors import ModelNotFound
 
 ENV_MODEL = "MMCHAT_MODEL"
 HF_PREFIX = "hf:"
@@ -231,13 +230,15 @@ def _lookup(model: str, quant: str | None, registry: Registry) -> tuple[ModelEnt
     return entry, target, entry.name
 
 
-def _is_path(model: str | Path) -> bool:
-    """A path, as opposed to a registry name or hf:owner/repo."""
+def is_path(model: str | Path) -> bool:
+    """A path, as opposed to a registry name or hf:owner/repo: the one place that decides."""
     if isinstance(model, Path):
         return True
     if model.lower().startswith(HF_PREFIX):
         return False
-    return model.lower().endswith(".gguf") or "/" in model or os.sep in model or model.startswith(("~", "."))
+    if model.lower().endswith(".gguf") or "/" in model or os.sep in model or model.startswith(("~", ".")):
+        return True
+    return Path(model).is_file()  # a bare file name in the current directory
 
 
 def _cached_files() -> dict[str, dict[str, Path]]:
@@ -272,7 +273,7 @@ def resolve_local(model: str | Path | None = None, *, quant: str | None = None, 
     """A path, registry name or hf:owner/repo[:QUANT] as local files, without the network."""
     if model is None or model == "":
         model = os.environ.get(ENV_MODEL) or None
-    if model is not None and _is_path(model):
+    if model is not None and is_path(model):
         path = Path(model).expanduser()
         if path.is_file():
             return Resolved(path, None)
@@ -296,56 +297,14 @@ def list_models(*, warn: Warn | None = None) -> list[tuple[ModelEntry, bool]]:
 # -- pulling -----------------------------------------------------------------------------------
 
 
-def _network_reason(exc: BaseException) -> str | None:
-    """A short reason when `exc` (or what caused it) means the Hub could not be reached."""
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    seen: BaseException | None = exc
-    for _ in range(20):  # the cause chain, guarded against cycles
-        if seen is None:
-            break
-        if isinstance(seen, OfflineModeIsEnabled):
-            return "offline mode is on (HF_HUB_OFFLINE is set)"
-        if isinstance(seen, HfHubHTTPError):
-            status = seen.response.status_code if seen.response is not None else 0
-            return f"HTTP {status}" if status >= 500 or status == 429 else None
-        names = {c.__name__ for c in type(seen).__mro__}
-        if names & {"TransportError", "ConnectionError", "Timeout"} or isinstance(seen, TimeoutError):
-            return (str(seen).strip().splitlines() or [type(seen).__name__])[0][:160]
-        if isinstance(seen, LocalEntryNotFoundError) and seen.__cause__ is None:
-            return "the Hub did not answer"
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _hub_error(exc: Exception, entry: ModelEntry, target: str) -> Exception:
-    """The MmchatError a failed listing or download means for the user, or `exc` itself."""
-    from huggingface_hub import constants
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
-
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return MmchatError(
-            f"no disk space left to download {target} into {constants.HF_HUB_CACHE}: free some or set HF_HUB_CACHE"
-        )
-    if isinstance(exc, GatedRepoError):
-        return ModelNotFound(
-            f"{entry.repo} is gated: accept its licence at huggingface.co/{entry.repo}, then run `hf auth login`"
-        )
-    if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError)):
-        return ModelNotFound(f"no repository {entry.repo} on Hugging Face (for '{target}'): check the name")
-    if (reason := _network_reason(exc)) is not None:
-        return NetworkError(f"cannot reach Hugging Face to download {target} (no network?): {reason}")
-    return exc
-
-
 def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, warn: Warn | None = None) -> Resolved:
     """Download a registry model or hf:owner/repo[:QUANT] (model + projector) into the Hugging Face cache."""
     from huggingface_hub import HfApi
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
-    from .download import fetch
+    from .download import fetch, hub_error
 
-    if _is_path(name_or_hf):
+    if is_path(name_or_hf):
         raise ModelNotFound(
             f"cannot pull a file path: {name_or_hf}: give a model name (`mmchat models`) or hf:owner/repo"
         )
@@ -377,7 +336,7 @@ def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, wa
     except ModelNotFound:
         raise
     except Exception as e:
-        mapped = _hub_error(e, entry, target)
+        mapped = hub_error(e, entry.repo, target)
         if mapped is e:
             raise
         raise mapped from e

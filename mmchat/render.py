@@ -1,13 +1,13 @@
-"""Output modes, decided in one place: TTY Markdown, plain text for pipes, or JSON.
+"""How an answer looks: live Markdown on a terminal, plain text for pipes, or JSON.
 
-stdout carries the answer only. Notices, progress and errors go to a stderr console, which
-draws bars and colour only when stderr is a terminal and NO_COLOR is not set.
+stdout carries the answer only. Progress bars go to a stderr console and are drawn only when
+stderr is a terminal. Whether a stream is a terminal and whether colour is allowed is decided
+once, in cli/env.py; this module is told.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Iterable
@@ -22,30 +22,22 @@ from rich.text import Text
 REFRESH_S = 0.125  # the live Markdown view redraws at most this often
 
 
-def colour_allowed(no_color: bool = False) -> bool:
-    return not no_color and "NO_COLOR" not in os.environ
-
-
-def stderr_console(no_color: bool = False) -> Console:
-    return Console(stderr=True, no_color=not colour_allowed(no_color), highlight=False, soft_wrap=True)
-
-
-def stdout_console(no_color: bool = False, file: IO[str] | None = None) -> Console:
-    file = file or sys.stdout
-    width = None if _isatty(file) else 160  # a pipe has no width: don't fold tables at 80
-    return Console(file=file, no_color=not colour_allowed(no_color), highlight=False, width=width)
+def console(file: IO[str], *, colour: bool, terminal: bool, soft_wrap: bool = False) -> Console:
+    """A rich console on `file`; the caller (cli/env.py) has decided colour and terminal-ness."""
+    width = None if terminal else 160  # a pipe has no width: don't fold tables at 80
+    return Console(file=file, no_color=not colour, highlight=False, width=width, soft_wrap=soft_wrap,
+                   force_terminal=terminal)
 
 
 class Output:
     """Where the answer goes and how it looks."""
 
-    def __init__(self, *, json_mode: bool = False, markdown: bool | None = None, no_color: bool = False, file: IO[str] | None = None):
+    def __init__(self, *, json_mode: bool = False, markdown: bool = False, file: IO[str] | None = None,
+                 markdown_console: Console | None = None):
         self.file = file or sys.stdout
         self.json_mode = json_mode
-        tty = _isatty(self.file)
-        # Markdown only on a terminal; NO_COLOR keeps the text plain (no ANSI at all)
-        self.markdown = (tty and colour_allowed(no_color)) if markdown is None else markdown
-        self.no_color = no_color
+        self.markdown = markdown  # live Markdown: only on a terminal with colour (cli/env.py decides)
+        self._console = markdown_console
 
     def stream(self, deltas: Iterable[str]) -> str:
         """Show deltas as they come; returns the whole text. Stops cleanly on Ctrl-C."""
@@ -67,7 +59,7 @@ class Output:
         return text
 
     def _stream_markdown(self, deltas: Iterable[str]) -> str:
-        view = AnswerView(stdout_console(self.no_color, self.file), markdown=True)
+        view = AnswerView(self._console or console(self.file, colour=True, terminal=False), markdown=True)
         try:
             for delta in deltas:
                 view.add(delta)
@@ -148,13 +140,6 @@ def stderr_progress(console: Console, quiet: bool) -> StderrProgress | None:
     return None if quiet or not console.is_terminal else StderrProgress(console)
 
 
-def _isatty(f: IO[str]) -> bool:
-    try:
-        return f.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 class AnswerView:
     """An answer as it streams: live Markdown on a terminal, plain text (flushed per delta) otherwise."""
 
@@ -163,7 +148,7 @@ class AnswerView:
         self.live: Live | None = None
         self._shown = 0.0
         if markdown is None:
-            markdown = console.is_terminal and not console.no_color  # as Output decides for `ask`
+            markdown = console.is_terminal and not console.no_color  # as cli/env.py decides for `ask`
         if markdown:
             self.live = Live(Text("…", style="dim"), console=console, auto_refresh=False, transient=True)
             self.live.start(refresh=True)

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from .engine.base import Event, Finished, Timings, Usage
+from .engine.base import Event, Finished, Started, Timings, Usage
 
 
 @dataclasses.dataclass
@@ -73,31 +73,43 @@ class ChatCompletion:
 
 
 class CompletionStream:
-    """Iterate for text deltas; `.completion` holds the whole result once iteration ends."""
+    """Iterate for text deltas; `.completion` holds the whole result once iteration ends.
+
+    Stopped early (Ctrl-C, a closed pipe), `partial()` is the result so far: the text that
+    came, finish_reason "interrupted", and the usage counted up to there.
+    """
 
     def __init__(self, events: Iterator[Event], model: str, extra: Timings | None = None):
         self._events = events
         self._model = model
         self._extra = extra or Timings()
         self._parts: list[str] = []
+        self._started: Started | None = None
         self.completion: ChatCompletion | None = None
 
     def __iter__(self) -> Iterator[str]:
         for event in self._events:
-            if isinstance(event, Finished):
-                t = event.timings
-                t.load, t.media_decode = self._extra.load, self._extra.media_decode
-                if t.first_token:
-                    t.first_token += self._extra.media_decode
-                self.completion = ChatCompletion(
-                    model=self._model,
-                    choices=[Choice(ChatMessage("".join(self._parts)), event.finish_reason)],
-                    usage=event.usage,
-                    timings=t,
-                )
+            if isinstance(event, Started):
+                self._started = event
+            elif isinstance(event, Finished):
+                self.completion = self._result(event.finish_reason, event.usage, event.timings)
             else:
                 self._parts.append(event)
                 yield event
+
+    def _result(self, finish_reason: str, usage: Usage, timings: Timings) -> ChatCompletion:
+        timings.load, timings.media_decode = self._extra.load, self._extra.media_decode
+        if timings.first_token:
+            timings.first_token += self._extra.media_decode
+        return ChatCompletion(model=self._model, choices=[Choice(ChatMessage(self.text), finish_reason)],
+                              usage=usage, timings=timings)
+
+    def partial(self) -> ChatCompletion:
+        """What an interrupted stream produced, shaped like a finished one."""
+        if self.completion is not None:
+            return self.completion
+        usage, timings = (self._started.usage, self._started.timings) if self._started else (Usage(), Timings())
+        return self._result("interrupted", dataclasses.replace(usage), dataclasses.replace(timings))
 
     @property
     def text(self) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 
-from mmchat import commands as c
-from mmchat.commands import ParseError, parse
+from mmchat.chat import commands as c
+from mmchat.chat.commands import ParseError, parse
 from mmchat.errors import InputError
 
 
@@ -116,10 +118,25 @@ def test_text_that_mentions_files_stays_text(tmp_path, monkeypatch):
         parse("/no/such/file.png")  # not a file: read as a mistyped command, never sent to the model
 
 
-def test_help_lists_every_command_with_one_line():
-    lines = c.help_lines()
-    assert len(lines) == len(c.COMMANDS)
-    for line, name in zip(lines, c.COMMANDS):
-        assert line.startswith(name + " ") and "\n" not in line
+#: an argument for each usage pattern /help shows
+SAMPLE_ARGS = {"PATH|URL...": "a.png", "[N]": "2", "[TEXT]": "Be brief.", "[NAME VALUE]": "top_k 5", "NAME": "qwen",
+               "FILE [--ref]": "c.json --ref", "FILE": "c.json", "": ""}
+
+
+def test_help_lists_every_command_and_each_usage_it_shows_parses():
+    kinds = set()
+    for line in c.help_lines():
+        name, usage = line.split()[0], c.COMMANDS[line.split()[0]][0]
+        assert line.startswith(f"{name} {usage}".rstrip()) and "\n" not in line
+        kinds.add(type(parse(f"{name} {SAMPLE_ARGS[usage]}".rstrip(), is_file=lambda _: False)))
+    assert kinds == set(typing.get_args(c.Command)) - {c.Say}  # every command can be found in /help
     assert all(name in c.COMMANDS for name in c.PATH_COMMANDS)
-    assert set(c.SETTING_NAMES) <= set(__import__("mmchat").SamplingOptions.__dataclass_fields__)
+
+
+def test_set_changes_exactly_the_settable_generation_options():
+    from mmchat.options import GenerationOptions
+
+    for name in c.SETTING_NAMES:
+        assert name in GenerationOptions.names()
+        command = parse(f"/set {name} 1")
+        assert command.name == name and GenerationOptions().replace(**{name: command.value})

@@ -7,8 +7,10 @@ import os
 
 import pytest
 
-from mmchat import conversation as conv_mod
-from mmchat.conversation import Conversation
+from mmchat import atomic
+from mmchat.chat import conversation as conv_mod
+from mmchat.chat import files
+from mmchat.chat.conversation import Conversation
 from mmchat.errors import InputError, MediaError, SourceError, UnsupportedMedia
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
@@ -105,8 +107,8 @@ def test_interrupted_answer_keeps_its_text_for_the_model_and_its_mark_in_the_fil
     conv.user_turn("tell me")
     conv.add_answer("once upon", interrupted=True)
     assert conv.to_model()[-1] == {"role": "assistant", "content": "once upon"}
-    path = conv.save(tmp_path / "c.json")
-    again = Conversation.load(path)
+    path = files.save(conv, tmp_path / "c.json")
+    again = files.load(path)
     assert again.messages[-1].get("interrupted") is True
     assert json.loads(path.read_text())["messages"][-1] == {"role": "assistant", "content": "once upon"}
 
@@ -119,45 +121,45 @@ def test_save_load_round_trip_embedded_and_by_reference(runner, png, tmp_path):
     conv.user_turn("more?")
     conv.add_answer("no")
 
-    embedded = json.loads(conv.save(tmp_path / "e.json").read_text())
+    embedded = json.loads(files.save(conv, tmp_path / "e.json").read_text())
     url = embedded["messages"][1]["content"][0]["image_url"]["url"]
     assert url.startswith("data:image/png;base64,")
-    loaded = Conversation.load(tmp_path / "e.json")
+    loaded = files.load(tmp_path / "e.json")
     assert loaded.system == "sys" and len(loaded.messages) == 4
     # the embedded picture is the same picture: the model sees the same pixels
     assert runner.chat(loaded.to_model()).content == runner.chat(conv.to_model()).content
 
-    conv.save(tmp_path / "r.json", ref=True)
-    by_ref = Conversation.load(tmp_path / "r.json")
+    files.save(conv, tmp_path / "r.json", ref=True)
+    by_ref = files.load(tmp_path / "r.json")
     assert by_ref.to_model() == conv.to_model()
     png.unlink()
     with pytest.raises(SourceError, match="save with --ref"):
-        conv.save(tmp_path / "e.json")
-    assert Conversation.load(tmp_path / "e.json").to_model() == loaded.to_model()  # old file intact
+        files.save(conv, tmp_path / "e.json")
+    assert files.load(tmp_path / "e.json").to_model() == loaded.to_model()  # old file intact
 
 
 def test_load_accepts_a_bare_message_list_and_rejects_bad_files(tmp_path):
     (tmp_path / "list.json").write_text(json.dumps([{"role": "user", "content": "hi"}]))
-    assert Conversation.load(tmp_path / "list.json").messages == [{"role": "user", "content": "hi"}]
+    assert files.load(tmp_path / "list.json").messages == [{"role": "user", "content": "hi"}]
     (tmp_path / "bad.json").write_text(json.dumps({"messages": [{"role": "robot", "content": "x"}]}))
     with pytest.raises(InputError, match=r"bad.json: messages\[0\]: role must be one of"):
-        Conversation.load(tmp_path / "bad.json")
+        files.load(tmp_path / "bad.json")
     (tmp_path / "junk.json").write_text("{not json")
     with pytest.raises(InputError, match="is not a JSON conversation"):
-        Conversation.load(tmp_path / "junk.json")
+        files.load(tmp_path / "junk.json")
     with pytest.raises(InputError, match="file not found"):
-        Conversation.load(tmp_path / "nope.json")
+        files.load(tmp_path / "nope.json")
 
 
 def test_atomic_save_leaves_no_temp_file_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "chat.json"
     conv = Conversation()
     conv.user_turn("first version")
-    conv.save(path)
+    files.save(conv, path)
     os.chmod(path, 0o640)
     before = path.read_text()
     conv.add_answer("grown")
-    conv.save(path)
+    files.save(conv, path)
     assert os.listdir(tmp_path) == ["chat.json"]
     assert path.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its permissions
     after = path.read_text()
@@ -166,15 +168,15 @@ def test_atomic_save_leaves_no_temp_file_and_keeps_the_old_file_on_failure(tmp_p
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(conv_mod.os, "fsync", disk_full)
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)
     conv.user_turn("never written")
     with pytest.raises(InputError, match="cannot save to .*No space left on device"):
-        conv.save(path)
+        files.save(conv, path)
     assert os.listdir(tmp_path) == ["chat.json"]  # the temp file is gone
     assert path.read_text() == after  # and the old file is whole
 
     with pytest.raises(InputError, match="cannot save to"):
-        conv.save(tmp_path / "no-such-dir" / "c.json")
+        files.save(conv, tmp_path / "no-such-dir" / "c.json")
 
 
 def _turns(conv: Conversation, n: int, size: int = 10) -> None:

@@ -13,7 +13,7 @@ from PIL import features
 
 from mmchat.errors import MediaError
 from mmchat.media import Image
-from mmchat.media.image import decode_image, image_from_pil
+from mmchat.media.image import decode_image, pixels_from_pil
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -205,9 +205,9 @@ def test_not_an_image(data: bytes) -> None:
 # --- in-memory images ---------------------------------------------------------------------
 
 
-def test_image_from_pil_matches_a_decoded_file() -> None:
+def test_pixels_from_pil_matches_a_decoded_file() -> None:
     im = halves((40, 20), (255, 0, 0, 255), (0, 0, 0, 0), mode="RGBA")
-    from_memory = image_from_pil(im, "clipboard")
+    from_memory = pixels_from_pil(im, "clipboard")
     from_file = decode(encode(im, "PNG"))
     assert from_memory.source == "clipboard"
     assert np.array_equal(from_memory.pixels, from_file.pixels)
@@ -215,7 +215,7 @@ def test_image_from_pil_matches_a_decoded_file() -> None:
     assert near(from_memory.pixels[10, 30], WHITE, 0)
 
 
-def test_image_from_pil_scales_and_converts() -> None:
+def test_pixels_from_pil_scales_and_converts() -> None:
     im = PIL.Image.new("P", (3000, 1000))
-    image = image_from_pil(im, max_side=600)
+    image = pixels_from_pil(im, max_side=600)
     assert image.pixels.shape == (200, 600, 3) and image.pixels.flags.c_contiguous

@@ -20,12 +20,14 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 
-from mmchat.commands import Attach, Say
-from mmchat.conversation import Conversation
+from mmchat.chat.commands import Attach, Say
+from mmchat.chat.conversation import Conversation
+from mmchat.chat.loop import ChatCompleter, run_chat
+from mmchat.chat.session import Chat
 from mmchat.engine.base import Finished
 from mmchat.errors import ContextOverflow, GenerationError, ModelNotFound
+from mmchat.options import GenerationOptions
 from mmchat.render import _Tail
-from mmchat.repl import Chat, ChatCompleter, run_chat
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
 from tests.mediafiles import noise_png
@@ -48,7 +50,7 @@ def chat(tmp_path: Path, *keys: str, runner: Runner | None = None, factory=None,
     runner = runner or Runner(engine=FakeEngine())
     buf = io.StringIO()
     console = Console(file=buf, width=100, height=12, force_terminal=terminal, highlight=False)
-    options = dict(model_name="test-model", sampling={}, system=None, attachments=[],
+    options = dict(model_name="test-model", options=GenerationOptions(), system=None, attachments=[],
                    history_path=tmp_path / "h" / "history")
     options.update(kwargs)
     with create_pipe_input() as inp:
@@ -117,8 +119,8 @@ def test_unknown_command_and_corrupt_file_leave_the_session_usable(tmp_path):
     code, out = chat(tmp_path, "/atach x.png", f"/attach {broken} {tmp_path / 'missing.jpg'}", "/attachments",
                      "Still there?", "/exit", runner=Runner(engine=fake))
     assert code == 0
-    errors = [line for line in out.splitlines() if line.startswith("error:")]
-    assert errors[0] == "error: unknown command /atach: did you mean /attach?"
+    errors = [line for line in out.splitlines() if line.startswith("mmchat: error:")]
+    assert errors[0] == "mmchat: error: unknown command /atach: did you mean /attach?"
     assert "broken.png" in errors[1] and "file not found" in errors[2] and len(errors) == 3
     assert "no attachments pending" in out
     assert "Still there?" in out and len(fake.calls) == 1 and len(fake.calls[0][0][-1].segments) == 1
@@ -170,9 +172,12 @@ class Interrupting(FakeEngine):
         self.after = after
 
     def stream(self, turns, options):
-        for i, event in enumerate(super().stream(turns, options)):
-            if i == self.after:
-                raise KeyboardInterrupt
+        words = 0
+        for event in super().stream(turns, options):
+            if isinstance(event, str):
+                if words == self.after:
+                    raise KeyboardInterrupt
+                words += 1
             yield event
 
 
@@ -281,7 +286,7 @@ def test_a_long_answer_streams_as_its_last_screenful():
 
 def test_the_toolbar_shows_model_attachments_and_context(tmp_path, png):
     runner = Runner(engine=FakeEngine(n_ctx=4096))
-    state = Chat(runner, lambda n: runner, "/models/some-model.gguf", {}, Conversation(), Console(file=io.StringIO()))
+    state = Chat(runner, lambda n: runner, "/models/some-model.gguf", GenerationOptions(), Conversation(), Console(file=io.StringIO()))
     assert state.toolbar() == " some-model.gguf │ context 0/4096"
     state.safely(Attach((str(png),)))
     state.safely(Say("hi"))
@@ -311,7 +316,7 @@ def test_the_model_failing_to_load_is_one_line_and_its_exit_code(tmp_path):
         raise ModelNotFound(f"no model named {name!r}: run mmchat models")
 
     code, out = chat(tmp_path, "/exit", factory=factory)
-    assert code == 2 and out.strip() == "error: no model named 'test-model': run mmchat models"
+    assert code == 2 and out.strip() == "mmchat: error: no model named 'test-model': run mmchat models"
 
 
 # -- on the real tiny models --------------------------------------------------------------
@@ -339,7 +344,7 @@ def test_follow_up_reuses_the_cache_and_equals_a_fresh_runner(models, tmp_path, 
     runner.engine = recorder = Recorder(runner.engine)
     saved = tmp_path / "c.json"
     code, out = chat(tmp_path, f"/attach '{png}'", "Describe the image.", "And the colours?", "/stats",
-                     f"/save {saved} --ref", "/exit", runner=runner, sampling=dict(temperature=0, max_tokens=12))
+                     f"/save {saved} --ref", "/exit", runner=runner, options=GenerationOptions(temperature=0, max_tokens=12))
     assert code == 0 and "error" not in out
     (b1, a1, u1), (b2, a2, u2) = recorder.log
     assert a1["media_encodes"] - b1["media_encodes"] == 1
@@ -357,7 +362,7 @@ def test_follow_up_reuses_the_cache_and_equals_a_fresh_runner(models, tmp_path, 
 def test_retry_with_a_fixed_seed_gives_the_same_answer(models, tmp_path):
     runner = Runner(models["llm"], None, n_ctx=1024, threads=2)
     code, out = chat(tmp_path, "Hello", "/retry", "/set seed 8", "/retry", f"/save {tmp_path / 'c.json'}", "/exit",
-                     runner=runner, sampling=dict(temperature=0.9, seed=7, max_tokens=16))
+                     runner=runner, options=GenerationOptions(temperature=0.9, seed=7, max_tokens=16))
     notes = ("llm", "seed", "(cut", "saved")
     answers = [line for line in out.splitlines() if line and not line.startswith(notes)]
     assert code == 0 and len(answers) == 3, out
@@ -370,7 +375,7 @@ def test_a_long_conversation_on_a_small_context_keeps_going(models, tmp_path):
     runner = Runner(models["llm"], None, n_ctx=256, threads=2)
     questions = [f"Question number {i}: " + "tell me more about it " * 2 for i in range(6)]
     code, out = chat(tmp_path, *questions, "/stats", "/exit", runner=runner,
-                     sampling=dict(temperature=0, max_tokens=16))
+                     options=GenerationOptions(temperature=0, max_tokens=16))
     assert code == 0 and "error" not in out, out
     assert "oldest messages left the model's view" in out
     assert out.count("cut at max_tokens=16") == 6  # every question was answered

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
 import shlex
 from collections.abc import Callable
 from typing import Any, Union
 
-from .errors import InputError
-from .media import Kind
+from ..errors import InputError
+from ..media import Kind
+from ..options import parse_setting, settings
 
 
 class ParseError(InputError):
@@ -135,32 +135,7 @@ ALIASES = {"/quit": "/exit"}
 PATH_COMMANDS = ("/attach", "/image", "/audio", "/video", "/save", "/load")
 
 
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    """How /set reads one sampling option: its type, what is allowed, an example."""
-
-    type: type
-    rule: str
-    ok: Callable[[float], bool]
-    example: str
-
-    def convert(self, text: str) -> Any:
-        value = self.type(text)
-        if not math.isfinite(value) or not self.ok(value):
-            raise ValueError(text)
-        return value
-
-
-SETTINGS: dict[str, Setting] = {
-    "temperature": Setting(float, "a number >= 0 (0 is greedy)", lambda v: v >= 0, "0.7"),
-    "max_tokens": Setting(int, "a whole number >= 1", lambda v: v >= 1, "256"),
-    "seed": Setting(int, "a whole number, -1 for random", lambda v: v >= -1, "42"),
-    "top_k": Setting(int, "a whole number >= 0 (0 is off)", lambda v: v >= 0, "40"),
-    "top_p": Setting(float, "a number from 0 to 1 (1 is off)", lambda v: 0 <= v <= 1, "0.9"),
-    "min_p": Setting(float, "a number from 0 to 1 (0 is off)", lambda v: 0 <= v <= 1, "0.05"),
-    "repeat_penalty": Setting(float, "a number > 0 (1 is off)", lambda v: v > 0, "1.1"),
-}
-SETTING_NAMES = (*SETTINGS, "stop")
+SETTING_NAMES = (*settings(), "stop")  # what /set changes: the settable GenerationOptions
 
 
 def help_lines() -> list[str]:
@@ -284,13 +259,12 @@ def _set(name: str, rest: str) -> Command:
     if key == "stop":  # any number of strings; none clears them
         stops = tuple(s for s in _split(name, value) if s)
         return Set("stop", () if stops in ((), ("none",)) else stops)
-    setting = SETTINGS[key]
     if not value:
-        raise ParseError(f"/set {key} needs a value, e.g. /set {key} {setting.example}")
+        raise ParseError(f"/set {key} needs a value, e.g. /set {key} {settings()[key].metadata['example']}")
     try:
-        return Set(key, setting.convert(value))
-    except ValueError:
-        raise ParseError(f"/set {key}: {value!r} is not valid: give {setting.rule}") from None
+        return Set(key, parse_setting(key, value))
+    except InputError as e:
+        raise ParseError(str(e)) from None
 
 
 def _model(name: str, rest: str) -> Command:

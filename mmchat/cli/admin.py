@@ -1,18 +1,36 @@
-"""`mmchat models` and `mmchat doctor`: what is installed, known and downloaded."""
+"""`mmchat models`, `mmchat pull` and `mmchat doctor`: what is known, downloaded and installed."""
 
 from __future__ import annotations
 
 import json
 import platform
-import sys
 from importlib import metadata
+from typing import Annotated, Optional
 
-from . import config, registry
-from .render import stdout_console
+import typer
+
+from .. import config, registry
+from .app import app, guarded
+from .env import Environment, current
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No notices or progress on stderr.")]
 
 
-def list_models(json_output: bool) -> None:
-    rows = registry.list_models(warn=lambda m: print(f"mmchat: warning: {m}", file=sys.stderr))
+@app.command()
+@guarded
+def models(
+    json_output: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
+    """List the models mmchat knows by name, what they take, and which are downloaded.
+
+    Examples:
+
+      mmchat models
+
+      mmchat models --json | jq '.[] | select(.downloaded)'
+    """
+    env = current()
+    rows = registry.list_models(warn=env.warn)
     default = registry.load_registry(warn=lambda m: None).default
     if json_output:
         data = [
@@ -20,7 +38,7 @@ def list_models(json_output: bool) -> None:
              "size_gb": e.size_gb, "downloaded": done, "default": e.name == default, "notes": e.notes}
             for e, done in rows
         ]
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data, indent=2), file=env.stdout)
         return
     from rich.table import Table
 
@@ -32,7 +50,7 @@ def list_models(json_output: bool) -> None:
         size = f"{e.size_gb:g} GB" if e.size_gb else "?"
         table.add_row(name, "+".join(e.modalities) or "text", size, f"{e.context // 1024}K" if e.context else "?",
                       "yes" if done else "-", e.notes)
-    console = stdout_console()
+    console = env.stdout_console()
     console.print(table)
     console.print("* the default. Download one with `mmchat pull NAME`.", style="dim")
 
@@ -44,10 +62,37 @@ def _version(name: str) -> str:
         return "not installed"
 
 
+def _interrupted_pull(env: Environment) -> None:
+    env.notice("download interrupted; run the same command to resume")
+
+
+@app.command()
+@guarded(interrupted=_interrupted_pull)
+def pull(
+    name: Annotated[str, typer.Argument(help="Registry name or hf:owner/repo[:QUANT].")],
+    quant: Annotated[Optional[str], typer.Option(help="Quantization to download, e.g. Q8_0. [default: the registry's]")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Download a model and its projector from Hugging Face (resumable).
+
+    Examples:
+
+      mmchat pull gemma-4-E2B-it
+
+      mmchat pull hf:ggml-org/SmolVLM2-500M-Video-Instruct-GGUF:Q8_0
+    """
+    env = current()
+    resolved = registry.pull(name, quant=quant, progress=not quiet, warn=(lambda m: None) if quiet else env.warn)
+    if not quiet:
+        env.notice(f"{resolved.name or name} is ready: {resolved.model}")
+
+
+@app.command()
+@guarded
 def doctor() -> None:
-    """Facts a bug report needs, on stdout, one per line."""
-    from . import __version__
-    from .engine.llamacpp import backend_report
+    """Versions, llama.cpp's backends and GPU offload, paths, and downloaded models (facts a bug report needs)."""
+    from .. import __version__
+    from ..engine.llamacpp import backend_report
 
     lines = [
         f"mmchat {__version__}, Python {platform.python_version()} on {platform.platform()}",
@@ -71,4 +116,4 @@ def doctor() -> None:
         pass
     downloaded = [e.name for e, done in registry.list_models(warn=lambda m: None) if done]
     lines.append(f"downloaded models: {', '.join(downloaded) if downloaded else 'none (mmchat pull NAME)'}")
-    print("\n".join(lines))
+    print("\n".join(lines), file=current().stdout)

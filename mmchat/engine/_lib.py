@@ -15,8 +15,8 @@ from llama_cpp import mtmd_cpp as mtmd
 
 from ..errors import MediaError
 from ..media import Audio, Image
+from ..options import GenerationOptions
 from ..quiet import captured_stderr
-from .base import SamplingOptions
 from .kvcache import MediaItem, PromptItem
 
 _GGML_LOG_ERROR, _GGML_LOG_CONT = 3, 5
@@ -233,7 +233,7 @@ def apply_builtin_template(name: bytes, messages: list[dict[str, str]]) -> str:
     return buf.raw[:n].decode("utf-8", errors="replace")
 
 
-def make_sampler(vocab, o: SamplingOptions):
+def make_sampler(vocab, o: GenerationOptions):
     """llama.cpp's sampler chain in its usual order; temperature 0 means greedy."""
     chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
     add = functools.partial(llama.llama_sampler_chain_add, chain)

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Callable, Optional, Protocol, Union
 
 from ..media import Audio, Image, Kind
+from ..options import GenerationOptions
 
 Segment = Union[str, Image, Audio]
 
@@ -51,20 +52,6 @@ class Capabilities:
         return " and ".join(names) if names else "text only"
 
 
-@dataclasses.dataclass(frozen=True)
-class SamplingOptions:
-    max_tokens: int = 512
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    repeat_last_n: int = 64
-    seed: int = -1
-    stop: tuple[str, ...] = ()
-    grammar: str | None = None
-
-
 @dataclasses.dataclass
 class Usage:
     prompt_tokens: int = 0
@@ -94,6 +81,15 @@ class Timings:
 
 
 @dataclasses.dataclass
+class Started:
+    """The prompt is evaluated and generation begins: the usage and timings the stream fills in as
+    it goes, so an interrupted answer can still say what it cost."""
+
+    usage: Usage
+    timings: Timings
+
+
+@dataclasses.dataclass
 class Finished:
     """The last event of a stream: why it stopped and what it cost."""
 
@@ -102,14 +98,35 @@ class Finished:
     timings: Timings
 
 
-Event = Union[str, Finished]
+Event = Union[str, Started, Finished]
+
+
+class EngineStats:
+    """Counters that show what the caches saved (`/stats` and tests read them)."""
+
+    def __init__(self) -> None:
+        self.media_encodes = 0
+        self.prompt_tokens_evaluated = 0
+        self.prompt_tokens_reused = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
 
 
 class Engine(Protocol):
-    """A loaded model. `stream` yields text deltas, then exactly one `Finished`."""
+    """A loaded model: everything its callers use, and nothing else.
+
+    `stream` yields at most one `Started`, text deltas, then exactly one `Finished`.
+    `count_tokens` is the prompt's exact size, which the REPL needs to fit a conversation into
+    the context window; `stats` counts what the caches saved.
+    """
+
+    stats: EngineStats
 
     def capabilities(self) -> Capabilities: ...
 
-    def stream(self, turns: Sequence[Turn], options: SamplingOptions) -> Iterator[Event]: ...
+    def count_tokens(self, turns: Sequence[Turn]) -> int: ...
+
+    def stream(self, turns: Sequence[Turn], options: GenerationOptions) -> Iterator[Event]: ...
 
     def close(self) -> None: ...

@@ -25,7 +25,7 @@ from mmchat.config import DEFAULT_IMAGE_MAX_SIDE, DEFAULT_MAX_IMAGE_PIXELS
 from mmchat.errors import MediaError, MmchatError
 from mmchat.media import Image
 
-__all__ = ["decode_image", "image_from_pil"]
+__all__ = ["decode_image", "pixels_from_pil"]
 
 _WHITE = (255, 255, 255, 255)
 _WIDE_GREY = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -81,7 +81,7 @@ def decode_image(
         raise MediaError(f"cannot decode {label} as an image ({reason}): check that the file is complete") from None
 
 
-def image_from_pil(
+def pixels_from_pil(
     img: PIL.Image.Image, label: str = "image", *, max_side: int | None = DEFAULT_IMAGE_MAX_SIDE
 ) -> Image:
     """An in-memory PIL image, prepared exactly like a decoded file."""

@@ -8,19 +8,18 @@
   or a file whose seeking misbehaves, are decoded forward.
 - Phone clips are turned upright and anamorphic pixels made square. For a model that hears,
   the segment's sound is cut at the frame times: each frame is followed by its sound.
+
+Decoding only: how frames and sound are laid out for a prompt is mmchat.engine.layout's job.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import hashlib
 import io
 import itertools
 import math
-import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,73 +27,15 @@ from typing import Any, Self
 
 import numpy as np
 
-from mmchat.config import (
-    DEFAULT_VIDEO_AUDIO_PIECE,
-    DEFAULT_VIDEO_FPS,
-    DEFAULT_VIDEO_FRAME_MAX_SIDE,
-    DEFAULT_VIDEO_MAX_FRAMES,
-)
+from mmchat.config import DEFAULT_VIDEO_FRAME_MAX_SIDE
 from mmchat.errors import InputError, MediaError
 from mmchat.media import Audio, Image
+from mmchat.options import VideoOptions, parse_time  # per-part options are checked where all options are
 
-__all__ = ["Frame", "Video", "VideoOptions", "decode_video", "parse_time", "sample_times", "video_segments"]
+__all__ = ["Frame", "Video", "VideoOptions", "decode_video", "fine_stamps", "parse_time", "sample_times", "stamp"]
 
 _SEEK_MIN_GAP = 2.0  # seconds between targets below which decoding forward beats seeking
 _EPS = 1e-3  # a frame this close before a target counts as at it (timestamp rounding)
-_MIN_PIECE = 0.1  # seconds: shorter soundtrack pieces say nothing and are dropped
-_TIME = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?|\.\d+)")
-
-
-@dataclass(frozen=True)
-class VideoOptions:
-    """How to sample one video."""
-
-    fps: float = DEFAULT_VIDEO_FPS
-    max_frames: int = DEFAULT_VIDEO_MAX_FRAMES
-    start: float | None = None
-    end: float | None = None
-    audio: bool = True  # decode the soundtrack (the runner sets False when the model cannot hear)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], defaults: VideoOptions | None = None) -> VideoOptions:
-        """Options of a video part (fps, max_frames, start, end, audio); other keys are the caller's."""
-        base = defaults or cls()
-        fps = _number(d.get("fps", base.fps), "fps")
-        if not fps > 0:
-            raise InputError(f"video fps must be more than 0, not {fps:g}")
-        count = d.get("max_frames", base.max_frames)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise InputError(f"video max_frames must be a whole number of at least 1, not {count!r}")
-        start, end = (None if (v := d.get(k, getattr(base, k))) is None else parse_time(v) for k in ("start", "end"))
-        if end is not None and end <= (start or 0.0):
-            raise InputError(f"video end ({end:g} s) must come after its start ({start or 0:g} s)")
-        audio = d.get("audio", base.audio)
-        if not isinstance(audio, bool):
-            raise InputError(f"video audio must be true or false, not {audio!r}")
-        return cls(fps=fps, max_frames=count, start=start, end=end, audio=audio)
-
-
-def parse_time(value: str | float) -> float:
-    """Seconds from 90, "90", "1:30" or "01:02:03.5"."""
-    if not isinstance(value, str):
-        seconds = _number(value, "time")
-        if seconds < 0:
-            raise InputError(f"a video time cannot be negative ({value!r}): count seconds from the start")
-        return seconds
-    match = _TIME.fullmatch(value.strip())
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups()) if match else (0, 0, 0)
-    if match is None or (match.group(2) and seconds >= 60) or (match.group(1) and minutes >= 60):
-        raise InputError(f"cannot read {value!r} as a time: use seconds (90), mm:ss (1:30) or hh:mm:ss")
-    return hours * 3600 + minutes * 60 + seconds
-
-
-def _number(value: Any, what: str) -> float:
-    try:
-        if not isinstance(value, bool) and math.isfinite(number := float(value)):
-            return number
-    except (TypeError, ValueError):
-        pass
-    raise InputError(f"video {what} must be a number, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -132,50 +73,6 @@ def sample_times(duration: float, options: VideoOptions) -> list[float]:
     return [start + (k + 0.5) * step for k in range(options.max_frames)]
 
 
-def video_segments(video: Video, min_audio_piece: float = DEFAULT_VIDEO_AUDIO_PIECE,
-                   pairs: bool = False) -> list[str | Image | Audio]:
-    """What the model sees, in time order: "[mm:ss]", the frame, and the sound since the last piece.
-
-    Consecutive frames' sound is joined until a piece lasts `min_audio_piece` seconds:
-    whisper-style encoders pad every piece to a 30 s window, so one piece per frame of a
-    short clip would cost 750 tokens a second. With `pairs` (Qwen-VL projectors), frames go
-    two by two under one timestamp, marked to be encoded as one temporal patch: half the tokens.
-    """
-    fine = _fine([f.time for f in video.frames])
-    out: list[str | Image | Audio] = []
-    pending: list[Audio] = []
-    frames = list(enumerate(video.frames))
-    groups = [frames[i : i + 2] for i in range(0, len(frames), 2)] if pairs else [[f] for f in frames]
-    for group in groups:
-        out.append(f"[{_stamp(group[0][1].time, video.duration, fine)}]")
-        out += _paired([f.image for _, f in group])
-        for i, _ in group:
-            if i < len(video.audio) and video.audio[i] is not None:
-                pending.append(video.audio[i])
-        last = group[-1][0] == len(video.frames) - 1
-        if pending and (last or sum(p.duration for p in pending) >= min_audio_piece):
-            piece = _join(pending)
-            pending = []
-            if piece.duration >= _MIN_PIECE and np.any(piece.samples):
-                out.append(piece)
-    return out
-
-
-def _paired(images: list[Image]) -> list[Image]:
-    """Two frames of one size become a mergeable pair with a shared id; anything else stays."""
-    if len(images) != 2 or images[0].pixels.shape != images[1].pixels.shape:
-        return images
-    key = hashlib.blake2b((images[0].digest() + images[1].digest()).encode(), digest_size=16).hexdigest()
-    return [dataclasses.replace(im, merge_key=f"pair:{key}") for im in images]
-
-
-def _join(pieces: list[Audio]) -> Audio:
-    if len(pieces) == 1:
-        return pieces[0]
-    samples = np.concatenate([p.samples for p in pieces])
-    return Audio(samples=samples, sample_rate=pieces[0].sample_rate, source=pieces[0].source)
-
-
 def decode_video(
     src: bytes | Path,
     *,
@@ -202,11 +99,11 @@ def decode_video(
             targets = sample_times(duration, options)
             if all(b - a >= _SEEK_MIN_GAP for a, b in itertools.pairwise(targets)):
                 reader.threads = reader.stream.thread_type = "SLICE"  # seeks: frame threads refill after each
-            fine, frames = _fine(targets), []
+            fine, frames = fine_stamps(targets), []
             for i, target in enumerate(targets):
                 vf, t = reader.first_at(target)
                 if vf is not None and (not frames or t > frames[-1].time + 1e-6):  # not the last one again
-                    frames.append(Frame(t, reader.to_image(vf, f"{label}@{_stamp(t, duration, fine)}", max_side)))
+                    frames.append(Frame(t, reader.to_image(vf, f"{label}@{stamp(t, duration, fine)}", max_side)))
                 if progress is not None:
                     progress(len(targets) if reader.at_end else i + 1, len(targets))
                 if reader.at_end:
@@ -394,12 +291,19 @@ def _soundtrack(
         return ()
     emit(resampler.resample_chunk(np.concatenate([*pending, np.zeros(0, np.float32)]), last=True))
     sound = np.clip(sound[:filled], -1.0, 1.0, out=sound[:filled])
+    return _cut(sound, segment, times, rate, label, duration)
+
+
+def _cut(sound: np.ndarray, segment: tuple[float, float], times: list[float], rate: int, label: str,
+         duration: float) -> tuple[Audio | None, ...]:
+    """The segment's sound in one piece per frame: from each frame's time to the next one's."""
+    start, end = segment
     bounds = [start, *(min(max(t, start), end) for t in times[1:]), end]
     cuts = [min(len(sound), round((b - start) * rate)) for b in bounds]
-    fine, pieces = _fine(times), []
+    fine, pieces = fine_stamps(times), []
     for i, t in enumerate(times):
         chunk = sound[cuts[i] : max(cuts[i], cuts[i + 1])]
-        source = f"{label}@{_stamp(t, duration, fine)} sound"
+        source = f"{label}@{stamp(t, duration, fine)} sound"
         pieces.append(Audio(samples=chunk, sample_rate=rate, source=source) if len(chunk) else None)
     return tuple(pieces)
 
@@ -436,12 +340,12 @@ def _reason(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
-def _fine(times: list[float]) -> bool:
+def fine_stamps(times: list[float]) -> bool:
     """Stamps carry tenths of a second when frames are less than a second apart."""
     return any(b - a < 1.0 - 1e-6 for a, b in itertools.pairwise(times))
 
 
-def _stamp(seconds: float, duration: float, fine: bool = False) -> str:
+def stamp(seconds: float, duration: float, fine: bool = False) -> str:
     """mm:ss, or h:mm:ss for videos of an hour or more; with tenths when `fine`."""
     whole, tenth = divmod(int(seconds * 10 + 1e-6), 10)
     hours, rest = divmod(whole, 3600)

@@ -1,0 +1,183 @@
+"""`mmchat chat`'s loop on prompt_toolkit: read a line, parse it (commands.py), hand it to the
+session (session.py). Completion, key bindings and history live here too.
+
+Enter sends, Esc-Enter adds a line, Ctrl-R searches history, Ctrl-C stops an answer (the
+part generated so far is kept), Ctrl-D leaves. With a piped stdin there is no prompt UI:
+one line per turn, answers alone on stdout, notes and errors on stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings
+from rich.console import Console
+
+from ..cli.env import Environment, current
+from ..errors import MmchatError
+from ..options import GenerationOptions
+from . import commands as cmd
+from .conversation import Conversation
+from .session import Chat, RunnerFactory, show_error
+
+
+def run_chat(
+    runner_factory: RunnerFactory,
+    *,
+    model_name: str,
+    options: GenerationOptions | None = None,
+    system: str | None = None,
+    attachments: Sequence[tuple[str | None, str]] = (),
+    history_path: Path,
+    env: Environment | None = None,
+    no_color: bool = False,
+    input: Any = None,
+    output: Any = None,
+    console: Console | None = None,
+) -> int:
+    """Run the chat until /exit or Ctrl-D; the exit code (nonzero only if the model fails to load).
+
+    Ctrl-C while the model loads is not caught here: it ends the command with 130, as anywhere.
+    """
+    env = env or current()
+    console = console or env.stdout_console(no_color)
+    scripted = input is None and not env.isatty("stdin")
+    info = env.stderr_console(no_color) if scripted else console  # piped: stdout is answers only
+    try:
+        runner = runner_factory(model_name)
+    except MmchatError as e:
+        show_error(info, e)
+        return int(e.exit_code)
+    chat = Chat(runner, runner_factory, model_name, options or GenerationOptions(), Conversation(system), console, info)
+    try:
+        caps = runner.capabilities()
+        chat.note(f"{caps.model_name} takes {caps.describe()} · /help lists commands · Ctrl-D leaves")
+        for kind, url in attachments:
+            chat.safely(cmd.Attach((url,), kind))
+        if scripted:  # one line per turn or command, no UI
+            return _loop(chat, _plain_reader(env.stdin))
+        session: PromptSession[str] = PromptSession(
+            history=_history(history_path, chat), input=input, output=output, completer=ChatCompleter(),
+            key_bindings=_key_bindings(), bottom_toolbar=chat.toolbar, prompt_continuation="… ",
+            complete_while_typing=True,
+        )
+        return _loop(chat, functools.partial(session.prompt, "> "))
+    finally:
+        chat.runner.close()
+
+
+def _loop(chat: Chat, read: Callable[[], str]) -> int:
+    """Read, parse, run, until /exit, Ctrl-D or Ctrl-C twice at an empty prompt."""
+    armed = False  # one Ctrl-C at an empty prompt arms, the second leaves
+    while True:
+        try:
+            line = read()
+        except KeyboardInterrupt:
+            if armed:
+                return 0
+            armed = True
+            chat.note("press Ctrl-C again or type /exit to leave")
+            continue
+        except EOFError:
+            return 0
+        armed = False
+        try:
+            command = cmd.parse(line)
+        except MmchatError as e:
+            show_error(chat.info, e)
+            continue
+        if isinstance(command, cmd.Exit):
+            return 0
+        if command is not None:
+            chat.safely(command)
+
+
+def _plain_reader(stream) -> Callable[[], str]:
+    """Lines of a piped stdin as if typed at the prompt; EOFError at the end, like Ctrl-D."""
+
+    def read() -> str:
+        line = stream.readline()
+        if not line:
+            raise EOFError
+        return line.rstrip("\n")
+
+    return read
+
+
+class ChatCompleter(Completer):
+    """Command names after '/', file paths after the commands that take them, setting names after /set."""
+
+    def __init__(self) -> None:
+        self.paths = PathCompleter(expanduser=True)
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent):
+        text = document.text_before_cursor
+        if not text.startswith("/") or "\n" in text:
+            return
+        name, space, arg = text.partition(" ")
+        if not space:
+            for command, (_, help_text) in {**cmd.COMMANDS, "/quit": ("", "leave")}.items():
+                if command.startswith(name.lower()):
+                    yield Completion(command, -len(name), display_meta=help_text)
+        elif name in cmd.PATH_COMMANDS:
+            word, quoted = _last_word(arg)
+            for c in self.paths.get_completions(Document(word, len(word)), complete_event):
+                text = c.text if quoted else c.text.replace(" ", "\\ ")
+                yield Completion(text, c.start_position, display=c.display)
+        elif name == "/set" and " " not in arg:
+            for setting in cmd.SETTING_NAMES:
+                if setting.startswith(arg):
+                    yield Completion(setting, -len(arg))
+
+
+def _last_word(text: str) -> tuple[str, bool]:
+    """The word being typed, unquoted and unescaped as shlex would read it; and whether a quote is open."""
+    word, quote, escaped = "", None, False
+    for ch in text:
+        if escaped:
+            word, escaped = word + ch, False
+        elif ch == "\\" and quote != "'":
+            escaped = True
+        elif quote:
+            word, quote = (word, None) if ch == quote else (word + ch, quote)
+        elif ch in "'\"":
+            quote = ch
+        elif ch.isspace():
+            word = ""
+        else:
+            word += ch
+    return word, quote is not None
+
+
+def _key_bindings() -> KeyBindings:
+    kb = KeyBindings()
+
+    @kb.add("escape", "enter")
+    def _newline(event) -> None:
+        event.current_buffer.insert_text("\n")
+
+    @kb.add("c-c")
+    def _interrupt(event) -> None:  # a typed line is cleared; an empty prompt raises (arms the exit)
+        if event.current_buffer.text:
+            event.current_buffer.reset()
+        else:
+            event.app.exit(exception=KeyboardInterrupt, style="class:aborting")
+
+    return kb
+
+
+def _history(path: Path, chat: Chat) -> History:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+        return FileHistory(str(path))
+    except OSError as e:
+        chat.note(f"history is not saved: cannot write {path} ({e.strerror or e})")
+        return InMemoryHistory()

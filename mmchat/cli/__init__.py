@@ -1,0 +1,13 @@
+"""The `mmchat` command line: thin commands over the core, one edge for terminal I/O and errors.
+
+app.py      the Typer app and `guarded`, the one MmchatError/Ctrl-C -> exit code mapping
+env.py      the process as the CLI sees it (streams, terminals, NO_COLOR, MMCHAT_DEBUG)
+params.py   the flags every model command shares, made from options.py's fields
+loading.py  Session -> a loaded Runner
+ask.py, chat.py, admin.py   the commands
+"""
+
+from . import admin, ask, chat  # noqa: F401  (each registers its commands on `app`)
+from .app import app, main
+
+__all__ = ["app", "main"]

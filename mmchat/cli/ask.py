@@ -1,0 +1,106 @@
+"""`mmchat ask`: one question, one answer on stdout."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .. import messages as msgs
+from ..errors import InputError
+from ..results import ChatCompletion, CompletionStream
+from ..runner import Runner
+from .app import app, guarded
+from .env import Environment, current
+from .loading import open_runner
+from .params import MediaOrderCommand, Session, grammar_text, schema_text, session_options
+
+Prompt = Annotated[Optional[str], typer.Argument(help="The question; [[1]], [[2]]… place media in it. '-' reads it from stdin; piped text is added after it.", show_default=False)]
+Start = Annotated[Optional[str], typer.Option(help="Video segment start (seconds or mm:ss).")]
+End = Annotated[Optional[str], typer.Option(help="Video segment end (seconds or mm:ss).")]
+Schema = Annotated[Optional[str], typer.Option(help="Constrain the answer to this JSON schema (a file or JSON text).")]
+Grammar = Annotated[Optional[str], typer.Option(help="Constrain the answer with a GBNF grammar file.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one chat.completion JSON object (with usage and timings).")]
+NoStream = Annotated[bool, typer.Option("--no-stream", help="Print the answer once it is complete.")]
+Stats = Annotated[bool, typer.Option("--stats", help="Print speed and token counts on stderr.")]
+
+
+@app.command(cls=MediaOrderCommand)
+@guarded
+@session_options
+def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End = None, schema: Schema = None,
+        grammar: Grammar = None, json_output: Json = False, no_stream: NoStream = False, stats: Stats = False,
+        *, session: Session) -> None:
+    """Ask one question about images, audio, video and text; the answer goes to stdout.
+
+    Examples:
+
+      mmchat ask "What is in this picture?" --image photo.jpg
+
+      mmchat ask "Transcribe this." --audio talk.mp3 --temperature 0
+
+      mmchat ask "What changed between [[1]] and [[2]]?" -i before.png -i after.png
+
+      cat notes.txt | mmchat ask "Summarize this." --json
+    """
+    from ..render import Output
+
+    env = current()
+    if schema and grammar:
+        raise InputError("--schema and --grammar both constrain the answer: give one of them")
+    options = session.generation.build({"grammar": grammar_text(grammar)}, base=session.generation,
+                                       schema=schema_text(schema))
+    conversation = _messages(session, env, prompt, start, end)
+    output = Output(json_mode=json_output, markdown=env.markdown(session.no_color), file=env.stdout,
+                    markdown_console=env.stdout_console(session.no_color))
+    runner = open_runner(session, env, session.model, session.mmproj)
+    try:
+        completion = _answer(runner, runner.stream(conversation, options), output, json_output, no_stream)
+    finally:
+        runner.close_progress()  # a bar cut short by Ctrl-C or an error is cleared
+    if stats or session.verbose:
+        print_stats(env, session, completion)
+
+
+def _messages(session: Session, env: Environment, prompt: str | None, start: str | None, end: str | None) -> list:
+    """The conversation: the system prompt, then the media in flag order and the prompt (and piped text)."""
+    reads_stdin = any(url == "-" for _, url in session.media)
+    if prompt == "-":
+        if reads_stdin:
+            raise InputError("stdin can hold the prompt or a media file, not both")
+        prompt = env.read_piped_text()
+    elif not reads_stdin:
+        piped = env.read_piped_text()
+        if piped.strip():
+            prompt = f"{prompt}\n\n{piped}" if prompt else piped
+    segment = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
+    parts = [msgs.media_part(kind, url, **(segment if kind == "video" else {})) for kind, url in session.media]
+    return ([msgs.system_message(session.system)] if session.system else []) + [msgs.user_message(prompt, parts)]
+
+
+def _answer(runner: Runner, stream: CompletionStream, output, json_output: bool, no_stream: bool) -> ChatCompletion:
+    """Stream (or hold) the answer; interrupted, what came is still printed (one JSON object with --json)."""
+    try:
+        if no_stream:
+            list(stream)
+            output.stream([stream.text])
+        else:
+            output.stream(stream)
+    except KeyboardInterrupt:
+        if json_output:
+            output.json(stream.partial().to_dict())
+        elif no_stream and stream.text:
+            output.stream([stream.text])
+        raise
+    if json_output:
+        output.json(stream.completion.to_dict())
+    return stream.completion
+
+
+def print_stats(env: Environment, session: Session, completion: ChatCompletion) -> None:
+    u, t = completion.usage, completion.timings
+    env.stderr_console(session.no_color).print(
+        f"[dim]{u.prompt_tokens} prompt tokens ({u.cached_tokens} cached, {u.image_tokens} image, {u.audio_tokens} audio), "
+        f"{u.completion_tokens} generated at {t.tokens_per_second(u.completion_tokens):.1f} tokens/s; "
+        f"first token after {t.first_token:.2f} s (media encode {t.media_encode:.2f} s, load {t.load:.2f} s)[/dim]"
+    )

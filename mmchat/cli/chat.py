@@ -1,0 +1,39 @@
+"""`mmchat chat`: the REPL (mmchat/chat/) started from the command line."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import config
+from .app import app, guarded
+from .env import current
+from .loading import open_runner
+from .params import MediaOrderCommand, Session, session_options
+
+
+@app.command(cls=MediaOrderCommand)
+@guarded
+@session_options
+def chat(ctx: typer.Context, *, session: Session) -> None:
+    """Talk with a model in the terminal: attach media as you go, follow-ups never re-encode them.
+
+    Media given here are attached to the first message. Inside, /help lists the commands
+    (/attach, /detach, /retry, /undo, /save, /load, /model, /set, ...).
+
+    Examples:
+
+      mmchat chat --image photo.jpg
+
+      mmchat chat -m qwen2.5-vl-3b --system "Answer briefly."
+    """
+    from ..chat.loop import run_chat
+
+    env = current()
+
+    def factory(name: str | None):
+        return open_runner(session, env, name or None, session.mmproj if name == (session.model or "") else None)
+
+    code = run_chat(factory, model_name=session.model or "", options=session.generation, system=session.system,
+                    attachments=session.media, history_path=config.user_dir() / "history", env=env,
+                    no_color=session.no_color)
+    raise typer.Exit(code)

@@ -1,0 +1,258 @@
+"""What happens to a media part: the one resolver from message parts to decoded segments.
+
+A part names its media by URL (a path, file://, data:, http(s)://, '-'). The resolver checks
+the kind against what the model takes before a byte is read, reads it (sources.py), checks
+that the bytes are the kind the part claims (sniff.py), decodes them (media/) with the
+request's options, lays a video out as the model will see it (engine/layout.py), and keeps
+what it decoded, so a conversation sent again with one more turn decodes nothing again.
+The CLI, the REPL's /attach and /save, and the Python API all come here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, BinaryIO
+
+from . import config
+from . import messages as msgs
+from .engine.base import Capabilities, Progress, Segment, Turn
+from .errors import InputError, MmchatError, UnsupportedMedia
+from .media import Audio, Image, Kind
+from .options import MediaOptions
+
+#: options a video part may carry, beside its url
+VIDEO_KEYS = ("fps", "max_frames", "start", "end", "audio", "max_side")
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaRef:
+    """Where one media part is and what it asks for."""
+
+    kind: Kind
+    url: str
+    options: Mapping[str, Any]
+    where: str
+
+
+def part_media(part: msgs.Part, where: str = "part") -> MediaRef | None:
+    """The media a (validated) part carries; None for a text part."""
+    ptype = part["type"]
+    kind = msgs.MEDIA_PART_TYPES.get(ptype)
+    if kind is None:
+        return None
+    body = part[ptype]
+    if ptype == "input_audio":
+        mime = msgs.AUDIO_FORMATS[body["format"]]
+        return MediaRef(kind, f"data:{mime};base64,{body['data']}", {}, where)
+    return MediaRef(kind, body["url"], {k: v for k, v in body.items() if k != "url"}, where)
+
+
+def iter_media(messages: Sequence[msgs.Message]) -> Iterator[MediaRef]:
+    """Every media part of the conversation, in order."""
+    for i, message in enumerate(messages):
+        content = message["content"]
+        if isinstance(content, str):
+            continue
+        for j, part in enumerate(content):
+            ref = part_media(part, f"messages[{i}].content[{j}]")
+            if ref is not None:
+                yield ref
+
+
+@dataclasses.dataclass(frozen=True)
+class Attachment:
+    """A file or URL waiting for the next user message, already proven to decode."""
+
+    kind: Kind
+    url: str  # what the message holds: local files as absolute paths, so --ref saves work anywhere
+    label: str  # what the user typed
+
+
+class MediaResolver:
+    """Message parts -> segments for one model (its capabilities decide what it may be given)."""
+
+    def __init__(self, capabilities: Capabilities, *, stdin: BinaryIO | None = None, progress: Progress | None = None,
+                 cache_bytes: int = config.DEFAULT_MEDIA_CACHE_BYTES):
+        self.caps = capabilities
+        self._stdin = stdin
+        self._progress = progress
+        self._cache: OrderedDict[tuple, list[Segment]] = OrderedDict()
+        self._cache_bytes = cache_bytes
+
+    # -- whole conversations ---------------------------------------------------------
+
+    def check(self, messages: Sequence[msgs.Message]) -> None:
+        """Refuse media the model cannot take, before anything is read."""
+        for ref in iter_media(messages):
+            self.check_kind(ref.kind, ref.url)
+
+    def check_kind(self, kind: Kind, url: str) -> None:
+        if kind not in self.caps.kinds:
+            raise UnsupportedMedia(f"{self.caps.model_name} takes {self.caps.describe()}, not {kind} ({_short(url)}): "
+                                   f"use a model whose mmproj takes {kind}")
+
+    def turns(self, messages: Sequence[msgs.Message], media: MediaOptions) -> list[Turn]:
+        """Validate, check kinds, then read and decode every media part, in order."""
+        checked = msgs.validate_messages(messages)
+        self.check(checked)
+        stdin_used = False
+        turns = []
+        for i, message in enumerate(checked):
+            content = message["content"]
+            if isinstance(content, str):
+                turns.append(Turn(message["role"], (content,)))
+                continue
+            segments: list[Segment] = []
+            for j, part in enumerate(content):
+                ref = part_media(part, f"messages[{i}].content[{j}]")
+                if ref is None:
+                    segments.append(part["text"])
+                    continue
+                if ref.url.strip() == "-":
+                    if stdin_used:
+                        raise InputError("only one media part can read standard input ('-')")
+                    stdin_used = True
+                segments.extend(self.segments(ref, media))
+            turns.append(Turn(message["role"], tuple(segments)))
+        return turns
+
+    # -- one part --------------------------------------------------------------------
+
+    def segments(self, ref: MediaRef, media: MediaOptions) -> list[Segment]:
+        """One media part, decoded (or remembered: a file by path, size and mtime; a URL by its text)."""
+        options = self._effective(ref, media)
+        key = _media_key(ref, options)
+        cached = self._cache.get(key) if key else None
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        segments = self._decode(ref, options)
+        if key:
+            self._cache[key] = segments
+            while len(self._cache) > 1 and sum(map(_nbytes, self._cache.values())) > self._cache_bytes:
+                self._cache.popitem(last=False)
+        return segments
+
+    def _effective(self, ref: MediaRef, media: MediaOptions) -> dict[str, Any]:
+        """Everything that shapes the decoded result: the part's own options over the request's."""
+        if ref.kind == "image":
+            return {"max_side": ref.options.get("max_side", media.image_max_side)}
+        if ref.kind == "audio":
+            return {"rate": self.caps.audio_sample_rate or 16000}
+        unknown = sorted(set(ref.options) - set(VIDEO_KEYS))
+        if unknown:
+            raise InputError(f"unknown video option {unknown[0]!r} for {_short(ref.url)}; known: {', '.join(VIDEO_KEYS)}")
+        return {**media.video_defaults(), **ref.options}
+
+    def _decode(self, ref: MediaRef, options: dict[str, Any]) -> list[Segment]:
+        from .sources import local_source, read_source
+
+        if ref.kind == "video":
+            source = local_source(ref.url)  # a long video is decoded from disk, not read into memory
+            if source is not None:
+                _check_kind(source, "video")
+                return self._video(source.path, source.label, options)
+        report = self._progress
+        on_bytes = (lambda done, total: report(f"downloading {_short(ref.url)}", done, total)) if report else None
+        source = read_source(ref.url, stdin=self._stdin, progress=on_bytes)
+        _check_kind(source, ref.kind)
+        if ref.kind == "image":
+            from .media.image import decode_image
+
+            return [decode_image(source.data, label=source.label, max_side=options["max_side"] or None)]
+        if ref.kind == "audio":
+            from .media.audio import decode_audio
+
+            return [decode_audio(source.data, label=source.label, sample_rate=options["rate"])]
+        return self._video(source.data, source.label, options)
+
+    def _video(self, src: Any, label: str, options: dict[str, Any]) -> list[Segment]:
+        from .engine.layout import video_segments
+        from .media.video import VideoOptions, decode_video
+
+        opts = VideoOptions.from_dict(options)
+        rate = self.caps.audio_sample_rate if self.caps.audio and opts.audio else None
+        report = self._progress
+        on_frame = (lambda done, total: report(f"decoding {_short(label)}", done, total)) if report else None
+        video = decode_video(src, label=label, options=opts, max_side=options.get("max_side") or None,
+                             audio_rate=rate, progress=on_frame)
+        return video_segments(video, pairs=self.caps.frame_pairs)
+
+    # -- the REPL's attachments and saved files --------------------------------------
+
+    def attachment(self, url: str, kind: Kind | None, media: MediaOptions) -> Attachment:
+        """Detect the kind from the bytes (unless forced), check the model takes it, decode it once."""
+        from .sources import local_source, read_source
+
+        source = local_source(url) or (read_source(url, stdin=self._stdin) if kind is None else None)
+        if source is not None and kind is None:
+            if source.kind is None:
+                raise UnsupportedMedia(f"{source.label} is not an image, audio or video file mmchat knows: "
+                                       "check the file, or force a kind with /image, /audio or /video")
+            kind = source.kind
+        assert kind is not None
+        self.check_kind(kind, url)
+        stored = str(source.path.resolve()) if source is not None and source.path is not None else url
+        self.segments(MediaRef(kind, stored, {}, "attach"), media)  # decoded now, reused by the turn
+        return Attachment(kind, stored, url)
+
+
+def inline(part: msgs.Part) -> msgs.Part:
+    """A media part with its bytes inlined as a data: URL, so a saved file stands alone."""
+    ref = part_media(part)
+    if ref is None or ref.url.startswith("data:") or part["type"] == "input_audio":
+        return part
+    from .sources import read_source
+
+    try:
+        source = read_source(ref.url)
+    except MmchatError as e:
+        raise type(e)(f"cannot embed {ref.url} ({e}): save with --ref to keep it as a path") from None
+    body = {**part[part["type"]], "url": msgs.data_url(source.data, source.mime or "application/octet-stream")}
+    return {"type": part["type"], part["type"]: body}
+
+
+def _media_key(ref: MediaRef, options: Mapping[str, Any]) -> tuple | None:
+    """What identifies decoded media: a local file's path, size and mtime; a URL's text; and the options."""
+    from .sources import local_path
+
+    if ref.url.strip() == "-":
+        return None
+    shaped = tuple(sorted((k, repr(v)) for k, v in options.items()))
+    local = local_path(ref.url)
+    if local is None:  # data: and http(s): the URL names the content
+        return (ref.kind, hashlib.blake2b(ref.url.encode(), digest_size=16).hexdigest(), shaped)
+    try:
+        st = os.stat(local[1])
+    except OSError:
+        return None  # the read itself reports the problem
+    return (ref.kind, str(local[1].resolve()), st.st_size, st.st_mtime_ns, shaped)
+
+
+def _nbytes(segments: list[Segment]) -> int:
+    return sum(s.pixels.nbytes if isinstance(s, Image) else s.samples.nbytes if isinstance(s, Audio) else 0
+               for s in segments)
+
+
+def _check_kind(source: Any, kind: Kind) -> None:
+    """Bytes of another kind than asked for are refused, except where one holds the other:
+    a video's soundtrack as audio, an animated GIF/WebP or an audio-only file as video
+    (the video decoder then says what it lacks)."""
+    found = source.kind
+    if found is None or found == kind or (kind, found) in {("audio", "video"), ("video", "audio")}:
+        return
+    if kind == "video" and found == "image" and source.mime in ("image/gif", "image/webp"):
+        return
+    raise InputError(f"{source.label} is {_article(found)}, not {_article(kind)}: pass it as {found}")
+
+
+def _short(url: str) -> str:
+    return url if len(url) <= 60 else url[:40] + "…" + url[-12:]
+
+
+def _article(kind: str) -> str:
+    return {"image": "an image", "audio": "audio", "video": "a video"}.get(kind, kind)

@@ -1,0 +1,316 @@
+"""Options in one place: how a model loads, how media are prepared, how an answer is generated.
+
+Each is a frozen dataclass whose fields carry their default (from `config`), their rule and
+their help. Every entry point builds them the same way and so checks them the same way: the
+command line (cli/params.py makes the flags from these fields), the REPL's /set, `Runner`
+and `Runner.chat`, and request bodies. A new option is one field here, plus its use.
+
+Light on purpose: `mmchat --help` imports this module, so no numpy and no llama_cpp here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import config
+from .errors import InputError
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What values an option takes, said the way an error message needs it."""
+
+    text: str  # "a number from 0 to 1 (1 is off)"
+    ok: Callable[[Any], bool]
+
+
+def _number(low: float | None = None, high: float | None = None, *, above: float | None = None) -> Callable[[Any], bool]:
+    def ok(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return False
+        return (low is None or v >= low) and (high is None or v <= high) and (above is None or v > above)
+
+    return ok
+
+
+def _whole(low: int, *, optional: bool = False) -> Callable[[Any], bool]:
+    def ok(v: Any) -> bool:
+        if v is None:
+            return optional
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    return ok
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+GREEDY_OK = Rule("a number >= 0 (0 is greedy)", _number(0))
+VIDEO_FPS = Rule("a number > 0", _number(above=0))
+VIDEO_MAX_FRAMES = Rule("a whole number >= 1", _whole(1))
+
+
+def option(default: Any, rule: Rule | None, help: str, *, flags: tuple[str, ...] = (), type: Any = None,
+           example: str = "", settable: bool = False, show_default: bool = True) -> Any:
+    """A field with what the CLI, /set and the checks need to know about it."""
+    meta = {"rule": rule, "help": help, "flags": flags, "type": type, "example": example, "settable": settable,
+            "show_default": show_default}
+    if isinstance(default, (list, tuple)):
+        return dataclasses.field(default=tuple(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check(name: str, value: Any, rule: Rule | None, label: str, shown: str | None = None) -> None:
+    """Raise one clear InputError when `value` breaks `rule`; `label` says how the user wrote the name."""
+    if rule is not None and not rule.ok(value):
+        raise InputError(f"{label}{shown if shown is not None else repr(value)} is not valid: give {rule.text}")
+
+
+Label = Callable[[dataclasses.Field], str]
+
+
+def python_label(f: dataclasses.Field) -> str:
+    return f"{f.name}="
+
+
+class _Options:
+    """Shared behaviour: checked on construction, built from keyword values, changed by copy."""
+
+    def __post_init__(self) -> None:
+        self._check(python_label)
+
+    def _check(self, label: Label) -> None:
+        for f in dataclasses.fields(self):
+            check(f.name, getattr(self, f.name), f.metadata.get("rule"), label(f))
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def build(cls, values: Mapping[str, Any] | None = None, *, label: Label = python_label, base: Any = None):
+        """From keyword values (None means "the default"); an unknown name is a clear error."""
+        values = {k: v for k, v in (values or {}).items() if v is not None}
+        unknown = sorted(set(values) - set(cls.names()))
+        if unknown:
+            raise InputError(f"unknown option {unknown[0]!r}; known: {', '.join(cls.names())}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name, value in values.items():  # each value checked as the user named it
+            check(name, value, fields[name].metadata.get("rule"), label(fields[name]))
+        return dataclasses.replace(base, **values) if base is not None else cls(**values)
+
+    def replace(self, **changes: Any):
+        return self.build(changes, base=self)
+
+
+def _stop_ok(v: Any) -> bool:
+    return isinstance(v, (tuple, list)) and all(isinstance(s, str) and s for s in v)
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationOptions(_Options):
+    """How one answer is sampled (OpenAI's request fields, llama.cpp's samplers)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, (str, list)):
+            object.__setattr__(self, "stop", (self.stop,) if isinstance(self.stop, str) else tuple(self.stop))
+        super().__post_init__()
+
+    max_tokens: int = option(config.DEFAULT_MAX_TOKENS, Rule("a whole number >= 1", _whole(1)), "Most tokens to generate.",
+                             flags=("--max-tokens", "-n"), type=int, example="256", settable=True)
+    temperature: float = option(config.DEFAULT_TEMPERATURE, GREEDY_OK, "0 is greedy (deterministic).",
+                                flags=("--temperature", "-t"), type=float, example="0.7", settable=True)
+    top_k: int = option(config.DEFAULT_TOP_K, Rule("a whole number >= 0 (0 is off)", _whole(0)), "Top-k sampling (0 = off).",
+                        flags=("--top-k",), type=int, example="40", settable=True)
+    top_p: float = option(config.DEFAULT_TOP_P, Rule("a number from 0 to 1 (1 is off)", _number(0, 1)),
+                          "Top-p sampling (1 = off).", flags=("--top-p",), type=float, example="0.9", settable=True)
+    min_p: float = option(config.DEFAULT_MIN_P, Rule("a number from 0 to 1 (0 is off)", _number(0, 1)),
+                          "Min-p sampling (0 = off).", flags=("--min-p",), type=float, example="0.05", settable=True)
+    repeat_penalty: float = option(config.DEFAULT_REPEAT_PENALTY, Rule("a number > 0 (1 is off)", _number(above=0)),
+                                   "Repeat penalty (1 = off).", flags=("--repeat-penalty",), type=float, example="1.1",
+                                   settable=True)
+    repeat_last_n: int = option(config.DEFAULT_REPEAT_LAST_N, Rule("a whole number >= 0", _whole(0)),
+                                "How many recent tokens the penalties look at.")
+    seed: int = option(config.DEFAULT_SEED, Rule("a whole number, -1 for random", _whole(-1)),
+                       "Sampling seed; -1 picks one at random.", flags=("--seed",), type=int, example="42", settable=True)
+    stop: tuple[str, ...] = option((), Rule("a list of non-empty strings", _stop_ok), "Stop generating at this text. Repeatable.",
+                                   flags=("--stop",), type=list[str])
+    grammar: str | None = option(None, Rule("GBNF text", lambda v: v is None or isinstance(v, str)),
+                                 "GBNF grammar text that constrains the answer.")
+
+    @classmethod
+    def build(cls, values: Mapping[str, Any] | None = None, *, label: Label = python_label, base: Any = None,
+              schema: dict[str, Any] | str | None = None):
+        values = dict(values or {})
+        if isinstance(values.get("stop"), str):
+            values["stop"] = (values["stop"],)
+        elif isinstance(values.get("stop"), list):
+            values["stop"] = tuple(values["stop"])
+        if schema is not None:
+            if values.get("grammar"):
+                raise InputError("a schema and a grammar both constrain the answer: give one of them")
+            values["grammar"] = schema_grammar(schema)
+        return super().build(values, label=label, base=base)
+
+
+def schema_grammar(schema: dict[str, Any] | str) -> str:
+    """A JSON schema (a dict, or its JSON text) as the GBNF grammar that admits only valid answers."""
+    if isinstance(schema, str):
+        try:
+            json.loads(schema)
+        except ValueError as e:
+            raise InputError(f"the schema is not valid JSON ({e}): check {schema[:60]}") from None
+    elif not isinstance(schema, Mapping):
+        raise InputError(f"a schema is a JSON object (a dict or its text), not {type(schema).__name__}")
+    from .engine.grammar import schema_to_grammar
+
+    return schema_to_grammar(schema if isinstance(schema, str) else dict(schema))
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadOptions(_Options):
+    """How the model is loaded: fixed for the life of an engine."""
+
+    n_ctx: int = option(config.DEFAULT_N_CTX, Rule("a whole number >= 16", _whole(16)), "Context window in tokens.",
+                        flags=("--ctx-size", "-c"), type=int)
+    n_gpu_layers: int | None = option(None, Rule("a whole number >= 0", _whole(0, optional=True)),
+                                      "Layers to offload to the GPU. [default: all when llama.cpp has a GPU backend, else 0]",
+                                      flags=("--gpu-layers",), type=int, show_default=False)
+    threads: int | None = option(None, Rule("a whole number >= 1", _whole(1, optional=True)),
+                                 "CPU threads. [default: physical cores]", flags=("--threads",), type=int,
+                                 show_default=False)
+    chat_template: str | None = option(None, None, "Jinja template file or llama.cpp built-in name (e.g. chatml), for GGUFs without one.",
+                                       flags=("--chat-template",), type=str)
+    image_max_tokens: int | None = option(None, Rule("a whole number >= 1", _whole(1, optional=True)),
+                                          "Cap on tokens per image for dynamic-resolution models (Qwen-VL).",
+                                          flags=("--image-max-tokens",), type=int)
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaOptions(_Options):
+    """How media are decoded before the model sees them; a request may change them."""
+
+    image_max_side: int = option(config.DEFAULT_IMAGE_MAX_SIDE, Rule("a whole number >= 0 (0 = never)", _whole(0)),
+                                 "Scale images down so the long side is at most this many pixels (0 = never).",
+                                 flags=("--image-max-side",), type=int)
+    video_fps: float = option(config.DEFAULT_VIDEO_FPS, VIDEO_FPS,
+                              "Video frames sampled per second.", flags=("--fps",), type=float)
+    video_max_frames: int = option(config.DEFAULT_VIDEO_MAX_FRAMES, VIDEO_MAX_FRAMES,
+                                   "Most frames per video; more are spread evenly over it.", flags=("--max-frames",), type=int)
+    video_audio: bool = option(True, Rule("true or false", _is_bool),
+                               "Give the model a video's soundtrack when it hears.",
+                               flags=("--video-audio/--no-video-audio",), type=bool)
+    video_max_side: int = option(config.DEFAULT_VIDEO_FRAME_MAX_SIDE, Rule("a whole number >= 0 (0 = never)", _whole(0)),
+                                 "Scale video frames down so the long side is at most this many pixels (0 = never).",
+                                 flags=("--frame-max-side",), type=int)
+
+    def video_defaults(self) -> dict[str, Any]:
+        """What a video part without options of its own is sampled with."""
+        return {"fps": self.video_fps, "max_frames": self.video_max_frames, "audio": self.video_audio,
+                "max_side": self.video_max_side}
+
+
+_TIME = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?|\.\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoOptions:
+    """How to sample one video: a part's own keys over the request's MediaOptions, checked by the same rules."""
+
+    fps: float = config.DEFAULT_VIDEO_FPS
+    max_frames: int = config.DEFAULT_VIDEO_MAX_FRAMES
+    start: float | None = None
+    end: float | None = None
+    audio: bool = True  # decode the soundtrack (the resolver sets False when the model cannot hear)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], defaults: VideoOptions | None = None) -> VideoOptions:
+        """Options of a video part (fps, max_frames, start, end, audio); other keys are the caller's."""
+        base = defaults or cls()
+        fps = _as_number(d.get("fps", base.fps), "fps")
+        check("fps", fps, VIDEO_FPS, "video fps ")
+        count = d.get("max_frames", base.max_frames)
+        check("max_frames", count, VIDEO_MAX_FRAMES, "video max_frames ")
+        start, end = (None if (v := d.get(k, getattr(base, k))) is None else parse_time(v) for k in ("start", "end"))
+        if end is not None and end <= (start or 0.0):
+            raise InputError(f"video end ({end:g} s) must come after its start ({start or 0:g} s)")
+        audio = d.get("audio", base.audio)
+        check("audio", audio, Rule("true or false", _is_bool), "video audio ")
+        return cls(fps=fps, max_frames=count, start=start, end=end, audio=audio)
+
+
+def parse_time(value: str | float) -> float:
+    """Seconds from 90, "90", "1:30" or "01:02:03.5"."""
+    if not isinstance(value, str):
+        seconds = _as_number(value, "time")
+        if seconds < 0:
+            raise InputError(f"a video time cannot be negative ({value!r}): count seconds from the start")
+        return seconds
+    match = _TIME.fullmatch(value.strip())
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups()) if match else (0, 0, 0)
+    if match is None or (match.group(2) and seconds >= 60) or (match.group(1) and minutes >= 60):
+        raise InputError(f"cannot read {value!r} as a time: use seconds (90), mm:ss (1:30) or hh:mm:ss")
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _as_number(value: Any, what: str) -> float:
+    """A number from a JSON body, which may carry it as text ("2")."""
+    try:
+        if not isinstance(value, bool) and math.isfinite(number := float(value)):
+            return number
+    except (TypeError, ValueError):
+        pass
+    raise InputError(f"video {what} must be a number, not {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestOptions:
+    """One request's options, split out of the keyword arguments a caller wrote."""
+
+    generation: GenerationOptions
+    media: MediaOptions
+
+
+def split_request(values: Mapping[str, Any], *, generation: GenerationOptions | None = None,
+                  media: MediaOptions | None = None) -> RequestOptions:
+    """Runner.chat(**values): sampling fields, media fields (video_fps=...), schema= and grammar=."""
+    values = dict(values)
+    schema = values.pop("schema", None)
+    media_names = set(MediaOptions.names())
+    media_values = {k: values.pop(k) for k in list(values) if k in media_names}
+    try:
+        gen = GenerationOptions.build(values, base=generation, schema=schema)
+    except InputError as e:
+        if str(e).startswith("unknown option"):
+            known = ", ".join((*GenerationOptions.names(), "schema", *MediaOptions.names()))
+            raise InputError(f"{str(e).split(';')[0]}; known: {known}") from None
+        raise
+    return RequestOptions(gen, MediaOptions.build(media_values, base=media or MediaOptions()))
+
+
+def settings() -> dict[str, dataclasses.Field]:
+    """The generation options the REPL's /set changes, by name."""
+    return {f.name: f for f in dataclasses.fields(GenerationOptions) if f.metadata.get("settable")}
+
+
+def parse_setting(name: str, text: str) -> Any:
+    """A /set value typed as text: converted to the option's type and checked by its rule."""
+    f = settings()[name]
+    label = f"/set {name}: "
+    try:
+        value = f.metadata["type"](text)
+    except ValueError:
+        value = None
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        raise InputError(f"{label}{text!r} is not valid: give {f.metadata['rule'].text}")
+    check(name, value, f.metadata["rule"], label, shown=repr(text))
+    return value
+
+
+SamplingOptions = GenerationOptions  # the name of the first release
