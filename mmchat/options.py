@@ -52,6 +52,7 @@ def _is_bool(v: Any) -> bool:
 
 
 GREEDY_OK = Rule("a number >= 0 (0 is greedy)", _number(0))
+PENALTY = Rule("a number from -2 to 2 (0 is off)", _number(-2, 2))
 VIDEO_FPS = Rule("a number > 0", _number(above=0))
 VIDEO_MAX_FRAMES = Rule("a whole number >= 1", _whole(1))
 
@@ -135,6 +136,12 @@ class GenerationOptions(_Options):
     repeat_penalty: float = option(config.DEFAULT_REPEAT_PENALTY, Rule("a number > 0 (1 is off)", _number(above=0)),
                                    "Repeat penalty (1 = off).", flags=("--repeat-penalty",), type=float, example="1.1",
                                    settable=True)
+    frequency_penalty: float = option(config.DEFAULT_FREQUENCY_PENALTY, PENALTY,
+                                      "Penalise tokens by how often they already appear (OpenAI's field; 0 = off).",
+                                      flags=("--frequency-penalty",), type=float, example="0.5", settable=True)
+    presence_penalty: float = option(config.DEFAULT_PRESENCE_PENALTY, PENALTY,
+                                     "Penalise tokens that already appear at all (OpenAI's field; 0 = off).",
+                                     flags=("--presence-penalty",), type=float, example="0.5", settable=True)
     repeat_last_n: int = option(config.DEFAULT_REPEAT_LAST_N, Rule("a whole number >= 0", _whole(0)),
                                 "How many recent tokens the penalties look at.")
     seed: int = option(config.DEFAULT_SEED, Rule("a whole number, -1 for random", _whole(-1)),

@@ -145,3 +145,27 @@ def test_media_are_decoded_once_per_content(tmp_path, monkeypatch):
         noise_png(png, seed=2)
         os.utime(png, ns=(1, 1))
         assert r.chat([turn]).content != first and len(calls) == 2  # a changed file is read again
+
+
+def test_penalties_change_a_greedy_answer_and_are_checked(omni):
+    messages = [{"role": "user", "content": "Tell me a story."}]
+    plain = omni.chat(messages, **{**GREEDY, "max_tokens": 40}).content
+    penalised = omni.chat(messages, **{**GREEDY, "max_tokens": 40}, frequency_penalty=2.0, presence_penalty=1.0).content
+    assert penalised != plain
+    assert omni.chat(messages, **{**GREEDY, "max_tokens": 40}, frequency_penalty=2.0, presence_penalty=1.0).content == penalised
+    with pytest.raises(InputError, match=r"frequency_penalty=5 is not valid: give a number from -2 to 2"):
+        omni.chat(messages, frequency_penalty=5)
+
+
+def test_structured_output_from_python_with_a_schema_or_a_grammar(omni):
+    import json
+
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
+    messages = [{"role": "user", "content": "Is it ok?"}]
+    for given in (schema, json.dumps(schema)):
+        answer = json.loads(omni.chat(messages, **{**GREEDY, "max_tokens": 32}, schema=given).content)
+        assert set(answer) == {"ok"} and isinstance(answer["ok"], bool)
+    yes_no = omni.chat(messages, **GREEDY, grammar='root ::= "yes" | "no"').content
+    assert yes_no in ("yes", "no")
+    with pytest.raises(InputError, match="a schema and a grammar both constrain the answer"):
+        omni.chat(messages, schema=schema, grammar='root ::= "yes"')

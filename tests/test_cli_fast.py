@@ -155,3 +155,13 @@ def test_markdown_only_on_a_terminal_with_colour():
     assert plain.stdout == reply + "\n"
     piped, _ = invoke("ask", "x", engine=FakeEngine(reply=reply))
     assert piped.stdout == reply + "\n"
+
+
+def test_frequency_and_presence_penalties_reach_the_engine_from_flags_and_set():
+    asked, fake = invoke("ask", "hi", "--frequency-penalty", "0.5", "--presence-penalty", "-0.25")
+    assert asked.exit_code == 0 and (fake.calls[0][1].frequency_penalty, fake.calls[0][1].presence_penalty) == (0.5, -0.25)
+    chatted, fake = invoke("chat", input="/set frequency_penalty 1.5\n/set presence_penalty 9\nhello\n")
+    assert fake.calls[0][1].frequency_penalty == 1.5 and fake.calls[0][1].presence_penalty == 0
+    assert "mmchat: error: /set presence_penalty: '9' is not valid: give a number from -2 to 2 (0 is off)" in chatted.stderr
+    refused, fake = invoke("ask", "hi", "--frequency-penalty", "3")
+    assert refused.exit_code == 2 and "--frequency-penalty 3.0 is not valid: give a number from -2 to 2" in refused.stderr
