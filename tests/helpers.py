@@ -14,6 +14,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from mmchat.testing import FakeEngine
+
 GREEDY: dict[str, Any] = dict(temperature=0, max_tokens=10)
 THREADS = 2
 
@@ -46,3 +48,20 @@ def run_mmchat(*args: str, env: Mapping[str, str] | None = None, stdin: bytes = 
                timeout: float = 120) -> subprocess.CompletedProcess:
     """`python -m mmchat ARGS...` with stdin, stdout and stderr as bytes pipes."""
     return subprocess.run([*MMCHAT, *args], input=stdin, capture_output=True, timeout=timeout, env=mmchat_env(env))
+
+
+class Interrupting(FakeEngine):
+    """Ctrl-C arrives after `after` words of each answer."""
+
+    def __init__(self, after: int, **kw):
+        super().__init__(**kw)
+        self.after = after
+
+    def stream(self, turns, options):
+        words = 0
+        for event in super().stream(turns, options):
+            if isinstance(event, str):
+                if words == self.after:
+                    raise KeyboardInterrupt
+                words += 1
+            yield event

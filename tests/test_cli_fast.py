@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from mmchat.cli import app
 from mmchat.cli.env import Environment, use
 from mmchat.testing import FakeEngine
+from tests.helpers import Interrupting
 from tests.mediafiles import noise_png, tone_wav
 
 
@@ -25,23 +26,6 @@ def invoke(*args: str, engine=None, input: str | None = None, stdout_isatty: boo
     with use(env):
         result = CliRunner().invoke(app, list(args), input=input)
     return result, engine
-
-
-class Interrupting(FakeEngine):
-    """Ctrl-C arrives after `after` words of the answer."""
-
-    def __init__(self, after: int, **kw):
-        super().__init__(**kw)
-        self.after = after
-
-    def stream(self, turns, options):
-        words = 0
-        for event in super().stream(turns, options):
-            if isinstance(event, str):
-                if words == self.after:
-                    raise KeyboardInterrupt
-                words += 1
-            yield event
 
 
 class InterruptedWhileLoading(FakeEngine):

@@ -30,6 +30,7 @@ from mmchat.options import GenerationOptions
 from mmchat.render import _Tail
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
+from tests.helpers import Interrupting
 from tests.mediafiles import noise_png
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,23 +163,6 @@ def test_a_bug_is_one_line_and_not_the_end_of_the_session(tmp_path, monkeypatch)
     code, out = chat(tmp_path, "one", "two", f"/save {tmp_path / 'c.json'}", "/exit", runner=Runner(engine=fake))
     assert code == 0 and "error: unexpected RuntimeError: boom (a bug: please report it" in out
     assert [m["content"] for m in json.loads((tmp_path / "c.json").read_text())["messages"]] == ["two", "two"]
-
-
-class Interrupting(FakeEngine):
-    """Ctrl-C arrives after `after` words of each answer."""
-
-    def __init__(self, after: int, **kw):
-        super().__init__(**kw)
-        self.after = after
-
-    def stream(self, turns, options):
-        words = 0
-        for event in super().stream(turns, options):
-            if isinstance(event, str):
-                if words == self.after:
-                    raise KeyboardInterrupt
-                words += 1
-            yield event
 
 
 def test_ctrl_c_during_an_answer_keeps_the_partial_answer(tmp_path):
