@@ -214,6 +214,15 @@ def test_a_full_context_drops_the_oldest_turns_with_a_notice(tmp_path):
     assert len(json.loads((tmp_path / "c.json").read_text())["messages"]) == 6  # /save keeps everything
 
 
+def test_the_conversation_is_fitted_to_the_window_by_counting_tokens_on_any_engine(tmp_path):
+    fake = FakeEngine(n_ctx=64)  # room for 56 prompt tokens once 8 are kept for the answer
+    question = "word " * 20
+    code, out = chat(tmp_path, question, question, question, "/exit", runner=Runner(engine=fake),
+                     options=GenerationOptions(max_tokens=8))
+    assert code == 0 and out.count("context full: 2 oldest messages left the model's view") == 1
+    assert [fake.count_tokens(turns) for turns, _ in fake.calls] == [20, 48, 48]
+
+
 def test_set_system_stats_and_model_switch(tmp_path):
     engines = {"a": FakeEngine(), "b": FakeEngine(audio=False)}
 

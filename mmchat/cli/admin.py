@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import platform
-from importlib import metadata
 from typing import Annotated, Optional
 
 import typer
 
-from .. import config, registry
 from .app import app, guarded
 from .env import Environment, current
 
@@ -29,6 +25,10 @@ def models(
 
       mmchat models --json | jq '.[] | select(.downloaded)'
     """
+    import json
+
+    from .. import registry
+
     env = current()
     rows = registry.list_models(warn=env.warn)
     default = registry.load_registry(warn=lambda m: None).default
@@ -56,6 +56,8 @@ def models(
 
 
 def _version(name: str) -> str:
+    from importlib import metadata
+
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
@@ -81,6 +83,8 @@ def pull(
 
       mmchat pull hf:ggml-org/SmolVLM2-500M-Video-Instruct-GGUF:Q8_0
     """
+    from .. import registry
+
     env = current()
     resolved = registry.pull(name, quant=quant, progress=not quiet, warn=(lambda m: None) if quiet else env.warn)
     if not quiet:
@@ -91,7 +95,9 @@ def pull(
 @guarded
 def doctor() -> None:
     """Versions, llama.cpp's backends and GPU offload, paths, and downloaded models (facts a bug report needs)."""
-    from .. import __version__
+    import platform
+
+    from .. import __version__, config, registry
     from ..engine.llamacpp import backend_report
 
     lines = [

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from .. import messages as msgs
 from ..errors import InputError
-from ..results import ChatCompletion, CompletionStream
-from ..runner import Runner
 from .app import app, guarded
 from .env import Environment, current
 from .loading import open_runner
 from .params import MediaOrderCommand, Session, grammar_text, schema_text, session_options
+
+if TYPE_CHECKING:  # the core loads when a command runs, not for --help
+    from ..results import ChatCompletion, CompletionStream
+    from ..runner import Runner
 
 Prompt = Annotated[Optional[str], typer.Argument(help="The question; [[1]], [[2]]… place media in it. '-' reads it from stdin; piped text is added after it.", show_default=False)]
 Start = Annotated[Optional[str], typer.Option(help="Video segment start (seconds or mm:ss).")]
@@ -64,6 +65,8 @@ def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End
 
 def _messages(session: Session, env: Environment, prompt: str | None, start: str | None, end: str | None) -> list:
     """The conversation: the system prompt, then the media in flag order and the prompt (and piped text)."""
+    from .. import messages as msgs
+
     reads_stdin = any(url == "-" for _, url in session.media)
     if prompt == "-":
         if reads_stdin:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..runner import Runner
 from .env import Environment
 from .params import Session
+
+if TYPE_CHECKING:
+    from ..runner import Runner
 
 
 def open_runner(session: Session, env: Environment, model: str | None, mmproj: str | None) -> Runner:
     """Resolve `model` (registry name, path, hf:) and load it; the environment's engine in tests."""
     from ..render import stderr_progress
+    from ..runner import Runner
 
     console = env.stderr_console(session.no_color)
     notice = (lambda m: None) if session.quiet else env.notice
