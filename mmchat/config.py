@@ -32,6 +32,7 @@ DEFAULT_IMAGE_MAX_SIDE = 1536  # long side in pixels; a 4K photo is scaled down 
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # refuse larger images (decompression bombs)
 DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
 DEFAULT_MEDIA_CACHE_BYTES = 1 << 30  # decoded pixels and samples kept for follow-up turns
+DEFAULT_ENCODED_CACHE_BYTES = 4 << 30  # encoded media kept on disk for later runs (`mmchat cache`)
 DEFAULT_VIDEO_FPS = 1.0  # frames sampled per second of video
 DEFAULT_VIDEO_MAX_FRAMES = 32  # more are spread evenly over the video
 DEFAULT_VIDEO_FRAME_MAX_SIDE = 448  # frames: dynamic-resolution models pay per pixel, 32 frames add up
@@ -48,6 +49,16 @@ def user_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def cache_dir() -> Path:
+    """Encoded media live here: MMCHAT_HOME/cache, else the platform's cache dir (XDG_CACHE_HOME)."""
+    env = os.environ.get("MMCHAT_HOME")
+    if env:
+        return Path(env).expanduser() / "cache" / "media"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "media"
 
 
 def debug() -> bool:

@@ -180,9 +180,26 @@ def schema_grammar(schema: dict[str, Any] | str) -> str:
     return schema_to_grammar(schema if isinstance(schema, str) else dict(schema))
 
 
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", re.IGNORECASE)
+
+
+def parse_size(value: Any) -> int | None:
+    """Bytes from 1073741824, "2G", "500M", "1.5GiB"; None when it is none of those."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    return int(float(match.group(1)) * 1024 ** " kmgt".index(match.group(2).lower() or " "))
+
+
 @dataclasses.dataclass(frozen=True)
 class LoadOptions(_Options):
     """How the model is loaded: fixed for the life of an engine."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "cache_size", parse_size(self.cache_size))
 
     n_ctx: int = option(config.DEFAULT_N_CTX, Rule("a whole number >= 16", _whole(16)), "Context window in tokens.",
                         flags=("--ctx-size", "-c"), type=int)
@@ -197,6 +214,13 @@ class LoadOptions(_Options):
     image_max_tokens: int | None = option(None, Rule("a whole number >= 1", _whole(1, optional=True)),
                                           "Cap on tokens per image for dynamic-resolution models (Qwen-VL).",
                                           flags=("--image-max-tokens",), type=int)
+    cache: bool = option(True, Rule("true or false", _is_bool),
+                         "Keep encoded media on disk, so a later run never encodes them again (`mmchat cache`).",
+                         flags=("--cache/--no-cache",), type=bool)
+    cache_size: int = option(config.DEFAULT_ENCODED_CACHE_BYTES,
+                             Rule('a size in bytes, or with K, M or G ("2G")', lambda v: parse_size(v) is not None),
+                             "Most disk the media cache may use (e.g. 500M); the least recently used go first. [default: 4G]",
+                             flags=("--cache-size",), type=str, show_default=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from . import config
 from .engine.base import Capabilities, Engine, Progress, Timings, Turn
 from .errors import InputError, ModelNotFound
 from .inputs import Attachment, MediaResolver
@@ -73,6 +74,7 @@ class Runner:
                 model_path, mmproj_path, n_ctx=self.load.n_ctx, n_gpu_layers=self.load.n_gpu_layers,
                 threads=self.load.threads, chat_template=_read_template(self.load.chat_template),
                 image_max_tokens=self.load.image_max_tokens, verbose=verbose, notice=self._notice, progress=progress,
+                media_cache=config.cache_dir() if self.load.cache else None, media_cache_bytes=self.load.cache_size,
             )
         self.engine = engine
         self.inputs = MediaResolver(engine.capabilities(), stdin=stdin, progress=progress)

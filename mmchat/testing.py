@@ -8,7 +8,9 @@ its context window exactly as it does on a real model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 from .engine.base import Capabilities, EngineStats, Event, Finished, Started, Timings, Turn, Usage
 from .media import Audio, Image
@@ -16,11 +18,19 @@ from .options import GenerationOptions
 
 
 class FakeEngine:
-    def __init__(self, *, vision: bool = True, audio: bool = True, sample_rate: int = 16000, n_ctx: int = 4096, reply: str | None = None):
+    """`encode_seconds` makes each medium cost that long to "encode", the first time it is seen
+    (in a turn or in `prepare`), in small steps that report progress and can be stopped, so
+    tests of background encoding see what a slow projector would do."""
+
+    def __init__(self, *, vision: bool = True, audio: bool = True, sample_rate: int = 16000, n_ctx: int = 4096,
+                 reply: str | None = None, encode_seconds: float = 0.0):
         self._caps = Capabilities(vision, audio, sample_rate if audio else None, n_ctx, "fake-model")
         self.reply = reply
+        self.encode_seconds = encode_seconds
         self.calls: list[tuple[list[Turn], GenerationOptions]] = []
         self.stats = EngineStats()
+        self.encoded: list[str] = []  # digests, in the order they were encoded
+        self._lock = threading.RLock()  # as the real engine: one thread at a time inside
 
     def capabilities(self) -> Capabilities:
         return self._caps
@@ -41,7 +51,29 @@ class FakeEngine:
         """A word is a token, a medium is one: crude, but what `stream` reports as prompt_tokens."""
         return sum(len(s.split()) if isinstance(s, str) else 1 for t in turns for s in t.segments)
 
+    def prepare(self, media: Sequence[Image | Audio], report: Callable[[float], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> bool:
+        with self._lock:
+            return all(self._encode(m, report, should_stop) for m in media)
+
+    def _encode(self, medium: Image | Audio, report=None, should_stop=None) -> bool:
+        if medium.digest() in self.encoded:
+            return True
+        steps = 20
+        for step in range(steps):
+            if should_stop is not None and should_stop():
+                return False
+            time.sleep(self.encode_seconds / steps)
+            if report is not None:
+                report((step + 1) / steps)
+        self.encoded.append(medium.digest())
+        self.stats.media_encodes += 1
+        return True
+
     def stream(self, turns: Sequence[Turn], options: GenerationOptions) -> Iterator[Event]:
+        with self._lock:  # waits for a background encode, then finds its media encoded
+            for medium in (s for t in turns for s in t.segments if not isinstance(s, str)):
+                self._encode(medium)
         self.calls.append((list(turns), options))
         text = self.reply if self.reply is not None else self.describe(turns)
         words = text.split(" ")

@@ -176,7 +176,7 @@ def test_placeholders_put_the_markers_where_they_stand(vision, png_a, png_b):
 def test_evicted_embeddings_are_encoded_again_not_lost(models, png_a, png_b):
     """A cached image goes in as a pixel-less placeholder; if its embeddings leave the cache
     mid-request, the engine tokenizes with pixels again and the answer does not change."""
-    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS) as r:
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS, cache=False) as r:  # memory only
         r.chat([{"role": "user", "content": [image_part(str(png_a)), text_part("A?")]}], **GREEDY)
         r.engine._embeddings.max_bytes = 1  # room for one image's embeddings only
         both = [{"role": "user", "content": [image_part(str(png_b)), image_part(str(png_a)), text_part("Both?")]}]

@@ -98,7 +98,7 @@ def doctor() -> None:
     import platform
 
     from .. import __version__, config, registry
-    from ..engine.llamacpp import backend_report
+    from ..engine._lib import backend_report
 
     lines = [
         f"mmchat {__version__}, Python {platform.python_version()} on {platform.platform()}",

@@ -288,3 +288,14 @@ def backend_devices() -> list[str]:
         return out
     except (OSError, AttributeError):
         return []
+
+
+def backend_report() -> dict:
+    """What this llama.cpp build can use, for `mmchat doctor`."""
+    init(False)
+    return {
+        "devices": backend_devices(),
+        "gpu_offload": has_gpu(),
+        "system_info": llama.llama_print_system_info().decode(errors="replace").strip(),
+        "threads": physical_cores(),
+    }

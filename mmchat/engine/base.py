@@ -106,6 +106,7 @@ class EngineStats:
 
     def __init__(self) -> None:
         self.media_encodes = 0
+        self.media_disk_hits = 0  # chunks whose embeddings came from the disk cache, not an encode
         self.prompt_tokens_evaluated = 0
         self.prompt_tokens_reused = 0
 
@@ -118,7 +119,8 @@ class Engine(Protocol):
 
     `stream` yields at most one `Started`, text deltas, then exactly one `Finished`.
     `count_tokens` is the prompt's exact size, which the REPL needs to fit a conversation into
-    the context window; `stats` counts what the caches saved.
+    the context window; `prepare` encodes an attachment while the user types; `stats` counts
+    what the caches saved.
     """
 
     stats: EngineStats
@@ -128,5 +130,11 @@ class Engine(Protocol):
     def count_tokens(self, turns: Sequence[Turn]) -> int: ...
 
     def stream(self, turns: Sequence[Turn], options: GenerationOptions) -> Iterator[Event]: ...
+
+    def prepare(self, media: Sequence[Image | Audio], report: Callable[[float], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> bool:
+        """Encode media ahead of the turn that holds them; any thread may call it (the engine lets
+        one thread at a time into the model). False when `should_stop` ended it early."""
+        ...
 
     def close(self) -> None: ...

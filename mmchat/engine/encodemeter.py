@@ -24,6 +24,7 @@ class EncodeMeter:
         self.nodes = 0  # asked about in the current encode (or the warm-up)
         self.expected = 0  # nodes the current encode is thought to have
         self.report: Callable[[float], None] | None = None
+        self.should_stop: Callable[[], bool] | None = None
         self.cancelled = False
         self._known: dict[int, int] = {}  # n_tokens -> nodes of that encode, learned as we go
         self.callback = llama.ggml_backend_sched_eval_callback(self._on_node)  # keep a reference
@@ -32,14 +33,15 @@ class EncodeMeter:
         """The projector reserved its graph for a typical image: the first estimate of its size."""
         self._known[-1] = graph_nodes
 
-    def start(self, n_tokens: int, report: Callable[[float], None] | None) -> None:
-        self.nodes, self.cancelled, self.report = 0, False, report
+    def start(self, n_tokens: int, report: Callable[[float], None] | None,
+              should_stop: Callable[[], bool] | None = None) -> None:
+        self.nodes, self.cancelled, self.report, self.should_stop = 0, False, report, should_stop
         self.expected = self._known.get(n_tokens) or self._known.get(-1, 0)
 
     def finish(self, n_tokens: int) -> None:
         if not self.cancelled:
             self._known[n_tokens] = self.nodes
-        self.report = None
+        self.report = self.should_stop = None
 
     @contextlib.contextmanager
     def interruptible(self) -> Iterator[None]:
@@ -66,6 +68,8 @@ class EncodeMeter:
         try:
             if ask:
                 self.nodes += 1
+                if self.should_stop is not None and self.nodes % STRIDE == 0 and self.should_stop():
+                    self.cancelled = True  # a background encode that is no longer wanted
                 return self.cancelled or self.nodes % STRIDE == 0  # cancelled: stop at the next node
             if self.report is not None and self.expected and not self.cancelled:
                 self.report(min(self.nodes / self.expected, 0.99))

@@ -59,10 +59,12 @@ def common_prefix(cached: list[PromptItem], new: list[PromptItem]) -> int:
 
 
 class EmbeddingCache:
-    """Encoded media embeddings, least recently used first out, bounded in bytes."""
+    """Encoded media embeddings, least recently used first out, bounded in bytes; behind it,
+    optionally, the disk cache that outlives the process (engine/mediacache.py)."""
 
-    def __init__(self, max_bytes: int = DEFAULT_EMBEDDING_CACHE_BYTES):
+    def __init__(self, max_bytes: int = DEFAULT_EMBEDDING_CACHE_BYTES, disk: Any = None):
         self.max_bytes = max_bytes
+        self.disk = disk
         self._items: OrderedDict[str, np.ndarray] = OrderedDict()
         self._bytes = 0
 
@@ -72,7 +74,21 @@ class EmbeddingCache:
             self._items.move_to_end(key)
         return value
 
-    def put(self, key: str, value: np.ndarray) -> None:
+    def load(self, key: str, n_tokens: int, n_embd: int) -> np.ndarray | None:
+        """From memory, else from disk (then kept in memory too); None when neither has it whole."""
+        value = self.get(key)
+        if value is None and self.disk is not None:
+            value = self.disk.get(key, n_tokens, n_embd)
+            if value is not None:
+                self._remember(key, value)
+        return value
+
+    def put(self, key: str, value: np.ndarray, n_tokens: int, n_embd: int) -> None:
+        self._remember(key, value)
+        if self.disk is not None:
+            self.disk.put(key, value, n_tokens, n_embd)
+
+    def _remember(self, key: str, value: np.ndarray) -> None:
         if key in self._items:
             self._bytes -= self._items.pop(key).nbytes
         self._items[key] = value
@@ -84,6 +100,9 @@ class EmbeddingCache:
     def __len__(self) -> int:
         return len(self._items)
 
+    def has(self, key: str) -> bool:
+        return key in self._items or (self.disk is not None and self.disk.contains(key))
+
     def has_media(self, digest: str) -> bool:
-        """Whether the first chunk of this media's embeddings is kept."""
-        return f"{digest}#0" in self._items
+        """Whether the first chunk of this media's embeddings is kept (in memory or on disk)."""
+        return self.has(f"{digest}#0")
