@@ -58,7 +58,8 @@ class ChatCompletion:
                 "prompt_tokens": u.prompt_tokens,
                 "completion_tokens": u.completion_tokens,
                 "total_tokens": u.total_tokens,
-                "prompt_tokens_details": {"cached_tokens": u.cached_tokens, "image_tokens": u.image_tokens, "audio_tokens": u.audio_tokens},
+                "prompt_tokens_details": {"cached_tokens": u.cached_tokens, "image_tokens": u.image_tokens,
+                                          "audio_tokens": u.audio_tokens, "encoded_media": u.encoded_media},
             },
             "timings": {
                 "load_s": round(t.load, 4),

@@ -72,13 +72,15 @@ class FakeEngine:
 
     def stream(self, turns: Sequence[Turn], options: GenerationOptions) -> Iterator[Event]:
         with self._lock:  # waits for a background encode, then finds its media encoded
+            before = len(self.encoded)
             for medium in (s for t in turns for s in t.segments if not isinstance(s, str)):
                 self._encode(medium)
+            encoded = len(self.encoded) - before
         self.calls.append((list(turns), options))
         text = self.reply if self.reply is not None else self.describe(turns)
         words = text.split(" ")
         n = min(len(words), options.max_tokens)
-        usage, timings = Usage(self.count_tokens(turns)), Timings()
+        usage, timings = Usage(self.count_tokens(turns), encoded_media=encoded), Timings()
         self.stats.prompt_tokens_evaluated += usage.prompt_tokens
         yield Started(usage, timings)
         for i, word in enumerate(words[:n]):

@@ -7,7 +7,8 @@ loading.py  Session -> a loaded Runner
 ask.py, chat.py, admin.py   the commands
 """
 
-from . import admin, ask, chat  # noqa: F401  (each registers its commands on `app`)
+from . import ask, chat  # noqa: F401, I001  (each registers its commands on `app`, in --help's order)
+from . import admin  # noqa: F401
 from .app import app, main
 
 __all__ = ["app", "main"]

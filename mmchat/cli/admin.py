@@ -113,6 +113,7 @@ def doctor() -> None:
         f"config: {config.config_file()}",
         f"user models file: {registry.user_file()}",
         f"data dir (history): {config.user_dir()}",
+        f"media cache: {config.cache_dir()} (`mmchat cache`)",
     ]
     try:
         from huggingface_hub import constants
@@ -123,3 +124,50 @@ def doctor() -> None:
     downloaded = [e.name for e, done in registry.list_models(warn=lambda m: None) if done]
     lines.append(f"downloaded models: {', '.join(downloaded) if downloaded else 'none (mmchat pull NAME)'}")
     print("\n".join(lines), file=current().stdout)
+
+
+cache_app = typer.Typer(help="The media cache: encoded images, audio and frames kept on disk for later runs.",
+                        no_args_is_help=False)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.callback(invoke_without_command=True)
+@guarded
+def cache(ctx: typer.Context) -> None:
+    """Where the media cache is, how many entries it holds and how much disk they take.
+
+    Examples:
+
+      mmchat cache
+
+      mmchat cache clear
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from .. import config
+    from ..engine.mediacache import cache_info
+
+    env = current()
+    directory = config.cache_dir()
+    entries, size = cache_info(directory) if (directory / "cache.db").is_file() else (0, 0)
+    print(f"location: {directory}\nentries: {entries}\nsize: {_size(size)}", file=env.stdout)
+
+
+@cache_app.command("clear")
+@guarded
+def cache_clear() -> None:
+    """Remove every entry from the media cache (media are encoded again when next used)."""
+    from .. import config
+    from ..engine.mediacache import clear_cache
+
+    directory = config.cache_dir()
+    removed = clear_cache(directory) if (directory / "cache.db").is_file() else 0
+    current().notice(f"removed {removed} entr{'y' if removed == 1 else 'ies'} from {directory}")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)

@@ -59,6 +59,7 @@ class Usage:
     cached_tokens: int = 0  # prompt tokens reused from the KV cache of an earlier turn
     image_tokens: int = 0
     audio_tokens: int = 0
+    encoded_media: int = 0  # media chunks encoded for this request (0: all came from a cache)
 
     @property
     def total_tokens(self) -> int:

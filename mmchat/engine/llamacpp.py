@@ -283,7 +283,7 @@ class LlamaCppEngine:
                     task = f"encoding {item.kind} {to_encode.index(item) + 1} of {len(to_encode)}"
                     self._progress(task, 0, 1)
                 report = (lambda f, task=task: self._progress(task, f, 1)) if task else None
-                timings.media_encode += self._decode_media(item, report)
+                timings.media_encode += self._decode_media(item, report, usage)
                 if task:
                     self._progress(task, 1, 1)
             else:
@@ -313,7 +313,7 @@ class LlamaCppEngine:
             self._n_past += len(part)
             self._cache.extend(part)
 
-    def _decode_media(self, item: MediaItem, report=None) -> float:
+    def _decode_media(self, item: MediaItem, report, usage: Usage) -> float:
         t0 = time.perf_counter()
         embd = self._encoder.lookup(item)
         if embd is None and item.placeholder:
@@ -321,6 +321,7 @@ class LlamaCppEngine:
         if embd is None:
             try:
                 embd = self._encoder.encode(item, report)
+                usage.encoded_media += 1
             except Stopped:  # Ctrl-C: what is evaluated so far stays valid
                 self._truncate(len(self._cache))
                 raise KeyboardInterrupt from None
