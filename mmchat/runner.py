@@ -16,8 +16,8 @@ from typing import Any, BinaryIO
 from . import config
 from .engine.base import Capabilities, Engine, Progress, Timings, Turn
 from .errors import InputError, ModelNotFound
-from .inputs import Attachment, MediaResolver
-from .media import Kind
+from .inputs import Attachment, MediaRef, MediaResolver
+from .media import Audio, Image, Kind
 from .options import GenerationOptions, LoadOptions, MediaOptions, split_request
 from .results import ChatCompletion, CompletionStream
 
@@ -141,6 +141,11 @@ class Runner:
     def attachment(self, url: str, kind: Kind | None = None) -> Attachment:
         """A file or URL checked and decoded for a coming message (the REPL's /attach)."""
         return self.inputs.attachment(url, kind, self.media)
+
+    def media_of(self, attachment: Attachment) -> list[Image | Audio]:
+        """The decoded media of an attachment (from the resolver's cache), for an encode ahead of its turn."""
+        segments = self.inputs.segments(MediaRef(attachment.kind, attachment.url, {}, "attach"), self.media)
+        return [s for s in segments if not isinstance(s, str)]
 
     def close_progress(self) -> None:
         """Clear a progress display left open by an interrupted step."""

@@ -30,6 +30,7 @@ class FakeEngine:
         self.calls: list[tuple[list[Turn], GenerationOptions]] = []
         self.stats = EngineStats()
         self.encoded: list[str] = []  # digests, in the order they were encoded
+        self.encode_threads: list[str] = []  # the thread each was encoded in
         self._lock = threading.RLock()  # as the real engine: one thread at a time inside
 
     def capabilities(self) -> Capabilities:
@@ -59,7 +60,7 @@ class FakeEngine:
     def _encode(self, medium: Image | Audio, report=None, should_stop=None) -> bool:
         if medium.digest() in self.encoded:
             return True
-        steps = 20
+        steps = max(20, int(self.encode_seconds / 0.02))  # a stop is seen within 20 ms
         for step in range(steps):
             if should_stop is not None and should_stop():
                 return False
@@ -67,6 +68,7 @@ class FakeEngine:
             if report is not None:
                 report((step + 1) / steps)
         self.encoded.append(medium.digest())
+        self.encode_threads.append(threading.current_thread().name)
         self.stats.media_encodes += 1
         return True
 

@@ -87,7 +87,7 @@ def test_every_url_form_gives_the_same_answer(vision_args, png, answer, server, 
 def test_media_keep_their_command_line_order(models, png, tmp_path):
     wav = tone_wav(tmp_path / "t.wav")
     args = ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]), *GREEDY_ARGS, *THREADS_ARGS,
-            "--json"]
+            "--json", "--no-cache"]  # both runs encode both media, so their usage must match
     image_first = json.loads(run_mmchat("ask", "Hi", "--image", str(png), "--audio", str(wav), *args).stdout)
     audio_first = json.loads(run_mmchat("ask", "Hi", "-a", str(wav), "-i", str(png), *args).stdout)
     assert image_first["usage"] == audio_first["usage"]

@@ -125,3 +125,46 @@ def test_the_cache_command_shows_and_clears(models, png):
     assert "entries: 0" in run_mmchat("cache").stdout.decode()
     _, stats = ask(models, png)
     assert stats.media_encodes == 1
+
+
+def test_an_encode_in_another_thread_and_a_turn_never_meet_inside_llama_cpp(models, tmp_path, monkeypatch):
+    """The REPL encodes attachments in a worker while a turn may run: one thread at a time goes
+    into llama.cpp, and what the worker encoded lands in both caches."""
+    import threading
+    import time
+
+    from llama_cpp import mtmd_cpp
+
+    import mmchat.engine._lib as lib
+
+    inside, most, guard = [0], [0], threading.Lock()
+
+    def counted(fn):
+        def call(*args, **kwargs):
+            with guard:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            try:
+                time.sleep(0.002)  # widen the window two threads would need to meet
+                return fn(*args, **kwargs)
+            finally:
+                with guard:
+                    inside[0] -= 1
+        return call
+
+    for name in ("mtmd_encode_chunk", "mtmd_helper_decode_image_chunk", "mtmd_tokenize"):
+        monkeypatch.setattr(mtmd_cpp, name, counted(getattr(mtmd_cpp, name)))
+    monkeypatch.setattr(lib, "decode_tokens", counted(lib.decode_tokens))
+    pngs = [noise_png(tmp_path / f"{i}.png", seed=30 + i) for i in range(13)]
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS) as r:
+        media = [r.media_of(r.attachment(str(p))) for p in pngs[1:]]
+        worker = threading.Thread(target=lambda: [r.engine.prepare(m) for m in media])  # one attachment at a time
+        worker.start()
+        for question in ("What is it?", "And now?", "Once more?", "Again?"):
+            r.chat([{"role": "user", "content": [image_part(str(pngs[0])), text_part(question)]}], **GREEDY)
+        worker.join()
+        assert most[0] == 1
+        later = r.chat([{"role": "user", "content": [image_part(str(pngs[1])), text_part("This one?")]}], **GREEDY)
+        assert later.usage.encoded_media == 0 and r.engine.stats.media_encodes == 13
+    _, stats = ask(models, pngs[2])
+    assert stats.media_encodes == 0 and stats.media_disk_hits == 1

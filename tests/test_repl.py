@@ -340,7 +340,7 @@ def test_follow_up_reuses_the_cache_and_equals_a_fresh_runner(models, tmp_path, 
                      f"/save {saved} --ref", "/exit", runner=runner, options=GenerationOptions(temperature=0, max_tokens=12))
     assert code == 0 and "error" not in out
     (b1, a1, u1), (b2, a2, u2) = recorder.log
-    assert a1["media_encodes"] - b1["media_encodes"] == 1
+    assert a1["media_encodes"] == 1  # once, in the background after /attach or in turn 1
     assert a2["media_encodes"] - b2["media_encodes"] == 0  # turn 2 never encodes the image again
     new_tokens = u2.prompt_tokens - (u1.prompt_tokens + u1.completion_tokens)
     evaluated = a2["prompt_tokens_evaluated"] - b2["prompt_tokens_evaluated"]
@@ -430,3 +430,39 @@ def test_a_real_terminal(models, tmp_path):
             proc.wait()
         os.close(master)
     assert (tmp_path / "history").read_text().strip().endswith("+/exit")
+
+
+# -- attachments encoded while the user types ------------------------------------------------
+
+
+def test_an_attachment_is_encoded_in_the_background_and_the_question_reuses_it(tmp_path, png):
+    fake = FakeEngine(encode_seconds=0.3)
+    code, out = chat(tmp_path, f"/attach '{png}'", "What is it?", "/exit", runner=Runner(engine=fake))
+    assert code == 0 and "error" not in out
+    assert len(fake.encoded) == 1 and fake.encode_threads[0].startswith("mmchat encode")  # not the REPL's thread
+    assert fake.stats.media_encodes == 1 and re.search(r"\[image 96x64 \w+\] What is it\?", out)
+
+
+@pytest.mark.parametrize("how", ["/detach", "/clear"])
+def test_detach_and_clear_stop_the_background_encode(tmp_path, png, how):
+    fake = FakeEngine(encode_seconds=30)  # would hold the test for half a minute if not stopped
+    code, out = chat(tmp_path, f"/attach '{png}'", how, "/exit", runner=Runner(engine=fake))
+    assert code == 0 and fake.encoded == []
+
+
+def test_ctrl_c_at_the_prompt_stops_the_background_encode_first(tmp_path, png):
+    fake = FakeEngine(encode_seconds=30)
+    code, out = chat(tmp_path, f"/attach '{png}'", CTRL_C, "/attachments", "/exit", runner=Runner(engine=fake))
+    assert code == 0 and "stopped encoding in the background" in out and "1. image" in out  # still attached
+    assert "press Ctrl-C again" not in out  # the first Ctrl-C went to the encode, not to leaving
+    assert fake.encoded == []
+
+
+def test_the_toolbar_shows_the_background_encode(tmp_path, png):
+    fake = FakeEngine(encode_seconds=2)
+    runner = Runner(engine=fake)
+    state = Chat(runner, lambda n: runner, "m.gguf", GenerationOptions(), Conversation(), Console(file=io.StringIO()))
+    state.safely(Attach((str(png),)))
+    assert re.search(r"encoding photo one\.png \d+%", state.toolbar())
+    state.stop_background()
+    assert "encoding" not in state.toolbar()

@@ -66,10 +66,11 @@ def run_chat(
         session: PromptSession[str] = PromptSession(
             history=_history(history_path, chat), input=input, output=output, completer=ChatCompleter(),
             key_bindings=_key_bindings(), bottom_toolbar=chat.toolbar, prompt_continuation="… ",
-            complete_while_typing=True,
+            complete_while_typing=True, refresh_interval=0.5,  # the toolbar shows background encodes
         )
         return _loop(chat, functools.partial(session.prompt, "> "))
     finally:
+        chat.stop_background()
         chat.runner.close()
 
 
@@ -80,6 +81,9 @@ def _loop(chat: Chat, read: Callable[[], str]) -> int:
         try:
             line = read()
         except KeyboardInterrupt:
+            if chat.background.cancel():
+                chat.note("stopped encoding in the background: the next question encodes what it needs")
+                continue
             if armed:
                 return 0
             armed = True

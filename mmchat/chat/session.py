@@ -22,6 +22,7 @@ from ..render import AnswerView
 from ..runner import Runner
 from . import commands as cmd
 from . import files
+from .background import BackgroundEncodes
 from .conversation import Conversation
 
 RunnerFactory = Callable[[str], Runner]
@@ -49,6 +50,7 @@ class Chat:
         self.info = info or console  # notes and errors: stderr when stdin is a script
         self.last = None  # the last ChatCompletion
         self.notice = ""  # shown in the toolbar until the next turn
+        self.background = BackgroundEncodes(runner)  # attachments encoded while the user types
 
     # -- output ----------------------------------------------------------------------
 
@@ -58,8 +60,13 @@ class Chat:
     def toolbar(self) -> str:
         n, used = len(self.conv.pending), self.last.usage.total_tokens if self.last else 0
         parts = [f" {Path(self.model_name).name or self.runner.capabilities().model_name}", f"{n} attachment{'s' * (n != 1)} pending" if n else "",
-                 f"context {used}/{self.runner.capabilities().n_ctx}", self.notice]
+                 f"context {used}/{self.runner.capabilities().n_ctx}", self.background.status(), self.notice]
         return " │ ".join(p for p in parts if p)
+
+    def stop_background(self) -> None:
+        """Stop every encode in the background and wait for the workers (before a model goes)."""
+        self.background.cancel()
+        self.background.wait()
 
     # -- dispatch --------------------------------------------------------------------
 
@@ -99,6 +106,8 @@ class Chat:
     def answer(self) -> None:
         """Stream the model's answer to the conversation as it stands, and keep it."""
         self.notice = ""
+        if self.background.running():  # the engine waits for it, then finds the media encoded
+            self.note(f"{self.background.status()}: the answer starts once it is done")
         dropped = self._fit()
         while True:
             view, stream = AnswerView(self.console), None
@@ -157,6 +166,7 @@ class Chat:
                 show_error(self.info, e)
                 continue
             self.note(f"attached {a.kind} {a.label} ({len(self.conv.pending)} pending)")
+            self.background.start(a)
 
     def do_listattachments(self, c: cmd.ListAttachments) -> None:
         if not self.conv.pending:
@@ -166,6 +176,7 @@ class Chat:
 
     def do_detach(self, c: cmd.Detach) -> None:
         gone = self.conv.detach(c.index)
+        self.background.cancel(gone)
         self.note(f"detached {', '.join(a.label for a in gone)}" if gone else "no attachments pending")
 
     def do_system(self, c: cmd.System) -> None:
@@ -185,12 +196,15 @@ class Chat:
     def do_model(self, c: cmd.Model) -> None:
         self.note(f"loading {c.name}…")
         new = self.factory(c.name)  # the old model stays until the new one has loaded
+        self.stop_background()
         old, self.runner, self.model_name = self.runner, new, c.name
         old.close()
+        self.background = BackgroundEncodes(new)
         self.conv.used, self.last = None, None
         self.note(f"now chatting with {new.capabilities().model_name} ({new.capabilities().describe()})")
 
     def do_clear(self, c: cmd.Clear) -> None:
+        self.background.cancel()
         self.conv.clear()
         self.last, self.notice = None, ""
         self.note("new conversation")
