@@ -168,3 +168,11 @@ def test_an_encode_in_another_thread_and_a_turn_never_meet_inside_llama_cpp(mode
         assert later.usage.encoded_media == 0 and r.engine.stats.media_encodes == 13
     _, stats = ask(models, pngs[2])
     assert stats.media_encodes == 0 and stats.media_disk_hits == 1
+
+
+def test_the_cache_lives_under_mmchat_home_or_the_platform_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("MMCHAT_HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / "cache" / "media"
+    monkeypatch.delenv("MMCHAT_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "mmchat" / "media"
