@@ -26,6 +26,7 @@ from .base import Capabilities, EngineStats, Event, Finished, Progress, Started,
 from .encodemeter import EncodeMeter
 from .encoder import MediaEncoder, Stopped
 from .kvcache import EmbeddingCache, MediaItem, PromptItem, common_prefix
+from .mediacache import open_disk_cache
 from .template import PLAIN_STOP, PLAIN_TEMPLATE, jinja_renderer, template_messages
 from .textstream import TextStream
 
@@ -78,7 +79,11 @@ class LlamaCppEngine:
         self._vocab = llama.llama_model_get_vocab(self._model)
         self._setup_template(chat_template)
         self._cache: list[PromptItem] = []  # what the KV cache holds, in order
-        self._embeddings = EmbeddingCache(disk=self._disk_cache(media_cache, media_cache_bytes, image_max_tokens))
+        disk = None
+        if media_cache is not None and self.mmproj_path is not None:  # the projector's output, kept for later runs
+            settings = (image_max_tokens, self.n_gpu_layers > 0, llama.llama_model_n_embd_inp(self._model))
+            disk = open_disk_cache(media_cache, self.mmproj_path, settings, media_cache_bytes, self._notice)
+        self._embeddings = EmbeddingCache(disk=disk)
         self.stats = EngineStats()
         self._encoder = MediaEncoder(self._mtmd, llama.llama_model_n_embd_inp(self._model), self._embeddings,
                                      self.stats, self._meter)
@@ -141,18 +146,6 @@ class LlamaCppEngine:
                 f"llama.cpp could not load the projector {self.mmproj_path} with {self.model_path.name} "
                 f"({_lib.last_error() or 'see -v'}): check that the mmproj belongs to this model"
             )
-
-    def _disk_cache(self, directory: Path | None, max_bytes: int, image_max_tokens: int | None):
-        """The disk cache for this projector's output, or None (no projector, or --no-cache)."""
-        if directory is None or self.mmproj_path is None:
-            return None
-        from importlib import metadata
-
-        from .mediacache import DiskMediaCache, projector_identity
-
-        identity = projector_identity(self.mmproj_path, image_max_tokens, self.n_gpu_layers > 0,
-                                      metadata.version("llama-cpp-python"), llama.llama_model_n_embd_inp(self._model))
-        return DiskMediaCache(directory, identity, max_bytes=max_bytes, notice=self._notice)
 
     def _setup_template(self, chat_template: str | None) -> None:
         self._bos = _lib.token_text(self._vocab, llama.llama_vocab_bos(self._vocab))

@@ -134,6 +134,15 @@ class DiskMediaCache:
             self._cache = None
 
 
+def open_disk_cache(directory: Path, projector: Path, settings: tuple, max_bytes: int,
+                    notice: Callable[[str], None]) -> DiskMediaCache:
+    """The disk cache for one projector's output under the settings that shape it (and this llama.cpp build)."""
+    from importlib import metadata
+
+    identity = projector_identity(projector, *settings, metadata.version("llama-cpp-python"))
+    return DiskMediaCache(directory, identity, max_bytes=max_bytes, notice=notice)
+
+
 def cache_info(directory: str | Path) -> tuple[int, int]:
     """(entries, bytes) of the cache at `directory`, for `mmchat cache`."""
     import diskcache
