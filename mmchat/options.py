@@ -142,6 +142,9 @@ class GenerationOptions(_Options):
     presence_penalty: float = option(config.DEFAULT_PRESENCE_PENALTY, PENALTY,
                                      "Penalise tokens that already appear at all (OpenAI's field; 0 = off).",
                                      flags=("--presence-penalty",), type=float, example="0.5", settable=True)
+    ignore_eos: bool = option(False, Rule("true or false", _is_bool),
+                              "Keep generating past the end-of-text token, to --max-tokens (benchmarks, as llama.cpp's).",
+                              flags=("--ignore-eos",), type=bool)
     repeat_last_n: int = option(config.DEFAULT_REPEAT_LAST_N, Rule("a whole number >= 0", _whole(0)),
                                 "How many recent tokens the penalties look at.")
     seed: int = option(config.DEFAULT_SEED, Rule("a whole number, -1 for random", _whole(-1)),

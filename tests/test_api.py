@@ -169,3 +169,14 @@ def test_structured_output_from_python_with_a_schema_or_a_grammar(omni):
     assert yes_no in ("yes", "no")
     with pytest.raises(InputError, match="a schema and a grammar both constrain the answer"):
         omni.chat(messages, schema=schema, grammar='root ::= "yes"')
+
+
+def test_ignore_eos_generates_to_max_tokens(omni, monkeypatch):
+    import llama_cpp
+
+    monkeypatch.setattr(llama_cpp, "llama_vocab_is_eog", lambda vocab, token: True)  # every token ends the text
+    messages = [{"role": "user", "content": "Hi"}]
+    ended = omni.chat(messages, **GREEDY)
+    assert ended.usage.completion_tokens == 0 and ended.finish_reason == "stop"
+    kept = omni.chat(messages, **GREEDY, ignore_eos=True)
+    assert kept.usage.completion_tokens == GREEDY["max_tokens"] and kept.finish_reason == "length"

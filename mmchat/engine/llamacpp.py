@@ -350,7 +350,7 @@ class LlamaCppEngine:
                     if self._n_past >= self.n_ctx:
                         break
                     token = llama.llama_sampler_sample(sampler, self._ctx, -1)
-                    if llama.llama_vocab_is_eog(self._vocab, token):
+                    if llama.llama_vocab_is_eog(self._vocab, token) and not options.ignore_eos:
                         finish = "stop"
                         break
                     usage.completion_tokens += 1
