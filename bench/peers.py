@@ -83,7 +83,9 @@ def repl_first_byte(model: Path, mmproj: Path, env: dict[str, str]) -> float:
     """`/attach`, REPL_WAIT_S of typing, then the question: seconds from its Enter to the first answer byte."""
     proc = subprocess.Popen([*MMCHAT, "chat", "-m", str(model), "--mmproj", str(mmproj), "--chat-template", "chatml",
                              "-t", "0", "-n", N_PREDICT, "--threads", THREADS, "-c", "4096"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    while b"/help lists commands" not in proc.stderr.readline():  # the model is loaded: the user can type
+        pass
     proc.stdin.write(f"/attach {IMAGE}\n".encode())
     proc.stdin.flush()
     time.sleep(REPL_WAIT_S)
@@ -92,8 +94,7 @@ def repl_first_byte(model: Path, mmproj: Path, env: dict[str, str]) -> float:
     proc.stdin.flush()
     proc.stdout.read(1)
     first = time.perf_counter() - t0
-    proc.stdin.close()
-    proc.wait(timeout=600)
+    proc.communicate(timeout=600)  # closes stdin: the REPL leaves
     return first
 
 

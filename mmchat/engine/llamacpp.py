@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from .. import gguf_info
 from ..config import DEFAULT_N_BATCH, DEFAULT_N_CTX, DEFAULT_N_UBATCH
 from ..errors import ContextOverflow, GenerationError, InputError, ModelLoadError, UnsupportedMedia
@@ -77,6 +79,7 @@ class LlamaCppEngine:
             self.close()
             raise
         self._vocab = llama.llama_model_get_vocab(self._model)
+        self._n_vocab = llama.llama_vocab_n_tokens(self._vocab)
         self._setup_template(chat_template)
         self._cache: list[PromptItem] = []  # what the KV cache holds, in order
         disk = None
@@ -339,6 +342,10 @@ class LlamaCppEngine:
 
     def _generate(self, options: GenerationOptions, usage: Usage, timings: Timings, t_start: float) -> Iterator[Event]:
         sampler = _lib.make_sampler(self._vocab, options)
+        # greedy with nothing else in the chain: the largest logit, as llama.cpp's greedy sampler picks it
+        # (the first of equals), without building a candidate list over the whole vocabulary per token
+        plain_greedy = (options.temperature <= 0 and not options.grammar and options.repeat_penalty == 1.0
+                        and not options.frequency_penalty and not options.presence_penalty)
         text = TextStream(tuple(options.stop) + self._extra_stop)
         finish = "length"
         self.last_tokens = []
@@ -349,7 +356,7 @@ class LlamaCppEngine:
                 with self._lock:
                     if self._n_past >= self.n_ctx:
                         break
-                    token = llama.llama_sampler_sample(sampler, self._ctx, -1)
+                    token = self._argmax() if plain_greedy else llama.llama_sampler_sample(sampler, self._ctx, -1)
                     if llama.llama_vocab_is_eog(self._vocab, token) and not options.ignore_eos:
                         finish = "stop"
                         break
@@ -375,6 +382,10 @@ class LlamaCppEngine:
             llama.llama_sampler_free(sampler)
             timings.generation = time.perf_counter() - t0
         yield Finished(finish_reason=finish, usage=usage, timings=timings)
+
+    def _argmax(self) -> int:
+        logits = llama.llama_get_logits_ith(self._ctx, -1)
+        return int(np.argmax(np.ctypeslib.as_array(logits, shape=(self._n_vocab,))))
 
     def close(self) -> None:
         if getattr(self, "_cache", None) is not None:
