@@ -169,6 +169,17 @@ class GenerationOptions(_Options):
         return super().build(values, label=label, base=base)
 
 
+    @property
+    def penalised(self) -> bool:
+        """Whether llama.cpp's penalties sampler has anything to do."""
+        return self.repeat_penalty != 1.0 or bool(self.frequency_penalty) or bool(self.presence_penalty)
+
+    @property
+    def plain_greedy(self) -> bool:
+        """Greedy with nothing else to apply: the answer is the largest logit at each step."""
+        return self.temperature <= 0 and not self.grammar and not self.penalised
+
+
 def schema_grammar(schema: dict[str, Any] | str) -> str:
     """A JSON schema (a dict, or its JSON text) as the GBNF grammar that admits only valid answers."""
     if isinstance(schema, str):
@@ -314,17 +325,14 @@ class RequestOptions:
 def split_request(values: Mapping[str, Any], *, generation: GenerationOptions | None = None,
                   media: MediaOptions | None = None) -> RequestOptions:
     """Runner.chat(**values): sampling fields, media fields (video_fps=...), schema= and grammar=."""
+    known = (*GenerationOptions.names(), "schema", *MediaOptions.names())
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise InputError(f"unknown option {unknown[0]!r}; known: {', '.join(known)}")
     values = dict(values)
     schema = values.pop("schema", None)
-    media_names = set(MediaOptions.names())
-    media_values = {k: values.pop(k) for k in list(values) if k in media_names}
-    try:
-        gen = GenerationOptions.build(values, base=generation, schema=schema)
-    except InputError as e:
-        if str(e).startswith("unknown option"):
-            known = ", ".join((*GenerationOptions.names(), "schema", *MediaOptions.names()))
-            raise InputError(f"{str(e).split(';')[0]}; known: {known}") from None
-        raise
+    media_values = {k: values.pop(k) for k in list(values) if k in MediaOptions.names()}
+    gen = GenerationOptions.build(values, base=generation, schema=schema)
     return RequestOptions(gen, MediaOptions.build(media_values, base=media or MediaOptions()))
 
 

@@ -247,7 +247,7 @@ def make_sampler(vocab, o: GenerationOptions):
             reason = next((line.strip() for line in said() if line.strip()), "") or last_error() or "check its GBNF"
             raise InputError(f"the grammar does not parse: {reason}")
         add(grammar)
-    if o.repeat_penalty != 1.0 or o.frequency_penalty or o.presence_penalty:
+    if o.penalised:
         n_vocab = llama.llama_vocab_n_tokens(vocab)
         add(llama.llama_sampler_init_penalties(n_vocab, o.repeat_last_n, o.repeat_penalty, o.frequency_penalty,
                                                o.presence_penalty))

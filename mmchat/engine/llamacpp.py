@@ -344,8 +344,7 @@ class LlamaCppEngine:
         sampler = _lib.make_sampler(self._vocab, options)
         # greedy with nothing else in the chain: the largest logit, as llama.cpp's greedy sampler picks it
         # (the first of equals), without building a candidate list over the whole vocabulary per token
-        plain_greedy = (options.temperature <= 0 and not options.grammar and options.repeat_penalty == 1.0
-                        and not options.frequency_penalty and not options.presence_penalty)
+        plain_greedy = options.plain_greedy
         text = TextStream(tuple(options.stop) + self._extra_stop)
         finish = "length"
         self.last_tokens = []
