@@ -39,6 +39,9 @@ DEFAULT_VIDEO_FRAME_MAX_SIDE = 448  # frames: dynamic-resolution models pay per 
 DEFAULT_VIDEO_AUDIO_PIECE = 30.0  # seconds of soundtrack per audio chunk (whisper's window)
 DEFAULT_HTTP_TIMEOUT = 30.0
 DEFAULT_MAX_REDIRECTS = 5
+DEFAULT_SERVER_TIMEOUT = 600.0  # seconds a model server may take to answer one request
+DEFAULT_SERVER_RETRIES = 3  # 429 and 5xx are retried this many times, with backoff
+DEFAULT_REMOTE_SAMPLE_RATE = 16000  # audio sent to a server (whisper-style and Gemma encoders take 16 kHz)
 
 
 def user_dir() -> Path:

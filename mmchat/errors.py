@@ -8,8 +8,10 @@ MmchatError                 1  runtime failure
 │   ├── ContextOverflow     2  the prompt does not fit the context window
 │   ├── ModelNotFound       2  no model by that name or path
 │   └── ModelLoadError      2  the file is not a model llama.cpp can load (or not this kind)
+│   └── ServerRefused       2  a model server refused the request (HTTP 4xx): its own message
 ├── GenerationError         1  llama.cpp failed while evaluating or generating
-└── NetworkError            1  the network is unreachable
+├── NetworkError            1  the network is unreachable
+└── ServerError             1  a model server could not be reached, timed out or kept failing
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ class ModelLoadError(InputError):
     """llama.cpp could not load the model or projector file the user named."""
 
 
+class ServerRefused(InputError):
+    """An OpenAI-compatible server answered 4xx: the request itself is wrong for it."""
+
+
 class GenerationError(MmchatError):
     """llama.cpp failed on input it had accepted (out of memory, a backend error)."""
 
@@ -70,3 +76,7 @@ def one_line(error: BaseException | str) -> str:
     """How every failure reaches the user, in every command and in the REPL."""
     lines = str(error).strip().splitlines()
     return f"mmchat: error: {lines[0] if lines else type(error).__name__}"
+
+
+class ServerError(MmchatError):
+    """An OpenAI-compatible server was unreachable, too slow, or failed (5xx, 429) after retries."""

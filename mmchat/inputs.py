@@ -92,8 +92,9 @@ class MediaResolver:
 
     def check_kind(self, kind: Kind, url: str) -> None:
         if kind not in self.caps.kinds:
-            raise UnsupportedMedia(f"{self.caps.model_name} takes {self.caps.describe()}, not {kind} ({_short(url)}): "
-                                   f"use a model whose mmproj takes {kind}")
+            what = "images" if kind == "image" else kind
+            raise UnsupportedMedia(f"{self.caps.model_name} takes {self.caps.describe()}, not {what} ({_short(url)}): "
+                                   f"use a model that takes {what} (a local model's mmproj decides)")
 
     def turns(self, messages: Sequence[msgs.Message], media: MediaOptions) -> list[Turn]:
         """Validate, check kinds, then read and decode every media part, in order."""

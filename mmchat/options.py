@@ -237,6 +237,54 @@ class LoadOptions(_Options):
                              flags=("--cache-size",), type=str, show_default=False)
 
 
+_MODALITIES = ("image", "audio", "video")
+
+
+def _modalities_ok(v: Any) -> bool:
+    return v is None or (isinstance(v, (tuple, list)) and all(m in _MODALITIES for m in v))
+
+
+def _split_modalities(v: Any) -> Any:
+    """--modalities image,audio (or repeated) as a tuple; anything else is left for the rule to refuse."""
+    if isinstance(v, str):
+        v = [v]
+    if isinstance(v, (list, tuple)):
+        return tuple(m.strip() for item in v for m in str(item).split(",") if m.strip()) or None
+    return v
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteOptions(_Options):
+    """Where the model runs when it is not loaded here: an OpenAI-compatible chat server."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modalities", _split_modalities(self.modalities))
+        super().__post_init__()
+
+    @classmethod
+    def build(cls, values: Mapping[str, Any] | None = None, *, label: Label = python_label, base: Any = None):
+        values = dict(values or {})
+        if "modalities" in values:
+            values["modalities"] = _split_modalities(values["modalities"])
+        return super().build(values, label=label, base=base)
+
+    base_url: str | None = option(None, Rule("an http:// or https:// URL", lambda v: v is None or (
+                                      isinstance(v, str) and v.startswith(("http://", "https://")))),
+                                  "An OpenAI-compatible server (llama-server, vLLM, SGLang) to answer instead of a "
+                                  "local model; --model then names the server's model. [env: MMCHAT_BASE_URL]",
+                                  flags=("--base-url",), type=str)
+    api_key: str | None = option(None, None, "The server's API key. [env: MMCHAT_API_KEY, then OPENAI_API_KEY]",
+                                 flags=("--api-key",), type=str, show_default=False)
+    timeout: float = option(config.DEFAULT_SERVER_TIMEOUT, Rule("a number of seconds > 0", _number(above=0)),
+                            "Seconds a server may take to answer one request.", flags=("--timeout",), type=float)
+    retries: int = option(config.DEFAULT_SERVER_RETRIES, Rule("a whole number >= 0", _whole(0)),
+                          "How often a busy (429) or failing (5xx) server is asked again.")
+    modalities: tuple[str, ...] | None = option(None, Rule("a list drawn from image, audio, video", _modalities_ok),
+                                                "What the server's model takes (image,audio,video) when it does not "
+                                                "say itself (llama-server's /props does).",
+                                                flags=("--modalities",), type=list[str], show_default=False)
+
+
 @dataclasses.dataclass(frozen=True)
 class MediaOptions(_Options):
     """How media are decoded before the model sees them; a request may change them."""

@@ -42,6 +42,8 @@ class ModelEntry:
     context: int = 0  # 0: unknown (an hf: repo outside the registry)
     size_gb: float | None = None
     notes: str = ""
+    base_url: str = ""  # served by an OpenAI-compatible server here, not downloaded
+    server_model: str = ""  # the server's id for it (default: the first it lists)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ def _stderr_warn(message: str) -> None:
     print(f"mmchat: warning: {message}", file=sys.stderr)
 
 
-_FIELDS = {"repo": str, "quant": str, "modalities": list, "context": int, "size_gb": (int, float), "notes": str}
+_FIELDS = {"repo": str, "quant": str, "modalities": list, "context": int, "size_gb": (int, float), "notes": str,
+           "base_url": str, "server_model": str}
 
 
 def _entry(name: str, table: Any, base: ModelEntry | None = None) -> ModelEntry:
@@ -96,6 +99,10 @@ def _entry(name: str, table: Any, base: ModelEntry | None = None) -> ModelEntry:
         values["size_gb"] = float(values["size_gb"])
     if base is not None:
         return replace(base, **values)
+    if "base_url" in values:
+        if not values["base_url"].startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http:// or https:// URL")
+        return ModelEntry(name=name, **{"repo": "", "quant": "", "context": 0, **values})
     if "repo" not in values or "quant" not in values or values["repo"].count("/") != 1:
         raise ValueError('a new model needs repo = "owner/name" and quant')
     return ModelEntry(name=name, **{"context": config.DEFAULT_N_CTX, **values})
@@ -286,6 +293,15 @@ def resolve_local(model: str | Path | None = None, *, quant: str | None = None, 
     if found is None:
         raise NotDownloaded(entry, target, spec)
     return found
+
+
+def served(model: str | None, *, warn: Warn | None = None) -> ModelEntry | None:
+    """The registry entry of `model` (or of the default) when a server holds it (`base_url`)."""
+    if model is not None and (is_path(model) or model.lower().startswith(HF_PREFIX)):
+        return None
+    registry = load_registry(warn=warn)
+    entry = registry.get(model or os.environ.get(ENV_MODEL) or registry.default)
+    return entry if entry is not None and entry.base_url else None
 
 
 def list_models(*, warn: Warn | None = None) -> list[tuple[ModelEntry, bool]]:

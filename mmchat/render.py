@@ -107,13 +107,14 @@ class StderrProgress:
                 self._finish(task)
 
     def _show(self, task: str) -> None:
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn, TimeRemainingColumn
 
         with self._lock:
             if task not in self._tasks or self._tasks[task] is not None:
                 return
             if self._bar is None:
                 self._bar = Progress("{task.description}", BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                                     TimeRemainingColumn(),
                                      console=self.console, transient=True)
                 self._bar.start()
             done, total = self._pending[task]

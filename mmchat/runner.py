@@ -8,6 +8,7 @@ engine gets turns of text, pixels and samples.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from .engine.base import Capabilities, Engine, Progress, Timings, Turn
 from .errors import InputError, ModelNotFound
 from .inputs import Attachment, MediaRef, MediaResolver
 from .media import Audio, Image, Kind
-from .options import GenerationOptions, LoadOptions, MediaOptions, split_request
+from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, split_request
 from .results import ChatCompletion, CompletionStream
 
 
@@ -40,6 +41,11 @@ class Runner:
     options are those of `LoadOptions` (n_ctx, n_gpu_layers, threads, chat_template,
     image_max_tokens) and `MediaOptions` (image_max_side, video_fps, video_max_frames,
     video_audio, video_max_side), or give the objects themselves as `load=` and `media=`.
+
+    With `base_url` an OpenAI-compatible server answers instead (llama-server, vLLM, SGLang):
+    `model` is then the server's model id (default: the first it lists), `api_key` falls back
+    to MMCHAT_API_KEY and OPENAI_API_KEY, and `timeout=`, `retries=`, `modalities=` are the
+    `RemoteOptions`. Media are still read and decoded here, so bad input fails before the network.
     """
 
     def __init__(
@@ -57,16 +63,23 @@ class Runner:
         progress: Progress | None = None,
         pull: bool = False,
         quiet: bool = False,
+        base_url: str | None = None,
+        api_key: str | None = None,
         **options: Any,
     ):
+        remote_values = {k: options.pop(k) for k in list(options) if k in RemoteOptions.names()}
         load_values = {k: options.pop(k) for k in list(options) if k in LoadOptions.names()}
         self.load = LoadOptions.build(load_values, base=load or LoadOptions())
         self.media = MediaOptions.build(options, base=media or MediaOptions())  # an unknown name fails here
         self.generation = generation or GenerationOptions()
-        self._progress = progress
+        self._preparing = threading.Lock()
+        self._progress = self.progress = progress  # long steps report here; `batch` adds its own bar
         self._notice = notice or (lambda m: print(f"mmchat: {m}", file=sys.stderr))
         t0 = time.perf_counter()
-        if engine is None:
+        if engine is None and base_url is not None:
+            remote = RemoteOptions.build({**remote_values, "base_url": base_url, "api_key": api_key})
+            engine = _remote_engine(remote, None if model is None else str(model), self._notice)
+        elif engine is None:
             model_path, mmproj_path = self._resolve(model, mmproj, pull=pull, quiet=quiet)
             from .engine.llamacpp import LlamaCppEngine
 
@@ -128,7 +141,8 @@ class Runner:
 
     def prepare(self, messages: Sequence[dict[str, Any]], media: MediaOptions | None = None) -> list[Turn]:
         """Validate, check media against the model, then read and decode every media part."""
-        return self.inputs.turns(messages, media or self.media)
+        with self._preparing:  # `batch --concurrency` prepares from several threads
+            return self.inputs.turns(messages, media or self.media)
 
     def check_media(self, messages: Sequence[dict[str, Any]]) -> None:
         """Refuse media this model cannot take, before anything is read."""
@@ -162,6 +176,16 @@ class Runner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _remote_engine(remote: RemoteOptions, model: str | None, notice: Callable[[str], None]) -> Engine:
+    import os
+
+    from .engine.remote import RemoteEngine
+
+    api_key = remote.api_key or os.environ.get("MMCHAT_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    return RemoteEngine(remote.base_url or "", model=model, api_key=api_key, timeout=remote.timeout,
+                        retries=remote.retries, modalities=remote.modalities, notice=notice)
 
 
 def _read_template(value: str | None) -> str | None:

@@ -128,7 +128,7 @@ def test_scripted_chat_answers_on_stdout_and_set_checks_like_the_flags():
 
 def test_a_model_without_vision_refuses_an_image_before_reading_it(tmp_path):
     result, _ = invoke("ask", "what", "-i", str(tmp_path / "never-read.png"), engine=FakeEngine(vision=False))
-    assert result.exit_code == 2 and "fake-model takes audio, not image" in result.stderr
+    assert result.exit_code == 2 and "fake-model takes audio, not images" in result.stderr
 
 
 def test_markdown_only_on_a_terminal_with_colour():

@@ -67,7 +67,7 @@ def test_bad_attachments_raise_and_are_not_attached(runner, tmp_path, make, kind
 
 def test_media_the_model_cannot_take_is_refused_at_attach(tmp_path):
     text_only = Runner(engine=FakeEngine(vision=False, audio=False))
-    with pytest.raises(UnsupportedMedia, match="takes text only, not image"):
+    with pytest.raises(UnsupportedMedia, match="takes text only, not images"):
         Conversation().attach(text_only, str(noise_png(tmp_path / "p.png")))
 
 

@@ -4,10 +4,11 @@ app.py      the Typer app and `guarded`, the one MmchatError/Ctrl-C -> exit code
 env.py      the process as the CLI sees it (streams, terminals, NO_COLOR, MMCHAT_DEBUG)
 params.py   the flags every model command shares, made from options.py's fields
 loading.py  Session -> a loaded Runner
-ask.py, chat.py, admin.py   the commands
+ask.py, chat.py, batch.py, admin.py   the commands
 """
 
 from . import ask, chat  # noqa: F401, I001  (each registers its commands on `app`, in --help's order)
+from . import batch  # noqa: F401, I001
 from . import admin  # noqa: F401
 from .app import app, main
 

@@ -2,7 +2,7 @@
 
 `ask` and `chat` (and the commands that follow them) write only their own parameters and
 take a `session: Session` argument; `@session_options` adds the shared flags to their
-signature, made from the fields of LoadOptions, MediaOptions and GenerationOptions (their
+signature, made from the fields of LoadOptions, MediaOptions, GenerationOptions and RemoteOptions (their
 help, flags and defaults), and builds the Session from what was given. A new option is a
 field in options.py: it appears here, in every command, without a line changed.
 """
@@ -21,7 +21,7 @@ from typer.core import TyperCommand
 
 from ..errors import InputError
 from ..media import Kind
-from ..options import GenerationOptions, LoadOptions, MediaOptions
+from ..options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions
 
 MEDIA_FLAGS: dict[Kind, tuple[str, ...]] = {"image": ("--image", "-i"), "audio": ("--audio", "-a"), "video": ("--video",)}
 _MEDIA_HELP = {
@@ -42,6 +42,7 @@ class Session:
     load: LoadOptions
     decode: MediaOptions
     generation: GenerationOptions
+    remote: RemoteOptions
     pull: bool
     quiet: bool
     verbose: bool
@@ -104,7 +105,7 @@ def _field_params(cls: type) -> dict[str, tuple[str, inspect.Parameter]]:
     return out
 
 
-_GROUPS = {"generation": GenerationOptions, "load": LoadOptions, "decode": MediaOptions}
+_GROUPS = {"generation": GenerationOptions, "load": LoadOptions, "decode": MediaOptions, "remote": RemoteOptions}
 _FIELDS = {group: _field_params(cls) for group, cls in _GROUPS.items()}
 
 _PLAIN = [
@@ -135,20 +136,28 @@ def _session(ctx: typer.Context, values: dict[str, Any]) -> Session:
     return Session(media=media, **built, **values)
 
 
-def session_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Give `command` (whose first parameter is `ctx`) the shared flags, as one `session` argument."""
+def session_options(command: Callable[..., Any] | None = None, *, media: bool = True) -> Any:
+    """Give `command` (whose first parameter is `ctx`) the shared flags, as one `session` argument.
+
+    `media=False` leaves out --image/--audio/--video (`batch` takes its media as files, and its
+    -i is the requests file, as in OpenAI's and vLLM's batch tools).
+    """
+    if command is None:
+        return functools.partial(session_options, media=media)
     sig = inspect.signature(command, eval_str=True)  # real Annotated objects, as typer reads them
     own = [p if p.name == "ctx" else p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
            for p in sig.parameters.values() if p.name != "session"]
-    names = [p.name for p in SHARED]
+    shared_params = SHARED if media else [p for p in SHARED if p not in _MEDIA]
+    names = [p.name for p in shared_params]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         shared = {n: kwargs.pop(n) for n in names}
+        shared.update({kind: [] for kind in MEDIA_FLAGS if kind not in shared})
         return command(**kwargs, session=_session(kwargs["ctx"], shared))
 
     arguments = [p for p in own if p.name == "ctx" or isinstance(_typer_info(p), typer.models.ArgumentInfo)]
-    wrapper.__signature__ = sig.replace(parameters=[*arguments, *SHARED, *(p for p in own if p not in arguments)])
+    wrapper.__signature__ = sig.replace(parameters=[*arguments, *shared_params, *(p for p in own if p not in arguments)])
     return wrapper
 
 

@@ -1,0 +1,196 @@
+"""Batches in OpenAI's Batch format: requests in, one result line per request out (pure: no model).
+
+Input is what OpenAI's Batch API and vLLM's `run-batch` take, one JSON object a line:
+``{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body": {model, messages, ...}}``;
+or a prompt and files, one request per file. Output is their result line: ``{"id", "custom_id",
+"response": {"status_code": 200, "request_id", "body": <chat.completion>}, "error": null}``, or
+``"response": null, "error": {"code", "message"}``. A bad line or a broken file fails only its
+own line; only input that cannot be read at all (or duplicate custom_ids) stops the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import errors
+from . import messages as msgs
+from .errors import InputError
+from .media import Kind
+from .options import GenerationOptions
+
+#: body fields that are not sampling options but are fine to find in a request
+_IGNORED = {"model", "stream", "stream_options", "user", "metadata", "store", "n", "logprobs"}
+#: OpenAI's names for fields mmchat calls otherwise
+_RENAMED = {"max_completion_tokens": "max_tokens", "repetition_penalty": "repeat_penalty"}
+_SNIFF_BYTES = 64 * 1024
+
+
+@dataclasses.dataclass
+class Request:
+    """One line of a batch: its messages and options, or why it cannot run."""
+
+    index: int
+    custom_id: str | None
+    messages: list[msgs.Message] = dataclasses.field(default_factory=list)
+    options: GenerationOptions | None = None
+    model: str | None = None  # the body's model: a server's model id
+    error: errors.MmchatError | None = None
+
+
+def read_jsonl(lines: Iterable[str], base: GenerationOptions, source: str) -> list[Request]:
+    """Requests from OpenAI Batch input lines; blank lines are skipped, a bad one fails alone."""
+    requests: list[Request] = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            requests.append(_line(len(requests), number, line, base))
+    if not requests:
+        raise InputError(f"{source} holds no requests: give one JSON object a line (OpenAI's Batch input format)")
+    seen: dict[str, int] = {}
+    for r in requests:
+        if r.custom_id is not None and seen.setdefault(r.custom_id, r.index) != r.index:
+            raise InputError(f"{source}: custom_id {r.custom_id!r} is given twice: each request needs its own")
+    return requests
+
+
+def _line(index: int, number: int, line: str, base: GenerationOptions) -> Request:
+    where = f"line {number}"
+    try:
+        data = json.loads(line)
+    except ValueError as e:
+        return Request(index, None, error=InputError(f"{where} is not JSON ({e})"))
+    if not isinstance(data, dict):
+        return Request(index, None, error=InputError(f"{where} is not a JSON object"))
+    custom_id = data.get("custom_id")
+    request = Request(index, custom_id if isinstance(custom_id, str) else None)
+    try:
+        if request.custom_id is None:
+            raise InputError(f"{where} has no custom_id (a string that names the request in the results)")
+        url = data.get("url", "/v1/chat/completions")
+        if url != "/v1/chat/completions" or data.get("method", "POST") != "POST":
+            raise InputError(f"{where} asks for {data.get('method', 'POST')} {url}: only POST /v1/chat/completions is served")
+        body = data.get("body")
+        if not isinstance(body, dict):
+            raise InputError(f"{where} has no body object (the chat completion request)")
+        request.messages = msgs.validate_messages(body.get("messages"))
+        request.options = body_options(body, base, where)
+        request.model = body.get("model") if isinstance(body.get("model"), str) else None
+    except InputError as e:
+        request.error = e
+    return request
+
+
+def body_options(body: Mapping[str, Any], base: GenerationOptions, where: str) -> GenerationOptions:
+    """A request body's sampling fields over the command's options, checked by the same rules."""
+    values: dict[str, Any] = {}
+    schema = None
+    for key, value in body.items():
+        if key in ("messages", *_IGNORED):
+            continue
+        if key == "response_format":
+            schema = _response_schema(value, where)
+            continue
+        name = _RENAMED.get(key, key)
+        if name not in GenerationOptions.names():
+            raise InputError(f"{where}: unknown field {key!r} in body")
+        values[name] = value
+    if body.get("n", 1) != 1:
+        raise InputError(f"{where}: n={body['n']!r}: one answer per request (n=1)")
+    return GenerationOptions.build(values, base=base, schema=schema, label=lambda f: f"{where}: {f.name}=")
+
+
+def _response_schema(value: Any, where: str) -> dict[str, Any] | None:
+    """OpenAI's response_format: json_schema -> its schema, json_object -> any object, text -> none."""
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    schema = (value.get("json_schema") or {}).get("schema") if kind == "json_schema" else None
+    if not isinstance(schema, dict):
+        raise InputError(f"{where}: response_format must be text, json_object or json_schema with a schema")
+    return schema
+
+
+def file_requests(prompt: str, files: Sequence[str], base: GenerationOptions, *,
+                  system: str | None = None) -> list[Request]:
+    """One request per file, its kind told by its bytes (a broken file fails only its own line)."""
+    out = []
+    for index, name in enumerate(files):
+        request = Request(index, name, options=base)
+        try:
+            part = msgs.media_part(sniff_file(name), name)
+            head = [msgs.system_message(system)] if system else []
+            request.messages = [*head, msgs.user_message(prompt, [part])]
+        except InputError as e:
+            request.error = e
+        out.append(request)
+    return out
+
+
+def sniff_file(name: str) -> Kind:
+    """Image, audio or video, from the file's first bytes (never from its name)."""
+    from .sniff import detect_kind
+
+    path = Path(name).expanduser()
+    try:
+        with path.open("rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except FileNotFoundError:
+        raise errors.SourceError(f"file not found: {name}") from None
+    except OSError as e:
+        raise errors.SourceError(f"cannot read {name}: {e.strerror or e}") from None
+    kind, _ = detect_kind(head)
+    if kind is None:
+        raise errors.MediaError(f"{name} is not an image, audio or video file mmchat can read")
+    return kind
+
+
+# -- results ---------------------------------------------------------------------------
+
+
+def success(request: Request, completion: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": _id("batch_req"), "custom_id": request.custom_id,
+            "response": {"status_code": 200, "request_id": _id("req"), "body": dict(completion)}, "error": None}
+
+
+def failure(request: Request, error: BaseException) -> dict[str, Any]:
+    return {"id": _id("batch_req"), "custom_id": request.custom_id, "response": None,
+            "error": {"code": error_code(error), "message": errors.one_line(error).removeprefix("mmchat: error: ")}}
+
+
+def error_code(error: BaseException) -> str:
+    """MediaError -> media_error, ServerRefused -> server_refused; a plain InputError is invalid_request."""
+    if type(error) is InputError:
+        return "invalid_request"
+    if not isinstance(error, errors.MmchatError):
+        return "internal_error"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()
+
+
+def finished_ids(path: Path) -> set[str]:
+    """custom_ids that already have a successful line in an earlier run's output (--resume)."""
+    done = set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return done
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read {path} to resume: {e}") from None
+    for line in lines:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill: its request runs again
+        if isinstance(data, dict) and data.get("error") is None and isinstance(data.get("custom_id"), str):
+            done.add(data["custom_id"])
+    return done
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"

@@ -1,0 +1,232 @@
+"""`mmchat batch`: many requests, one model load, one OpenAI Batch result line each."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import json
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from ..errors import ExitCode, InputError, MmchatError
+from .app import app, guarded
+from .env import Environment, current
+from .loading import open_runner
+from .params import Session, grammar_text, schema_text, session_options
+
+if TYPE_CHECKING:
+    from ..batch import Request
+    from ..runner import Runner
+
+Prompt = Annotated[Optional[str], typer.Argument(help="The question asked of every file (not with -i).", show_default=False)]
+Files = Annotated[Optional[list[str]], typer.Argument(help="Image, audio or video files: one request each, its kind told by its bytes.", show_default=False)]
+Input = Annotated[Optional[Path], typer.Option("--input", "-i", help="Requests in OpenAI's Batch format (JSONL; '-' is stdin).")]
+Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write results here (JSONL) instead of stdout.")]
+Resume = Annotated[bool, typer.Option("--resume", help="With -o: skip requests that already succeeded there; run the rest.")]
+Concurrency = Annotated[int, typer.Option(min=1, help="Requests in flight at once (a server; a local model answers one at a time).")]
+Schema = Annotated[Optional[str], typer.Option(help="Constrain every answer to this JSON schema (a file or JSON text).")]
+Grammar = Annotated[Optional[str], typer.Option(help="Constrain every answer with a GBNF grammar file.")]
+
+
+@app.command()
+@guarded
+@session_options(media=False)
+def batch(ctx: typer.Context, prompt: Prompt = None, files: Files = None, input: Input = None, output: Output = None,
+          resume: Resume = False, concurrency: Concurrency = 1, schema: Schema = None, grammar: Grammar = None,
+          *, session: Session) -> None:
+    """Answer many requests with one model load; one result line (OpenAI's Batch output format) each.
+
+    Exit status: 0 when every request succeeded, 1 when any failed (its line says why), 2 when
+    the input itself cannot be used, 130 after Ctrl-C (finished lines are kept).
+
+    Examples:
+
+      mmchat batch "Describe this photo." photos/*.jpg -o results.jsonl
+
+      mmchat batch -i requests.jsonl -o results.jsonl --resume
+
+      mmchat batch -i requests.jsonl --base-url http://gpu-box:8080 --concurrency 4
+    """
+    from .. import batch as plan
+
+    env = current()
+    if schema and grammar:
+        raise InputError("--schema and --grammar both constrain the answer: give one of them")
+    base = session.generation.build({"grammar": grammar_text(grammar)}, base=session.generation,
+                                    schema=schema_text(schema))
+    requests = _requests(plan, session, env, base, prompt, files or [], input)
+    if resume and output is None:
+        raise InputError("--resume needs -o: the results file to resume")
+    done = _keep_finished(plan, output) if resume else set()
+    todo = [r for r in requests if r.custom_id not in done]
+    runner = open_runner(session, env, session.model, session.mmproj)
+    if concurrency > 1 and not _remote(runner):
+        env.warn("a local model answers one request at a time: --concurrency applies to servers")
+        concurrency = 1
+    with _sink(env, output, append=resume) as sink, _stop_on_ctrl_c(env, session.quiet) as stopping:
+        failed = _run(runner, todo, sink, concurrency, stopping, _tick(runner, len(requests), len(done)))
+    runner.close_progress()
+    if stopping.is_set():
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
+    if failed:
+        if not session.quiet:
+            env.notice(f"{failed} of {len(todo)} requests failed: their lines say why")
+        raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _requests(plan: Any, session: Session, env: Environment, base: Any, prompt: str | None, files: list[str],
+              input: Path | None) -> list[Request]:
+    if input is not None:
+        if prompt is not None or files:
+            raise InputError("give either -i requests.jsonl or a prompt and files, not both")
+        return plan.read_jsonl(_lines(env, input), base, str(input))
+    if prompt is None or not files:
+        raise InputError("give a prompt and at least one file (mmchat batch PROMPT FILES...), or -i requests.jsonl")
+    if "-" in files:
+        raise InputError("batch files are read from disk: '-' (stdin) is one file, give it to `mmchat ask`")
+    return plan.file_requests(prompt, files, base, system=session.system)
+
+
+def _lines(env: Environment, path: Path) -> list[str]:
+    if str(path) == "-":
+        return env.stdin.read().splitlines()
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"requests file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read the requests file {path}: {e}") from None
+
+
+def _keep_finished(plan: Any, output: Path | None) -> set[str]:
+    """The custom_ids already answered in `output`; its failed and cut-short lines are dropped."""
+    from ..atomic import write_atomic
+
+    assert output is not None
+    done = plan.finished_ids(output)
+    if output.exists():
+        kept = [line for line in output.read_text(encoding="utf-8").splitlines() if _succeeded(line, done)]
+        write_atomic(output, "".join(f"{line}\n" for line in kept))
+    return done
+
+
+def _succeeded(line: str, done: set[str]) -> bool:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("error") is None and data.get("custom_id") in done
+
+
+def _remote(runner: Runner) -> bool:
+    from ..engine.remote import RemoteEngine
+
+    return isinstance(runner.engine, RemoteEngine)
+
+
+def _run(runner: Runner, todo: list[Request], sink: Callable[[dict[str, Any]], None], concurrency: int,
+         stopping: threading.Event, tick: Callable[[], None]) -> int:
+    """Answer `todo`, writing each line in input order as soon as it and those before it are done."""
+    failed = 0
+
+    def write(line: dict[str, Any]) -> None:
+        nonlocal failed
+        failed += line["error"] is not None
+        sink(line)
+        tick()
+
+    if concurrency == 1:  # in this thread, so a second Ctrl-C stops the model at once
+        for request in todo:
+            if stopping.is_set():
+                break
+            write(_answer(runner, request))
+        return failed
+    pool = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="mmchat-batch")
+    pending: collections.deque[concurrent.futures.Future] = collections.deque()
+    queue = iter(todo)
+    try:
+        for request in _take(queue, concurrency):
+            pending.append(pool.submit(_answer, runner, request))
+        while pending:
+            write(pending.popleft().result())
+            if not stopping.is_set():
+                pending.extend(pool.submit(_answer, runner, r) for r in _take(queue, 1))
+    except KeyboardInterrupt:
+        runner.close()  # in-flight requests end now instead of when their answers are done
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return failed
+
+
+def _take(queue: Iterator[Request], n: int) -> list[Request]:
+    return [r for _, r in zip(range(n), queue)]
+
+
+def _answer(runner: Runner, request: Request) -> dict[str, Any]:
+    from .. import batch as plan
+
+    if request.error is not None:
+        return plan.failure(request, request.error)
+    try:
+        completion = runner.chat(request.messages, request.options)
+    except MmchatError as e:
+        return plan.failure(request, e)
+    return plan.success(request, completion.to_dict())
+
+
+@contextlib.contextmanager
+def _sink(env: Environment, output: Path | None, *, append: bool) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """One JSON line per result, flushed at once, so a kill loses at most the line being written."""
+    if output is None:
+        yield lambda line: (env.stdout.write(json.dumps(line, ensure_ascii=False) + "\n"), env.stdout.flush())
+        return
+    try:
+        f: IO[str] = output.open("a" if append else "w", encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot write results to {output}: {e.strerror or e}") from None
+    with f:
+        yield lambda line: (f.write(json.dumps(line, ensure_ascii=False) + "\n"), f.flush())
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c(env: Environment, quiet: bool) -> Iterator[threading.Event]:
+    """The first Ctrl-C finishes the requests in flight and stops; a second one stops at once."""
+    stopping = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stopping
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
+        if not quiet:
+            env.notice("stopping after the current request (Ctrl-C again to stop now)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stopping
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _tick(runner: Runner, total: int, done: int) -> Callable[[], None]:
+    """Advance the batch's bar (with ETA) on the runner's stderr progress display, if it has one."""
+    progress = runner.progress
+    count = [done]
+
+    def tick() -> None:
+        count[0] += 1
+        if progress is not None:
+            progress("batch", count[0], total)
+
+    if progress is not None and total > done:
+        progress("batch", done, total)
+    return tick

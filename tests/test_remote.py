@@ -1,0 +1,186 @@
+"""OpenAI-compatible servers as the backend, against the stub server (tests/stubserver.py).
+
+What a real server cannot show on demand: SGLang's audio dialect, llama-server's /props,
+429/500 retries, refusals, a slow and a dead server, what is (and is not) sent.
+test_remote_server.py runs the same path against llama-cpp-python's real server.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mmchat import Runner, ServerError, ServerRefused, UnsupportedMedia
+from mmchat.cli import app
+from mmchat.cli.env import Environment, use
+from tests.mediafiles import noise_png, tone_wav
+from tests.stubserver import Reply, Stub, echo, serve
+
+
+def mmchat(*args: str, environ: dict[str, str] | None = None):
+    env = Environment(stdin_isatty=True, stdout_isatty=False, stderr_isatty=False, environ=environ or {})
+    with use(env):
+        return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture
+def png(tmp_path):
+    return noise_png(tmp_path / "photo.png", size=(40, 30))
+
+
+@pytest.fixture
+def wav(tmp_path):
+    return tone_wav(tmp_path / "talk.wav", seconds=1.0)
+
+
+def test_an_answer_streams_from_the_server_and_the_model_is_the_one_it_lists(png):
+    with serve() as stub:
+        result = mmchat("ask", "what is it", "-i", str(png), "--base-url", stub.url, "-t", "0", "-n", "7")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "what is it [1 media]\n"
+    body = stub.chats[0]
+    assert body["model"] == "stub-model" and body["stream"] is True
+    assert (body["temperature"], body["max_tokens"]) == (0, 7)
+
+
+def test_media_go_as_decoded_data_urls_in_order_and_local_paths_never_leave(png, wav):
+    with serve(Stub(props={"modalities": {"vision": True, "audio": True}})) as stub:
+        result = mmchat("ask", "compare", "-a", str(wav), "-i", str(png), "--base-url", stub.url + "/v1")
+    assert result.exit_code == 0, result.output
+    parts = stub.chats[0]["messages"][-1]["content"]
+    assert [p["type"] for p in parts] == ["input_audio", "image_url", "text"]
+    image = parts[1]["image_url"]["url"]
+    assert image.startswith("data:image/png;base64,")
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(image.split(",", 1)[1]))) as sent:
+        assert sent.size == (40, 30) and sent.mode == "RGB"  # decoded here, sent lossless
+    wav_bytes = base64.b64decode(parts[0]["input_audio"]["data"])
+    assert wav_bytes[:4] == b"RIFF" and parts[0]["input_audio"]["format"] == "wav"
+    assert str(png.parent) not in json.dumps(stub.chats[0])
+
+
+def test_sglang_gets_audio_as_an_audio_url(wav):
+    with serve(Stub(models=[{"id": "qwen-omni", "owned_by": "sglang"}])) as stub:
+        result = mmchat("ask", "transcribe", "-a", str(wav), "--base-url", stub.url)
+    assert result.exit_code == 0, result.output
+    part = stub.chats[0]["messages"][-1]["content"][0]
+    assert part["type"] == "audio_url" and part["audio_url"]["url"].startswith("data:audio/wav;base64,")
+
+
+def test_a_kind_the_server_lacks_is_refused_before_anything_is_read_or_sent(tmp_path):
+    missing = tmp_path / "never-read.png"  # does not exist: a read would say "not found"
+    with serve(Stub(props={"modalities": {"vision": False, "audio": True}})) as stub:
+        result = mmchat("ask", "what", "-i", str(missing), "--base-url", stub.url)
+    assert result.exit_code == 2
+    assert "takes audio, not images" in result.stderr and "not found" not in result.stderr
+    assert stub.chats == []
+
+
+def test_modalities_from_the_flag_when_the_server_does_not_say(wav):
+    with serve() as stub:  # no /props
+        result = mmchat("ask", "what", "-a", str(wav), "--base-url", stub.url, "--modalities", "image")
+    assert result.exit_code == 2 and "not audio" in result.stderr
+    assert stub.chats == []
+
+
+def test_busy_and_failing_servers_are_asked_again_with_backoff():
+    def busy_twice(body, attempt):
+        if attempt < 2:
+            return Reply(status=429 if attempt == 0 else 503, error="busy", headers={"Retry-After": "0"})
+        return echo(body, attempt)
+
+    with serve(Stub(reply=busy_twice)) as stub:
+        result = mmchat("ask", "hello there", "--base-url", stub.url)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "hello there\n" and len(stub.chats) == 3
+    assert "HTTP 429" in result.stderr and "HTTP 503" in result.stderr
+
+
+def test_a_server_that_keeps_failing_is_one_line_and_exit_1_after_bounded_retries():
+    with serve(Stub(reply=lambda b, a: Reply(status=500, error="CUDA out of memory", headers={"Retry-After": "0"}))) as stub:
+        result = mmchat("ask", "hello", "--base-url", stub.url, "-q")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"mmchat: error: the server at {stub.url}/v1/chat/completions failed (HTTP 500) after 4 tries: CUDA out of memory"]
+    assert len(stub.chats) == 4  # the first try and three retries
+
+
+def test_a_refusal_is_the_servers_own_message_and_exit_2():
+    with serve(Stub(reply=lambda b, a: Reply(status=400, error="max_tokens must be at most 4096"))) as stub:
+        result = mmchat("ask", "hello", "--base-url", stub.url)
+    assert result.exit_code == 2
+    assert "refused the request (HTTP 400): max_tokens must be at most 4096" in result.stderr
+    assert len(stub.chats) == 1  # a refusal is not retried
+
+
+def test_a_slow_server_meets_the_timeout():
+    with serve(Stub(reply=lambda b, a: Reply(text="late", delay=3))) as stub:
+        result = mmchat("ask", "hello", "--base-url", stub.url, "--timeout", "0.5")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"mmchat: error: the server at {stub.url}/v1/chat/completions did not answer within 0.5 s (--timeout)"
+
+
+def test_a_dead_server_is_one_line_naming_the_url():
+    with serve() as stub:
+        url = stub.url
+    result = mmchat("ask", "hello", "--base-url", url)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"mmchat: error: cannot reach the server at {url}/v1/models")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_url_and_key_come_from_the_environment_and_a_registry_entry_names_the_servers_model(wav):
+    from mmchat import registry
+
+    with serve(Stub(models=[{"id": "a"}, {"id": "big-omni"}])) as stub:
+        registry.user_file().parent.mkdir(parents=True, exist_ok=True)
+        registry.user_file().write_text(
+            f'[models."gpu-box"]\nbase_url = "{stub.url}"\nserver_model = "big-omni"\nmodalities = ["audio"]\n')
+        by_env = mmchat("ask", "hi", environ={"MMCHAT_BASE_URL": stub.url, "OPENAI_API_KEY": "sk-test"})
+        by_name = mmchat("ask", "hi", "-a", str(wav), "--model", "gpu-box")
+        refused = mmchat("ask", "hi", "-i", str(wav), "--model", "gpu-box")
+    assert by_env.exit_code == 0 and by_name.exit_code == 0, by_env.output + by_name.output
+    assert stub.headers[0]["Authorization"] == "Bearer sk-test"
+    assert stub.chats[0]["model"] == "a" and stub.chats[1]["model"] == "big-omni"
+    assert refused.exit_code == 2 and "not images" in refused.stderr  # the entry's modalities
+
+
+def test_sampling_options_reach_the_server_under_the_names_servers_read():
+    with serve() as stub:
+        result = mmchat("ask", "hi", "--base-url", stub.url, "--seed", "7", "--stop", "END", "--top-k", "5",
+                        "--repeat-penalty", "1.3", "--frequency-penalty", "0.5", "--schema", '{"type": "object"}')
+    assert result.exit_code == 0, result.output
+    body = stub.chats[0]
+    assert (body["seed"], body["stop"], body["top_k"], body["frequency_penalty"]) == (7, ["END"], 5, 0.5)
+    assert body["repeat_penalty"] == body["repetition_penalty"] == 1.3
+    assert "root" in body["grammar"]  # the schema as llama.cpp's grammar
+
+
+def test_runner_takes_a_base_url_and_reports_the_servers_usage(png):
+    usage = {"prompt_tokens": 21, "completion_tokens": 2, "total_tokens": 23}
+    with serve(Stub(reply=lambda b, a: Reply(text="a cat", usage=usage))) as stub:
+        with Runner(base_url=stub.url, api_key="k", timeout=5) as runner:
+            reply = runner.chat([{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": str(png)}}, {"type": "text", "text": "what?"}]}],
+                temperature=0)
+    assert reply.content == "a cat"
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (21, 2)
+    assert stub.headers[0]["Authorization"] == "Bearer k"
+
+
+def test_runner_errors_are_the_classes_a_script_catches(png):
+    with serve(Stub(props={"modalities": {"vision": False, "audio": False}},
+                    reply=lambda b, a: Reply(status=401, error="bad key"))) as stub:
+        with Runner(base_url=stub.url) as runner:
+            with pytest.raises(UnsupportedMedia):
+                runner.chat([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": str(png)}}]}])
+            with pytest.raises(ServerRefused, match="check --api-key"):
+                runner.chat([{"role": "user", "content": "hi"}])
+        url = stub.url
+    with pytest.raises(ServerError, match="cannot reach"):
+        Runner(base_url=url)

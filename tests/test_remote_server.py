@@ -1,0 +1,97 @@
+"""A real OpenAI-compatible multimodal server: llama-cpp-python's own, on the tiny models.
+
+Started once for the module on a free port of 127.0.0.1 and stopped by its fixture. Greedy
+answers through it must equal mmchat's local answers byte for byte: mmchat decodes the media
+and sends lossless PNG frames and images, so the server's llama.cpp sees the same pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import GREEDY_ARGS, THREADS_ARGS, run_mmchat
+from tests.mediafiles import noise_png
+from tests.videofiles import write_video
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(models["llm"]), "--clip_model_path",
+         str(models["mmproj-vision"]), "--chat_format", "mtmd", "--host", "127.0.0.1", "--port", str(port),
+         "--n_ctx", "8192", "--n_threads", "2", "--interrupt_requests", "False"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not start: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def local(models: dict[str, Path]) -> list[str]:
+    return ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), *THREADS_ARGS]
+
+
+def test_a_png_and_a_video_answer_through_the_server_exactly_as_locally(server, models, tmp_path):
+    png = noise_png(tmp_path / "p.png", size=(64, 48))
+    video = write_video(tmp_path / "v.mp4", 3)
+    for media in (["-i", str(png)], ["--video", str(video), "--fps", "1"]):
+        here = run_mmchat("ask", "What is this?", *media, *local(models), *GREEDY_ARGS)
+        there = run_mmchat("ask", "What is this?", *media, "--base-url", server, "--modalities", "image,video",
+                           *GREEDY_ARGS)
+        assert here.returncode == 0 and there.returncode == 0, here.stderr + there.stderr
+        assert there.stdout == here.stdout and here.stdout.strip()
+
+
+def test_a_batch_through_the_server_in_parallel_keeps_input_order_and_answers(server, tmp_path):
+    files = [str(noise_png(tmp_path / f"p{i}.png", seed=i, size=(48, 32))) for i in range(4)]
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text("".join(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+                                            "body": {"max_tokens": 6 + i, "temperature": 0, "messages": [
+                                                {"role": "user", "content": [
+                                                    {"type": "image_url", "image_url": {"url": f}},
+                                                    {"type": "text", "text": "Describe."}]}]}}) + "\n"
+                                for i, f in enumerate(files)))
+    flags = ["--base-url", server, "--modalities", "image"]
+    parallel = run_mmchat("batch", "-i", str(requests), *flags, "--concurrency", "2")
+    one_by_one = run_mmchat("batch", "-i", str(requests), *flags)
+    assert parallel.returncode == 0 and one_by_one.returncode == 0, parallel.stderr + one_by_one.stderr
+    got = [json.loads(line) for line in parallel.stdout.splitlines()]
+    want = [json.loads(line) for line in one_by_one.stdout.splitlines()]
+    assert [g["custom_id"] for g in got] == ["r0", "r1", "r2", "r3"]
+    def answer(line):
+        return line["response"]["body"]["choices"][0]["message"]["content"]
+
+    assert [answer(g) for g in got] == [answer(w) for w in want]
+    assert all(answer(g) for g in got)
