@@ -42,6 +42,7 @@ class ModelEntry:
     context: int = 0  # 0: unknown (an hf: repo outside the registry)
     size_gb: float | None = None
     notes: str = ""
+    original: str = ""  # the Hugging Face id of the model these GGUFs were converted from
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,18 @@ class Registry:
     def get(self, name: str) -> ModelEntry | None:
         return self.entries.get(name.lower())
 
+    def by_original(self, model_id: str) -> ModelEntry | None:
+        """The entry whose GGUFs were converted from `model_id` (e.g. Qwen/Qwen3-VL-4B-Instruct)."""
+        return next((e for e in self.entries.values() if e.original.lower() == model_id.lower()), None)
+
+
+class QuantNotFound(ModelNotFound):
+    """A repository without a model file of the asked quantization; `quants` are those it has."""
+
+    def __init__(self, message: str, repo: str, quant: str, quants: list[str]):
+        super().__init__(message)
+        self.repo, self.quant, self.quants = repo, quant, quants
+
 
 class NotDownloaded(ModelNotFound):
     """A known model that is not in the Hugging Face cache yet; resolve(pull=True) fetches it."""
@@ -77,7 +90,7 @@ def _stderr_warn(message: str) -> None:
     print(f"mmchat: warning: {message}", file=sys.stderr)
 
 
-_FIELDS = {"repo": str, "quant": str, "modalities": list, "context": int, "size_gb": (int, float), "notes": str}
+_FIELDS = {"repo": str, "original": str, "quant": str, "modalities": list, "context": int, "size_gb": (int, float), "notes": str}
 
 
 def _entry(name: str, table: Any, base: ModelEntry | None = None) -> ModelEntry:
@@ -259,6 +272,11 @@ def _cached_files() -> dict[str, dict[str, Path]]:
     return cached
 
 
+def cached_repo_files(repo: str) -> dict[str, Path]:
+    """The files of one repository in the Hugging Face cache, by name in the repo. No network."""
+    return _cached_files().get(repo.lower(), {})
+
+
 def _in_cache(entry: ModelEntry, cached: dict[str, dict[str, Path]]) -> Resolved | None:
     by_name = cached.get(entry.repo.lower(), {})
     model, mmproj = pick_files(sorted(by_name), entry.quant)
@@ -322,9 +340,9 @@ def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, wa
                 raise ModelNotFound(
                     f"{entry.repo} has no GGUF model files: mmchat runs llama.cpp (*-GGUF) repositories"
                 )
-            raise ModelNotFound(
+            raise QuantNotFound(
                 f"{entry.repo} has no {entry.quant} model file: it has {', '.join(quants)} "
-                f"(e.g. `mmchat pull {entry.name} --quant {quants[0]}`)"
+                f"(e.g. `mmchat pull {entry.name} --quant {quants[0]}`)", entry.repo, entry.quant, quants
             )
         if mmproj is None and entry.modalities:
             raise ModelNotFound(
