@@ -271,3 +271,7 @@ def test_bad_fields_are_the_same_clear_errors_as_runner_chat():
             r.send_chat_completion_request(ChatCompletionRequest(model="m", messages=hi, n_choices=2))
         with pytest.raises(InputError, match="takes a ChatCompletionRequest"):
             r.send_chat_completion_request({"messages": hi})
+    with pytest.raises(InputError, match="give a model either as which=Which"):
+        Runner(model="model.gguf", which=Which.MultimodalPlain(model_id=MODEL_ID))
+    with pytest.raises(InputError, match="give a model either as which=Which"):
+        Runner(in_situ_quant="4")
