@@ -17,6 +17,12 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Runner": "runner",
+    "Which": "which",
+    "Architecture": "which",
+    "MultimodalArchitecture": "which",
+    "VisionArchitecture": "which",
+    "ChatCompletionRequest": "request",
+    "ChatCompletionChunk": "results",
     "ChatCompletion": "results",
     "CompletionStream": "results",
     "GenerationOptions": "options",
@@ -51,7 +57,10 @@ _EXPORTS = {
 }
 
 __all__ = [  # kept by hand, sorted; tests/test_api.py checks it against _EXPORTS
+    "Architecture",
     "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
     "CompletionStream",
     "ContextOverflow",
     "ExitCode",
@@ -64,6 +73,7 @@ __all__ = [  # kept by hand, sorted; tests/test_api.py checks it against _EXPORT
     "MmchatError",
     "ModelLoadError",
     "ModelNotFound",
+    "MultimodalArchitecture",
     "NetworkError",
     "RemoteOptions",
     "Runner",
@@ -72,6 +82,8 @@ __all__ = [  # kept by hand, sorted; tests/test_api.py checks it against _EXPORT
     "ServerRefused",
     "SourceError",
     "UnsupportedMedia",
+    "VisionArchitecture",
+    "Which",
     "assistant_message",
     "audio_from_array",
     "audio_part",

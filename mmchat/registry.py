@@ -44,6 +44,7 @@ class ModelEntry:
     notes: str = ""
     base_url: str = ""  # served by an OpenAI-compatible server here, not downloaded
     server_model: str = ""  # the server's id for it (default: the first it lists)
+    original: str = ""  # the Hugging Face id of the model these GGUFs were converted from
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,18 @@ class Registry:
     def get(self, name: str) -> ModelEntry | None:
         return self.entries.get(name.lower())
 
+    def by_original(self, model_id: str) -> ModelEntry | None:
+        """The entry whose GGUFs were converted from `model_id` (e.g. Qwen/Qwen3-VL-4B-Instruct)."""
+        return next((e for e in self.entries.values() if e.original.lower() == model_id.lower()), None)
+
+
+class QuantNotFound(ModelNotFound):
+    """A repository without a model file of the asked quantization; `quants` are those it has."""
+
+    def __init__(self, message: str, repo: str, quant: str, quants: list[str]):
+        super().__init__(message)
+        self.repo, self.quant, self.quants = repo, quant, quants
+
 
 class NotDownloaded(ModelNotFound):
     """A known model that is not in the Hugging Face cache yet; resolve(pull=True) fetches it."""
@@ -79,8 +92,8 @@ def _stderr_warn(message: str) -> None:
     print(f"mmchat: warning: {message}", file=sys.stderr)
 
 
-_FIELDS = {"repo": str, "quant": str, "modalities": list, "context": int, "size_gb": (int, float), "notes": str,
-           "base_url": str, "server_model": str}
+_FIELDS = {"repo": str, "original": str, "quant": str, "modalities": list, "context": int, "size_gb": (int, float),
+           "notes": str, "base_url": str, "server_model": str}
 
 
 def _entry(name: str, table: Any, base: ModelEntry | None = None) -> ModelEntry:
@@ -266,6 +279,11 @@ def _cached_files() -> dict[str, dict[str, Path]]:
     return cached
 
 
+def cached_repo_files(repo: str) -> dict[str, Path]:
+    """The files of one repository in the Hugging Face cache, by name in the repo. No network."""
+    return _cached_files().get(repo.lower(), {})
+
+
 def _in_cache(entry: ModelEntry, cached: dict[str, dict[str, Path]]) -> Resolved | None:
     by_name = cached.get(entry.repo.lower(), {})
     model, mmproj = pick_files(sorted(by_name), entry.quant)
@@ -338,9 +356,9 @@ def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, wa
                 raise ModelNotFound(
                     f"{entry.repo} has no GGUF model files: mmchat runs llama.cpp (*-GGUF) repositories"
                 )
-            raise ModelNotFound(
+            raise QuantNotFound(
                 f"{entry.repo} has no {entry.quant} model file: it has {', '.join(quants)} "
-                f"(e.g. `mmchat pull {entry.name} --quant {quants[0]}`)"
+                f"(e.g. `mmchat pull {entry.name} --quant {quants[0]}`)", entry.repo, entry.quant, quants
             )
         if mmproj is None and entry.modalities:
             raise ModelNotFound(

@@ -73,6 +73,31 @@ class ChatCompletion:
         }
 
 
+@dataclasses.dataclass
+class Delta:
+    content: str
+    role: str = "assistant"
+
+
+@dataclasses.dataclass
+class ChunkChoice:
+    delta: Delta
+    finish_reason: str | None = None
+    index: int = 0
+
+
+@dataclasses.dataclass
+class ChatCompletionChunk:
+    """One piece of a streamed answer, as OpenAI's (and mistral.rs's) streams send it."""
+
+    id: str
+    model: str
+    choices: list[ChunkChoice]
+    created: int
+    usage: Usage | None = None  # on the last chunk only
+    object: str = "chat.completion.chunk"
+
+
 class CompletionStream:
     """Iterate for text deltas; `.completion` holds the whole result once iteration ends.
 
@@ -111,6 +136,17 @@ class CompletionStream:
             return self.completion
         usage, timings = (self._started.usage, self._started.timings) if self._started else (Usage(), Timings())
         return self._result("interrupted", dataclasses.replace(usage), dataclasses.replace(timings))
+
+    def chunks(self) -> Iterator[ChatCompletionChunk]:
+        """The stream as chunk objects: one per text delta, then one with the finish reason and usage."""
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        try:
+            for text in self:
+                yield ChatCompletionChunk(cid, self._model, [ChunkChoice(Delta(text))], created)
+            done = self.completion or self.partial()
+            yield ChatCompletionChunk(cid, self._model, [ChunkChoice(Delta(""), done.finish_reason)], created, done.usage)
+        finally:
+            self.close()
 
     @property
     def text(self) -> str:

@@ -65,6 +65,8 @@ class Runner:
         quiet: bool = False,
         base_url: str | None = None,
         api_key: str | None = None,
+        which: Any = None,
+        in_situ_quant: str | None = None,
         **options: Any,
     ):
         remote_values = {k: options.pop(k) for k in list(options) if k in RemoteOptions.names()}
@@ -76,6 +78,8 @@ class Runner:
         self._progress = self.progress = progress  # long steps report here; `batch` adds its own bar
         self._notice = notice or (lambda m: print(f"mmchat: {m}", file=sys.stderr))
         t0 = time.perf_counter()
+        if which is not None or in_situ_quant is not None:  # mistral.rs's names for a model (which.py)
+            model, mmproj = self._resolve_which(which, in_situ_quant, model, mmproj, quiet=quiet)
         if engine is None and base_url is not None:
             remote = RemoteOptions.build({**remote_values, "base_url": base_url, "api_key": api_key})
             engine = _remote_engine(remote, None if model is None else str(model), self._notice)
@@ -106,7 +110,22 @@ class Runner:
             return resolved.model, mmproj_path
         return resolved.model, resolved.mmproj or find_mmproj(resolved.model)
 
+    def _resolve_which(self, which: Any, in_situ_quant: str | None, model: Any, mmproj: Any, *,
+                       quiet: bool) -> tuple[Path, Path | None]:
+        if which is None or model is not None or mmproj is not None:
+            raise InputError("give a model either as which=Which...(...) (with in_situ_quant=) or as model=/mmproj=")
+        from .which import resolve
+
+        found = resolve(which, in_situ_quant, progress=not quiet, warn=lambda m: self._notice(f"warning: {m}"))
+        return found.model, found.mmproj
+
     # -- public API ------------------------------------------------------------------
+
+    def send_chat_completion_request(self, request: Any) -> Any:
+        """A mistral.rs-style ChatCompletionRequest: the completion, or with stream=True an iterator of chunks."""
+        from .request import send
+
+        return send(self, request)
 
     def capabilities(self) -> Capabilities:
         return self.engine.capabilities()

@@ -1,0 +1,322 @@
+"""`Which`: models named the way mistral.rs's Python API names them, resolved to GGUF files.
+
+Code written from mistral.rs's guides says `Which.MultimodalPlain(model_id="Qwen/Qwen3-VL-4B-Instruct",
+arch=MultimodalArchitecture.Qwen3VL)` with `in_situ_quant="4"`: the id of the original safetensors
+model and a bit width to quantize it to. mmchat runs llama.cpp, so the registry (models.toml's
+`original`) maps the id to its GGUF repository and the bit width picks one of its files (Q4_K_M
+for "4"). The GGUF's own metadata decides what runs; `arch` is only checked against it.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import registry
+from .errors import InputError, ModelNotFound
+from .gguf_info import read_metadata
+
+
+class Architecture(enum.Enum):
+    """Text-model families, as mistral.rs's `Architecture` names them."""
+
+    Mistral = "mistral"
+    Gemma = "gemma"
+    Mixtral = "mixtral"
+    Llama = "llama"
+    Phi2 = "phi2"
+    Phi3 = "phi3"
+    Qwen2 = "qwen2"
+    Gemma2 = "gemma2"
+    Starcoder2 = "starcoder2"
+    Phi3_5MoE = "phi3.5moe"
+    DeepseekV2 = "deepseekv2"
+    DeepseekV3 = "deepseekv3"
+    Qwen3 = "qwen3"
+    GLM4 = "glm4"
+    GLM4Moe = "glm4moe"
+    Qwen3Moe = "qwen3moe"
+    SmolLm3 = "smollm3"
+    GraniteMoeHybrid = "granitemoehybrid"
+    GptOss = "gptoss"
+    Qwen3Next = "qwen3next"
+
+
+class MultimodalArchitecture(enum.Enum):
+    """Multimodal families, as mistral.rs's `MultimodalArchitecture` names them."""
+
+    Phi3V = "phi3v"
+    Idefics2 = "idefics2"
+    LLaVANext = "llava-next"
+    LLaVA = "llava"
+    VLlama = "vllama"
+    Qwen2VL = "qwen2vl"
+    Idefics3 = "idefics3"
+    MiniCpmO = "minicpmo"
+    Phi4MM = "phi4mm"
+    Qwen2_5VL = "qwen2_5vl"
+    Gemma3 = "gemma3"
+    Mistral3 = "mistral3"
+    Llama4 = "llama4"
+    Gemma3n = "Gemma3n"
+    Qwen3VL = "Qwen3VL"
+    Qwen3VLMoE = "Qwen3VLMoE"
+    Qwen3_5 = "Qwen3_5"
+    Qwen3_5Moe = "Qwen3_5Moe"
+    Voxtral = "Voxtral"
+    Gemma4 = "Gemma4"
+
+
+VisionArchitecture = MultimodalArchitecture  # mistral.rs's older name, used with Which.VisionPlain
+
+# What llama.cpp writes into the GGUFs of each family: the text model's general.architecture
+# (Architecture) and the projector's clip.*projector_type (MultimodalArchitecture), from
+# llama.cpp's convert_hf_to_gguf.py and tools/mtmd/clip-impl.h. A family missing here is not checked.
+_TEXT_ARCHS: dict[Architecture, tuple[str, ...]] = {
+    Architecture.Mistral: ("llama", "mistral"), Architecture.Gemma: ("gemma",),
+    Architecture.Mixtral: ("llama",), Architecture.Llama: ("llama",), Architecture.Phi2: ("phi2",),
+    Architecture.Phi3: ("phi3",), Architecture.Qwen2: ("qwen2",), Architecture.Gemma2: ("gemma2",),
+    Architecture.Starcoder2: ("starcoder2",), Architecture.Phi3_5MoE: ("phimoe",),
+    Architecture.DeepseekV2: ("deepseek2",), Architecture.DeepseekV3: ("deepseek2",), Architecture.Qwen3: ("qwen3",),
+    Architecture.GLM4: ("glm4",), Architecture.GLM4Moe: ("glm4moe",), Architecture.Qwen3Moe: ("qwen3moe",),
+    Architecture.SmolLm3: ("smollm3",), Architecture.GraniteMoeHybrid: ("granitehybrid",),
+    Architecture.GptOss: ("gpt-oss",), Architecture.Qwen3Next: ("qwen3next",),
+}
+_PROJECTORS: dict[str, tuple[MultimodalArchitecture, ...]] = {
+    "qwen2vl_merger": (MultimodalArchitecture.Qwen2VL,),
+    "qwen2.5vl_merger": (MultimodalArchitecture.Qwen2_5VL,),
+    "qwen3vl_merger": (MultimodalArchitecture.Qwen3VL, MultimodalArchitecture.Qwen3VLMoE),
+    "gemma3": (MultimodalArchitecture.Gemma3,),
+    "gemma3nv": (MultimodalArchitecture.Gemma3n,), "gemma3na": (MultimodalArchitecture.Gemma3n,),
+    "gemma4v": (MultimodalArchitecture.Gemma4,), "gemma4a": (MultimodalArchitecture.Gemma4,),
+    "gemma4uv": (MultimodalArchitecture.Gemma4,), "gemma4ua": (MultimodalArchitecture.Gemma4,),
+    "phi4": (MultimodalArchitecture.Phi4MM,), "idefics3": (MultimodalArchitecture.Idefics3,),
+    "pixtral": (MultimodalArchitecture.Mistral3,), "llama4": (MultimodalArchitecture.Llama4,),
+    "voxtral": (MultimodalArchitecture.Voxtral,), "resampler": (MultimodalArchitecture.MiniCpmO,),
+    "mlp": (MultimodalArchitecture.LLaVA, MultimodalArchitecture.LLaVANext),
+}
+_PROJECTOR_KEYS = {"clip.projector_type", "clip.vision.projector_type", "clip.audio.projector_type"}
+
+
+class Which:
+    """Which model to run, in mistral.rs's words. Fields mmchat has no use for are not accepted."""
+
+    @dataclass(frozen=True)
+    class Plain:
+        model_id: str
+        arch: Architecture | None = None
+
+    @dataclass(frozen=True)
+    class MultimodalPlain:
+        model_id: str
+        arch: MultimodalArchitecture | None = None
+
+    @dataclass(frozen=True)
+    class VisionPlain:
+        model_id: str
+        arch: MultimodalArchitecture
+
+    @dataclass(frozen=True)
+    class GGUF:
+        quantized_model_id: str  # a GGUF repository, or a local folder
+        quantized_filename: str | list[str]  # a split model's parts: the first one is loaded
+        tok_model_id: str | None = None  # unused: a GGUF carries its own tokenizer and template
+
+
+# -- in_situ_quant -> a GGUF quantization --------------------------------------------------------
+
+ISQ_TO_GGUF = {"2": "Q2_K", "3": "Q3_K_M", "4": "Q4_K_M", "5": "Q5_K_M", "6": "Q6_K", "8": "Q8_0",
+               "Q2K": "Q2_K", "Q3K": "Q3_K_M", "Q4K": "Q4_K_M", "Q5K": "Q5_K_M", "Q6K": "Q6_K", "Q8K": "Q8_0"}
+_GGUF_QUANT = re.compile(r"i?q\d+(_[a-z0-9]+)*|bf16|f16|f32", re.IGNORECASE)
+
+
+def gguf_quant(in_situ_quant: str | int | None) -> str | None:
+    """The GGUF quantization an in_situ_quant stands for: "4" -> Q4_K_M, "8" -> Q8_0, a GGUF name as is."""
+    if in_situ_quant is None:
+        return None
+    text = str(in_situ_quant).strip()
+    if text.upper() in ISQ_TO_GGUF:
+        return ISQ_TO_GGUF[text.upper()]
+    if _GGUF_QUANT.fullmatch(text):
+        return text.upper() if text[0].lower() in "iq" else text.lower()
+    raise InputError(
+        f"in_situ_quant={in_situ_quant!r} is not a GGUF quantization: mmchat runs llama.cpp's ready-made GGUF "
+        f"files instead of quantizing safetensors; give \"4\" (Q4_K_M), \"8\" (Q8_0), another bit width "
+        f"({', '.join(k for k in ISQ_TO_GGUF if k.isdigit())}) or a GGUF name such as Q5_K_M"
+    )
+
+
+# -- resolving --------------------------------------------------------------------------------
+
+Warn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Found:
+    model: Path
+    mmproj: Path | None
+
+
+def resolve(which: object, in_situ_quant: str | int | None = None, *, progress: bool = True,
+            warn: Warn | None = None) -> Found:
+    """The GGUF files a `Which` names: from the Hugging Face cache, else downloaded (progress on stderr)."""
+    quant = gguf_quant(in_situ_quant)
+    if isinstance(which, Which.GGUF):
+        if quant is not None:
+            raise InputError("in_situ_quant= picks a file of a model_id; Which.GGUF names its file already: drop one")
+        found = _named_file(which)
+    elif isinstance(which, (Which.Plain, Which.MultimodalPlain, Which.VisionPlain)):
+        found = _by_model_id(which.model_id, quant, in_situ_quant, progress=progress, warn=warn)
+    else:
+        raise InputError(
+            f"which= is a Which.Plain, Which.MultimodalPlain, Which.VisionPlain or Which.GGUF, not {type(which).__name__}"
+        )
+    check_arch(which, found, warn or (lambda m: None))
+    return found
+
+
+def _by_model_id(model_id: str, quant: str | None, isq: object, *, progress: bool, warn: Warn | None) -> Found:
+    path = Path(model_id).expanduser()
+    if path.is_file():
+        return Found(path, _projector_beside(path))
+    if path.is_dir():
+        return _in_folder(path, quant)
+    spec = _spec_for(model_id, warn)
+    try:
+        got = registry.resolve_local(spec, quant=quant, warn=warn)
+    except registry.NotDownloaded as e:
+        cached = registry.available_quants(registry.cached_repo_files(e.entry.repo))
+        if _offline() and cached and e.entry.quant.upper() not in cached:
+            raise _no_quant(e.entry.repo, e.entry.quant, isq, cached, " in the Hugging Face cache (HF_HUB_OFFLINE is set)")
+        try:
+            got = registry.pull(e.spec, quant=e.entry.quant, progress=progress, warn=warn)
+        except registry.QuantNotFound as missing:
+            raise _no_quant(missing.repo, missing.quant, isq, missing.quants, "") from None
+    return Found(got.model, got.mmproj)
+
+
+def _spec_for(model_id: str, warn: Warn | None) -> str:
+    """The registry name or hf: form that holds the GGUFs of `model_id`."""
+    known = registry.load_registry(warn=warn)
+    entry = known.by_original(model_id) or known.get(model_id)
+    if entry is None:
+        entry = next((e for e in known.entries.values() if e.repo.lower() == model_id.lower()), None)
+    if entry is not None:
+        return entry.name
+    if model_id.lower().endswith("gguf") and model_id.count("/") == 1:
+        return registry.HF_PREFIX + model_id
+    raise ModelNotFound(
+        f"no GGUF repository is known for {model_id}: mmchat runs llama.cpp GGUF files; `mmchat models` lists the "
+        f"models it knows, or name a GGUF repo (model_id=\"owner/name-GGUF\", or Which.GGUF(quantized_model_id=..., "
+        f"quantized_filename=...)), or add original = \"{model_id}\" to an entry in {registry.user_file()}"
+    )
+
+
+def _no_quant(repo: str, quant: str, isq: object, quants: list[str], where: str) -> ModelNotFound:
+    return ModelNotFound(
+        f"{repo} has no {quant} GGUF{where} (in_situ_quant={isq!r}): it has {', '.join(quants)}; "
+        f"give one of those as in_situ_quant (\"4\" is Q4_K_M, \"8\" is Q8_0)"
+    )
+
+
+def _best_projector(names: list[str]) -> str | None:
+    return registry.pick_files(names, "\0")[1]  # a quant no file is named for: only the projector is picked
+
+
+def _projector_beside(model: Path) -> Path | None:
+    mmproj = _best_projector([p.name for p in model.parent.glob("*.gguf")])
+    return model.parent / mmproj if mmproj else None
+
+
+def _in_folder(folder: Path, quant: str | None) -> Found:
+    names = sorted(p.name for p in folder.glob("*.gguf"))
+    quants = registry.available_quants(names)
+    want = quant or (quants[0] if len(quants) == 1 else None)
+    model, mmproj = registry.pick_files(names, want or "\0")
+    if model is None:
+        have = f"it has {', '.join(quants)}: pick one with in_situ_quant" if quants else "it holds no GGUF model file"
+        raise ModelNotFound(f"no {want or 'single'} GGUF model in {folder}: {have}")
+    return Found(folder / model, folder / mmproj if mmproj else None)
+
+
+def _named_file(which: Which.GGUF) -> Found:
+    """Which.GGUF: that file of a local folder or of a repository (cached, else downloaded), and its projector."""
+    names = [which.quantized_filename] if isinstance(which.quantized_filename, str) else list(which.quantized_filename)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise InputError("quantized_filename= is a GGUF file name (or the list of a split model's parts)")
+    folder = Path(which.quantized_model_id).expanduser()
+    if folder.is_dir():
+        model = folder / names[0]
+        if not model.is_file():
+            raise ModelNotFound(f"model file not found: {model}")
+        return Found(model, _projector_beside(model))
+    from .download import fetch, hub_error
+
+    repo = which.quantized_model_id
+    try:
+        listing = _listing(repo)
+        if names[0] not in listing:
+            ggufs = [f for f in listing if f.lower().endswith(".gguf")]
+            raise ModelNotFound(f"{repo} has no file {names[0]}: it has {', '.join(ggufs) or 'no GGUF files'}")
+        paths = [fetch(repo, n) for n in names]
+        mmproj = _best_projector(listing)
+        return Found(paths[0], fetch(repo, mmproj) if mmproj else None)
+    except ModelNotFound:
+        raise
+    except Exception as e:
+        mapped = hub_error(e, repo, f"{repo}/{names[0]}")
+        if mapped is e:
+            raise
+        raise mapped from e
+
+
+def _listing(repo: str) -> list[str]:
+    """A repository's file names: from the cache when offline, else from the Hub."""
+    from huggingface_hub import HfApi
+
+    from . import config
+
+    if _offline():
+        cached = sorted(registry.cached_repo_files(repo))
+        if not cached:
+            raise ModelNotFound(f"{repo} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: unset it to download")
+        return cached
+    info = HfApi().model_info(repo, timeout=config.DEFAULT_HTTP_TIMEOUT)
+    return [s.rfilename for s in info.siblings or []]
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+# -- the architecture the caller named, against the GGUF's own -----------------------------------
+
+
+def check_arch(which: object, found: Found, warn: Warn) -> None:
+    """Warn, in one line, when `arch` names another family than the GGUF's metadata: the GGUF runs."""
+    arch = getattr(which, "arch", None)
+    if arch is None:
+        return
+    text = read_metadata(found.model, {"general.architecture"}).get("general.architecture")
+    if isinstance(arch, Architecture):
+        expected = _TEXT_ARCHS.get(arch)
+        if expected and text not in expected:
+            warn(f"arch={arch} but {found.model.name} is a {text} model: running what the GGUF says")
+        return
+    if not isinstance(arch, MultimodalArchitecture):
+        raise InputError(f"arch= is a MultimodalArchitecture member (e.g. MultimodalArchitecture.Qwen3VL), not {arch!r}")
+    if found.mmproj is None:
+        return
+    meta = read_metadata(found.mmproj, _PROJECTOR_KEYS)
+    projectors = sorted({str(meta[k]) for k in _PROJECTOR_KEYS if k in meta})
+    families = {f for p in projectors for f in _PROJECTORS.get(p, ())}
+    if families and arch not in families:
+        named = " or ".join(sorted(f.name for f in families))
+        warn(f"arch={arch} but the GGUF is {named} (projector {', '.join(projectors)}, text model {text}): "
+             "running what the GGUF says")
