@@ -21,10 +21,11 @@ from tests.mediafiles import noise_png, tone_wav
 from tests.stubserver import Reply, Stub, echo, serve
 
 
-def mmchat(*args: str, environ: dict[str, str] | None = None):
-    env = Environment(stdin_isatty=True, stdout_isatty=False, stderr_isatty=False, environ=environ or {})
+def mmchat(*args: str, environ: dict[str, str] | None = None, input: str | None = None):
+    """`mmchat ARGS` in-process with no engine given: the command finds the server itself."""
+    env = Environment(stdin_isatty=input is None, stdout_isatty=False, stderr_isatty=False, environ=environ or {})
     with use(env):
-        return CliRunner().invoke(app, list(args))
+        return CliRunner().invoke(app, list(args), input=input)
 
 
 @pytest.fixture
@@ -184,3 +185,13 @@ def test_runner_errors_are_the_classes_a_script_catches(png):
         url = stub.url
     with pytest.raises(ServerError, match="cannot reach"):
         Runner(base_url=url)
+
+
+def test_the_repl_talks_to_a_server_and_sends_the_whole_conversation_each_turn(png):
+    with serve() as stub:
+        result = mmchat("chat", "--base-url", stub.url, input=f"/attach {png}\nfirst question\nsecond one\n")
+    assert result.exit_code == 0, result.output
+    assert "first question [1 media]" in result.stdout and "second one" in result.stdout
+    second = stub.chats[1]["messages"]
+    assert [m["role"] for m in second] == ["user", "assistant", "user"]
+    assert second[0]["content"][0]["type"] == "image_url"  # the image stays in the conversation
