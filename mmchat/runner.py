@@ -7,6 +7,7 @@ engine gets turns of text, pixels and samples.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,8 +17,9 @@ from typing import Any, BinaryIO
 from . import config
 from .engine.base import Capabilities, Engine, Progress, Timings, Turn
 from .errors import InputError, ModelNotFound
-from .inputs import Attachment, MediaRef, MediaResolver
+from .inputs import Attachment, MediaRef, MediaResolver, iter_media
 from .media import Audio, Image, Kind
+from .messages import validate_messages
 from .options import GenerationOptions, LoadOptions, MediaOptions, split_request
 from .results import ChatCompletion, CompletionStream
 
@@ -40,6 +42,8 @@ class Runner:
     options are those of `LoadOptions` (n_ctx, n_gpu_layers, threads, chat_template,
     image_max_tokens) and `MediaOptions` (image_max_side, video_fps, video_max_frames,
     video_audio, video_max_side), or give the objects themselves as `load=` and `media=`.
+    `on_completion(messages, completion, digests)` is called after every whole answer, with the
+    sha256 of each medium read (`media_digests`): the conversation log (mmchat/logs.py) listens there.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class Runner:
         progress: Progress | None = None,
         pull: bool = False,
         quiet: bool = False,
+        on_completion: Callable[[Sequence[dict[str, Any]], ChatCompletion, dict[str, str | None]], None] | None = None,
         **options: Any,
     ):
         load_values = {k: options.pop(k) for k in list(options) if k in LoadOptions.names()}
@@ -64,6 +69,7 @@ class Runner:
         self.media = MediaOptions.build(options, base=media or MediaOptions())  # an unknown name fails here
         self.generation = generation or GenerationOptions()
         self._progress = progress
+        self.on_completion = on_completion  # (messages, completion, media digests): the conversation log
         self._notice = notice or (lambda m: print(f"mmchat: {m}", file=sys.stderr))
         t0 = time.perf_counter()
         if engine is None:
@@ -124,11 +130,20 @@ class Runner:
         turns = self.prepare(messages, request.media)
         extra.media_decode = time.perf_counter() - t0
         events = self.engine.stream(turns, request.generation)
-        return CompletionStream(events, self.capabilities().model_name, extra)
+        done = functools.partial(self._completed, messages) if self.on_completion is not None else None
+        return CompletionStream(events, self.capabilities().model_name, extra, on_complete=done)
+
+    def _completed(self, messages: Sequence[dict[str, Any]], completion: ChatCompletion) -> None:
+        assert self.on_completion is not None
+        self.on_completion(messages, completion, self.media_digests(messages))
 
     def prepare(self, messages: Sequence[dict[str, Any]], media: MediaOptions | None = None) -> list[Turn]:
         """Validate, check media against the model, then read and decode every media part."""
         return self.inputs.turns(messages, media or self.media)
+
+    def media_digests(self, messages: Sequence[dict[str, Any]]) -> dict[str, str | None]:
+        """url -> sha256 of the bytes this runner read for each media part (None: not read here)."""
+        return {ref.url: self.inputs.digest(ref.url) for ref in iter_media(validate_messages(messages))}
 
     def check_media(self, messages: Sequence[dict[str, Any]]) -> None:
         """Refuse media this model cannot take, before anything is read."""
