@@ -9,6 +9,7 @@ MmchatError                 1  runtime failure
 │   ├── ModelNotFound       2  no model by that name or path
 │   └── ModelLoadError      2  the file is not a model llama.cpp can load (or not this kind)
 ├── GenerationError         1  llama.cpp failed while evaluating or generating
+├── LogError                1  the conversation log (logs.db) could not be read or written
 └── NetworkError            1  the network is unreachable
 """
 
@@ -60,6 +61,10 @@ class ModelLoadError(InputError):
 
 class GenerationError(MmchatError):
     """llama.cpp failed on input it had accepted (out of memory, a backend error)."""
+
+
+class LogError(MmchatError):
+    """logs.db could not be opened, read or written (an answer is never lost to it: see logs.py)."""
 
 
 class NetworkError(MmchatError):
