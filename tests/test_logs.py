@@ -85,10 +85,12 @@ def test_cid_continues_the_conversation_named_by_a_prefix_of_its_id(png):
     assert missing.exit_code == 2 and "no logged conversation matches --cid zzzz" in one_error_line(missing)
 
 
-def test_continue_with_nothing_logged_says_so():
-    result, fake = invoke("ask", "--continue", "hello")
-    assert result.exit_code == 2 and fake.calls == []
-    assert "no logged conversation to continue" in one_error_line(result)
+def test_continue_with_nothing_logged_says_so_and_creates_nothing(isolated_user_dir):
+    for flags in (["--continue"], ["--cid", "3f9a"]):
+        result, fake = invoke("ask", *flags, "hello", "--no-log")
+        assert result.exit_code == 2 and fake.calls == []
+        assert "no logged conversation to continue" in one_error_line(result)
+    assert list(isolated_user_dir.iterdir()) == []
 
 
 def test_a_replaced_or_removed_image_refuses_to_continue_naming_it(png):
@@ -136,6 +138,8 @@ def test_chat_logs_its_turns_as_one_conversation_and_clear_starts_another():
 
 def test_chat_continue_opens_the_repl_on_the_last_conversation(png):
     invoke("ask", "what is it", "-i", str(png))
+    quiet, _ = invoke("ask", "--continue", "--quiet", "--no-log", "more")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
     result, fake = invoke("chat", "--continue", input="more please\n")
     assert result.exit_code == 0, result.output
     assert "continuing conversation" in result.stderr

@@ -55,7 +55,7 @@ def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End
         raise InputError("--schema and --grammar both constrain the answer: give one of them")
     options = session.generation.build({"grammar": grammar_text(grammar)}, base=session.generation,
                                        schema=schema_text(schema))
-    logging = start_log(log, env)
+    logging = start_log(log, env, session.quiet)
     conversation = logging.messages(_messages(session, env, prompt, start, end))
     output = Output(json_mode=json_output, markdown=env.markdown(session.no_color), file=env.stdout,
                     markdown_console=env.stdout_console(session.no_color))

@@ -33,7 +33,7 @@ def chat(ctx: typer.Context, *, session: Session, log: LogRequest) -> None:
     from ..chat.loop import run_chat
 
     env = current()
-    logging = start_log(log, env)
+    logging = start_log(log, env, session.quiet)
     first, first_mmproj = logging.model(session)
     system, messages = logging.history(session.system)
 

@@ -102,7 +102,7 @@ class Logging:
         return system, messages
 
 
-def start_log(request: LogRequest, env: Environment) -> Logging:
+def start_log(request: LogRequest, env: Environment, quiet: bool = False) -> Logging:
     """The conversation to continue (checked: every medium read again, its sha256 compared) and the logger."""
     from .. import logmedia, logs
 
@@ -110,12 +110,13 @@ def start_log(request: LogRequest, env: Environment) -> Logging:
     store = logs.LogStore.open(warn=env.warn)
     continuing = None
     if request.resume or request.cid is not None:
-        cid = request.cid or store.latest()
+        cid = (request.cid or store.latest()) if store.path.exists() else None  # nothing logged: create nothing
         if cid is None:
             raise InputError("no logged conversation to continue: ask something first (`mmchat logs` lists them)")
         continuing = store.load_conversation(cid)
         logmedia.check_media(continuing.id, continuing.media)
-        env.notice(f"continuing conversation {continuing.id} ({continuing.turns} turn{'s' * (continuing.turns != 1)})")
+        if not quiet:
+            env.notice(f"continuing conversation {continuing.id} ({continuing.turns} turn{'s' * (continuing.turns != 1)})")
     logger = logs.TurnLogger(store, warn=env.warn, continuing=continuing) if enabled else None
     return Logging(continuing, logger)
 
