@@ -177,8 +177,9 @@ class LogStore:
     def resolve(self, cid: str) -> str:
         """A conversation id, or a unique beginning of one (as git takes commit ids)."""
         pattern = cid.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self._read(lambda db: db.execute("SELECT id FROM conversations WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
-                                                (pattern,)).fetchall())
+        rows = self._read(lambda db: db.execute("SELECT id FROM conversations WHERE id = ?", (cid,)).fetchall()
+                          or db.execute("SELECT id FROM conversations WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                                        (pattern,)).fetchall())
         if len(rows) != 1:
             what = "no" if not rows else "more than one"
             raise InputError(f"{what} logged conversation matches --cid {cid}: `mmchat logs` lists them")

@@ -81,6 +81,9 @@ def test_cid_continues_the_conversation_named_by_a_prefix_of_its_id(png):
     assert result.exit_code == 0, result.output
     assert fake.calls[0][0][0].segments == ("first conversation",)
     assert [len(c["turns"]) for c in logged()] == [2, 1]  # newest first: the continued one moved up
+    for name in ("abc", "abcd"):  # an id that begins another is still itself
+        logs.LogStore.open().log_turn(name, "m", [{"role": "user", "content": name}], completion(name))
+    assert invoke("ask", "--cid", "abc", "go on")[1].calls[0][0][0].segments == ("abc",)
     missing, _ = invoke("ask", "--cid", "zzzz", "go on")
     assert missing.exit_code == 2 and "no logged conversation matches --cid zzzz" in one_error_line(missing)
 
