@@ -7,9 +7,10 @@ MmchatError                 1  runtime failure
 │   ├── UnsupportedMedia    2  the model cannot take this kind of media
 │   ├── ContextOverflow     2  the prompt does not fit the context window
 │   ├── ModelNotFound       2  no model by that name or path
-│   └── ModelLoadError      2  the file is not a model llama.cpp can load (or not this kind)
+│   ├── ModelLoadError      2  the file is not a model llama.cpp can load (or not this kind)
 │   └── ServerRefused       2  a model server refused the request (HTTP 4xx): its own message
 ├── GenerationError         1  llama.cpp failed while evaluating or generating
+├── LogError                1  the conversation log (logs.db) could not be read or written
 ├── NetworkError            1  the network is unreachable
 └── ServerError             1  a model server could not be reached, timed out or kept failing
 """
@@ -66,6 +67,10 @@ class ServerRefused(InputError):
 
 class GenerationError(MmchatError):
     """llama.cpp failed on input it had accepted (out of memory, a backend error)."""
+
+
+class LogError(MmchatError):
+    """logs.db could not be opened, read or written (an answer is never lost to it: see logs.py)."""
 
 
 class NetworkError(MmchatError):

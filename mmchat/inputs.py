@@ -82,6 +82,7 @@ class MediaResolver:
         self._progress = progress
         self._cache: OrderedDict[tuple, list[Segment]] = OrderedDict()
         self._cache_bytes = cache_bytes
+        self._digests: dict[str, str | os.PathLike] = {}  # url -> sha256 of the bytes read (or the file, hashed on asking)
 
     # -- whole conversations ---------------------------------------------------------
 
@@ -156,10 +157,12 @@ class MediaResolver:
             source = local_source(ref.url)  # a long video is decoded from disk, not read into memory
             if source is not None:
                 _check_kind(source, "video")
+                self._digests[ref.url] = source.path
                 return self._video(source.path, source.label, options)
         report = self._progress
         on_bytes = (lambda done, total: report(f"downloading {_short(ref.url)}", done, total)) if report else None
         source = read_source(ref.url, stdin=self._stdin, progress=on_bytes)
+        self._digests[ref.url] = hashlib.sha256(source.data).hexdigest()
         _check_kind(source, ref.kind)
         if ref.kind == "image":
             from .media.image import decode_image
@@ -182,6 +185,19 @@ class MediaResolver:
         video = decode_video(src, label=label, options=opts, max_side=options.get("max_side") or None,
                              audio_rate=rate, progress=on_frame)
         return video_segments(video, pairs=self.caps.frame_pairs)
+
+    def digest(self, url: str) -> str | None:
+        """The sha256 of the bytes last read for `url` (what the conversation log keeps); None if never read.
+
+        A video decoded from disk is hashed when asked, so nobody pays for it but the log."""
+        found = self._digests.get(url)
+        if isinstance(found, os.PathLike):
+            try:
+                with open(found, "rb") as f:
+                    found = self._digests[url] = hashlib.file_digest(f, "sha256").hexdigest()
+            except OSError:
+                return None  # gone since it was decoded: nothing to vouch for
+        return found
 
     # -- the REPL's attachments and saved files --------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .engine.base import Event, Finished, Started, Timings, Usage
@@ -105,8 +105,10 @@ class CompletionStream:
     came, finish_reason "interrupted", and the usage counted up to there.
     """
 
-    def __init__(self, events: Iterator[Event], model: str, extra: Timings | None = None):
+    def __init__(self, events: Iterator[Event], model: str, extra: Timings | None = None,
+                 on_complete: Callable[[ChatCompletion], None] | None = None):
         self._events = events
+        self._on_complete = on_complete  # told once, when the whole answer is in
         self._model = model
         self._extra = extra or Timings()
         self._parts: list[str] = []
@@ -119,6 +121,8 @@ class CompletionStream:
                 self._started = event
             elif isinstance(event, Finished):
                 self.completion = self._result(event.finish_reason, event.usage, event.timings)
+                if self._on_complete is not None:
+                    self._on_complete(self.completion)
             else:
                 self._parts.append(event)
                 yield event

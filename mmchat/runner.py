@@ -7,6 +7,7 @@ engine gets turns of text, pixels and samples.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -17,8 +18,9 @@ from typing import Any, BinaryIO
 from . import config
 from .engine.base import Capabilities, Engine, Progress, Timings, Turn
 from .errors import InputError, ModelNotFound
-from .inputs import Attachment, MediaRef, MediaResolver
+from .inputs import Attachment, MediaRef, MediaResolver, iter_media
 from .media import Audio, Image, Kind
+from .messages import validate_messages
 from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, split_request
 from .results import ChatCompletion, CompletionStream
 
@@ -46,6 +48,9 @@ class Runner:
     `model` is then the server's model id (default: the first it lists), `api_key` falls back
     to MMCHAT_API_KEY and OPENAI_API_KEY, and `timeout=`, `retries=`, `modalities=` are the
     `RemoteOptions`. Media are still read and decoded here, so bad input fails before the network.
+
+    `on_completion(messages, completion, digests)` is called after every whole answer, with the
+    sha256 of each medium read (`media_digests`): the conversation log (mmchat/logs.py) listens there.
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class Runner:
         api_key: str | None = None,
         which: Any = None,
         in_situ_quant: str | None = None,
+        on_completion: Callable[[Sequence[dict[str, Any]], ChatCompletion, dict[str, str | None]], None] | None = None,
         **options: Any,
     ):
         remote_values = {k: options.pop(k) for k in list(options) if k in RemoteOptions.names()}
@@ -76,6 +82,7 @@ class Runner:
         self.generation = generation or GenerationOptions()
         self._preparing = threading.Lock()
         self._progress = self.progress = progress  # long steps report here; `batch` adds its own bar
+        self.on_completion = on_completion  # (messages, completion, media digests): the conversation log
         self._notice = notice or (lambda m: print(f"mmchat: {m}", file=sys.stderr))
         t0 = time.perf_counter()
         if which is not None or in_situ_quant is not None:  # mistral.rs's names for a model (which.py)
@@ -156,12 +163,21 @@ class Runner:
         turns = self.prepare(messages, request.media)
         extra.media_decode = time.perf_counter() - t0
         events = self.engine.stream(turns, request.generation)
-        return CompletionStream(events, self.capabilities().model_name, extra)
+        done = functools.partial(self._completed, messages) if self.on_completion is not None else None
+        return CompletionStream(events, self.capabilities().model_name, extra, on_complete=done)
+
+    def _completed(self, messages: Sequence[dict[str, Any]], completion: ChatCompletion) -> None:
+        assert self.on_completion is not None
+        self.on_completion(messages, completion, self.media_digests(messages))
 
     def prepare(self, messages: Sequence[dict[str, Any]], media: MediaOptions | None = None) -> list[Turn]:
         """Validate, check media against the model, then read and decode every media part."""
         with self._preparing:  # `batch --concurrency` prepares from several threads
             return self.inputs.turns(messages, media or self.media)
+
+    def media_digests(self, messages: Sequence[dict[str, Any]]) -> dict[str, str | None]:
+        """url -> sha256 of the bytes this runner read for each media part (None: not read here)."""
+        return {ref.url: self.inputs.digest(ref.url) for ref in iter_media(validate_messages(messages))}
 
     def check_media(self, messages: Sequence[dict[str, Any]]) -> None:
         """Refuse media this model cannot take, before anything is read."""

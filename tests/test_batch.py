@@ -174,3 +174,17 @@ def test_ctrl_c_stops_after_the_current_request_keeping_every_finished_line(mode
     done = lines(out.read_text())  # every line whole: the request in flight finished
     assert 1 <= len(done) < 60 and all(o["error"] is None for o in done)
     assert all(o["response"]["body"]["usage"]["completion_tokens"] == 400 for o in done)
+
+
+def test_nothing_is_logged_unless_asked_and_with_log_each_request_is_a_conversation(files):
+    from mmchat import logs
+
+    quiet, _ = invoke("batch", "Describe.", files[0], files[2])
+    assert quiet.exit_code == 0 and not logs.log_path().exists()
+    logged, _ = invoke("batch", "Describe.", files[0], files[2], "--log")
+    assert logged.exit_code == 0, logged.output
+    shown, _ = invoke("logs", "--json")
+    conversations = json.loads(shown.stdout)
+    refs = {json.dumps(c["turns"][0]["messages"][0]["content"][0]) for c in conversations}
+    assert len(conversations) == 2 and all(len(c["turns"]) == 1 for c in conversations)
+    assert all(any(f in ref for ref in refs) for f in (files[0], files[2]))

@@ -34,6 +34,7 @@ def run_chat(
     model_name: str,
     options: GenerationOptions | None = None,
     system: str | None = None,
+    messages: Sequence[dict[str, Any]] = (),
     attachments: Sequence[tuple[str | None, str]] = (),
     history_path: Path,
     env: Environment | None = None,
@@ -43,6 +44,7 @@ def run_chat(
     console: Console | None = None,
 ) -> int:
     """Run the chat until /exit or Ctrl-D; the exit code (nonzero only if the model fails to load).
+    `messages` are a conversation to go on with (`chat --continue`).
 
     Ctrl-C while the model loads is not caught here: it ends the command with 130, as anywhere.
     """
@@ -55,7 +57,7 @@ def run_chat(
     except MmchatError as e:
         show_error(info, e)
         return int(e.exit_code)
-    chat = Chat(runner, runner_factory, model_name, options or GenerationOptions(), Conversation(system), console, info)
+    chat = Chat(runner, runner_factory, model_name, options or GenerationOptions(), Conversation(system, messages), console, info)
     try:
         caps = runner.capabilities()
         chat.note(f"{caps.model_name} takes {caps.describe()} · /help lists commands · Ctrl-D leaves")

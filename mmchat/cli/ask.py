@@ -10,6 +10,7 @@ from ..errors import InputError
 from .app import app, guarded
 from .env import Environment, current
 from .loading import open_runner
+from .logs import LogRequest, log_options, start_log
 from .params import MediaOrderCommand, Session, grammar_text, schema_text, session_options
 
 if TYPE_CHECKING:  # the core loads when a command runs, not for --help
@@ -29,9 +30,10 @@ Stats = Annotated[bool, typer.Option("--stats", help="Print speed and token coun
 @app.command(cls=MediaOrderCommand)
 @guarded
 @session_options
+@log_options
 def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End = None, schema: Schema = None,
         grammar: Grammar = None, json_output: Json = False, no_stream: NoStream = False, stats: Stats = False,
-        *, session: Session) -> None:
+        *, session: Session, log: LogRequest) -> None:
     """Ask one question about images, audio, video and text; the answer goes to stdout.
 
     Examples:
@@ -43,6 +45,8 @@ def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End
       mmchat ask "What changed between [[1]] and [[2]]?" -i before.png -i after.png
 
       cat notes.txt | mmchat ask "Summarize this." --json
+
+      mmchat ask --continue "And the colours?"
     """
     from ..render import Output
 
@@ -51,10 +55,12 @@ def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End
         raise InputError("--schema and --grammar both constrain the answer: give one of them")
     options = session.generation.build({"grammar": grammar_text(grammar)}, base=session.generation,
                                        schema=schema_text(schema))
-    conversation = _messages(session, env, prompt, start, end)
+    logging = start_log(log, env, session.quiet)
+    conversation = logging.messages(_messages(session, env, prompt, start, end))
     output = Output(json_mode=json_output, markdown=env.markdown(session.no_color), file=env.stdout,
                     markdown_console=env.stdout_console(session.no_color))
-    runner = open_runner(session, env, session.model, session.mmproj)
+    model, mmproj = logging.model(session)
+    runner = open_runner(session, env, model, mmproj, on_completion=logging.hook(model, mmproj))
     try:
         completion = _answer(runner, runner.stream(conversation, options), output, json_output, no_stream)
     finally:

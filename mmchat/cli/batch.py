@@ -32,6 +32,7 @@ Resume = Annotated[bool, typer.Option("--resume", help="With -o: skip requests t
 Concurrency = Annotated[int, typer.Option(min=1, help="Requests in flight at once (a server; a local model answers one at a time).")]
 Schema = Annotated[Optional[str], typer.Option(help="Constrain every answer to this JSON schema (a file or JSON text).")]
 Grammar = Annotated[Optional[str], typer.Option(help="Constrain every answer with a GBNF grammar file.")]
+Log = Annotated[bool, typer.Option("--log", help="Log each request in logs.db as its own conversation (`mmchat logs`).")]
 
 
 @app.command()
@@ -39,10 +40,10 @@ Grammar = Annotated[Optional[str], typer.Option(help="Constrain every answer wit
 @session_options(media=False)
 def batch(ctx: typer.Context, prompt: Prompt = None, files: Files = None, input: Input = None, output: Output = None,
           resume: Resume = False, concurrency: Concurrency = 1, schema: Schema = None, grammar: Grammar = None,
-          *, session: Session) -> None:
+          log: Log = False, *, session: Session) -> None:
     """Answer many requests with one model load; one result line (OpenAI's Batch output format) each.
 
-    Exit status: 0 when every request succeeded, 1 when any failed (its line says why), 2 when
+    Nothing is logged unless --log is given. Exit status: 0 when every request succeeded, 1 when any failed (its line says why), 2 when
     the input itself cannot be used, 130 after Ctrl-C (finished lines are kept).
 
     Examples:
@@ -65,7 +66,7 @@ def batch(ctx: typer.Context, prompt: Prompt = None, files: Files = None, input:
         raise InputError("--resume needs -o: the results file to resume")
     done = _keep_finished(plan, output) if resume else set()
     todo = [r for r in requests if r.custom_id not in done]
-    runner = open_runner(session, env, session.model, session.mmproj)
+    runner = open_runner(session, env, session.model, session.mmproj, on_completion=_logger(env, session) if log else None)
     if concurrency > 1 and not _remote(runner):
         env.warn("a local model answers one request at a time: --concurrency applies to servers")
         concurrency = 1
@@ -102,6 +103,14 @@ def _lines(env: Environment, path: Path) -> list[str]:
         raise InputError(f"requests file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read the requests file {path}: {e}") from None
+
+
+def _logger(env: Environment, session: Session) -> Callable[..., None]:
+    """Each answered request as a conversation of its own; a failure to log only warns."""
+    from ..logs import LogStore, TurnLogger
+
+    logger = TurnLogger(LogStore.open(warn=env.warn), warn=env.warn, each_apart=True)
+    return logger.hook({"model": session.model, "mmproj": session.mmproj, "command": "batch"})
 
 
 def _keep_finished(plan: Any, output: Path | None) -> set[str]:

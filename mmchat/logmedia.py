@@ -1,0 +1,109 @@
+"""Media parts as the conversation log keeps them: a reference (an absolute path or a URL) and
+the sha256 of the bytes mmchat read, never the bytes; and the check `--continue` makes that
+each one still holds those bytes.
+
+Inline media (data: URLs, stdin) keep only their sha256 under a placeholder reference, so
+a conversation holding them cannot be continued: the log records what was asked, it is
+not a copy of the user's files, and a log that swallowed every pasted image would grow
+without bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import messages as msgs
+from .errors import InputError, SourceError
+
+INLINE_SOURCES = ("stdin", "inline")  # media the log cannot read again
+_PLACEHOLDERS = {"-": ("(stdin)", "stdin"), "(stdin)": ("(stdin)", "stdin"), "(data: URL)": ("(data: URL)", "inline")}
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaRecord:
+    kind: str
+    ref: str
+    source: str  # path, url, stdin or inline
+    sha256: str | None
+
+
+def stored_messages(messages: Sequence[msgs.Message], digests: dict[str, str | None]) -> list[dict[str, Any]]:
+    """The messages with every media part as its reference and sha256, never its bytes."""
+    out = []
+    for message in msgs.validate_messages(messages):
+        content = message["content"]
+        if not isinstance(content, str):
+            content = [_stored_part(p, digests) for p in content]
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+def _stored_part(part: msgs.Part, digests: dict[str, str | None]) -> dict[str, Any]:
+    from .inputs import part_media
+    from .sources import local_path
+
+    ref = part_media(part)
+    if ref is None:
+        return part
+    sha = digests.get(ref.url)
+    body = {k: v for k, v in part[part["type"]].items() if k != "url"}
+    url = ref.url.strip()
+    local = local_path(url)
+    if url in _PLACEHOLDERS:
+        where, source = _PLACEHOLDERS[url]
+    elif part["type"] == "input_audio" or url[:5].lower() == "data:":
+        where, source, body = "(data: URL)", "inline", {}
+    elif local is not None:
+        where, source = str(local[1].expanduser().resolve()), "path"
+    else:
+        where, source = url, "url"
+    ptype = f"{ref.kind}_url"
+    return {"type": ptype, ptype: {"url": where, **body}, "sha256": sha, "source": source}
+
+
+def media_records(stored: Sequence[dict[str, Any]]) -> list[MediaRecord]:
+    return [MediaRecord(msgs.MEDIA_PART_TYPES[p["type"]], p[p["type"]]["url"], p.get("source", "url"), p.get("sha256"))
+            for m in stored if not isinstance(m["content"], str) for p in m["content"] if p["type"] != "text"]
+
+
+def check_media(cid: str, media: Sequence[MediaRecord]) -> None:
+    """Read every media part again and compare it with what the log says was read; one line if not."""
+    from .sources import read_source
+
+    seen: set[str] = set()
+    for m in media:
+        if m.ref in seen:
+            continue
+        seen.add(m.ref)
+        if m.source in INLINE_SOURCES:
+            raise InputError(f"conversation {cid} holds {_article(m.kind)} given inline {m.ref}: the log "
+                             "keeps references, not bytes, so it cannot be sent again; start a new conversation "
+                             "with the file as a path")
+        if m.sha256 is None:
+            continue
+        if m.source == "path":
+            digest = _file_digest(Path(m.ref), cid)
+        else:
+            digest = hashlib.sha256(read_source(m.ref).data).hexdigest()
+        if digest != m.sha256:
+            raise SourceError(f"{m.ref} changed since conversation {cid} used it (its sha256 differs): "
+                              "put the original back, or start a new conversation")
+
+
+def _file_digest(path: Path, cid: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except FileNotFoundError:
+        raise SourceError(f"{path} is gone, and conversation {cid} needs it: put it back, or start a new "
+                          "conversation") from None
+    except OSError as e:
+        raise SourceError(f"cannot read {path} for conversation {cid} ({e.strerror or e})") from None
+
+
+def _article(kind: str) -> str:
+    return {"image": "an image", "audio": "audio", "video": "a video"}.get(kind, kind)

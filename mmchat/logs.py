@@ -1,0 +1,397 @@
+"""The conversation log: every `ask` and `chat` turn in SQLite (MMCHAT_HOME/logs.db), as llm's logs.db.
+
+A turn keeps its conversation id, the model, the messages that are new since the
+conversation's previous turn (`prefix` says how many messages of that one it repeats), the
+answer, usage, timings and the time. A media part is kept as its reference (an absolute path
+or a URL) and the sha256 of the bytes mmchat read, never the bytes (logmedia.py): `--continue`
+reads the file again and refuses it if it changed.
+
+Several processes may write at once: WAL mode, a busy timeout, one IMMEDIATE transaction per
+turn. The schema version is `PRAGMA user_version`; MIGRATIONS[n] takes a database from
+version n to n+1. A damaged file is moved aside (logs.db.damaged-TIME) with one warning and
+a new log begins: the log never stops an answer or a later run.
+
+    store = LogStore.open()                     # MMCHAT_HOME/logs.db
+    store.log_turn(cid, model, messages, completion, digests=runner.media_digests(messages))
+    conversation = store.load_conversation(store.latest())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import config
+from . import messages as msgs
+from .errors import InputError, LogError
+from .logmedia import MediaRecord, media_records, stored_messages
+
+if TYPE_CHECKING:
+    from .results import ChatCompletion
+
+LOG_NAME = "logs.db"
+OFF_MARKER = "logs-off"  # `mmchat logs --off` writes it, `--on` removes it (as llm does)
+BUSY_TIMEOUT_S = 5.0
+
+_V1 = """
+CREATE TABLE conversations (id TEXT PRIMARY KEY, model TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL);
+CREATE TABLE turns (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id),
+    seq INTEGER NOT NULL,
+    created TEXT NOT NULL,
+    model TEXT NOT NULL,
+    source TEXT NOT NULL,       -- JSON: the model and projector as given, to load them again
+    prefix INTEGER NOT NULL,    -- messages repeated from the previous turn's conversation (its answer included)
+    messages TEXT NOT NULL,     -- JSON: the messages after those, media as reference + sha256
+    prompt TEXT NOT NULL,       -- the last user text, for listing and search
+    answer TEXT NOT NULL,
+    finish_reason TEXT NOT NULL,
+    usage TEXT NOT NULL,        -- JSON, as --json prints it
+    timings TEXT NOT NULL,      -- JSON, as --json prints it
+    UNIQUE (conversation_id, seq)
+);
+CREATE TABLE media (
+    turn_id INTEGER NOT NULL REFERENCES turns(id),
+    position INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    ref TEXT NOT NULL,          -- an absolute path or URL, or '(stdin)' and '(data: URL)' for inline bytes
+    source TEXT NOT NULL,       -- path, url, stdin or inline
+    sha256 TEXT,
+    PRIMARY KEY (turn_id, position)
+);
+CREATE INDEX media_ref ON media(ref);
+"""
+
+
+def _statements(script: str) -> Callable[[sqlite3.Connection], None]:
+    """A migration step of plain statements, run one by one inside the migration's transaction
+    (executescript would commit it first, and two processes could then both create the tables)."""
+    def step(db: sqlite3.Connection) -> None:
+        for sql in script.split(";"):
+            if sql.strip():
+                db.execute(sql)
+
+    return step
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_statements(_V1)]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggedConversation:
+    """A conversation as the log has it: what to send again, and how to check its media first."""
+
+    id: str
+    messages: list[msgs.Message]  # the last turn's conversation and its answer, ready to send
+    media: list[MediaRecord]  # every media part of `messages`, in order
+    model: str
+    source: dict[str, Any]  # {"model": ..., "mmproj": ...} as the user gave them
+    turns: int
+
+
+def new_conversation_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def log_path(home: Path | None = None) -> Path:
+    return (home or config.user_dir()) / LOG_NAME
+
+
+def switched_off(home: Path | None = None) -> bool:
+    """`mmchat logs --off` was run, or config.toml says `log = false` (top level)."""
+    home = home or config.user_dir()
+    return (home / OFF_MARKER).exists() or _config_log(home) is False
+
+
+def _config_log(home: Path) -> bool | None:
+    import tomllib
+
+    try:
+        value = tomllib.loads((home / "config.toml").read_text(encoding="utf-8")).get("log")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None  # a missing or broken file is config.py's to report
+    return value if isinstance(value, bool) else None
+
+
+class LogStore:
+    """logs.db, opened (and created or migrated) on first use."""
+
+    def __init__(self, path: Path, warn: Callable[[str], None] | None = None):
+        self.path = path
+        self._warn = warn or (lambda m: None)
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one connection, shared by the threads of a process (batch workers)
+
+    @classmethod
+    def open(cls, home: Path | None = None, *, warn: Callable[[str], None] | None = None) -> LogStore:
+        return cls(log_path(home), warn)
+
+    # -- writing ---------------------------------------------------------------------
+
+    def log_turn(self, conversation_id: str, model: str, messages: Sequence[msgs.Message], completion: ChatCompletion,
+                 *, digests: dict[str, str | None] | None = None, source: dict[str, Any] | None = None) -> int:
+        """Record one answered request as the next turn of `conversation_id`; its row id.
+
+        `digests` (url -> sha256, `Runner.media_digests`) are of the bytes the runner read."""
+        stored = stored_messages(messages, digests or {})
+        answer = completion.content
+        out = completion.to_dict()
+        now = _now()
+
+        def write(db: sqlite3.Connection) -> int:
+            previous, seq = self._full(db, conversation_id)
+            prefix = _common_prefix(previous, stored)
+            tail = stored[prefix:]
+            db.execute("INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET updated = ?, "
+                       "model = excluded.model", (conversation_id, model, now, now, now))
+            row = db.execute(
+                "INSERT INTO turns (conversation_id, seq, created, model, source, prefix, messages, prompt, answer, "
+                "finish_reason, usage, timings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, seq + 1, now, model, _dumps(source or {}), prefix, _dumps(tail), _prompt(tail), answer,
+                 completion.finish_reason, _dumps(out["usage"]), _dumps(out["timings"]))).lastrowid
+            db.executemany("INSERT INTO media VALUES (?, ?, ?, ?, ?, ?)",
+                           [(row, i, *dataclasses.astuple(m)) for i, m in enumerate(media_records(tail))])
+            return row
+
+        return self._transaction(write)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def latest(self) -> str | None:
+        """The conversation of the newest turn."""
+        row = self._read(lambda db: db.execute("SELECT conversation_id FROM turns ORDER BY id DESC LIMIT 1").fetchone())
+        return row[0] if row else None
+
+    def resolve(self, cid: str) -> str:
+        """A conversation id, or a unique beginning of one (as git takes commit ids)."""
+        pattern = cid.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._read(lambda db: db.execute("SELECT id FROM conversations WHERE id = ?", (cid,)).fetchall()
+                          or db.execute("SELECT id FROM conversations WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                                        (pattern,)).fetchall())
+        if len(rows) != 1:
+            what = "no" if not rows else "more than one"
+            raise InputError(f"{what} logged conversation matches --cid {cid}: `mmchat logs` lists them")
+        return rows[0][0]
+
+    def load_conversation(self, cid: str) -> LoggedConversation:
+        """The whole conversation after its last turn, media as references to check and read again."""
+        cid = self.resolve(cid)
+
+        def load(db: sqlite3.Connection) -> LoggedConversation:
+            full, turns = self._full(db, cid)
+            model, source = db.execute("SELECT model, source FROM turns WHERE conversation_id = ? ORDER BY seq DESC "
+                                       "LIMIT 1", (cid,)).fetchone()
+            return LoggedConversation(cid, msgs.validate_messages(full), media_records(full), model,
+                                      json.loads(source), turns)
+
+        return self._read(load)
+
+    def conversations(self, limit: int | None = None, query: str | None = None,
+                      cid: str | None = None) -> list[dict[str, Any]]:
+        """Conversations, newest first, each with its turns (oldest first) as `mmchat logs --json` prints them."""
+        where, args = "", []
+        if cid is not None:
+            where, args = "WHERE c.id = ?", [self.resolve(cid)]
+        elif query:
+            where = "WHERE c.id IN (SELECT conversation_id FROM turns WHERE instr(lower(messages), ?) OR instr(lower(answer), ?))"
+            args = [query.lower()] * 2
+
+        def read(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = db.execute(f"SELECT c.id, c.model, c.created, c.updated FROM conversations c {where} "
+                              "ORDER BY (SELECT max(id) FROM turns WHERE conversation_id = c.id) DESC LIMIT ?",
+                              [*args, -1 if limit is None else limit]).fetchall()
+            return [{"id": r[0], "model": r[1], "created": r[2], "updated": r[3], "turns": self._turns(db, r[0])}
+                    for r in rows]
+
+        return self._read(read)
+
+    @staticmethod
+    def _turns(db: sqlite3.Connection, cid: str) -> list[dict[str, Any]]:
+        cur = db.execute("SELECT seq, created, model, prefix, messages, answer, finish_reason, usage, timings "
+                         "FROM turns WHERE conversation_id = ? ORDER BY seq", (cid,))
+        return [{"seq": r[0], "created": r[1], "model": r[2], "prefix": r[3], "messages": json.loads(r[4]),
+                 "answer": r[5], "finish_reason": r[6], "usage": json.loads(r[7]), "timings": json.loads(r[8])}
+                for r in cur]
+
+    @staticmethod
+    def _full(db: sqlite3.Connection, cid: str) -> tuple[list[dict[str, Any]], int]:
+        """The stored conversation after the last turn (its answer included), and the number of turns."""
+        full: list[dict[str, Any]] = []
+        seq = 0
+        for seq, prefix, tail, answer in db.execute("SELECT seq, prefix, messages, answer FROM turns "
+                                                    "WHERE conversation_id = ? ORDER BY seq", (cid,)):
+            full = full[:prefix] + json.loads(tail) + [msgs.assistant_message(answer)]
+        return full, seq
+
+    # -- the connection --------------------------------------------------------------
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        def run(db: sqlite3.Connection) -> Any:
+            db.execute("BEGIN IMMEDIATE")  # the write lock now: two writers queue instead of failing to upgrade
+            try:
+                result = work(db)
+            except BaseException:
+                db.rollback()
+                raise
+            db.commit()
+            return result
+
+        return self._guarded(run)
+
+    def _read(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        return self._guarded(work)
+
+    def _guarded(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `work`; a damaged file is moved aside once and `work` runs on a new log."""
+        for attempt in (1, 2):
+            try:
+                with self._lock:
+                    return work(self._connection())
+            except sqlite3.DatabaseError as e:
+                if attempt == 2 or not _damaged(e):
+                    raise LogError(_describe(e, self.path)) from None
+                self._quarantine(e)
+            except OSError as e:
+                raise LogError(f"cannot open the conversation log {self.path} ({e.strerror or e})") from None
+        raise AssertionError("unreachable")
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA foreign_keys=ON")
+                _migrate(db)
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    def _quarantine(self, error: sqlite3.DatabaseError) -> None:
+        self.close()
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+        self._warn(f"the conversation log {self.path} was damaged ({error}): moved it to {aside.name}; a new log begins")
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring the schema to SCHEMA_VERSION, once, whoever gets there first."""
+    if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated meanwhile
+        if version > SCHEMA_VERSION:
+            raise LogError(f"the conversation log {db_name(db)} is from a newer mmchat (schema {version}, this one "
+                           f"knows {SCHEMA_VERSION}): upgrade mmchat, or move the file away")
+        for step in MIGRATIONS[version:]:
+            step(db)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()
+
+
+def db_name(db: sqlite3.Connection) -> str:
+    return db.execute("PRAGMA database_list").fetchone()[2]
+
+
+def _damaged(error: sqlite3.DatabaseError) -> bool:
+    return getattr(error, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or (
+        "malformed" in str(error) or "not a database" in str(error))
+
+
+def _describe(error: sqlite3.DatabaseError, path: Path) -> str:
+    name = getattr(error, "sqlite_errorname", "")
+    if name.startswith("SQLITE_BUSY") or "locked" in str(error):
+        return f"the conversation log {path} is busy (another mmchat holds it): try again"
+    return f"the conversation log {path} failed ({error})"
+
+
+def shares_a_turn(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> bool:
+    """Whether `after` repeats any user or assistant message of `before` (else it is a new conversation)."""
+    seen = {_dumps(m) for m in before if m["role"] != "system"}
+    return any(_dumps(m) in seen for m in after if m["role"] != "system")
+
+
+def _common_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if _dumps(x) != _dumps(y):
+            break
+        n += 1
+    return n
+
+
+def _prompt(tail: Sequence[dict[str, Any]]) -> str:
+    for message in reversed(tail):
+        if message["role"] == "user":
+            content = message["content"]
+            return content if isinstance(content, str) else " ".join(p["text"] for p in content if p["type"] == "text")
+    return ""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class TurnLogger:
+    """The Runner's `on_completion` hook for a command: every answer becomes a turn of one conversation.
+
+    A request that repeats none of the conversation's messages (the REPL's /clear or /load)
+    starts a new conversation. A failure to log is one warning; the answer is never touched."""
+
+    def __init__(self, store: LogStore, *, warn: Callable[[str], None], continuing: LoggedConversation | None = None,
+                 each_apart: bool = False):
+        self.store, self._warn = store, warn
+        self._each_apart = each_apart  # `batch --log`: every request is a conversation of its own
+        self.cid = continuing.id if continuing else new_conversation_id()
+        self._previous: list[dict[str, Any]] = stored_messages(continuing.messages, _digests_of(continuing)) if continuing else []
+
+    def hook(self, source: dict[str, Any]) -> Callable[[Sequence[msgs.Message], ChatCompletion, dict[str, str | None]], None]:
+        """The hook for one loaded model; `source` ({"model": ..., "mmproj": ...}) says how to load it again."""
+        return lambda messages, completion, digests: self.log(source, messages, completion, digests)
+
+    def log(self, source: dict[str, Any], messages: Sequence[msgs.Message], completion: ChatCompletion,
+            digests: dict[str, str | None]) -> None:
+        try:
+            stored = stored_messages(messages, digests)
+            if self._each_apart or self._previous and not shares_a_turn(self._previous, stored):
+                self.cid = new_conversation_id()
+            self.store.log_turn(self.cid, completion.model, messages, completion, digests=digests, source=source)
+            self._previous = [*stored, msgs.assistant_message(completion.content)]
+        except Exception as e:  # noqa: BLE001  (a log that fails must not take the answer with it)
+            if config.debug():
+                raise
+            self._warn(f"this answer was not logged: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+
+
+def _digests_of(conversation: LoggedConversation) -> dict[str, str | None]:
+    return {m.ref: m.sha256 for m in conversation.media}
