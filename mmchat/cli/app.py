@@ -81,4 +81,4 @@ def _main(
 
 def main() -> None:
     defaults = config.load_user_defaults(warn=current().warn)
-    app(default_map={"ask": defaults, "chat": defaults} if defaults else None)
+    app(default_map={"ask": defaults, "chat": defaults, "batch": defaults} if defaults else None)
