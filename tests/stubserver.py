@@ -25,6 +25,7 @@ class Reply:
     error: str = ""  # the body's error.message when status is not 200
     delay: float = 0.0  # seconds before answering
     usage: dict[str, int] | None = None
+    timings: dict[str, float] | None = None  # llama-server's own, on the last chunk
 
 
 def echo(body: dict[str, Any], attempt: int) -> Reply:
@@ -111,8 +112,9 @@ def _handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
                 delta = {"content": word if i == 0 else " " + word}
                 self._event({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
             self._event({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-            if reply.usage:
-                self._event({"object": "chat.completion.chunk", "choices": [], "usage": reply.usage})
+            if reply.usage or reply.timings:
+                self._event({"object": "chat.completion.chunk", "choices": [], "usage": reply.usage,
+                             "timings": reply.timings})
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
             self.close_connection = True

@@ -195,3 +195,13 @@ def test_the_repl_talks_to_a_server_and_sends_the_whole_conversation_each_turn(p
     second = stub.chats[1]["messages"]
     assert [m["role"] for m in second] == ["user", "assistant", "user"]
     assert second[0]["content"][0]["type"] == "image_url"  # the image stays in the conversation
+
+
+def test_the_servers_own_token_counts_and_times_are_reported():
+    timings = {"prompt_n": 12, "prompt_ms": 250.0, "predicted_n": 2, "predicted_ms": 500.0}
+    with serve(Stub(reply=lambda b, a: Reply(text="ok then", timings=timings))) as stub:
+        result = mmchat("ask", "hi", "--base-url", stub.url, "--json")
+    data = json.loads(result.stdout)
+    assert (data["usage"]["prompt_tokens"], data["usage"]["completion_tokens"]) == (12, 2)
+    assert (data["timings"]["prompt_s"], data["timings"]["generation_s"]) == (0.25, 0.5)
+    assert data["timings"]["generation_tokens_per_s"] == 4.0

@@ -123,13 +123,14 @@ class RemoteEngine:
         url = f"{self.api}/chat/completions"
         t0 = time.perf_counter()
         response = self._post(url, body)
-        finish, started, t_first = "stop", False, None
+        finish, started, t_first, server_timed = "stop", False, None, False
         try:
             for chunk in _events(response, url, self.timeout):
                 if not started:
                     started = True
                     yield Started(usage, timings)
                 _read_usage(chunk, usage)
+                server_timed = _read_timings(chunk, timings) or server_timed
                 for choice in chunk.get("choices") or []:
                     text = (choice.get("delta") or {}).get("content") or ""
                     if text:
@@ -141,7 +142,8 @@ class RemoteEngine:
                     finish = choice.get("finish_reason") or finish
         finally:
             response.close()  # Ctrl-C or a closed pipe: the server stops generating too
-        timings.generation = time.perf_counter() - (t_first or t0)
+        if not server_timed:
+            timings.generation = time.perf_counter() - (t_first or t0)
         self.stats.prompt_tokens_evaluated += usage.prompt_tokens
         yield Finished(finish_reason=finish, usage=usage, timings=timings)
 
@@ -212,6 +214,16 @@ def _read_usage(chunk: dict[str, Any], usage: Usage) -> None:
     details = reported.get("prompt_tokens_details") or {}
     if isinstance(details.get("cached_tokens"), int):
         usage.cached_tokens = details["cached_tokens"]
+
+
+def _read_timings(chunk: dict[str, Any], timings: Timings) -> bool:
+    """llama-server's own prompt and generation times, which leave out the network; True when given."""
+    reported = chunk.get("timings") or {}
+    prompt, predicted = reported.get("prompt_ms"), reported.get("predicted_ms")
+    if not isinstance(prompt, (int, float)) or not isinstance(predicted, (int, float)):
+        return False
+    timings.prompt, timings.generation = prompt / 1000, predicted / 1000
+    return True
 
 
 def _backoff(response: httpx.Response, attempt: int) -> float:
