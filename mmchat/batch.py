@@ -22,7 +22,7 @@ from . import errors
 from . import messages as msgs
 from .errors import InputError
 from .media import Kind
-from .options import GenerationOptions
+from .options import GenerationOptions, response_format_schema
 
 #: body fields that are not sampling options but are fine to find in a request
 _IGNORED = {"model", "stream", "stream_options", "user", "metadata", "store", "n", "logprobs"}
@@ -93,7 +93,7 @@ def body_options(body: Mapping[str, Any], base: GenerationOptions, where: str) -
         if key in ("messages", *_IGNORED):
             continue
         if key == "response_format":
-            schema = _response_schema(value, where)
+            schema = response_format_schema(value, f"{where}: ")
             continue
         name = _RENAMED.get(key, key)
         if name not in GenerationOptions.names():
@@ -102,19 +102,6 @@ def body_options(body: Mapping[str, Any], base: GenerationOptions, where: str) -
     if body.get("n", 1) != 1:
         raise InputError(f"{where}: n={body['n']!r}: one answer per request (n=1)")
     return GenerationOptions.build(values, base=base, schema=schema, label=lambda f: f"{where}: {f.name}=")
-
-
-def _response_schema(value: Any, where: str) -> dict[str, Any] | None:
-    """OpenAI's response_format: json_schema -> its schema, json_object -> any object, text -> none."""
-    kind = value.get("type") if isinstance(value, dict) else None
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return {"type": "object"}
-    schema = (value.get("json_schema") or {}).get("schema") if kind == "json_schema" else None
-    if not isinstance(schema, dict):
-        raise InputError(f"{where}: response_format must be text, json_object or json_schema with a schema")
-    return schema
 
 
 def file_requests(prompt: str, files: Sequence[str], base: GenerationOptions, *,

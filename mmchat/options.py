@@ -194,6 +194,28 @@ def schema_grammar(schema: dict[str, Any] | str) -> str:
     return schema_to_grammar(schema if isinstance(schema, str) else dict(schema))
 
 
+def response_format_schema(response_format: Any, where: str = "") -> Any:
+    """OpenAI's response_format as a JSON schema: json_schema -> its schema, json_object -> any
+    object, text (or none) -> None. `where` starts the error ("line 3: ")."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if schema is None:
+            raise InputError(f'{where}response_format json_schema needs {{"json_schema": {{"name": ..., "schema": {{...}}}}}}')
+        return schema
+    raise InputError(
+        f"{where}response_format={response_format!r} is not valid: give {{'type': 'json_schema', 'json_schema': "
+        "{'name': ..., 'schema': {...}}}, {'type': 'json_object'} or {'type': 'text'}"
+    )
+
+
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", re.IGNORECASE)
 
 

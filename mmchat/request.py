@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
+from .options import response_format_schema
 from .results import ChatCompletion, ChatCompletionChunk
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def options(request: ChatCompletionRequest) -> dict[str, Any]:
 
 def _constraint(request: ChatCompletionRequest) -> tuple[Any, str | None]:
     """(JSON schema, GBNF grammar) from response_format, or grammar + grammar_type."""
-    schema = _schema_of(request.response_format)
+    schema = response_format_schema(request.response_format)
     kind = (request.grammar_type or "gbnf").lower()
     if request.grammar is None:
         return schema, None
@@ -76,27 +77,6 @@ def _constraint(request: ChatCompletionRequest) -> tuple[Any, str | None]:
             "(grammar_type='gbnf') or a JSON schema (grammar_type='json_schema', or response_format)"
         )
     return schema, request.grammar
-
-
-def _schema_of(response_format: Any) -> Any:
-    """OpenAI's response_format: {"type": "json_schema", "json_schema": {"schema": ...}}, "json_object" or "text"."""
-    if response_format is None:
-        return None
-    kind = response_format.get("type") if isinstance(response_format, dict) else None
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return {"type": "object"}
-    if kind == "json_schema":
-        spec = response_format.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        if schema is None:
-            raise InputError('response_format json_schema needs {"json_schema": {"name": ..., "schema": {...}}}')
-        return schema
-    raise InputError(
-        f"response_format={response_format!r} is not valid: give {{'type': 'json_schema', 'json_schema': "
-        "{'name': ..., 'schema': {...}}}, {'type': 'json_object'} or {'type': 'text'}"
-    )
 
 
 _SHORT_PARTS = {"image": "image_url", "audio": "audio_url", "video": "video_url"}
