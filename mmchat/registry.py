@@ -343,6 +343,8 @@ def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, wa
             f"cannot pull a file path: {name_or_hf}: give a model name (`mmchat models`) or hf:owner/repo"
         )
     entry, target, _ = _lookup(name_or_hf, quant, load_registry(warn=warn))
+    if entry.base_url:
+        raise ModelNotFound(f"{entry.name} runs on the server at {entry.base_url} (models.toml): there is nothing to pull")
     silence = not progress and not are_progress_bars_disabled()
     if silence:
         disable_progress_bars()

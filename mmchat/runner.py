@@ -87,6 +87,9 @@ class Runner:
         t0 = time.perf_counter()
         if which is not None or in_situ_quant is not None:  # mistral.rs's names for a model (which.py)
             model, mmproj = self._resolve_which(which, in_situ_quant, model, mmproj, quiet=quiet)
+        if engine is None and base_url is None and (served := _served(model)) is not None:
+            base_url, model = served.base_url, served.server_model or None  # models.toml names a server
+            remote_values.setdefault("modalities", served.modalities or None)
         if engine is None and base_url is not None:
             remote = RemoteOptions.build({**remote_values, "base_url": base_url, "api_key": api_key})
             engine = _remote_engine(remote, None if model is None else str(model), self._notice)
@@ -211,6 +214,13 @@ class Runner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _served(model: str | Path | None) -> Any:
+    """The registry entry when `model` (or the default) names a model on a server."""
+    from . import registry
+
+    return None if isinstance(model, Path) else registry.served(model, warn=lambda m: None)
 
 
 def _remote_engine(remote: RemoteOptions, model: str | None, notice: Callable[[str], None]) -> Engine:

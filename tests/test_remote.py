@@ -205,3 +205,19 @@ def test_the_servers_own_token_counts_and_times_are_reported():
     assert (data["usage"]["prompt_tokens"], data["usage"]["completion_tokens"]) == (12, 2)
     assert (data["timings"]["prompt_s"], data["timings"]["generation_s"]) == (0.25, 0.5)
     assert data["timings"]["generation_tokens_per_s"] == 4.0
+
+
+def test_a_registry_entry_on_a_server_is_listed_as_such_runs_from_python_and_is_not_pulled():
+    from mmchat import registry
+
+    with serve(Stub(models=[{"id": "a"}, {"id": "big"}])) as stub:
+        registry.user_file().parent.mkdir(parents=True, exist_ok=True)
+        registry.user_file().write_text(f'[models."gpu-box"]\nbase_url = "{stub.url}"\nserver_model = "big"\n')
+        with Runner("gpu-box") as runner:
+            assert runner.chat([{"role": "user", "content": "hello you"}]).content == "hello you"
+        listed = mmchat("models", "--json")
+        pulled = mmchat("pull", "gpu-box")
+    assert stub.chats[0]["model"] == "big"
+    entry = next(e for e in json.loads(listed.stdout) if e["name"] == "gpu-box")
+    assert entry["base_url"] == stub.url and entry["server_model"] == "big"
+    assert pulled.exit_code == 2 and "runs on the server at" in pulled.stderr and "nothing to pull" in pulled.stderr

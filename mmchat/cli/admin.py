@@ -35,7 +35,8 @@ def models(
     if json_output:
         data = [
             {"name": e.name, "repo": e.repo, "quant": e.quant, "modalities": list(e.modalities), "context": e.context,
-             "size_gb": e.size_gb, "downloaded": done, "default": e.name == default, "notes": e.notes}
+             "size_gb": e.size_gb, "downloaded": done, "default": e.name == default, "notes": e.notes,
+             **({"base_url": e.base_url, "server_model": e.server_model or None} if e.base_url else {})}
             for e, done in rows
         ]
         print(json.dumps(data, indent=2), file=env.stdout)
@@ -47,9 +48,9 @@ def models(
         table.add_column(col, overflow="fold" if col == "notes" else "ellipsis")
     for e, done in rows:
         name = f"{e.name} *" if e.name == default else e.name
-        size = f"{e.size_gb:g} GB" if e.size_gb else "?"
+        size = f"{e.size_gb:g} GB" if e.size_gb else ("-" if e.base_url else "?")
         table.add_row(name, "+".join(e.modalities) or "text", size, f"{e.context // 1024}K" if e.context else "?",
-                      "yes" if done else "-", e.notes)
+                      "on a server" if e.base_url else "yes" if done else "-", e.notes or e.base_url)
     console = env.stdout_console()
     console.print(table)
     console.print("* the default. Download one with `mmchat pull NAME`.", style="dim")
