@@ -5,12 +5,12 @@ env.py      the process as the CLI sees it (streams, terminals, NO_COLOR, MMCHAT
 params.py   the flags every model command shares, made from options.py's fields
 loading.py  Session -> a loaded Runner
 ask.py, chat.py, batch.py, admin.py   the commands
-logs.py     `mmchat logs`, and the log flags ask and chat share (--no-log, --continue, --cid)
+logs.py     `mmchat logs`; logflags.py the log flags ask and chat share (--no-log, --continue, --cid)
 """
 
 from . import ask, chat  # noqa: F401, I001  (each registers its commands on `app`, in --help's order)
 from . import batch  # noqa: F401, I001
-from . import admin, logs  # noqa: F401
+from . import logs, admin  # noqa: F401, I001
 from .app import app, main
 
 __all__ = ["app", "main"]

@@ -10,7 +10,7 @@ from ..errors import InputError
 from .app import app, guarded
 from .env import Environment, current
 from .loading import open_runner
-from .logs import LogRequest, log_options, start_log
+from .logflags import LogRequest, log_options, start_log
 from .params import MediaOrderCommand, Session, grammar_text, schema_text, session_options
 
 if TYPE_CHECKING:  # the core loads when a command runs, not for --help

@@ -8,7 +8,7 @@ from .. import config
 from .app import app, guarded
 from .env import current
 from .loading import open_runner
-from .logs import LogRequest, log_options, start_log
+from .logflags import LogRequest, log_options, start_log
 from .params import MediaOrderCommand, Session, session_options
 
 

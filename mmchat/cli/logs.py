@@ -1,21 +1,9 @@
-"""`mmchat logs`, and the log flags `ask` and `chat` share: --log/--no-log, --continue, --cid.
-
-`@log_options` adds those flags to a command and hands it one `LogRequest`; `start_log`
-turns that into a `Logging`: the conversation continued (its media read again and checked
-before any model loads) and the hook that logs each answer (mmchat/logs.py).
-Precedence: --log/--no-log > config.toml (`log = false`, top level or in [defaults]) >
-`mmchat logs --off` > on.
-"""
+"""`mmchat logs`: the logged conversations, newest first, or one of them; --off/--on switch logging."""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import inspect
 import json
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -23,113 +11,6 @@ from .. import config
 from ..errors import InputError
 from .app import app, guarded
 from .env import Environment, current
-
-if TYPE_CHECKING:
-    from ..logs import LoggedConversation, TurnLogger
-    from .params import Session
-
-
-@dataclasses.dataclass(frozen=True)
-class LogRequest:
-    log: bool | None  # None: as config.toml and `mmchat logs --off/--on` say
-    resume: bool
-    cid: str | None
-
-
-def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-
-
-LOG_PARAMS = [
-    _param("log", Annotated[Optional[bool], typer.Option("--log/--no-log", help="Log this conversation in logs.db (`mmchat logs`). [default: on, unless `mmchat logs --off` or log = false in config.toml]", show_default=False)], None),
-    _param("resume", Annotated[bool, typer.Option("--continue", help="Continue the last logged conversation (its media are read again and checked against the log).")], False),
-    _param("cid", Annotated[Optional[str], typer.Option("--cid", help="Continue the logged conversation with this id (or its first characters).")], None),
-]
-
-
-def log_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Give `command` the log flags, as one `log: LogRequest` argument (stack it under @session_options)."""
-    sig = inspect.signature(command, eval_str=True)
-    own = [p for p in sig.parameters.values() if p.name != "log"]
-    names = [p.name for p in LOG_PARAMS]
-
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        request = LogRequest(*(kwargs.pop(n) for n in names))  # before kwargs is spread: the flag is `log` too
-        return command(**kwargs, log=request)
-
-    wrapper.__signature__ = sig.replace(parameters=[*own, *LOG_PARAMS])  # type: ignore[attr-defined]
-    return wrapper
-
-
-@dataclasses.dataclass
-class Logging:
-    """What a model command does with the log: the conversation it continues and who logs its answers."""
-
-    continuing: LoggedConversation | None
-    logger: TurnLogger | None
-
-    def model(self, session: Session) -> tuple[str | None, str | None]:
-        """The model to load: the one given, else the continued conversation's."""
-        if session.model is not None or self.continuing is None:
-            return session.model, session.mmproj
-        return self.continuing.source.get("model"), session.mmproj or self.continuing.source.get("mmproj")
-
-    def hook(self, model: str | None, mmproj: str | None) -> Callable[..., None] | None:
-        """The Runner's on_completion for this model (None when nothing is logged)."""
-        if self.logger is None:
-            return None
-        return self.logger.hook({"model": _absolute(model), "mmproj": _absolute(mmproj)})
-
-    def messages(self, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """`ask`: the continued conversation, then the new message; a new system prompt replaces the old one."""
-        if self.continuing is None:
-            return new
-        history = list(self.continuing.messages)
-        if new and new[0]["role"] == "system":
-            history = [m for m in history if m["role"] != "system"]
-            return [new[0], *history, *new[1:]]
-        return history + new
-
-    def history(self, system: str | None) -> tuple[str | None, list[dict[str, Any]]]:
-        """`chat`: the system prompt (a given one wins) and the messages to open the REPL on."""
-        if self.continuing is None:
-            return system, []
-        messages = list(self.continuing.messages)
-        if messages and messages[0]["role"] == "system":
-            old = messages.pop(0)["content"]
-            system = system or (old if isinstance(old, str) else None)
-        return system, messages
-
-
-def start_log(request: LogRequest, env: Environment, quiet: bool = False) -> Logging:
-    """The conversation to continue (checked: every medium read again, its sha256 compared) and the logger."""
-    from .. import logmedia, logs
-
-    enabled = request.log if request.log is not None else not logs.switched_off()
-    store = logs.LogStore.open(warn=env.warn)
-    continuing = None
-    if request.resume or request.cid is not None:
-        cid = (request.cid or store.latest()) if store.path.exists() else None  # nothing logged: create nothing
-        if cid is None:
-            raise InputError("no logged conversation to continue: ask something first (`mmchat logs` lists them)")
-        continuing = store.load_conversation(cid)
-        logmedia.check_media(continuing.id, continuing.media)
-        if not quiet:
-            env.notice(f"continuing conversation {continuing.id} ({continuing.turns} turn{'s' * (continuing.turns != 1)})")
-    logger = logs.TurnLogger(store, warn=env.warn, continuing=continuing) if enabled else None
-    return Logging(continuing, logger)
-
-
-def _absolute(path: str | None) -> str | None:
-    """A model given as a relative path is kept absolute, so --continue finds it from anywhere."""
-    if path is None:
-        return None
-    p = Path(path).expanduser()
-    return str(p.resolve()) if p.is_file() else path
-
-
-# -- mmchat logs -----------------------------------------------------------------------
 
 Count = Annotated[int, typer.Option("--count", "-n", min=0, help="How many conversations (0: all).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the conversations as JSON, turns and media included.")]
