@@ -188,3 +188,18 @@ def test_nothing_is_logged_unless_asked_and_with_log_each_request_is_a_conversat
     refs = {json.dumps(c["turns"][0]["messages"][0]["content"][0]) for c in conversations}
     assert len(conversations) == 2 and all(len(c["turns"]) == 1 for c in conversations)
     assert all(any(f in ref for ref in refs) for f in (files[0], files[2]))
+
+
+def test_a_lines_video_part_options_apply_to_that_line_alone(tmp_path):
+    from tests.videofiles import write_video
+
+    video = str(write_video(tmp_path / "clip.mp4", 4))
+    (tmp_path / "in.jsonl").write_text(
+        request("two", [{"type": "video_url", "video_url": {"url": video, "max_frames": 2}}])
+        + request("all", [{"type": "video_url", "video_url": {"url": video}}])
+        + request("bad", [{"type": "video_url", "video_url": {"url": video, "fps": 0}}]))
+    result, fake = invoke("batch", "-i", str(tmp_path / "in.jsonl"), "--fps", "1")
+    two, everything, bad = lines(result.stdout)
+    frames = [o["response"]["body"]["choices"][0]["message"]["content"].count("[image") for o in (two, everything)]
+    assert frames == [2, 4]
+    assert bad["error"]["code"] == "invalid_request" and "video fps 0" in bad["error"]["message"]
