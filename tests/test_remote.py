@@ -221,3 +221,16 @@ def test_a_registry_entry_on_a_server_is_listed_as_such_runs_from_python_and_is_
     entry = next(e for e in json.loads(listed.stdout) if e["name"] == "gpu-box")
     assert entry["base_url"] == stub.url and entry["server_model"] == "big"
     assert pulled.exit_code == 2 and "runs on the server at" in pulled.stderr and "nothing to pull" in pulled.stderr
+
+
+def test_without_retry_after_the_waits_grow():
+    from mmchat.engine.base import Turn
+    from mmchat.engine.remote import RemoteEngine
+    from mmchat.options import GenerationOptions
+
+    waits: list[float] = []
+    failing = lambda body, attempt: Reply(status=502, error="bad gateway") if attempt < 3 else echo(body, attempt)  # noqa: E731
+    with serve(Stub(reply=failing)) as stub:
+        engine = RemoteEngine(stub.url, sleep=waits.append)
+        text = "".join(e for e in engine.stream([Turn("user", ("hi",))], GenerationOptions()) if isinstance(e, str))
+    assert text == "hi" and waits == [0.5, 1.0, 2.0]

@@ -227,11 +227,11 @@ def _read_timings(chunk: dict[str, Any], timings: Timings) -> bool:
 
 
 def _backoff(response: httpx.Response, attempt: int) -> float:
+    """The server's Retry-After when it gives one (capped), else 0.5 s, 1 s, 2 s, ..."""
     try:
-        after = float(response.headers.get("retry-after", ""))
-    except ValueError:
-        after = 0.0
-    return min(_MAX_BACKOFF, max(after, 0.5 * 2 ** attempt))
+        return min(_MAX_BACKOFF, max(0.0, float(response.headers["retry-after"])))
+    except (KeyError, ValueError):
+        return min(_MAX_BACKOFF, 0.5 * 2 ** attempt)
 
 
 def _json(response: httpx.Response, url: str) -> dict[str, Any]:
