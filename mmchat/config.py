@@ -37,7 +37,8 @@ DEFAULT_VIDEO_FPS = 1.0  # frames sampled per second of video
 DEFAULT_VIDEO_MAX_FRAMES = 32  # more are spread evenly over the video
 DEFAULT_VIDEO_FRAME_MAX_SIDE = 448  # frames: dynamic-resolution models pay per pixel, 32 frames add up
 DEFAULT_VIDEO_AUDIO_PIECE = 30.0  # seconds of soundtrack per audio chunk (whisper's window)
-DEFAULT_HTTP_TIMEOUT = 30.0
+DEFAULT_HTTP_TIMEOUT = 30.0  # seconds one read may wait
+DEFAULT_URL_DEADLINE = 300.0  # seconds a whole download may take (a trickling server ends here)
 DEFAULT_MAX_REDIRECTS = 5
 
 

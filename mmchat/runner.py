@@ -19,6 +19,7 @@ from .errors import InputError, ModelNotFound
 from .inputs import Attachment, MediaRef, MediaResolver
 from .media import Audio, Image, Kind
 from .options import GenerationOptions, LoadOptions, MediaOptions, split_request
+from .policy import MediaPolicy
 from .results import ChatCompletion, CompletionStream
 
 
@@ -40,6 +41,7 @@ class Runner:
     options are those of `LoadOptions` (n_ctx, n_gpu_layers, threads, chat_template,
     image_max_tokens) and `MediaOptions` (image_max_side, video_fps, video_max_frames,
     video_audio, video_max_side), or give the objects themselves as `load=` and `media=`.
+    `media=` (or `policy=`) also takes a `MediaPolicy`: what a service may read (mmchat.policy).
     """
 
     def __init__(
@@ -48,7 +50,8 @@ class Runner:
         mmproj: str | Path | None = None,
         *,
         load: LoadOptions | None = None,
-        media: MediaOptions | None = None,
+        media: MediaOptions | MediaPolicy | None = None,
+        policy: MediaPolicy | None = None,
         generation: GenerationOptions | None = None,
         verbose: bool = False,
         notice: Callable[[str], None] | None = None,
@@ -59,6 +62,8 @@ class Runner:
         quiet: bool = False,
         **options: Any,
     ):
+        if isinstance(media, MediaPolicy):
+            media, policy = None, media
         load_values = {k: options.pop(k) for k in list(options) if k in LoadOptions.names()}
         self.load = LoadOptions.build(load_values, base=load or LoadOptions())
         self.media = MediaOptions.build(options, base=media or MediaOptions())  # an unknown name fails here
@@ -77,7 +82,7 @@ class Runner:
                 media_cache=config.cache_dir() if self.load.cache else None, media_cache_bytes=self.load.cache_size,
             )
         self.engine = engine
-        self.inputs = MediaResolver(engine.capabilities(), stdin=stdin, progress=progress)
+        self.inputs = MediaResolver(engine.capabilities(), stdin=stdin, progress=progress, policy=policy)
         self._load_time: float | None = time.perf_counter() - t0  # reported by the first request
 
     def _resolve(self, model: str | Path | None, mmproj: str | Path | None, *, pull: bool,

@@ -169,6 +169,11 @@ def tokenize_media(ctx, prompt: str, media: Sequence[Image | Audio], sample_rate
         mtmd.mtmd_input_chunks_free(chunks)
 
 
+def media_tokens(ctx, marker: str, medium: Image | Audio, sample_rate: int | None) -> int:
+    """How many tokens one medium costs, counted by libmtmd's preprocessing (nothing is encoded)."""
+    return sum(i.n_tokens for i in tokenize_media(ctx, marker, [medium], sample_rate) if not isinstance(i, int))
+
+
 def _chunks_to_items(chunks, placeholders: set[str]) -> list[PromptItem]:
     items: list[PromptItem] = []
     seen: collections.Counter[str] = collections.Counter()
