@@ -241,23 +241,31 @@ class _Budget:
         """A local file's head and path (its size checked first), or None for other forms."""
         from .sources import local_path, local_source
 
-        found = local_path(url)
-        if found is None:
+        if local_path(url) is None:
             return None
-        if self.policy is not None:
-            try:
-                size = found[1].stat().st_size
-            except OSError:
-                size = 0  # the read says what is wrong with it
-            self.policy.check_size(found[0], size, self.left)
-            self._spend(size)
+        self._spend(self._local_size(url))
         return local_source(url)
+
+    def _local_size(self, url: str) -> int:
+        """A local file's size, refused before it is opened when the policy's caps cannot take it."""
+        from .sources import local_path
+
+        found = local_path(url)
+        if self.policy is None or found is None:
+            return 0
+        try:
+            size = found[1].stat().st_size
+        except OSError:
+            return 0  # the read says what is wrong with it
+        self.policy.check_size(found[0], size, self.left)
+        return size
 
     def read(self, url: str, **kwargs: Any) -> Any:
         from .sources import TooLarge, read_source
 
         if self.policy is None:
             return read_source(url, **kwargs)
+        self._local_size(url)
         cap = self.policy.max_bytes if self.left is None else min(self.policy.max_bytes, self.left)
         try:
             source = read_source(url, max_bytes=cap, guard=self.policy, **kwargs)

@@ -40,7 +40,8 @@ class MediaPolicy:
         "*.example.com" for its subdomains), and the addresses allowed though not public
         ("127.0.0.1", "10.0.0.0/8").
     private_addresses: connect to loopback, private and link-local addresses that are not named.
-    max_bytes: most bytes one media part may bring; max_request_bytes: all parts of a request.
+    max_bytes: most bytes one media part may bring; max_request_bytes: what all the parts of one
+        request may read together (media the Runner has decoded before are not read again).
     """
 
     local_files: bool | Sequence[str | Path] = False
