@@ -79,13 +79,13 @@ def read_source(
         _check_size(data, label, max_bytes, "the data: URL holds no bytes: check how it was built")
     elif (match := _URL_SCHEME.match(text)) is None:
         label = url_or_path
-        data = _read_path(Path(text).expanduser(), label, max_bytes)
+        data = _read_path(_path(text), label, max_bytes)
     elif (scheme := match.group(1).lower()) == "file":
         parts = urllib.parse.urlsplit(text)
         if parts.netloc not in ("", "localhost"):
             raise SourceError(f"file URL names another host ({parts.netloc}): {text}: use a local path")
         label = urllib.request.url2pathname(parts.path)
-        data = _read_path(Path(label), label, max_bytes)
+        data = _read_path(_path(label), label, max_bytes)
     elif scheme in ("http", "https"):
         label = text
         with Deadline(deadline) as limit:
@@ -110,11 +110,18 @@ def local_path(url_or_path: str) -> tuple[str, Path] | None:
         return None
     match = _URL_SCHEME.match(text)
     if match is None:
-        return url_or_path, Path(text).expanduser()
+        return url_or_path, _path(text)
     if match.group(1).lower() == "file" and urllib.parse.urlsplit(text).netloc in ("", "localhost"):
         label = urllib.request.url2pathname(urllib.parse.urlsplit(text).path)
-        return label, Path(label)
+        return label, _path(label)
     return None
+
+
+def _path(text: str) -> Path:
+    """A local path; one the OS cannot even name is refused here, before any call would fail on it."""
+    if "\x00" in text:
+        raise SourceError(f"{text!r} is not a path (it holds a NUL character): check how it was written")
+    return Path(text).expanduser()
 
 
 def local_source(url_or_path: str, head: int = 1 << 20) -> Source | None:
@@ -227,8 +234,11 @@ def _download(
     deadline: Deadline, guard: Guard | None,
 ) -> tuple[bytes, str | None]:
     fetch = opener(deadline, guard, _RedirectLimit(max_redirects, guard))
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    host = urllib.parse.urlsplit(url).hostname or url
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+        host = urllib.parse.urlsplit(url).hostname or url
+    except ValueError as exc:
+        raise SourceError(f"{url} is not a valid URL ({exc}): check it") from None
     try:
         with fetch.open(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length", "")
@@ -252,6 +262,8 @@ def _download(
         raise SourceError(f"download of {url} was cut short: try again") from None
     except (http.client.HTTPException, OSError) as exc:
         raise SourceError(f"download of {url} failed ({exc}): try again later") from None
+    except ValueError as exc:  # urllib's word for a URL it cannot send: a bad port, a non-ASCII host
+        raise SourceError(f"{url} is not a valid URL ({exc}): check it") from None
     if not data:
         raise SourceError(f"empty response from {url}: check the URL")
     return data, declared
