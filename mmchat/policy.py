@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,7 +70,7 @@ class MediaPolicy:
 
     def admit(self, url: str) -> str:
         """The URL to read (a local path resolved), or MediaRefused naming the rule it breaks."""
-        from .sources import local_path
+        from .sources import local_path, split_url
 
         text = url.strip()
         if text == "-":
@@ -84,7 +83,7 @@ class MediaPolicy:
         local = local_path(text)
         if local is not None:
             return self._admit_file(*local)
-        parts = urllib.parse.urlsplit(text)
+        parts = split_url(text)
         if parts.scheme.lower() in ("http", "https"):
             self._admit_host(text, parts.hostname or "")
         return url  # any other scheme: sources.py refuses it itself
@@ -95,7 +94,10 @@ class MediaPolicy:
         if self.local_files is False:
             raise MediaRefused(f"local file {label} is refused by the media policy (local_files=False): "
                                "send the media inline as a data: URL")
-        resolved = path.resolve()  # '..' and every symlink on the way
+        try:
+            resolved = path.resolve()  # '..' and every symlink on the way
+        except (OSError, RuntimeError):  # a symlink loop
+            raise MediaRefused(f"local file {label} cannot be resolved to a real path: the media policy refuses it") from None
         if not any(resolved.is_relative_to(d) for d in self.local_files):
             raise MediaRefused(f"local file {label} is outside the directories the media policy allows "
                                f"(local_files={self._shown_local()}): use a file inside them")
@@ -131,8 +133,10 @@ class MediaPolicy:
 
     def check_redirect(self, url: str, newurl: str) -> None:
         """A redirect is a new URL: the same rules, before it is followed."""
+        from .sources import split_url
+
         try:
-            self._admit_host(newurl, urllib.parse.urlsplit(newurl).hostname or "")
+            self._admit_host(newurl, split_url(newurl).hostname or "")
         except MediaRefused as e:
             raise MediaRefused(f"{url} redirects to {e}") from None
 

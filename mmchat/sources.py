@@ -81,7 +81,7 @@ def read_source(
         label = url_or_path
         data = _read_path(_path(text), label, max_bytes)
     elif (scheme := match.group(1).lower()) == "file":
-        parts = urllib.parse.urlsplit(text)
+        parts = split_url(text)
         if parts.netloc not in ("", "localhost"):
             raise SourceError(f"file URL names another host ({parts.netloc}): {text}: use a local path")
         label = urllib.request.url2pathname(parts.path)
@@ -111,17 +111,30 @@ def local_path(url_or_path: str) -> tuple[str, Path] | None:
     match = _URL_SCHEME.match(text)
     if match is None:
         return url_or_path, _path(text)
-    if match.group(1).lower() == "file" and urllib.parse.urlsplit(text).netloc in ("", "localhost"):
-        label = urllib.request.url2pathname(urllib.parse.urlsplit(text).path)
+    if match.group(1).lower() == "file" and (parts := split_url(text)).netloc in ("", "localhost"):
+        label = urllib.request.url2pathname(parts.path)
         return label, _path(label)
     return None
+
+
+def split_url(url: str) -> urllib.parse.SplitResult:
+    """urlsplit, with a URL it cannot read ("http://[") as one SourceError."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # a port that is not a number fails only when asked for
+        return parts
+    except ValueError as exc:
+        raise SourceError(f"{url} is not a valid URL ({exc}): check it") from None
 
 
 def _path(text: str) -> Path:
     """A local path; one the OS cannot even name is refused here, before any call would fail on it."""
     if "\x00" in text:
         raise SourceError(f"{text!r} is not a path (it holds a NUL character): check how it was written")
-    return Path(text).expanduser()
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # ~name for a user who does not exist
+        raise SourceError(f"cannot find the home directory in {text}: check the path") from None
 
 
 def local_source(url_or_path: str, head: int = 1 << 20) -> Source | None:

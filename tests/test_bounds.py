@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import http.server
 import io
-import threading
 import time
 from collections.abc import Iterator
 
@@ -21,7 +20,7 @@ from mmchat import ContextOverflow, Runner, SourceError, audio_part, user_messag
 from mmchat.media.audio import decode_audio
 from mmchat.sources import read_source
 from mmchat.testing import FakeEngine
-from tests.helpers import GREEDY_ARGS, THREADS_ARGS, run_mmchat
+from tests.helpers import GREEDY_ARGS, THREADS_ARGS, local_server, run_mmchat
 from tests.mediafiles import tone_wav
 from tests.test_cli_fast import invoke
 from tests.videofiles import write_video
@@ -176,14 +175,8 @@ class _Trickle(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def trickle() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with local_server(_Trickle) as where:
+        yield f"http://{where}"
 
 
 @pytest.mark.parametrize("path", ["/slow.png", "/headers"])

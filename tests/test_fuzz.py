@@ -26,6 +26,7 @@ import soundfile
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from mmchat import MediaPolicy
 from mmchat import messages as msgs
 from mmchat.chat.commands import ALIASES, COMMANDS, parse
 from mmchat.errors import InputError, MmchatError
@@ -74,6 +75,10 @@ URLS = st.one_of(
 @given(url=URLS, piped=st.binary(max_size=64))
 def test_any_string_as_a_url(tmp_path_factory, url, piped):
     assume(_harmless(url))
+    try:
+        MediaPolicy(local_files=[tmp_path_factory.getbasetemp()], remote_urls=["example.com", "10.0.0.0/8"]).admit(url)
+    except MmchatError:
+        pass
     with offline(tmp_path_factory.getbasetemp()):
         try:
             source = read_source(url, stdin=io.BytesIO(piped), max_bytes=4096, timeout=0.5, deadline=2.0)

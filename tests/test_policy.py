@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import http.server
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import mmchat.sources
 from mmchat import MediaOptions, MediaPolicy, MediaRefused, Runner, image_part, user_message
 from mmchat.testing import FakeEngine
+from tests.helpers import local_server
 from tests.mediafiles import noise_png
 
 # --- helpers -------------------------------------------------------------------------------
@@ -129,13 +129,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server(media: Path) -> Iterator[tuple[str, type[_Handler]]]:
     handler = type("Handler", (_Handler,), {"png": (media / "cat.png").read_bytes(), "requests": [], "redirects": {}})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{httpd.server_address[1]}", handler
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with local_server(handler) as where:
+        yield where, handler
 
 
 def test_remote_urls_refused(server):
