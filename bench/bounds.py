@@ -34,12 +34,13 @@ from bench._table import report  # noqa: E402
 CACHE = ROOT / "bench" / ".cache"
 
 
-def run(args: list[str], *, python: bool = False) -> dict:
-    """One child: wall seconds, peak RSS (MiB), exit code and the last line of stderr."""
+def run(args: list[str], *, python: bool = False, code: Path = ROOT) -> dict:
+    """One child (running the mmchat package in `code`): wall seconds, peak RSS (MiB), exit code
+    and the last line of stderr."""
     cmd = [sys.executable, *(args if python else ["-m", "mmchat", *args])]
     env = {**os.environ, "MMCHAT_HOME": str(CACHE / "home")}
     began = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=code, env=env)
     chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: chunks.append(proc.stderr.read()), daemon=True)
     reader.start()
@@ -156,6 +157,8 @@ DECODE_ONLY = (
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["audio", "video", "url"])
+    parser.add_argument("--before", type=Path, metavar="DIR",
+                        help="also run the refusal cases on the mmchat package in DIR (e.g. from git archive)")
     args = parser.parse_args()
     m = models()
     rows = []
@@ -171,13 +174,17 @@ def main() -> int:
         row("long audio (3 h WAV)", "< 2 s, < 300 MiB", run(["ask", "hi", "-a", str(wav), *audio]))
         row("audio part (1 min of it)", "answers", run(["ask", "hi", "-a", str(wav), "--start", "1:00:00",
                                                         "--end", "1:01:00", *audio]))
+        if args.before:
+            row("long audio, before", "(was 29.6 s, 2.6 GB)", run(["ask", "hi", "-a", str(wav), *audio], code=args.before))
     if args.only in (None, "video"):
         video = long_video()
         vision = ["--model", str(m["llm"]), "--no-cache", "-n", "4", "-t", "0", "-c", "4096"]
         row("long video, 32 frames", "< 500 MiB",
             run(["ask", "hi", "--video", str(video), "--mmproj", str(m["mmproj-vision"]), *vision]))
-        row("its 2 h soundtrack", "refused, < 2 s",
-            run(["ask", "hi", "--video", str(video), "--mmproj", str(m["mmproj-omni"]), *vision]))
+        soundtrack = ["ask", "hi", "--video", str(video), "--mmproj", str(m["mmproj-omni"]), *vision]
+        row("its 2 h soundtrack", "refused, < 2 s", run(soundtrack))
+        if args.before:
+            row("its soundtrack, before", "", run(soundtrack, code=args.before))
         row("decode only (32 frames)", "< 500 MiB", run(["-c", DECODE_ONLY, str(video)], python=True))
     if args.only in (None, "url"):
         row("trickling URL (1 B/s)", "ends at the 5 s deadline", trickle_case(m))
