@@ -71,7 +71,7 @@ URLS = st.one_of(
 )
 
 
-@settings(max_examples=examples(300))
+@settings(max_examples=examples(800))
 @given(url=URLS, piped=st.binary(max_size=64))
 def test_any_string_as_a_url(tmp_path_factory, url, piped):
     assume(_harmless(url))
@@ -95,7 +95,7 @@ def test_any_bytes_in_a_data_url_come_back_whole(data, mime):
     assert source.kind == detect_kind(data)[0]
 
 
-@settings(max_examples=examples(300))
+@settings(max_examples=examples(1500))
 @given(data=st.binary(max_size=4096))
 def test_kind_detection_takes_any_bytes(data):
     kind, mime = detect_kind(data)
@@ -169,7 +169,7 @@ def mutate(data: bytes, ops: list[tuple], seeds: dict[str, bytes]) -> bytes:
     return bytes(buf)
 
 
-@settings(max_examples=examples(1200))
+@settings(max_examples=examples(4000))
 @given(name=st.sampled_from(SEED_NAMES), ops=MUTATIONS, other=st.sampled_from(["image", "audio", "video", None]))
 def test_decoders_on_mutated_files(seeds, worker, name, ops, other):
     data = mutate(seeds[name], ops, seeds)
@@ -208,7 +208,7 @@ MESSAGES = st.one_of(JSON, st.lists(st.fixed_dictionaries(
     {"role": st.sampled_from([*msgs.ROLES, "tool", ""])}, optional={"content": st.one_of(JSON, st.lists(PART))})))
 
 
-@settings(max_examples=examples(400))
+@settings(max_examples=examples(800))
 @given(messages=MESSAGES)
 def test_message_validation_takes_any_json(messages):
     try:
@@ -230,7 +230,7 @@ LINES = st.one_of(
 )
 
 
-@settings(max_examples=examples(400))
+@settings(max_examples=examples(1500))
 @given(line=LINES, is_file=st.booleans())
 def test_the_repl_parser_takes_any_line(line, is_file):
     try:

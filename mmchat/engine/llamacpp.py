@@ -189,15 +189,10 @@ class LlamaCppEngine:
                             audio_tokens=self._audio_tokens if audio else None)
 
     def _audio_tokens(self, seconds: float) -> int:
-        """At least what `seconds` of sound cost: the projector's rate, learned once from two silences
-        (the difference, since whisper-style encoders pad every piece to a whole window)."""
+        """At least what `seconds` of sound cost, at the projector's rate (learned once, on first use)."""
         if self._audio_rate is None:
-            rate = mtmd.mtmd_get_audio_sample_rate(self._mtmd)
             with self._lock:
-                short, long = (_lib.media_tokens(self._mtmd, self._marker, Audio(np.zeros(round(s * rate), np.float32),
-                                                                                   rate, "silence"), rate)
-                               for s in (1.0, 61.0))
-            self._audio_rate = max(0.0, (long - short) / 60.0)
+                self._audio_rate = _lib.audio_tokens_per_second(self._mtmd, self._marker)
         return int(seconds * self._audio_rate)
 
     def render(self, turns: Sequence[Turn]) -> str:
