@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
-import av
 import numpy as np
 import PIL.Image
 import pytest
