@@ -123,20 +123,20 @@ def _patched(http_class: Any, connect: Connect) -> Callable[..., http.client.HTT
     return make
 
 
-class _HTTPHandler(urllib.request.HTTPHandler):
+class _Connecting:
+    """A urllib handler whose connections are all made by `connect`."""
+
     def __init__(self, connect: Connect):
         super().__init__()
         self._connect = connect
 
-    def do_open(self, http_class, req, **kwargs):  # type: ignore[override]
-        return super().do_open(_patched(http_class, self._connect), req, **kwargs)
+    def do_open(self, http_class, req, **kwargs):
+        return super().do_open(_patched(http_class, self._connect), req, **kwargs)  # type: ignore[misc]
 
 
-class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, connect: Connect):
-        super().__init__()
-        self._connect = connect
+class _HTTPHandler(_Connecting, urllib.request.HTTPHandler):
+    pass
 
-    def do_open(self, http_class, req, **kwargs):  # type: ignore[override]
-        return super().do_open(_patched(http_class, self._connect), req, **kwargs)
 
+class _HTTPSHandler(_Connecting, urllib.request.HTTPSHandler):
+    pass

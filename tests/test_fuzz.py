@@ -94,6 +94,17 @@ def test_any_bytes_in_a_data_url_come_back_whole(data, mime):
     assert source.kind == detect_kind(data)[0]
 
 
+@settings(max_examples=examples(300))
+@given(data=st.binary(max_size=8192))
+def test_any_bytes_on_stdin(data):
+    try:
+        source = read_source("-", stdin=io.BytesIO(data), max_bytes=4096)
+    except MmchatError:
+        assert not data or len(data) > 4096
+        return
+    assert source.data == data and source.label == "stdin"
+
+
 @settings(max_examples=examples(1500))
 @given(data=st.binary(max_size=4096))
 def test_kind_detection_takes_any_bytes(data):

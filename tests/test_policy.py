@@ -151,12 +151,13 @@ def test_a_loopback_address_is_refused_unless_named(server):
     assert handler.requests == ["/cat.png"]
 
 
-def test_a_name_is_checked_on_the_address_it_resolves_to(server):
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_name_is_checked_on_the_address_it_resolves_to(server, scheme):
     where, handler = server
     port = where.split(":")[1]
     runner, _ = service(remote_urls=["localhost"])  # the host is allowed; where it leads is not
     with pytest.raises(MediaRefused, match="localhost resolves to 127.0.0.1, a loopback address"):
-        ask(runner, f"http://localhost:{port}/cat.png")
+        ask(runner, f"{scheme}://localhost:{port}/cat.png")
     assert handler.requests == []
 
 
