@@ -5,6 +5,7 @@ MmchatError                 1  runtime failure
 │   ├── SourceError         2  a URL or path could not be read
 │   ├── MediaError          2  bytes could not be decoded as the media they claim to be
 │   ├── UnsupportedMedia    2  the model cannot take this kind of media
+│   ├── MediaRefused        2  the media policy (mmchat.policy) does not allow this part
 │   ├── ContextOverflow     2  the prompt does not fit the context window
 │   ├── ModelNotFound       2  no model by that name or path
 │   ├── ModelLoadError      2  the file is not a model llama.cpp can load (or not this kind)
@@ -47,6 +48,10 @@ class MediaError(InputError):
 
 class UnsupportedMedia(InputError):
     """The model (its mmproj) does not take this kind of media."""
+
+
+class MediaRefused(InputError):
+    """A Runner's MediaPolicy does not allow this part (a path, a host, an address, a size)."""
 
 
 class ContextOverflow(InputError):

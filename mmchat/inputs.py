@@ -20,12 +20,15 @@ from typing import Any, BinaryIO
 from . import config
 from . import messages as msgs
 from .engine.base import Capabilities, Progress, Segment, Turn
-from .errors import InputError, MmchatError, UnsupportedMedia
+from .errors import InputError, MediaRefused, MmchatError, UnsupportedMedia
 from .media import Audio, Image, Kind
-from .options import MediaOptions
+from .options import MediaOptions, parse_time
+from .policy import MediaPolicy
 
 #: options a video part may carry, beside its url
 VIDEO_KEYS = ("fps", "max_frames", "start", "end", "audio", "max_side")
+#: options an audio part may carry: the part of the recording to hear
+AUDIO_KEYS = ("start", "end")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +79,9 @@ class MediaResolver:
     """Message parts -> segments for one model (its capabilities decide what it may be given)."""
 
     def __init__(self, capabilities: Capabilities, *, stdin: BinaryIO | None = None, progress: Progress | None = None,
-                 cache_bytes: int = config.DEFAULT_MEDIA_CACHE_BYTES):
+                 cache_bytes: int = config.DEFAULT_MEDIA_CACHE_BYTES, policy: MediaPolicy | None = None):
         self.caps = capabilities
+        self.policy = policy  # None: anything the user can read (the CLI)
         self._stdin = stdin
         self._progress = progress
         self._cache: OrderedDict[tuple, list[Segment]] = OrderedDict()
@@ -101,6 +105,10 @@ class MediaResolver:
         """Validate, check kinds, then read and decode every media part, in order."""
         checked = msgs.validate_messages(messages)
         self.check(checked)
+        if self.policy is not None:  # every part is admitted before the first is read
+            for ref in iter_media(checked):
+                self.policy.admit(ref.url)
+        budget = _Budget(self.policy)
         stdin_used = False
         turns = []
         for i, message in enumerate(checked):
@@ -118,21 +126,24 @@ class MediaResolver:
                     if stdin_used:
                         raise InputError("only one media part can read standard input ('-')")
                     stdin_used = True
-                segments.extend(self.segments(ref, media))
+                segments.extend(self.segments(ref, media, budget))
             turns.append(Turn(message["role"], tuple(segments)))
         return turns
 
     # -- one part --------------------------------------------------------------------
 
-    def segments(self, ref: MediaRef, media: MediaOptions) -> list[Segment]:
+    def segments(self, ref: MediaRef, media: MediaOptions, budget: _Budget | None = None) -> list[Segment]:
         """One media part, decoded (or remembered: a file by path, size and mtime; a URL by its text)."""
+        if self.policy is not None:  # before the cache: a remembered file is still refused
+            ref = dataclasses.replace(ref, url=self.policy.admit(ref.url))
+        budget = budget or _Budget(self.policy)
         options = self._effective(ref, media)
         key = _media_key(ref, options)
         cached = self._cache.get(key) if key else None
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
-        segments = self._decode(ref, options)
+        segments = self._decode(ref, options, media, budget)
         if key:
             self._cache[key] = segments
             while len(self._cache) > 1 and sum(map(_nbytes, self._cache.values())) > self._cache_bytes:
@@ -144,24 +155,27 @@ class MediaResolver:
         if ref.kind == "image":
             return {"max_side": ref.options.get("max_side", media.image_max_side)}
         if ref.kind == "audio":
-            return {"rate": self.caps.audio_sample_rate or 16000}
+            start, end = (None if ref.options.get(k) is None else parse_time(ref.options[k]) for k in AUDIO_KEYS)
+            if end is not None and end <= (start or 0.0):
+                raise InputError(f"audio end ({end:g} s) must come after its start ({start or 0:g} s)")
+            return {"rate": self.caps.audio_sample_rate or 16000, "start": start, "end": end}
         unknown = sorted(set(ref.options) - set(VIDEO_KEYS))
         if unknown:
             raise InputError(f"unknown video option {unknown[0]!r} for {_short(ref.url)}; known: {', '.join(VIDEO_KEYS)}")
         return {**media.video_defaults(), **ref.options}
 
-    def _decode(self, ref: MediaRef, options: dict[str, Any]) -> list[Segment]:
-        from .sources import local_source, read_source
-
-        if ref.kind == "video":
-            source = local_source(ref.url)  # a long video is decoded from disk, not read into memory
+    def _decode(self, ref: MediaRef, options: dict[str, Any], media: MediaOptions, budget: _Budget) -> list[Segment]:
+        if ref.kind != "image":
+            source = budget.local(ref.url)  # long audio and video are decoded from disk, not read into memory
             if source is not None:
-                _check_kind(source, "video")
+                _check_kind(source, ref.kind)
                 self._digests[ref.url] = source.path
-                return self._video(source.path, source.label, options)
+                if ref.kind == "video":
+                    return self._video(source.path, source.label, options)
+                return [self._audio(source.path, source.label, options)]
         report = self._progress
         on_bytes = (lambda done, total: report(f"downloading {_short(ref.url)}", done, total)) if report else None
-        source = read_source(ref.url, stdin=self._stdin, progress=on_bytes)
+        source = budget.read(ref.url, stdin=self._stdin, progress=on_bytes, deadline=media.url_deadline)
         self._digests[ref.url] = hashlib.sha256(source.data).hexdigest()
         _check_kind(source, ref.kind)
         if ref.kind == "image":
@@ -169,17 +183,29 @@ class MediaResolver:
 
             return [decode_image(source.data, label=source.label, max_side=options["max_side"] or None)]
         if ref.kind == "audio":
-            from .media.audio import decode_audio
-
-            return [decode_audio(source.data, label=source.label, sample_rate=options["rate"])]
+            return [self._audio(source.data, source.label, options)]
         return self._video(source.data, source.label, options)
+
+    def _audio(self, src: Any, label: str, options: dict[str, Any]) -> Audio:
+        """Refused from its length when it cannot fit (before decoding), else decoded (only its part)."""
+        from .media.audio import decode_audio
+        from .media.probe import sound_seconds
+        from .soundcost import check_sound
+
+        start, end = options["start"], options["end"]
+        check_sound(self.caps, sound_seconds(src), label, start, end)
+        return decode_audio(src, label=label, sample_rate=options["rate"], start=start, end=end)
 
     def _video(self, src: Any, label: str, options: dict[str, Any]) -> list[Segment]:
         from .engine.layout import video_segments
+        from .media.probe import sound_seconds
         from .media.video import VideoOptions, decode_video
+        from .soundcost import check_sound
 
         opts = VideoOptions.from_dict(options)
         rate = self.caps.audio_sample_rate if self.caps.audio and opts.audio else None
+        if rate:  # a long soundtrack is refused before a frame is decoded
+            check_sound(self.caps, sound_seconds(src), label, opts.start, opts.end, soundtrack=True)
         report = self._progress
         on_frame = (lambda done, total: report(f"decoding {_short(label)}", done, total)) if report else None
         video = decode_video(src, label=label, options=opts, max_side=options.get("max_side") or None,
@@ -203,9 +229,12 @@ class MediaResolver:
 
     def attachment(self, url: str, kind: Kind | None, media: MediaOptions) -> Attachment:
         """Detect the kind from the bytes (unless forced), check the model takes it, decode it once."""
-        from .sources import local_source, read_source
+        from .sources import local_source
 
-        source = local_source(url) or (read_source(url, stdin=self._stdin) if kind is None else None)
+        budget = _Budget(self.policy)
+        if self.policy is not None:
+            url = self.policy.admit(url)
+        source = local_source(url) or (budget.read(url, stdin=self._stdin) if kind is None else None)
         if source is not None and kind is None:
             if source.kind is None:
                 raise UnsupportedMedia(f"{source.label} is not an image, audio or video file mmchat knows: "
@@ -216,6 +245,60 @@ class MediaResolver:
         stored = str(source.path.resolve()) if source is not None and source.path is not None else url
         self.segments(MediaRef(kind, stored, {}, "attach"), media)  # decoded now, reused by the turn
         return Attachment(kind, stored, url)
+
+
+class _Budget:
+    """What a policy lets one request read: bytes per part, and what is left of those per request."""
+
+    def __init__(self, policy: MediaPolicy | None):
+        self.policy = policy
+        self.left = policy.max_request_bytes if policy is not None else None
+
+    def local(self, url: str) -> Any:
+        """A local file's head and path (its size checked first), or None for other forms."""
+        from .sources import local_path, local_source
+
+        if local_path(url) is None:
+            return None
+        self._spend(self._local_size(url))
+        return local_source(url)
+
+    def _local_size(self, url: str) -> int:
+        """A local file's size, refused before it is opened when the policy's caps cannot take it."""
+        from .sources import local_path
+
+        found = local_path(url)
+        if self.policy is None or found is None:
+            return 0
+        try:
+            size = found[1].stat().st_size
+        except OSError:
+            return 0  # the read says what is wrong with it
+        self.policy.check_size(found[0], size, self.left)
+        return size
+
+    def read(self, url: str, **kwargs: Any) -> Any:
+        from .sources import TooLarge, read_source
+
+        if self.policy is None:
+            return read_source(url, **kwargs)
+        self._local_size(url)
+        cap = self.policy.max_bytes if self.left is None else min(self.policy.max_bytes, self.left)
+        try:
+            source = read_source(url, max_bytes=cap, guard=self.policy, **kwargs)
+        except TooLarge:
+            if cap == self.policy.max_bytes:
+                rule = f"per part (max_bytes={cap})"
+            else:
+                rule = f"for the rest of this request (max_request_bytes={self.policy.max_request_bytes})"
+            raise MediaRefused(f"{_short(url)} is larger than the {cap} bytes the media policy allows {rule}: "
+                               "send a smaller file") from None
+        self._spend(len(source.data))
+        return source
+
+    def _spend(self, n: int) -> None:
+        if self.left is not None:
+            self.left -= n
 
 
 def inline(part: msgs.Part) -> msgs.Part:

@@ -324,6 +324,9 @@ class MediaOptions(_Options):
     video_max_side: int = option(config.DEFAULT_VIDEO_FRAME_MAX_SIDE, Rule("a whole number >= 0 (0 = never)", _whole(0)),
                                  "Scale video frames down so the long side is at most this many pixels (0 = never).",
                                  flags=("--frame-max-side",), type=int)
+    url_deadline: float = option(config.DEFAULT_URL_DEADLINE, Rule("a number of seconds > 0", _number(above=0)),
+                                 "Most seconds one http(s) media URL may take to download, all of it.",
+                                 flags=("--url-deadline",), type=float)
 
     def video_defaults(self) -> dict[str, Any]:
         """What a video part without options of its own is sampled with."""

@@ -22,6 +22,7 @@ from .inputs import Attachment, MediaRef, MediaResolver, iter_media
 from .media import Audio, Image, Kind
 from .messages import validate_messages
 from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, split_request
+from .policy import MediaPolicy
 from .results import ChatCompletion, CompletionStream
 
 
@@ -51,6 +52,8 @@ class Runner:
 
     `on_completion(messages, completion, digests)` is called after every whole answer, with the
     sha256 of each medium read (`media_digests`): the conversation log (mmchat/logs.py) listens there.
+
+    `media=` (or `policy=`) also takes a `MediaPolicy`: what a service may read (mmchat.policy).
     """
 
     def __init__(
@@ -59,7 +62,8 @@ class Runner:
         mmproj: str | Path | None = None,
         *,
         load: LoadOptions | None = None,
-        media: MediaOptions | None = None,
+        media: MediaOptions | MediaPolicy | None = None,
+        policy: MediaPolicy | None = None,
         generation: GenerationOptions | None = None,
         verbose: bool = False,
         notice: Callable[[str], None] | None = None,
@@ -76,6 +80,8 @@ class Runner:
         **options: Any,
     ):
         remote_values = {k: options.pop(k) for k in list(options) if k in RemoteOptions.names()}
+        if isinstance(media, MediaPolicy):
+            media, policy = None, media
         load_values = {k: options.pop(k) for k in list(options) if k in LoadOptions.names()}
         self.load = LoadOptions.build(load_values, base=load or LoadOptions())
         self.media = MediaOptions.build(options, base=media or MediaOptions())  # an unknown name fails here
@@ -104,7 +110,7 @@ class Runner:
                 media_cache=config.cache_dir() if self.load.cache else None, media_cache_bytes=self.load.cache_size,
             )
         self.engine = engine
-        self.inputs = MediaResolver(engine.capabilities(), stdin=stdin, progress=progress)
+        self.inputs = MediaResolver(engine.capabilities(), stdin=stdin, progress=progress, policy=policy)
         self._load_time: float | None = time.perf_counter() - t0  # reported by the first request
 
     def _resolve(self, model: str | Path | None, mmproj: str | Path | None, *, pull: bool,

@@ -1,8 +1,8 @@
 """A URL or a path becomes bytes; `mmchat.sniff` says what they are (content, never the name).
 
 Forms: a path (``~`` expanded), ``file://`` (percent-decoded), ``data:`` (base64 or
-percent-encoded), ``http(s)://`` (stdlib urllib: timeout, size cap, bounded redirects,
-progress callback) and ``-`` for standard input. Every failure is a `SourceError` whose
+percent-encoded), ``http(s)://`` (stdlib urllib: a per-read timeout and a total deadline,
+size cap, bounded redirects, progress callback) and ``-`` for standard input. Every failure is a `SourceError` whose
 message names the input and says what to do next.
 """
 
@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from mmchat.config import DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_MAX_REDIRECTS
+from mmchat.config import DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_MAX_REDIRECTS, DEFAULT_URL_DEADLINE
 from mmchat.errors import SourceError
 from mmchat.media import Kind
+from mmchat.netlimits import Deadline, Guard, opener
 from mmchat.sniff import detect_kind
 
-__all__ = ["Progress", "Source", "read_source"]
+__all__ = ["Progress", "Source", "TooLarge", "read_source"]
 
 Progress = Callable[[int, int | None], None]
 """Called as progress(bytes_so_far, total_or_None) while a download streams in."""
@@ -58,8 +59,13 @@ def read_source(
     timeout: float = DEFAULT_HTTP_TIMEOUT,
     max_redirects: int = DEFAULT_MAX_REDIRECTS,
     progress: Progress | None = None,
+    deadline: float | None = DEFAULT_URL_DEADLINE,
+    guard: Guard | None = None,
 ) -> Source:
-    """Read a path, file://, data:, http(s):// URL or '-' (stdin) into a `Source`."""
+    """Read a path, file://, data:, http(s):// URL or '-' (stdin) into a `Source`.
+
+    A download ends after `deadline` seconds in all (None: never); `guard` checks the address
+    of every connection and every redirect (mmchat.policy)."""
     text = url_or_path.strip()
     declared: str | None = None
     if text == "-":
@@ -73,16 +79,24 @@ def read_source(
         _check_size(data, label, max_bytes, "the data: URL holds no bytes: check how it was built")
     elif (match := _URL_SCHEME.match(text)) is None:
         label = url_or_path
-        data = _read_path(Path(text).expanduser(), label, max_bytes)
+        data = _read_path(_path(text), label, max_bytes)
     elif (scheme := match.group(1).lower()) == "file":
-        parts = urllib.parse.urlsplit(text)
+        parts = split_url(text)
         if parts.netloc not in ("", "localhost"):
             raise SourceError(f"file URL names another host ({parts.netloc}): {text}: use a local path")
         label = urllib.request.url2pathname(parts.path)
-        data = _read_path(Path(label), label, max_bytes)
+        data = _read_path(_path(label), label, max_bytes)
     elif scheme in ("http", "https"):
         label = text
-        data, declared = _download(text, max_bytes, timeout, max_redirects, progress)
+        with Deadline(deadline) as limit:
+            try:
+                data, declared = _download(text, max_bytes, timeout, max_redirects, progress, limit, guard)
+            except SourceError:
+                if limit.expired:
+                    raise _late(text, deadline) from None
+                raise
+            if limit.expired:
+                raise _late(text, deadline)
     else:
         raise SourceError(f"unsupported URL scheme '{scheme}:' in {text}: use a path, file://, http(s):// or data:")
     kind, mime = detect_kind(data)
@@ -96,11 +110,31 @@ def local_path(url_or_path: str) -> tuple[str, Path] | None:
         return None
     match = _URL_SCHEME.match(text)
     if match is None:
-        return url_or_path, Path(text).expanduser()
-    if match.group(1).lower() == "file" and urllib.parse.urlsplit(text).netloc in ("", "localhost"):
-        label = urllib.request.url2pathname(urllib.parse.urlsplit(text).path)
-        return label, Path(label)
+        return url_or_path, _path(text)
+    if match.group(1).lower() == "file" and (parts := split_url(text)).netloc in ("", "localhost"):
+        label = urllib.request.url2pathname(parts.path)
+        return label, _path(label)
     return None
+
+
+def split_url(url: str) -> urllib.parse.SplitResult:
+    """urlsplit, with a URL it cannot read ("http://[") as one SourceError."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # a port that is not a number fails only when asked for
+        return parts
+    except ValueError as exc:
+        raise SourceError(f"{url} is not a valid URL ({exc}): check it") from None
+
+
+def _path(text: str) -> Path:
+    """A local path; one the OS cannot even name is refused here, before any call would fail on it."""
+    if "\x00" in text:
+        raise SourceError(f"{text!r} is not a path (it holds a NUL character): check how it was written")
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # ~name for a user who does not exist
+        raise SourceError(f"cannot find the home directory in {text}: check the path") from None
 
 
 def local_source(url_or_path: str, head: int = 1 << 20) -> Source | None:
@@ -122,10 +156,18 @@ def _check_size(data: bytes, label: str, max_bytes: int, when_empty: str) -> Non
         raise _too_large(label, max_bytes)
 
 
+class TooLarge(SourceError):
+    """More bytes than `max_bytes`: the caller that set the limit may say whose limit it is."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 def _too_large(label: str, max_bytes: int, size: int | None = None) -> SourceError:
     what = f" ({_mib(size)})" if size is not None else ""
-    return SourceError(
-        f"{label} is larger than the {_mib(max_bytes)} limit{what}: use a smaller file or raise the limit"
+    return TooLarge(
+        f"{label} is larger than the {_mib(max_bytes)} limit{what}: use a smaller file or raise the limit", max_bytes
     )
 
 
@@ -176,17 +218,24 @@ def _parse_data_url(url: str) -> tuple[bytes, str | None]:
 
 
 class _RedirectLimit(urllib.request.HTTPRedirectHandler):
-    """Follow at most `limit` redirects, and only to http(s)."""
+    """Follow at most `limit` redirects, only to http(s), and only where the guard allows."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, guard: Guard | None = None) -> None:
         super().__init__()
         self.max_redirections = limit
         self.max_repeats = min(self.max_repeats, limit)
+        self.guard = guard
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
             fp.close()
             raise SourceError(f"{req.full_url} redirects to {newurl}: only http(s) is followed")
+        if self.guard is not None:
+            try:
+                self.guard.check_redirect(req.full_url, newurl)
+            except BaseException:
+                fp.close()
+                raise
         if len(getattr(req, "redirect_dict", {})) >= self.max_redirections:  # the base skips the 1st
             fp.close()
             raise urllib.error.HTTPError(req.full_url, code, self.inf_msg + msg, headers, None)
@@ -194,18 +243,22 @@ class _RedirectLimit(urllib.request.HTTPRedirectHandler):
 
 
 def _download(
-    url: str, max_bytes: int, timeout: float, max_redirects: int, progress: Progress | None
+    url: str, max_bytes: int, timeout: float, max_redirects: int, progress: Progress | None,
+    deadline: Deadline, guard: Guard | None,
 ) -> tuple[bytes, str | None]:
-    opener = urllib.request.build_opener(_RedirectLimit(max_redirects))
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    host = urllib.parse.urlsplit(url).hostname or url
+    fetch = opener(deadline, guard, _RedirectLimit(max_redirects, guard))
     try:
-        with opener.open(request, timeout=timeout) as response:
+        request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+        host = urllib.parse.urlsplit(url).hostname or url
+    except ValueError as exc:
+        raise SourceError(f"{url} is not a valid URL ({exc}): check it") from None
+    try:
+        with fetch.open(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length", "")
             total = int(length) if length.strip().isdigit() else None
             if total is not None and total > max_bytes:
                 raise _too_large(url, max_bytes, total)
-            data = _read_body(response, total, url, max_bytes, progress)
+            data = _read_body(response, total, url, max_bytes, progress, deadline)
             declared = response.headers.get_content_type() if "Content-Type" in response.headers else None
     except urllib.error.HTTPError as exc:
         exc.close()
@@ -222,17 +275,20 @@ def _download(
         raise SourceError(f"download of {url} was cut short: try again") from None
     except (http.client.HTTPException, OSError) as exc:
         raise SourceError(f"download of {url} failed ({exc}): try again later") from None
+    except ValueError as exc:  # urllib's word for a URL it cannot send: a bad port, a non-ASCII host
+        raise SourceError(f"{url} is not a valid URL ({exc}): check it") from None
     if not data:
         raise SourceError(f"empty response from {url}: check the URL")
     return data, declared
 
 
-def _read_body(response, total: int | None, url: str, max_bytes: int, progress: Progress | None) -> bytes:
+def _read_body(response, total: int | None, url: str, max_bytes: int, progress: Progress | None,
+               deadline: Deadline) -> bytes:
     chunks: list[bytes] = []
     done = 0
     if progress is not None:
         progress(0, total)
-    while chunk := response.read(_CHUNK):
+    while not deadline.expired and (chunk := response.read1(_CHUNK)):
         done += len(chunk)
         if done > max_bytes:
             raise _too_large(url, max_bytes)
@@ -240,6 +296,11 @@ def _read_body(response, total: int | None, url: str, max_bytes: int, progress: 
         if progress is not None:
             progress(done, total)
     return b"".join(chunks)
+
+
+def _late(url: str, seconds: float | None) -> SourceError:
+    return SourceError(f"{url} did not arrive within {seconds:g} s (--url-deadline): "
+                       "try again later, download it first, or raise --url-deadline")
 
 
 def _unreachable(url: str, host: str, reason: object, timeout: float) -> SourceError:

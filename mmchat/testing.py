@@ -23,8 +23,9 @@ class FakeEngine:
     tests of background encoding see what a slow projector would do."""
 
     def __init__(self, *, vision: bool = True, audio: bool = True, sample_rate: int = 16000, n_ctx: int = 4096,
-                 reply: str | None = None, encode_seconds: float = 0.0):
-        self._caps = Capabilities(vision, audio, sample_rate if audio else None, n_ctx, "fake-model")
+                 reply: str | None = None, encode_seconds: float = 0.0, audio_tokens_per_second: float = 25.0):
+        cost = (lambda seconds: int(seconds * audio_tokens_per_second)) if audio else None  # whisper-style: 750 per 30 s
+        self._caps = Capabilities(vision, audio, sample_rate if audio else None, n_ctx, "fake-model", audio_tokens=cost)
         self.reply = reply
         self.encode_seconds = encode_seconds
         self.calls: list[tuple[list[Turn], GenerationOptions]] = []

@@ -4,8 +4,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.fixtures.gguf_models import write_all
+from tests.fuzzing import FUZZ_EXAMPLES
+
+# Property-based tests: the same bounded examples on every CI run; MMCHAT_FUZZ_EXAMPLES=N for more (tests/fuzzing.py)
+settings.register_profile("ci", derandomize=True, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("fuzz", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("fuzz" if FUZZ_EXAMPLES else "ci")
 
 _USER_VARS = ("MMCHAT_MODEL", "MMCHAT_DEBUG", "NO_COLOR")
 

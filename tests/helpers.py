@@ -8,10 +8,13 @@ THREADS / THREADS_ARGS are the load option the tests pass to keep runs small and
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mmchat.testing import FakeEngine
@@ -65,3 +68,18 @@ class Interrupting(FakeEngine):
                     raise KeyboardInterrupt
                 words += 1
             yield event
+
+
+@contextlib.contextmanager
+def local_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 (a free port) for the block: its "host:port"."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()

@@ -168,7 +168,7 @@ def parse(line: str, *, is_file: Callable[[str], bool] | None = None) -> Command
         if is_file(name):
             raise ParseError(f"{name} is a file, not a command: /attach it, "
                              "or start the line with // to send it as text")
-        raise ParseError(f"file not found: {text}: check the path, or start the line with // to send it as text")
+        raise ParseError(f"file not found: {_shown(text)}: check the path, or start the line with // to send it as text")
     if name not in COMMANDS:
         raise ParseError(_unknown(name, [*COMMANDS, *ALIASES], "command", "/help lists the commands"))
     return _PARSERS[name](name, rest)
@@ -211,7 +211,12 @@ def _split(name: str, rest: str) -> list[str]:
 
 def _unknown(word: str, choices: list[str], what: str, otherwise: str) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    return f"unknown {what} {word}: " + (f"did you mean {close[0]}?" if close else otherwise)
+    return f"unknown {what} {_shown(word)}: " + (f"did you mean {close[0]}?" if close else otherwise)
+
+
+def _shown(text: str) -> str:
+    """The user's words inside a one-line message: quoted when they hold a line break or a control."""
+    return text if text.isprintable() else repr(text)
 
 
 def _no_args(name: str, rest: str) -> Command:
@@ -252,7 +257,7 @@ def _system(name: str, rest: str) -> Command:
 def _set(name: str, rest: str) -> Command:
     if not rest:
         return Set()
-    key, _, value = rest.partition(" ")
+    key, _, value = rest.replace("\n", " ").partition(" ")
     key, value = key.lower().replace("-", "_"), value.strip()
     if key not in SETTING_NAMES:
         raise ParseError(_unknown(key, list(SETTING_NAMES), "setting", f"choose one of {', '.join(SETTING_NAMES)}"))

@@ -18,8 +18,8 @@ if TYPE_CHECKING:  # the core loads when a command runs, not for --help
     from ..runner import Runner
 
 Prompt = Annotated[Optional[str], typer.Argument(help="The question; [[1]], [[2]]… place media in it. '-' reads it from stdin; piped text is added after it.", show_default=False)]
-Start = Annotated[Optional[str], typer.Option(help="Video segment start (seconds or mm:ss).")]
-End = Annotated[Optional[str], typer.Option(help="Video segment end (seconds or mm:ss).")]
+Start = Annotated[Optional[str], typer.Option(help="Where audio and video start (seconds or mm:ss).")]
+End = Annotated[Optional[str], typer.Option(help="Where audio and video end (seconds or mm:ss).")]
 Schema = Annotated[Optional[str], typer.Option(help="Constrain the answer to this JSON schema (a file or JSON text).")]
 Grammar = Annotated[Optional[str], typer.Option(help="Constrain the answer with a GBNF grammar file.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one chat.completion JSON object (with usage and timings).")]
@@ -83,7 +83,7 @@ def _messages(session: Session, env: Environment, prompt: str | None, start: str
         if piped.strip():
             prompt = f"{prompt}\n\n{piped}" if prompt else piped
     segment = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
-    parts = [msgs.media_part(kind, url, **(segment if kind == "video" else {})) for kind, url in session.media]
+    parts = [msgs.media_part(kind, url, **(segment if kind != "image" else {})) for kind, url in session.media]
     return ([msgs.system_message(session.system)] if session.system else []) + [msgs.user_message(prompt, parts)]
 
 

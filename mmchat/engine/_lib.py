@@ -169,6 +169,18 @@ def tokenize_media(ctx, prompt: str, media: Sequence[Image | Audio], sample_rate
         mtmd.mtmd_input_chunks_free(chunks)
 
 
+def audio_tokens_per_second(ctx, marker: str) -> float:
+    """What a second of sound costs this projector, from libmtmd's count for two silences (nothing is
+    encoded): their difference, since whisper-style encoders pad every piece to a whole window."""
+    rate = mtmd.mtmd_get_audio_sample_rate(ctx)
+    try:
+        short, long = (sum(i.n_tokens for i in tokenize_media(ctx, marker, [silence], rate) if not isinstance(i, int))
+                       for silence in (Audio(np.zeros(round(s * rate), np.float32), rate, "silence") for s in (1, 61)))
+    except MediaError:  # the projector would not count silence: the prompt's own check still stands
+        return 0.0
+    return max(0.0, (long - short) / 60.0)
+
+
 def _chunks_to_items(chunks, placeholders: set[str]) -> list[PromptItem]:
     items: list[PromptItem] = []
     seen: collections.Counter[str] = collections.Counter()

@@ -69,6 +69,7 @@ class LlamaCppEngine:
         gpu = _lib.has_gpu()
         self.n_gpu_layers = (999 if gpu else 0) if n_gpu_layers is None else n_gpu_layers
         self._model = self._ctx = self._mtmd = None
+        self._audio_rate: float | None = None  # tokens per second of sound, learned on first use
         try:
             self._load_model()
             self._load_context(n_ctx)
@@ -184,7 +185,15 @@ class LlamaCppEngine:
         rate = mtmd.mtmd_get_audio_sample_rate(self._mtmd) if audio else None
         pairs = vision and mtmd.mtmd_decode_use_mrope(self._mtmd)  # Qwen-VL's temporal patches of 2 frames
         return Capabilities(vision=vision, audio=audio, audio_sample_rate=rate, n_ctx=self.n_ctx,
-                            model_name=self.model_path.name, frame_pairs=bool(pairs))
+                            model_name=self.model_path.name, frame_pairs=bool(pairs),
+                            audio_tokens=self._audio_tokens if audio else None)
+
+    def _audio_tokens(self, seconds: float) -> int:
+        """At least what `seconds` of sound cost, at the projector's rate (learned once, on first use)."""
+        if self._audio_rate is None:
+            with self._lock:
+                self._audio_rate = _lib.audio_tokens_per_second(self._mtmd, self._marker)
+        return int(seconds * self._audio_rate)
 
     def render(self, turns: Sequence[Turn]) -> str:
         """The prompt text exactly as the model gets it (media as the engine's marker)."""

@@ -11,6 +11,7 @@ gives the same samples whichever container it came in).
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 
@@ -23,14 +24,22 @@ __all__ = ["audio_from_array", "decode_audio"]
 _BLOCK_FRAMES = 1 << 18  # frames per read from libsndfile
 
 
-def decode_audio(data: bytes, *, label: str, sample_rate: int) -> Audio:
-    """Decode audio (or a video's soundtrack) to mono float32 at `sample_rate` Hz."""
-    if not data:
+Segment = tuple[float, float | None]  # seconds: start, and end (None: to the end)
+
+
+def decode_audio(data: bytes | Path, *, label: str, sample_rate: int, start: float | None = None,
+                 end: float | None = None) -> Audio:
+    """Decode audio (or a video's soundtrack), from its bytes or its file, to mono float32 at
+    `sample_rate` Hz; with `start`/`end` (seconds), only that part is decoded."""
+    if not isinstance(data, Path) and not data:
         raise MediaError(f"{label} is empty: choose an audio file with sound in it")
-    frames = _read_soundfile(data)
+    segment = (start or 0.0, end)
+    frames = _read_soundfile(data, label, segment)
     if frames is None:
-        frames = _read_pyav(data, label)
+        frames = _read_pyav(data, label, segment)
     samples, rate = frames
+    if start and samples.shape[0] == 0:
+        raise MediaError(f"{label} ends before its start ({start:g} s): choose an earlier --start")
     return _finish(samples, rate, sample_rate, label)
 
 
@@ -81,7 +90,11 @@ def _to_float(array: np.ndarray, label: str) -> np.ndarray:
     raise MediaError(f"{label} has samples of type {array.dtype}: pass integer PCM or float samples")
 
 
-def _read_soundfile(data: bytes) -> tuple[np.ndarray, int] | None:
+def _opened(data: bytes | Path) -> str | io.BytesIO:
+    return str(data) if isinstance(data, Path) else io.BytesIO(data)
+
+
+def _read_soundfile(data: bytes | Path, label: str, segment: Segment) -> tuple[np.ndarray, int] | None:
     """libsndfile's formats, or None to let FFmpeg try.
 
     Read in blocks: a damaged header can claim trillions of frames, and soundfile.read
@@ -90,11 +103,21 @@ def _read_soundfile(data: bytes) -> tuple[np.ndarray, int] | None:
     import soundfile
 
     blocks: list[np.ndarray] = []
+    start, end = segment
     try:
-        with captured_stderr(), soundfile.SoundFile(io.BytesIO(data)) as f:  # libmpg123 warns on fd 2
+        with captured_stderr(), soundfile.SoundFile(_opened(data)) as f:  # libmpg123 warns on fd 2
             rate = int(f.samplerate)
-            while len(block := f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)):
+            if start and rate > 0:
+                first = round(start * rate)
+                if f.frames > 0 and first >= f.frames:
+                    raise MediaError(f"{label} is {f.frames / rate:.1f} s long, start {start:g} s is past its end: "
+                                     "choose an earlier --start")
+                f.seek(first)
+            left = round((end - start) * rate) if end is not None else -1
+            while left and len(block := f.read(_BLOCK_FRAMES if left < 0 else min(left, _BLOCK_FRAMES),
+                                               dtype="float32", always_2d=True)):
                 blocks.append(block)
+                left = left - len(block) if left > 0 else left
     except (RuntimeError, TypeError, ValueError, OSError):  # LibsndfileError: FFmpeg is next
         return None
     if not blocks:
@@ -102,12 +125,12 @@ def _read_soundfile(data: bytes) -> tuple[np.ndarray, int] | None:
     return np.concatenate(blocks), rate
 
 
-def _read_pyav(data: bytes, label: str) -> tuple[np.ndarray, int]:
+def _read_pyav(data: bytes | Path, label: str, segment: Segment) -> tuple[np.ndarray, int]:
     """Demux and decode the first audio stream with PyAV; nothing else is decoded."""
     import av
 
     try:
-        container = av.open(io.BytesIO(data), mode="r")
+        container = av.open(_opened(data), mode="r")
     except (av.error.FFmpegError, ValueError, OSError):
         raise MediaError(
             f"cannot decode {label} as audio: an unknown format or a damaged file;"
@@ -120,6 +143,12 @@ def _read_pyav(data: bytes, label: str) -> tuple[np.ndarray, int]:
         stream = container.streams.audio[0]
         chunks: list[np.ndarray] = []
         rate = 0
+        trim = _Trim(segment, float(stream.time_base or 0))
+        if segment[0] > 1.0 and stream.time_base:
+            try:
+                container.seek(int(segment[0] / stream.time_base), stream=stream, backward=True)
+            except av.error.FFmpegError:
+                pass  # decode from the beginning instead
         try:
             for packet in container.demux(stream):
                 try:
@@ -128,13 +157,34 @@ def _read_pyav(data: bytes, label: str) -> tuple[np.ndarray, int]:
                     continue  # one damaged packet costs a few ms of sound, not the file
                 for frame in frames:
                     rate = rate or frame.sample_rate
-                    chunks.append(_frame_samples(frame))
+                    chunks.append(trim(frame, _frame_samples(frame)))
+                if trim.done:
+                    break
         except av.error.FFmpegError as exc:
             if not chunks:
                 raise MediaError(f"cannot decode {label} as audio ({exc}): check the file") from None
-    if not chunks:
+    if not chunks and not segment[0]:
         raise MediaError(f"{label} contains no audio samples: choose a recording with sound in it")
-    return np.concatenate(chunks), rate
+    return (np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)), rate
+
+
+class _Trim:
+    """Keeps the samples of decoded frames that fall in [start, end), by each frame's time."""
+
+    def __init__(self, segment: Segment, time_base: float):
+        (self.start, self.end), self.tb, self.cursor, self.done = segment, time_base, None, False
+
+    def __call__(self, frame, samples: np.ndarray) -> np.ndarray:
+        if not self.start and self.end is None:
+            return samples
+        rate = frame.sample_rate or 1
+        t0 = frame.pts * self.tb if frame.pts is not None and self.tb else (self.cursor or 0.0)
+        self.cursor = t0 + len(samples) / rate
+        lo = max(0, round((self.start - t0) * rate))
+        hi = len(samples) if self.end is None else max(0, round((self.end - t0) * rate))
+        if self.end is not None and self.cursor >= self.end:
+            self.done = True
+        return samples[lo:hi]
 
 
 def _frame_samples(frame) -> np.ndarray:

@@ -1,0 +1,197 @@
+"""Bounded time and memory: sound that cannot fit is refused from its length before it is
+decoded, an audio part's --start/--end decode only that part, and a URL has a total deadline."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import io
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import PIL.Image
+import pytest
+import soundfile
+
+import mmchat.media.audio
+import mmchat.media.video
+from mmchat import ContextOverflow, Runner, SourceError, audio_part, user_message, video_part
+from mmchat.media.audio import decode_audio
+from mmchat.sources import read_source
+from mmchat.testing import FakeEngine
+from tests.helpers import GREEDY_ARGS, THREADS_ARGS, local_server, run_mmchat
+from tests.mediafiles import tone_wav
+from tests.test_cli_fast import invoke
+from tests.videofiles import write_video
+
+# --- long sound is refused from its length -------------------------------------------------
+
+
+@pytest.fixture
+def no_decoding(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records any call to the audio or video decoders (none is expected)."""
+    calls: list[str] = []
+
+    def refuse(name: str):
+        def decoder(*args, **kwargs):
+            calls.append(name)
+            raise AssertionError(f"{name} was called")
+        return decoder
+
+    monkeypatch.setattr(mmchat.media.audio, "decode_audio", refuse("decode_audio"))
+    monkeypatch.setattr(mmchat.media.video, "decode_video", refuse("decode_video"))
+    return calls
+
+
+def test_long_audio_is_refused_from_its_length_naming_start_and_end(tmp_path, no_decoding):
+    wav = tone_wav(tmp_path / "talk.wav", seconds=60.0)  # 1500 tokens at 25 a second
+    result, fake = invoke("ask", "transcribe", "-a", str(wav), engine=FakeEngine(n_ctx=1024))
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("mmchat: error: ")
+    assert f"{wav} is 1:00 of sound, at least 1500 tokens" in result.stderr
+    assert "context holds 1024" in result.stderr and "--start/--end" in result.stderr
+    assert no_decoding == [] and fake.calls == []
+
+
+def test_start_and_end_named_by_the_refusal_make_the_audio_fit(tmp_path):
+    wav = tone_wav(tmp_path / "talk.wav", seconds=60.0)
+    result, fake = invoke("ask", "transcribe", "-a", str(wav), "--start", "0:10", "--end", "30",
+                          engine=FakeEngine(n_ctx=1024))
+    assert result.exit_code == 0, result.output
+    (audio,) = [s for s in fake.calls[0][0][-1].segments if not isinstance(s, str)]
+    assert audio.duration == pytest.approx(20.0, abs=0.01)
+
+
+def test_a_long_soundtrack_is_refused_before_a_frame_is_decoded(tmp_path, no_decoding, monkeypatch):
+    clip = write_video(tmp_path / "clip.mp4", seconds=12.0, fps=2, tone_from=0.0)
+    runner = Runner(engine=FakeEngine(n_ctx=200))  # 12 s of sound: 300 tokens
+    with pytest.raises(ContextOverflow, match=r"soundtrack of .*clip\.mp4.*--start/--end.*--no-video-audio"):
+        runner.chat([user_message("what happens", [video_part(str(clip))])])
+    assert no_decoding == []
+    monkeypatch.undo()
+    reply = runner.chat([user_message("what happens", [video_part(str(clip))])], video_audio=False)
+    assert reply.choices[0].message.content.startswith("[00:00] [image")  # frames alone fit
+
+
+def test_sound_from_a_data_url_is_refused_before_decoding(no_decoding):
+    buf = io.BytesIO()
+    soundfile.write(buf, np.zeros(16000 * 40, np.float32), 16000, format="WAV")
+    runner = Runner(engine=FakeEngine(n_ctx=900))
+    part = audio_part("data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode())
+    with pytest.raises(ContextOverflow, match="40.0 s of sound"):
+        runner.chat([user_message("hi", [part])])
+    assert no_decoding == []
+
+
+def test_the_real_projector_says_what_sound_costs(models, tmp_path):
+    """The tiny audio model's projector: 750 tokens per 30 s window; 60 s cannot fit 1024."""
+    wav = tone_wav(tmp_path / "minute.wav", seconds=60.0)
+    base = ["ask", "hi", "--model", str(models["llm"]), "--mmproj", str(models["mmproj-audio"]), "-a", str(wav),
+            "--ctx-size", "1024", "--no-cache", *GREEDY_ARGS, *THREADS_ARGS]
+    refused = run_mmchat(*base)
+    assert refused.returncode == 2, refused.stderr
+    assert b"of sound, at least 1500 tokens" in refused.stderr and b"--start/--end" in refused.stderr
+    part = run_mmchat(*base, "--start", "5", "--end", "15")
+    assert part.returncode == 0, part.stderr
+
+
+# --- an audio part's start and end ---------------------------------------------------------
+
+
+def _steps(path, rate: int = 16000):
+    """A WAV whose second k holds the constant value k/100: where a cut falls shows in the samples."""
+    samples = np.repeat(np.arange(20, dtype=np.float32) / 100, rate)
+    soundfile.write(path, samples, rate, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.parametrize("source", ["path", "bytes"])
+def test_decode_audio_with_start_and_end_keeps_only_that_part(tmp_path, source):
+    path = _steps(tmp_path / "steps.wav")
+    src = path if source == "path" else path.read_bytes()
+    audio = decode_audio(src, label="steps.wav", sample_rate=16000, start=3.0, end=5.0)
+    assert audio.duration == pytest.approx(2.0)
+    assert audio.samples[100] == pytest.approx(0.03) and audio.samples[-100] == pytest.approx(0.04)
+
+
+def test_decode_audio_start_and_end_in_a_compressed_file(tmp_path):
+    import av
+
+    path = tmp_path / "steps.m4a"
+    samples = np.repeat(np.arange(20, dtype=np.float32) / 40, 16000)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=16000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples[None, :], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = 16000, 0
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    audio = decode_audio(path, label="steps.m4a", sample_rate=16000, start=6.0, end=9.0)
+    assert audio.duration == pytest.approx(3.0, abs=0.05)
+    assert np.median(audio.samples[: 16000 // 2]) == pytest.approx(6 / 40, abs=0.02)
+
+
+def test_audio_start_past_its_end_is_one_clear_line(tmp_path):
+    wav = tone_wav(tmp_path / "short.wav", seconds=2.0)
+    result, _ = invoke("ask", "hi", "-a", str(wav), "--start", "5")
+    assert result.exit_code == 2 and "start 5 s is past its end" in result.stderr
+
+
+# --- a URL has a total deadline ------------------------------------------------------------
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    PIL.Image.new("RGB", (32, 32), (0, 90, 200)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Sends a PNG (or its status line) a byte at a time, for at most ~10 s."""
+
+    def do_GET(self) -> None:
+        body = _png()
+        try:
+            if self.path == "/headers":
+                for byte in b"HTTP/1.0 200 OK\r\n":
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.6)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(len(body)):
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                time.sleep(min(0.1, 10 / len(body)))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def trickle() -> Iterator[str]:
+    with local_server(_Trickle) as where:
+        yield f"http://{where}"
+
+
+@pytest.mark.parametrize("path", ["/slow.png", "/headers"])
+def test_a_trickling_server_meets_the_deadline(trickle, path):
+    url = trickle + path
+    began = time.monotonic()
+    with pytest.raises(SourceError) as caught:
+        read_source(url, deadline=1.0)
+    assert f"{url} did not arrive within 1 s" in str(caught.value) and "--url-deadline" in str(caught.value)
+    assert time.monotonic() - began < 8  # not the ~10 s the server takes
+
+
+def test_the_deadline_is_an_option_and_one_line(trickle):
+    result, fake = invoke("ask", "hi", "-i", trickle + "/slow.png", "--url-deadline", "0.5")
+    assert result.exit_code == 2
+    assert result.stderr == f"mmchat: error: {trickle}/slow.png did not arrive within 0.5 s (--url-deadline): " \
+                            "try again later, download it first, or raise --url-deadline\n"
+    assert fake.calls == []
