@@ -234,3 +234,14 @@ def test_without_retry_after_the_waits_grow():
         engine = RemoteEngine(stub.url, sleep=waits.append)
         text = "".join(e for e in engine.stream([Turn("user", ("hi",))], GenerationOptions()) if isinstance(e, str))
     assert text == "hi" and waits == [0.5, 1.0, 2.0]
+
+
+def test_sound_too_long_for_the_servers_context_is_refused_from_its_length_unsent(tmp_path):
+    long = tone_wav(tmp_path / "lecture.wav", seconds=400.0)  # 2048 tokens hold at most ~328 s of sound
+    props = {"modalities": {"vision": False, "audio": True}, "default_generation_settings": {"n_ctx": 2048}}
+    with serve(Stub(props=props)) as stub:
+        result = mmchat("ask", "summarize", "-a", str(long), "--base-url", stub.url)
+        cut = mmchat("ask", "summarize", "-a", str(long), "--base-url", stub.url, "--start", "0", "--end", "60")
+    assert result.exit_code == 2 and "--start/--end" in result.stderr, result.output
+    assert cut.exit_code == 0, cut.output
+    assert len(stub.chats) == 1  # only the minute was sent

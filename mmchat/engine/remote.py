@@ -30,6 +30,13 @@ _MAX_BACKOFF = 30.0  # seconds: a Retry-After longer than this is not waited for
 _CHARS_PER_TOKEN = 3
 _TOKENS_PER_IMAGE = 256
 _TOKENS_PER_AUDIO_WINDOW = 750  # whisper-style encoders: every 30 s window
+#: the fewest tokens a second of sound costs in the projectors llama.cpp runs (Gemma's: 6.25);
+#: a recording longer than the server's context allows even at that rate is refused unsent
+_LEAST_AUDIO_TOKENS_PER_SECOND = 6.25
+
+
+def _least_audio_tokens(seconds: float) -> int:
+    return math.ceil(seconds * _LEAST_AUDIO_TOKENS_PER_SECOND)
 
 
 def api_urls(base_url: str) -> tuple[str, str]:
@@ -71,10 +78,11 @@ class RemoteEngine:
             kinds = tuple(modalities) if modalities is not None else ("image", "audio", "video")
         n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx") or (chosen or {}).get("max_model_len")
         owner = str((chosen or {}).get("owned_by", "")).lower()
+        known = isinstance(n_ctx, int) and n_ctx > 0
         caps = Capabilities(vision="image" in kinds or "video" in kinds, audio="audio" in kinds,
                             audio_sample_rate=config.DEFAULT_REMOTE_SAMPLE_RATE,
-                            n_ctx=int(n_ctx) if isinstance(n_ctx, int) and n_ctx > 0 else 32768,
-                            model_name=model or chosen["id"])  # type: ignore[index]
+                            n_ctx=int(n_ctx) if known else 32768, model_name=model or chosen["id"],  # type: ignore[index]
+                            audio_tokens=_least_audio_tokens if known else None)
         return caps, model or chosen["id"], "audio_url" if owner == "sglang" else "input_audio"  # type: ignore[index]
 
     def _get_json(self, url: str, *, required: bool) -> dict[str, Any] | None:
