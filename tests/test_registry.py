@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from mmchat import registry
 from mmchat.errors import ModelNotFound, NetworkError
 from mmchat.registry import ModelEntry, NotDownloaded, Resolved
-from tests.fakehub import COMMIT, FakeHub, closed_port, use_hub
+from tests.fakehub import COMMIT, FakeHub, closed_port, put_in_cache, use_hub
 
 
 @pytest.fixture(autouse=True)
@@ -26,21 +25,6 @@ def write_user_file(text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def put_in_cache(cache: Path, repo: str, files: dict[str, bytes]) -> Path:
-    """Lay files out the way hf_hub_download leaves them (blobs, a snapshot of symlinks, refs/main)."""
-    root = cache / ("models--" + repo.replace("/", "--"))
-    snapshot = root / "snapshots" / COMMIT
-    (root / "blobs").mkdir(parents=True, exist_ok=True)
-    snapshot.mkdir(parents=True, exist_ok=True)
-    (root / "refs").mkdir(exist_ok=True)
-    (root / "refs" / "main").write_text(COMMIT)
-    for name, data in files.items():
-        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.write_bytes(data)
-        (snapshot / name).symlink_to(Path("../..") / "blobs" / blob.name)
-    return snapshot
 
 
 def one_line(e: BaseException) -> str:

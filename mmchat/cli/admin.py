@@ -123,7 +123,22 @@ def doctor() -> None:
         pass
     downloaded = [e.name for e, done in registry.list_models(warn=lambda m: None) if done]
     lines.append(f"downloaded models: {', '.join(downloaded) if downloaded else 'none (mmchat pull NAME)'}")
+    lines += [f"  {name}: {problem}" for name in downloaded if (problem := _files_problem(name))]
     print("\n".join(lines), file=current().stdout)
+
+
+def _files_problem(name: str) -> str | None:
+    """What the checks llama.cpp is spared (engine/compat.py) say about a downloaded model's files."""
+    from .. import registry
+    from ..engine.compat import check_files
+    from ..errors import MmchatError
+
+    try:
+        resolved = registry.resolve_local(name, warn=lambda m: None)
+        check_files(resolved.model, resolved.mmproj)
+    except MmchatError as e:
+        return str(e)
+    return None
 
 
 cache_app = typer.Typer(help="The media cache: encoded images, audio and frames kept on disk for later runs.",
