@@ -9,7 +9,8 @@ MmchatError                 1  runtime failure
 │   ├── ModelNotFound       2  no model by that name or path
 │   └── ModelLoadError      2  the file is not a model llama.cpp can load (or not this kind)
 ├── GenerationError         1  llama.cpp failed while evaluating or generating
-└── NetworkError            1  the network is unreachable
+├── NetworkError            1  the network is unreachable
+└── CorruptDownload         1  a pulled file is not the file the Hub lists (its hash differs)
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class GenerationError(MmchatError):
 
 class NetworkError(MmchatError):
     """A download failed because the network is unreachable."""
+
+
+class CorruptDownload(MmchatError):
+    """A downloaded file's sha256 (or git blob id) is not the one the Hub lists for it."""
 
 
 def one_line(error: BaseException | str) -> str:

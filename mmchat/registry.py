@@ -269,6 +269,13 @@ def _in_cache(entry: ModelEntry, cached: dict[str, dict[str, Path]]) -> Resolved
     return Resolved(by_name[model], by_name[mmproj] if mmproj else None, entry.name, entry)
 
 
+def files_of(resolved: Resolved) -> list[Path]:
+    """Every file of a downloaded model: its shards in order, then its projector."""
+    folder = resolved.model.parent
+    names = sorted(p.name for p in folder.iterdir())
+    return [folder / n for n in _shards(resolved.model.name, names)] + ([resolved.mmproj] if resolved.mmproj else [])
+
+
 def resolve_local(model: str | Path | None = None, *, quant: str | None = None, warn: Warn | None = None) -> Resolved:
     """A path, registry name or hf:owner/repo[:QUANT] as local files, without the network."""
     if model is None or model == "":
@@ -302,6 +309,7 @@ def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, wa
     from huggingface_hub import HfApi
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
+    from .checksums import expected_hashes
     from .download import fetch, hub_error
 
     if is_path(name_or_hf):
@@ -313,7 +321,8 @@ def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, wa
     if silence:
         disable_progress_bars()
     try:
-        info = HfApi().model_info(entry.repo, timeout=config.DEFAULT_HTTP_TIMEOUT)
+        info = HfApi().model_info(entry.repo, timeout=config.DEFAULT_HTTP_TIMEOUT, files_metadata=True)
+        hashes = expected_hashes(info)  # every file is checked against them as it arrives
         filenames = [s.rfilename for s in info.siblings or []]
         model, mmproj = pick_files(filenames, entry.quant)
         if model is None:
@@ -331,8 +340,8 @@ def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, wa
                 f"{entry.repo} has no mmproj*.gguf projector, which {entry.name} needs for "
                 f"{' and '.join(entry.modalities)}: check the repo in your models.toml"
             )
-        paths = [fetch(entry.repo, f) for f in _shards(model, filenames)]
-        mmproj_path = fetch(entry.repo, mmproj) if mmproj else None
+        paths = [fetch(entry.repo, f, hashes.get(f)) for f in _shards(model, filenames)]
+        mmproj_path = fetch(entry.repo, mmproj, hashes.get(mmproj)) if mmproj else None
     except ModelNotFound:
         raise
     except Exception as e:
