@@ -10,14 +10,13 @@ finished file is laid out exactly as `hf_hub_download` lays it out, which then f
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from .checksums import Expected, check_download, verify_files
-from .errors import CorruptDownload, MmchatError, ModelNotFound, NetworkError
+from .errors import CorruptDownload, MmchatError, ModelNotFound, NetworkError, disk_full
 
 PARTIAL_SUFFIX = ".mmchat-partial"
 
@@ -45,9 +44,14 @@ def fetch(repo: str, filename: str, expected: Expected | None = None) -> Path:
     if not blob.exists():
         partial = blob.with_name(blob.name + PARTIAL_SUFFIX)
         partial.parent.mkdir(parents=True, exist_ok=True)
-        with open(partial, "ab") as f:
-            http_get(meta.location, f, resume_size=f.tell(), headers=headers, expected_size=meta.size,
-                     displayed_filename=filename)
+        try:
+            with open(partial, "ab") as f:
+                http_get(meta.location, f, resume_size=f.tell(), headers=headers, expected_size=meta.size,
+                         displayed_filename=filename)
+        except OSError as e:  # what arrived stays: the next pull resumes, and checks the whole file
+            if full := disk_full(e, partial, f"free some space and run the pull again: {filename} resumes where it stopped"):
+                raise full from None
+            raise
         got = partial.stat().st_size
         if meta.size is not None and got != meta.size:
             partial.unlink()  # the server changed the file under us: start clean next time
@@ -94,10 +98,8 @@ def hub_error(exc: Exception, repo: str, target: str) -> Exception:
     from huggingface_hub import constants
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return MmchatError(
-            f"no disk space left to download {target} into {constants.HF_HUB_CACHE}: free some or set HF_HUB_CACHE"
-        )
+    if full := disk_full(exc, constants.HF_HUB_CACHE, f"free some or set HF_HUB_CACHE, then pull {target} again"):
+        return full
     if isinstance(exc, GatedRepoError):
         return ModelNotFound(
             f"{repo} is gated: accept its licence at huggingface.co/{repo}, then run `hf auth login`"

@@ -10,12 +10,14 @@ MmchatError                 1  runtime failure
 │   └── ModelLoadError      2  the file is not a model llama.cpp can load (or not this kind)
 ├── GenerationError         1  llama.cpp failed while evaluating or generating
 ├── NetworkError            1  the network is unreachable
+├── DiskFull                1  no space left to write a file (the old one is left as it was)
 └── CorruptDownload         1  a pulled file is not the file the Hub lists (its hash differs)
 """
 
 from __future__ import annotations
 
 import enum
+import errno
 
 
 class ExitCode(enum.IntEnum):
@@ -65,6 +67,17 @@ class GenerationError(MmchatError):
 
 class NetworkError(MmchatError):
     """A download failed because the network is unreachable."""
+
+
+class DiskFull(MmchatError):
+    """A write failed for want of space (ENOSPC, or a quota); nothing half-written is left."""
+
+
+def disk_full(error: BaseException, path: object, after: str = "free some space and try again") -> DiskFull | None:
+    """The DiskFull that an OSError means, naming `path`, or None when it is another failure."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(f"no space left on the device to write {path}: {after}")
+    return None
 
 
 class CorruptDownload(MmchatError):
