@@ -9,7 +9,7 @@ import pytest
 from mmchat import registry
 from mmchat.errors import ModelNotFound, NetworkError
 from mmchat.registry import ModelEntry, NotDownloaded, Resolved
-from tests.fakehub import COMMIT, FakeHub, closed_port, put_in_cache, use_hub
+from tests.fakehub import FakeHub, closed_port, put_in_cache, use_hub
 
 
 @pytest.fixture(autouse=True)
