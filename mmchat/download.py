@@ -10,9 +10,10 @@ finished file is laid out exactly as `hf_hub_download` lays it out, which then f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .checksums import Expected, check_download, verify_files
@@ -111,12 +112,33 @@ def hub_error(exc: Exception, repo: str, target: str) -> Exception:
     return exc
 
 
+@contextlib.contextmanager
+def hub_session(repo: str, target: str, *, progress: bool) -> Iterator[None]:
+    """Progress bars off unless wanted, and a failure talking to the Hub as the MmchatError it means."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    silence = not progress and not are_progress_bars_disabled()
+    if silence:
+        disable_progress_bars()
+    try:
+        yield
+    except MmchatError:
+        raise
+    except Exception as e:
+        mapped = hub_error(e, repo, target)
+        if mapped is e:
+            raise
+        raise mapped from e
+    finally:
+        if silence:
+            enable_progress_bars()
+
+
 def verify_pulled(name: str, *, quant: str | None = None, progress: bool = True,
                   report: Callable[[str], None] = print) -> None:
     """`mmchat pull --verify NAME`: hash every downloaded file of NAME against the Hub's listing of the
     revision it came from, a line per file; damaged files are removed and CorruptDownload says so."""
     from huggingface_hub import HfApi
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     from . import config, registry
 
@@ -129,21 +151,8 @@ def verify_pulled(name: str, *, quant: str | None = None, progress: bool = True,
     def listing(repo: str, commit: str):
         return api.model_info(repo, revision=commit, files_metadata=True, timeout=config.DEFAULT_HTTP_TIMEOUT)
 
-    silence = not progress and not are_progress_bars_disabled()
-    if silence:
-        disable_progress_bars()
-    try:
+    with hub_session(resolved.entry.repo, name, progress=progress):
         bad = verify_files(resolved.entry.repo, files, listing, report)
-    except MmchatError:
-        raise
-    except Exception as e:
-        mapped = hub_error(e, resolved.entry.repo, name)
-        if mapped is e:
-            raise
-        raise mapped from e
-    finally:
-        if silence:
-            enable_progress_bars()
     if bad:
         raise CorruptDownload(
             f"{bad} of {len(files)} files of {name} do not match the Hub and were removed: "

@@ -307,20 +307,16 @@ def list_models(*, warn: Warn | None = None) -> list[tuple[ModelEntry, bool]]:
 def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, warn: Warn | None = None) -> Resolved:
     """Download a registry model or hf:owner/repo[:QUANT] (model + projector) into the Hugging Face cache."""
     from huggingface_hub import HfApi
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     from .checksums import expected_hashes
-    from .download import fetch, hub_error
+    from .download import fetch, hub_session
 
     if is_path(name_or_hf):
         raise ModelNotFound(
             f"cannot pull a file path: {name_or_hf}: give a model name (`mmchat models`) or hf:owner/repo"
         )
     entry, target, _ = _lookup(name_or_hf, quant, load_registry(warn=warn))
-    silence = not progress and not are_progress_bars_disabled()
-    if silence:
-        disable_progress_bars()
-    try:
+    with hub_session(entry.repo, target, progress=progress):
         info = HfApi().model_info(entry.repo, timeout=config.DEFAULT_HTTP_TIMEOUT, files_metadata=True)
         hashes = expected_hashes(info)  # every file is checked against them as it arrives
         filenames = [s.rfilename for s in info.siblings or []]
@@ -342,16 +338,6 @@ def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, wa
             )
         paths = [fetch(entry.repo, f, hashes.get(f)) for f in _shards(model, filenames)]
         mmproj_path = fetch(entry.repo, mmproj, hashes.get(mmproj)) if mmproj else None
-    except ModelNotFound:
-        raise
-    except Exception as e:
-        mapped = hub_error(e, entry.repo, target)
-        if mapped is e:
-            raise
-        raise mapped from e
-    finally:
-        if silence:
-            enable_progress_bars()
     return Resolved(Path(paths[0]), Path(mmproj_path) if mmproj_path else None, entry.name, entry)
 
 
