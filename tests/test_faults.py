@@ -280,3 +280,14 @@ def test_a_pull_onto_a_full_disk_is_one_line_exit_1_and_resumes_later(tmp_path, 
         assert registry.pull("tiny", progress=False).model.read_bytes() == model
         assert hub.range_requests("tiny-Q4_K_M.gguf") == ["bytes=40000-"]
 
+
+
+def test_a_history_written_by_prompt_toolkit_reads_the_same(tmp_path):
+    from prompt_toolkit.history import FileHistory
+
+    path = tmp_path / "history"
+    for entry in ("hello", "two\nlines", "third"):
+        FileHistory(str(path)).store_string(entry)
+    SafeFileHistory(path, pytest.fail).store_string("mine")
+    assert list(SafeFileHistory(path, pytest.fail).load_history_strings()) == ["mine", "third", "two\nlines", "hello"]
+    assert list(FileHistory(str(path)).load_history_strings())[0] == "mine"  # and the other way round
