@@ -8,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import disk_full
+
 
 def write_atomic(path: Path, text: str) -> None:
     """Write a temp file beside `path`, fsync it, then rename it over `path` in one step."""
@@ -19,9 +21,11 @@ def write_atomic(path: Path, text: str) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if full := disk_full(e, path, "free some space and try again (the old file is unchanged)"):
+            raise full from None
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
         dir_fd = os.open(path.parent, os.O_RDONLY)

@@ -10,18 +10,21 @@ finished file is laid out exactly as `hf_hub_download` lays it out, which then f
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .errors import MmchatError, ModelNotFound, NetworkError
+from .checksums import Expected, check_download, verify_files
+from .errors import CorruptDownload, MmchatError, ModelNotFound, NetworkError, disk_full
 
 PARTIAL_SUFFIX = ".mmchat-partial"
 
 
-def fetch(repo: str, filename: str) -> Path:
-    """The file from the cache, downloading (or finishing the download of) what is missing."""
+def fetch(repo: str, filename: str, expected: Expected | None = None) -> Path:
+    """The file from the cache, downloading (or finishing the download of) what is missing; what
+    arrives is checked against `expected` (the Hub's hash) before it becomes the cached file."""
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import LocalEntryNotFoundError
     from huggingface_hub.file_download import http_get, repo_folder_name
@@ -34,19 +37,27 @@ def fetch(repo: str, filename: str) -> Path:
     headers = build_hf_headers()
     meta = get_hf_file_metadata(hf_hub_url(repo, filename), headers=headers)
     if not meta.etag or not meta.commit_hash:  # not a hub that says what it serves: let the library do it all
-        return Path(hf_hub_download(repo, filename))
+        path = Path(hf_hub_download(repo, filename))
+        check_download(path, expected, repo, filename)
+        return path
     storage = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo, repo_type="model")
     blob = storage / "blobs" / meta.etag
     if not blob.exists():
         partial = blob.with_name(blob.name + PARTIAL_SUFFIX)
         partial.parent.mkdir(parents=True, exist_ok=True)
-        with open(partial, "ab") as f:
-            http_get(meta.location, f, resume_size=f.tell(), headers=headers, expected_size=meta.size,
-                     displayed_filename=filename)
+        try:
+            with open(partial, "ab") as f:
+                http_get(meta.location, f, resume_size=f.tell(), headers=headers, expected_size=meta.size,
+                         displayed_filename=filename)
+        except OSError as e:  # what arrived stays: the next pull resumes, and checks the whole file
+            if full := disk_full(e, partial, f"free some space and run the pull again: {filename} resumes where it stopped"):
+                raise full from None
+            raise
         got = partial.stat().st_size
         if meta.size is not None and got != meta.size:
             partial.unlink()  # the server changed the file under us: start clean next time
             raise OSError(f"{filename} arrived with {got} bytes, not {meta.size}: run the pull again")
+        check_download(partial, expected, repo, filename)  # the whole file, resumed parts included
         os.replace(partial, blob)
     pointer = storage / "snapshots" / meta.commit_hash / filename
     pointer.parent.mkdir(parents=True, exist_ok=True)
@@ -88,10 +99,8 @@ def hub_error(exc: Exception, repo: str, target: str) -> Exception:
     from huggingface_hub import constants
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return MmchatError(
-            f"no disk space left to download {target} into {constants.HF_HUB_CACHE}: free some or set HF_HUB_CACHE"
-        )
+    if full := disk_full(exc, constants.HF_HUB_CACHE, f"free some or set HF_HUB_CACHE, then pull {target} again"):
+        return full
     if isinstance(exc, GatedRepoError):
         return ModelNotFound(
             f"{repo} is gated: accept its licence at huggingface.co/{repo}, then run `hf auth login`"
@@ -101,3 +110,51 @@ def hub_error(exc: Exception, repo: str, target: str) -> Exception:
     if (reason := _network_reason(exc)) is not None:
         return NetworkError(f"cannot reach Hugging Face to download {target} (no network?): {reason}")
     return exc
+
+
+@contextlib.contextmanager
+def hub_session(repo: str, target: str, *, progress: bool) -> Iterator[None]:
+    """Progress bars off unless wanted, and a failure talking to the Hub as the MmchatError it means."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    silence = not progress and not are_progress_bars_disabled()
+    if silence:
+        disable_progress_bars()
+    try:
+        yield
+    except MmchatError:
+        raise
+    except Exception as e:
+        mapped = hub_error(e, repo, target)
+        if mapped is e:
+            raise
+        raise mapped from e
+    finally:
+        if silence:
+            enable_progress_bars()
+
+
+def verify_pulled(name: str, *, quant: str | None = None, progress: bool = True,
+                  report: Callable[[str], None] = print) -> None:
+    """`mmchat pull --verify NAME`: hash every downloaded file of NAME against the Hub's listing of the
+    revision it came from, a line per file; damaged files are removed and CorruptDownload says so."""
+    from huggingface_hub import HfApi
+
+    from . import config, registry
+
+    if registry.is_path(name):
+        raise ModelNotFound(f"--verify checks a pulled model: give its name (`mmchat models`), not a path: {name}")
+    resolved = registry.resolve_local(name, quant=quant)
+    files = registry.files_of(resolved)
+    api = HfApi()
+
+    def listing(repo: str, commit: str):
+        return api.model_info(repo, revision=commit, files_metadata=True, timeout=config.DEFAULT_HTTP_TIMEOUT)
+
+    with hub_session(resolved.entry.repo, name, progress=progress):
+        bad = verify_files(resolved.entry.repo, files, listing, report)
+    if bad:
+        raise CorruptDownload(
+            f"{bad} of {len(files)} files of {name} do not match the Hub and were removed: "
+            f"run `mmchat pull {name}` to download them again"
+        )

@@ -13,12 +13,15 @@ MmchatError                 1  runtime failure
 ├── GenerationError         1  llama.cpp failed while evaluating or generating
 ├── LogError                1  the conversation log (logs.db) could not be read or written
 ├── NetworkError            1  the network is unreachable
+├── DiskFull                1  no space left to write a file (the old one is left as it was)
+├── CorruptDownload         1  a pulled file is not the file the Hub lists (its hash differs)
 └── ServerError             1  a model server could not be reached, timed out or kept failing
 """
 
 from __future__ import annotations
 
 import enum
+import errno
 
 
 class ExitCode(enum.IntEnum):
@@ -80,6 +83,21 @@ class LogError(MmchatError):
 
 class NetworkError(MmchatError):
     """A download failed because the network is unreachable."""
+
+
+class DiskFull(MmchatError):
+    """A write failed for want of space (ENOSPC, or a quota); nothing half-written is left."""
+
+
+def disk_full(error: BaseException, path: object, after: str = "free some space and try again") -> DiskFull | None:
+    """The DiskFull that an OSError means, naming `path`, or None when it is another failure."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(f"no space left on the device to write {path}: {after}")
+    return None
+
+
+class CorruptDownload(MmchatError):
+    """A downloaded file's sha256 (or git blob id) is not the one the Hub lists for it."""
 
 
 def one_line(error: BaseException | str) -> str:

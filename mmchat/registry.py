@@ -294,6 +294,13 @@ def _in_cache(entry: ModelEntry, cached: dict[str, dict[str, Path]]) -> Resolved
     return Resolved(by_name[model], by_name[mmproj] if mmproj else None, entry.name, entry)
 
 
+def files_of(resolved: Resolved) -> list[Path]:
+    """Every file of a downloaded model: its shards in order, then its projector."""
+    folder = resolved.model.parent
+    names = sorted(p.name for p in folder.iterdir())
+    return [folder / n for n in _shards(resolved.model.name, names)] + ([resolved.mmproj] if resolved.mmproj else [])
+
+
 def resolve_local(model: str | Path | None = None, *, quant: str | None = None, warn: Warn | None = None) -> Resolved:
     """A path, registry name or hf:owner/repo[:QUANT] as local files, without the network."""
     if model is None or model == "":
@@ -334,9 +341,9 @@ def list_models(*, warn: Warn | None = None) -> list[tuple[ModelEntry, bool]]:
 def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, warn: Warn | None = None) -> Resolved:
     """Download a registry model or hf:owner/repo[:QUANT] (model + projector) into the Hugging Face cache."""
     from huggingface_hub import HfApi
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
-    from .download import fetch, hub_error
+    from .checksums import expected_hashes
+    from .download import fetch, hub_session
 
     if is_path(name_or_hf):
         raise ModelNotFound(
@@ -345,11 +352,9 @@ def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, wa
     entry, target, _ = _lookup(name_or_hf, quant, load_registry(warn=warn))
     if entry.base_url:
         raise ModelNotFound(f"{entry.name} runs on the server at {entry.base_url} (models.toml): there is nothing to pull")
-    silence = not progress and not are_progress_bars_disabled()
-    if silence:
-        disable_progress_bars()
-    try:
-        info = HfApi().model_info(entry.repo, timeout=config.DEFAULT_HTTP_TIMEOUT)
+    with hub_session(entry.repo, target, progress=progress):
+        info = HfApi().model_info(entry.repo, timeout=config.DEFAULT_HTTP_TIMEOUT, files_metadata=True)
+        hashes = expected_hashes(info)  # every file is checked against them as it arrives
         filenames = [s.rfilename for s in info.siblings or []]
         model, mmproj = pick_files(filenames, entry.quant)
         if model is None:
@@ -367,18 +372,8 @@ def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, wa
                 f"{entry.repo} has no mmproj*.gguf projector, which {entry.name} needs for "
                 f"{' and '.join(entry.modalities)}: check the repo in your models.toml"
             )
-        paths = [fetch(entry.repo, f) for f in _shards(model, filenames)]
-        mmproj_path = fetch(entry.repo, mmproj) if mmproj else None
-    except ModelNotFound:
-        raise
-    except Exception as e:
-        mapped = hub_error(e, entry.repo, target)
-        if mapped is e:
-            raise
-        raise mapped from e
-    finally:
-        if silence:
-            enable_progress_bars()
+        paths = [fetch(entry.repo, f, hashes.get(f)) for f in _shards(model, filenames)]
+        mmproj_path = fetch(entry.repo, mmproj, hashes.get(mmproj)) if mmproj else None
     return Resolved(Path(paths[0]), Path(mmproj_path) if mmproj_path else None, entry.name, entry)
 
 

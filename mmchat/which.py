@@ -254,39 +254,33 @@ def _named_file(which: Which.GGUF) -> Found:
         if not model.is_file():
             raise ModelNotFound(f"model file not found: {model}")
         return Found(model, _projector_beside(model))
-    from .download import fetch, hub_error
+    from .download import fetch, hub_session
 
     repo = which.quantized_model_id
-    try:
-        listing = _listing(repo)
+    with hub_session(repo, f"{repo}/{names[0]}", progress=True):
+        listing, hashes = _listing(repo)
         if names[0] not in listing:
             ggufs = [f for f in listing if f.lower().endswith(".gguf")]
             raise ModelNotFound(f"{repo} has no file {names[0]}: it has {', '.join(ggufs) or 'no GGUF files'}")
-        paths = [fetch(repo, n) for n in names]
+        paths = [fetch(repo, n, hashes.get(n)) for n in names]  # checked against the Hub's sha256, as pulls are
         mmproj = _best_projector(listing)
-        return Found(paths[0], fetch(repo, mmproj) if mmproj else None)
-    except ModelNotFound:
-        raise
-    except Exception as e:
-        mapped = hub_error(e, repo, f"{repo}/{names[0]}")
-        if mapped is e:
-            raise
-        raise mapped from e
+        return Found(paths[0], fetch(repo, mmproj, hashes.get(mmproj)) if mmproj else None)
 
 
-def _listing(repo: str) -> list[str]:
-    """A repository's file names: from the cache when offline, else from the Hub."""
+def _listing(repo: str) -> tuple[list[str], dict]:
+    """A repository's file names and their hashes: from the cache when offline (no hashes), else from the Hub."""
     from huggingface_hub import HfApi
 
     from . import config
+    from .checksums import expected_hashes
 
     if _offline():
         cached = sorted(registry.cached_repo_files(repo))
         if not cached:
             raise ModelNotFound(f"{repo} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: unset it to download")
-        return cached
-    info = HfApi().model_info(repo, timeout=config.DEFAULT_HTTP_TIMEOUT)
-    return [s.rfilename for s in info.siblings or []]
+        return cached, {}
+    info = HfApi().model_info(repo, timeout=config.DEFAULT_HTTP_TIMEOUT, files_metadata=True)
+    return [s.rfilename for s in info.siblings or []], expected_hashes(info)
 
 
 def _offline() -> bool:

@@ -2,7 +2,8 @@
 
 It answers what huggingface_hub 1.x/2.x asks for when listing a repository and downloading a file:
 
-    GET  /api/models/{owner}/{name}[/revision/{rev}]      model_info (siblings, with sizes)
+    GET  /api/models/{owner}/{name}[/revision/{rev}]      model_info: siblings; with ?blobs=true (files_metadata)
+                                                          also their size, git blob id and LFS sha256
     GET  /api/models/{owner}/{name}/tree/{rev}[/{path}]   list_repo_tree / list_repo_files
     HEAD /{owner}/{name}/resolve/{rev}/{file}             hf_hub_download's metadata: ETag, X-Repo-Commit,
                                                           Content-Length, Accept-Ranges
@@ -11,7 +12,9 @@ It answers what huggingface_hub 1.x/2.x asks for when listing a repository and d
 Unknown repositories and files get 404 with the X-Error-Code header the Hub sends. `drop_once`
 names files whose next GET is cut off halfway (headers promise the whole file, the socket closes),
 which is how a flaky network looks to the client; `stall` names files whose GETs send half and
-then hang until `released` is set, so a test can kill the downloading process mid-file.
+then hang until `released` is set, so a test can kill the downloading process mid-file; `corrupt`
+names files served with one byte flipped while the metadata still describes the true file (a bad
+proxy or disk on the way).
 
     with FakeHub({"org/m-GGUF": {"m-Q4_K_M.gguf": b"..."}}) as hub:
         use_hub(monkeypatch, hub.url, tmp_path / "hf")
@@ -41,6 +44,7 @@ class FakeHub:
         self.commit = commit
         self.drop_once: set[str] = set()
         self.stall: set[str] = set()  # GETs of these send half the file, then hang until `released`
+        self.corrupt: set[str] = set()  # GETs of these serve the middle byte flipped
         self.released = threading.Event()
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
         self._lock = threading.Lock()
@@ -90,12 +94,14 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
         # -- routing -----------------------------------------------------------------------
 
         def _route(self, *, head: bool) -> None:
-            path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+            url = urllib.parse.urlsplit(self.path)
+            path = urllib.parse.unquote(url.path)
+            blobs = urllib.parse.parse_qs(url.query).get("blobs", [""])[0].lower() == "true"
             hub._log(self.command, path, {k.lower(): v for k, v in self.headers.items()})
             if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?", path):
                 self._tree(m.group(1), m.group(3) or "")
             elif m := re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?", path):
-                self._info(m.group(1))
+                self._info(m.group(1), blobs=blobs)
             elif m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
                 self._file(m.group(1), m.group(3), head=head)
             else:
@@ -109,7 +115,7 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
 
         # -- API ---------------------------------------------------------------------------
 
-        def _info(self, repo: str) -> None:
+        def _info(self, repo: str, *, blobs: bool) -> None:
             if (files := self._repo(repo)) is None:
                 return
             siblings = [
@@ -119,6 +125,7 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
                     "blobId": _git_sha1(data),
                     "lfs": {"size": len(data), "sha256": _sha256(data), "pointerSize": 134},
                 }
+                if blobs else {"rfilename": name}  # the Hub sends sizes and hashes only when asked
                 for name, data in sorted(files.items())
             ]
             self._json(
@@ -178,6 +185,9 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
                 end = min(int(m.group(2)), end) if m.group(2) else end
                 status = 206
             body = data[start : end + 1]
+            if filename in hub.corrupt and start <= len(data) // 2 <= end:
+                flip = len(data) // 2 - start
+                body = body[:flip] + bytes([body[flip] ^ 0xFF]) + body[flip + 1 :]
             self.send_response(status)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(body)))
@@ -256,14 +266,6 @@ def use_hub(monkeypatch: pytest.MonkeyPatch, endpoint: str, hf_home: Path) -> Pa
     return cache
 
 
-def closed_port() -> str:
-    """An http:// URL on 127.0.0.1 where nothing listens: connecting is refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
 def put_in_cache(cache: Path, repo: str, files: dict[str, bytes]) -> Path:
     """Lay files out the way hf_hub_download leaves them (blobs, a snapshot of symlinks, refs/main)."""
     root = cache / ("models--" + repo.replace("/", "--"))
@@ -277,3 +279,11 @@ def put_in_cache(cache: Path, repo: str, files: dict[str, bytes]) -> Path:
         blob.write_bytes(data)
         (snapshot / name).symlink_to(Path("../..") / "blobs" / blob.name)
     return snapshot
+
+
+def closed_port() -> str:
+    """An http:// URL on 127.0.0.1 where nothing listens: connecting is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

@@ -11,7 +11,7 @@ from mmchat import atomic
 from mmchat.chat import conversation as conv_mod
 from mmchat.chat import files
 from mmchat.chat.conversation import Conversation
-from mmchat.errors import InputError, MediaError, SourceError, UnsupportedMedia
+from mmchat.errors import DiskFull, InputError, MediaError, SourceError, UnsupportedMedia
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
 from tests.mediafiles import noise_png, tone_wav
@@ -170,8 +170,8 @@ def test_atomic_save_leaves_no_temp_file_and_keeps_the_old_file_on_failure(tmp_p
 
     monkeypatch.setattr(atomic.os, "fsync", disk_full)
     conv.user_turn("never written")
-    with pytest.raises(InputError, match="cannot save to .*No space left on device"):
-        files.save(conv, path)
+    with pytest.raises(DiskFull, match="no space left on the device to write .*chat.json: .*old file is unchanged"):
+        files.save(conv, path)  # a full disk is a runtime failure (exit 1), not the user's bad input
     assert os.listdir(tmp_path) == ["chat.json"]  # the temp file is gone
     assert path.read_text() == after  # and the old file is whole
 

@@ -16,7 +16,7 @@ from typing import Any
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
-from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.history import History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 from rich.console import Console
 
@@ -25,6 +25,7 @@ from ..errors import MmchatError
 from ..options import GenerationOptions
 from . import commands as cmd
 from .conversation import Conversation
+from .history import SafeFileHistory
 from .session import Chat, RunnerFactory, show_error
 
 
@@ -183,7 +184,7 @@ def _history(path: Path, chat: Chat) -> History:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(exist_ok=True)
-        return FileHistory(str(path))
+        return SafeFileHistory(path, chat.note)
     except OSError as e:
         chat.note(f"history is not saved: cannot write {path} ({e.strerror or e})")
         return InMemoryHistory()

@@ -74,19 +74,27 @@ def _interrupted_pull(env: Environment) -> None:
 def pull(
     name: Annotated[str, typer.Argument(help="Registry name or hf:owner/repo[:QUANT].")],
     quant: Annotated[Optional[str], typer.Option(help="Quantization to download, e.g. Q8_0. [default: the registry's]")] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Check the files already downloaded against the Hub's sha256 instead (a damaged one is removed); exit 1 when any is bad.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Download a model and its projector from Hugging Face (resumable).
+    """Download a model and its projector from Hugging Face (resumable; every file is checked against the Hub's sha256).
 
     Examples:
 
       mmchat pull gemma-4-E2B-it
 
       mmchat pull hf:ggml-org/SmolVLM2-500M-Video-Instruct-GGUF:Q8_0
+
+      mmchat pull --verify gemma-4-E2B-it
     """
     from .. import registry
 
     env = current()
+    if verify:
+        from ..download import verify_pulled
+
+        verify_pulled(name, quant=quant, progress=not quiet, report=lambda line: print(line, file=env.stdout))
+        return
     resolved = registry.pull(name, quant=quant, progress=not quiet, warn=(lambda m: None) if quiet else env.warn)
     if not quiet:
         env.notice(f"{resolved.name or name} is ready: {resolved.model}")
@@ -124,7 +132,22 @@ def doctor() -> None:
         pass
     downloaded = [e.name for e, done in registry.list_models(warn=lambda m: None) if done]
     lines.append(f"downloaded models: {', '.join(downloaded) if downloaded else 'none (mmchat pull NAME)'}")
+    lines += [f"  {name}: {problem}" for name in downloaded if (problem := _files_problem(name))]
     print("\n".join(lines), file=current().stdout)
+
+
+def _files_problem(name: str) -> str | None:
+    """What the checks llama.cpp is spared (engine/compat.py) say about a downloaded model's files."""
+    from .. import registry
+    from ..engine.compat import check_files
+    from ..errors import MmchatError
+
+    try:
+        resolved = registry.resolve_local(name, warn=lambda m: None)
+        check_files(resolved.model, resolved.mmproj)
+    except MmchatError as e:
+        return str(e)
+    return None
 
 
 cache_app = typer.Typer(help="The media cache: encoded images, audio and frames kept on disk for later runs.",

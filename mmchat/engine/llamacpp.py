@@ -22,7 +22,7 @@ from ..config import DEFAULT_N_BATCH, DEFAULT_N_CTX, DEFAULT_N_UBATCH
 from ..errors import ContextOverflow, GenerationError, InputError, ModelLoadError, UnsupportedMedia
 from ..media import Audio, Image
 from ..options import GenerationOptions
-from . import _lib
+from . import _lib, compat
 from ._lib import llama, mtmd
 from .base import Capabilities, EngineStats, Event, Finished, Progress, Started, Timings, Turn, Usage
 from .encodemeter import EncodeMeter
@@ -71,6 +71,7 @@ class LlamaCppEngine:
         self._model = self._ctx = self._mtmd = None
         self._audio_rate: float | None = None  # tokens per second of sound, learned on first use
         try:
+            compat.check_files(self.model_path, self.mmproj_path)  # before llama.cpp reads a byte of either
             self._load_model()
             self._load_context(n_ctx)
             self._marker = f"<__media_{secrets.token_hex(8)}__>"  # user text can never forge it
@@ -97,11 +98,6 @@ class LlamaCppEngine:
 
     def _load_model(self) -> None:
         arch = gguf_info.architecture(self.model_path)
-        if arch == "clip":
-            raise ModelLoadError(
-                f"{self.model_path} is a multimodal projector (mmproj), not a text model: "
-                "pass it with --mmproj and give the text model with --model"
-            )
         params = llama.llama_model_default_params()
         params.n_gpu_layers = self.n_gpu_layers
         self._model = llama.llama_model_load_from_file(str(self.model_path).encode(), params)
@@ -129,12 +125,6 @@ class LlamaCppEngine:
         self.n_batch = params.n_batch
 
     def _load_mmproj(self, image_max_tokens: int | None) -> None:
-        arch = gguf_info.architecture(self.mmproj_path)
-        if arch != "clip":
-            raise ModelLoadError(
-                f"{self.mmproj_path} is not a multimodal projector (its architecture is {arch!r}): "
-                "--mmproj takes the mmproj-*.gguf file that belongs to the model"
-            )
         params = mtmd.mtmd_context_params_default()
         params.use_gpu = self.n_gpu_layers > 0
         params.n_threads = self.threads

@@ -16,6 +16,9 @@ A cache that cannot be opened or written is turned off with one notice, never fa
 from __future__ import annotations
 
 import hashlib
+import re
+import shutil
+import sqlite3
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -71,13 +74,21 @@ class DiskMediaCache:
         self._notice = notice or (lambda m: None)
         self._cache: Any = None
         try:
-            import diskcache
-
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._cache = diskcache.Cache(str(self.directory), size_limit=max_bytes, disk_min_file_size=0,
-                                          eviction_policy="least-recently-used", timeout=30)
+            try:
+                self._cache = self._open(max_bytes)
+            except sqlite3.DatabaseError as e:  # a damaged index (cache.db cut short): a cache can start again
+                _discard(self.directory)
+                self._cache = self._open(max_bytes)
+                self._notice(f"the media cache in {self.directory} was damaged ({e}) and starts afresh")
         except Exception as e:  # OSError, sqlite3 errors, diskcache.Timeout
             self._off(e)
+
+    def _open(self, max_bytes: int) -> Any:
+        import diskcache
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return diskcache.Cache(str(self.directory), size_limit=max_bytes, disk_min_file_size=0,
+                               eviction_policy="least-recently-used", timeout=30)
 
     def _off(self, error: BaseException) -> None:
         if self._cache is not None:
@@ -132,6 +143,15 @@ class DiskMediaCache:
         if self._cache is not None:
             self._cache.close()
             self._cache = None
+
+
+def _discard(directory: Path) -> None:
+    """diskcache's own files in `directory` (its index and the value folders it names 00..ff), nothing else."""
+    for name in ("cache.db", "cache.db-wal", "cache.db-shm"):
+        (directory / name).unlink(missing_ok=True)
+    for sub in directory.iterdir():
+        if sub.is_dir() and re.fullmatch(r"[0-9a-f]{2}", sub.name):
+            shutil.rmtree(sub, ignore_errors=True)
 
 
 def open_disk_cache(directory: Path, projector: Path, settings: tuple, max_bytes: int,
