@@ -7,9 +7,10 @@
    (one request at a time, so concurrency only overlaps mmchat's decoding and the network with
    its generation), or any server you give with --server URL (llama-server -np 4, vLLM, ...),
    and a stub server that answers each request in a fixed 0.25 s whatever else is in flight, the
-   shape of a GPU server with free slots.
+   shape of a GPU server with free slots. Through real servers each answer is 512 tokens.
 
-    python bench/batch.py [--server http://gpu-box:8080]
+    python bench/batch.py [--server http://127.0.0.1:8080]   # e.g. llama-server -np 4 on the same tiny models:
+    llama-server -m llm.gguf --mmproj mmproj-vision.gguf -np 4 -c 16384 -t 2 --port 8080
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from tests.stubserver import Reply, Stub, echo, serve  # noqa: E402
 MMCHAT = [sys.executable, "-m", "mmchat"]
 ROUNDS = 2
 FLAGS = ["--threads", "2", "--temperature", "0", "--max-tokens", "16", "-q", "--no-cache"]
+LONG = ["--max-tokens", "512", "--ignore-eos"]  # through servers: generation is what slots share
 
 
 def timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
@@ -124,11 +126,11 @@ def main() -> None:
             row["requests_per_s"] = ""
         proc, url = llama_cpp_server(models)
         try:
-            rows += concurrency_rows("llama_cpp.server (1 slot)", url, files, [])
+            rows += concurrency_rows("llama_cpp.server (1 slot)", url, files, LONG)
         finally:
             proc.terminate()
         if args.server:
-            rows += concurrency_rows(f"server {args.server}", args.server, files, [])
+            rows += concurrency_rows(f"server {args.server}", args.server, files, LONG)
         stub = Stub(reply=lambda body, attempt: Reply(text=echo(body, attempt).text, delay=0.25))
         with serve(stub) as running:
             rows += concurrency_rows("stub, 0.25 s a request, free slots", running.url, files, [])
