@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -29,3 +30,13 @@ def report(name: str, rows: list[dict], notes: dict | None = None) -> Path:
 
 def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def median_seconds(fn, repeat: int = 5) -> float:
+    """The median wall time of `repeat` calls: one slow call on a noisy machine does not count."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)

@@ -10,13 +10,11 @@ conversation's length: this shows by how much. No model is loaded.
 from __future__ import annotations
 
 import hashlib
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _table import report
+from _table import median_seconds, report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -41,15 +39,6 @@ def _conversation_of(store: logs.LogStore, cid: str, turns: int) -> list[dict]:
     return messages
 
 
-def _timed(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main(lengths: list[int]) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as home:
@@ -58,13 +47,13 @@ def main(lengths: list[int]) -> None:
             cid = f"c{n}"
             messages = _conversation_of(store, cid, n)
             extra = [*messages, {"role": "user", "content": TEXT}]
-            rows.append({"turns": n, "log_one_turn_ms": 1000 * _timed(lambda: store.log_turn(cid, "m", extra, _completion("x"))),
-                         "load_conversation_ms": 1000 * _timed(lambda: store.load_conversation(cid)),
+            rows.append({"turns": n, "log_one_turn_ms": 1000 * median_seconds(lambda: store.log_turn(cid, "m", extra, _completion("x"))),
+                         "load_conversation_ms": 1000 * median_seconds(lambda: store.load_conversation(cid)),
                          "log_mib": sum(p.stat().st_size for p in Path(home).glob(f"{logs.LOG_NAME}*")) / 2**20})
         photo = Path(home, "photo.bin")
         photo.write_bytes(b"\x89PNG" + bytes(5 * 2**20))
         record = [logmedia.MediaRecord("image", str(photo), "path", hashlib.sha256(photo.read_bytes()).hexdigest())]
-        check = 1000 * _timed(lambda: logmedia.check_media("c", record))
+        check = 1000 * median_seconds(lambda: logmedia.check_media("c", record))
     report("logs", rows, {"sha256_check_of_5_MiB_ms": check})
 
 

@@ -15,16 +15,14 @@ Prints a table and writes bench/results/trust_checks.json.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._table import report  # noqa: E402
+from bench._table import median_seconds, report  # noqa: E402
 from mmchat import checksums  # noqa: E402
 from mmchat.engine import compat  # noqa: E402
 from tests.fixtures import gguf_models as g  # noqa: E402
@@ -43,15 +41,6 @@ def big_vocab_model(path: Path) -> Path:
     return b.write(path)
 
 
-def timed(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hash-mib", type=int, default=1024)
@@ -60,13 +49,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         model, mmproj = big_vocab_model(d / "model.gguf"), g.write_vision_mmproj(d / "mmproj.gguf")
-        header = timed(lambda: compat.check_files(model, mmproj), args.repeat)
+        header = median_seconds(lambda: compat.check_files(model, mmproj), args.repeat)
         blob = d / "blob"
         with open(blob, "wb") as f:
             chunk = bytes(range(256)) * 4096
             for _ in range(args.hash_mib):
                 f.write(chunk)
-        sha = timed(lambda: checksums.digest(blob, "sha256", "blob"), max(1, args.repeat // 2))
+        sha = median_seconds(lambda: checksums.digest(blob, "sha256", "blob"), max(1, args.repeat // 2))
     rows = [
         {"what": "header check (262k vocab + mmproj)", "seconds": header, "rate": "-"},
         {"what": f"sha256 of {args.hash_mib} MiB", "seconds": sha, "rate": f"{args.hash_mib / 1024 / sha:.2f} GiB/s"},
