@@ -93,25 +93,31 @@ class Runner:
         t0 = time.perf_counter()
         if which is not None or in_situ_quant is not None:  # mistral.rs's names for a model (which.py)
             model, mmproj = self._resolve_which(which, in_situ_quant, model, mmproj, quiet=quiet)
-        if engine is None and base_url is None and (served := _served(model)) is not None:
-            base_url, model = served.base_url, served.server_model or None  # models.toml names a server
-            remote_values.setdefault("modalities", served.modalities or None)
-        if engine is None and base_url is not None:
-            remote = RemoteOptions.build({**remote_values, "base_url": base_url, "api_key": api_key})
-            engine = _remote_engine(remote, None if model is None else str(model), self._notice)
-        elif engine is None:
-            model_path, mmproj_path = self._resolve(model, mmproj, pull=pull, quiet=quiet)
-            from .engine.llamacpp import LlamaCppEngine
-
-            engine = LlamaCppEngine(
-                model_path, mmproj_path, n_ctx=self.load.n_ctx, n_gpu_layers=self.load.n_gpu_layers,
-                threads=self.load.threads, chat_template=_read_template(self.load.chat_template),
-                image_max_tokens=self.load.image_max_tokens, verbose=verbose, notice=self._notice, progress=progress,
-                media_cache=config.cache_dir() if self.load.cache else None, media_cache_bytes=self.load.cache_size,
-            )
+        if engine is None:
+            engine = self._open_engine(model, mmproj, base_url=base_url, api_key=api_key, remote=remote_values,
+                                       pull=pull, quiet=quiet, verbose=verbose)
         self.engine = engine
         self.inputs = MediaResolver(engine.capabilities(), stdin=stdin, progress=progress, policy=policy)
         self._load_time: float | None = time.perf_counter() - t0  # reported by the first request
+
+    def _open_engine(self, model: str | Path | None, mmproj: str | Path | None, *, base_url: str | None,
+                     api_key: str | None, remote: dict[str, Any], pull: bool, quiet: bool, verbose: bool) -> Engine:
+        """A server when there is a base URL (given, or a models.toml entry's); else the local model."""
+        if base_url is None and (served := _served(model)) is not None:
+            base_url, model = served.base_url, served.server_model or None
+            remote.setdefault("modalities", served.modalities or None)
+        if base_url is not None:
+            options = RemoteOptions.build({**remote, "base_url": base_url, "api_key": api_key})
+            return _remote_engine(options, None if model is None else str(model), self._notice)
+        model_path, mmproj_path = self._resolve(model, mmproj, pull=pull, quiet=quiet)
+        from .engine.llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine(
+            model_path, mmproj_path, n_ctx=self.load.n_ctx, n_gpu_layers=self.load.n_gpu_layers,
+            threads=self.load.threads, chat_template=_read_template(self.load.chat_template),
+            image_max_tokens=self.load.image_max_tokens, verbose=verbose, notice=self._notice, progress=self._progress,
+            media_cache=config.cache_dir() if self.load.cache else None, media_cache_bytes=self.load.cache_size,
+        )
 
     def _resolve(self, model: str | Path | None, mmproj: str | Path | None, *, pull: bool,
                  quiet: bool) -> tuple[Path, Path | None]:
