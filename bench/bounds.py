@@ -17,8 +17,6 @@ memory is the child's own ru_maxrss (os.wait4). Prints a table; writes bench/res
 from __future__ import annotations
 
 import argparse
-import http.server
-import io
 import os
 import subprocess
 import sys
@@ -30,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._table import report  # noqa: E402
+from tests.helpers import Trickle, local_server  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 
@@ -112,40 +111,14 @@ def long_video(minutes: float = 120, fps: int = 1) -> Path:
     return path
 
 
-class _Trickle(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        import PIL.Image
-
-        buf = io.BytesIO()
-        PIL.Image.new("RGB", (64, 64), (10, 120, 200)).save(buf, "PNG")
-        body = buf.getvalue()
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            for i in range(len(body)):
-                self.wfile.write(body[i : i + 1])
-                self.wfile.flush()
-                time.sleep(1.0)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+class _OneBytePerSecond(Trickle):
+    seconds_per_byte = 1.0
 
 
 def trickle_case(m: dict[str, Path]) -> dict:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/slow.png"
-    try:
-        return run(["ask", "hi", "--model", str(m["llm"]), "--mmproj", str(m["mmproj-vision"]), "-i", url,
-                    "--url-deadline", "5", "--no-cache"])
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with local_server(_OneBytePerSecond) as where:
+        return run(["ask", "hi", "--model", str(m["llm"]), "--mmproj", str(m["mmproj-vision"]), "-i",
+                    f"http://{where}/slow.png", "--url-deadline", "5", "--no-cache"])
 
 
 DECODE_ONLY = (

@@ -83,3 +83,41 @@ def local_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+
+
+class Trickle(http.server.BaseHTTPRequestHandler):
+    """Sends a PNG (or, at /headers, its status line) a byte at a time: a server that never quite
+    stops sending. `seconds_per_byte` None spreads the PNG over about 10 s."""
+
+    seconds_per_byte: float | None = None
+
+    def do_GET(self) -> None:
+        import io
+        import time
+
+        import PIL.Image
+
+        buf = io.BytesIO()
+        PIL.Image.new("RGB", (32, 32), (0, 90, 200)).save(buf, "PNG")
+        body = buf.getvalue()
+        pause = self.seconds_per_byte if self.seconds_per_byte is not None else min(0.1, 10 / len(body))
+        try:
+            if self.path == "/headers":
+                for byte in b"HTTP/1.0 200 OK\r\n":
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.6)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(len(body)):
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                time.sleep(pause)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass

@@ -4,13 +4,11 @@ decoded, an audio part's --start/--end decode only that part, and a URL has a to
 from __future__ import annotations
 
 import base64
-import http.server
 import io
 import time
 from collections.abc import Iterator
 
 import numpy as np
-import PIL.Image
 import pytest
 import soundfile
 
@@ -20,7 +18,7 @@ from mmchat import ContextOverflow, Runner, SourceError, audio_part, user_messag
 from mmchat.media.audio import decode_audio
 from mmchat.sources import read_source
 from mmchat.testing import FakeEngine
-from tests.helpers import GREEDY_ARGS, THREADS_ARGS, local_server, run_mmchat
+from tests.helpers import GREEDY_ARGS, THREADS_ARGS, Trickle, local_server, run_mmchat
 from tests.mediafiles import tone_wav
 from tests.test_cli_fast import invoke
 from tests.videofiles import write_video
@@ -140,42 +138,9 @@ def test_audio_start_past_its_end_is_one_clear_line(tmp_path):
 # --- a URL has a total deadline ------------------------------------------------------------
 
 
-def _png() -> bytes:
-    buf = io.BytesIO()
-    PIL.Image.new("RGB", (32, 32), (0, 90, 200)).save(buf, "PNG")
-    return buf.getvalue()
-
-
-class _Trickle(http.server.BaseHTTPRequestHandler):
-    """Sends a PNG (or its status line) a byte at a time, for at most ~10 s."""
-
-    def do_GET(self) -> None:
-        body = _png()
-        try:
-            if self.path == "/headers":
-                for byte in b"HTTP/1.0 200 OK\r\n":
-                    self.wfile.write(bytes([byte]))
-                    self.wfile.flush()
-                    time.sleep(0.6)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            for i in range(len(body)):
-                self.wfile.write(body[i : i + 1])
-                self.wfile.flush()
-                time.sleep(min(0.1, 10 / len(body)))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def trickle() -> Iterator[str]:
-    with local_server(_Trickle) as where:
+    with local_server(Trickle) as where:
         yield f"http://{where}"
 
 
