@@ -11,7 +11,6 @@ Light on purpose: `mmchat --help` imports this module, so no numpy and no llama_
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -165,6 +164,8 @@ class GenerationOptions(_Options):
         if schema is not None:
             if values.get("grammar"):
                 raise InputError("a schema and a grammar both constrain the answer: give one of them")
+            from .constraints import schema_grammar
+
             values["grammar"] = schema_grammar(schema)
         return super().build(values, label=label, base=base)
 
@@ -178,42 +179,6 @@ class GenerationOptions(_Options):
     def plain_greedy(self) -> bool:
         """Greedy with nothing else to apply: the answer is the largest logit at each step."""
         return self.temperature <= 0 and not self.grammar and not self.penalised
-
-
-def schema_grammar(schema: dict[str, Any] | str) -> str:
-    """A JSON schema (a dict, or its JSON text) as the GBNF grammar that admits only valid answers."""
-    if isinstance(schema, str):
-        try:
-            json.loads(schema)
-        except ValueError as e:
-            raise InputError(f"the schema is not valid JSON ({e}): check {schema[:60]}") from None
-    elif not isinstance(schema, Mapping):
-        raise InputError(f"a schema is a JSON object (a dict or its text), not {type(schema).__name__}")
-    from .engine.grammar import schema_to_grammar
-
-    return schema_to_grammar(schema if isinstance(schema, str) else dict(schema))
-
-
-def response_format_schema(response_format: Any, where: str = "") -> Any:
-    """OpenAI's response_format as a JSON schema: json_schema -> its schema, json_object -> any
-    object, text (or none) -> None. `where` starts the error ("line 3: ")."""
-    if response_format is None:
-        return None
-    kind = response_format.get("type") if isinstance(response_format, dict) else None
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return {"type": "object"}
-    if kind == "json_schema":
-        spec = response_format.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        if schema is None:
-            raise InputError(f'{where}response_format json_schema needs {{"json_schema": {{"name": ..., "schema": {{...}}}}}}')
-        return schema
-    raise InputError(
-        f"{where}response_format={response_format!r} is not valid: give {{'type': 'json_schema', 'json_schema': "
-        "{'name': ..., 'schema': {...}}}, {'type': 'json_object'} or {'type': 'text'}"
-    )
 
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", re.IGNORECASE)
