@@ -161,22 +161,23 @@ def error_code(error: BaseException) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()
 
 
-def finished_ids(path: Path) -> set[str]:
-    """custom_ids that already have a successful line in an earlier run's output (--resume)."""
-    done = set()
+def finished_lines(path: Path) -> dict[str, str]:
+    """custom_id -> its successful line in an earlier run's output (--resume); failed lines and
+    lines cut short by a kill are left out, so their requests run again."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        return done
+        return {}
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read {path} to resume: {e}") from None
+    done = {}
     for line in lines:
         try:
             data = json.loads(line)
         except ValueError:
-            continue  # a line cut short by a kill: its request runs again
+            continue
         if isinstance(data, dict) and data.get("error") is None and isinstance(data.get("custom_id"), str):
-            done.add(data["custom_id"])
+            done[data["custom_id"]] = line
     return done
 
 

@@ -103,12 +103,11 @@ class Runner:
     def _open_engine(self, model: str | Path | None, mmproj: str | Path | None, *, base_url: str | None,
                      api_key: str | None, remote: dict[str, Any], pull: bool, quiet: bool, verbose: bool) -> Engine:
         """A server when there is a base URL (given, or a models.toml entry's); else the local model."""
-        if base_url is None and (served := _served(model)) is not None:
-            base_url, model = served.base_url, served.server_model or None
-            remote.setdefault("modalities", served.modalities or None)
-        if base_url is not None:
-            options = RemoteOptions.build({**remote, "base_url": base_url, "api_key": api_key})
-            return _remote_engine(options, None if model is None else str(model), self._notice)
+        target = server_for(model, base_url, remote.get("modalities"))
+        if target is not None:
+            url, server_model, kinds = target
+            options = RemoteOptions.build({**remote, "base_url": url, "api_key": api_key, "modalities": kinds})
+            return _remote_engine(options, server_model, self._notice)
         model_path, mmproj_path = self._resolve(model, mmproj, pull=pull, quiet=quiet)
         from .engine.llamacpp import LlamaCppEngine
 
@@ -228,11 +227,20 @@ class Runner:
         self.close()
 
 
-def _served(model: str | Path | None) -> Any:
-    """The registry entry when `model` (or the default) names a model on a server."""
+def server_for(model: str | Path | None, base_url: str | None = None, modalities: Any = None, *,
+               warn: Callable[[str], None] | None = None) -> tuple[str, str | None, Any] | None:
+    """(base URL, the server's model id, modalities) when a server answers: `base_url` given, or
+    `model` (or the default) naming a models.toml entry that has one; None for a local model."""
+    if base_url is not None:
+        return base_url, None if model is None else str(model), modalities
+    if isinstance(model, Path):
+        return None
     from . import registry
 
-    return None if isinstance(model, Path) else registry.served(model, warn=lambda m: None)
+    entry = registry.served(model, warn=warn or (lambda m: None))
+    if entry is None:
+        return None
+    return entry.base_url, entry.server_model or None, modalities if modalities is not None else entry.modalities or None
 
 
 def _remote_engine(remote: RemoteOptions, model: str | None, notice: Callable[[str], None]) -> Engine:

@@ -11,7 +11,7 @@ from .app import app, guarded
 from .env import Environment, current
 from .loading import open_runner
 from .logflags import LogRequest, log_options, start_log
-from .params import MediaOrderCommand, Session, grammar_text, schema_text, session_options
+from .params import MediaOrderCommand, Session, constrained, session_options
 
 if TYPE_CHECKING:  # the core loads when a command runs, not for --help
     from ..results import ChatCompletion, CompletionStream
@@ -51,10 +51,7 @@ def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End
     from ..render import Output
 
     env = current()
-    if schema and grammar:
-        raise InputError("--schema and --grammar both constrain the answer: give one of them")
-    options = session.generation.build({"grammar": grammar_text(grammar)}, base=session.generation,
-                                       schema=schema_text(schema))
+    options = constrained(session.generation, schema, grammar)
     logging = start_log(log, env, session.quiet)
     conversation = logging.messages(_messages(session, env, prompt, start, end))
     output = Output(json_mode=json_output, markdown=env.markdown(session.no_color), file=env.stdout,

@@ -18,7 +18,7 @@ from ..errors import ExitCode, InputError, MmchatError
 from .app import app, guarded
 from .env import Environment, current
 from .loading import open_runner
-from .params import Session, grammar_text, schema_text, session_options
+from .params import Session, constrained, session_options
 
 if TYPE_CHECKING:
     from ..batch import Request
@@ -43,8 +43,9 @@ def batch(ctx: typer.Context, prompt: Prompt = None, files: Files = None, input:
           log: Log = False, *, session: Session) -> None:
     """Answer many requests with one model load; one result line (OpenAI's Batch output format) each.
 
-    Nothing is logged unless --log is given. Exit status: 0 when every request succeeded, 1 when any failed (its line says why), 2 when
-    the input itself cannot be used, 130 after Ctrl-C (finished lines are kept).
+    Exit status: 0 when every request succeeded, 1 when any failed (its line says why), 2 when
+    the input itself cannot be used, 130 after Ctrl-C (finished lines are kept). Nothing is
+    logged unless --log is given.
 
     Examples:
 
@@ -57,10 +58,7 @@ def batch(ctx: typer.Context, prompt: Prompt = None, files: Files = None, input:
     from .. import batch as plan
 
     env = current()
-    if schema and grammar:
-        raise InputError("--schema and --grammar both constrain the answer: give one of them")
-    base = session.generation.build({"grammar": grammar_text(grammar)}, base=session.generation,
-                                    schema=schema_text(schema))
+    base = constrained(session.generation, schema, grammar)
     requests = _requests(plan, session, env, base, prompt, files or [], input)
     if resume and output is None:
         raise InputError("--resume needs -o: the results file to resume")
@@ -114,23 +112,14 @@ def _logger(env: Environment, session: Session) -> Callable[..., None]:
 
 
 def _keep_finished(plan: Any, output: Path | None) -> set[str]:
-    """The custom_ids already answered in `output`; its failed and cut-short lines are dropped."""
+    """The custom_ids already answered in `output`, which keeps only their lines."""
     from ..atomic import write_atomic
 
     assert output is not None
-    done = plan.finished_ids(output)
+    done = plan.finished_lines(output)
     if output.exists():
-        kept = [line for line in output.read_text(encoding="utf-8").splitlines() if _succeeded(line, done)]
-        write_atomic(output, "".join(f"{line}\n" for line in kept))
-    return done
-
-
-def _succeeded(line: str, done: set[str]) -> bool:
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(data, dict) and data.get("error") is None and data.get("custom_id") in done
+        write_atomic(output, "".join(f"{line}\n" for line in done.values()))
+    return set(done)
 
 
 def _remote(runner: Runner) -> bool:

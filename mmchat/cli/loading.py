@@ -29,13 +29,15 @@ def open_runner(session: Session, env: Environment, model: str | None, mmproj: s
     if env.engine is not None:
         return Runner(engine=env.engine, **common)
     from .. import registry
+    from ..runner import server_for
 
-    remote = remote_target(session, env, model)
-    if remote is not None:
-        base_url, server_model, options = remote
+    remote = _remote_options(session, env)
+    target = server_for(model, remote.base_url, remote.modalities, warn=env.warn)
+    if target is not None:
+        base_url, server_model, modalities = target
         with console.status(f"asking {base_url}…") if _spinner(env, session) else contextlib.nullcontext():
-            return Runner(server_model, base_url=base_url, api_key=options.api_key, timeout=options.timeout,
-                          retries=options.retries, modalities=options.modalities, **common)
+            return Runner(server_model, base_url=base_url, api_key=remote.api_key, timeout=remote.timeout,
+                          retries=remote.retries, modalities=modalities, **common)
 
     resolved = registry.resolve(model, pull=session.pull, progress=not session.quiet,
                                 warn=(lambda m: None) if session.quiet else env.warn)
@@ -47,22 +49,9 @@ def _spinner(env: Environment, session: Session) -> bool:
     return env.isatty("stderr") and not session.quiet and not session.verbose
 
 
-def remote_target(session: Session, env: Environment, model: str | None
-                  ) -> tuple[str, str | None, RemoteOptions] | None:
-    """(base URL, server model id, options) when a server answers: --base-url, MMCHAT_BASE_URL,
-    or a registry entry that carries a base_url; None for a local model."""
-    from .. import registry
-
+def _remote_options(session: Session, env: Environment) -> RemoteOptions:
+    """--base-url and --api-key, or MMCHAT_BASE_URL and MMCHAT_API_KEY (then OPENAI_API_KEY)."""
     options = session.remote
-    if options.api_key is None:
-        key = env.environ.get("MMCHAT_API_KEY") or env.environ.get("OPENAI_API_KEY")
-        options = options.replace(api_key=key) if key else options
-    base_url = options.base_url or env.environ.get("MMCHAT_BASE_URL")
-    if base_url:
-        return RemoteOptions.build({"base_url": base_url}, label=lambda f: "MMCHAT_BASE_URL ").base_url, model, options
-    entry = registry.served(model, warn=env.warn)
-    if entry is None:
-        return None
-    if options.modalities is None and entry.modalities:
-        options = options.replace(modalities=entry.modalities)
-    return entry.base_url, entry.server_model or None, options
+    key = options.api_key or env.environ.get("MMCHAT_API_KEY") or env.environ.get("OPENAI_API_KEY")
+    url = options.base_url or env.environ.get("MMCHAT_BASE_URL")
+    return options.build({"api_key": key, "base_url": url}, base=options, label=lambda f: f"MMCHAT_{f.name.upper()} ")

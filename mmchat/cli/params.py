@@ -169,6 +169,13 @@ def _typer_info(p: inspect.Parameter) -> Any:
 # -- files named by flags ------------------------------------------------------------------
 
 
+def constrained(generation: GenerationOptions, schema: str | None, grammar: str | None) -> GenerationOptions:
+    """The session's generation options with --schema or --grammar (files or text) applied."""
+    if schema and grammar:
+        raise InputError("--schema and --grammar both constrain the answer: give one of them")
+    return generation.build({"grammar": grammar_text(grammar)}, base=generation, schema=schema_text(schema))
+
+
 def grammar_text(grammar: str | None) -> str | None:
     """--grammar FILE: the GBNF text in it."""
     if grammar is None:

@@ -86,19 +86,18 @@ class RemoteEngine:
         return caps, model or chosen["id"], "audio_url" if owner == "sglang" else "input_audio"  # type: ignore[index]
 
     def _get_json(self, url: str, *, required: bool) -> dict[str, Any] | None:
+        """The JSON object at `url`; None when the server has none there and it is not `required`."""
         try:
             response = self._client.get(url, timeout=min(self.timeout, 30.0))
         except httpx.HTTPError as e:
             raise _transport_error(url, e, self.timeout) from None
-        if response.status_code >= 400 or not required and response.status_code != 200:
-            if required:
+        if required:
+            if response.status_code >= 400:
                 raise _status_error(url, response)
-            return None
+            return _json(response, url)
         try:
-            data = response.json()
+            data = response.json() if response.status_code == 200 else None
         except ValueError:
-            if required:
-                raise ServerError(f"the server at {url} did not answer with JSON: is it an OpenAI-compatible server?") from None
             return None
         return data if isinstance(data, dict) else None
 
@@ -131,23 +130,21 @@ class RemoteEngine:
         url = f"{self.api}/chat/completions"
         t0 = time.perf_counter()
         response = self._post(url, body)
-        finish, started, t_first, server_timed = "stop", False, None, False
+        finish, t_first, server_timed = "stop", None, False
         try:
+            yield Started(usage, timings)  # the server took the request
             for chunk in _events(response, url, self.timeout):
-                if not started:
-                    started = True
-                    yield Started(usage, timings)
-                _read_usage(chunk, usage)
-                server_timed = _read_timings(chunk, timings) or server_timed
                 for choice in chunk.get("choices") or []:
                     text = (choice.get("delta") or {}).get("content") or ""
                     if text:
                         if t_first is None:
                             t_first = time.perf_counter()
                             timings.first_token = timings.prompt = t_first - t0
-                        usage.completion_tokens += 0 if chunk.get("usage") else 1
+                        usage.completion_tokens += 1  # a count for servers that report none
                         yield text
                     finish = choice.get("finish_reason") or finish
+                _read_usage(chunk, usage)  # what the server counted wins
+                server_timed = _read_timings(chunk, timings) or server_timed
         finally:
             response.close()  # Ctrl-C or a closed pipe: the server stops generating too
         if not server_timed:
@@ -248,7 +245,7 @@ def _json(response: httpx.Response, url: str) -> dict[str, Any]:
     except ValueError:
         raise ServerError(f"the server at {url} did not answer with JSON: is it an OpenAI-compatible server?") from None
     if not isinstance(data, dict):
-        raise ServerError(f"the server at {url} answered {type(data).__name__}, not a chat completion")
+        raise ServerError(f"the server at {url} answered a JSON {type(data).__name__}, not an object: is it an OpenAI-compatible server?")
     return data
 
 
