@@ -91,16 +91,16 @@ def _remove_cached(path: Path) -> None:
             p.unlink()
 
 
-def verify_files(repo: str, files: Iterable[Path], listing: Callable[[str, str], Any],
+def verify_files(repo: str, files: Iterable[Path], hashes_at: Callable[[str, str], dict[str, Expected]],
                  report: Callable[[str], None]) -> int:
-    """Hash each cached file against `listing(repo, commit)` of the revision it came from; a bad file is
-    removed. Reports a line per file; returns how many were bad."""
+    """Hash each cached file against `hashes_at(repo, commit)`, the Hub's hashes at the revision it came
+    from; a bad file is removed. Reports a line per file; returns how many were bad."""
     bad = 0
     listings: dict[str, dict[str, Expected]] = {}
     for path in files:
         commit, name = _in_snapshot(path)
         if commit not in listings:
-            listings[commit] = expected_hashes(listing(repo, commit))
+            listings[commit] = hashes_at(repo, commit)
         expected = listings[commit].get(name)
         if expected is None:
             report(f"?    {name}: the Hub lists no hash for it at {commit[:12]}; not checked")

@@ -22,6 +22,17 @@ from .errors import CorruptDownload, MmchatError, ModelNotFound, NetworkError, d
 PARTIAL_SUFFIX = ".mmchat-partial"
 
 
+def hub_files(repo: str, revision: str | None = None) -> tuple[list[str], dict[str, Expected]]:
+    """A repository's file names and the Hub's hash of each, from one listing."""
+    from huggingface_hub import HfApi
+
+    from . import config
+    from .checksums import expected_hashes
+
+    info = HfApi().model_info(repo, revision=revision, files_metadata=True, timeout=config.DEFAULT_HTTP_TIMEOUT)
+    return [s.rfilename for s in info.siblings or []], expected_hashes(info)
+
+
 def fetch(repo: str, filename: str, expected: Expected | None = None) -> Path:
     """The file from the cache, downloading (or finishing the download of) what is missing; what
     arrives is checked against `expected` (the Hub's hash) before it becomes the cached file."""
@@ -138,21 +149,14 @@ def verify_pulled(name: str, *, quant: str | None = None, progress: bool = True,
                   report: Callable[[str], None] = print) -> None:
     """`mmchat pull --verify NAME`: hash every downloaded file of NAME against the Hub's listing of the
     revision it came from, a line per file; damaged files are removed and CorruptDownload says so."""
-    from huggingface_hub import HfApi
-
-    from . import config, registry
+    from . import registry
 
     if registry.is_path(name):
         raise ModelNotFound(f"--verify checks a pulled model: give its name (`mmchat models`), not a path: {name}")
     resolved = registry.resolve_local(name, quant=quant)
     files = registry.files_of(resolved)
-    api = HfApi()
-
-    def listing(repo: str, commit: str):
-        return api.model_info(repo, revision=commit, files_metadata=True, timeout=config.DEFAULT_HTTP_TIMEOUT)
-
     with hub_session(resolved.entry.repo, name, progress=progress):
-        bad = verify_files(resolved.entry.repo, files, listing, report)
+        bad = verify_files(resolved.entry.repo, files, lambda repo, commit: hub_files(repo, commit)[1], report)
     if bad:
         raise CorruptDownload(
             f"{bad} of {len(files)} files of {name} do not match the Hub and were removed: "

@@ -67,6 +67,10 @@ class Registry:
         """The entry whose GGUFs were converted from `model_id` (e.g. Qwen/Qwen3-VL-4B-Instruct)."""
         return next((e for e in self.entries.values() if e.original.lower() == model_id.lower()), None)
 
+    def by_repo(self, repo: str) -> ModelEntry | None:
+        """The entry whose GGUFs live in `repo` (owner/name)."""
+        return next((e for e in self.entries.values() if e.repo and e.repo.lower() == repo.lower()), None)
+
 
 class QuantNotFound(ModelNotFound):
     """A repository without a model file of the asked quantization; `quants` are those it has."""
@@ -223,8 +227,7 @@ def _parse_hf(spec: str, quant: str | None, registry: Registry) -> tuple[ModelEn
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise ModelNotFound(f"not a Hugging Face repository: {spec}: write hf:owner/name or hf:owner/name:QUANT")
     quant = quant or spec_quant or None
-    known = next((e for e in registry.entries.values() if e.repo.lower() == repo.lower()), None)
-    entry = known or ModelEntry(name=f"{HF_PREFIX}{repo}", repo=repo, quant=config.DEFAULT_QUANT)
+    entry = registry.by_repo(repo) or ModelEntry(name=f"{HF_PREFIX}{repo}", repo=repo, quant=config.DEFAULT_QUANT)
     if quant:
         entry = replace(entry, quant=quant)
     return entry, f"{HF_PREFIX}{repo}" + (f":{quant}" if quant else ""), f"{HF_PREFIX}{repo}"
@@ -301,7 +304,8 @@ def files_of(resolved: Resolved) -> list[Path]:
     return [folder / n for n in _shards(resolved.model.name, names)] + ([resolved.mmproj] if resolved.mmproj else [])
 
 
-def resolve_local(model: str | Path | None = None, *, quant: str | None = None, warn: Warn | None = None) -> Resolved:
+def resolve_local(model: str | Path | None = None, *, quant: str | None = None, warn: Warn | None = None,
+                  known: Registry | None = None) -> Resolved:
     """A path, registry name or hf:owner/repo[:QUANT] as local files, without the network."""
     if model is None or model == "":
         model = os.environ.get(ENV_MODEL) or None
@@ -312,7 +316,7 @@ def resolve_local(model: str | Path | None = None, *, quant: str | None = None, 
         if path.is_dir():
             raise ModelNotFound(f"model path is a directory: {model}: give the .gguf file inside it")
         raise ModelNotFound(f"model file not found: {model}")
-    registry = load_registry(warn=warn)
+    registry = known or load_registry(warn=warn)
     entry, target, spec = _lookup(str(model or registry.default), quant, registry)
     found = _in_cache(entry, _cached_files())
     if found is None:
@@ -320,11 +324,11 @@ def resolve_local(model: str | Path | None = None, *, quant: str | None = None, 
     return found
 
 
-def served(model: str | None, *, warn: Warn | None = None) -> ModelEntry | None:
+def served(model: str | None, *, warn: Warn | None = None, known: Registry | None = None) -> ModelEntry | None:
     """The registry entry of `model` (or of the default) when a server holds it (`base_url`)."""
     if model is not None and (is_path(model) or model.lower().startswith(HF_PREFIX)):
         return None
-    registry = load_registry(warn=warn)
+    registry = known or load_registry(warn=warn)
     entry = registry.get(model or os.environ.get(ENV_MODEL) or registry.default)
     return entry if entry is not None and entry.base_url else None
 
@@ -338,24 +342,21 @@ def list_models(*, warn: Warn | None = None) -> list[tuple[ModelEntry, bool]]:
 # -- pulling -----------------------------------------------------------------------------------
 
 
-def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, warn: Warn | None = None) -> Resolved:
-    """Download a registry model or hf:owner/repo[:QUANT] (model + projector) into the Hugging Face cache."""
-    from huggingface_hub import HfApi
-
-    from .checksums import expected_hashes
-    from .download import fetch, hub_session
+def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, warn: Warn | None = None,
+         known: Registry | None = None) -> Resolved:
+    """Download a registry model or hf:owner/repo[:QUANT] (model + projector) into the Hugging Face cache.
+    `known`: the registry already loaded (so a broken user file warns once)."""
+    from .download import fetch, hub_files, hub_session
 
     if is_path(name_or_hf):
         raise ModelNotFound(
             f"cannot pull a file path: {name_or_hf}: give a model name (`mmchat models`) or hf:owner/repo"
         )
-    entry, target, _ = _lookup(name_or_hf, quant, load_registry(warn=warn))
+    entry, target, _ = _lookup(name_or_hf, quant, known or load_registry(warn=warn))
     if entry.base_url:
         raise ModelNotFound(f"{entry.name} runs on the server at {entry.base_url} (models.toml): there is nothing to pull")
     with hub_session(entry.repo, target, progress=progress):
-        info = HfApi().model_info(entry.repo, timeout=config.DEFAULT_HTTP_TIMEOUT, files_metadata=True)
-        hashes = expected_hashes(info)  # every file is checked against them as it arrives
-        filenames = [s.rfilename for s in info.siblings or []]
+        filenames, hashes = hub_files(entry.repo)  # every file is checked against its hash as it arrives
         model, mmproj = pick_files(filenames, entry.quant)
         if model is None:
             quants = available_quants(filenames)
@@ -387,11 +388,12 @@ def resolve(
     quant: str | None = None,
     progress: bool = True,
     warn: Warn | None = None,
+    known: Registry | None = None,
 ) -> Resolved:
     """resolve_local(), and with pull=True download a known model that is not there yet."""
     try:
-        return resolve_local(model, quant=quant, warn=warn)
+        return resolve_local(model, quant=quant, warn=warn, known=known)
     except NotDownloaded as e:
         if not pull:
             raise
-        return _pull(e.spec, quant=e.entry.quant, progress=progress, warn=warn)
+        return _pull(e.spec, quant=e.entry.quant, progress=progress, warn=warn, known=known)

@@ -228,7 +228,7 @@ class Runner:
 
 
 def server_for(model: str | Path | None, base_url: str | None = None, modalities: Any = None, *,
-               warn: Callable[[str], None] | None = None) -> tuple[str, str | None, Any] | None:
+               warn: Callable[[str], None] | None = None, known: Any = None) -> tuple[str, str | None, Any] | None:
     """(base URL, the server's model id, modalities) when a server answers: `base_url` given, or
     `model` (or the default) naming a models.toml entry that has one; None for a local model."""
     if base_url is not None:
@@ -237,7 +237,7 @@ def server_for(model: str | Path | None, base_url: str | None = None, modalities
         return None
     from . import registry
 
-    entry = registry.served(model, warn=warn or (lambda m: None))
+    entry = registry.served(model, warn=warn or (lambda m: None), known=known)
     if entry is None:
         return None
     return entry.base_url, entry.server_model or None, modalities if modalities is not None else entry.modalities or None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import registry
 from .errors import InputError, ModelNotFound
-from .gguf_info import read_metadata
+from .gguf_info import architecture, read_metadata
 
 
 class Architecture(enum.Enum):
@@ -168,7 +168,7 @@ def resolve(which: object, in_situ_quant: str | int | None = None, *, progress: 
     if isinstance(which, Which.GGUF):
         if quant is not None:
             raise InputError("in_situ_quant= picks a file of a model_id; Which.GGUF names its file already: drop one")
-        found = _named_file(which)
+        found = _named_file(which, progress=progress)
     elif isinstance(which, (Which.Plain, Which.MultimodalPlain, Which.VisionPlain)):
         found = _by_model_id(which.model_id, quant, in_situ_quant, progress=progress, warn=warn)
     else:
@@ -185,26 +185,26 @@ def _by_model_id(model_id: str, quant: str | None, isq: object, *, progress: boo
         return Found(path, _projector_beside(path))
     if path.is_dir():
         return _in_folder(path, quant)
-    spec = _spec_for(model_id, warn)
+    known = registry.load_registry(warn=warn)  # once, so a broken user file warns once
+    spec = _spec_for(model_id, known)
     try:
-        got = registry.resolve_local(spec, quant=quant, warn=warn)
+        got = registry.resolve_local(spec, quant=quant, known=known)
     except registry.NotDownloaded as e:
-        cached = registry.available_quants(registry.cached_repo_files(e.entry.repo))
-        if _offline() and cached and e.entry.quant.upper() not in cached:
-            raise _no_quant(e.entry.repo, e.entry.quant, isq, cached, " in the Hugging Face cache (HF_HUB_OFFLINE is set)")
+        if _offline():
+            cached = registry.available_quants(registry.cached_repo_files(e.entry.repo))
+            if cached and e.entry.quant.upper() not in cached:
+                raise _no_quant(e.entry.repo, e.entry.quant, isq, cached,
+                                " in the Hugging Face cache (HF_HUB_OFFLINE is set)") from None
         try:
-            got = registry.pull(e.spec, quant=e.entry.quant, progress=progress, warn=warn)
+            got = registry.pull(e.spec, quant=e.entry.quant, progress=progress, warn=warn, known=known)
         except registry.QuantNotFound as missing:
             raise _no_quant(missing.repo, missing.quant, isq, missing.quants, "") from None
     return Found(got.model, got.mmproj)
 
 
-def _spec_for(model_id: str, warn: Warn | None) -> str:
+def _spec_for(model_id: str, known: registry.Registry) -> str:
     """The registry name or hf: form that holds the GGUFs of `model_id`."""
-    known = registry.load_registry(warn=warn)
-    entry = known.by_original(model_id) or known.get(model_id)
-    if entry is None:
-        entry = next((e for e in known.entries.values() if e.repo.lower() == model_id.lower()), None)
+    entry = known.by_original(model_id) or known.get(model_id) or known.by_repo(model_id)
     if entry is not None:
         return entry.name
     if model_id.lower().endswith("gguf") and model_id.count("/") == 1:
@@ -243,7 +243,7 @@ def _in_folder(folder: Path, quant: str | None) -> Found:
     return Found(folder / model, folder / mmproj if mmproj else None)
 
 
-def _named_file(which: Which.GGUF) -> Found:
+def _named_file(which: Which.GGUF, *, progress: bool) -> Found:
     """Which.GGUF: that file of a local folder or of a repository (cached, else downloaded), and its projector."""
     names = [which.quantized_filename] if isinstance(which.quantized_filename, str) else list(which.quantized_filename)
     if not names or not all(isinstance(n, str) and n for n in names):
@@ -257,7 +257,7 @@ def _named_file(which: Which.GGUF) -> Found:
     from .download import fetch, hub_session
 
     repo = which.quantized_model_id
-    with hub_session(repo, f"{repo}/{names[0]}", progress=True):
+    with hub_session(repo, f"{repo}/{names[0]}", progress=progress):
         listing, hashes = _listing(repo)
         if names[0] not in listing:
             ggufs = [f for f in listing if f.lower().endswith(".gguf")]
@@ -269,18 +269,14 @@ def _named_file(which: Which.GGUF) -> Found:
 
 def _listing(repo: str) -> tuple[list[str], dict]:
     """A repository's file names and their hashes: from the cache when offline (no hashes), else from the Hub."""
-    from huggingface_hub import HfApi
-
-    from . import config
-    from .checksums import expected_hashes
+    from .download import hub_files
 
     if _offline():
         cached = sorted(registry.cached_repo_files(repo))
         if not cached:
             raise ModelNotFound(f"{repo} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: unset it to download")
         return cached, {}
-    info = HfApi().model_info(repo, timeout=config.DEFAULT_HTTP_TIMEOUT, files_metadata=True)
-    return [s.rfilename for s in info.siblings or []], expected_hashes(info)
+    return hub_files(repo)
 
 
 def _offline() -> bool:
@@ -297,7 +293,7 @@ def check_arch(which: object, found: Found, warn: Warn) -> None:
     arch = getattr(which, "arch", None)
     if arch is None:
         return
-    text = read_metadata(found.model, {"general.architecture"}).get("general.architecture")
+    text = architecture(found.model)
     if isinstance(arch, Architecture):
         expected = _TEXT_ARCHS.get(arch)
         if expected and text not in expected:

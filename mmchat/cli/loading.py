@@ -31,16 +31,17 @@ def open_runner(session: Session, env: Environment, model: str | None, mmproj: s
     from .. import registry
     from ..runner import server_for
 
+    warn = (lambda m: None) if session.quiet else env.warn
+    known = registry.load_registry(warn=warn)  # once: a broken models.toml warns once
     remote = _remote_options(session, env)
-    target = server_for(model, remote.base_url, remote.modalities, warn=env.warn)
+    target = server_for(model, remote.base_url, remote.modalities, known=known)
     if target is not None:
         base_url, server_model, modalities = target
         with console.status(f"asking {base_url}…") if _spinner(env, session) else contextlib.nullcontext():
             return Runner(server_model, base_url=base_url, api_key=remote.api_key, timeout=remote.timeout,
                           retries=remote.retries, modalities=modalities, **common)
 
-    resolved = registry.resolve(model, pull=session.pull, progress=not session.quiet,
-                                warn=(lambda m: None) if session.quiet else env.warn)
+    resolved = registry.resolve(model, pull=session.pull, progress=not session.quiet, warn=warn, known=known)
     with console.status(f"loading {Path(resolved.model).name}…") if _spinner(env, session) else contextlib.nullcontext():
         return Runner(resolved.model, mmproj or resolved.mmproj, verbose=session.verbose, **common)
 
