@@ -145,7 +145,10 @@ class LogStore:
         """Record one answered request as the next turn of `conversation_id`; its row id.
 
         `digests` (url -> sha256, `Runner.media_digests`) are of the bytes the runner read."""
-        stored = stored_messages(messages, digests or {})
+        return self._write_turn(conversation_id, model, stored_messages(messages, digests or {}), completion, source)
+
+    def _write_turn(self, conversation_id: str, model: str, stored: list[dict[str, Any]], completion: ChatCompletion,
+                    source: dict[str, Any] | None) -> int:
         answer = completion.content
         out = completion.to_dict()
         now = _now()
@@ -159,7 +162,7 @@ class LogStore:
             row = db.execute(
                 "INSERT INTO turns (conversation_id, seq, created, model, source, prefix, messages, prompt, answer, "
                 "finish_reason, usage, timings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, seq + 1, now, model, _dumps(source or {}), prefix, _dumps(tail), _prompt(tail), answer,
+                (conversation_id, seq + 1, now, model, _dumps(source or {}), prefix, _dumps(tail), prompt_of(tail), answer,
                  completion.finish_reason, _dumps(out["usage"]), _dumps(out["timings"]))).lastrowid
             db.executemany("INSERT INTO media VALUES (?, ?, ?, ?, ?, ?)",
                            [(row, i, *dataclasses.astuple(m)) for i, m in enumerate(media_records(tail))])
@@ -346,8 +349,9 @@ def _common_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
     return n
 
 
-def _prompt(tail: Sequence[dict[str, Any]]) -> str:
-    for message in reversed(tail):
+def prompt_of(messages: Sequence[dict[str, Any]]) -> str:
+    """The text of the last user message: what a listing shows of a turn."""
+    for message in reversed(messages):
         if message["role"] == "user":
             content = message["content"]
             return content if isinstance(content, str) else " ".join(p["text"] for p in content if p["type"] == "text")
@@ -376,7 +380,9 @@ class TurnLogger:
         self._previous: list[dict[str, Any]] = stored_messages(continuing.messages, _digests_of(continuing)) if continuing else []
 
     def hook(self, source: dict[str, Any]) -> Callable[[Sequence[msgs.Message], ChatCompletion, dict[str, str | None]], None]:
-        """The hook for one loaded model; `source` ({"model": ..., "mmproj": ...}) says how to load it again."""
+        """The hook for one loaded model; `source` ({"model": ..., "mmproj": ...}) says how to load it again
+        (a model given as a relative path is kept absolute, so --continue finds it from anywhere)."""
+        source = {**source, **{k: _absolute(source.get(k)) for k in ("model", "mmproj")}}
         return lambda messages, completion, digests: self.log(source, messages, completion, digests)
 
     def log(self, source: dict[str, Any], messages: Sequence[msgs.Message], completion: ChatCompletion,
@@ -385,12 +391,19 @@ class TurnLogger:
             stored = stored_messages(messages, digests)
             if self._each_apart or self._previous and not shares_a_turn(self._previous, stored):
                 self.cid = new_conversation_id()
-            self.store.log_turn(self.cid, completion.model, messages, completion, digests=digests, source=source)
+            self.store._write_turn(self.cid, completion.model, stored, completion, source)
             self._previous = [*stored, msgs.assistant_message(completion.content)]
         except Exception as e:  # noqa: BLE001  (a log that fails must not take the answer with it)
             if config.debug():
                 raise
             self._warn(f"this answer was not logged: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+
+
+def _absolute(path: str | None) -> str | None:
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    return str(p.resolve()) if p.is_file() else path
 
 
 def _digests_of(conversation: LoggedConversation) -> dict[str, str | None]:

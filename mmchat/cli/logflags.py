@@ -13,13 +13,13 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from ..errors import InputError
 from .env import Environment
+from .params import _param
 
 if TYPE_CHECKING:
     from ..logs import LoggedConversation, TurnLogger
@@ -31,10 +31,6 @@ class LogRequest:
     log: bool | None  # None: as config.toml and `mmchat logs --off/--on` say
     resume: bool
     cid: str | None
-
-
-def _param(name: str, annotation: Any, default: Any) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
 LOG_PARAMS = [
@@ -76,7 +72,7 @@ class Logging:
         """The Runner's on_completion for this model (None when nothing is logged)."""
         if self.logger is None:
             return None
-        return self.logger.hook({"model": _absolute(model), "mmproj": _absolute(mmproj)})
+        return self.logger.hook({"model": model, "mmproj": mmproj})
 
     def messages(self, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """`ask`: the continued conversation, then the new message; a new system prompt replaces the old one."""
@@ -116,11 +112,3 @@ def start_log(request: LogRequest, env: Environment, quiet: bool = False) -> Log
             env.notice(f"continuing conversation {continuing.id} ({continuing.turns} turn{'s' * (continuing.turns != 1)})")
     logger = logs.TurnLogger(store, warn=env.warn, continuing=continuing) if enabled else None
     return Logging(continuing, logger)
-
-
-def _absolute(path: str | None) -> str | None:
-    """A model given as a relative path is kept absolute, so --continue finds it from anywhere."""
-    if path is None:
-        return None
-    p = Path(path).expanduser()
-    return str(p.resolve()) if p.is_file() else path

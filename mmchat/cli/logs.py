@@ -80,15 +80,14 @@ def _switch(env: Environment, on: bool) -> None:
 def _format(conversation: dict[str, Any]) -> str:
     """One conversation as a person reads it: a header, then each turn's prompt, media and answer."""
     from ..logmedia import media_records
+    from ..logs import prompt_of
 
     turns = conversation["turns"]
     lines = [f"conversation {conversation['id']} · {conversation['model']} · {len(turns)} "
              f"turn{'s' * (len(turns) != 1)} · {conversation['updated'][:19].replace('T', ' ')} UTC"]
     for turn in turns:
         user = [m for m in turn["messages"] if m["role"] == "user"]
-        prompt = user[-1]["content"] if user else ""
-        if not isinstance(prompt, str):
-            prompt = " ".join(p["text"] for p in prompt if p["type"] == "text")
+        prompt = prompt_of(user)
         media = "".join(f"\n     {m.kind}: {m.ref}" + (f" (sha256 {m.sha256[:12]})" if m.sha256 else "")
                         for m in media_records(user[-1:]))
         u = turn["usage"]
