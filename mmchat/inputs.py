@@ -25,6 +25,8 @@ from .media import Audio, Image, Kind
 from .options import MediaOptions, parse_time
 from .policy import MediaPolicy
 
+Digest = str | os.PathLike  # the sha256 of the bytes read, or a local file's path, hashed when asked
+
 #: options a video part may carry, beside its url
 VIDEO_KEYS = ("fps", "max_frames", "start", "end", "audio", "max_side")
 #: options an audio part may carry: the part of the recording to hear
@@ -84,9 +86,9 @@ class MediaResolver:
         self.policy = policy  # None: anything the user can read (the CLI)
         self._stdin = stdin
         self._progress = progress
-        self._cache: OrderedDict[tuple, list[Segment]] = OrderedDict()
-        self._cache_bytes = cache_bytes
-        self._digests: dict[str, str | os.PathLike] = {}  # url -> sha256 of the bytes read (or the file, hashed on asking)
+        self._cache: OrderedDict[tuple, tuple[list[Segment], Digest]] = OrderedDict()
+        self._cache_bytes, self._cached = cache_bytes, 0  # the most, and what the cache holds now
+        self._digests: dict[str, Digest] = {}  # part URL (data: by its hash) -> what was read for it
 
     # -- whole conversations ---------------------------------------------------------
 
@@ -132,23 +134,30 @@ class MediaResolver:
 
     # -- one part --------------------------------------------------------------------
 
-    def segments(self, ref: MediaRef, media: MediaOptions, budget: _Budget | None = None) -> list[Segment]:
-        """One media part, decoded (or remembered: a file by path, size and mtime; a URL by its text)."""
+    def segments(self, ref: MediaRef, media: MediaOptions, budget: _Budget | None = None,
+                 fetched: Any = None) -> list[Segment]:
+        """One media part, decoded (or remembered: a file by path, size and mtime; a URL by its text).
+        `fetched`: the part's bytes when the caller has already read them."""
+        asked = ref.url  # what the message says: the log finds the digest under it
         if self.policy is not None:  # before the cache: a remembered file is still refused
             ref = dataclasses.replace(ref, url=self.policy.admit(ref.url))
-        budget = budget or _Budget(self.policy)
         options = self._effective(ref, media)
         key = _media_key(ref, options)
-        cached = self._cache.get(key) if key else None
-        if cached is not None:
+        found = self._cache.get(key) if key else None
+        if found is not None:
             self._cache.move_to_end(key)
-            return cached
-        segments = self._decode(ref, options, media, budget)
-        if key:
-            self._cache[key] = segments
-            while len(self._cache) > 1 and sum(map(_nbytes, self._cache.values())) > self._cache_bytes:
-                self._cache.popitem(last=False)
-        return segments
+        else:
+            found = self._decode(ref, options, media, budget or _Budget(self.policy), fetched)
+            if key:
+                self._remember(key, found)
+        self._digests[_url_key(asked)] = found[1]
+        return found[0]
+
+    def _remember(self, key: tuple, found: tuple[list[Segment], Digest]) -> None:
+        self._cache[key] = found
+        self._cached += _nbytes(found[0])
+        while len(self._cache) > 1 and self._cached > self._cache_bytes:
+            self._cached -= _nbytes(self._cache.popitem(last=False)[1][0])
 
     def _effective(self, ref: MediaRef, media: MediaOptions) -> dict[str, Any]:
         """Everything that shapes the decoded result: the part's own options over the request's."""
@@ -164,27 +173,30 @@ class MediaResolver:
             raise InputError(f"unknown video option {unknown[0]!r} for {_short(ref.url)}; known: {', '.join(VIDEO_KEYS)}")
         return {**media.video_defaults(), **ref.options}
 
-    def _decode(self, ref: MediaRef, options: dict[str, Any], media: MediaOptions, budget: _Budget) -> list[Segment]:
-        if ref.kind != "image":
+    def _decode(self, ref: MediaRef, options: dict[str, Any], media: MediaOptions, budget: _Budget,
+                fetched: Any = None) -> tuple[list[Segment], Digest]:
+        """The part's segments, and its sha256 (a local audio or video file: its path, hashed on asking)."""
+        if ref.kind != "image" and fetched is None:
             source = budget.local(ref.url)  # long audio and video are decoded from disk, not read into memory
             if source is not None:
                 _check_kind(source, ref.kind)
-                self._digests[ref.url] = source.path
                 if ref.kind == "video":
-                    return self._video(source.path, source.label, options)
-                return [self._audio(source.path, source.label, options)]
-        report = self._progress
-        on_bytes = (lambda done, total: report(f"downloading {_short(ref.url)}", done, total)) if report else None
-        source = budget.read(ref.url, stdin=self._stdin, progress=on_bytes, deadline=media.url_deadline)
-        self._digests[ref.url] = hashlib.sha256(source.data).hexdigest()
+                    return self._video(source.path, source.label, options), source.path
+                return [self._audio(source.path, source.label, options)], source.path
+        source = fetched
+        if source is None:
+            report = self._progress
+            on_bytes = (lambda done, total: report(f"downloading {_short(ref.url)}", done, total)) if report else None
+            source = budget.read(ref.url, stdin=self._stdin, progress=on_bytes, deadline=media.url_deadline)
+        digest = hashlib.sha256(source.data).hexdigest()
         _check_kind(source, ref.kind)
         if ref.kind == "image":
             from .media.image import decode_image
 
-            return [decode_image(source.data, label=source.label, max_side=options["max_side"] or None)]
+            return [decode_image(source.data, label=source.label, max_side=options["max_side"] or None)], digest
         if ref.kind == "audio":
-            return [self._audio(source.data, source.label, options)]
-        return self._video(source.data, source.label, options)
+            return [self._audio(source.data, source.label, options)], digest
+        return self._video(source.data, source.label, options), digest
 
     def _audio(self, src: Any, label: str, options: dict[str, Any]) -> Audio:
         """Refused from its length when it cannot fit (before decoding), else decoded (only its part)."""
@@ -216,11 +228,11 @@ class MediaResolver:
         """The sha256 of the bytes last read for `url` (what the conversation log keeps); None if never read.
 
         A video decoded from disk is hashed when asked, so nobody pays for it but the log."""
-        found = self._digests.get(url)
+        found = self._digests.get(_url_key(url))
         if isinstance(found, os.PathLike):
             try:
                 with open(found, "rb") as f:
-                    found = self._digests[url] = hashlib.file_digest(f, "sha256").hexdigest()
+                    found = self._digests[_url_key(url)] = hashlib.file_digest(f, "sha256").hexdigest()
             except OSError:
                 return None  # gone since it was decoded: nothing to vouch for
         return found
@@ -234,7 +246,9 @@ class MediaResolver:
         budget = _Budget(self.policy)
         if self.policy is not None:
             url = self.policy.admit(url)
-        source = local_source(url) or (budget.read(url, stdin=self._stdin) if kind is None else None)
+        local = local_source(url)
+        fetched = budget.read(url, stdin=self._stdin) if local is None and kind is None else None  # read once
+        source = local or fetched
         if source is not None and kind is None:
             if source.kind is None:
                 raise UnsupportedMedia(f"{source.label} is not an image, audio or video file mmchat knows: "
@@ -243,7 +257,7 @@ class MediaResolver:
         assert kind is not None
         self.check_kind(kind, url)
         stored = str(source.path.resolve()) if source is not None and source.path is not None else url
-        self.segments(MediaRef(kind, stored, {}, "attach"), media)  # decoded now, reused by the turn
+        self.segments(MediaRef(kind, stored, {}, "attach"), media, budget, fetched)  # decoded now, reused by the turn
         return Attachment(kind, stored, url)
 
 
@@ -314,6 +328,13 @@ def inline(part: msgs.Part) -> msgs.Part:
         raise type(e)(f"cannot embed {ref.url} ({e}): save with --ref to keep it as a path") from None
     body = {**part[part["type"]], "url": msgs.data_url(source.data, source.mime or "application/octet-stream")}
     return {"type": part["type"], part["type"]: body}
+
+
+def _url_key(url: str) -> str:
+    """A part's URL as a key; a data: URL by its hash, so its megabytes are not kept twice."""
+    if url[:5].lower() != "data:":
+        return url
+    return "data:" + hashlib.blake2b(url.encode(), digest_size=16).hexdigest()
 
 
 def _media_key(ref: MediaRef, options: Mapping[str, Any]) -> tuple | None:
