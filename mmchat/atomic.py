@@ -1,5 +1,5 @@
 """Files written whole or not at all: a crash, a full disk or Ctrl-C never leaves half a file
-where the next run will read it (saved conversations today; caches and logs use it too)."""
+where the next run will read it (saved conversations, `batch --resume`'s rewritten results)."""
 
 from __future__ import annotations
 

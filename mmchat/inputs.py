@@ -21,8 +21,8 @@ from . import config
 from . import messages as msgs
 from .engine.base import Capabilities, Progress, Segment, Turn
 from .errors import InputError, MediaRefused, MmchatError, UnsupportedMedia
-from .media import Audio, Image, Kind
-from .options import MediaOptions, parse_time
+from .media import Audio, Image, Kind, with_article
+from .options import MediaOptions, parse_segment
 from .policy import MediaPolicy
 
 Digest = str | os.PathLike  # the sha256 of the bytes read, or a local file's path, hashed when asked
@@ -30,7 +30,6 @@ Digest = str | os.PathLike  # the sha256 of the bytes read, or a local file's pa
 #: options a video part may carry, beside its url
 VIDEO_KEYS = ("fps", "max_frames", "start", "end", "audio", "max_side")
 #: options an audio part may carry: the part of the recording to hear
-AUDIO_KEYS = ("start", "end")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,9 +163,7 @@ class MediaResolver:
         if ref.kind == "image":
             return {"max_side": ref.options.get("max_side", media.image_max_side)}
         if ref.kind == "audio":
-            start, end = (None if ref.options.get(k) is None else parse_time(ref.options[k]) for k in AUDIO_KEYS)
-            if end is not None and end <= (start or 0.0):
-                raise InputError(f"audio end ({end:g} s) must come after its start ({start or 0:g} s)")
+            start, end = parse_segment(ref.options.get("start"), ref.options.get("end"), "audio")
             return {"rate": self.caps.audio_sample_rate or 16000, "start": start, "end": end}
         unknown = sorted(set(ref.options) - set(VIDEO_KEYS))
         if unknown:
@@ -205,7 +202,7 @@ class MediaResolver:
         from .soundcost import check_sound
 
         start, end = options["start"], options["end"]
-        check_sound(self.caps, sound_seconds(src), label, start, end)
+        check_sound(self.caps, lambda: sound_seconds(src), label, start, end)
         return decode_audio(src, label=label, sample_rate=options["rate"], start=start, end=end)
 
     def _video(self, src: Any, label: str, options: dict[str, Any]) -> list[Segment]:
@@ -217,7 +214,7 @@ class MediaResolver:
         opts = VideoOptions.from_dict(options)
         rate = self.caps.audio_sample_rate if self.caps.audio and opts.audio else None
         if rate:  # a long soundtrack is refused before a frame is decoded
-            check_sound(self.caps, sound_seconds(src), label, opts.start, opts.end, soundtrack=True)
+            check_sound(self.caps, lambda: sound_seconds(src), label, opts.start, opts.end, soundtrack=True)
         report = self._progress
         on_frame = (lambda done, total: report(f"decoding {_short(label)}", done, total)) if report else None
         video = decode_video(src, label=label, options=opts, max_side=options.get("max_side") or None,
@@ -368,12 +365,8 @@ def _check_kind(source: Any, kind: Kind) -> None:
         return
     if kind == "video" and found == "image" and source.mime in ("image/gif", "image/webp"):
         return
-    raise InputError(f"{source.label} is {_article(found)}, not {_article(kind)}: pass it as {found}")
+    raise InputError(f"{source.label} is {with_article(found)}, not {with_article(kind)}: pass it as {found}")
 
 
 def _short(url: str) -> str:
     return url if len(url) <= 60 else url[:40] + "…" + url[-12:]
-
-
-def _article(kind: str) -> str:
-    return {"image": "an image", "audio": "audio", "video": "a video"}.get(kind, kind)

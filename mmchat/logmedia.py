@@ -18,6 +18,7 @@ from typing import Any
 
 from . import messages as msgs
 from .errors import InputError, SourceError
+from .media import with_article
 
 INLINE_SOURCES = ("stdin", "inline")  # media the log cannot read again
 _PLACEHOLDERS = {"-": ("(stdin)", "stdin"), "(stdin)": ("(stdin)", "stdin"), "(data: URL)": ("(data: URL)", "inline")}
@@ -80,7 +81,7 @@ def check_media(cid: str, media: Sequence[MediaRecord]) -> None:
             continue
         seen.add(m.ref)
         if m.source in INLINE_SOURCES:
-            raise InputError(f"conversation {cid} holds {_article(m.kind)} given inline {m.ref}: the log "
+            raise InputError(f"conversation {cid} holds {with_article(m.kind)} given inline {m.ref}: the log "
                              "keeps references, not bytes, so it cannot be sent again; start a new conversation "
                              "with the file as a path")
         if m.sha256 is None:
@@ -103,7 +104,3 @@ def _file_digest(path: Path, cid: str) -> str:
                           "conversation") from None
     except OSError as e:
         raise SourceError(f"cannot read {path} for conversation {cid} ({e.strerror or e})") from None
-
-
-def _article(kind: str) -> str:
-    return {"image": "an image", "audio": "audio", "video": "a video"}.get(kind, kind)

@@ -320,12 +320,18 @@ class VideoOptions:
         check("fps", fps, VIDEO_FPS, "video fps ")
         count = d.get("max_frames", base.max_frames)
         check("max_frames", count, VIDEO_MAX_FRAMES, "video max_frames ")
-        start, end = (None if (v := d.get(k, getattr(base, k))) is None else parse_time(v) for k in ("start", "end"))
-        if end is not None and end <= (start or 0.0):
-            raise InputError(f"video end ({end:g} s) must come after its start ({start or 0:g} s)")
+        start, end = parse_segment(d.get("start", base.start), d.get("end", base.end), "video")
         audio = d.get("audio", base.audio)
         check("audio", audio, Rule("true or false", _is_bool), "video audio ")
         return cls(fps=fps, max_frames=count, start=start, end=end, audio=audio)
+
+
+def parse_segment(start: Any, end: Any, what: str) -> tuple[float | None, float | None]:
+    """A part's start and end (seconds or mm:ss, each optional) as seconds; the end after the start."""
+    start, end = (None if v is None else parse_time(v) for v in (start, end))
+    if end is not None and end <= (start or 0.0):
+        raise InputError(f"{what} end ({end:g} s) must come after its start ({start or 0:g} s)")
+    return start, end
 
 
 def parse_time(value: str | float) -> float:

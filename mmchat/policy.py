@@ -17,6 +17,7 @@ anything is read. Without a policy (the CLI: the user's own files) everything is
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,7 +125,7 @@ class MediaPolicy:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
-        if ip.is_global and not ip.is_multicast or self.private_addresses or any(ip in n for n in self._networks()):
+        if ip.is_global and not ip.is_multicast or self.private_addresses or any(ip in n for n in self._networks):
             return
         what = "loopback" if ip.is_loopback else "link-local" if ip.is_link_local else "private or reserved"
         named = "" if host == address else f"{host} resolves to "
@@ -149,6 +150,7 @@ class MediaPolicy:
             raise MediaRefused(f"{label} is {size} bytes, more than is left of the media policy's bytes per "
                                f"request (max_request_bytes={self.max_request_bytes}): send fewer or smaller media")
 
+    @functools.cached_property
     def _networks(self) -> list[Network]:
         if isinstance(self.remote_urls, bool):
             return []

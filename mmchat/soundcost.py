@@ -8,6 +8,8 @@ learned from the projector), so the resolver can say the same thing in milliseco
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .engine.base import Capabilities
 from .errors import ContextOverflow
 
@@ -17,10 +19,11 @@ __all__ = ["check_sound"]
 _MOST_TOKENS_PER_SECOND = 100
 
 
-def check_sound(caps: Capabilities, seconds: float | None, label: str, start: float | None, end: float | None,
-                *, soundtrack: bool = False) -> None:
-    """Raise ContextOverflow when [start, end) of a `seconds`-long recording cannot fit the context."""
-    if seconds is None or caps.audio_tokens is None:
+def check_sound(caps: Capabilities, seconds_of: Callable[[], float | None], label: str, start: float | None,
+                end: float | None, *, soundtrack: bool = False) -> None:
+    """Raise ContextOverflow when [start, end) of the recording cannot fit the context; `seconds_of`
+    reads its length from the headers, asked only when the engine can price sound."""
+    if caps.audio_tokens is None or (seconds := seconds_of()) is None:
         return
     length = max(0.0, (seconds if end is None else min(end, seconds)) - (start or 0.0))
     if length * _MOST_TOKENS_PER_SECOND < caps.n_ctx:

@@ -159,15 +159,11 @@ def _check_size(data: bytes, label: str, max_bytes: int, when_empty: str) -> Non
 class TooLarge(SourceError):
     """More bytes than `max_bytes`: the caller that set the limit may say whose limit it is."""
 
-    def __init__(self, message: str, limit: int) -> None:
-        super().__init__(message)
-        self.limit = limit
-
 
 def _too_large(label: str, max_bytes: int, size: int | None = None) -> SourceError:
     what = f" ({_mib(size)})" if size is not None else ""
     return TooLarge(
-        f"{label} is larger than the {_mib(max_bytes)} limit{what}: use a smaller file or raise the limit", max_bytes
+        f"{label} is larger than the {_mib(max_bytes)} limit{what}: use a smaller file or raise the limit"
     )
 
 

@@ -97,11 +97,11 @@ class LlamaCppEngine:
     # -- loading ---------------------------------------------------------------------
 
     def _load_model(self) -> None:
-        arch = gguf_info.architecture(self.model_path)
         params = llama.llama_model_default_params()
         params.n_gpu_layers = self.n_gpu_layers
         self._model = llama.llama_model_load_from_file(str(self.model_path).encode(), params)
         if not self._model:
+            arch = gguf_info.architecture(self.model_path)  # only the message needs it
             raise ModelLoadError(
                 f"llama.cpp could not load {self.model_path} ({_lib.last_error() or f'architecture {arch!r}'}): "
                 "check that it is a complete GGUF text model; run with -v for llama.cpp's log"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import io
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # numpy stays out of `mmchat --help`'s start-up
@@ -66,4 +68,14 @@ def _content_hash(prefix: str, array: np.ndarray) -> str:
     return h.hexdigest()
 
 
-__all__ = ["Audio", "Image", "Kind"]
+def opened(src: bytes | Path) -> str | io.BytesIO:
+    """What soundfile and PyAV open: a file on disk by its path, bytes in memory as a stream."""
+    return str(src) if isinstance(src, Path) else io.BytesIO(src)
+
+
+def with_article(kind: Kind) -> str:
+    """"an image", "audio", "a video": a kind as a sentence names it."""
+    return {"image": "an image", "audio": "audio", "video": "a video"}.get(kind, kind)
+
+
+__all__ = ["Audio", "Image", "Kind", "opened", "with_article"]

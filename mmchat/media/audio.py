@@ -10,13 +10,12 @@ gives the same samples whichever container it came in).
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
 from mmchat.errors import MediaError
-from mmchat.media import Audio
+from mmchat.media import Audio, opened
 from mmchat.quiet import captured_stderr
 
 __all__ = ["audio_from_array", "decode_audio"]
@@ -90,10 +89,6 @@ def _to_float(array: np.ndarray, label: str) -> np.ndarray:
     raise MediaError(f"{label} has samples of type {array.dtype}: pass integer PCM or float samples")
 
 
-def _opened(data: bytes | Path) -> str | io.BytesIO:
-    return str(data) if isinstance(data, Path) else io.BytesIO(data)
-
-
 def _read_soundfile(data: bytes | Path, label: str, segment: Segment) -> tuple[np.ndarray, int] | None:
     """libsndfile's formats, or None to let FFmpeg try.
 
@@ -105,7 +100,7 @@ def _read_soundfile(data: bytes | Path, label: str, segment: Segment) -> tuple[n
     blocks: list[np.ndarray] = []
     start, end = segment
     try:
-        with captured_stderr(), soundfile.SoundFile(_opened(data)) as f:  # libmpg123 warns on fd 2
+        with captured_stderr(), soundfile.SoundFile(opened(data)) as f:  # libmpg123 warns on fd 2
             rate = int(f.samplerate)
             if start and rate > 0:
                 first = round(start * rate)
@@ -130,7 +125,7 @@ def _read_pyav(data: bytes | Path, label: str, segment: Segment) -> tuple[np.nda
     import av
 
     try:
-        container = av.open(_opened(data), mode="r")
+        container = av.open(opened(data), mode="r")
     except (av.error.FFmpegError, ValueError, OSError):
         raise MediaError(
             f"cannot decode {label} as audio: an unknown format or a damaged file;"

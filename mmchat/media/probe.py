@@ -7,9 +7,9 @@ headers do not say (or the file is not one these readers know): the decoder then
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
+from mmchat.media import opened
 from mmchat.quiet import captured_stderr
 
 __all__ = ["sound_seconds"]
@@ -26,7 +26,7 @@ def _soundfile_seconds(src: bytes | Path) -> float | None:
 
     try:
         with captured_stderr():
-            info = soundfile.info(str(src) if isinstance(src, Path) else io.BytesIO(src))
+            info = soundfile.info(opened(src))
     except (RuntimeError, TypeError, ValueError, OSError):  # LibsndfileError: not its format
         return None
     if info.samplerate <= 0 or info.frames <= 0:
@@ -38,7 +38,7 @@ def _pyav_seconds(src: bytes | Path) -> float | None:
     import av
 
     try:
-        container = av.open(str(src) if isinstance(src, Path) else io.BytesIO(src), mode="r")
+        container = av.open(opened(src), mode="r")
     except (av.error.FFmpegError, ValueError, OSError, IndexError):
         return None
     with container:

@@ -15,7 +15,6 @@ Decoding only: how frames and sound are laid out for a prompt is mmchat.engine.l
 from __future__ import annotations
 
 import functools
-import io
 import itertools
 import math
 import time
@@ -29,7 +28,7 @@ import numpy as np
 
 from mmchat.config import DEFAULT_VIDEO_FRAME_MAX_SIDE
 from mmchat.errors import InputError, MediaError
-from mmchat.media import Audio, Image
+from mmchat.media import Audio, Image, opened
 from mmchat.options import VideoOptions, parse_time  # per-part options are checked where all options are
 
 __all__ = ["Frame", "Video", "VideoOptions", "decode_video", "fine_stamps", "parse_time", "sample_times", "stamp"]
@@ -125,7 +124,7 @@ def _open(src: bytes | Path, label: str) -> Any:
     import av
 
     try:
-        return av.open(str(src) if isinstance(src, Path) else io.BytesIO(src), mode="r")
+        return av.open(opened(src), mode="r")
     except (av.error.FFmpegError, OSError, ValueError, IndexError) as exc:
         raise MediaError(f"cannot open {label} as a video ({_reason(exc)}): check that the file is complete") from None
 
