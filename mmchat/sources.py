@@ -77,15 +77,11 @@ def read_source(
         label = "data: URL"
         data, declared = _parse_data_url(text)
         _check_size(data, label, max_bytes, "the data: URL holds no bytes: check how it was built")
-    elif (match := _URL_SCHEME.match(text)) is None:
-        label = url_or_path
-        data = _read_path(_path(text), label, max_bytes)
-    elif (scheme := match.group(1).lower()) == "file":
-        parts = split_url(text)
-        if parts.netloc not in ("", "localhost"):
-            raise SourceError(f"file URL names another host ({parts.netloc}): {text}: use a local path")
-        label = urllib.request.url2pathname(parts.path)
-        data = _read_path(_path(label), label, max_bytes)
+    elif (local := local_path(url_or_path)) is not None:  # a plain path, or a file:// URL on this machine
+        label, path = local
+        data = _read_path(path, label, max_bytes)
+    elif (scheme := _URL_SCHEME.match(text).group(1).lower()) == "file":  # type: ignore[union-attr]
+        raise SourceError(f"file URL names another host ({split_url(text).netloc}): {text}: use a local path")
     elif scheme in ("http", "https"):
         label = text
         with Deadline(deadline) as limit:
@@ -144,7 +140,7 @@ def local_source(url_or_path: str, head: int = 1 << 20) -> Source | None:
     if local is None:
         return None
     label, path = local
-    data = _read_path(path, label, max_bytes=max(head, path.stat().st_size if path.is_file() else 0), limit=head)
+    data = _read_path(path, label, max_bytes=sys.maxsize, limit=head)  # only the head is read: no cap
     kind, mime = detect_kind(data)
     return Source(data=data, kind=kind, label=label, mime=mime, path=path)
 
@@ -243,9 +239,9 @@ def _download(
     deadline: Deadline, guard: Guard | None,
 ) -> tuple[bytes, str | None]:
     fetch = opener(deadline, guard, _RedirectLimit(max_redirects, guard))
+    host = split_url(url).hostname or url
     try:
         request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-        host = urllib.parse.urlsplit(url).hostname or url
     except ValueError as exc:
         raise SourceError(f"{url} is not a valid URL ({exc}): check it") from None
     try:
