@@ -1,6 +1,6 @@
 """Benchmark: what the checks before llama.cpp and the verified downloads cost.
 
-  header check   engine/compat.check_files on a text model with a real-size vocabulary
+  header check   engine/pairs.check_files on a text model with a real-size vocabulary
                  (262,144 tokens and 150,000 merges, as Gemma 3 / Qwen have) and its projector:
                  paid on every model load
   sha256         checksums.digest of a file (1 GiB by default): paid once per pulled file,
@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._table import median_seconds, report  # noqa: E402
-from mmchat import checksums  # noqa: E402
-from mmchat.engine import compat  # noqa: E402
+from mmchat.models import checksums  # noqa: E402
+from mmchat.models import pairs  # noqa: E402
 from tests.fixtures import gguf_models as g  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         model, mmproj = big_vocab_model(d / "model.gguf"), g.write_vision_mmproj(d / "mmproj.gguf")
-        header = median_seconds(lambda: compat.check_files(model, mmproj), args.repeat)
+        header = median_seconds(lambda: pairs.check_files(model, mmproj), args.repeat)
         blob = d / "blob"
         with open(blob, "wb") as f:
             chunk = bytes(range(256)) * 4096

@@ -17,10 +17,10 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Runner": "runner",
-    "Which": "which",
-    "Architecture": "which",
-    "MultimodalArchitecture": "which",
-    "VisionArchitecture": "which",
+    "Which": "models.which",
+    "Architecture": "models.which",
+    "MultimodalArchitecture": "models.which",
+    "VisionArchitecture": "models.which",
     "ChatCompletionRequest": "request",
     "ChatCompletionChunk": "results",
     "ChatCompletion": "results",
@@ -29,7 +29,7 @@ _EXPORTS = {
     "LoadOptions": "options",
     "MediaOptions": "options",
     "RemoteOptions": "options",
-    "MediaPolicy": "policy",
+    "MediaPolicy": "inputs.policy",
     "SamplingOptions": "options",  # the old name of GenerationOptions
     "MmchatError": "errors",
     "InputError": "errors",

@@ -123,7 +123,7 @@ def file_requests(prompt: str, files: Sequence[str], base: GenerationOptions, *,
 
 def sniff_file(name: str) -> Kind:
     """Image, audio or video, from the file's first bytes (never from its name)."""
-    from .sniff import detect_kind
+    from .inputs.sniff import detect_kind
 
     path = Path(name).expanduser()
     try:

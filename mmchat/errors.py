@@ -5,7 +5,7 @@ MmchatError                 1  runtime failure
 │   ├── SourceError         2  a URL or path could not be read
 │   ├── MediaError          2  bytes could not be decoded as the media they claim to be
 │   ├── UnsupportedMedia    2  the model cannot take this kind of media
-│   ├── MediaRefused        2  the media policy (mmchat.policy) does not allow this part
+│   ├── MediaRefused        2  the media policy (mmchat.inputs.policy) does not allow this part
 │   ├── ContextOverflow     2  the prompt does not fit the context window
 │   ├── ModelNotFound       2  no model by that name or path
 │   ├── ModelLoadError      2  the file is not a model llama.cpp can load (or not this kind)

@@ -44,8 +44,8 @@ def stored_messages(messages: Sequence[msgs.Message], digests: dict[str, str | N
 
 
 def _stored_part(part: msgs.Part, digests: dict[str, str | None]) -> dict[str, Any]:
-    from .inputs import part_media
-    from .sources import local_path
+    from .inputs.resolver import part_media
+    from .inputs.sources import local_path
 
     ref = part_media(part)
     if ref is None:
@@ -73,7 +73,7 @@ def media_records(stored: Sequence[dict[str, Any]]) -> list[MediaRecord]:
 
 def check_media(cid: str, media: Sequence[MediaRecord]) -> None:
     """Read every media part again and compare it with what the log says was read; one line if not."""
-    from .sources import read_source
+    from .inputs.sources import read_source
 
     seen: set[str] = set()
     for m in media:

@@ -18,11 +18,11 @@ from typing import Any, BinaryIO
 from . import config
 from .engine.base import Capabilities, Engine, Progress, Timings, Turn
 from .errors import InputError, ModelNotFound
-from .inputs import Attachment, MediaRef, MediaResolver, iter_media
+from .inputs.resolver import Attachment, MediaRef, MediaResolver, iter_media
 from .media import Audio, Image, Kind
 from .messages import validate_messages
 from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, split_request
-from .policy import MediaPolicy
+from .inputs.policy import MediaPolicy
 from .results import ChatCompletion, CompletionStream
 
 
@@ -53,7 +53,7 @@ class Runner:
     `on_completion(messages, completion, digests)` is called after every whole answer, with the
     sha256 of each medium read (`media_digests`): the conversation log (mmchat/logs.py) listens there.
 
-    `media=` (or `policy=`) also takes a `MediaPolicy`: what a service may read (mmchat.policy).
+    `media=` (or `policy=`) also takes a `MediaPolicy`: what a service may read (mmchat.inputs.policy).
     """
 
     def __init__(
@@ -120,7 +120,7 @@ class Runner:
 
     def _resolve(self, model: str | Path | None, mmproj: str | Path | None, *, pull: bool,
                  quiet: bool) -> tuple[Path, Path | None]:
-        from . import registry
+        from .models import registry
 
         resolved = registry.resolve(model, pull=pull, progress=not quiet,
                                     warn=lambda m: self._notice(f"warning: {m}"))
@@ -135,7 +135,7 @@ class Runner:
                        quiet: bool) -> tuple[Path, Path | None]:
         if which is None or model is not None or mmproj is not None:
             raise InputError("give a model either as which=Which...(...) (with in_situ_quant=) or as model=/mmproj=")
-        from .which import resolve
+        from .models.which import resolve
 
         found = resolve(which, in_situ_quant, progress=not quiet, warn=lambda m: self._notice(f"warning: {m}"))
         return found.model, found.mmproj
@@ -235,7 +235,7 @@ def server_for(model: str | Path | None, base_url: str | None = None, modalities
         return base_url, None if model is None else str(model), modalities
     if isinstance(model, Path):
         return None
-    from . import registry
+    from .models import registry
 
     entry = registry.served(model, warn=warn or (lambda m: None), known=known)
     if entry is None:

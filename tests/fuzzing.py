@@ -82,7 +82,7 @@ def decode(kind: str, data: bytes) -> None:
     from mmchat.media.image import decode_image
     from mmchat.media.probe import sound_seconds
     from mmchat.media.video import VideoOptions, decode_video
-    from mmchat.sniff import detect_kind
+    from mmchat.inputs.sniff import detect_kind
 
     if kind == "crash":  # the harness's own test: what a crash in native code looks like
         os.kill(os.getpid(), signal.SIGSEGV)

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mmchat.cli import app
-from mmchat.cli.env import Environment, use
+from mmchat.env import Environment, use
 from mmchat.testing import FakeEngine
 from tests.helpers import Interrupting
 from tests.mediafiles import noise_png, tone_wav

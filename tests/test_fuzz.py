@@ -29,9 +29,9 @@ from mmchat import MediaPolicy
 from mmchat import messages as msgs
 from mmchat.chat.commands import ALIASES, COMMANDS, parse
 from mmchat.errors import InputError, MmchatError
-from mmchat.inputs import MediaResolver, iter_media
-from mmchat.sniff import detect_kind
-from mmchat.sources import local_path, read_source
+from mmchat.inputs.resolver import MediaResolver, iter_media
+from mmchat.inputs.sniff import detect_kind
+from mmchat.inputs.sources import local_path, read_source
 from mmchat.testing import FakeEngine
 from tests.fuzzing import Worker, examples
 from tests.videofiles import audio_only_m4a, write_video

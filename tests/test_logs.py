@@ -180,7 +180,7 @@ def _invoke_as_main(*args: str, input: str | None = None):
 
     from mmchat import config
     from mmchat.cli import app
-    from mmchat.cli.env import Environment, use
+    from mmchat.env import Environment, use
     from mmchat.testing import FakeEngine
 
     defaults = config.load_user_defaults()

@@ -6,7 +6,7 @@ import pytest
 
 from mmchat import messages as m
 from mmchat.errors import InputError
-from mmchat.inputs import iter_media, part_media
+from mmchat.inputs.resolver import iter_media, part_media
 
 
 def test_user_message_puts_media_first_in_the_given_order():

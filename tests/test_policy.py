@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import mmchat.sources
+import mmchat.inputs.sources
 from mmchat import MediaOptions, MediaPolicy, MediaRefused, Runner, image_part, user_message
 from mmchat.testing import FakeEngine
 from tests.helpers import local_server
@@ -34,7 +34,7 @@ def service(**rules) -> tuple[Runner, FakeEngine]:
 def no_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records any read of a source; a refusal must come before one."""
     reads: list[str] = []
-    real_read, real_local = mmchat.sources.read_source, mmchat.sources.local_source
+    real_read, real_local = mmchat.inputs.sources.read_source, mmchat.inputs.sources.local_source
 
     def read_source(url, **kw):
         reads.append(url)
@@ -44,8 +44,8 @@ def no_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         reads.append(url)
         return real_local(url, *a, **kw)
 
-    monkeypatch.setattr(mmchat.sources, "read_source", read_source)
-    monkeypatch.setattr(mmchat.sources, "local_source", local_source)
+    monkeypatch.setattr(mmchat.inputs.sources, "read_source", read_source)
+    monkeypatch.setattr(mmchat.inputs.sources, "local_source", local_source)
     return reads
 
 

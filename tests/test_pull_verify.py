@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mmchat import checksums, registry
-from mmchat.download import PARTIAL_SUFFIX, verify_pulled
+from mmchat.models import checksums
+from mmchat.models import registry
+from mmchat.models.download import PARTIAL_SUFFIX, verify_pulled
 from mmchat.errors import CorruptDownload
 from tests.fakehub import FakeHub, use_hub
 from tests.helpers import run_mmchat

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mmchat import registry
+from mmchat.models import registry
 from mmchat.errors import ModelNotFound, NetworkError
-from mmchat.registry import ModelEntry, NotDownloaded, Resolved
+from mmchat.models.registry import ModelEntry, NotDownloaded, Resolved
 from tests.fakehub import FakeHub, closed_port, put_in_cache, use_hub
 
 

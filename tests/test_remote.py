@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from mmchat import Runner, ServerError, ServerRefused, UnsupportedMedia
 from mmchat.cli import app
-from mmchat.cli.env import Environment, use
+from mmchat.env import Environment, use
 from tests.mediafiles import noise_png, tone_wav
 from tests.stubserver import Reply, Stub, echo, serve
 
@@ -136,7 +136,7 @@ def test_a_dead_server_is_one_line_naming_the_url():
 
 
 def test_the_url_and_key_come_from_the_environment_and_a_registry_entry_names_the_servers_model(wav):
-    from mmchat import registry
+    from mmchat.models import registry
 
     with serve(Stub(models=[{"id": "a"}, {"id": "big-omni"}])) as stub:
         registry.user_file().parent.mkdir(parents=True, exist_ok=True)
@@ -208,7 +208,7 @@ def test_the_servers_own_token_counts_and_times_are_reported():
 
 
 def test_a_registry_entry_on_a_server_is_listed_as_such_runs_from_python_and_is_not_pulled():
-    from mmchat import registry
+    from mmchat.models import registry
 
     with serve(Stub(models=[{"id": "a"}, {"id": "big"}])) as stub:
         registry.user_file().parent.mkdir(parents=True, exist_ok=True)

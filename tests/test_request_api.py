@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import soundfile
 
-from mmchat import ChatCompletionRequest, MultimodalArchitecture, Runner, Which, registry
+from mmchat import ChatCompletionRequest, MultimodalArchitecture, Runner, Which
+from mmchat.models import registry
 from mmchat.errors import InputError
 from mmchat.testing import FakeEngine
 from tests.fakehub import closed_port, put_in_cache, use_hub

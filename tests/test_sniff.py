@@ -10,7 +10,7 @@ import PIL.Image
 import pytest
 import soundfile
 
-from mmchat.sniff import detect_kind
+from mmchat.inputs.sniff import detect_kind
 
 
 def _png() -> bytes:

@@ -19,7 +19,7 @@ import PIL.Image
 import pytest
 
 from mmchat.errors import SourceError
-from mmchat.sources import Source, read_source
+from mmchat.inputs.sources import Source, read_source
 
 
 def _png() -> bytes:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..inputs import Attachment
+from ..inputs.resolver import Attachment
 
 if TYPE_CHECKING:
     from ..runner import Runner

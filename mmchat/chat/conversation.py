@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .. import messages as msgs
 from ..errors import InputError
-from ..inputs import Attachment, iter_media
+from ..inputs.resolver import Attachment, iter_media
 from ..media import Kind
 
 if TYPE_CHECKING:

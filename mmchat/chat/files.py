@@ -13,7 +13,7 @@ from typing import Any
 from .. import messages as msgs
 from ..atomic import write_atomic
 from ..errors import InputError
-from ..inputs import inline
+from ..inputs.resolver import inline
 from .conversation import Conversation, text_of
 
 SAVE_VERSION = 1

@@ -20,7 +20,7 @@ from prompt_toolkit.history import History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 from rich.console import Console
 
-from ..cli.env import Environment, current
+from ..env import Environment, current
 from ..errors import MmchatError
 from ..options import GenerationOptions
 from . import commands as cmd

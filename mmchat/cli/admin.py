@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import app, guarded
-from .env import Environment, current
+from ..env import Environment, current
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No notices or progress on stderr.")]
 
@@ -27,7 +27,7 @@ def models(
     """
     import json
 
-    from .. import registry
+    from ..models import registry
 
     env = current()
     rows = registry.list_models(warn=env.warn)
@@ -87,11 +87,11 @@ def pull(
 
       mmchat pull --verify gemma-4-E2B-it
     """
-    from .. import registry
+    from ..models import registry
 
     env = current()
     if verify:
-        from ..download import verify_pulled
+        from ..models.download import verify_pulled
 
         verify_pulled(name, quant=quant, progress=not quiet, report=lambda line: print(line, file=env.stdout))
         return
@@ -106,7 +106,8 @@ def doctor() -> None:
     """Versions, llama.cpp's backends and GPU offload, paths, and downloaded models (facts a bug report needs)."""
     import platform
 
-    from .. import __version__, config, registry
+    from .. import __version__, config
+    from ..models import registry
     from ..engine._lib import backend_report
 
     lines = [
@@ -137,9 +138,9 @@ def doctor() -> None:
 
 
 def _files_problem(name: str) -> str | None:
-    """What the checks llama.cpp is spared (engine/compat.py) say about a downloaded model's files."""
-    from .. import registry
-    from ..engine.compat import check_files
+    """What the checks llama.cpp is spared (models/pairs.py) say about a downloaded model's files."""
+    from ..models import registry
+    from ..models.pairs import check_files
     from ..errors import MmchatError
 
     try:

@@ -17,7 +17,7 @@ import typer
 
 from .. import config
 from ..errors import ExitCode, MmchatError
-from .env import Environment, current
+from ..env import Environment, current
 
 app = typer.Typer(
     name="mmchat",

@@ -8,7 +8,7 @@ import typer
 
 from ..errors import InputError
 from .app import app, guarded
-from .env import Environment, current
+from ..env import Environment, current
 from .loading import open_runner
 from .logflags import LogRequest, log_options, start_log
 from .params import MediaOrderCommand, Session, constrained, session_options

@@ -16,7 +16,7 @@ import typer
 
 from ..errors import ExitCode, InputError, MmchatError
 from .app import app, guarded
-from .env import Environment, current
+from ..env import Environment, current
 from .loading import open_runner
 from .params import Session, constrained, session_options
 

@@ -6,7 +6,7 @@ import typer
 
 from .. import config
 from .app import app, guarded
-from .env import current
+from ..env import current
 from .loading import open_runner
 from .logflags import LogRequest, log_options, start_log
 from .params import MediaOrderCommand, Session, session_options

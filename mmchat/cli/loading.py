@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..options import RemoteOptions
-from .env import Environment
+from ..env import Environment
 from .params import Session
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def open_runner(session: Session, env: Environment, model: str | None, mmproj: s
                   progress=stderr_progress(console, session.quiet), on_completion=on_completion)
     if env.engine is not None:
         return Runner(engine=env.engine, **common)
-    from .. import registry
+    from ..models import registry
     from ..runner import server_for
 
     warn = (lambda m: None) if session.quiet else env.warn

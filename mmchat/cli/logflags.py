@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from ..errors import InputError
-from .env import Environment
+from ..env import Environment
 from .params import _param
 
 if TYPE_CHECKING:

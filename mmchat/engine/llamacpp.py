@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import gguf_info
+from ..models import gguf_info
 from ..config import DEFAULT_N_BATCH, DEFAULT_N_CTX, DEFAULT_N_UBATCH
 from ..errors import ContextOverflow, GenerationError, InputError, ModelLoadError, UnsupportedMedia
 from ..media import Audio, Image
 from ..options import GenerationOptions
-from . import _lib, compat
+from . import _lib
+from ..models import pairs
 from ._lib import llama, mtmd
 from .base import Capabilities, EngineStats, Event, Finished, Progress, Started, Timings, Turn, Usage
 from .encodemeter import EncodeMeter
@@ -71,7 +72,7 @@ class LlamaCppEngine:
         self._model = self._ctx = self._mtmd = None
         self._audio_rate: float | None = None  # tokens per second of sound, learned on first use
         try:
-            compat.check_files(self.model_path, self.mmproj_path)  # before llama.cpp reads a byte of either
+            pairs.check_files(self.model_path, self.mmproj_path)  # before llama.cpp reads a byte of either
             self._load_model()
             self._load_context(n_ctx)
             self._marker = f"<__media_{secrets.token_hex(8)}__>"  # user text can never forge it

@@ -4,7 +4,7 @@ A per-read timeout does not bound a download: a server that sends one byte a sec
 lets a read time out. `Deadline` shuts the download's sockets down when its time is up, which
 wakes a read blocked in the kernel. `opener` builds a urllib opener whose every connection
 (the first request and each redirect) goes through one function, where the deadline records
-the socket and a guard (mmchat.policy) sees the address a name resolved to before connecting.
+the socket and a guard (mmchat.inputs.policy) sees the address a name resolved to before connecting.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ __all__ = ["Deadline", "Guard", "opener"]
 
 
 class Guard(Protocol):
-    """Where a download may go (mmchat.policy.MediaPolicy implements it)."""
+    """Where a download may go (mmchat.inputs.policy.MediaPolicy implements it)."""
 
     def check_address(self, host: str, address: str) -> None:
         """Raise an InputError when `host`, resolved to `address`, may not be connected to."""

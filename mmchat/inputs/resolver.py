@@ -17,12 +17,12 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
-from . import config
-from . import messages as msgs
-from .engine.base import Capabilities, Progress, Segment, Turn
-from .errors import InputError, MediaRefused, MmchatError, UnsupportedMedia
-from .media import Audio, Image, Kind, with_article
-from .options import MediaOptions, parse_segment
+from .. import config
+from .. import messages as msgs
+from ..engine.base import Capabilities, Progress, Segment, Turn
+from ..errors import InputError, MediaRefused, MmchatError, UnsupportedMedia
+from ..media import Audio, Image, Kind, with_article
+from ..options import MediaOptions, parse_segment
 from .policy import MediaPolicy
 
 Digest = str | os.PathLike  # the sha256 of the bytes read, or a local file's path, hashed when asked
@@ -188,7 +188,7 @@ class MediaResolver:
         digest = hashlib.sha256(source.data).hexdigest()
         _check_kind(source, ref.kind)
         if ref.kind == "image":
-            from .media.image import decode_image
+            from ..media.image import decode_image
 
             return [decode_image(source.data, label=source.label, max_side=options["max_side"] or None)], digest
         if ref.kind == "audio":
@@ -197,8 +197,8 @@ class MediaResolver:
 
     def _audio(self, src: Any, label: str, options: dict[str, Any]) -> Audio:
         """Refused from its length when it cannot fit (before decoding), else decoded (only its part)."""
-        from .media.audio import decode_audio
-        from .media.probe import sound_seconds
+        from ..media.audio import decode_audio
+        from ..media.probe import sound_seconds
         from .soundcost import check_sound
 
         start, end = options["start"], options["end"]
@@ -206,9 +206,9 @@ class MediaResolver:
         return decode_audio(src, label=label, sample_rate=options["rate"], start=start, end=end)
 
     def _video(self, src: Any, label: str, options: dict[str, Any]) -> list[Segment]:
-        from .engine.layout import video_segments
-        from .media.probe import sound_seconds
-        from .media.video import VideoOptions, decode_video
+        from ..engine.layout import video_segments
+        from ..media.probe import sound_seconds
+        from ..media.video import VideoOptions, decode_video
         from .soundcost import check_sound
 
         opts = VideoOptions.from_dict(options)

@@ -21,8 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import config
-from .errors import ModelNotFound
+from .. import config
+from ..errors import ModelNotFound
 
 ENV_MODEL = "MMCHAT_MODEL"
 HF_PREFIX = "hf:"

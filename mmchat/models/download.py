@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .checksums import Expected, check_download, verify_files
-from .errors import CorruptDownload, MmchatError, ModelNotFound, NetworkError, disk_full
+from ..errors import CorruptDownload, MmchatError, ModelNotFound, NetworkError, disk_full
 
 PARTIAL_SUFFIX = ".mmchat-partial"
 
@@ -26,7 +26,7 @@ def hub_files(repo: str, revision: str | None = None) -> tuple[list[str], dict[s
     """A repository's file names and the Hub's hash of each, from one listing."""
     from huggingface_hub import HfApi
 
-    from . import config
+    from .. import config
     from .checksums import expected_hashes
 
     info = HfApi().model_info(repo, revision=revision, files_metadata=True, timeout=config.DEFAULT_HTTP_TIMEOUT)

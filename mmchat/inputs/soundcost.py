@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .engine.base import Capabilities
-from .errors import ContextOverflow
+from ..engine.base import Capabilities
+from ..errors import ContextOverflow
 
 __all__ = ["check_sound"]
 

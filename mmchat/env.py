@@ -14,13 +14,13 @@ import sys
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from .. import config
-from ..errors import one_line
+from . import config
+from .errors import one_line
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..engine.base import Engine
+    from .engine.base import Engine
 
 
 def _isatty(stream: Any) -> bool:
@@ -93,12 +93,12 @@ class Environment:
         return self.isatty("stdout") and self.colour(no_color)
 
     def stdout_console(self, no_color: bool = False) -> Console:
-        from ..render import console
+        from .render import console
 
         return console(self.stdout, colour=self.colour(no_color), terminal=self.isatty("stdout"))
 
     def stderr_console(self, no_color: bool = False) -> Console:
-        from ..render import console
+        from .render import console
 
         return console(self.stderr, colour=self.colour(no_color), terminal=self.isatty("stderr"), soft_wrap=True)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CorruptDownload
+from ..errors import CorruptDownload
 
 _CHUNK = 4 << 20
 BAR_FROM = 64 << 20  # files this big show a progress bar while they are hashed

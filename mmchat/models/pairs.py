@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import gguf_info
+from . import gguf_info
 from ..errors import ModelLoadError
-from ..gguf_info import Header
+from .gguf_info import Header
 
 # projector type -> (the tensor whose shape gives its output width, which ne index)
 _WIDTH = {

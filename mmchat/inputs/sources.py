@@ -1,4 +1,4 @@
-"""A URL or a path becomes bytes; `mmchat.sniff` says what they are (content, never the name).
+"""A URL or a path becomes bytes; `mmchat.inputs.sniff` says what they are (content, never the name).
 
 Forms: a path (``~`` expanded), ``file://`` (percent-decoded), ``data:`` (base64 or
 percent-encoded), ``http(s)://`` (stdlib urllib: a per-read timeout and a total deadline,
@@ -27,8 +27,8 @@ from typing import BinaryIO
 from mmchat.config import DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_MAX_REDIRECTS, DEFAULT_URL_DEADLINE
 from mmchat.errors import SourceError
 from mmchat.media import Kind
-from mmchat.netlimits import Deadline, Guard, opener
-from mmchat.sniff import detect_kind
+from mmchat.inputs.netlimits import Deadline, Guard, opener
+from mmchat.inputs.sniff import detect_kind
 
 __all__ = ["Progress", "Source", "TooLarge", "read_source"]
 
@@ -65,7 +65,7 @@ def read_source(
     """Read a path, file://, data:, http(s):// URL or '-' (stdin) into a `Source`.
 
     A download ends after `deadline` seconds in all (None: never); `guard` checks the address
-    of every connection and every redirect (mmchat.policy)."""
+    of every connection and every redirect (mmchat.inputs.policy)."""
     text = url_or_path.strip()
     declared: str | None = None
     if text == "-":

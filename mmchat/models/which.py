@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import registry
-from .errors import InputError, ModelNotFound
+from ..errors import InputError, ModelNotFound
 from .gguf_info import architecture, read_metadata
 
 

@@ -22,8 +22,8 @@ import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import config
-from .errors import MediaRefused
+from .. import config
+from ..errors import MediaRefused
 
 __all__ = ["MediaPolicy"]
 
@@ -118,7 +118,7 @@ class MediaPolicy:
             return  # a name: its addresses are checked when it is resolved
         self.check_address(host, str(literal))
 
-    # -- while downloading (mmchat.netlimits.Guard) -------------------------------------
+    # -- while downloading (mmchat.inputs.netlimits.Guard) -------------------------------------
 
     def check_address(self, host: str, address: str) -> None:
         """Refuse a connection to a loopback, private or link-local address nobody named."""
