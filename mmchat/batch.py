@@ -40,7 +40,6 @@ class Request:
     custom_id: str | None
     messages: list[msgs.Message] = dataclasses.field(default_factory=list)
     options: GenerationOptions | None = None
-    model: str | None = None  # the body's model: a server's model id
     error: errors.MmchatError | None = None
 
 
@@ -80,7 +79,6 @@ def _line(index: int, number: int, line: str, base: GenerationOptions) -> Reques
             raise InputError(f"{where} has no body object (the chat completion request)")
         request.messages = msgs.validate_messages(body.get("messages"))
         request.options = body_options(body, base, where)
-        request.model = body.get("model") if isinstance(body.get("model"), str) else None
     except InputError as e:
         request.error = e
     return request

@@ -65,33 +65,34 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "media"
 
 
-def debug() -> bool:
-    """MMCHAT_DEBUG=1: tracebacks instead of one-line errors, and native libraries' chatter let through."""
-    return os.environ.get("MMCHAT_DEBUG") == "1"
-
-
 def config_file() -> Path:
     return user_dir() / "config.toml"
+
+
+def read_config(home: Path | None = None, warn=None) -> dict[str, object]:
+    """The user's config.toml as a table ({} when there is none); the one parser of that file.
+    A broken file is reported in one line (when `warn` is given) and ignored, never fatal."""
+    import tomllib
+
+    path = (home or user_dir()) / "config.toml"
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        if warn:
+            warn(f"ignoring {path}: {str(e).splitlines()[0]}")
+        return {}
 
 
 def load_user_defaults(warn=None) -> dict[str, object]:
     """`[defaults]` of the user's config.toml: option defaults for ask and chat.
 
     Precedence: a flag on the command line > this file > the DEFAULT_* constants above.
-    A broken file is reported in one line and ignored, never fatal.
     """
-    import tomllib
-
-    path = config_file()
-    if not path.is_file():
-        return {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-        defaults = data.get("defaults", {})
-        if not isinstance(defaults, dict):
-            raise ValueError("[defaults] must be a table")
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+    defaults = read_config(warn=warn).get("defaults", {})
+    if not isinstance(defaults, dict):
         if warn:
-            warn(f"ignoring {path}: {str(e).splitlines()[0]}")
+            warn(f"ignoring {config_file()}: [defaults] must be a table")
         return {}
     return {k.replace("-", "_"): v for k, v in defaults.items()}

@@ -14,7 +14,6 @@ import sys
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from . import config
 from .errors import one_line
 
 if TYPE_CHECKING:
@@ -82,15 +81,18 @@ class Environment:
 
     @property
     def debug(self) -> bool:
-        return self.environ.get("MMCHAT_DEBUG") == "1" if self._environ is not None else config.debug()
+        """MMCHAT_DEBUG=1: tracebacks instead of one-line errors, and native libraries' chatter let through."""
+        return self.environ.get("MMCHAT_DEBUG") == "1"
 
     def colour(self, no_color: bool = False) -> bool:
         """--no-color and NO_COLOR (any value, as no-color.org says) turn colour and Markdown off."""
         return not no_color and "NO_COLOR" not in self.environ
 
     def markdown(self, no_color: bool = False) -> bool:
-        """Answers are rendered as Markdown only on a terminal that allows colour."""
-        return self.isatty("stdout") and self.colour(no_color)
+        """Whether answers on stdout are rendered as Markdown (render.shows_markdown decides)."""
+        from .render import shows_markdown
+
+        return shows_markdown(self.stdout_console(no_color))
 
     def stdout_console(self, no_color: bool = False) -> Console:
         from .render import console

@@ -44,25 +44,23 @@ def stored_messages(messages: Sequence[msgs.Message], digests: dict[str, str | N
 
 
 def _stored_part(part: msgs.Part, digests: dict[str, str | None]) -> dict[str, Any]:
-    from .inputs.resolver import part_media
-    from .inputs.sources import local_path
+    from .inputs.part import media_part
 
-    ref = part_media(part)
-    if ref is None:
+    found = media_part(part)
+    if found is None:
         return part
-    sha = digests.get(ref.url)
+    sha = digests.get(found.url)
     body = {k: v for k, v in part[part["type"]].items() if k != "url"}
-    url = ref.url.strip()
-    local = local_path(url)
+    url = found.url.strip()
     if url in _PLACEHOLDERS:
         where, source = _PLACEHOLDERS[url]
-    elif part["type"] == "input_audio" or url[:5].lower() == "data:":
+    elif found.location.scheme == "data":
         where, source, body = "(data: URL)", "inline", {}
-    elif local is not None:
-        where, source = str(local[1].expanduser().resolve()), "path"
+    elif found.location.path is not None:
+        where, source = str(found.location.path.resolve()), "path"
     else:
         where, source = url, "url"
-    ptype = f"{ref.kind}_url"
+    ptype = f"{found.kind}_url"
     return {"type": ptype, ptype: {"url": where, **body}, "sha256": sha, "source": source}
 
 
@@ -71,7 +69,7 @@ def media_records(stored: Sequence[dict[str, Any]]) -> list[MediaRecord]:
             for m in stored if not isinstance(m["content"], str) for p in m["content"] if p["type"] != "text"]
 
 
-def check_media(cid: str, media: Sequence[MediaRecord]) -> None:
+def verify_media(cid: str, media: Sequence[MediaRecord]) -> None:
     """Read every media part again and compare it with what the log says was read; one line if not."""
     from .inputs.sources import read_source
 

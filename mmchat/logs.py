@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import config
 from . import messages as msgs
+from .env import current
 from .errors import InputError, LogError
 from .logmedia import MediaRecord, media_records, stored_messages
 
@@ -116,12 +117,7 @@ def switched_off(home: Path | None = None) -> bool:
 
 
 def _config_log(home: Path) -> bool | None:
-    import tomllib
-
-    try:
-        value = tomllib.loads((home / "config.toml").read_text(encoding="utf-8")).get("log")
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None  # a missing or broken file is config.py's to report
+    value = config.read_config(home).get("log")  # a broken file is reported where defaults are read
     return value if isinstance(value, bool) else None
 
 
@@ -394,7 +390,7 @@ class TurnLogger:
             self.store._write_turn(self.cid, completion.model, stored, completion, source)
             self._previous = [*stored, msgs.assistant_message(completion.content)]
         except Exception as e:  # noqa: BLE001  (a log that fails must not take the answer with it)
-            if config.debug():
+            if current().debug:
                 raise
             self._warn(f"this answer was not logged: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
 

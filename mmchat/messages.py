@@ -25,6 +25,16 @@ MEDIA_PART_TYPES: dict[str, Kind] = {
     "video_url": "video",
 }
 PART_TYPES = ("text", *MEDIA_PART_TYPES)
+#: the short part types some clients write (`{"type": "image", "image": {"url": ...}}`) -> OpenAI's
+SHORT_PART_TYPES = {"image": "image_url", "audio": "audio_url", "video": "video_url"}
+
+#: the options a media part may carry beside its url, one list per kind (a part's own keys override
+#: the request's MediaOptions); `detail` is OpenAI's image hint, accepted and left to the model's encoder
+PART_OPTIONS: dict[Kind, tuple[str, ...]] = {
+    "image": ("max_side", "detail"),
+    "audio": ("start", "end"),
+    "video": ("fps", "max_frames", "start", "end", "audio", "max_side"),
+}
 
 #: OpenAI's `input_audio.format` values and the mime type of each
 AUDIO_FORMATS = {
@@ -41,6 +51,10 @@ AUDIO_FORMATS = {
 
 Message = dict[str, Any]
 Part = dict[str, Any]
+
+
+class Checked(list):
+    """Messages that validate_messages has checked and put in canonical form: not checked again."""
 
 
 # -- builders ---------------------------------------------------------------------------
@@ -140,6 +154,9 @@ def validate_part(part: Any, where: str) -> Part:
     if not isinstance(part, Mapping):
         raise _fail(where, f"a content part must be an object, got {type(part).__name__}")
     ptype = part.get("type")
+    if ptype in SHORT_PART_TYPES and ptype in part:
+        ptype = SHORT_PART_TYPES[ptype]
+        part = {"type": ptype, ptype: part[part["type"]]}
     if ptype not in PART_TYPES:
         raise _fail(where, f"unknown part type {ptype!r}; expected one of {', '.join(PART_TYPES)}")
     if ptype == "text":
@@ -159,16 +176,23 @@ def validate_part(part: Any, where: str) -> Part:
         body = {"url": body}
     if not isinstance(body, Mapping) or not isinstance(body.get("url"), str) or not body["url"]:
         raise _fail(where, f"{ptype} needs {{'url': ...}} with a path, file://, http(s)://, data: URL or '-'")
+    known = PART_OPTIONS[MEDIA_PART_TYPES[ptype]]
+    unknown = sorted(k for k in body if k != "url" and k not in known)
+    if unknown:
+        raise _fail(where, f"unknown {ptype} option {unknown[0]!r}; known: url, {', '.join(known)}")
     return {"type": ptype, ptype: dict(body)}
 
 
-def validate_messages(messages: Any) -> list[Message]:
-    """Check a message list and return a canonical copy; errors say which message and part."""
+def validate_messages(messages: Any) -> Checked:
+    """Check a message list and return a canonical copy; errors say which message and part.
+    A list this returned is returned as it is: a turn's messages are checked once."""
+    if isinstance(messages, Checked):
+        return messages
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise InputError("messages must be a list of {'role': ..., 'content': ...} objects")
     if not messages:
         raise InputError("messages is empty: give at least one user message")
-    out: list[Message] = []
+    out = Checked()
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(msg, Mapping):

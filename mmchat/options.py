@@ -271,6 +271,12 @@ class RemoteOptions(_Options):
                                                 "say itself (llama-server's /props does).",
                                                 flags=("--modalities",), type=list[str], show_default=False)
 
+    def with_environment(self, environ: Mapping[str, str]) -> RemoteOptions:
+        """The one rule for what a flag leaves unset: MMCHAT_BASE_URL, and MMCHAT_API_KEY then OPENAI_API_KEY."""
+        values = {"base_url": self.base_url or environ.get("MMCHAT_BASE_URL"),
+                  "api_key": self.api_key or environ.get("MMCHAT_API_KEY") or environ.get("OPENAI_API_KEY")}
+        return self.build(values, base=self, label=lambda f: f"MMCHAT_{f.name.upper()} ")
+
 
 @dataclasses.dataclass(frozen=True)
 class MediaOptions(_Options):
@@ -313,9 +319,9 @@ class VideoOptions:
     audio: bool = True  # decode the soundtrack (the resolver sets False when the model cannot hear)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], defaults: VideoOptions | None = None) -> VideoOptions:
+    def from_dict(cls, d: Mapping[str, Any]) -> VideoOptions:
         """Options of a video part (fps, max_frames, start, end, audio); other keys are the caller's."""
-        base = defaults or cls()
+        base = cls()
         fps = _as_number(d.get("fps", base.fps), "fps")
         check("fps", fps, VIDEO_FPS, "video fps ")
         count = d.get("max_frames", base.max_frames)

@@ -9,14 +9,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 
-from .config import debug
+from .env import current
 
 
 @contextlib.contextmanager
 def captured_stderr() -> Iterator[Callable[[], list[str]]]:
     """Redirect fd 2 meanwhile; the yielded function returns what was written, as lines, afterwards."""
     lines: list[str] = []
-    if debug():  # let it through
+    if current().debug:  # let it through
         yield lambda: lines
         return
     sys.stderr.flush()

@@ -141,6 +141,12 @@ def stderr_progress(console: Console, quiet: bool) -> StderrProgress | None:
     return None if quiet or not console.is_terminal else StderrProgress(console)
 
 
+def shows_markdown(console: Console) -> bool:
+    """The one decision about Markdown: answers are styled only on a terminal that allows colour
+    (a console made by mmchat.env carries --no-color, NO_COLOR and isatty)."""
+    return console.is_terminal and not console.no_color
+
+
 class AnswerView:
     """An answer as it streams: live Markdown on a terminal, plain text (flushed per delta) otherwise."""
 
@@ -149,7 +155,7 @@ class AnswerView:
         self.live: Live | None = None
         self._shown = 0.0
         if markdown is None:
-            markdown = console.is_terminal and not console.no_color  # as cli/env.py decides for `ask`
+            markdown = shows_markdown(console)
         if markdown:
             self.live = Live(Text("…", style="dim"), console=console, auto_refresh=False, transient=True)
             self.live.start(refresh=True)
@@ -189,3 +195,13 @@ class _Tail:
             yield from line
             if i < len(lines) - 1:
                 yield Segment.line()
+
+
+def usage_lines(completion: Any) -> list[str]:
+    """One answer's usage and timings, in the words `ask --stats` and the REPL's /stats both print."""
+    u, t = completion.usage, completion.timings
+    return [f"tokens: {u.prompt_tokens} prompt ({u.cached_tokens} cached, {u.image_tokens} image, "
+            f"{u.audio_tokens} audio) + {u.completion_tokens} generated; finish: {completion.finish_reason}",
+            f"seconds: load {t.load:.2f}, media decode {t.media_decode:.2f}, encode {t.media_encode:.2f}, "
+            f"prompt {t.prompt:.2f}, generation {t.generation:.2f} "
+            f"({t.tokens_per_second(u.completion_tokens):.1f} tokens/s), first token {t.first_token:.2f}"]

@@ -79,34 +79,11 @@ def _constraint(request: ChatCompletionRequest) -> tuple[Any, str | None]:
     return schema, request.grammar
 
 
-_SHORT_PARTS = {"image": "image_url", "audio": "audio_url", "video": "video_url"}
-
-
-def openai_messages(messages: Any) -> Any:
-    """The guide's `{"type": "audio", "audio": {"url": ...}}` parts as OpenAI's `audio_url` (image, video alike)."""
-    if not isinstance(messages, list):
-        return messages  # validation says what is wrong
-    out = []
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list):
-            message = {**message, "content": [_long_part(p) for p in content]}
-        out.append(message)
-    return out
-
-
-def _long_part(part: Any) -> Any:
-    kind = part.get("type") if isinstance(part, dict) else None
-    if kind in _SHORT_PARTS and isinstance(part.get(kind), dict) and "url" in part[kind]:
-        return {"type": _SHORT_PARTS[kind], _SHORT_PARTS[kind]: part[kind]}
-    return part
-
-
 def send(runner: Runner, request: ChatCompletionRequest) -> ChatCompletion | Iterator[ChatCompletionChunk]:
     """The completion, or (stream=True) an iterator of chunks whose last one carries the usage."""
     if not isinstance(request, ChatCompletionRequest):
         raise InputError(f"send_chat_completion_request takes a ChatCompletionRequest, not {type(request).__name__}")
-    kwargs, messages = options(request), openai_messages(request.messages)
+    kwargs, messages = options(request), request.messages  # short part types are validate_part's too
     if request.stream:
         return runner.stream(messages, **kwargs).chunks()
     return runner.chat(messages, **kwargs)

@@ -8,7 +8,7 @@ engine gets turns of text, pixels and samples.
 from __future__ import annotations
 
 import functools
-import sys
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -17,19 +17,15 @@ from typing import Any, BinaryIO
 
 from . import config
 from .engine.base import Capabilities, Engine, Progress, Timings, Turn
-from .errors import InputError, ModelNotFound
-from .inputs.resolver import Attachment, MediaRef, MediaResolver, iter_media
-from .media import Audio, Image, Kind
-from .messages import validate_messages
-from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, split_request
+from .env import current
+from .errors import InputError
+from .inputs.part import MediaPart, media_parts
 from .inputs.policy import MediaPolicy
+from .inputs.resolver import Attachment, MediaResolver
+from .media import Audio, Image, Kind
+from .models.target import Target, find_target
+from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, split_request
 from .results import ChatCompletion, CompletionStream
-
-
-def find_mmproj(model: Path) -> Path | None:
-    """The projector that sits next to a model, when there is exactly one."""
-    found = sorted(model.parent.glob("mmproj*.gguf"))
-    return found[0] if len(found) == 1 else None
 
 
 class Runner:
@@ -39,106 +35,88 @@ class Runner:
     >>> reply = runner.chat([{"role": "user", "content": "Hello"}], max_tokens=32)
     >>> reply.choices[0].message.content
 
-    `model` is a GGUF path, a registry name (`mmchat models`) or hf:owner/repo[:QUANT];
-    with pull=True a named model that is not downloaded yet is fetched first. Keyword
+    `model` is a GGUF path, a registry name (`mmchat models`), hf:owner/repo[:QUANT], or a
+    `Target` that mmchat.models.target.find_target has found (what the CLI passes); with
+    pull=True a named model that is not downloaded yet is fetched first; `which=` and
+    `in_situ_quant=` name it as mistral.rs does. Keyword
     options are those of `LoadOptions` (n_ctx, n_gpu_layers, threads, chat_template,
     image_max_tokens) and `MediaOptions` (image_max_side, video_fps, video_max_frames,
     video_audio, video_max_side), or give the objects themselves as `load=` and `media=`.
 
-    With `base_url` an OpenAI-compatible server answers instead (llama-server, vLLM, SGLang):
-    `model` is then the server's model id (default: the first it lists), `api_key` falls back
-    to MMCHAT_API_KEY and OPENAI_API_KEY, and `timeout=`, `retries=`, `modalities=` are the
-    `RemoteOptions`. Media are still read and decoded here, so bad input fails before the network.
+    With `base_url` (or MMCHAT_BASE_URL) an OpenAI-compatible server answers instead (llama-server,
+    vLLM, SGLang): `model` is then the server's model id (default: the first it lists), `api_key`
+    falls back to MMCHAT_API_KEY and OPENAI_API_KEY, and `timeout=`, `retries=`, `modalities=`
+    are the `RemoteOptions` (or give `remote=`). Media are still read and decoded here, so bad
+    input fails before the network.
 
     `on_completion(messages, completion, digests)` is called after every whole answer, with the
     sha256 of each medium read (`media_digests`): the conversation log (mmchat/logs.py) listens there.
 
-    `media=` (or `policy=`) also takes a `MediaPolicy`: what a service may read (mmchat.inputs.policy).
+    `policy=` takes a `MediaPolicy`: what a service may read (mmchat.inputs.policy).
     """
 
     def __init__(
         self,
-        model: str | Path | None = None,
+        model: str | Path | Target | None = None,
         mmproj: str | Path | None = None,
         *,
         load: LoadOptions | None = None,
-        media: MediaOptions | MediaPolicy | None = None,
+        media: MediaOptions | None = None,
         policy: MediaPolicy | None = None,
         generation: GenerationOptions | None = None,
+        remote: RemoteOptions | None = None,
         verbose: bool = False,
         notice: Callable[[str], None] | None = None,
         engine: Engine | None = None,
         stdin: BinaryIO | None = None,
         progress: Progress | None = None,
+        on_completion: Callable[[Sequence[dict[str, Any]], ChatCompletion, dict[str, str | None]], None] | None = None,
         pull: bool = False,
         quiet: bool = False,
-        base_url: str | None = None,
-        api_key: str | None = None,
         which: Any = None,
         in_situ_quant: str | None = None,
-        on_completion: Callable[[Sequence[dict[str, Any]], ChatCompletion, dict[str, str | None]], None] | None = None,
         **options: Any,
     ):
-        remote_values = {k: options.pop(k) for k in list(options) if k in RemoteOptions.names()}
         if isinstance(media, MediaPolicy):
-            media, policy = None, media
+            raise InputError("a MediaPolicy is given as policy=MediaPolicy(...); media= takes MediaOptions")
+        remote_values = {k: options.pop(k) for k in list(options) if k in RemoteOptions.names()}
         load_values = {k: options.pop(k) for k in list(options) if k in LoadOptions.names()}
         self.load = LoadOptions.build(load_values, base=load or LoadOptions())
         self.media = MediaOptions.build(options, base=media or MediaOptions())  # an unknown name fails here
+        self.remote = RemoteOptions.build(remote_values, base=remote or RemoteOptions()).with_environment(os.environ)
         self.generation = generation or GenerationOptions()
         self._preparing = threading.Lock()
         self._progress = self.progress = progress  # long steps report here; `batch` adds its own bar
         self.on_completion = on_completion  # (messages, completion, media digests): the conversation log
-        self._notice = notice or (lambda m: print(f"mmchat: {m}", file=sys.stderr))
+        self._notice = notice or current().notice
         t0 = time.perf_counter()
-        if which is not None or in_situ_quant is not None:  # mistral.rs's names for a model (which.py)
-            model, mmproj = self._resolve_which(which, in_situ_quant, model, mmproj, quiet=quiet)
         if engine is None:
-            engine = self._open_engine(model, mmproj, base_url=base_url, api_key=api_key, remote=remote_values,
-                                       pull=pull, quiet=quiet, verbose=verbose)
+            target = model if isinstance(model, Target) else find_target(
+                model, mmproj, base_url=self.remote.base_url, modalities=self.remote.modalities, which=which,
+                in_situ_quant=in_situ_quant, pull=pull, progress=not quiet, warn=lambda m: self._notice(f"warning: {m}"))
+            engine = self._open(target, verbose=verbose)
         self.engine = engine
         self.inputs = MediaResolver(engine.capabilities(), stdin=stdin, progress=progress, policy=policy)
         self._load_time: float | None = time.perf_counter() - t0  # reported by the first request
 
-    def _open_engine(self, model: str | Path | None, mmproj: str | Path | None, *, base_url: str | None,
-                     api_key: str | None, remote: dict[str, Any], pull: bool, quiet: bool, verbose: bool) -> Engine:
-        """A server when there is a base URL (given, or a models.toml entry's); else the local model."""
-        target = server_for(model, base_url, remote.get("modalities"))
-        if target is not None:
-            url, server_model, kinds = target
-            options = RemoteOptions.build({**remote, "base_url": url, "api_key": api_key, "modalities": kinds})
-            return _remote_engine(options, server_model, self._notice)
-        model_path, mmproj_path = self._resolve(model, mmproj, pull=pull, quiet=quiet)
+    def _open(self, target: Target, *, verbose: bool) -> Engine:
+        """The engine for a target: a server's client, or the model loaded here."""
+        if target.remote:
+            from .engine.remote import RemoteEngine
+
+            kinds = target.modalities if target.modalities is not None else self.remote.modalities
+            return RemoteEngine(target.base_url or "", model=target.server_model, api_key=self.remote.api_key,
+                                timeout=self.remote.timeout, retries=self.remote.retries, modalities=kinds,
+                                notice=self._notice)
         from .engine.llamacpp import LlamaCppEngine
 
+        assert target.model is not None
         return LlamaCppEngine(
-            model_path, mmproj_path, n_ctx=self.load.n_ctx, n_gpu_layers=self.load.n_gpu_layers,
+            target.model, target.mmproj, n_ctx=self.load.n_ctx, n_gpu_layers=self.load.n_gpu_layers,
             threads=self.load.threads, chat_template=_read_template(self.load.chat_template),
             image_max_tokens=self.load.image_max_tokens, verbose=verbose, notice=self._notice, progress=self._progress,
             media_cache=config.cache_dir() if self.load.cache else None, media_cache_bytes=self.load.cache_size,
         )
-
-    def _resolve(self, model: str | Path | None, mmproj: str | Path | None, *, pull: bool,
-                 quiet: bool) -> tuple[Path, Path | None]:
-        from .models import registry
-
-        resolved = registry.resolve(model, pull=pull, progress=not quiet,
-                                    warn=lambda m: self._notice(f"warning: {m}"))
-        if mmproj is not None:
-            mmproj_path = Path(mmproj).expanduser()
-            if not mmproj_path.is_file():
-                raise ModelNotFound(f"projector file not found: {mmproj}: give the path to an mmproj-*.gguf")
-            return resolved.model, mmproj_path
-        return resolved.model, resolved.mmproj or find_mmproj(resolved.model)
-
-    def _resolve_which(self, which: Any, in_situ_quant: str | None, model: Any, mmproj: Any, *,
-                       quiet: bool) -> tuple[Path, Path | None]:
-        if which is None or model is not None or mmproj is not None:
-            raise InputError("give a model either as which=Which...(...) (with in_situ_quant=) or as model=/mmproj=")
-        from .models.which import resolve
-
-        found = resolve(which, in_situ_quant, progress=not quiet, warn=lambda m: self._notice(f"warning: {m}"))
-        return found.model, found.mmproj
 
     # -- public API ------------------------------------------------------------------
 
@@ -191,7 +169,7 @@ class Runner:
 
     def media_digests(self, messages: Sequence[dict[str, Any]]) -> dict[str, str | None]:
         """url -> sha256 of the bytes this runner read for each media part (None: not read here)."""
-        return {ref.url: self.inputs.digest(ref.url) for ref in iter_media(validate_messages(messages))}
+        return {part.url: self.inputs.digest(part.url) for part in media_parts(messages)}
 
     def check_media(self, messages: Sequence[dict[str, Any]]) -> None:
         """Refuse media this model cannot take, before anything is read."""
@@ -207,8 +185,19 @@ class Runner:
 
     def media_of(self, attachment: Attachment) -> list[Image | Audio]:
         """The decoded media of an attachment (from the resolver's cache), for an encode ahead of its turn."""
-        segments = self.inputs.segments(MediaRef(attachment.kind, attachment.url, {}, "attach"), self.media)
+        segments = self.inputs.segments(MediaPart(attachment.kind, attachment.url, {}, "attach"), self.media)
         return [s for s in segments if not isinstance(s, str)]
+
+    def encode_ahead(self, media: Sequence[Image | Audio], report: Callable[[float], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> bool:
+        """Encode decoded media before the turn that holds them (the REPL does while the user types);
+        False when `should_stop` ended it early."""
+        return self.engine.prepare(media, report, should_stop)
+
+    @property
+    def stats(self) -> Any:
+        """The engine's counters since it was loaded (tokens reused, media encoded or found cached)."""
+        return self.engine.stats
 
     def close_progress(self) -> None:
         """Clear a progress display left open by an interrupted step."""
@@ -225,32 +214,6 @@ class Runner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def server_for(model: str | Path | None, base_url: str | None = None, modalities: Any = None, *,
-               warn: Callable[[str], None] | None = None, known: Any = None) -> tuple[str, str | None, Any] | None:
-    """(base URL, the server's model id, modalities) when a server answers: `base_url` given, or
-    `model` (or the default) naming a models.toml entry that has one; None for a local model."""
-    if base_url is not None:
-        return base_url, None if model is None else str(model), modalities
-    if isinstance(model, Path):
-        return None
-    from .models import registry
-
-    entry = registry.served(model, warn=warn or (lambda m: None), known=known)
-    if entry is None:
-        return None
-    return entry.base_url, entry.server_model or None, modalities if modalities is not None else entry.modalities or None
-
-
-def _remote_engine(remote: RemoteOptions, model: str | None, notice: Callable[[str], None]) -> Engine:
-    import os
-
-    from .engine.remote import RemoteEngine
-
-    api_key = remote.api_key or os.environ.get("MMCHAT_API_KEY") or os.environ.get("OPENAI_API_KEY")
-    return RemoteEngine(remote.base_url or "", model=model, api_key=api_key, timeout=remote.timeout,
-                        retries=remote.retries, modalities=remote.modalities, notice=notice)
 
 
 def _read_template(value: str | None) -> str | None:

@@ -78,11 +78,11 @@ class Worker:
 
 def decode(kind: str, data: bytes) -> None:
     """Everything that reads untrusted media bytes, as the resolver calls it."""
+    from mmchat.inputs.sniff import detect_kind
     from mmchat.media.audio import decode_audio
     from mmchat.media.image import decode_image
     from mmchat.media.probe import sound_seconds
     from mmchat.media.video import VideoOptions, decode_video
-    from mmchat.inputs.sniff import detect_kind
 
     if kind == "crash":  # the harness's own test: what a crash in native code looks like
         os.kill(os.getpid(), signal.SIGSEGV)

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mmchat.models import gguf_info
-from mmchat.models import registry
 from mmchat.engine import llamacpp
-from mmchat.models import pairs as compat
 from mmchat.errors import ModelLoadError
+from mmchat.models import gguf_info, registry
+from mmchat.models import pairs as compat
 from tests.fakehub import put_in_cache, use_hub
 from tests.fixtures import gguf_models as g
 from tests.fixtures.gguf_models import GGUFBuilder

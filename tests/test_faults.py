@@ -255,10 +255,9 @@ def test_the_media_cache_on_a_full_disk_is_off_for_the_run_and_keeps_no_half_ent
 def test_a_pull_onto_a_full_disk_is_one_line_exit_1_and_resumes_later(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from mmchat.models import download
-    from mmchat.models import registry
     from mmchat.cli import app
     from mmchat.env import Environment, use
+    from mmchat.models import download, registry
     from mmchat.testing import FakeEngine
     from tests.fakehub import FakeHub, use_hub
 

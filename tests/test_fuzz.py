@@ -29,9 +29,10 @@ from mmchat import MediaPolicy
 from mmchat import messages as msgs
 from mmchat.chat.commands import ALIASES, COMMANDS, parse
 from mmchat.errors import InputError, MmchatError
-from mmchat.inputs.resolver import MediaResolver, iter_media
+from mmchat.inputs.part import locate, media_parts
+from mmchat.inputs.resolver import MediaResolver
 from mmchat.inputs.sniff import detect_kind
-from mmchat.inputs.sources import local_path, read_source
+from mmchat.inputs.sources import read_source
 from mmchat.testing import FakeEngine
 from tests.fuzzing import Worker, examples
 from tests.videofiles import audio_only_m4a, write_video
@@ -53,10 +54,10 @@ def offline(directory: Path) -> Iterator[None]:
 def _harmless(text: str) -> bool:
     """Not a device or a kernel file, which may block or never end."""
     try:
-        local = local_path(text)
-        if local is None:
+        path = locate(text).path
+        if path is None:
             return True
-        resolved = str(local[1].resolve())
+        resolved = str(path.resolve())
     except (MmchatError, OSError, RuntimeError):
         return True
     return not resolved.startswith(("/dev", "/proc", "/sys"))
@@ -75,7 +76,7 @@ URLS = st.one_of(
 def test_any_string_as_a_url(tmp_path_factory, url, piped):
     assume(_harmless(url))
     try:
-        MediaPolicy(local_files=[tmp_path_factory.getbasetemp()], remote_urls=["example.com", "10.0.0.0/8"]).admit(url)
+        MediaPolicy(local_files=[tmp_path_factory.getbasetemp()], remote_urls=["example.com", "10.0.0.0/8"]).admit(locate(url))
     except MmchatError:
         pass
     with offline(tmp_path_factory.getbasetemp()):
@@ -225,8 +226,8 @@ def test_message_validation_takes_any_json(messages):
         checked = msgs.validate_messages(messages)
     except InputError:
         return
-    assert msgs.validate_messages(checked) == checked  # canonical: validating again changes nothing
-    refs = list(iter_media(checked))
+    assert msgs.validate_messages(list(checked)) == checked  # canonical: validating a copy changes nothing
+    refs = media_parts(checked)
     try:
         MediaResolver(FakeEngine(audio=False).capabilities()).check(checked)
     except MmchatError:

@@ -139,7 +139,7 @@ def test_frames_follow_fps_in_every_container(tmp_path: Path, fmt: str, codec: s
     check_indices(video)
     assert video.duration == pytest.approx(3.0, abs=0.05)
     assert video.frames[2].image.source == "clip@00:01.0" and video.frames[2].image.pixels.shape == (48, 64, 3)
-    assert video.audio == () and video.source == "clip" and video.decode_seconds > 0
+    assert video.audio == () and video.source == "clip"
 
 
 def test_bytes_in_and_max_frames_spread_over_the_whole_video(tmp_path: Path) -> None:

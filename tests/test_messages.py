@@ -6,7 +6,7 @@ import pytest
 
 from mmchat import messages as m
 from mmchat.errors import InputError
-from mmchat.inputs.resolver import iter_media, part_media
+from mmchat.inputs.part import media_part, media_parts
 
 
 def test_user_message_puts_media_first_in_the_given_order():
@@ -52,17 +52,17 @@ def test_validation_errors_name_the_message_and_part(messages, needle):
 
 def test_input_audio_becomes_a_data_url_with_its_format():
     part = m.input_audio_part(b"RIFF....", "wav")
-    ref = part_media(part)
+    ref = media_part(part)
     assert ref.kind == "audio" and ref.url.startswith("data:audio/wav;base64,UklGRi4uLi4=")
 
 
-def test_iter_media_walks_the_whole_conversation_in_order():
+def test_media_parts_walks_the_whole_conversation_in_order():
     convo = [
         {"role": "user", "content": [m.image_part("1.png"), m.text_part("a")]},
         {"role": "assistant", "content": "b"},
         {"role": "user", "content": [m.audio_part("2.wav"), m.video_part("3.mp4", fps=2)]},
     ]
-    refs = list(iter_media(convo))
+    refs = media_parts(convo)
     assert [(r.kind, r.url) for r in refs] == [("image", "1.png"), ("audio", "2.wav"), ("video", "3.mp4")]
     assert refs[2].options == {"fps": 2} and refs[2].where == "messages[2].content[1]"
 

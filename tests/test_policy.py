@@ -27,7 +27,7 @@ def ask(runner: Runner, *urls: str) -> str:
 
 def service(**rules) -> tuple[Runner, FakeEngine]:
     engine = FakeEngine()
-    return Runner(engine=engine, media=MediaPolicy(**rules)), engine
+    return Runner(engine=engine, policy=MediaPolicy(**rules)), engine
 
 
 @pytest.fixture
@@ -37,11 +37,11 @@ def no_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     real_read, real_local = mmchat.inputs.sources.read_source, mmchat.inputs.sources.local_source
 
     def read_source(url, **kw):
-        reads.append(url)
+        reads.append(getattr(url, "text", url))  # a str, or a parsed Location
         return real_read(url, **kw)
 
     def local_source(url, *a, **kw):
-        reads.append(url)
+        reads.append(getattr(url, "text", url))
         return real_local(url, *a, **kw)
 
     monkeypatch.setattr(mmchat.inputs.sources, "read_source", read_source)

@@ -18,8 +18,8 @@ import pytest
 import soundfile
 
 from mmchat import ChatCompletionRequest, MultimodalArchitecture, Runner, Which
-from mmchat.models import registry
 from mmchat.errors import InputError
+from mmchat.models import registry
 from mmchat.testing import FakeEngine
 from tests.fakehub import closed_port, put_in_cache, use_hub
 from tests.helpers import THREADS

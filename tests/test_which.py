@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mmchat import MultimodalArchitecture, VisionArchitecture, Which
-from mmchat.models import registry
 from mmchat.errors import InputError, ModelNotFound, NetworkError
+from mmchat.models import registry
 from mmchat.models.which import Architecture, resolve
 from tests.fakehub import FakeHub, closed_port, put_in_cache, use_hub
 from tests.fixtures.gguf_models import GGUFBuilder

@@ -49,7 +49,7 @@ class BackgroundEncodes:
             job.progress = fraction
 
         try:
-            done = self.runner.engine.prepare(media, report, job.stop.is_set)
+            done = self.runner.encode_ahead(media, report, job.stop.is_set)
         except Exception:  # the turn encodes it itself, and says what is wrong then
             job.state = "failed"
             return

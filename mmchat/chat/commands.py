@@ -175,11 +175,14 @@ def parse(line: str, *, is_file: Callable[[str], bool] | None = None) -> Command
 
 
 def _is_file(token: str) -> bool:
-    if token.startswith("file://"):
-        from urllib.parse import unquote, urlsplit
+    from ..errors import SourceError
+    from ..inputs.part import locate
 
-        token = unquote(urlsplit(token).path)
-    return os.path.isfile(os.path.expanduser(token))
+    try:
+        path = locate(token).path
+    except SourceError:
+        return False
+    return path is not None and path.is_file()
 
 
 def _dropped_paths(text: str, is_file: Callable[[str], bool]) -> tuple[str, ...]:

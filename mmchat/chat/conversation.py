@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from .. import messages as msgs
 from ..errors import InputError
-from ..inputs.resolver import Attachment, iter_media
+from ..inputs.part import media_parts
+from ..inputs.resolver import Attachment
 from ..media import Kind
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ class Conversation:
         if self.used is None or self._used_upto > len(self.messages):
             return False
         new = self.messages[self._used_upto:]
-        if next(iter_media(new), None) is not None:
+        if media_parts(new):
             return False
         size = sum(len(text_of(m).encode()) + TURN_OVERHEAD for m in new)
         return self.used + TURN_OVERHEAD + size <= limit  # one more overhead: the last answer's closing tokens

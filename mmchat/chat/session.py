@@ -15,10 +15,10 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from .. import config
+from ..env import current
 from ..errors import ContextOverflow, InputError, MmchatError, one_line
 from ..options import GenerationOptions
-from ..render import AnswerView
+from ..render import AnswerView, usage_lines
 from ..runner import Runner
 from . import commands as cmd
 from . import files
@@ -79,7 +79,7 @@ class Chat:
         except KeyboardInterrupt:
             self.note("interrupted")
         except Exception as e:  # a bug must not end the session; MMCHAT_DEBUG=1 shows the traceback
-            if config.debug():
+            if current().debug:
                 raise
             show_error(self.info, f"unexpected {type(e).__name__}: {e} "
                                  "(a bug: please report it; MMCHAT_DEBUG=1 shows where)")
@@ -261,15 +261,6 @@ def copy_to_clipboard(text: str) -> str:
 
 def stats_lines(last: Any, runner: Runner) -> list[str]:
     """What /stats prints: the last answer's usage and timings, and the engine's cache counters."""
-    out = []
-    if last is None:
-        out.append("no finished answer yet")
-    else:
-        u, t = last.usage, last.timings
-        out.append(f"tokens: {u.prompt_tokens} prompt ({u.cached_tokens} cached, {u.image_tokens} image, "
-                   f"{u.audio_tokens} audio) + {u.completion_tokens} generated; finish: {last.finish_reason}")
-        out.append(f"seconds: load {t.load:.2f}, media decode {t.media_decode:.2f}, encode {t.media_encode:.2f}, "
-                   f"prompt {t.prompt:.2f}, generation {t.generation:.2f} "
-                   f"({t.tokens_per_second(u.completion_tokens):.1f} tokens/s), first token {t.first_token:.2f}")
-    out.append("engine: " + ", ".join(f"{k} {v}" for k, v in runner.engine.stats.as_dict().items()))
+    out = usage_lines(last) if last is not None else ["no finished answer yet"]
+    out.append("engine: " + ", ".join(f"{k} {v}" for k, v in runner.stats.as_dict().items()))
     return out

@@ -1,9 +1,9 @@
 """The `mmchat` command line: thin commands over the core, one edge for terminal I/O and errors.
 
 app.py      the Typer app and `guarded`, the one MmchatError/Ctrl-C -> exit code mapping
-env.py      the process as the CLI sees it (streams, terminals, NO_COLOR, MMCHAT_DEBUG)
-params.py   the flags every model command shares, made from options.py's fields
-loading.py  Session -> a loaded Runner
+params.py   the flags every model command shares, made from options.py's fields (`Flags`)
+loading.py  Flags -> a Target (models/target.py, under a spinner) -> a loaded Runner
+(the terminal Environment, shared with the REPL, is mmchat/env.py)
 ask.py, chat.py, batch.py, admin.py   the commands
 logs.py     `mmchat logs`; logflags.py the log flags ask and chat share (--no-log, --continue, --cid)
 """

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import app, guarded
 from ..env import Environment, current
+from .app import app, guarded
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No notices or progress on stderr.")]
 
@@ -107,8 +107,8 @@ def doctor() -> None:
     import platform
 
     from .. import __version__, config
-    from ..models import registry
     from ..engine._lib import backend_report
+    from ..models import registry
 
     lines = [
         f"mmchat {__version__}, Python {platform.python_version()} on {platform.platform()}",
@@ -139,9 +139,9 @@ def doctor() -> None:
 
 def _files_problem(name: str) -> str | None:
     """What the checks llama.cpp is spared (models/pairs.py) say about a downloaded model's files."""
+    from ..errors import MmchatError
     from ..models import registry
     from ..models.pairs import check_files
-    from ..errors import MmchatError
 
     try:
         resolved = registry.resolve_local(name, warn=lambda m: None)

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import typer
 
 from .. import config
-from ..errors import ExitCode, MmchatError
 from ..env import Environment, current
+from ..errors import ExitCode, MmchatError
 
 app = typer.Typer(
     name="mmchat",

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from ..env import Environment, current
 from ..errors import InputError
 from .app import app, guarded
-from ..env import Environment, current
 from .loading import open_runner
 from .logflags import LogRequest, log_options, start_log
-from .params import MediaOrderCommand, Session, constrained, session_options
+from .params import Flags, MediaOrderCommand, constrained, model_flags
 
 if TYPE_CHECKING:  # the core loads when a command runs, not for --help
     from ..results import ChatCompletion, CompletionStream
@@ -29,11 +29,11 @@ Stats = Annotated[bool, typer.Option("--stats", help="Print speed and token coun
 
 @app.command(cls=MediaOrderCommand)
 @guarded
-@session_options
+@model_flags
 @log_options
 def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End = None, schema: Schema = None,
         grammar: Grammar = None, json_output: Json = False, no_stream: NoStream = False, stats: Stats = False,
-        *, session: Session, log: LogRequest) -> None:
+        *, flags: Flags, log: LogRequest) -> None:
     """Ask one question about images, audio, video and text; the answer goes to stdout.
 
     Examples:
@@ -51,26 +51,26 @@ def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End
     from ..render import Output
 
     env = current()
-    options = constrained(session.generation, schema, grammar)
-    logging = start_log(log, env, session.quiet)
-    conversation = logging.messages(_messages(session, env, prompt, start, end))
-    output = Output(json_mode=json_output, markdown=env.markdown(session.no_color), file=env.stdout,
-                    markdown_console=env.stdout_console(session.no_color))
-    model, mmproj = logging.model(session)
-    runner = open_runner(session, env, model, mmproj, on_completion=logging.hook(model, mmproj))
+    options = constrained(flags.generation, schema, grammar)
+    log_turns = start_log(log, env, flags.quiet)
+    conversation = log_turns.messages(_messages(flags, env, prompt, start, end))
+    output = Output(json_mode=json_output, markdown=env.markdown(flags.no_color), file=env.stdout,
+                    markdown_console=env.stdout_console(flags.no_color))
+    model, mmproj = log_turns.model(flags)
+    runner = open_runner(flags, env, model, mmproj, on_completion=log_turns.hook(model, mmproj))
     try:
         completion = _answer(runner, runner.stream(conversation, options), output, json_output, no_stream)
     finally:
         runner.close_progress()  # a bar cut short by Ctrl-C or an error is cleared
-    if stats or session.verbose:
-        print_stats(env, session, completion)
+    if stats or flags.verbose:
+        print_stats(env, flags, completion)
 
 
-def _messages(session: Session, env: Environment, prompt: str | None, start: str | None, end: str | None) -> list:
+def _messages(flags: Flags, env: Environment, prompt: str | None, start: str | None, end: str | None) -> list:
     """The conversation: the system prompt, then the media in flag order and the prompt (and piped text)."""
     from .. import messages as msgs
 
-    reads_stdin = any(url == "-" for _, url in session.media)
+    reads_stdin = any(url == "-" for _, url in flags.media)
     if prompt == "-":
         if reads_stdin:
             raise InputError("stdin can hold the prompt or a media file, not both")
@@ -80,8 +80,8 @@ def _messages(session: Session, env: Environment, prompt: str | None, start: str
         if piped.strip():
             prompt = f"{prompt}\n\n{piped}" if prompt else piped
     segment = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
-    parts = [msgs.media_part(kind, url, **(segment if kind != "image" else {})) for kind, url in session.media]
-    return ([msgs.system_message(session.system)] if session.system else []) + [msgs.user_message(prompt, parts)]
+    parts = [msgs.media_part(kind, url, **(segment if kind != "image" else {})) for kind, url in flags.media]
+    return ([msgs.system_message(flags.system)] if flags.system else []) + [msgs.user_message(prompt, parts)]
 
 
 def _answer(runner: Runner, stream: CompletionStream, output, json_output: bool, no_stream: bool) -> ChatCompletion:
@@ -103,10 +103,8 @@ def _answer(runner: Runner, stream: CompletionStream, output, json_output: bool,
     return stream.completion
 
 
-def print_stats(env: Environment, session: Session, completion: ChatCompletion) -> None:
-    u, t = completion.usage, completion.timings
-    env.stderr_console(session.no_color).print(
-        f"[dim]{u.prompt_tokens} prompt tokens ({u.cached_tokens} cached, {u.image_tokens} image, {u.audio_tokens} audio), "
-        f"{u.completion_tokens} generated at {t.tokens_per_second(u.completion_tokens):.1f} tokens/s; "
-        f"first token after {t.first_token:.2f} s (media encode {t.media_encode:.2f} s, load {t.load:.2f} s)[/dim]"
-    )
+def print_stats(env: Environment, flags: Flags, completion: ChatCompletion) -> None:
+    from ..render import usage_lines
+
+    for line in usage_lines(completion):
+        env.stderr_console(flags.no_color).print(line, style="dim", markup=False)

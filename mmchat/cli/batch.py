@@ -14,11 +14,11 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from ..env import Environment, current
 from ..errors import ExitCode, InputError, MmchatError
 from .app import app, guarded
-from ..env import Environment, current
 from .loading import open_runner
-from .params import Session, constrained, session_options
+from .params import Flags, constrained, model_flags
 
 if TYPE_CHECKING:
     from ..batch import Request
@@ -37,10 +37,10 @@ Log = Annotated[bool, typer.Option("--log", help="Log each request in logs.db as
 
 @app.command()
 @guarded
-@session_options(media=False)
+@model_flags(media=False)
 def batch(ctx: typer.Context, prompt: Prompt = None, files: Files = None, input: Input = None, output: Output = None,
           resume: Resume = False, concurrency: Concurrency = 1, schema: Schema = None, grammar: Grammar = None,
-          log: Log = False, *, session: Session) -> None:
+          log: Log = False, *, flags: Flags) -> None:
     """Answer many requests with one model load; one result line (OpenAI's Batch output format) each.
 
     Exit status: 0 when every request succeeded, 1 when any failed (its line says why), 2 when
@@ -58,28 +58,28 @@ def batch(ctx: typer.Context, prompt: Prompt = None, files: Files = None, input:
     from .. import batch as plan
 
     env = current()
-    base = constrained(session.generation, schema, grammar)
-    requests = _requests(plan, session, env, base, prompt, files or [], input)
+    base = constrained(flags.generation, schema, grammar)
+    requests = _requests(plan, flags, env, base, prompt, files or [], input)
     if resume and output is None:
         raise InputError("--resume needs -o: the results file to resume")
     done = _keep_finished(plan, output) if resume else set()
     todo = [r for r in requests if r.custom_id not in done]
-    runner = open_runner(session, env, session.model, session.mmproj, on_completion=_logger(env, session) if log else None)
-    if concurrency > 1 and not _remote(runner):
+    runner = open_runner(flags, env, flags.model, flags.mmproj, on_completion=_logger(env, flags) if log else None)
+    if concurrency > 1 and not runner.capabilities().concurrent:
         env.warn("a local model answers one request at a time: --concurrency applies to servers")
         concurrency = 1
-    with _sink(env, output, append=resume) as sink, _stop_on_ctrl_c(env, session.quiet) as stopping:
+    with _sink(env, output, append=resume) as sink, _stop_on_ctrl_c(env, flags.quiet) as stopping:
         failed = _run(runner, todo, sink, concurrency, stopping, _tick(runner, len(requests), len(done)))
     runner.close_progress()
     if stopping.is_set():
         raise typer.Exit(int(ExitCode.INTERRUPTED))
     if failed:
-        if not session.quiet:
+        if not flags.quiet:
             env.notice(f"{failed} of {len(todo)} requests failed: their lines say why")
         raise typer.Exit(int(ExitCode.FAILURE))
 
 
-def _requests(plan: Any, session: Session, env: Environment, base: Any, prompt: str | None, files: list[str],
+def _requests(plan: Any, flags: Flags, env: Environment, base: Any, prompt: str | None, files: list[str],
               input: Path | None) -> list[Request]:
     if input is not None:
         if prompt is not None or files:
@@ -89,7 +89,7 @@ def _requests(plan: Any, session: Session, env: Environment, base: Any, prompt: 
         raise InputError("give a prompt and at least one file (mmchat batch PROMPT FILES...), or -i requests.jsonl")
     if "-" in files:
         raise InputError("batch files are read from disk: '-' (stdin) is one file, give it to `mmchat ask`")
-    return plan.file_requests(prompt, files, base, system=session.system)
+    return plan.file_requests(prompt, files, base, system=flags.system)
 
 
 def _lines(env: Environment, path: Path) -> list[str]:
@@ -103,12 +103,12 @@ def _lines(env: Environment, path: Path) -> list[str]:
         raise InputError(f"cannot read the requests file {path}: {e}") from None
 
 
-def _logger(env: Environment, session: Session) -> Callable[..., None]:
+def _logger(env: Environment, flags: Flags) -> Callable[..., None]:
     """Each answered request as a conversation of its own; a failure to log only warns."""
     from ..logs import LogStore, TurnLogger
 
     logger = TurnLogger(LogStore.open(warn=env.warn), warn=env.warn, each_apart=True)
-    return logger.hook({"model": session.model, "mmproj": session.mmproj, "command": "batch"})
+    return logger.hook({"model": flags.model, "mmproj": flags.mmproj, "command": "batch"})
 
 
 def _keep_finished(plan: Any, output: Path | None) -> set[str]:
@@ -120,12 +120,6 @@ def _keep_finished(plan: Any, output: Path | None) -> set[str]:
     if output.exists():
         write_atomic(output, "".join(f"{line}\n" for line in done.values()))
     return set(done)
-
-
-def _remote(runner: Runner) -> bool:
-    from ..engine.remote import RemoteEngine
-
-    return isinstance(runner.engine, RemoteEngine)
 
 
 def _run(runner: Runner, todo: list[Request], sink: Callable[[dict[str, Any]], None], concurrency: int,

@@ -5,18 +5,18 @@ from __future__ import annotations
 import typer
 
 from .. import config
-from .app import app, guarded
 from ..env import current
+from .app import app, guarded
 from .loading import open_runner
 from .logflags import LogRequest, log_options, start_log
-from .params import MediaOrderCommand, Session, session_options
+from .params import Flags, MediaOrderCommand, model_flags
 
 
 @app.command(cls=MediaOrderCommand)
 @guarded
-@session_options
+@model_flags
 @log_options
-def chat(ctx: typer.Context, *, session: Session, log: LogRequest) -> None:
+def chat(ctx: typer.Context, *, flags: Flags, log: LogRequest) -> None:
     """Talk with a model in the terminal: attach media as you go, follow-ups never re-encode them.
 
     Media given here are attached to the first message. Inside, /help lists the commands
@@ -33,15 +33,15 @@ def chat(ctx: typer.Context, *, session: Session, log: LogRequest) -> None:
     from ..chat.loop import run_chat
 
     env = current()
-    logging = start_log(log, env, session.quiet)
-    first, first_mmproj = logging.model(session)
-    system, messages = logging.history(session.system)
+    log_turns = start_log(log, env, flags.quiet)
+    first, first_mmproj = log_turns.model(flags)
+    system, messages = log_turns.history(flags.system)
 
     def factory(name: str | None):
         mmproj = first_mmproj if name == (first or "") else None
-        return open_runner(session, env, name or None, mmproj, on_completion=logging.hook(name or None, mmproj))
+        return open_runner(flags, env, name or None, mmproj, on_completion=log_turns.hook(name or None, mmproj))
 
-    code = run_chat(factory, model_name=first or "", options=session.generation, system=system, messages=messages,
-                    attachments=session.media, history_path=config.user_dir() / "history", env=env,
-                    no_color=session.no_color)
+    code = run_chat(factory, model_name=first or "", options=flags.generation, system=system, messages=messages,
+                    attachments=flags.media, history_path=config.user_dir() / "history", env=env,
+                    no_color=flags.no_color)
     raise typer.Exit(code)

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ..errors import InputError
 from ..env import Environment
+from ..errors import InputError
 from .params import _param
 
 if TYPE_CHECKING:
     from ..logs import LoggedConversation, TurnLogger
-    from .params import Session
+    from .params import Flags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +41,7 @@ LOG_PARAMS = [
 
 
 def log_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Give `command` the log flags, as one `log: LogRequest` argument (stack it under @session_options)."""
+    """Give `command` the log flags, as one `log: LogRequest` argument (stack it under @model_flags)."""
     sig = inspect.signature(command, eval_str=True)
     own = [p for p in sig.parameters.values() if p.name != "log"]
     names = [p.name for p in LOG_PARAMS]
@@ -62,11 +62,11 @@ class Logging:
     continuing: LoggedConversation | None
     logger: TurnLogger | None
 
-    def model(self, session: Session) -> tuple[str | None, str | None]:
+    def model(self, flags: Flags) -> tuple[str | None, str | None]:
         """The model to load: the one given, else the continued conversation's."""
-        if session.model is not None or self.continuing is None:
-            return session.model, session.mmproj
-        return self.continuing.source.get("model"), session.mmproj or self.continuing.source.get("mmproj")
+        if flags.model is not None or self.continuing is None:
+            return flags.model, flags.mmproj
+        return self.continuing.source.get("model"), flags.mmproj or self.continuing.source.get("mmproj")
 
     def hook(self, model: str | None, mmproj: str | None) -> Callable[..., None] | None:
         """The Runner's on_completion for this model (None when nothing is logged)."""
@@ -107,7 +107,7 @@ def start_log(request: LogRequest, env: Environment, quiet: bool = False) -> Log
         if cid is None:
             raise InputError("no logged conversation to continue: ask something first (`mmchat logs` lists them)")
         continuing = store.load_conversation(cid)
-        logmedia.check_media(continuing.id, continuing.media)
+        logmedia.verify_media(continuing.id, continuing.media)
         if not quiet:
             env.notice(f"continuing conversation {continuing.id} ({continuing.turns} turn{'s' * (continuing.turns != 1)})")
     logger = logs.TurnLogger(store, warn=env.warn, continuing=continuing) if enabled else None

@@ -8,9 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .. import config
+from ..env import Environment, current
 from ..errors import InputError
 from .app import app, guarded
-from ..env import Environment, current
 
 Count = Annotated[int, typer.Option("--count", "-n", min=0, help="How many conversations (0: all).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the conversations as JSON, turns and media included.")]

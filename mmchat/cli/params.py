@@ -1,9 +1,9 @@
 """The options every model command takes, declared once.
 
 `ask` and `chat` (and the commands that follow them) write only their own parameters and
-take a `session: Session` argument; `@session_options` adds the shared flags to their
+take a `flags: Flags` argument; `@model_flags` adds the shared flags to their
 signature, made from the fields of LoadOptions, MediaOptions, GenerationOptions and RemoteOptions (their
-help, flags and defaults), and builds the Session from what was given. A new option is a
+help, flags and defaults), and builds the Flags from what was given. A new option is a
 field in options.py: it appears here, in every command, without a line changed.
 """
 
@@ -32,7 +32,7 @@ _MEDIA_HELP = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Session:
+class Flags:
     """What a model command was given besides its own parameters."""
 
     media: list[tuple[Kind, str]]  # (kind, url) in command-line order
@@ -128,25 +128,25 @@ def _flag_label(f: dataclasses.Field) -> str:
     return f"{f.metadata['flags'][0]} "
 
 
-def _session(ctx: typer.Context, values: dict[str, Any]) -> Session:
+def _flags(ctx: typer.Context, values: dict[str, Any]) -> Flags:
     media = ordered_media(ctx.meta.get("mmchat.argv", []), {k: values.pop(k) for k in MEDIA_FLAGS})
     built = {group: _GROUPS[group].build({fname: values.pop(pname) for pname, (fname, _) in fields.items()},
                                          label=_flag_label)
              for group, fields in _FIELDS.items()}
-    return Session(media=media, **built, **values)
+    return Flags(media=media, **built, **values)
 
 
-def session_options(command: Callable[..., Any] | None = None, *, media: bool = True) -> Any:
-    """Give `command` (whose first parameter is `ctx`) the shared flags, as one `session` argument.
+def model_flags(command: Callable[..., Any] | None = None, *, media: bool = True) -> Any:
+    """Give `command` (whose first parameter is `ctx`) the shared flags, as one `flags` argument.
 
     `media=False` leaves out --image/--audio/--video (`batch` takes its media as files, and its
     -i is the requests file, as in OpenAI's and vLLM's batch tools).
     """
     if command is None:
-        return functools.partial(session_options, media=media)
+        return functools.partial(model_flags, media=media)
     sig = inspect.signature(command, eval_str=True)  # real Annotated objects, as typer reads them
     own = [p if p.name == "ctx" else p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-           for p in sig.parameters.values() if p.name != "session"]
+           for p in sig.parameters.values() if p.name != "flags"]
     shared_params = SHARED if media else [p for p in SHARED if p not in _MEDIA]
     names = [p.name for p in shared_params]
 
@@ -154,7 +154,7 @@ def session_options(command: Callable[..., Any] | None = None, *, media: bool = 
     def wrapper(**kwargs: Any) -> Any:
         shared = {n: kwargs.pop(n) for n in names}
         shared.update({kind: [] for kind in MEDIA_FLAGS if kind not in shared})
-        return command(**kwargs, session=_session(kwargs["ctx"], shared))
+        return command(**kwargs, flags=_flags(kwargs["ctx"], shared))
 
     arguments = [p for p in own if p.name == "ctx" or isinstance(_typer_info(p), typer.models.ArgumentInfo)]
     wrapper.__signature__ = sig.replace(parameters=[*arguments, *shared_params, *(p for p in own if p not in arguments)])
@@ -170,7 +170,7 @@ def _typer_info(p: inspect.Parameter) -> Any:
 
 
 def constrained(generation: GenerationOptions, schema: str | None, grammar: str | None) -> GenerationOptions:
-    """The session's generation options with --schema or --grammar (files or text) applied."""
+    """The generation options with --schema or --grammar (files or text) applied."""
     if schema and grammar:
         raise InputError("--schema and --grammar both constrain the answer: give one of them")
     return generation.build({"grammar": grammar_text(grammar)}, base=generation, schema=schema_text(schema))

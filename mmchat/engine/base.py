@@ -36,6 +36,7 @@ class Capabilities:
     n_ctx: int
     model_name: str
     frame_pairs: bool = False  # the projector encodes two adjacent video frames as one (Qwen-VL)
+    concurrent: bool = False  # answers several requests at once (a server): `batch --concurrency` applies
     #: tokens(seconds): at least how many tokens this much sound costs (None: no audio), so the
     #: resolver can refuse a recording from its length, before decoding it
     audio_tokens: Callable[[float], int] | None = dataclasses.field(default=None, compare=False, repr=False)

@@ -82,7 +82,7 @@ class RemoteEngine:
         caps = Capabilities(vision="image" in kinds or "video" in kinds, audio="audio" in kinds,
                             audio_sample_rate=config.DEFAULT_REMOTE_SAMPLE_RATE,
                             n_ctx=int(n_ctx) if known else 32768, model_name=model or chosen["id"],  # type: ignore[index]
-                            audio_tokens=_least_audio_tokens if known else None)
+                            audio_tokens=_least_audio_tokens if known else None, concurrent=True)
         return caps, model or chosen["id"], "audio_url" if owner == "sglang" else "input_audio"  # type: ignore[index]
 
     def _get_json(self, url: str, *, required: bool) -> dict[str, Any] | None:

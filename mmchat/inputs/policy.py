@@ -10,7 +10,7 @@ how many bytes a part and a whole request may bring. data: URLs carry their byte
 the size caps apply to them. Refusals are `MediaRefused` errors naming the rule, raised before
 anything is read. Without a policy (the CLI: the user's own files) everything is allowed.
 
-    Runner(model, media=MediaPolicy(local_files=["/srv/uploads"], remote_urls=["images.example.com"],
+    Runner(model, policy=MediaPolicy(local_files=["/srv/uploads"], remote_urls=["images.example.com"],
                                     max_bytes=20_000_000, max_request_bytes=50_000_000))
 """
 
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .. import config
 from ..errors import MediaRefused
+from .part import REMOTE, Location, split_url
 
 __all__ = ["MediaPolicy"]
 
@@ -62,36 +63,26 @@ class MediaPolicy:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise MediaRefused(f"MediaPolicy {name}={value!r} is not valid: give a whole number of bytes >= 1")
 
-    @classmethod
-    def permissive(cls) -> MediaPolicy:
-        """Everything a user may read on their own machine (what the CLI does)."""
-        return cls(local_files=True, remote_urls=True, private_addresses=True)
-
     # -- before anything is read ----------------------------------------------------
 
-    def admit(self, url: str) -> str:
-        """The URL to read (a local path resolved), or MediaRefused naming the rule it breaks."""
-        from .sources import local_path, split_url
-
-        text = url.strip()
-        if text == "-":
+    def admit(self, where: Location) -> Location:
+        """What to read (a local file by the real path checked), or MediaRefused naming the rule it breaks."""
+        if where.scheme == "stdin":
             if self.local_files is not True:
                 raise MediaRefused(f"standard input ('-') is refused by the media policy "
                                    f"(local_files={self._shown_local()}): send the media inline as a data: URL")
-            return url
-        if text[:5].lower() == "data:":
-            return url
-        local = local_path(text)
-        if local is not None:
-            return self._admit_file(*local)
-        parts = split_url(text)
-        if parts.scheme.lower() in ("http", "https"):
-            self._admit_host(text, parts.hostname or "")
-        return url  # any other scheme: sources.py refuses it itself
+            return where
+        if where.path is not None:
+            return self._admit_file(where)
+        if where.scheme in REMOTE:
+            self._admit_host(where.text, where.host)
+        return where  # data: carries its bytes; only the size caps apply
 
-    def _admit_file(self, label: str, path: Path) -> str:
+    def _admit_file(self, where: Location) -> Location:
+        label, path = where.label, where.path
+        assert path is not None
         if self.local_files is True:
-            return label
+            return where
         if self.local_files is False:
             raise MediaRefused(f"local file {label} is refused by the media policy (local_files=False): "
                                "send the media inline as a data: URL")
@@ -102,7 +93,7 @@ class MediaPolicy:
         if not any(resolved.is_relative_to(d) for d in self.local_files):
             raise MediaRefused(f"local file {label} is outside the directories the media policy allows "
                                f"(local_files={self._shown_local()}): use a file inside them")
-        return str(resolved)  # read what was checked, not the name again
+        return where.resolved(resolved)  # read what was checked, not the name again
 
     def _admit_host(self, url: str, host: str) -> None:
         host = host.lower().rstrip(".")
@@ -134,8 +125,6 @@ class MediaPolicy:
 
     def check_redirect(self, url: str, newurl: str) -> None:
         """A redirect is a new URL: the same rules, before it is followed."""
-        from .sources import split_url
-
         try:
             self._admit_host(newurl, split_url(newurl).hostname or "")
         except MediaRefused as e:

@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
 
 from .. import config
@@ -23,48 +23,10 @@ from ..engine.base import Capabilities, Progress, Segment, Turn
 from ..errors import InputError, MediaRefused, MmchatError, UnsupportedMedia
 from ..media import Audio, Image, Kind, with_article
 from ..options import MediaOptions, parse_segment
+from .part import Location, MediaPart, locate, media_part, media_parts
 from .policy import MediaPolicy
 
 Digest = str | os.PathLike  # the sha256 of the bytes read, or a local file's path, hashed when asked
-
-#: options a video part may carry, beside its url
-VIDEO_KEYS = ("fps", "max_frames", "start", "end", "audio", "max_side")
-#: options an audio part may carry: the part of the recording to hear
-
-
-@dataclasses.dataclass(frozen=True)
-class MediaRef:
-    """Where one media part is and what it asks for."""
-
-    kind: Kind
-    url: str
-    options: Mapping[str, Any]
-    where: str
-
-
-def part_media(part: msgs.Part, where: str = "part") -> MediaRef | None:
-    """The media a (validated) part carries; None for a text part."""
-    ptype = part["type"]
-    kind = msgs.MEDIA_PART_TYPES.get(ptype)
-    if kind is None:
-        return None
-    body = part[ptype]
-    if ptype == "input_audio":
-        mime = msgs.AUDIO_FORMATS[body["format"]]
-        return MediaRef(kind, f"data:{mime};base64,{body['data']}", {}, where)
-    return MediaRef(kind, body["url"], {k: v for k, v in body.items() if k != "url"}, where)
-
-
-def iter_media(messages: Sequence[msgs.Message]) -> Iterator[MediaRef]:
-    """Every media part of the conversation, in order."""
-    for i, message in enumerate(messages):
-        content = message["content"]
-        if isinstance(content, str):
-            continue
-        for j, part in enumerate(content):
-            ref = part_media(part, f"messages[{i}].content[{j}]")
-            if ref is not None:
-                yield ref
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +55,8 @@ class MediaResolver:
 
     def check(self, messages: Sequence[msgs.Message]) -> None:
         """Refuse media the model cannot take, before anything is read."""
-        for ref in iter_media(messages):
-            self.check_kind(ref.kind, ref.url)
+        for part in media_parts(messages):
+            self.check_kind(part.kind, part.url)
 
     def check_kind(self, kind: Kind, url: str) -> None:
         if kind not in self.caps.kinds:
@@ -105,51 +67,50 @@ class MediaResolver:
     def turns(self, messages: Sequence[msgs.Message], media: MediaOptions) -> list[Turn]:
         """Validate, check kinds, then read and decode every media part, in order."""
         checked = msgs.validate_messages(messages)
-        self.check(checked)
+        parts = media_parts(checked)
+        for part in parts:
+            self.check_kind(part.kind, part.url)
+        if sum(part.location.scheme == "stdin" for part in parts) > 1:
+            raise InputError("only one media part can read standard input ('-')")
         if self.policy is not None:  # every part is admitted before the first is read
-            for ref in iter_media(checked):
-                self.policy.admit(ref.url)
+            for part in parts:
+                self.policy.admit(part.location)
         budget = _Budget(self.policy)
-        stdin_used = False
+        pending = iter(parts)
         turns = []
-        for i, message in enumerate(checked):
+        for message in checked:
             content = message["content"]
             if isinstance(content, str):
                 turns.append(Turn(message["role"], (content,)))
                 continue
             segments: list[Segment] = []
-            for j, part in enumerate(content):
-                ref = part_media(part, f"messages[{i}].content[{j}]")
-                if ref is None:
+            for part in content:
+                if part["type"] == "text":
                     segments.append(part["text"])
-                    continue
-                if ref.url.strip() == "-":
-                    if stdin_used:
-                        raise InputError("only one media part can read standard input ('-')")
-                    stdin_used = True
-                segments.extend(self.segments(ref, media, budget))
+                else:
+                    segments.extend(self.segments(next(pending), media, budget))
             turns.append(Turn(message["role"], tuple(segments)))
         return turns
 
     # -- one part --------------------------------------------------------------------
 
-    def segments(self, ref: MediaRef, media: MediaOptions, budget: _Budget | None = None,
+    def segments(self, part: MediaPart, media: MediaOptions, budget: _Budget | None = None,
                  fetched: Any = None) -> list[Segment]:
         """One media part, decoded (or remembered: a file by path, size and mtime; a URL by its text).
         `fetched`: the part's bytes when the caller has already read them."""
-        asked = ref.url  # what the message says: the log finds the digest under it
+        where = part.location
         if self.policy is not None:  # before the cache: a remembered file is still refused
-            ref = dataclasses.replace(ref, url=self.policy.admit(ref.url))
-        options = self._effective(ref, media)
-        key = _media_key(ref, options)
+            where = self.policy.admit(where)
+        options = self._effective(part, media)
+        key = _media_key(part.kind, where, options)
         found = self._cache.get(key) if key else None
         if found is not None:
             self._cache.move_to_end(key)
         else:
-            found = self._decode(ref, options, media, budget or _Budget(self.policy), fetched)
+            found = self._decode(part.kind, where, options, media, budget or _Budget(self.policy), fetched)
             if key:
                 self._remember(key, found)
-        self._digests[_url_key(asked)] = found[1]
+        self._digests[_url_key(part.url)] = found[1]  # under what the message says: the log asks for it so
         return found[0]
 
     def _remember(self, key: tuple, found: tuple[list[Segment], Digest]) -> None:
@@ -158,40 +119,37 @@ class MediaResolver:
         while len(self._cache) > 1 and self._cached > self._cache_bytes:
             self._cached -= _nbytes(self._cache.popitem(last=False)[1][0])
 
-    def _effective(self, ref: MediaRef, media: MediaOptions) -> dict[str, Any]:
-        """Everything that shapes the decoded result: the part's own options over the request's."""
-        if ref.kind == "image":
-            return {"max_side": ref.options.get("max_side", media.image_max_side)}
-        if ref.kind == "audio":
-            start, end = parse_segment(ref.options.get("start"), ref.options.get("end"), "audio")
+    def _effective(self, part: MediaPart, media: MediaOptions) -> dict[str, Any]:
+        """Everything that shapes the decoded result: the part's own options over the request's
+        (which keys a part may carry is messages.PART_OPTIONS, checked when it was validated)."""
+        if part.kind == "image":
+            return {"max_side": part.options.get("max_side", media.image_max_side)}
+        if part.kind == "audio":
+            start, end = parse_segment(part.options.get("start"), part.options.get("end"), "audio")
             return {"rate": self.caps.audio_sample_rate or 16000, "start": start, "end": end}
-        unknown = sorted(set(ref.options) - set(VIDEO_KEYS))
-        if unknown:
-            raise InputError(f"unknown video option {unknown[0]!r} for {_short(ref.url)}; known: {', '.join(VIDEO_KEYS)}")
-        return {**media.video_defaults(), **ref.options}
+        return {**media.video_defaults(), **part.options}
 
-    def _decode(self, ref: MediaRef, options: dict[str, Any], media: MediaOptions, budget: _Budget,
+    def _decode(self, kind: Kind, where: Location, options: dict[str, Any], media: MediaOptions, budget: _Budget,
                 fetched: Any = None) -> tuple[list[Segment], Digest]:
         """The part's segments, and its sha256 (a local audio or video file: its path, hashed on asking)."""
-        if ref.kind != "image" and fetched is None:
-            source = budget.local(ref.url)  # long audio and video are decoded from disk, not read into memory
-            if source is not None:
-                _check_kind(source, ref.kind)
-                if ref.kind == "video":
-                    return self._video(source.path, source.label, options), source.path
-                return [self._audio(source.path, source.label, options)], source.path
+        if kind != "image" and fetched is None and where.path is not None:
+            source = budget.local(where)  # long audio and video are decoded from disk, not read into memory
+            _check_kind(source, kind)
+            if kind == "video":
+                return self._video(source.path, source.label, options), source.path
+            return [self._audio(source.path, source.label, options)], source.path
         source = fetched
         if source is None:
             report = self._progress
-            on_bytes = (lambda done, total: report(f"downloading {_short(ref.url)}", done, total)) if report else None
-            source = budget.read(ref.url, stdin=self._stdin, progress=on_bytes, deadline=media.url_deadline)
+            on_bytes = (lambda done, total: report(f"downloading {_short(where.text)}", done, total)) if report else None
+            source = budget.read(where, stdin=self._stdin, progress=on_bytes, deadline=media.url_deadline)
         digest = hashlib.sha256(source.data).hexdigest()
-        _check_kind(source, ref.kind)
-        if ref.kind == "image":
+        _check_kind(source, kind)
+        if kind == "image":
             from ..media.image import decode_image
 
             return [decode_image(source.data, label=source.label, max_side=options["max_side"] or None)], digest
-        if ref.kind == "audio":
+        if kind == "audio":
             return [self._audio(source.data, source.label, options)], digest
         return self._video(source.data, source.label, options), digest
 
@@ -241,10 +199,11 @@ class MediaResolver:
         from .sources import local_source
 
         budget = _Budget(self.policy)
+        where = locate(url)
         if self.policy is not None:
-            url = self.policy.admit(url)
-        local = local_source(url)
-        fetched = budget.read(url, stdin=self._stdin) if local is None and kind is None else None  # read once
+            where = self.policy.admit(where)
+        local = local_source(where)
+        fetched = budget.read(where, stdin=self._stdin) if local is None and kind is None else None  # read once
         source = local or fetched
         if source is not None and kind is None:
             if source.kind is None:
@@ -253,8 +212,8 @@ class MediaResolver:
             kind = source.kind
         assert kind is not None
         self.check_kind(kind, url)
-        stored = str(source.path.resolve()) if source is not None and source.path is not None else url
-        self.segments(MediaRef(kind, stored, {}, "attach"), media, budget, fetched)  # decoded now, reused by the turn
+        stored = str(source.path.resolve()) if source is not None and source.path is not None else where.text
+        self.segments(MediaPart(kind, stored, {}, "attach"), media, budget, fetched)  # decoded now, reused by the turn
         return Attachment(kind, stored, url)
 
 
@@ -265,44 +224,39 @@ class _Budget:
         self.policy = policy
         self.left = policy.max_request_bytes if policy is not None else None
 
-    def local(self, url: str) -> Any:
-        """A local file's head and path (its size checked first), or None for other forms."""
-        from .sources import local_path, local_source
+    def local(self, where: Location) -> Any:
+        """A local file's head and path (its size checked first)."""
+        from .sources import local_source
 
-        if local_path(url) is None:
-            return None
-        self._spend(self._local_size(url))
-        return local_source(url)
+        self._spend(self._local_size(where))
+        return local_source(where)
 
-    def _local_size(self, url: str) -> int:
+    def _local_size(self, where: Location) -> int:
         """A local file's size, refused before it is opened when the policy's caps cannot take it."""
-        from .sources import local_path
-
-        found = local_path(url)
-        if self.policy is None or found is None:
+        if self.policy is None or where.path is None:
             return 0
         try:
-            size = found[1].stat().st_size
+            size = where.path.stat().st_size
         except OSError:
             return 0  # the read says what is wrong with it
-        self.policy.check_size(found[0], size, self.left)
+        self.policy.check_size(where.label, size, self.left)
         return size
 
-    def read(self, url: str, **kwargs: Any) -> Any:
+    def read(self, where: Location, **kwargs: Any) -> Any:
         from .sources import TooLarge, read_source
 
         if self.policy is None:
-            return read_source(url, **kwargs)
-        self._local_size(url)
+            return read_source(where, **kwargs)
+        self._local_size(where)
         cap = self.policy.max_bytes if self.left is None else min(self.policy.max_bytes, self.left)
         try:
-            source = read_source(url, max_bytes=cap, guard=self.policy, **kwargs)
+            source = read_source(where, max_bytes=cap, guard=self.policy, **kwargs)
         except TooLarge:
             if cap == self.policy.max_bytes:
                 rule = f"per part (max_bytes={cap})"
             else:
                 rule = f"for the rest of this request (max_request_bytes={self.policy.max_request_bytes})"
-            raise MediaRefused(f"{_short(url)} is larger than the {cap} bytes the media policy allows {rule}: "
+            raise MediaRefused(f"{_short(where.text)} is larger than the {cap} bytes the media policy allows {rule}: "
                                "send a smaller file") from None
         self._spend(len(source.data))
         return source
@@ -314,15 +268,15 @@ class _Budget:
 
 def inline(part: msgs.Part) -> msgs.Part:
     """A media part with its bytes inlined as a data: URL, so a saved file stands alone."""
-    ref = part_media(part)
-    if ref is None or ref.url.startswith("data:") or part["type"] == "input_audio":
+    found = media_part(part)
+    if found is None or found.location.scheme == "data" or part["type"] == "input_audio":
         return part
     from .sources import read_source
 
     try:
-        source = read_source(ref.url)
+        source = read_source(found.location)
     except MmchatError as e:
-        raise type(e)(f"cannot embed {ref.url} ({e}): save with --ref to keep it as a path") from None
+        raise type(e)(f"cannot embed {found.url} ({e}): save with --ref to keep it as a path") from None
     body = {**part[part["type"]], "url": msgs.data_url(source.data, source.mime or "application/octet-stream")}
     return {"type": part["type"], part["type"]: body}
 
@@ -334,21 +288,18 @@ def _url_key(url: str) -> str:
     return "data:" + hashlib.blake2b(url.encode(), digest_size=16).hexdigest()
 
 
-def _media_key(ref: MediaRef, options: Mapping[str, Any]) -> tuple | None:
+def _media_key(kind: Kind, where: Location, options: Mapping[str, Any]) -> tuple | None:
     """What identifies decoded media: a local file's path, size and mtime; a URL's text; and the options."""
-    from .sources import local_path
-
-    if ref.url.strip() == "-":
+    if where.scheme == "stdin":
         return None
     shaped = tuple(sorted((k, repr(v)) for k, v in options.items()))
-    local = local_path(ref.url)
-    if local is None:  # data: and http(s): the URL names the content
-        return (ref.kind, hashlib.blake2b(ref.url.encode(), digest_size=16).hexdigest(), shaped)
+    if where.path is None:  # data: and http(s): the URL names the content
+        return (kind, hashlib.blake2b(where.text.encode(), digest_size=16).hexdigest(), shaped)
     try:
-        st = os.stat(local[1])
+        st = os.stat(where.path)
     except OSError:
         return None  # the read itself reports the problem
-    return (ref.kind, str(local[1].resolve()), st.st_size, st.st_mtime_ns, shaped)
+    return (kind, str(where.path.resolve()), st.st_size, st.st_mtime_ns, shaped)
 
 
 def _nbytes(segments: list[Segment]) -> int:

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from mmchat.config import DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_MAX_REDIRECTS, DEFAULT_URL_DEADLINE
-from mmchat.errors import SourceError
-from mmchat.media import Kind
-from mmchat.inputs.netlimits import Deadline, Guard, opener
-from mmchat.inputs.sniff import detect_kind
+from ..config import DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_MAX_REDIRECTS, DEFAULT_URL_DEADLINE
+from ..errors import SourceError
+from ..media import Kind
+from .netlimits import Deadline, Guard, opener
+from .part import Location, locate, split_url
+from .sniff import detect_kind
 
 __all__ = ["Progress", "Source", "TooLarge", "read_source"]
 
@@ -37,7 +38,6 @@ Progress = Callable[[int, int | None], None]
 
 _CHUNK = 256 * 1024
 _USER_AGENT = "mmchat (multimodal chat over llama.cpp; python urllib)"
-_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://")  # 2+ letters: C:\ stays a path
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Source:
 
 
 def read_source(
-    url_or_path: str,
+    url: str | Location,
     *,
     stdin: BinaryIO | None = None,
     max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
@@ -66,83 +66,75 @@ def read_source(
 
     A download ends after `deadline` seconds in all (None: never); `guard` checks the address
     of every connection and every redirect (mmchat.inputs.policy)."""
-    text = url_or_path.strip()
-    declared: str | None = None
-    if text == "-":
-        label = "stdin"
-        stream = stdin if stdin is not None else sys.stdin.buffer
-        data = stream.read(max_bytes + 1)
-        _check_size(data, label, max_bytes, "nothing arrived on stdin: pipe a file in, e.g. '< photo.jpg'")
-    elif text[:5].lower() == "data:":
-        label = "data: URL"
-        data, declared = _parse_data_url(text)
-        _check_size(data, label, max_bytes, "the data: URL holds no bytes: check how it was built")
-    elif (local := local_path(url_or_path)) is not None:  # a plain path, or a file:// URL on this machine
-        label, path = local
-        data = _read_path(path, label, max_bytes)
-    elif (scheme := _URL_SCHEME.match(text).group(1).lower()) == "file":  # type: ignore[union-attr]
-        raise SourceError(f"file URL names another host ({split_url(text).netloc}): {text}: use a local path")
-    elif scheme in ("http", "https"):
-        label = text
-        with Deadline(deadline) as limit:
-            try:
-                data, declared = _download(text, max_bytes, timeout, max_redirects, progress, limit, guard)
-            except SourceError:
-                if limit.expired:
-                    raise _late(text, deadline) from None
-                raise
-            if limit.expired:
-                raise _late(text, deadline)
-    else:
-        raise SourceError(f"unsupported URL scheme '{scheme}:' in {text}: use a path, file://, http(s):// or data:")
+    where = url if isinstance(url, Location) else locate(url)
+    reading = Reading(stdin, max_bytes, timeout, max_redirects, progress, deadline, guard)
+    data, declared = READERS[where.scheme](where, reading)
     kind, mime = detect_kind(data)
-    return Source(data=data, kind=kind, label=label, mime=mime or declared)
+    return Source(data=data, kind=kind, label=where.label, mime=mime or declared)
 
 
-def local_path(url_or_path: str) -> tuple[str, Path] | None:
-    """(label, path) for a plain path or a local file:// URL; None for every other form."""
-    text = url_or_path.strip()
-    if text == "-" or text[:5].lower() == "data:":
-        return None
-    match = _URL_SCHEME.match(text)
-    if match is None:
-        return url_or_path, _path(text)
-    if match.group(1).lower() == "file" and (parts := split_url(text)).netloc in ("", "localhost"):
-        label = urllib.request.url2pathname(parts.path)
-        return label, _path(label)
-    return None
+@dataclass(frozen=True)
+class Reading:
+    """What one read may use and spend (read_source's keywords)."""
+
+    stdin: BinaryIO | None
+    max_bytes: int
+    timeout: float
+    max_redirects: int
+    progress: Progress | None
+    deadline: float | None
+    guard: Guard | None
 
 
-def split_url(url: str) -> urllib.parse.SplitResult:
-    """urlsplit, with a URL it cannot read ("http://[") as one SourceError."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # a port that is not a number fails only when asked for
-        return parts
-    except ValueError as exc:
-        raise SourceError(f"{url} is not a valid URL ({exc}): check it") from None
+def _from_stdin(where: Location, reading: Reading) -> tuple[bytes, str | None]:
+    stream = reading.stdin if reading.stdin is not None else sys.stdin.buffer
+    data = stream.read(reading.max_bytes + 1)
+    _check_size(data, where.label, reading.max_bytes, "nothing arrived on stdin: pipe a file in, e.g. '< photo.jpg'")
+    return data, None
 
 
-def _path(text: str) -> Path:
-    """A local path; one the OS cannot even name is refused here, before any call would fail on it."""
-    if "\x00" in text:
-        raise SourceError(f"{text!r} is not a path (it holds a NUL character): check how it was written")
-    try:
-        return Path(text).expanduser()
-    except RuntimeError:  # ~name for a user who does not exist
-        raise SourceError(f"cannot find the home directory in {text}: check the path") from None
+def _from_data_url(where: Location, reading: Reading) -> tuple[bytes, str | None]:
+    data, declared = _parse_data_url(where.text)
+    _check_size(data, where.label, reading.max_bytes, "the data: URL holds no bytes: check how it was built")
+    return data, declared
 
 
-def local_source(url_or_path: str, head: int = 1 << 20) -> Source | None:
+def _from_file(where: Location, reading: Reading) -> tuple[bytes, str | None]:
+    assert where.path is not None
+    return _read_path(where.path, where.label, reading.max_bytes), None
+
+
+def _from_web(where: Location, reading: Reading) -> tuple[bytes, str | None]:
+    url, deadline = where.text, reading.deadline
+    with Deadline(deadline) as limit:
+        try:
+            found = _download(url, reading.max_bytes, reading.timeout, reading.max_redirects, reading.progress,
+                              limit, reading.guard)
+        except SourceError:
+            if limit.expired:
+                raise _late(url, deadline) from None
+            raise
+        if limit.expired:
+            raise _late(url, deadline)
+    return found
+
+
+#: how each URL form of part.locate() is read: a new form is a reader here and its name in part.SCHEMES
+READERS: dict[str, Callable[[Location, Reading], tuple[bytes, str | None]]] = {
+    "stdin": _from_stdin, "data": _from_data_url, "path": _from_file, "file": _from_file,
+    "http": _from_web, "https": _from_web,
+}
+
+
+def local_source(url: str | Location, head: int = 1 << 20) -> Source | None:
     """For a plain path or file:// URL: the file's head (for detection) and its path, so a
     long video is decoded from disk instead of being read into memory. None for other forms."""
-    local = local_path(url_or_path)
-    if local is None:
+    where = url if isinstance(url, Location) else locate(url)
+    if where.path is None:
         return None
-    label, path = local
-    data = _read_path(path, label, max_bytes=sys.maxsize, limit=head)  # only the head is read: no cap
+    data = _read_path(where.path, where.label, max_bytes=sys.maxsize, limit=head)  # only the head is read: no cap
     kind, mime = detect_kind(data)
-    return Source(data=data, kind=kind, label=label, mime=mime, path=path)
+    return Source(data=data, kind=kind, label=where.label, mime=mime, path=where.path)
 
 
 def _check_size(data: bytes, label: str, max_bytes: int, when_empty: str) -> None:

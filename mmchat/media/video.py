@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -56,7 +55,6 @@ class Video:
     audio: tuple[Audio | None, ...]
     duration: float  # of the whole file
     source: str
-    decode_seconds: float
 
 
 def sample_times(duration: float, options: VideoOptions) -> list[float]:
@@ -84,7 +82,6 @@ def decode_video(
     """Sample a video's frames (and, given `audio_rate`, its sound) from a file or its bytes."""
     import av
 
-    began = time.perf_counter()
     opener = functools.partial(_open, src, label)
     try:
         with _Reader(opener, label) as reader:
@@ -116,7 +113,7 @@ def decode_video(
             audio = _soundtrack(opener, reader.origin, (start, end), times, audio_rate, label, duration)
     except (av.error.FFmpegError, OSError) as exc:  # what the file did to FFmpeg mid-way
         raise MediaError(f"cannot decode {label} as a video ({_reason(exc)}): check that it plays") from None
-    return Video(tuple(frames), audio, duration, label, time.perf_counter() - began)
+    return Video(tuple(frames), audio, duration, label)
 
 
 def _open(src: bytes | Path, label: str) -> Any:

@@ -16,8 +16,8 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .checksums import Expected, check_download, verify_files
 from ..errors import CorruptDownload, MmchatError, ModelNotFound, NetworkError, disk_full
+from .checksums import Expected, check_download, verify_files
 
 PARTIAL_SUFFIX = ".mmchat-partial"
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import gguf_info
 from ..errors import ModelLoadError
+from . import gguf_info
 from .gguf_info import Header
 
 # projector type -> (the tensor whose shape gives its output width, which ne index)

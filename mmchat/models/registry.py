@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import sys
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -92,10 +91,6 @@ class NotDownloaded(ModelNotFound):
 # -- the registry ------------------------------------------------------------------------------
 
 
-def _stderr_warn(message: str) -> None:
-    print(f"mmchat: warning: {message}", file=sys.stderr)
-
-
 _FIELDS = {"repo": str, "original": str, "quant": str, "modalities": list, "context": int, "size_gb": (int, float),
            "notes": str, "base_url": str, "server_model": str}
 
@@ -144,7 +139,10 @@ def user_file() -> Path:
 
 def load_registry(*, warn: Warn | None = None) -> Registry:
     """The bundled registry with the user's file merged over it; a broken user file only warns."""
-    warn = warn or _stderr_warn
+    if warn is None:
+        from ..env import current
+
+        warn = current().warn
     bundled = resources.files("mmchat").joinpath("models.toml").read_text(encoding="utf-8")
     tables, default = _parse(bundled)
     entries = {name.lower(): _entry(name, table) for name, table in tables.items()}
@@ -207,6 +205,12 @@ def pick_files(filenames: Iterable[str], quant: str) -> tuple[str | None, str | 
     model = min(models, key=rank) if models else None
     mmproj = min(projectors, key=_mmproj_rank) if projectors else None
     return model, mmproj
+
+
+def projector_beside(model: Path) -> Path | None:
+    """The projector in a local model's folder, by the same ranking as a repository's."""
+    mmproj = pick_files([p.name for p in model.parent.glob("*.gguf")], "\0")[1]  # no file is named for "\0"
+    return model.parent / mmproj if mmproj else None
 
 
 def _shards(model: str, filenames: Iterable[str]) -> list[str]:

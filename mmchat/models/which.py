@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import registry
 from ..errors import InputError, ModelNotFound
+from . import registry
 from .gguf_info import architecture, read_metadata
 
 
@@ -182,7 +182,7 @@ def resolve(which: object, in_situ_quant: str | int | None = None, *, progress: 
 def _by_model_id(model_id: str, quant: str | None, isq: object, *, progress: bool, warn: Warn | None) -> Found:
     path = Path(model_id).expanduser()
     if path.is_file():
-        return Found(path, _projector_beside(path))
+        return Found(path, registry.projector_beside(path))
     if path.is_dir():
         return _in_folder(path, quant)
     known = registry.load_registry(warn=warn)  # once, so a broken user file warns once
@@ -223,15 +223,6 @@ def _no_quant(repo: str, quant: str, isq: object, quants: list[str], where: str)
     )
 
 
-def _best_projector(names: list[str]) -> str | None:
-    return registry.pick_files(names, "\0")[1]  # a quant no file is named for: only the projector is picked
-
-
-def _projector_beside(model: Path) -> Path | None:
-    mmproj = _best_projector([p.name for p in model.parent.glob("*.gguf")])
-    return model.parent / mmproj if mmproj else None
-
-
 def _in_folder(folder: Path, quant: str | None) -> Found:
     names = sorted(p.name for p in folder.glob("*.gguf"))
     quants = registry.available_quants(names)
@@ -253,7 +244,7 @@ def _named_file(which: Which.GGUF, *, progress: bool) -> Found:
         model = folder / names[0]
         if not model.is_file():
             raise ModelNotFound(f"model file not found: {model}")
-        return Found(model, _projector_beside(model))
+        return Found(model, registry.projector_beside(model))
     from .download import fetch, hub_session
 
     repo = which.quantized_model_id
@@ -263,7 +254,7 @@ def _named_file(which: Which.GGUF, *, progress: bool) -> Found:
             ggufs = [f for f in listing if f.lower().endswith(".gguf")]
             raise ModelNotFound(f"{repo} has no file {names[0]}: it has {', '.join(ggufs) or 'no GGUF files'}")
         paths = [fetch(repo, n, hashes.get(n)) for n in names]  # checked against the Hub's sha256, as pulls are
-        mmproj = _best_projector(listing)
+        mmproj = registry.pick_files(listing, "\0")[1]  # no file is named for "\0": the projector alone
         return Found(paths[0], fetch(repo, mmproj, hashes.get(mmproj)) if mmproj else None)
 
 
