@@ -91,8 +91,6 @@ def test_parse_time_refuses(text) -> None:
 def test_options_from_dict() -> None:
     opts = VideoOptions.from_dict({"fps": "2", "max_frames": 8, "start": "0:05", "end": 60, "url": "x", "max_side": 1})
     assert opts == VideoOptions(fps=2.0, max_frames=8, start=5.0, end=60.0, audio=True)
-    base = VideoOptions(fps=0.5, max_frames=4, audio=False)
-    assert VideoOptions.from_dict({"end": "1:00"}, defaults=base) == VideoOptions(0.5, 4, None, 60.0, False)
     for bad, words in [
         ({"fps": 0}, "fps"),
         ({"fps": "fast"}, "fps"),
