@@ -13,7 +13,7 @@ import llama_cpp as llama
 import numpy as np
 from llama_cpp import mtmd_cpp as mtmd
 
-from ..errors import MediaError
+from ..errors import InputError, MediaError
 from ..media import Audio, Image
 from ..options import GenerationOptions
 from ..quiet import captured_stderr
@@ -231,17 +231,18 @@ def builtin_templates() -> tuple[str, ...]:
     return tuple(a.decode() for a in arr)
 
 
-def apply_builtin_template(name: bytes, messages: list[dict[str, str]]) -> str:
+def apply_builtin_template(name: str, messages: list[dict[str, str]]) -> str:
+    """The prompt llama.cpp's built-in format `name` makes of the messages (llama_chat_apply_template)."""
     encoded = [(m["role"].encode(), m["content"].encode()) for m in messages]
     chat = (llama.llama_chat_message * len(encoded))(*[llama.llama_chat_message(r, c) for r, c in encoded])
     size = 2 * sum(len(r) + len(c) for r, c in encoded) + 256
     buf = ctypes.create_string_buffer(size)
-    n = llama.llama_chat_apply_template(name, chat, len(encoded), True, buf, size)
+    n = llama.llama_chat_apply_template(name.encode(), chat, len(encoded), True, buf, size)
     if n > size:
         buf = ctypes.create_string_buffer(n)
-        n = llama.llama_chat_apply_template(name, chat, len(encoded), True, buf, n)
+        n = llama.llama_chat_apply_template(name.encode(), chat, len(encoded), True, buf, n)
     if n < 0:
-        raise MediaError(f"llama.cpp's built-in template {name.decode()!r} failed on these messages")
+        raise InputError(f"llama.cpp's built-in template {name!r} failed on these messages")
     return buf.raw[:n].decode("utf-8", errors="replace")
 
 
@@ -254,8 +255,6 @@ def make_sampler(vocab, o: GenerationOptions):
             grammar = llama.llama_sampler_init_grammar(vocab, o.grammar.encode(), b"root")
         if not grammar:
             llama.llama_sampler_free(chain)
-            from ..errors import InputError
-
             reason = next((line.strip() for line in said() if line.strip()), "") or last_error() or "check its GBNF"
             raise InputError(f"the grammar does not parse: {reason}")
         add(grammar)

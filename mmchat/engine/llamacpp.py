@@ -17,20 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import gguf_info
 from ..config import DEFAULT_N_BATCH, DEFAULT_N_CTX, DEFAULT_N_UBATCH
-from ..errors import ContextOverflow, GenerationError, InputError, ModelLoadError, UnsupportedMedia
+from ..errors import ContextOverflow, GenerationError, ModelLoadError, UnsupportedMedia
 from ..media import Audio, Image
+from ..models import gguf_info, pairs
 from ..options import GenerationOptions
 from . import _lib
-from ..models import pairs
 from ._lib import llama, mtmd
 from .base import Capabilities, EngineStats, Event, Finished, Progress, Started, Timings, Turn, Usage
 from .encodemeter import EncodeMeter
 from .encoder import MediaEncoder, Stopped
 from .kvcache import EmbeddingCache, MediaItem, PromptItem, common_prefix
 from .mediacache import open_disk_cache
-from .template import PLAIN_STOP, PLAIN_TEMPLATE, jinja_renderer, template_messages
+from .template import chat_renderer, template_messages
 from .textstream import TextStream
 
 _NO_CALLBACK = ctypes.cast(None, mtmd.mtmd_helper_post_decode_callback)
@@ -143,30 +142,13 @@ class LlamaCppEngine:
             )
 
     def _setup_template(self, chat_template: str | None) -> None:
+        """--chat-template, else the GGUF's own; each Jinja text or a llama.cpp built-in name."""
         self._bos = _lib.token_text(self._vocab, llama.llama_vocab_bos(self._vocab))
         self._eos = _lib.token_text(self._vocab, llama.llama_vocab_eos(self._vocab))
-        self._extra_stop: tuple[str, ...] = ()
-        if chat_template and chat_template in _lib.builtin_templates():
-            self._builtin = chat_template.encode()
-            self._render = None
-            return
-        self._builtin = None
-        if chat_template is not None and "{{" not in chat_template and "{%" not in chat_template:
-            raise InputError(
-                f"--chat-template {chat_template!r} is neither a Jinja file nor a llama.cpp built-in name "
-                f"({', '.join(_lib.builtin_templates()[:8])}, …)"
-            )
-        source = chat_template
-        if source is None:
-            raw = llama.llama_model_chat_template(self._model, None)
-            source = raw.decode("utf-8", errors="replace") if raw else None
-        if source is None:
-            self._notice(f"{self.model_path.name} has no chat template: using a plain 'User:/Assistant:' format (set one with --chat-template)")
-            source, self._extra_stop = PLAIN_TEMPLATE, PLAIN_STOP
-        try:
-            self._render = jinja_renderer(source)
-        except Exception as e:  # a template that does not compile is the user's input
-            raise InputError(f"the chat template does not compile ({e}): give a Jinja file or a built-in name") from None
+        raw = llama.llama_model_chat_template(self._model, None) if chat_template is None else None
+        self._render, self._extra_stop = chat_renderer(
+            chat_template, raw.decode("utf-8", errors="replace") if raw else None, names=_lib.builtin_templates(),
+            apply_builtin=_lib.apply_builtin_template, model_name=self.model_path.name, notice=self._notice)
 
     # -- interface -------------------------------------------------------------------
 
@@ -188,14 +170,7 @@ class LlamaCppEngine:
 
     def render(self, turns: Sequence[Turn]) -> str:
         """The prompt text exactly as the model gets it (media as the engine's marker)."""
-        messages = template_messages(turns, self._marker)
-        if self._builtin is not None:
-            text = _lib.apply_builtin_template(self._builtin, messages)
-        else:
-            try:
-                text = self._render(messages, bos_token=self._bos, eos_token=self._eos)
-            except Exception as e:
-                raise InputError(f"the chat template failed on these messages: {e}") from None
+        text = self._render(template_messages(turns, self._marker), bos_token=self._bos, eos_token=self._eos)
         if self._bos and llama.llama_vocab_get_add_bos(self._vocab) and text.startswith(self._bos):
             text = text[len(self._bos):]  # tokenizing adds BOS itself; never two
         return text
