@@ -9,6 +9,7 @@ tokens and never encodes an image twice (the REPL's follow-ups, Runner.chat in a
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import secrets
 import threading
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DEFAULT_N_BATCH, DEFAULT_N_CTX, DEFAULT_N_UBATCH
+from ..config import DEFAULT_MMPROJ_OFFLOAD, DEFAULT_N_BATCH, DEFAULT_N_CTX, DEFAULT_N_UBATCH
 from ..errors import ContextOverflow, GenerationError, ModelLoadError, UnsupportedMedia
 from ..media import Audio, Image
 from ..models import gguf_info, pairs
@@ -29,6 +30,7 @@ from .encodemeter import EncodeMeter
 from .encoder import MediaEncoder, Stopped
 from .kvcache import EmbeddingCache, MediaItem, PromptItem, common_prefix
 from .mediacache import open_disk_cache
+from .placement import plan
 from .template import chat_renderer, template_messages
 from .textstream import TextStream
 
@@ -52,6 +54,7 @@ class LlamaCppEngine:
         threads: int | None = None,
         chat_template: str | None = None,
         image_max_tokens: int | None = None,
+        mmproj_offload: bool = DEFAULT_MMPROJ_OFFLOAD,
         verbose: bool = False,
         notice=None,
         progress: Progress | None = None,
@@ -68,6 +71,7 @@ class LlamaCppEngine:
         self.threads = threads or _lib.physical_cores()
         gpu = _lib.has_gpu()
         self.n_gpu_layers = (999 if gpu else 0) if n_gpu_layers is None else n_gpu_layers
+        self.mmproj_offload = mmproj_offload  # the projector on the GPU, independent of the layers (as llama.cpp)
         self._model = self._ctx = self._mtmd = None
         self._audio_rate: float | None = None  # tokens per second of sound, learned on first use
         try:
@@ -75,6 +79,8 @@ class LlamaCppEngine:
             self._load_model()
             self._load_context(n_ctx)
             self._marker = f"<__media_{secrets.token_hex(8)}__>"  # user text can never forge it
+            self.placement = plan(gpu=gpu, n_gpu_layers=self.n_gpu_layers, mmproj_offload=mmproj_offload,
+                                  n_layer=llama.llama_model_n_layer(self._model), projector=self.mmproj_path is not None)
             if self.mmproj_path is not None:
                 self._load_mmproj(image_max_tokens)
         except BaseException:
@@ -86,7 +92,7 @@ class LlamaCppEngine:
         self._cache: list[PromptItem] = []  # what the KV cache holds, in order
         disk = None
         if media_cache is not None and self.mmproj_path is not None:  # the projector's output, kept for later runs
-            settings = (image_max_tokens, self.n_gpu_layers > 0, llama.llama_model_n_embd_inp(self._model))
+            settings = (image_max_tokens, self.placement.projector_device == "GPU", llama.llama_model_n_embd_inp(self._model))
             disk = open_disk_cache(media_cache, self.mmproj_path, settings, media_cache_bytes, self._notice)
         self._embeddings = EmbeddingCache(disk=disk)
         self.stats = EngineStats()
@@ -126,7 +132,7 @@ class LlamaCppEngine:
 
     def _load_mmproj(self, image_max_tokens: int | None) -> None:
         params = mtmd.mtmd_context_params_default()
-        params.use_gpu = self.n_gpu_layers > 0
+        params.use_gpu = self.mmproj_offload  # llama.cpp's --no-mmproj-offload sets this false
         params.n_threads = self.threads
         params.print_timings = False
         params.media_marker = self._marker.encode()
@@ -135,11 +141,14 @@ class LlamaCppEngine:
         params.cb_eval = self._meter.callback
         self._mtmd = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), self._model, params)
         self._meter.warmed_up(_lib.last_graph_nodes())
+        backend = _lib.last_projector_backend()  # what libmtmd says it used: the truth over the plan
         if not self._mtmd:
             raise ModelLoadError(
                 f"llama.cpp could not load the projector {self.mmproj_path} with {self.model_path.name} "
                 f"({_lib.last_error() or 'see -v'}): check that the mmproj belongs to this model"
             )
+        if backend:
+            self.placement = dataclasses.replace(self.placement, projector=backend)
 
     def _setup_template(self, chat_template: str | None) -> None:
         """--chat-template, else the GGUF's own; each Jinja text or a llama.cpp built-in name."""
@@ -210,7 +219,7 @@ class LlamaCppEngine:
                 "shorten it, use fewer or smaller media (video: --max-frames, --start/--end, --no-video-audio), "
                 "or raise --ctx-size"
             )
-        timings = Timings(media_decode=0.0)
+        timings = Timings(media_decode=0.0, ran_on=self.placement)
         with self._lock:  # waits for a background encode of these media, then finds them cached
             try:
                 self._evaluate(items, usage, timings)
