@@ -23,6 +23,7 @@ DEFAULT_SEED = -1  # random
 DEFAULT_N_CTX = 8192
 DEFAULT_N_BATCH = 2048
 DEFAULT_N_UBATCH = 512  # non-causal image chunks (gemma3: 256) need n_ubatch >= image tokens
+DEFAULT_MMPROJ_OFFLOAD = True  # the projector on the GPU when llama.cpp has one (its --no-mmproj-offload: False)
 
 # Model registry and downloads
 DEFAULT_QUANT = "Q4_K_M"  # for hf:owner/repo without :QUANT, as llama.cpp's -hf does

@@ -215,6 +215,10 @@ class LoadOptions(_Options):
     image_max_tokens: int | None = option(None, Rule("a whole number >= 1", _whole(1, optional=True)),
                                           "Cap on tokens per image for dynamic-resolution models (Qwen-VL).",
                                           flags=("--image-max-tokens",), type=int)
+    mmproj_offload: bool = option(config.DEFAULT_MMPROJ_OFFLOAD, Rule("true or false", _is_bool),
+                                  "Run the projector (image/audio encoder) on the GPU when llama.cpp has one; "
+                                  "--no-mmproj-offload keeps it on the CPU, whatever --gpu-layers says.",
+                                  flags=("--mmproj-offload/--no-mmproj-offload",), type=bool)
     cache: bool = option(True, Rule("true or false", _is_bool),
                          "Keep encoded media on disk, so a later run never encodes them again (`mmchat cache`).",
                          flags=("--cache/--no-cache",), type=bool)

@@ -69,6 +69,7 @@ class ChatCompletion:
                 "generation_s": round(t.generation, 4),
                 "first_token_s": round(t.first_token, 4),
                 "generation_tokens_per_s": round(t.tokens_per_second(u.completion_tokens), 2),
+                **({"ran_on": t.ran_on.as_dict()} if t.ran_on is not None else {}),
             },
         }
 

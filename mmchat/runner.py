@@ -40,7 +40,7 @@ class Runner:
     pull=True a named model that is not downloaded yet is fetched first; `which=` and
     `in_situ_quant=` name it as mistral.rs does. Keyword
     options are those of `LoadOptions` (n_ctx, n_gpu_layers, threads, chat_template,
-    image_max_tokens) and `MediaOptions` (image_max_side, video_fps, video_max_frames,
+    image_max_tokens, mmproj_offload) and `MediaOptions` (image_max_side, video_fps, video_max_frames,
     video_audio, video_max_side), or give the objects themselves as `load=` and `media=`.
 
     With `base_url` (or MMCHAT_BASE_URL) an OpenAI-compatible server answers instead (llama-server,
@@ -115,6 +115,7 @@ class Runner:
             target.model, target.mmproj, n_ctx=self.load.n_ctx, n_gpu_layers=self.load.n_gpu_layers,
             threads=self.load.threads, chat_template=_read_template(self.load.chat_template),
             image_max_tokens=self.load.image_max_tokens, verbose=verbose, notice=self._notice, progress=self._progress,
+            mmproj_offload=self.load.mmproj_offload,
             media_cache=config.cache_dir() if self.load.cache else None, media_cache_bytes=self.load.cache_size,
         )
 

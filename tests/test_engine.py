@@ -189,7 +189,7 @@ def test_evicted_embeddings_are_encoded_again_not_lost(models, png_a, png_b):
 def test_a_chat_template_that_is_no_file_nor_name_is_refused(models):
     from mmchat.errors import InputError
 
-    with pytest.raises(InputError, match="neither a Jinja file nor a llama.cpp built-in name"):
+    with pytest.raises(InputError, match="neither a Jinja template nor a llama.cpp built-in name"):
         Runner(models["llm-notemplate"], None, chat_template="chatmll")
 
 

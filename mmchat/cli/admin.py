@@ -119,6 +119,7 @@ def doctor() -> None:
         f"llama.cpp backends: {', '.join(report['devices']) or 'CPU'}",
         f"GPU offload: {'yes' if report['gpu_offload'] else 'no (CPU only; reinstall with CMAKE_ARGS=-DGGML_CUDA=on or -DGGML_METAL=on)'}",
         f"CPU features: {report['system_info']}",
+        *_where_it_runs(report["gpu_offload"], report["projector_gpu"]),
         f"threads by default: {report['threads']} (physical cores)",
         f"config: {config.config_file()}",
         f"user models file: {registry.user_file()}",
@@ -135,6 +136,32 @@ def doctor() -> None:
     lines.append(f"downloaded models: {', '.join(downloaded) if downloaded else 'none (mmchat pull NAME)'}")
     lines += [f"  {name}: {problem}" for name in downloaded if (problem := _files_problem(name))]
     print("\n".join(lines), file=current().stdout)
+
+
+def _where_it_runs(gpu: bool, projector_gpu: str | None) -> list[str]:
+    """Where `ask`, `chat` and `batch` put the text model and the projector on this build, with
+    config.toml's gpu-layers and mmproj-offload (the flags override them per command)."""
+    from .. import config
+    from ..engine.placement import plan
+    from ..errors import InputError
+    from ..options import LoadOptions
+
+    defaults = config.load_user_defaults(warn=lambda m: None)
+    given = {"n_gpu_layers": defaults.get("gpu_layers"), "mmproj_offload": defaults.get("mmproj_offload")}
+    try:
+        load = LoadOptions.build(given, label=lambda f: f"{f.metadata['flags'][0].split('/')[0].lstrip('-')} = ")
+    except InputError as e:
+        return [f"where models run: unknown, {config.config_file()} says {e}"]
+    where = plan(gpu=gpu, n_gpu_layers=load.n_gpu_layers, mmproj_offload=load.mmproj_offload,
+                 gpu_name=projector_gpu or "GPU")
+    text, projector = where.describe_text_model(), where.describe_projector()
+    if not gpu:
+        text = projector = "CPU (this build has no GPU backend)"
+    else:
+        text += " (gpu-layers in config.toml)" if given["n_gpu_layers"] is not None else " (--gpu-layers N to keep some on the CPU)"
+        projector += (" (mmproj-offload in config.toml)" if given["mmproj_offload"] is not None
+                      else " (--no-mmproj-offload keeps it on the CPU)")
+    return [f"text model runs on: {text}", f"projector runs on: {projector}"]
 
 
 def _files_problem(name: str) -> str | None:

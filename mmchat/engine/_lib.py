@@ -13,7 +13,7 @@ import llama_cpp as llama
 import numpy as np
 from llama_cpp import mtmd_cpp as mtmd
 
-from ..errors import MediaError
+from ..errors import InputError, MediaError
 from ..media import Audio, Image
 from ..options import GenerationOptions
 from ..quiet import captured_stderr
@@ -32,6 +32,8 @@ def _log(level: int, text: bytes, user_data) -> None:
     msg = text.decode("utf-8", errors="replace") if text else ""
     if "nodes = " in msg and "graph splits" in msg:  # the projector's warm-up graph: its size
         _state["graph_nodes"] = int(msg.rsplit("nodes = ", 1)[1].split()[0])
+    if "CLIP using " in msg:  # mtmd/clip.cpp says which backend the projector got: "CPU", "CUDA0"...
+        _state["clip_backend"] = msg.split("CLIP using ", 1)[1].rsplit(" backend", 1)[0].strip()
     if msg.strip() and (_state["last_level"] == _GGML_LOG_ERROR or "error:" in msg):
         _errors.append(msg.strip().splitlines()[0])
     if _state["verbose"]:
@@ -54,6 +56,11 @@ def init(verbose: bool = False) -> None:
 def last_graph_nodes() -> int:
     """Nodes of the last graph a projector reserved at warm-up (0 if none was logged)."""
     return int(_state.pop("graph_nodes", 0))
+
+
+def last_projector_backend() -> str | None:
+    """The backend libmtmd put the last projector on, as it logged it (None if it did not say)."""
+    return _state.pop("clip_backend", None)
 
 
 def last_error() -> str:
@@ -231,17 +238,18 @@ def builtin_templates() -> tuple[str, ...]:
     return tuple(a.decode() for a in arr)
 
 
-def apply_builtin_template(name: bytes, messages: list[dict[str, str]]) -> str:
+def apply_builtin_template(name: str, messages: list[dict[str, str]]) -> str:
+    """The prompt llama.cpp's built-in format `name` makes of the messages (llama_chat_apply_template)."""
     encoded = [(m["role"].encode(), m["content"].encode()) for m in messages]
     chat = (llama.llama_chat_message * len(encoded))(*[llama.llama_chat_message(r, c) for r, c in encoded])
     size = 2 * sum(len(r) + len(c) for r, c in encoded) + 256
     buf = ctypes.create_string_buffer(size)
-    n = llama.llama_chat_apply_template(name, chat, len(encoded), True, buf, size)
+    n = llama.llama_chat_apply_template(name.encode(), chat, len(encoded), True, buf, size)
     if n > size:
         buf = ctypes.create_string_buffer(n)
-        n = llama.llama_chat_apply_template(name, chat, len(encoded), True, buf, n)
+        n = llama.llama_chat_apply_template(name.encode(), chat, len(encoded), True, buf, n)
     if n < 0:
-        raise MediaError(f"llama.cpp's built-in template {name.decode()!r} failed on these messages")
+        raise InputError(f"llama.cpp's built-in template {name!r} failed on these messages")
     return buf.raw[:n].decode("utf-8", errors="replace")
 
 
@@ -254,8 +262,6 @@ def make_sampler(vocab, o: GenerationOptions):
             grammar = llama.llama_sampler_init_grammar(vocab, o.grammar.encode(), b"root")
         if not grammar:
             llama.llama_sampler_free(chain)
-            from ..errors import InputError
-
             reason = next((line.strip() for line in said() if line.strip()), "") or last_error() or "check its GBNF"
             raise InputError(f"the grammar does not parse: {reason}")
         add(grammar)
@@ -278,28 +284,52 @@ def make_sampler(vocab, o: GenerationOptions):
     return chain
 
 
-def backend_devices() -> list[str]:
-    """ggml's devices (CPU, CUDA0, Metal...), read from libggml itself: the bindings lack them."""
+_GGML_DEV_GPU, _GGML_DEV_IGPU = 1, 2  # enum ggml_backend_dev_type (ggml-backend.h)
+
+
+@functools.cache
+def _ggml():
+    """libggml itself, for its device list: the bindings lack it (None when it cannot be opened)."""
     import pathlib
 
     libdir = pathlib.Path(llama.__file__).parent / "lib"
     names = sorted(libdir.glob("libggml.so*")) + sorted(libdir.glob("libggml.dylib")) + sorted(libdir.glob("ggml.dll"))
     if not names:
-        return []
+        return None
     try:
         ggml = ctypes.CDLL(str(names[0]))
         ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
         ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
         ggml.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+        ggml.ggml_backend_dev_by_type.restype = ctypes.c_void_p
+        ggml.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
         for fn in (ggml.ggml_backend_dev_name, ggml.ggml_backend_dev_description):
             fn.restype, fn.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
-        out = []
-        for i in range(ggml.ggml_backend_dev_count()):
-            dev = ggml.ggml_backend_dev_get(i)
-            out.append(f"{ggml.ggml_backend_dev_name(dev).decode()} ({ggml.ggml_backend_dev_description(dev).decode().strip()})")
-        return out
     except (OSError, AttributeError):
+        return None
+    return ggml
+
+
+def backend_devices() -> list[str]:
+    """ggml's devices (CPU, CUDA0, Metal...), read from libggml itself."""
+    ggml = _ggml()
+    if ggml is None:
         return []
+    out = []
+    for i in range(ggml.ggml_backend_dev_count()):
+        dev = ggml.ggml_backend_dev_get(i)
+        out.append(f"{ggml.ggml_backend_dev_name(dev).decode()} ({ggml.ggml_backend_dev_description(dev).decode().strip()})")
+    return out
+
+
+def projector_gpu() -> str | None:
+    """The device a projector asked onto the GPU gets: the first GPU, else integrated GPU, as
+    mtmd/clip.cpp picks it (ggml_backend_init_by_type); None on a CPU-only build."""
+    ggml = _ggml()
+    if ggml is None:
+        return "GPU" if has_gpu() else None
+    dev = ggml.ggml_backend_dev_by_type(_GGML_DEV_GPU) or ggml.ggml_backend_dev_by_type(_GGML_DEV_IGPU)
+    return ggml.ggml_backend_dev_name(dev).decode() if dev else None
 
 
 def backend_report() -> dict:
@@ -308,6 +338,7 @@ def backend_report() -> dict:
     return {
         "devices": backend_devices(),
         "gpu_offload": has_gpu(),
+        "projector_gpu": projector_gpu(),
         "system_info": llama.llama_print_system_info().decode(errors="replace").strip(),
         "threads": physical_cores(),
     }

@@ -13,6 +13,7 @@ from typing import Callable, Optional, Protocol, Union
 
 from ..media import Audio, Image, Kind
 from ..options import GenerationOptions
+from .placement import Placement
 
 Segment = Union[str, Image, Audio]
 
@@ -80,6 +81,7 @@ class Timings:
     prompt: float = 0.0
     generation: float = 0.0
     first_token: float = 0.0  # from the start of the request to the first generated text
+    ran_on: Placement | None = None  # where the text model and the projector ran (None: not known, a server)
 
     def tokens_per_second(self, n: int) -> float:
         return n / self.generation if self.generation > 0 else 0.0

@@ -9,6 +9,7 @@ tokens and never encodes an image twice (the REPL's follow-ups, Runner.chat in a
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import secrets
 import threading
 import time
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DEFAULT_N_BATCH, DEFAULT_N_CTX, DEFAULT_N_UBATCH
-from ..errors import ContextOverflow, GenerationError, InputError, ModelLoadError, UnsupportedMedia
+from ..config import DEFAULT_MMPROJ_OFFLOAD, DEFAULT_N_BATCH, DEFAULT_N_CTX, DEFAULT_N_UBATCH
+from ..errors import ContextOverflow, GenerationError, ModelLoadError, UnsupportedMedia
 from ..media import Audio, Image
 from ..models import gguf_info, pairs
 from ..options import GenerationOptions
@@ -29,7 +30,8 @@ from .encodemeter import EncodeMeter
 from .encoder import MediaEncoder, Stopped
 from .kvcache import EmbeddingCache, MediaItem, PromptItem, common_prefix
 from .mediacache import open_disk_cache
-from .template import PLAIN_STOP, PLAIN_TEMPLATE, jinja_renderer, template_messages
+from .placement import plan
+from .template import chat_renderer, template_messages
 from .textstream import TextStream
 
 _NO_CALLBACK = ctypes.cast(None, mtmd.mtmd_helper_post_decode_callback)
@@ -52,6 +54,7 @@ class LlamaCppEngine:
         threads: int | None = None,
         chat_template: str | None = None,
         image_max_tokens: int | None = None,
+        mmproj_offload: bool = DEFAULT_MMPROJ_OFFLOAD,
         verbose: bool = False,
         notice=None,
         progress: Progress | None = None,
@@ -68,6 +71,7 @@ class LlamaCppEngine:
         self.threads = threads or _lib.physical_cores()
         gpu = _lib.has_gpu()
         self.n_gpu_layers = (999 if gpu else 0) if n_gpu_layers is None else n_gpu_layers
+        self.mmproj_offload = mmproj_offload  # the projector on the GPU, independent of the layers (as llama.cpp)
         self._model = self._ctx = self._mtmd = None
         self._audio_rate: float | None = None  # tokens per second of sound, learned on first use
         try:
@@ -75,6 +79,8 @@ class LlamaCppEngine:
             self._load_model()
             self._load_context(n_ctx)
             self._marker = f"<__media_{secrets.token_hex(8)}__>"  # user text can never forge it
+            self.placement = plan(gpu=gpu, n_gpu_layers=self.n_gpu_layers, mmproj_offload=mmproj_offload,
+                                  n_layer=llama.llama_model_n_layer(self._model), projector=self.mmproj_path is not None)
             if self.mmproj_path is not None:
                 self._load_mmproj(image_max_tokens)
         except BaseException:
@@ -86,7 +92,7 @@ class LlamaCppEngine:
         self._cache: list[PromptItem] = []  # what the KV cache holds, in order
         disk = None
         if media_cache is not None and self.mmproj_path is not None:  # the projector's output, kept for later runs
-            settings = (image_max_tokens, self.n_gpu_layers > 0, llama.llama_model_n_embd_inp(self._model))
+            settings = (image_max_tokens, self.placement.projector_device == "GPU", llama.llama_model_n_embd_inp(self._model))
             disk = open_disk_cache(media_cache, self.mmproj_path, settings, media_cache_bytes, self._notice)
         self._embeddings = EmbeddingCache(disk=disk)
         self.stats = EngineStats()
@@ -126,7 +132,7 @@ class LlamaCppEngine:
 
     def _load_mmproj(self, image_max_tokens: int | None) -> None:
         params = mtmd.mtmd_context_params_default()
-        params.use_gpu = self.n_gpu_layers > 0
+        params.use_gpu = self.mmproj_offload  # llama.cpp's --no-mmproj-offload sets this false
         params.n_threads = self.threads
         params.print_timings = False
         params.media_marker = self._marker.encode()
@@ -135,37 +141,23 @@ class LlamaCppEngine:
         params.cb_eval = self._meter.callback
         self._mtmd = mtmd.mtmd_init_from_file(str(self.mmproj_path).encode(), self._model, params)
         self._meter.warmed_up(_lib.last_graph_nodes())
+        backend = _lib.last_projector_backend()  # what libmtmd says it used: the truth over the plan
         if not self._mtmd:
             raise ModelLoadError(
                 f"llama.cpp could not load the projector {self.mmproj_path} with {self.model_path.name} "
                 f"({_lib.last_error() or 'see -v'}): check that the mmproj belongs to this model"
             )
+        if backend:
+            self.placement = dataclasses.replace(self.placement, projector=backend)
 
     def _setup_template(self, chat_template: str | None) -> None:
+        """--chat-template, else the GGUF's own; each Jinja text or a llama.cpp built-in name."""
         self._bos = _lib.token_text(self._vocab, llama.llama_vocab_bos(self._vocab))
         self._eos = _lib.token_text(self._vocab, llama.llama_vocab_eos(self._vocab))
-        self._extra_stop: tuple[str, ...] = ()
-        if chat_template and chat_template in _lib.builtin_templates():
-            self._builtin = chat_template.encode()
-            self._render = None
-            return
-        self._builtin = None
-        if chat_template is not None and "{{" not in chat_template and "{%" not in chat_template:
-            raise InputError(
-                f"--chat-template {chat_template!r} is neither a Jinja file nor a llama.cpp built-in name "
-                f"({', '.join(_lib.builtin_templates()[:8])}, …)"
-            )
-        source = chat_template
-        if source is None:
-            raw = llama.llama_model_chat_template(self._model, None)
-            source = raw.decode("utf-8", errors="replace") if raw else None
-        if source is None:
-            self._notice(f"{self.model_path.name} has no chat template: using a plain 'User:/Assistant:' format (set one with --chat-template)")
-            source, self._extra_stop = PLAIN_TEMPLATE, PLAIN_STOP
-        try:
-            self._render = jinja_renderer(source)
-        except Exception as e:  # a template that does not compile is the user's input
-            raise InputError(f"the chat template does not compile ({e}): give a Jinja file or a built-in name") from None
+        raw = llama.llama_model_chat_template(self._model, None) if chat_template is None else None
+        self._render, self._extra_stop = chat_renderer(
+            chat_template, raw.decode("utf-8", errors="replace") if raw else None, names=_lib.builtin_templates(),
+            apply_builtin=_lib.apply_builtin_template, model_name=self.model_path.name, notice=self._notice)
 
     # -- interface -------------------------------------------------------------------
 
@@ -187,14 +179,7 @@ class LlamaCppEngine:
 
     def render(self, turns: Sequence[Turn]) -> str:
         """The prompt text exactly as the model gets it (media as the engine's marker)."""
-        messages = template_messages(turns, self._marker)
-        if self._builtin is not None:
-            text = _lib.apply_builtin_template(self._builtin, messages)
-        else:
-            try:
-                text = self._render(messages, bos_token=self._bos, eos_token=self._eos)
-            except Exception as e:
-                raise InputError(f"the chat template failed on these messages: {e}") from None
+        text = self._render(template_messages(turns, self._marker), bos_token=self._bos, eos_token=self._eos)
         if self._bos and llama.llama_vocab_get_add_bos(self._vocab) and text.startswith(self._bos):
             text = text[len(self._bos):]  # tokenizing adds BOS itself; never two
         return text
@@ -234,7 +219,7 @@ class LlamaCppEngine:
                 "shorten it, use fewer or smaller media (video: --max-frames, --start/--end, --no-video-audio), "
                 "or raise --ctx-size"
             )
-        timings = Timings(media_decode=0.0)
+        timings = Timings(media_decode=0.0, ran_on=self.placement)
         with self._lock:  # waits for a background encode of these media, then finds them cached
             try:
                 self._evaluate(items, usage, timings)

@@ -3,6 +3,11 @@
 Media parts become the marker text in place, and a message's parts are joined the way
 llama.cpp's server joins them (a newline between text parts, none next to a marker), so a
 GGUF's own Jinja template sees plain string content and needs no knowledge of media.
+
+A template is Jinja text or the name of one of llama.cpp's built-in formats: some GGUFs carry
+only the name in `tokenizer.chat_template` (ggml-org's moondream2 says `vicuna`), and
+`--chat-template chatml` is a name too. A name is rendered by llama.cpp itself
+(`llama_chat_apply_template`), the marker inside the content where the media stood.
 """
 
 from __future__ import annotations
@@ -12,7 +17,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from ..errors import InputError, ModelLoadError
 from .base import Segment, Turn
+
+#: render(messages, bos_token=, eos_token=) -> the prompt text
+Renderer = Callable[..., str]
 
 #: used when a GGUF has no template and none was given: readable by any base model
 PLAIN_TEMPLATE = (
@@ -25,6 +34,55 @@ PLAIN_TEMPLATE = (
 )
 #: what ends an assistant turn in PLAIN_TEMPLATE, so generation stops there
 PLAIN_STOP = ("\nUser:",)
+
+
+def is_jinja(text: str) -> bool:
+    """Whether a template is Jinja: anything without a tag or an expression renders to itself."""
+    return any(tag in text for tag in ("{{", "{%", "{#"))
+
+
+def builtin_name(text: str, names: Sequence[str]) -> str | None:
+    """The llama.cpp built-in format a template names (None: it names none)."""
+    name = text.strip()
+    return name if name in names else None
+
+
+def _unknown(text: str, where: str, names: Sequence[str], remedy: str) -> str:
+    """The one line that says a template is neither Jinja nor a built-in name, and which names exist."""
+    shown = text.strip()
+    shown = shown if len(shown) <= 40 else shown[:40] + "…"
+    return f"{where} {shown!r} is neither a Jinja template nor a llama.cpp built-in name ({', '.join(names)}): {remedy}"
+
+
+def chat_renderer(given: str | None, embedded: str | None, *, names: Sequence[str],
+                  apply_builtin: Callable[[str, list[dict[str, str]]], str], model_name: str,
+                  notice: Callable[[str], None]) -> tuple[Renderer, tuple[str, ...]]:
+    """The renderer for --chat-template (`given`), else the GGUF's own template, else the plain
+    format; and the stop strings the format needs. `apply_builtin(name, messages)` is llama.cpp's."""
+    source, stop = given if given is not None else embedded, ()
+    if source is None:
+        notice(f"{model_name} has no chat template: using a plain 'User:/Assistant:' format (set one with --chat-template)")
+        source, stop = PLAIN_TEMPLATE, PLAIN_STOP
+    name = builtin_name(source, names)
+    if name is not None:
+        return (lambda messages, **tokens: apply_builtin(name, messages)), stop
+    if not is_jinja(source):
+        if given is not None:
+            raise InputError(_unknown(source, "--chat-template", names, "give a Jinja file or one of these names"))
+        raise ModelLoadError(_unknown(source, f"{model_name}'s chat template", names,
+                                      "give one with --chat-template NAME or FILE"))
+    try:
+        render = jinja_renderer(source)
+    except Exception as e:  # a template that does not compile is the user's input
+        raise InputError(f"the chat template does not compile ({e}): give a Jinja file or a built-in name") from None
+
+    def checked(messages: list[dict[str, str]], **tokens: str) -> str:
+        try:
+            return render(messages, **tokens)
+        except Exception as e:
+            raise InputError(f"the chat template failed on these messages: {e}") from None
+
+    return checked, stop
 
 
 def flatten(segments: Sequence[Segment], marker: str) -> str:
