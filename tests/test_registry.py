@@ -376,3 +376,15 @@ def test_a_pull_killed_mid_file_resumes_where_it_stopped(hub: FakeHub):
     assert hub.range_requests("big-Q4_K_M.gguf") == [f"bytes={kept}-"]  # only the rest was asked for
     assert not list(cache.rglob("*.mmchat-partial"))
     assert registry.resolve_local("big") == got
+
+
+def test_the_projector_beside_a_model_is_one_rule_for_every_way_of_naming_it(tmp_path):
+    """Quantizations of one projector: the best (f16 > bf16 > q8_0); different projectors: none, said once."""
+    model = tmp_path / "gemma-4-E2B-it-Q4_0.gguf"
+    for name in (model.name, "mmproj-gemma-4-E2B-it-Q8_0.gguf", "mmproj-gemma-4-E2B-it-f16.gguf"):
+        (tmp_path / name).write_bytes(b"GGUF")
+    assert registry.projector_beside(model) == tmp_path / "mmproj-gemma-4-E2B-it-f16.gguf"
+    (tmp_path / "mmproj-audio.gguf").write_bytes(b"GGUF")
+    said: list[str] = []
+    assert registry.projector_beside(model, said.append) is None
+    assert len(said) == 1 and "give one with --mmproj" in said[0] and "mmproj-audio.gguf" in said[0]

@@ -207,9 +207,16 @@ def pick_files(filenames: Iterable[str], quant: str) -> tuple[str | None, str | 
     return model, mmproj
 
 
-def projector_beside(model: Path) -> Path | None:
-    """The projector in a local model's folder, by the same ranking as a repository's."""
-    mmproj = pick_files([p.name for p in model.parent.glob("*.gguf")], "\0")[1]  # no file is named for "\0"
+def projector_beside(model: Path, warn: Warn | None = None) -> Path | None:
+    """The projector in a local model's folder: of several quantizations of one projector, the best
+    by the same ranking as a repository's (f16, bf16, q8_0); none when they are different projectors."""
+    found = sorted(p.name for p in model.parent.glob("*.gguf") if "mmproj" in p.name.lower())
+    if len({_QUANT_IN_NAME.sub("", name[:-5]).lower() for name in found}) > 1:
+        if warn is not None:
+            warn(f"{len(found)} different projectors beside {model.name} ({', '.join(found)}): "
+                 "loading it text-only; give one with --mmproj")
+        return None
+    mmproj = pick_files(found, "\0")[1]  # no file is named for "\0": the projector alone
     return model.parent / mmproj if mmproj else None
 
 

@@ -67,7 +67,8 @@ def find_target(
                           modalities=kinds if kinds is not None else entry.modalities or None, name=entry.name)
     resolved = registry.resolve(model, pull=pull, progress=progress, warn=warn, known=known)
     if mmproj is None:
-        return Target(resolved.model, resolved.mmproj or registry.projector_beside(resolved.model), name=resolved.name)
+        mmproj = resolved.mmproj or registry.projector_beside(resolved.model, warn)
+        return Target(resolved.model, mmproj, name=resolved.name)
     path = Path(mmproj).expanduser()
     if not path.is_file():
         raise ModelNotFound(f"projector file not found: {mmproj}: give the path to an mmproj-*.gguf")
