@@ -96,7 +96,8 @@ class Runner:
                 in_situ_quant=in_situ_quant, pull=pull, progress=not quiet, warn=lambda m: self._notice(f"warning: {m}"))
             engine = self._open(target, verbose=verbose)
         self.engine = engine
-        self.inputs = MediaResolver(engine.capabilities(), stdin=stdin, progress=progress, policy=policy)
+        self.inputs = MediaResolver(engine.capabilities(), stdin=stdin, progress=progress, policy=policy,
+                                    notice=self._notice)
         self._load_time: float | None = time.perf_counter() - t0  # reported by the first request
 
     def _open(self, target: Target, *, verbose: bool) -> Engine:

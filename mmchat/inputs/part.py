@@ -20,6 +20,7 @@ from .. import messages as msgs
 from ..errors import SourceError
 from ..media import Kind
 
+_PAGE_FRAGMENT = re.compile(r"#page=([0-9][0-9,\- ]*)$")  # Adobe's PDF open parameter, as browsers take it
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")  # 2+ letters before ':': C:\ stays a path
 
 #: URL forms with a scheme, each read by sources.READERS[scheme]. A plain path is "path", '-' is
@@ -36,6 +37,7 @@ class Location:
     scheme: str  # "path", "stdin", or one of SCHEMES
     label: str  # for messages: the path as given, 'stdin', 'data: URL', or the URL
     path: Path | None = None  # a file on this machine (a path or a file:// URL)
+    pages: str | None = None  # a PDF's pages from the URL's #page=N or #page=A-B (not part of `text`)
 
     @property
     def host(self) -> str:
@@ -49,6 +51,10 @@ class Location:
 def locate(url: str) -> Location:
     """The one parse of a media URL; a form mmchat cannot read is a SourceError naming it."""
     text = url.strip()
+    fragment = _PAGE_FRAGMENT.search(text)
+    if fragment and not text.lower().startswith("data:"):
+        where = locate(text[: fragment.start()])
+        return dataclasses.replace(where, pages=fragment.group(1).replace(" ", ""))
     if text == "-":
         return Location(text, "stdin", "stdin")
     match = _URL_SCHEME.match(text)

@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from .. import config
@@ -42,8 +42,10 @@ class MediaResolver:
     """Message parts -> segments for one model (its capabilities decide what it may be given)."""
 
     def __init__(self, capabilities: Capabilities, *, stdin: BinaryIO | None = None, progress: Progress | None = None,
-                 cache_bytes: int = config.DEFAULT_MEDIA_CACHE_BYTES, policy: MediaPolicy | None = None):
+                 cache_bytes: int = config.DEFAULT_MEDIA_CACHE_BYTES, policy: MediaPolicy | None = None,
+                 notice: Callable[[str], None] | None = None):
         self.caps = capabilities
+        self._notice = notice or (lambda message: None)  # what a PDF's pages left out, a text-only reading
         self.policy = policy  # None: anything the user can read (the CLI)
         self._stdin = stdin
         self._progress = progress
@@ -56,10 +58,12 @@ class MediaResolver:
     def check(self, messages: Sequence[msgs.Message]) -> None:
         """Refuse media the model cannot take, before anything is read."""
         for part in media_parts(messages):
-            self.check_kind(part.kind, part.url)
+            self.check_kind(part.kind, part.url, part.location)
 
-    def check_kind(self, kind: Kind, url: str) -> None:
-        if kind not in self.caps.kinds:
+    def check_kind(self, kind: Kind, url: str, where: Location | None = None) -> None:
+        """Refuse a kind the model cannot take; a local PDF or text file given as an image is let
+        through to a model that cannot see (it gets the text)."""
+        if kind not in self.caps.kinds and not (kind == "image" and where is not None and self._document(where)):
             what = "images" if kind == "image" else kind
             raise UnsupportedMedia(f"{self.caps.model_name} takes {self.caps.describe()}, not {what} ({_short(url)}): "
                                    f"use a model that takes {what} (a local model's mmproj decides)")
@@ -69,7 +73,7 @@ class MediaResolver:
         checked = msgs.validate_messages(messages)
         parts = media_parts(checked)
         for part in parts:
-            self.check_kind(part.kind, part.url)
+            self.check_kind(part.kind, part.url, part.location)
         if sum(part.location.scheme == "stdin" for part in parts) > 1:
             raise InputError("only one media part can read standard input ('-')")
         if self.policy is not None:  # every part is admitted before the first is read
@@ -91,6 +95,19 @@ class MediaResolver:
                     segments.extend(self.segments(next(pending), media, budget))
             turns.append(Turn(message["role"], tuple(segments)))
         return turns
+
+    def _document(self, where: Location) -> bool:
+        """A local file (one the policy lets us read) whose first KiB says PDF or text."""
+        from .sniff import detect_document
+
+        if where.path is None:
+            return False
+        try:
+            path = (self.policy.admit(where) if self.policy is not None else where).path
+            with open(path, "rb") as f:  # type: ignore[arg-type]
+                return detect_document(f.read(1024)) is not None
+        except (OSError, MmchatError):
+            return False  # the read says what is wrong
 
     # -- one part --------------------------------------------------------------------
 
@@ -123,7 +140,8 @@ class MediaResolver:
         """Everything that shapes the decoded result: the part's own options over the request's
         (which keys a part may carry is messages.PART_OPTIONS, checked when it was validated)."""
         if part.kind == "image":
-            return {"max_side": part.options.get("max_side", media.image_max_side)}
+            return {"max_side": part.options.get("max_side", media.image_max_side),
+                    "pages": part.location.pages or media.pdf_pages}  # a PDF's
         if part.kind == "audio":
             start, end = parse_segment(part.options.get("start"), part.options.get("end"), "audio")
             return {"rate": self.caps.audio_sample_rate or 16000, "start": start, "end": end}
@@ -144,6 +162,10 @@ class MediaResolver:
             on_bytes = (lambda done, total: report(f"downloading {_short(where.text)}", done, total)) if report else None
             source = budget.read(where, stdin=self._stdin, progress=on_bytes, deadline=media.url_deadline)
         digest = hashlib.sha256(source.data).hexdigest()
+        if kind == "image" and source.kind is None:
+            document = self._read_document(source, options)
+            if document is not None:
+                return document, digest
         _check_kind(source, kind)
         if kind == "image":
             from ..media.image import decode_image
@@ -152,6 +174,17 @@ class MediaResolver:
         if kind == "audio":
             return [self._audio(source.data, source.label, options)], digest
         return self._video(source.data, source.label, options), digest
+
+    def _read_document(self, source: Any, options: dict[str, Any]) -> list[Segment] | None:
+        """A PDF's pages or a text file's text, for a part given as an image; None for other bytes."""
+        from .pdf import pdf_segments, text_segments
+        from .sniff import detect_document
+
+        found = detect_document(source.data)
+        if found == "pdf":
+            return pdf_segments(source.data, source.label, pages=options.get("pages"), vision=self.caps.vision,
+                                max_side=options["max_side"] or None, notice=self._notice)
+        return text_segments(source.data, source.label) if found == "text" else None
 
     def _audio(self, src: Any, label: str, options: dict[str, Any]) -> Audio:
         """Refused from its length when it cannot fit (before decoding), else decoded (only its part)."""
@@ -206,13 +239,17 @@ class MediaResolver:
         fetched = budget.read(where, stdin=self._stdin) if local is None and kind is None else None  # read once
         source = local or fetched
         if source is not None and kind is None:
-            if source.kind is None:
-                raise UnsupportedMedia(f"{source.label} is not an image, audio or video file mmchat knows: "
+            from .sniff import detect_document
+
+            if source.kind is None and detect_document(source.data) is None:
+                raise UnsupportedMedia(f"{source.label} is not an image, audio, video, PDF or text file mmchat knows: "
                                        "check the file, or force a kind with /image, /audio or /video")
-            kind = source.kind
+            kind = source.kind or "image"  # a PDF or a text file travels as an image part: the resolver reads it
         assert kind is not None
-        self.check_kind(kind, url)
+        self.check_kind(kind, url, where)
         stored = str(source.path.resolve()) if source is not None and source.path is not None else where.text
+        if where.pages:
+            stored += f"#page={where.pages}"  # the pages travel with the part
         self.segments(MediaPart(kind, stored, {}, "attach"), media, budget, fetched)  # decoded now, reused by the turn
         return Attachment(kind, stored, url)
 
