@@ -25,8 +25,10 @@ _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")  # 2+ letters before ':'
 
 #: URL forms with a scheme, each read by sources.READERS[scheme]. A plain path is "path", '-' is
 #: "stdin". (Schemes written without '//', such as data:, are matched on the name and the colon.)
-SCHEMES = ("file", "data", "http", "https")
+SCHEMES = ("file", "data", "http", "https", "clipboard", "screen")
 REMOTE = ("http", "https")
+#: this machine's devices (inputs/capture.py): refused unless the caller allows them
+DEVICES = ("clipboard", "screen")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +74,10 @@ def locate(url: str) -> Location:
     if scheme in REMOTE:
         split_url(text)  # a URL it cannot read fails here, once
         return Location(text, scheme, text)
-    raise SourceError(f"unsupported URL scheme '{scheme}:' in {text}: use a path, file://, http(s):// or data:")
+    if scheme in DEVICES:
+        return Location(text, scheme, text)
+    raise SourceError(f"unsupported URL scheme '{scheme}:' in {text}: use a path, file://, http(s)://, data:, "
+                      "clipboard: or screen:")
 
 
 def split_url(url: str) -> urllib.parse.SplitResult:

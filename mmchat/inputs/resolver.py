@@ -23,8 +23,8 @@ from ..engine.base import Capabilities, Progress, Segment, Turn
 from ..errors import InputError, MediaRefused, MmchatError, UnsupportedMedia
 from ..media import Audio, Image, Kind, with_article
 from ..options import MediaOptions, parse_segment
-from .part import Location, MediaPart, locate, media_part, media_parts
-from .policy import MediaPolicy
+from .part import DEVICES, Location, MediaPart, locate, media_part, media_parts
+from .policy import MediaPolicy, device_refusal
 
 Digest = str | os.PathLike  # the sha256 of the bytes read, or a local file's path, hashed when asked
 
@@ -43,8 +43,9 @@ class MediaResolver:
 
     def __init__(self, capabilities: Capabilities, *, stdin: BinaryIO | None = None, progress: Progress | None = None,
                  cache_bytes: int = config.DEFAULT_MEDIA_CACHE_BYTES, policy: MediaPolicy | None = None,
-                 notice: Callable[[str], None] | None = None):
+                 notice: Callable[[str], None] | None = None, devices: bool = False):
         self.caps = capabilities
+        self.devices = devices  # read clipboard: and screen: without a policy (the CLI); a policy says for itself
         self._notice = notice or (lambda message: None)  # what a PDF's pages left out, a text-only reading
         self.policy = policy  # None: anything the user can read (the CLI)
         self._stdin = stdin
@@ -76,9 +77,8 @@ class MediaResolver:
             self.check_kind(part.kind, part.url, part.location)
         if sum(part.location.scheme == "stdin" for part in parts) > 1:
             raise InputError("only one media part can read standard input ('-')")
-        if self.policy is not None:  # every part is admitted before the first is read
-            for part in parts:
-                self.policy.admit(part.location)
+        for part in parts:  # every part is admitted before the first is read
+            self._admit(part.location)
         budget = _Budget(self.policy)
         pending = iter(parts)
         turns = []
@@ -96,6 +96,15 @@ class MediaResolver:
             turns.append(Turn(message["role"], tuple(segments)))
         return turns
 
+    def _admit(self, where: Location) -> Location:
+        """What may be read for this part: the policy's rules, or (without one) anything but this
+        machine's devices unless the caller allowed them."""
+        if self.policy is not None:
+            return self.policy.admit(where)
+        if where.scheme in DEVICES and not self.devices:
+            raise MediaRefused(device_refusal(where, "Runner(devices=True) or a MediaPolicy(devices=True)"))
+        return where
+
     def _document(self, where: Location) -> bool:
         """A local file (one the policy lets us read) whose first KiB says PDF or text."""
         from .sniff import detect_document
@@ -103,7 +112,7 @@ class MediaResolver:
         if where.path is None:
             return False
         try:
-            path = (self.policy.admit(where) if self.policy is not None else where).path
+            path = self._admit(where).path
             with open(path, "rb") as f:  # type: ignore[arg-type]
                 return detect_document(f.read(1024)) is not None
         except (OSError, MmchatError):
@@ -116,8 +125,7 @@ class MediaResolver:
         """One media part, decoded (or remembered: a file by path, size and mtime; a URL by its text).
         `fetched`: the part's bytes when the caller has already read them."""
         where = part.location
-        if self.policy is not None:  # before the cache: a remembered file is still refused
-            where = self.policy.admit(where)
+        where = self._admit(where)  # before the cache: a remembered file is still refused
         options = self._effective(part, media)
         key = _media_key(part.kind, where, options)
         found = self._cache.get(key) if key else None
@@ -232,9 +240,7 @@ class MediaResolver:
         from .sources import local_source
 
         budget = _Budget(self.policy)
-        where = locate(url)
-        if self.policy is not None:
-            where = self.policy.admit(where)
+        where = self._admit(locate(url))
         local = local_source(where)
         fetched = budget.read(where, stdin=self._stdin) if local is None and kind is None else None  # read once
         source = local or fetched
@@ -327,7 +333,7 @@ def _url_key(url: str) -> str:
 
 def _media_key(kind: Kind, where: Location, options: Mapping[str, Any]) -> tuple | None:
     """What identifies decoded media: a local file's path, size and mtime; a URL's text; and the options."""
-    if where.scheme == "stdin":
+    if where.scheme == "stdin" or where.scheme in DEVICES:  # read anew each time
         return None
     shaped = tuple(sorted((k, repr(v)) for k, v in options.items()))
     if where.path is None:  # data: and http(s): the URL names the content
