@@ -15,7 +15,8 @@ MmchatError                 1  runtime failure
 ├── NetworkError            1  the network is unreachable
 ├── DiskFull                1  no space left to write a file (the old one is left as it was)
 ├── CorruptDownload         1  a pulled file is not the file the Hub lists (its hash differs)
-└── ServerError             1  a model server could not be reached, timed out or kept failing
+├── ServerError             1  a model server could not be reached, timed out or kept failing
+└── MissingTool             1  a system tool or library mmchat needs is not installed (xclip, PortAudio)
 """
 
 from __future__ import annotations
@@ -108,3 +109,7 @@ def one_line(error: BaseException | str) -> str:
 
 class ServerError(MmchatError):
     """An OpenAI-compatible server was unreachable, too slow, or failed (5xx, 429) after retries."""
+
+
+class MissingTool(MmchatError):
+    """A system part the clipboard, the screen or the microphone needs is missing: the message names its package."""

@@ -53,6 +53,7 @@ def _is_bool(v: Any) -> bool:
 GREEDY_OK = Rule("a number >= 0 (0 is greedy)", _number(0))
 PENALTY = Rule("a number from -2 to 2 (0 is off)", _number(-2, 2))
 VIDEO_FPS = Rule("a number > 0", _number(above=0))
+PAGES = re.compile(r"[1-9]\d*(?:-[1-9]\d*)?(?:,[1-9]\d*(?:-[1-9]\d*)?)*")  # 3 | 2-5 | 1,4-6
 VIDEO_MAX_FRAMES = Rule("a whole number >= 1", _whole(1))
 
 
@@ -299,6 +300,10 @@ class MediaOptions(_Options):
     video_max_side: int = option(config.DEFAULT_VIDEO_FRAME_MAX_SIDE, Rule("a whole number >= 0 (0 = never)", _whole(0)),
                                  "Scale video frames down so the long side is at most this many pixels (0 = never).",
                                  flags=("--frame-max-side",), type=int)
+    pdf_pages: str | None = option(None, Rule("pages such as 3, 2-5 or 1,4-6", lambda v: v is None or (
+                                       isinstance(v, str) and PAGES.fullmatch(v.replace(" ", "")) is not None)),
+                                   f"PDF pages to read, e.g. 2-5 (default: the first {config.DEFAULT_PDF_MAX_PAGES}); "
+                                   "a part's URL may say #page=2-5.", flags=("--pages",), type=str, show_default=False)
     url_deadline: float = option(config.DEFAULT_URL_DEADLINE, Rule("a number of seconds > 0", _number(above=0)),
                                  "Most seconds one http(s) media URL may take to download, all of it.",
                                  flags=("--url-deadline",), type=float)

@@ -52,7 +52,9 @@ class Runner:
     `on_completion(messages, completion, digests)` is called after every whole answer, with the
     sha256 of each medium read (`media_digests`): the conversation log (mmchat/logs.py) listens there.
 
-    `policy=` takes a `MediaPolicy`: what a service may read (mmchat.inputs.policy).
+    `policy=` takes a `MediaPolicy`: what a service may read (mmchat.inputs.policy). Parts naming
+    this machine's clipboard or screen (clipboard:, screen:) are refused unless
+    `devices=True` (or the policy's own `devices=True`): the CLI allows them, a service must not.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class Runner:
         load: LoadOptions | None = None,
         media: MediaOptions | None = None,
         policy: MediaPolicy | None = None,
+        devices: bool = False,
         generation: GenerationOptions | None = None,
         remote: RemoteOptions | None = None,
         verbose: bool = False,
@@ -96,7 +99,8 @@ class Runner:
                 in_situ_quant=in_situ_quant, pull=pull, progress=not quiet, warn=lambda m: self._notice(f"warning: {m}"))
             engine = self._open(target, verbose=verbose)
         self.engine = engine
-        self.inputs = MediaResolver(engine.capabilities(), stdin=stdin, progress=progress, policy=policy)
+        self.inputs = MediaResolver(engine.capabilities(), stdin=stdin, progress=progress, policy=policy,
+                                    notice=self._notice, devices=devices)
         self._load_time: float | None = time.perf_counter() - t0  # reported by the first request
 
     def _open(self, target: Target, *, verbose: bool) -> Engine:

@@ -53,7 +53,7 @@ def test_relative_paths_are_stored_absolute(runner, png, monkeypatch):
     [
         (lambda d: d / "missing.png", None, SourceError, "file not found"),
         (lambda d: _write(d / "broken.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64), None, MediaError, "broken.png"),
-        (lambda d: _write(d / "notes.txt", b"just some text"), None, UnsupportedMedia, "force a kind"),
+        (lambda d: _write(d / "data.bin", bytes(range(256))), None, UnsupportedMedia, "force a kind"),
         (lambda d: noise_png(d / "p.png"), "audio", InputError, "is an image, not audio"),
         (lambda d: noise_png(d / "p.png"), "video", InputError, "is an image, not a video"),
     ],

@@ -35,6 +35,16 @@ class Attach:
 
 
 @dataclasses.dataclass(frozen=True)
+class Paste:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Screenshot:
+    monitor: int | None = None  # None: the whole screen
+
+
+@dataclasses.dataclass(frozen=True)
 class ListAttachments:
     pass
 
@@ -106,7 +116,7 @@ class Exit:
     pass
 
 
-Command = Union[Say, Attach, ListAttachments, Detach, System, Set, Model, Save, Load,
+Command = Union[Say, Attach, Paste, Screenshot, ListAttachments, Detach, System, Set, Model, Save, Load,
                 Clear, Retry, Undo, Copy, Stats, Help, Exit]
 
 #: command -> (arguments, one-line help); the order is the order /help lists them in
@@ -115,6 +125,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "/image": ("PATH|URL...", "attach as images"),
     "/audio": ("PATH|URL...", "attach as audio"),
     "/video": ("PATH|URL...", "attach as videos"),
+    "/paste": ("", "attach what the clipboard holds: an image, or the files copied (also Ctrl+V)"),
+    "/screenshot": ("[N]", "attach a screenshot of the whole screen, or of monitor N"),
     "/attachments": ("", "list the attachments waiting for your next message"),
     "/detach": ("[N]", "remove pending attachment N (1-based), or all of them"),
     "/system": ("[TEXT]", "set the system prompt; without TEXT show it; '/system --clear' removes it"),
@@ -225,7 +237,7 @@ def _shown(text: str) -> str:
 def _no_args(name: str, rest: str) -> Command:
     if rest:
         raise ParseError(f"{name} takes no arguments: type just {name}")
-    return {"/attachments": ListAttachments, "/clear": Clear, "/retry": Retry, "/undo": Undo, "/copy": Copy,
+    return {"/attachments": ListAttachments, "/paste": Paste, "/clear": Clear, "/retry": Retry, "/undo": Undo, "/copy": Copy,
             "/stats": Stats, "/help": Help, "/exit": Exit}[name]()
 
 
@@ -237,6 +249,15 @@ def _attach(name: str, rest: str) -> Command:
         raise ParseError(f"{name} cannot read standard input in the chat: give a path or URL")
     kind = None if name == "/attach" else name[1:]
     return Attach(tuple(urls), kind)
+
+
+def _screenshot(name: str, rest: str) -> Command:
+    if not rest:
+        return Screenshot()
+    if not rest.isdigit() or int(rest) < 1:
+        raise ParseError(f"/screenshot takes a monitor's number (1, 2, ...), not {_shown(rest)}: "
+                         "or nothing for the whole screen")
+    return Screenshot(int(rest))
 
 
 def _detach(name: str, rest: str) -> Command:
@@ -303,6 +324,6 @@ def _load(name: str, rest: str) -> Command:
 
 _PARSERS: dict[str, Callable[[str, str], Command]] = {
     "/attach": _attach, "/image": _attach, "/audio": _attach, "/video": _attach,
-    "/detach": _detach, "/system": _system, "/set": _set, "/model": _model, "/save": _save, "/load": _load,
-    **{name: _no_args for name in ("/attachments", "/clear", "/retry", "/undo", "/copy", "/stats", "/help", "/exit")},
+    "/detach": _detach, "/screenshot": _screenshot, "/system": _system, "/set": _set, "/model": _model, "/save": _save, "/load": _load,
+    **{name: _no_args for name in ("/attachments", "/paste", "/clear", "/retry", "/undo", "/copy", "/stats", "/help", "/exit")},
 }

@@ -1,7 +1,8 @@
 """`mmchat chat`'s loop on prompt_toolkit: read a line, parse it (commands.py), hand it to the
 session (session.py). Completion, key bindings and history live here too.
 
-Enter sends, Esc-Enter adds a line, Ctrl-R searches history, Ctrl-C stops an answer (the
+Enter sends, Esc-Enter adds a line, Ctrl-V attaches an image or files from the clipboard (text
+is typed), Ctrl-R searches history, Ctrl-C stops an answer (the
 part generated so far is kept), Ctrl-D leaves. With a piped stdin there is no prompt UI:
 one line per turn, answers alone on stdout, notes and errors on stderr.
 """
@@ -68,7 +69,7 @@ def run_chat(
             return _loop(chat, _plain_reader(env.stdin))
         session: PromptSession[str] = PromptSession(
             history=_history(history_path, chat), input=input, output=output, completer=ChatCompleter(),
-            key_bindings=_key_bindings(), bottom_toolbar=chat.toolbar, prompt_continuation="… ",
+            key_bindings=_key_bindings(chat), bottom_toolbar=chat.toolbar, prompt_continuation="… ",
             complete_while_typing=True, refresh_interval=0.5,  # the toolbar shows background encodes
         )
         return _loop(chat, functools.partial(session.prompt, "> "))
@@ -163,8 +164,26 @@ def _last_word(text: str) -> tuple[str, bool]:
     return word, quote is not None
 
 
-def _key_bindings() -> KeyBindings:
+def _key_bindings(chat: Chat | None = None) -> KeyBindings:
     kb = KeyBindings()
+
+    @kb.add("c-v")
+    def _paste(event) -> None:  # an image or files on the clipboard attach; text is typed, as a paste is
+        from prompt_toolkit.application import run_in_terminal
+
+        from ..inputs.capture import read_clipboard
+
+        try:
+            clip = read_clipboard()
+        except MmchatError as e:
+            error = e
+            if chat is not None:
+                run_in_terminal(lambda: show_error(chat.info, error))
+            return
+        if clip.text is not None or chat is None:
+            event.current_buffer.insert_text(clip.text or "")
+        else:
+            run_in_terminal(lambda: chat.safely(cmd.Paste()))
 
     @kb.add("escape", "enter")
     def _newline(event) -> None:

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from ..env import current
 from ..errors import ContextOverflow, InputError, MmchatError, one_line
+from ..media import Kind
 from ..options import GenerationOptions
 from ..render import AnswerView, usage_lines
 from ..runner import Runner
@@ -28,7 +29,7 @@ from .conversation import Conversation
 RunnerFactory = Callable[[str], Runner]
 CLIPBOARD_TOOLS = (("wl-copy",), ("xclip", "-selection", "clipboard"), ("xsel", "--clipboard", "--input"),
                    ("pbcopy",), ("clip.exe",))
-KEYS_HELP = "Enter sends · Esc-Enter new line · Ctrl-R search history · Ctrl-C stops an answer · Ctrl-D leaves"
+KEYS_HELP = "Enter sends · Esc-Enter new line · Ctrl-V pastes an image or files · Ctrl-R search history · Ctrl-C stops an answer · Ctrl-D leaves"
 
 
 class _Interrupted(Exception):
@@ -159,14 +160,41 @@ class Chat:
         return self.conv.fit(self.runner.count_tokens, limit)
 
     def do_attach(self, c: cmd.Attach) -> None:
+        from ..inputs.capture import keep
+
         for url in c.urls:  # each on its own: one bad file does not drop the good ones
             try:
-                a = self.conv.attach(self.runner, url, c.kind)
+                kept = keep(url)  # clipboard: and screen: are captured now and kept as files
             except MmchatError as e:
                 show_error(self.info, e)
                 continue
-            self.note(f"attached {a.kind} {a.label} ({len(self.conv.pending)} pending)")
-            self.background.start(a)
+            for found in kept:
+                self._attach_one(found, c.kind)
+
+    def _attach_one(self, url: str, kind: Kind | None) -> None:
+        try:
+            a = self.conv.attach(self.runner, url, kind)
+        except MmchatError as e:
+            show_error(self.info, e)
+            return
+        self.note(f"attached {a.kind} {a.label} ({len(self.conv.pending)} pending)")
+        self.background.start(a)
+
+    def do_paste(self, c: cmd.Paste) -> None:
+        """The clipboard's image or files become attachments; text is said to belong at the prompt."""
+        from ..inputs.capture import clipboard_image, read_clipboard, save_capture
+
+        clip = read_clipboard()
+        if clip.files:
+            for path in clip.files:
+                self._attach_one(path, None)
+            return
+        self._attach_one(str(save_capture(clipboard_image(clip), "clipboard", "png")), "image")
+
+    def do_screenshot(self, c: cmd.Screenshot) -> None:
+        from ..inputs.capture import grab_screen, save_capture
+
+        self._attach_one(str(save_capture(grab_screen(c.monitor), "screen", "png")), "image")
 
     def do_listattachments(self, c: cmd.ListAttachments) -> None:
         if not self.conv.pending:

@@ -25,7 +25,8 @@ def open_runner(flags: Flags, env: Environment, model: str | None, mmproj: str |
     notice = (lambda m: None) if flags.quiet else env.notice
     remote = flags.remote.with_environment(env.environ)
     common = dict(load=flags.load, media=flags.decode, remote=remote, notice=notice, stdin=env.stdin_bytes,
-                  progress=stderr_progress(console, flags.quiet), on_completion=on_completion)
+                  progress=stderr_progress(console, flags.quiet), on_completion=on_completion,
+                  devices=True)  # the user's own clipboard and screen
     if env.engine is not None:
         return Runner(engine=env.engine, **common)
     from ..models import registry

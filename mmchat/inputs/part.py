@@ -20,12 +20,15 @@ from .. import messages as msgs
 from ..errors import SourceError
 from ..media import Kind
 
+_PAGE_FRAGMENT = re.compile(r"#page=([0-9][0-9,\- ]*)$")  # Adobe's PDF open parameter, as browsers take it
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")  # 2+ letters before ':': C:\ stays a path
 
 #: URL forms with a scheme, each read by sources.READERS[scheme]. A plain path is "path", '-' is
 #: "stdin". (Schemes written without '//', such as data:, are matched on the name and the colon.)
-SCHEMES = ("file", "data", "http", "https")
+SCHEMES = ("file", "data", "http", "https", "clipboard", "screen")
 REMOTE = ("http", "https")
+#: this machine's devices (inputs/capture.py): refused unless the caller allows them
+DEVICES = ("clipboard", "screen")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Location:
     scheme: str  # "path", "stdin", or one of SCHEMES
     label: str  # for messages: the path as given, 'stdin', 'data: URL', or the URL
     path: Path | None = None  # a file on this machine (a path or a file:// URL)
+    pages: str | None = None  # a PDF's pages from the URL's #page=N or #page=A-B (not part of `text`)
 
     @property
     def host(self) -> str:
@@ -49,6 +53,10 @@ class Location:
 def locate(url: str) -> Location:
     """The one parse of a media URL; a form mmchat cannot read is a SourceError naming it."""
     text = url.strip()
+    fragment = _PAGE_FRAGMENT.search(text)
+    if fragment and not text.lower().startswith("data:"):
+        where = locate(text[: fragment.start()])
+        return dataclasses.replace(where, pages=fragment.group(1).replace(" ", ""))
     if text == "-":
         return Location(text, "stdin", "stdin")
     match = _URL_SCHEME.match(text)
@@ -66,7 +74,10 @@ def locate(url: str) -> Location:
     if scheme in REMOTE:
         split_url(text)  # a URL it cannot read fails here, once
         return Location(text, scheme, text)
-    raise SourceError(f"unsupported URL scheme '{scheme}:' in {text}: use a path, file://, http(s):// or data:")
+    if scheme in DEVICES:
+        return Location(text, scheme, text)
+    raise SourceError(f"unsupported URL scheme '{scheme}:' in {text}: use a path, file://, http(s)://, data:, "
+                      "clipboard: or screen:")
 
 
 def split_url(url: str) -> urllib.parse.SplitResult:

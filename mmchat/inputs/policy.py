@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .. import config
 from ..errors import MediaRefused
-from .part import REMOTE, Location, split_url
+from .part import DEVICES, REMOTE, Location, split_url
 
 __all__ = ["MediaPolicy"]
 
@@ -50,6 +50,7 @@ class MediaPolicy:
     private_addresses: bool = False
     max_bytes: int = config.DEFAULT_MAX_DOWNLOAD_BYTES
     max_request_bytes: int | None = None
+    devices: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.local_files, bool):
@@ -71,6 +72,10 @@ class MediaPolicy:
             if self.local_files is not True:
                 raise MediaRefused(f"standard input ('-') is refused by the media policy "
                                    f"(local_files={self._shown_local()}): send the media inline as a data: URL")
+            return where
+        if where.scheme in DEVICES:
+            if not self.devices:
+                raise MediaRefused(device_refusal(where, "MediaPolicy(devices=True)"))
             return where
         if where.path is not None:
             return self._admit_file(where)
@@ -153,6 +158,13 @@ class MediaPolicy:
 
     def _shown_local(self) -> str:
         return repr(self.local_files) if isinstance(self.local_files, bool) else str([str(d) for d in self.local_files])
+
+
+def device_refusal(where: Location, allow: str) -> str:
+    """Why a clipboard: or screen: part was refused, and the setting that allows it."""
+    what = {"clipboard": "clipboard", "screen": "screen"}[where.scheme]
+    return (f"{where.text}: reading this machine's {what} is refused unless allowed "
+            f"({allow}): a service must never read its host's clipboard or screen")
 
 
 def _host_matches(host: str, entry: str) -> bool:

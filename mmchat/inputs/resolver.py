@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from .. import config
@@ -23,8 +23,8 @@ from ..engine.base import Capabilities, Progress, Segment, Turn
 from ..errors import InputError, MediaRefused, MmchatError, UnsupportedMedia
 from ..media import Audio, Image, Kind, with_article
 from ..options import MediaOptions, parse_segment
-from .part import Location, MediaPart, locate, media_part, media_parts
-from .policy import MediaPolicy
+from .part import DEVICES, Location, MediaPart, locate, media_part, media_parts
+from .policy import MediaPolicy, device_refusal
 
 Digest = str | os.PathLike  # the sha256 of the bytes read, or a local file's path, hashed when asked
 
@@ -42,8 +42,11 @@ class MediaResolver:
     """Message parts -> segments for one model (its capabilities decide what it may be given)."""
 
     def __init__(self, capabilities: Capabilities, *, stdin: BinaryIO | None = None, progress: Progress | None = None,
-                 cache_bytes: int = config.DEFAULT_MEDIA_CACHE_BYTES, policy: MediaPolicy | None = None):
+                 cache_bytes: int = config.DEFAULT_MEDIA_CACHE_BYTES, policy: MediaPolicy | None = None,
+                 notice: Callable[[str], None] | None = None, devices: bool = False):
         self.caps = capabilities
+        self.devices = devices  # read clipboard: and screen: without a policy (the CLI); a policy says for itself
+        self._notice = notice or (lambda message: None)  # what a PDF's pages left out, a text-only reading
         self.policy = policy  # None: anything the user can read (the CLI)
         self._stdin = stdin
         self._progress = progress
@@ -56,10 +59,12 @@ class MediaResolver:
     def check(self, messages: Sequence[msgs.Message]) -> None:
         """Refuse media the model cannot take, before anything is read."""
         for part in media_parts(messages):
-            self.check_kind(part.kind, part.url)
+            self.check_kind(part.kind, part.url, part.location)
 
-    def check_kind(self, kind: Kind, url: str) -> None:
-        if kind not in self.caps.kinds:
+    def check_kind(self, kind: Kind, url: str, where: Location | None = None) -> None:
+        """Refuse a kind the model cannot take; a local PDF or text file given as an image is let
+        through to a model that cannot see (it gets the text)."""
+        if kind not in self.caps.kinds and not (kind == "image" and where is not None and self._document(where)):
             what = "images" if kind == "image" else kind
             raise UnsupportedMedia(f"{self.caps.model_name} takes {self.caps.describe()}, not {what} ({_short(url)}): "
                                    f"use a model that takes {what} (a local model's mmproj decides)")
@@ -69,12 +74,11 @@ class MediaResolver:
         checked = msgs.validate_messages(messages)
         parts = media_parts(checked)
         for part in parts:
-            self.check_kind(part.kind, part.url)
+            self.check_kind(part.kind, part.url, part.location)
         if sum(part.location.scheme == "stdin" for part in parts) > 1:
             raise InputError("only one media part can read standard input ('-')")
-        if self.policy is not None:  # every part is admitted before the first is read
-            for part in parts:
-                self.policy.admit(part.location)
+        for part in parts:  # every part is admitted before the first is read
+            self._admit(part.location)
         budget = _Budget(self.policy)
         pending = iter(parts)
         turns = []
@@ -92,6 +96,28 @@ class MediaResolver:
             turns.append(Turn(message["role"], tuple(segments)))
         return turns
 
+    def _admit(self, where: Location) -> Location:
+        """What may be read for this part: the policy's rules, or (without one) anything but this
+        machine's devices unless the caller allowed them."""
+        if self.policy is not None:
+            return self.policy.admit(where)
+        if where.scheme in DEVICES and not self.devices:
+            raise MediaRefused(device_refusal(where, "Runner(devices=True) or a MediaPolicy(devices=True)"))
+        return where
+
+    def _document(self, where: Location) -> bool:
+        """A local file (one the policy lets us read) whose first KiB says PDF or text."""
+        from .sniff import detect_document
+
+        if where.path is None:
+            return False
+        try:
+            path = self._admit(where).path
+            with open(path, "rb") as f:  # type: ignore[arg-type]
+                return detect_document(f.read(1024)) is not None
+        except (OSError, MmchatError):
+            return False  # the read says what is wrong
+
     # -- one part --------------------------------------------------------------------
 
     def segments(self, part: MediaPart, media: MediaOptions, budget: _Budget | None = None,
@@ -99,8 +125,7 @@ class MediaResolver:
         """One media part, decoded (or remembered: a file by path, size and mtime; a URL by its text).
         `fetched`: the part's bytes when the caller has already read them."""
         where = part.location
-        if self.policy is not None:  # before the cache: a remembered file is still refused
-            where = self.policy.admit(where)
+        where = self._admit(where)  # before the cache: a remembered file is still refused
         options = self._effective(part, media)
         key = _media_key(part.kind, where, options)
         found = self._cache.get(key) if key else None
@@ -123,7 +148,8 @@ class MediaResolver:
         """Everything that shapes the decoded result: the part's own options over the request's
         (which keys a part may carry is messages.PART_OPTIONS, checked when it was validated)."""
         if part.kind == "image":
-            return {"max_side": part.options.get("max_side", media.image_max_side)}
+            return {"max_side": part.options.get("max_side", media.image_max_side),
+                    "pages": part.location.pages or media.pdf_pages}  # a PDF's
         if part.kind == "audio":
             start, end = parse_segment(part.options.get("start"), part.options.get("end"), "audio")
             return {"rate": self.caps.audio_sample_rate or 16000, "start": start, "end": end}
@@ -144,6 +170,10 @@ class MediaResolver:
             on_bytes = (lambda done, total: report(f"downloading {_short(where.text)}", done, total)) if report else None
             source = budget.read(where, stdin=self._stdin, progress=on_bytes, deadline=media.url_deadline)
         digest = hashlib.sha256(source.data).hexdigest()
+        if kind == "image" and source.kind is None:
+            document = self._read_document(source, options)
+            if document is not None:
+                return document, digest
         _check_kind(source, kind)
         if kind == "image":
             from ..media.image import decode_image
@@ -152,6 +182,17 @@ class MediaResolver:
         if kind == "audio":
             return [self._audio(source.data, source.label, options)], digest
         return self._video(source.data, source.label, options), digest
+
+    def _read_document(self, source: Any, options: dict[str, Any]) -> list[Segment] | None:
+        """A PDF's pages or a text file's text, for a part given as an image; None for other bytes."""
+        from .pdf import pdf_segments, text_segments
+        from .sniff import detect_document
+
+        found = detect_document(source.data)
+        if found == "pdf":
+            return pdf_segments(source.data, source.label, pages=options.get("pages"), vision=self.caps.vision,
+                                max_side=options["max_side"] or None, notice=self._notice)
+        return text_segments(source.data, source.label) if found == "text" else None
 
     def _audio(self, src: Any, label: str, options: dict[str, Any]) -> Audio:
         """Refused from its length when it cannot fit (before decoding), else decoded (only its part)."""
@@ -199,20 +240,22 @@ class MediaResolver:
         from .sources import local_source
 
         budget = _Budget(self.policy)
-        where = locate(url)
-        if self.policy is not None:
-            where = self.policy.admit(where)
+        where = self._admit(locate(url))
         local = local_source(where)
         fetched = budget.read(where, stdin=self._stdin) if local is None and kind is None else None  # read once
         source = local or fetched
         if source is not None and kind is None:
-            if source.kind is None:
-                raise UnsupportedMedia(f"{source.label} is not an image, audio or video file mmchat knows: "
+            from .sniff import detect_document
+
+            if source.kind is None and detect_document(source.data) is None:
+                raise UnsupportedMedia(f"{source.label} is not an image, audio, video, PDF or text file mmchat knows: "
                                        "check the file, or force a kind with /image, /audio or /video")
-            kind = source.kind
+            kind = source.kind or "image"  # a PDF or a text file travels as an image part: the resolver reads it
         assert kind is not None
-        self.check_kind(kind, url)
+        self.check_kind(kind, url, where)
         stored = str(source.path.resolve()) if source is not None and source.path is not None else where.text
+        if where.pages:
+            stored += f"#page={where.pages}"  # the pages travel with the part
         self.segments(MediaPart(kind, stored, {}, "attach"), media, budget, fetched)  # decoded now, reused by the turn
         return Attachment(kind, stored, url)
 
@@ -290,7 +333,7 @@ def _url_key(url: str) -> str:
 
 def _media_key(kind: Kind, where: Location, options: Mapping[str, Any]) -> tuple | None:
     """What identifies decoded media: a local file's path, size and mtime; a URL's text; and the options."""
-    if where.scheme == "stdin":
+    if where.scheme == "stdin" or where.scheme in DEVICES:  # read anew each time
         return None
     shaped = tuple(sorted((k, repr(v)) for k, v in options.items()))
     if where.path is None:  # data: and http(s): the URL names the content

@@ -11,7 +11,7 @@ import re
 
 from mmchat.media import Kind
 
-__all__ = ["detect_kind"]
+__all__ = ["detect_document", "detect_kind"]
 
 _SIGNATURES: list[tuple[bytes, Kind, str]] = [
     (b"\x89PNG\r\n\x1a\n", "image", "image/png"),
@@ -76,6 +76,31 @@ def detect_kind(data: bytes) -> tuple[Kind | None, str | None]:
     if head[:4] == b"\x00\x00\x01\x00" and len(head) >= 22 and 0 < int.from_bytes(head[4:6], "little") < 256:
         return "image", "image/x-icon"
     return None, None
+
+
+def detect_document(data: bytes) -> str | None:
+    """'pdf' (a %PDF header within the first KiB, as readers accept it), 'text' (UTF-8, or UTF-16
+    with a BOM, without NULs or stray control bytes), or None: documents go to the model as pages and text."""
+    if b"%PDF-" in data[:1024]:
+        return "pdf"
+    return "text" if decode_text(data, final=False) is not None else None
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")  # not tab, newlines, form feed or ESC
+
+
+def decode_text(data: bytes, final: bool = True) -> str | None:
+    """The text the bytes hold, or None when they are not text (`final=False`: a head, possibly cut mid-character)."""
+    import codecs
+
+    if not data:
+        return None
+    encoding = "utf-16" if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
+    try:
+        text = codecs.getincrementaldecoder(encoding)().decode(data, final=final)
+    except UnicodeDecodeError:
+        return None
+    return None if _CONTROL.search(text) else text
 
 
 def _iso_bmff(data: bytes) -> tuple[Kind, str]:

@@ -119,10 +119,26 @@ def _from_web(where: Location, reading: Reading) -> tuple[bytes, str | None]:
     return found
 
 
+def _from_clipboard(where: Location, reading: Reading) -> tuple[bytes, str | None]:
+    from .capture import clipboard_image, read_clipboard
+
+    clip = read_clipboard()
+    if len(clip.files) == 1:  # one file copied in a file manager: that file
+        return _read_path(Path(clip.files[0]), clip.files[0], reading.max_bytes), None
+    return clipboard_image(clip), None
+
+
+def _from_screen(where: Location, reading: Reading) -> tuple[bytes, str | None]:
+    from .capture import grab_screen, screen_number
+
+    return grab_screen(screen_number(where)), "image/png"
+
+
 #: how each URL form of part.locate() is read: a new form is a reader here and its name in part.SCHEMES
 READERS: dict[str, Callable[[Location, Reading], tuple[bytes, str | None]]] = {
     "stdin": _from_stdin, "data": _from_data_url, "path": _from_file, "file": _from_file,
     "http": _from_web, "https": _from_web,
+    "clipboard": _from_clipboard, "screen": _from_screen,
 }
 
 
