@@ -132,13 +132,31 @@ def test_a_split_model_is_pulled_whole(hub: FakeHub):
     assert [p.name for p in registry.files_of(got)] == sorted(parts) and fetched(hub) == sorted(parts)
 
 
+def mmchat(*args: str):
+    env = Environment(engine=FakeEngine(), stdin_isatty=False, stdout_isatty=False, stderr_isatty=False, environ={})
+    with use(env):
+        return CliRunner().invoke(app, list(args))
+
+
+def test_mmchat_pull_says_which_quant_it_took_in_one_line_and_a_named_one_fails_with_exit_2(hub: FakeHub):
+    write_user_file('[models."gemma-4-E2B-it"]\nquant = "Q4_K_M"\n')
+    named = mmchat("pull", "gemma-4-E2B-it", "--quant", "Q4_K_M", "-q")
+    assert named.exit_code == 2 and named.stdout == ""
+    assert named.stderr == (f"mmchat: error: {E2B} has no Q4_K_M model file: it has Q4_0, Q8_0, BF16 "
+                            "(e.g. `mmchat pull gemma-4-E2B-it --quant Q4_0`)\n")
+    pulled = mmchat("pull", "gemma-4-E2B-it")
+    assert pulled.exit_code == 0 and pulled.stdout == ""
+    warning, ready = pulled.stderr.splitlines()[-2:]
+    assert warning == f"mmchat: warning: {E2B} has no Q4_K_M model file: taking Q4_0, the first it has of " \
+                      "Q4_K_M, Q4_0, Q4_K_S, Q5_K_M, Q5_0, Q6_K, Q8_0, F16, BF16"
+    assert ready.startswith("mmchat: gemma-4-E2B-it is ready: ") and ready.endswith("gemma-4-E2B-it-Q4_0.gguf")
+
+
 # -- mmchat models --check -----------------------------------------------------------------------
 
 
 def check(*args: str):
-    env = Environment(engine=FakeEngine(), stdin_isatty=False, stdout_isatty=False, stderr_isatty=False, environ={})
-    with use(env):
-        return CliRunner().invoke(app, ["models", "--check", *args])
+    return mmchat("models", "--check", *args)
 
 
 def test_check_passes_when_every_entry_is_on_the_hub_as_written(listed: FakeHub):
