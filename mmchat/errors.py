@@ -15,6 +15,7 @@ MmchatError                 1  runtime failure
 ├── NetworkError            1  the network is unreachable
 ├── DiskFull                1  no space left to write a file (the old one is left as it was)
 ├── CorruptDownload         1  a pulled file is not the file the Hub lists (its hash differs)
+├── RegistryMismatch        1  `mmchat models --check`: an entry's files are not on the Hub as written
 ├── ServerError             1  a model server could not be reached, timed out or kept failing
 └── MissingTool             1  a system tool or library mmchat needs is not installed (xclip, PortAudio)
 """
@@ -99,6 +100,10 @@ def disk_full(error: BaseException, path: object, after: str = "free some space 
 
 class CorruptDownload(MmchatError):
     """A downloaded file's sha256 (or git blob id) is not the one the Hub lists for it."""
+
+
+class RegistryMismatch(MmchatError):
+    """models.toml names a quant, projector or size that the Hub's listing of the repository does not have."""
 
 
 def one_line(error: BaseException | str) -> str:

@@ -9,6 +9,12 @@ It answers what huggingface_hub 1.x/2.x asks for when listing a repository and d
                                                           Content-Length, Accept-Ranges
     GET  /{owner}/{name}/resolve/{rev}/{file}             the bytes; honours `Range: bytes=N-[M]` (206)
 
+A repository's files are bytes, or `Listed(size, sha256)` stand-ins for real multi-GB files: listed
+with the size and hash the Hub gives (tests/hub_listings.py writes the real repositories' listings
+from published evidence), never served (a GET of one is a 409 naming it, so a test that downloads
+a file it did not expect fails). As on the Hub, .gguf files are LFS files (listed with an `lfs`
+sha256) and small text files live in git (a blob id only).
+
 Unknown repositories and files get 404 with the X-Error-Code header the Hub sends. `drop_once`
 names files whose next GET is cut off halfway (headers promise the whole file, the socket closes),
 which is how a flaky network looks to the client; `stall` names files whose GETs send half and
@@ -30,6 +36,7 @@ import re
 import socket
 import threading
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +45,21 @@ import pytest
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
+@dataclass(frozen=True)
+class Listed:
+    """A file the Hub lists but a test never downloads: its size in bytes and, where a project
+    pins it, its real sha256 (else one made from the name)."""
+
+    size: int
+    sha256: str = ""
+
+
+File = bytes | Listed
+
+
 class FakeHub:
-    def __init__(self, repos: dict[str, dict[str, bytes]] | None = None, *, commit: str = COMMIT):
-        self.repos: dict[str, dict[str, bytes]] = dict(repos or {})
+    def __init__(self, repos: dict[str, dict[str, File]] | None = None, *, commit: str = COMMIT):
+        self.repos: dict[str, dict[str, File]] = dict(repos or {})
         self.commit = commit
         self.drop_once: set[str] = set()
         self.stall: set[str] = set()  # GETs of these send half the file, then hang until `released`
@@ -78,6 +97,16 @@ def _git_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def _entry(name: str, data: File) -> dict[str, Any]:
+    """What the Hub says of one file: size, git blob id, and for an LFS file (a .gguf) its sha256."""
+    if isinstance(data, Listed):
+        size, sha256, blob = data.size, data.sha256 or _sha256(name.encode()), _git_sha1(name.encode())
+    else:
+        size, sha256, blob = len(data), _sha256(data), _git_sha1(data)
+    lfs = {"size": size, "sha256": sha256, "pointerSize": 134} if name.lower().endswith(".gguf") else None
+    return {"size": size, "blobId": blob, "lfs": lfs}
+
+
 def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -107,7 +136,7 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
             else:
                 self._error(404, "Not found", None)
 
-        def _repo(self, repo: str) -> dict[str, bytes] | None:
+        def _repo(self, repo: str) -> dict[str, File] | None:
             files = hub.repos.get(repo)
             if files is None:
                 self._error(404, "Repository not found", "RepoNotFound")
@@ -118,16 +147,15 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
         def _info(self, repo: str, *, blobs: bool) -> None:
             if (files := self._repo(repo)) is None:
                 return
-            siblings = [
-                {
-                    "rfilename": name,
-                    "size": len(data),
-                    "blobId": _git_sha1(data),
-                    "lfs": {"size": len(data), "sha256": _sha256(data), "pointerSize": 134},
-                }
-                if blobs else {"rfilename": name}  # the Hub sends sizes and hashes only when asked
-                for name, data in sorted(files.items())
-            ]
+            siblings = []
+            for name, data in sorted(files.items()):
+                sibling: dict[str, Any] = {"rfilename": name}
+                if blobs:  # the Hub sends sizes and hashes only when asked
+                    entry = _entry(name, data)
+                    sibling.update(size=entry["size"], blobId=entry["blobId"])
+                    if entry["lfs"]:
+                        sibling["lfs"] = entry["lfs"]
+                siblings.append(sibling)
             self._json(
                 {
                     "_id": "0" * 24,
@@ -152,17 +180,14 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
             if (files := self._repo(repo)) is None:
                 return
             prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-            entries = [
-                {
-                    "type": "file",
-                    "path": name,
-                    "size": len(data),
-                    "oid": _git_sha1(data),
-                    "lfs": {"oid": _sha256(data), "size": len(data), "pointerSize": 134},
-                }
-                for name, data in sorted(files.items())
-                if name.startswith(prefix)
-            ]
+            entries = []
+            for name, data in sorted(files.items()):
+                if name.startswith(prefix):
+                    entry = _entry(name, data)
+                    item = {"type": "file", "path": name, "size": entry["size"], "oid": entry["blobId"]}
+                    if entry["lfs"]:
+                        item["lfs"] = {"oid": entry["lfs"]["sha256"], "size": entry["size"], "pointerSize": 134}
+                    entries.append(item)
             self._json(entries)
 
         # -- files -------------------------------------------------------------------------
@@ -173,6 +198,9 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
             data = files.get(filename)
             if data is None:
                 self._error(404, "Entry not found", "EntryNotFound")
+                return
+            if isinstance(data, Listed):  # a test downloads a file it gave no bytes for
+                self._error(409, f"{filename} is only listed in this fake hub: the test gave no bytes for it", None)
                 return
             start, end = 0, len(data) - 1
             status = 200

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mmchat.errors import ModelNotFound, NetworkError
-from mmchat.models import registry
+from mmchat.models import hubfiles, registry
 from mmchat.models.registry import ModelEntry, NotDownloaded, Resolved
 from tests.fakehub import FakeHub, closed_port, put_in_cache, use_hub
 
@@ -116,9 +116,14 @@ def test_hf_forms_resolve_with_and_without_a_quant(isolated: Path):
     got = registry.resolve_local("hf:some-org/thing-GGUF:Q8_0")
     assert got == Resolved(snapshot / "thing-Q8_0.gguf", snapshot / "mmproj-thing-f16.gguf", got.name, got.entry)
     assert got.entry is not None and got.entry.repo == "some-org/thing-GGUF" and got.entry.quant == "Q8_0"
-    with pytest.raises(NotDownloaded) as e:  # without :QUANT it means Q4_K_M, as llama.cpp's -hf does
-        registry.resolve_local("hf:some-org/thing-GGUF")
-    assert "run `mmchat pull hf:some-org/thing-GGUF`" in one_line(e.value)
+    # without :QUANT it means Q4_K_M, else the next there (llama.cpp's -hf tries Q4_K_M, then Q8_0)
+    assert registry.resolve_local("hf:some-org/thing-GGUF") == got
+    with pytest.raises(NotDownloaded) as e:  # a quant the user names is that quant
+        registry.resolve_local("hf:some-org/thing-GGUF:q4_k_m")
+    assert "run `mmchat pull hf:some-org/thing-GGUF:Q4_K_M`" in one_line(e.value)
+    with pytest.raises(NotDownloaded) as e:
+        registry.resolve_local("hf:other-org/thing-GGUF")
+    assert "run `mmchat pull hf:other-org/thing-GGUF`" in one_line(e.value)
     with pytest.raises(ModelNotFound, match="write hf:owner/name"):
         registry.resolve_local("hf:no-slash")
 
@@ -207,24 +212,6 @@ def test_a_bad_user_entry_is_skipped_with_a_warning():
         "ignoring model 'bad' in " + str(registry.user_file()),
         "ignoring default 'nope' in " + str(registry.user_file()),
     ]
-
-
-# -- choosing files ---------------------------------------------------------------------------
-
-
-def test_pick_files_follows_llama_cpp_hf_naming():
-    pick = registry.pick_files
-    gemma = ["README.md", "gemma-3-4b-it-Q4_K_M.gguf", "gemma-3-4b-it-Q8_0.gguf", "mmproj-model-f16.gguf"]
-    assert pick(gemma, "q4_k_m") == ("gemma-3-4b-it-Q4_K_M.gguf", "mmproj-model-f16.gguf")
-    moondream = ["moondream2-text-model-f16_ct-vicuna.gguf", "moondream2-mmproj-f16-20250414.gguf"]
-    assert pick(moondream, "f16") == tuple(moondream)
-    projectors = ["mmproj-x-Q8_0.gguf", "mmproj-x-bf16.gguf", "mmproj-x-f16.gguf", "x-Q8_0.gguf"]
-    assert pick(projectors, "Q8_0") == ("x-Q8_0.gguf", "mmproj-x-f16.gguf")
-    assert pick(projectors[:2] + ["x-Q8_0.gguf"], "Q8_0")[1] == "mmproj-x-bf16.gguf"
-    assert pick(["x-Q4_K_M.gguf"], "Q8_0") == (None, None)
-    shards = ["big-Q4_K_M-00002-of-00002.gguf", "big-Q4_K_M-00001-of-00002.gguf"]
-    assert pick(shards, "Q4_K_M")[0] == "big-Q4_K_M-00001-of-00002.gguf"
-    assert registry.available_quants(gemma + moondream) == ["F16", "Q4_K_M", "Q8_0"]
 
 
 # -- pulling from a fake hub --------------------------------------------------------------------
@@ -383,8 +370,8 @@ def test_the_projector_beside_a_model_is_one_rule_for_every_way_of_naming_it(tmp
     model = tmp_path / "gemma-4-E2B-it-Q4_0.gguf"
     for name in (model.name, "mmproj-gemma-4-E2B-it-Q8_0.gguf", "mmproj-gemma-4-E2B-it-f16.gguf"):
         (tmp_path / name).write_bytes(b"GGUF")
-    assert registry.projector_beside(model) == tmp_path / "mmproj-gemma-4-E2B-it-f16.gguf"
+    assert hubfiles.projector_beside(model) == tmp_path / "mmproj-gemma-4-E2B-it-f16.gguf"
     (tmp_path / "mmproj-audio.gguf").write_bytes(b"GGUF")
     said: list[str] = []
-    assert registry.projector_beside(model, said.append) is None
+    assert hubfiles.projector_beside(model, said.append) is None
     assert len(said) == 1 and "give one with --mmproj" in said[0] and "mmproj-audio.gguf" in said[0]

@@ -108,7 +108,7 @@ def test_a_missing_quant_in_the_cache_lists_the_ones_there(offline: Path):
         resolve(Which.MultimodalPlain(model_id="Qwen/Qwen3-VL-4B-Instruct"), "8")
     assert one_line(e.value).startswith(
         "Qwen/Qwen3-VL-4B-Instruct-GGUF has no Q8_0 GGUF in the Hugging Face cache (HF_HUB_OFFLINE is set) "
-        "(in_situ_quant='8'): it has Q4_K_M;")
+        "(in_situ_quant='8'): it has Q4_K_M (nearest in size first);")
 
 
 def test_a_model_neither_cached_nor_reachable_offline_is_a_network_error():
@@ -121,7 +121,7 @@ def test_unknown_ids_and_quants_say_what_to_give(offline: Path):
         resolve(Which.MultimodalPlain(model_id="someone/unheard-of-model"), "4")
     assert "no GGUF repository is known for someone/unheard-of-model" in one_line(e.value)
     assert 'original = "someone/unheard-of-model"' in str(e.value)
-    with pytest.raises(InputError, match=r"in_situ_quant='HQQ4' is not a GGUF quantization.*\"4\" \(Q4_K_M\)"):
+    with pytest.raises(InputError, match=r"in_situ_quant='HQQ4' is not a GGUF quantization.*\"4\" \(a 4-bit file: Q4_K_M, else Q4_0"):
         resolve(Which.MultimodalPlain(model_id="Qwen/Qwen3-VL-4B-Instruct"), "HQQ4")
     with pytest.raises(InputError, match="which= is a Which.Plain"):
         resolve("Qwen/Qwen3-VL-4B-Instruct")
@@ -182,4 +182,32 @@ def test_a_model_not_pulled_yet_is_downloaded_with_progress_on_stderr(hub: FakeH
 def test_a_quant_the_repo_lacks_lists_the_ones_it_has(hub: FakeHub):
     with pytest.raises(ModelNotFound) as e:
         resolve(Which.MultimodalPlain(model_id="test-org/tiny-vl"), "2", progress=False)
-    assert one_line(e.value).startswith("test-org/tiny-vl-GGUF has no Q2_K GGUF (in_situ_quant='2'): it has Q4_K_M, Q8_0;")
+    assert one_line(e.value).startswith(
+        "test-org/tiny-vl-GGUF has no 2-bit GGUF (in_situ_quant='2'): it has Q4_K_M, Q8_0 (nearest in size first);")
+
+
+def test_the_issues_gemma_4_e2b_by_model_id_and_4_bits_takes_its_q4_0(monkeypatch, tmp_path):
+    """ggml-org/gemma-4-E2B-it-GGUF has Q4_0, Q8_0, BF16 and MTP drafters, no Q4_K_M (tests/hub_listings.py):
+    "4" means a 4-bit file, so it is Q4_0; a GGUF name the repo lacks is an error naming what it has."""
+    from huggingface_hub import constants
+
+    from tests.hub_listings import LISTINGS, with_bytes
+
+    repo = "ggml-org/gemma-4-E2B-it-GGUF"
+    listing = with_bytes(LISTINGS[repo], {"gemma-4-E2B-it-Q4_0.gguf": GEMMA4, "mmproj-gemma-4-E2B-it-Q8_0.gguf": GEMMA4_PROJ})
+    with FakeHub({repo: listing}) as fake:
+        use_hub(monkeypatch, fake.url, tmp_path / "hub-home")
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        which = Which.MultimodalPlain("google/gemma-4-E2B-it", arch=MultimodalArchitecture.Gemma4)
+        got = resolve(which, in_situ_quant="4", progress=False, warn=pytest.fail)
+        assert (got.model.name, got.mmproj.name) == ("gemma-4-E2B-it-Q4_0.gguf", "mmproj-gemma-4-E2B-it-Q8_0.gguf")
+        assert resolve(which, progress=False, warn=pytest.fail) == got  # the registry's quant: the same file
+        with pytest.raises(ModelNotFound) as e:
+            resolve(which, in_situ_quant="Q4_K_M", progress=False)
+        assert one_line(e.value).startswith(
+            f"{repo} has no Q4_K_M GGUF (in_situ_quant='Q4_K_M'): it has Q4_0, Q8_0, BF16 (nearest in size first);")
+        with pytest.raises(ModelNotFound, match="has no Q4K \\(Q4_K_M/Q4_K_S\\) GGUF"):
+            resolve(which, in_situ_quant="Q4K", progress=False)
+        got_files = sorted(p.rsplit("/", 1)[-1] for m, p, _ in fake.requests if m == "GET" and "/resolve/" in p)
+        assert got_files == ["gemma-4-E2B-it-Q4_0.gguf", "mmproj-gemma-4-E2B-it-Q8_0.gguf"]

@@ -16,6 +16,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No notices or progre
 @guarded
 def models(
     json_output: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Check every entry against the Hub's listing of its repository (online): its quant, projector and size_gb; exit 1 on any miss.")] = False,
 ) -> None:
     """List the models mmchat knows by name, what they take, and which are downloaded.
 
@@ -24,12 +25,17 @@ def models(
       mmchat models
 
       mmchat models --json | jq '.[] | select(.downloaded)'
+
+      mmchat models --check
     """
     import json
 
     from ..models import registry
 
     env = current()
+    if check:
+        _check_models(json_output)
+        return
     rows = registry.list_models(warn=env.warn)
     default = registry.load_registry(warn=lambda m: None).default
     if json_output:
@@ -54,6 +60,28 @@ def models(
     console = env.stdout_console()
     console.print(table)
     console.print("* the default. Download one with `mmchat pull NAME`.", style="dim")
+
+
+def _check_models(json_output: bool) -> None:
+    """`models --check`: a line per entry on stdout (or JSON), then exit 1 naming the entries that miss."""
+    import json
+
+    from ..errors import RegistryMismatch
+    from ..models import registry
+    from ..models.check import check_entries, hub_listing
+
+    env = current()
+    results = check_entries(registry.load_registry(warn=env.warn).entries.values(), hub_listing)
+    if json_output:
+        print(json.dumps([r.as_json() for r in results], indent=2), file=env.stdout)
+    else:
+        for r in results:
+            print(r.line(), file=env.stdout, flush=True)
+    missed = [r.name for r in results if not r.ok]
+    if missed:
+        raise RegistryMismatch(
+            f"{len(missed)} of {len(results)} models.toml entries do not match the Hub: {', '.join(missed)}"
+        )
 
 
 def _version(name: str) -> str:

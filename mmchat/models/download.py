@@ -22,15 +22,16 @@ from .checksums import Expected, check_download, verify_files
 PARTIAL_SUFFIX = ".mmchat-partial"
 
 
-def hub_files(repo: str, revision: str | None = None) -> tuple[list[str], dict[str, Expected]]:
-    """A repository's file names and the Hub's hash of each, from one listing."""
+def hub_files(repo: str, revision: str | None = None) -> tuple[dict[str, int | None], dict[str, Expected]]:
+    """A repository's files with their sizes in bytes (None where the Hub gives none), and the Hub's
+    hash of each, from one listing."""
     from huggingface_hub import HfApi
 
     from .. import config
     from .checksums import expected_hashes
 
     info = HfApi().model_info(repo, revision=revision, files_metadata=True, timeout=config.DEFAULT_HTTP_TIMEOUT)
-    return [s.rfilename for s in info.siblings or []], expected_hashes(info)
+    return {s.rfilename: s.size for s in info.siblings or []}, expected_hashes(info)
 
 
 def fetch(repo: str, filename: str, expected: Expected | None = None) -> Path:

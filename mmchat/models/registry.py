@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -22,12 +21,12 @@ from typing import Any
 
 from .. import config
 from ..errors import ModelNotFound
+from . import hubfiles
+from .hubfiles import Want
 
 ENV_MODEL = "MMCHAT_MODEL"
 HF_PREFIX = "hf:"
 MODALITIES = ("image", "audio", "video")
-_SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
-_QUANT_IN_NAME = re.compile(r"(?<![a-z0-9])(i?q\d+(?:_[a-z0-9]+)*|bf16|f16|f32)(?![a-z0-9])", re.IGNORECASE)
 
 Warn = Callable[[str], None]
 
@@ -72,7 +71,8 @@ class Registry:
 
 
 class QuantNotFound(ModelNotFound):
-    """A repository without a model file of the asked quantization; `quants` are those it has."""
+    """A repository without a model file of the asked quantization; `quants` are those it has,
+    nearest in size to the asked one first."""
 
     def __init__(self, message: str, repo: str, quant: str, quants: list[str]):
         super().__init__(message)
@@ -82,10 +82,17 @@ class QuantNotFound(ModelNotFound):
 class NotDownloaded(ModelNotFound):
     """A known model that is not in the Hugging Face cache yet; resolve(pull=True) fetches it."""
 
-    def __init__(self, entry: ModelEntry, target: str, spec: str):
+    def __init__(self, entry: ModelEntry, target: str, spec: str, quant: str | Want | None = None):
         size = f" (about {entry.size_gb:g} GB)" if entry.size_gb else ""
         super().__init__(f"model '{target}' is not downloaded: run `mmchat pull {target}`{size} or add --pull")
-        self.entry, self.spec = entry, spec  # pull(spec, quant=entry.quant) fetches it
+        self.entry, self.spec, self.quant = entry, spec, quant  # pull(spec, quant=quant) fetches it
+
+
+def _printed(message: str) -> None:
+    """What a caller that passed no `warn` is told: the terminal's one way of warning (mmchat.env)."""
+    from ..env import current
+
+    current().warn(message)
 
 
 # -- the registry ------------------------------------------------------------------------------
@@ -139,10 +146,7 @@ def user_file() -> Path:
 
 def load_registry(*, warn: Warn | None = None) -> Registry:
     """The bundled registry with the user's file merged over it; a broken user file only warns."""
-    if warn is None:
-        from ..env import current
-
-        warn = current().warn
+    warn = warn or _printed
     bundled = resources.files("mmchat").joinpath("models.toml").read_text(encoding="utf-8")
     tables, default = _parse(bundled)
     entries = {name.lower(): _entry(name, table) for name, table in tables.items()}
@@ -168,84 +172,46 @@ def load_registry(*, warn: Warn | None = None) -> Registry:
     return Registry(entries, default)
 
 
-# -- choosing files in a repository ------------------------------------------------------------
+# -- choosing files in a repository: the rules are hubfiles' ----------------------------------
 
 
-def _mmproj_rank(filename: str) -> tuple[int, str]:
-    name = Path(filename).name.lower()
-    for rank, pattern in enumerate((r"(?<!b)f16", r"bf16", r"q8_0")):
-        if re.search(pattern, name):
-            return rank, name
-    return 3, name
+def quant_not_found(repo: str, name: str, want: Want, files: dict[str, int | None] | list[str]) -> ModelNotFound:
+    """The error for a repository without the quant asked for: the quants it has, nearest in size first."""
+    quants = hubfiles.available_quants(files, near=want.quants[0])
+    if not quants:
+        return ModelNotFound(f"{repo} has no GGUF model files: mmchat runs llama.cpp (*-GGUF) repositories")
+    return QuantNotFound(
+        f"{repo} has no {want.text} model file: it has {', '.join(quants)} (e.g. `mmchat pull {name} --quant {quants[0]}`)",
+        repo, want.text, quants,
+    )
 
 
-def available_quants(filenames: Iterable[str]) -> list[str]:
-    """Quantizations that model files (not projectors) in a repository are named for."""
-    found = {}
-    for f in filenames:
-        name = Path(f).name
-        if name.lower().endswith(".gguf") and "mmproj" not in name.lower():
-            for m in _QUANT_IN_NAME.finditer(name[:-5]):
-                found.setdefault(m.group(1).upper(), None)
-    return sorted(found)
-
-
-def pick_files(filenames: Iterable[str], quant: str) -> tuple[str | None, str | None]:
-    """(model, mmproj) among a repository's files: the GGUF named for `quant`, and the best projector."""
-    ggufs = [f for f in filenames if f.lower().endswith(".gguf")]
-    projectors = [f for f in ggufs if "mmproj" in Path(f).name.lower()]
-    q = quant.lower()
-    models = [f for f in ggufs if f not in projectors and q in Path(f).name.lower()]
-    models = [f for f in models if not (m := _SHARD.search(f)) or m.group(1) == "00001"]
-
-    def rank(f: str) -> tuple[bool, int, str]:  # prefer the quant as a whole dash-separated token
-        tokens = re.split(r"[-.]", Path(f).name.lower()[:-5])
-        return q not in tokens, len(f), f
-
-    model = min(models, key=rank) if models else None
-    mmproj = min(projectors, key=_mmproj_rank) if projectors else None
-    return model, mmproj
-
-
-def projector_beside(model: Path, warn: Warn | None = None) -> Path | None:
-    """The projector in a local model's folder: of several quantizations of one projector, the best
-    by the same ranking as a repository's (f16, bf16, q8_0); none when they are different projectors."""
-    found = sorted(p.name for p in model.parent.glob("*.gguf") if "mmproj" in p.name.lower())
-    if len({_QUANT_IN_NAME.sub("", name[:-5]).lower() for name in found}) > 1:
-        if warn is not None:
-            warn(f"{len(found)} different projectors beside {model.name} ({', '.join(found)}): "
-                 "loading it text-only; give one with --mmproj")
-        return None
-    mmproj = pick_files(found, "\0")[1]  # no file is named for "\0": the projector alone
-    return model.parent / mmproj if mmproj else None
-
-
-def _shards(model: str, filenames: Iterable[str]) -> list[str]:
-    """All parts of a split GGUF (name-00001-of-00003.gguf), or just the file."""
-    m = _SHARD.search(model)
-    if not m:
-        return [model]
-    stem = model[: m.start()]
-    return sorted(f for f in filenames if f.startswith(stem) and _SHARD.search(f))
+def fallback_notice(repo: str, want: Want, taken: str) -> str:
+    return (f"{repo} has no {want.text} model file: taking {taken}, the first it has of "
+            f"{', '.join(hubfiles.QUANT_ORDER)}")
 
 
 # -- resolving names ---------------------------------------------------------------------------
 
 
-def _parse_hf(spec: str, quant: str | None, registry: Registry) -> tuple[ModelEntry, str, str]:
-    """hf:owner/repo[:QUANT] as an entry (the registry's, when it knows the repo), display name, spec."""
+Quant = str | Want | None  # a quant the caller named (str or Want), or None: the registry's
+
+
+def _parse_hf(spec: str, quant: Quant, registry: Registry) -> tuple[ModelEntry, str, str, Want]:
+    """hf:owner/repo[:QUANT] as an entry (the registry's, when it knows the repo), display name, spec, want."""
     repo, _, spec_quant = spec[len(HF_PREFIX) :].partition(":")
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise ModelNotFound(f"not a Hugging Face repository: {spec}: write hf:owner/name or hf:owner/name:QUANT")
-    quant = quant or spec_quant or None
+    named = quant or spec_quant or None
     entry = registry.by_repo(repo) or ModelEntry(name=f"{HF_PREFIX}{repo}", repo=repo, quant=config.DEFAULT_QUANT)
-    if quant:
-        entry = replace(entry, quant=quant)
-    return entry, f"{HF_PREFIX}{repo}" + (f":{quant}" if quant else ""), f"{HF_PREFIX}{repo}"
+    if named is None:  # as llama.cpp's -hf without :QUANT, the default falls back when missing
+        return entry, f"{HF_PREFIX}{repo}", f"{HF_PREFIX}{repo}", hubfiles.wanted(entry.quant, named=False)
+    want = hubfiles.wanted(named)
+    return replace(entry, quant=want.quants[0]), f"{HF_PREFIX}{repo}:{want.text}", f"{HF_PREFIX}{repo}", want
 
 
-def _lookup(model: str, quant: str | None, registry: Registry) -> tuple[ModelEntry, str, str]:
-    """(entry, name for messages, spec for pull) of a registry name or hf: form."""
+def _lookup(model: str, quant: Quant, registry: Registry) -> tuple[ModelEntry, str, str, Want]:
+    """(entry, name for messages, spec for pull, the quant wanted) of a registry name or hf: form."""
     if model.lower().startswith(HF_PREFIX):
         return _parse_hf(model, quant, registry)
     entry = registry.get(model)
@@ -258,10 +224,11 @@ def _lookup(model: str, quant: str | None, registry: Registry) -> tuple[ModelEnt
             f"unknown model '{model}': {hint}`mmchat models` lists the known ones "
             "(or give a path to a .gguf file, or hf:owner/repo)"
         )
-    target = entry.name
-    if quant and quant.lower() != entry.quant.lower():
-        entry, target = replace(entry, quant=quant), f"{entry.name} --quant {quant}"
-    return entry, target, entry.name
+    if not quant:
+        return entry, entry.name, entry.name, hubfiles.wanted(entry.quant, named=False)
+    want = hubfiles.wanted(quant)
+    target = entry.name if want.quants == (entry.quant.upper(),) else f"{entry.name} --quant {want.text}"
+    return replace(entry, quant=want.quants[0]), target, entry.name, want
 
 
 def is_path(model: str | Path) -> bool:
@@ -298,24 +265,28 @@ def cached_repo_files(repo: str) -> dict[str, Path]:
     return _cached_files().get(repo.lower(), {})
 
 
-def _in_cache(entry: ModelEntry, cached: dict[str, dict[str, Path]]) -> Resolved | None:
+def _in_cache(entry: ModelEntry, want: Want, cached: dict[str, dict[str, Path]]) -> Resolved | None:
+    """The cached files the same rules as a pull choose (a registry quant the Hub lacked falls back
+    here too, so what a pull fetched is found), or None when any is missing."""
     by_name = cached.get(entry.repo.lower(), {})
-    model, mmproj = pick_files(sorted(by_name), entry.quant)
-    if model is None or not all(by_name.get(f) for f in _shards(model, by_name)):
+    pick = hubfiles.pick_model(sorted(by_name), want)
+    if pick.path is None or not all(by_name.get(f) for f in hubfiles.shards(pick.path, by_name)):
         return None
+    mmproj = hubfiles.pick_projector(sorted(by_name), pick.path, entry.repo)
     if mmproj is None and entry.modalities:  # a pull was interrupted before the projector
         return None
-    return Resolved(by_name[model], by_name[mmproj] if mmproj else None, entry.name, entry)
+    return Resolved(by_name[pick.path], by_name[mmproj] if mmproj else None, entry.name, replace(entry, quant=pick.quant))
 
 
 def files_of(resolved: Resolved) -> list[Path]:
     """Every file of a downloaded model: its shards in order, then its projector."""
     folder = resolved.model.parent
     names = sorted(p.name for p in folder.iterdir())
-    return [folder / n for n in _shards(resolved.model.name, names)] + ([resolved.mmproj] if resolved.mmproj else [])
+    parts = hubfiles.shards(resolved.model.name, names)
+    return [folder / n for n in parts] + ([resolved.mmproj] if resolved.mmproj else [])
 
 
-def resolve_local(model: str | Path | None = None, *, quant: str | None = None, warn: Warn | None = None,
+def resolve_local(model: str | Path | None = None, *, quant: Quant = None, warn: Warn | None = None,
                   known: Registry | None = None) -> Resolved:
     """A path, registry name or hf:owner/repo[:QUANT] as local files, without the network."""
     if model is None or model == "":
@@ -328,10 +299,10 @@ def resolve_local(model: str | Path | None = None, *, quant: str | None = None, 
             raise ModelNotFound(f"model path is a directory: {model}: give the .gguf file inside it")
         raise ModelNotFound(f"model file not found: {model}")
     registry = known or load_registry(warn=warn)
-    entry, target, spec = _lookup(str(model or registry.default), quant, registry)
-    found = _in_cache(entry, _cached_files())
+    entry, target, spec, want = _lookup(str(model or registry.default), quant, registry)
+    found = _in_cache(entry, want, _cached_files())
     if found is None:
-        raise NotDownloaded(entry, target, spec)
+        raise NotDownloaded(entry, target, spec, quant or (want if want.named else None))
     return found
 
 
@@ -347,44 +318,42 @@ def served(model: str | None, *, warn: Warn | None = None, known: Registry | Non
 def list_models(*, warn: Warn | None = None) -> list[tuple[ModelEntry, bool]]:
     """Every registry entry and whether it is downloaded, for `mmchat models`."""
     cached = _cached_files()
-    return [(e, _in_cache(e, cached) is not None) for e in load_registry(warn=warn).entries.values()]
+    return [(e, _in_cache(e, hubfiles.wanted(e.quant, named=False), cached) is not None)
+            for e in load_registry(warn=warn).entries.values()]
 
 
 # -- pulling -----------------------------------------------------------------------------------
 
 
-def pull(name_or_hf: str, *, quant: str | None = None, progress: bool = True, warn: Warn | None = None,
+def pull(name_or_hf: str, *, quant: Quant = None, progress: bool = True, warn: Warn | None = None,
          known: Registry | None = None) -> Resolved:
     """Download a registry model or hf:owner/repo[:QUANT] (model + projector) into the Hugging Face cache.
-    `known`: the registry already loaded (so a broken user file warns once)."""
+    A quant the caller names must exist; the registry's own falls back along hubfiles.QUANT_ORDER,
+    with one warning. `known`: the registry already loaded (so a broken user file warns once)."""
     from .download import fetch, hub_files, hub_session
 
     if is_path(name_or_hf):
         raise ModelNotFound(
             f"cannot pull a file path: {name_or_hf}: give a model name (`mmchat models`) or hf:owner/repo"
         )
-    entry, target, _ = _lookup(name_or_hf, quant, known or load_registry(warn=warn))
+    entry, target, _, want = _lookup(name_or_hf, quant, known or load_registry(warn=warn))
     if entry.base_url:
         raise ModelNotFound(f"{entry.name} runs on the server at {entry.base_url} (models.toml): there is nothing to pull")
     with hub_session(entry.repo, target, progress=progress):
-        filenames, hashes = hub_files(entry.repo)  # every file is checked against its hash as it arrives
-        model, mmproj = pick_files(filenames, entry.quant)
-        if model is None:
-            quants = available_quants(filenames)
-            if not quants:
-                raise ModelNotFound(
-                    f"{entry.repo} has no GGUF model files: mmchat runs llama.cpp (*-GGUF) repositories"
-                )
-            raise QuantNotFound(
-                f"{entry.repo} has no {entry.quant} model file: it has {', '.join(quants)} "
-                f"(e.g. `mmchat pull {entry.name} --quant {quants[0]}`)", entry.repo, entry.quant, quants
-            )
+        files, hashes = hub_files(entry.repo)  # every file is checked against its hash as it arrives
+        pick = hubfiles.pick_model(files, want)
+        if pick.path is None:
+            raise quant_not_found(entry.repo, entry.name, want, files)
+        if pick.fell_back:
+            (warn or _printed)(fallback_notice(entry.repo, want, pick.quant or "?"))
+        model, mmproj = pick.path, hubfiles.pick_projector(files, pick.path, entry.repo)
+        entry = replace(entry, quant=pick.quant or entry.quant)
         if mmproj is None and entry.modalities:
             raise ModelNotFound(
                 f"{entry.repo} has no mmproj*.gguf projector, which {entry.name} needs for "
                 f"{' and '.join(entry.modalities)}: check the repo in your models.toml"
             )
-        paths = [fetch(entry.repo, f, hashes.get(f)) for f in _shards(model, filenames)]
+        paths = [fetch(entry.repo, f, hashes.get(f)) for f in hubfiles.shards(model, files)]
         mmproj_path = fetch(entry.repo, mmproj, hashes.get(mmproj)) if mmproj else None
     return Resolved(Path(paths[0]), Path(mmproj_path) if mmproj_path else None, entry.name, entry)
 
@@ -396,7 +365,7 @@ def resolve(
     model: str | Path | None = None,
     *,
     pull: bool = False,
-    quant: str | None = None,
+    quant: Quant = None,
     progress: bool = True,
     warn: Warn | None = None,
     known: Registry | None = None,
@@ -407,4 +376,4 @@ def resolve(
     except NotDownloaded as e:
         if not pull:
             raise
-        return _pull(e.spec, quant=e.entry.quant, progress=progress, warn=warn, known=known)
+        return _pull(e.spec, quant=e.quant, progress=progress, warn=warn, known=known)

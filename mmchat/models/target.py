@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, ModelNotFound
-from . import registry
+from . import hubfiles, registry
 
 Warn = Callable[[str], None]
 
@@ -67,7 +67,7 @@ def find_target(
                           modalities=kinds if kinds is not None else entry.modalities or None, name=entry.name)
     resolved = registry.resolve(model, pull=pull, progress=progress, warn=warn, known=known)
     if mmproj is None:
-        mmproj = resolved.mmproj or registry.projector_beside(resolved.model, warn)
+        mmproj = resolved.mmproj or hubfiles.projector_beside(resolved.model, warn)
         return Target(resolved.model, mmproj, name=resolved.name)
     path = Path(mmproj).expanduser()
     if not path.is_file():

@@ -3,8 +3,9 @@
 Code written from mistral.rs's guides says `Which.MultimodalPlain(model_id="Qwen/Qwen3-VL-4B-Instruct",
 arch=MultimodalArchitecture.Qwen3VL)` with `in_situ_quant="4"`: the id of the original safetensors
 model and a bit width to quantize it to. mmchat runs llama.cpp, so the registry (models.toml's
-`original`) maps the id to its GGUF repository and the bit width picks one of its files (Q4_K_M
-for "4"). The GGUF's own metadata decides what runs; `arch` is only checked against it.
+`original`) maps the id to its GGUF repository and the bit width picks one of its files: "4" takes
+the repository's 4-bit file (Q4_K_M, else Q4_0, ...: ggml-org's Gemma 4 E2B has Q4_0 and no
+Q4_K_M). The GGUF's own metadata decides what runs; `arch` is only checked against it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, ModelNotFound
-from . import registry
+from . import hubfiles, registry
 from .gguf_info import architecture, read_metadata
+from .hubfiles import Want
 
 
 class Architecture(enum.Enum):
@@ -129,24 +131,37 @@ class Which:
 
 # -- in_situ_quant -> a GGUF quantization --------------------------------------------------------
 
-ISQ_TO_GGUF = {"2": "Q2_K", "3": "Q3_K_M", "4": "Q4_K_M", "5": "Q5_K_M", "6": "Q6_K", "8": "Q8_0",
-               "Q2K": "Q2_K", "Q3K": "Q3_K_M", "Q4K": "Q4_K_M", "Q5K": "Q5_K_M", "Q6K": "Q6_K", "Q8K": "Q8_0"}
+# A bit width stands for the GGUF files of that width, best first (the 4-bit ones in the order
+# hubfiles.QUANT_ORDER gives them); mistral.rs's K-quant names ("Q4K") for the K-quants of it.
+ISQ_TO_GGUF: dict[str, tuple[str, ...]] = {
+    "2": ("Q2_K", "Q2_K_S", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS"),
+    "3": ("Q3_K_M", "Q3_K_S", "Q3_K_L", "IQ3_M", "IQ3_S", "IQ3_XS", "IQ3_XXS"),
+    "4": ("Q4_K_M", "Q4_0", "Q4_K_S", "Q4_1", "IQ4_XS", "IQ4_NL"),
+    "5": ("Q5_K_M", "Q5_0", "Q5_K_S", "Q5_1"),
+    "6": ("Q6_K",),
+    "8": ("Q8_0",),
+    "Q2K": ("Q2_K", "Q2_K_S"), "Q3K": ("Q3_K_M", "Q3_K_S", "Q3_K_L"), "Q4K": ("Q4_K_M", "Q4_K_S"),
+    "Q5K": ("Q5_K_M", "Q5_K_S"), "Q6K": ("Q6_K",), "Q8K": ("Q8_0",),
+}
 _GGUF_QUANT = re.compile(r"i?q\d+(_[a-z0-9]+)*|bf16|f16|f32", re.IGNORECASE)
 
 
-def gguf_quant(in_situ_quant: str | int | None) -> str | None:
-    """The GGUF quantization an in_situ_quant stands for: "4" -> Q4_K_M, "8" -> Q8_0, a GGUF name as is."""
+def gguf_quant(in_situ_quant: str | int | None) -> Want | None:
+    """The GGUF files an in_situ_quant stands for: "4" -> a 4-bit file (Q4_K_M, else Q4_0, ...), a GGUF
+    name as is. Either way it was named: a repository without it is an error, not a fallback."""
     if in_situ_quant is None:
         return None
     text = str(in_situ_quant).strip()
     if text.upper() in ISQ_TO_GGUF:
-        return ISQ_TO_GGUF[text.upper()]
+        quants = ISQ_TO_GGUF[text.upper()]
+        label = quants[0] if len(quants) == 1 else f"{text}-bit" if text.isdigit() else f"{text.upper()} ({'/'.join(quants)})"
+        return Want(quants, named=True, label=label)
     if _GGUF_QUANT.fullmatch(text):
-        return text.upper() if text[0].lower() in "iq" else text.lower()
+        return Want((text.upper(),), named=True)
     raise InputError(
         f"in_situ_quant={in_situ_quant!r} is not a GGUF quantization: mmchat runs llama.cpp's ready-made GGUF "
-        f"files instead of quantizing safetensors; give \"4\" (Q4_K_M), \"8\" (Q8_0), another bit width "
-        f"({', '.join(k for k in ISQ_TO_GGUF if k.isdigit())}) or a GGUF name such as Q5_K_M"
+        f"files instead of quantizing safetensors; give \"4\" (a 4-bit file: Q4_K_M, else Q4_0, ...), \"8\" (Q8_0), "
+        f"another bit width ({', '.join(k for k in ISQ_TO_GGUF if k.isdigit())}) or a GGUF name such as Q5_K_M"
     )
 
 
@@ -179,10 +194,10 @@ def resolve(which: object, in_situ_quant: str | int | None = None, *, progress: 
     return found
 
 
-def _by_model_id(model_id: str, quant: str | None, isq: object, *, progress: bool, warn: Warn | None) -> Found:
+def _by_model_id(model_id: str, quant: Want | None, isq: object, *, progress: bool, warn: Warn | None) -> Found:
     path = Path(model_id).expanduser()
     if path.is_file():
-        return Found(path, registry.projector_beside(path))
+        return Found(path, hubfiles.projector_beside(path))
     if path.is_dir():
         return _in_folder(path, quant)
     known = registry.load_registry(warn=warn)  # once, so a broken user file warns once
@@ -190,15 +205,15 @@ def _by_model_id(model_id: str, quant: str | None, isq: object, *, progress: boo
     try:
         got = registry.resolve_local(spec, quant=quant, known=known)
     except registry.NotDownloaded as e:
-        if _offline():
-            cached = registry.available_quants(registry.cached_repo_files(e.entry.repo))
-            if cached and e.entry.quant.upper() not in cached:
-                raise _no_quant(e.entry.repo, e.entry.quant, isq, cached,
+        if _offline() and quant is not None:
+            cached = sorted(registry.cached_repo_files(e.entry.repo))
+            if hubfiles.model_files(cached) and hubfiles.pick_model(cached, quant).path is None:
+                raise _no_quant(e.entry.repo, quant, isq, hubfiles.available_quants(cached, near=quant.quants[0]),
                                 " in the Hugging Face cache (HF_HUB_OFFLINE is set)") from None
         try:
-            got = registry.pull(e.spec, quant=e.entry.quant, progress=progress, warn=warn, known=known)
+            got = registry.pull(e.spec, quant=quant, progress=progress, warn=warn, known=known)
         except registry.QuantNotFound as missing:
-            raise _no_quant(missing.repo, missing.quant, isq, missing.quants, "") from None
+            raise _no_quant(missing.repo, quant or hubfiles.wanted(missing.quant), isq, missing.quants, "") from None
     return Found(got.model, got.mmproj)
 
 
@@ -216,21 +231,24 @@ def _spec_for(model_id: str, known: registry.Registry) -> str:
     )
 
 
-def _no_quant(repo: str, quant: str, isq: object, quants: list[str], where: str) -> ModelNotFound:
+def _no_quant(repo: str, want: Want, isq: object, quants: list[str], where: str) -> ModelNotFound:
+    have = f"it has {', '.join(quants)} (nearest in size first)" if quants else "it has no GGUF model file"
     return ModelNotFound(
-        f"{repo} has no {quant} GGUF{where} (in_situ_quant={isq!r}): it has {', '.join(quants)}; "
-        f"give one of those as in_situ_quant (\"4\" is Q4_K_M, \"8\" is Q8_0)"
+        f"{repo} has no {want.text} GGUF{where} (in_situ_quant={isq!r}): {have}; give one of those as "
+        f"in_situ_quant (\"4\" takes a 4-bit file, \"8\" Q8_0)"
     )
 
 
-def _in_folder(folder: Path, quant: str | None) -> Found:
+def _in_folder(folder: Path, want: Want | None) -> Found:
     names = sorted(p.name for p in folder.glob("*.gguf"))
-    quants = registry.available_quants(names)
-    want = quant or (quants[0] if len(quants) == 1 else None)
-    model, mmproj = registry.pick_files(names, want or "\0")
+    quants = hubfiles.available_quants(names, near=want.quants[0] if want else None)
+    if want is None and len(quants) == 1:
+        want = Want((quants[0],))
+    model = hubfiles.pick_model(names, want).path if want else None
     if model is None:
         have = f"it has {', '.join(quants)}: pick one with in_situ_quant" if quants else "it holds no GGUF model file"
-        raise ModelNotFound(f"no {want or 'single'} GGUF model in {folder}: {have}")
+        raise ModelNotFound(f"no {want.text if want else 'single'} GGUF model in {folder}: {have}")
+    mmproj = hubfiles.pick_projector(names, model)
     return Found(folder / model, folder / mmproj if mmproj else None)
 
 
@@ -244,7 +262,7 @@ def _named_file(which: Which.GGUF, *, progress: bool) -> Found:
         model = folder / names[0]
         if not model.is_file():
             raise ModelNotFound(f"model file not found: {model}")
-        return Found(model, registry.projector_beside(model))
+        return Found(model, hubfiles.projector_beside(model))
     from .download import fetch, hub_session
 
     repo = which.quantized_model_id
@@ -254,11 +272,11 @@ def _named_file(which: Which.GGUF, *, progress: bool) -> Found:
             ggufs = [f for f in listing if f.lower().endswith(".gguf")]
             raise ModelNotFound(f"{repo} has no file {names[0]}: it has {', '.join(ggufs) or 'no GGUF files'}")
         paths = [fetch(repo, n, hashes.get(n)) for n in names]  # checked against the Hub's sha256, as pulls are
-        mmproj = registry.pick_files(listing, "\0")[1]  # no file is named for "\0": the projector alone
+        mmproj = hubfiles.pick_projector(listing, names[0], repo)
         return Found(paths[0], fetch(repo, mmproj, hashes.get(mmproj)) if mmproj else None)
 
 
-def _listing(repo: str) -> tuple[list[str], dict]:
+def _listing(repo: str) -> tuple[list[str] | dict[str, int | None], dict]:
     """A repository's file names and their hashes: from the cache when offline (no hashes), else from the Hub."""
     from .download import hub_files
 
