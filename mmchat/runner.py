@@ -18,11 +18,11 @@ from typing import Any, BinaryIO
 from . import config
 from .engine.base import Capabilities, Engine, Progress, Timings, Turn
 from .errors import InputError, ModelNotFound
+from .inputs.policy import MediaPolicy
 from .inputs.resolver import Attachment, MediaRef, MediaResolver, iter_media
 from .media import Audio, Image, Kind
 from .messages import validate_messages
 from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, split_request
-from .inputs.policy import MediaPolicy
 from .results import ChatCompletion, CompletionStream
 
 
@@ -250,7 +250,7 @@ def _remote_engine(remote: RemoteOptions, model: str | None, notice: Callable[[s
 
     api_key = remote.api_key or os.environ.get("MMCHAT_API_KEY") or os.environ.get("OPENAI_API_KEY")
     return RemoteEngine(remote.base_url or "", model=model, api_key=api_key, timeout=remote.timeout,
-                        retries=remote.retries, modalities=remote.modalities, notice=notice)
+                        retries=remote.retries, modalities=remote.modalities, kind=remote.server_kind, notice=notice)
 
 
 def _read_template(value: str | None) -> str | None:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..options import RemoteOptions
 from ..env import Environment
+from ..options import RemoteOptions
 from .params import Session
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def open_runner(session: Session, env: Environment, model: str | None, mmproj: s
         base_url, server_model, modalities = target
         with console.status(f"asking {base_url}…") if _spinner(env, session) else contextlib.nullcontext():
             return Runner(server_model, base_url=base_url, api_key=remote.api_key, timeout=remote.timeout,
-                          retries=remote.retries, modalities=modalities, **common)
+                          retries=remote.retries, modalities=modalities, server_kind=remote.server_kind, **common)
 
     resolved = registry.resolve(model, pull=session.pull, progress=not session.quiet, warn=warn, known=known)
     with console.status(f"loading {Path(resolved.model).name}…") if _spinner(env, session) else contextlib.nullcontext():

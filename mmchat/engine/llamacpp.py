@@ -17,17 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import gguf_info
 from ..config import DEFAULT_N_BATCH, DEFAULT_N_CTX, DEFAULT_N_UBATCH
 from ..errors import ContextOverflow, GenerationError, InputError, ModelLoadError, UnsupportedMedia
 from ..media import Audio, Image
+from ..models import gguf_info, pairs
 from ..options import GenerationOptions
 from . import _lib
-from ..models import pairs
 from ._lib import llama, mtmd
 from .base import Capabilities, EngineStats, Event, Finished, Progress, Started, Timings, Turn, Usage
 from .encodemeter import EncodeMeter
 from .encoder import MediaEncoder, Stopped
+from .grammar import grammar_for
 from .kvcache import EmbeddingCache, MediaItem, PromptItem, common_prefix
 from .mediacache import open_disk_cache
 from .template import PLAIN_STOP, PLAIN_TEMPLATE, jinja_renderer, template_messages
@@ -225,6 +225,7 @@ class LlamaCppEngine:
 
     def stream(self, turns: Sequence[Turn], options: GenerationOptions) -> Iterator[Event]:
         t_start = time.perf_counter()
+        grammar = grammar_for(options)  # a schema that cannot be a grammar fails before any work
         items = self.tokenize(turns)
         usage = Usage(prompt_tokens=sum(i.n_tokens if isinstance(i, MediaItem) else 1 for i in items))
         usage.image_tokens = sum(i.n_tokens for i in items if isinstance(i, MediaItem) and i.kind == "image")
@@ -241,7 +242,7 @@ class LlamaCppEngine:
                 self._evaluate(items, usage, timings)
             except _Evicted:  # cached embeddings went while evaluating: tokenize with pixels again
                 self._evaluate(self.tokenize(turns, reuse=False), usage, timings)
-        yield from self._generate(options, usage, timings, t_start)
+        yield from self._generate(options, grammar, usage, timings, t_start)
 
     def prepare(self, media: Sequence[Image | Audio], report=None, should_stop=None) -> bool:
         """Encode media ahead of the turn that will hold them, from any thread (the REPL does it
@@ -340,8 +341,9 @@ class LlamaCppEngine:
 
     # -- generation ------------------------------------------------------------------
 
-    def _generate(self, options: GenerationOptions, usage: Usage, timings: Timings, t_start: float) -> Iterator[Event]:
-        sampler = _lib.make_sampler(self._vocab, options)
+    def _generate(self, options: GenerationOptions, grammar: str | None, usage: Usage, timings: Timings,
+                  t_start: float) -> Iterator[Event]:
+        sampler = _lib.make_sampler(self._vocab, options, grammar)
         # greedy with nothing else in the chain: the largest logit, as llama.cpp's greedy sampler picks it
         # (the first of equals), without building a candidate list over the whole vocabulary per token
         plain_greedy = options.plain_greedy
