@@ -317,6 +317,18 @@ class MediaOptions(_Options):
     url_deadline: float = option(config.DEFAULT_URL_DEADLINE, Rule("a number of seconds > 0", _number(above=0)),
                                  "Most seconds one http(s) media URL may take to download, all of it.",
                                  flags=("--url-deadline",), type=float)
+    url_speed_limit: int = option(config.DEFAULT_URL_SPEED_LIMIT,
+                                  Rule('bytes a second, or with K or M ("1K"); 0 is off', lambda v: parse_size(v) is not None),
+                                  "A media download slower than this (bytes a second; 1K, 10K...) for --speed-time "
+                                  "seconds ends, as curl's; 0 = never. [default: 1K]",
+                                  flags=("--speed-limit",), type=str, show_default=False)
+    url_speed_time: float = option(config.DEFAULT_URL_SPEED_TIME, Rule("a number of seconds > 0", _number(above=0)),
+                                   "Seconds a media download may stay under --speed-limit.", flags=("--speed-time",),
+                                   type=float)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "url_speed_limit", parse_size(self.url_speed_limit))
 
     def video_defaults(self) -> dict[str, Any]:
         """What a video part without options of its own is sampled with."""

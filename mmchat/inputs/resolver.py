@@ -184,7 +184,8 @@ class MediaResolver:
         if source is None:
             report = self._progress
             on_bytes = (lambda done, total: report(f"downloading {_short(ref.url)}", done, total)) if report else None
-            source = budget.read(ref.url, stdin=self._stdin, progress=on_bytes, deadline=media.url_deadline)
+            source = budget.read(ref.url, stdin=self._stdin, progress=on_bytes, deadline=media.url_deadline,
+                                 speed_limit=media.url_speed_limit, speed_time=media.url_speed_time)
         digest = hashlib.sha256(source.data).hexdigest()
         _check_kind(source, ref.kind)
         if ref.kind == "image":

@@ -1,8 +1,8 @@
 """A URL or a path becomes bytes; `mmchat.inputs.sniff` says what they are (content, never the name).
 
 Forms: a path (``~`` expanded), ``file://`` (percent-decoded), ``data:`` (base64 or
-percent-encoded), ``http(s)://`` (stdlib urllib: a per-read timeout and a total deadline,
-size cap, bounded redirects, progress callback) and ``-`` for standard input. Every failure is a `SourceError` whose
+percent-encoded), ``http(s)://`` (stdlib urllib: a per-read timeout, a total deadline and a
+speed floor, size cap, bounded redirects, progress callback) and ``-`` for standard input. Every failure is a `SourceError` whose
 message names the input and says what to do next.
 """
 
@@ -24,11 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from mmchat.config import DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_MAX_REDIRECTS, DEFAULT_URL_DEADLINE
+from mmchat.config import (
+    DEFAULT_HTTP_TIMEOUT,
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    DEFAULT_MAX_REDIRECTS,
+    DEFAULT_URL_DEADLINE,
+    DEFAULT_URL_SPEED_LIMIT,
+    DEFAULT_URL_SPEED_TIME,
+)
 from mmchat.errors import SourceError
-from mmchat.media import Kind
 from mmchat.inputs.netlimits import Deadline, Guard, opener
 from mmchat.inputs.sniff import detect_kind
+from mmchat.media import Kind
 
 __all__ = ["Progress", "Source", "TooLarge", "read_source"]
 
@@ -60,12 +67,15 @@ def read_source(
     max_redirects: int = DEFAULT_MAX_REDIRECTS,
     progress: Progress | None = None,
     deadline: float | None = DEFAULT_URL_DEADLINE,
+    speed_limit: int = DEFAULT_URL_SPEED_LIMIT,
+    speed_time: float = DEFAULT_URL_SPEED_TIME,
     guard: Guard | None = None,
 ) -> Source:
     """Read a path, file://, data:, http(s):// URL or '-' (stdin) into a `Source`.
 
-    A download ends after `deadline` seconds in all (None: never); `guard` checks the address
-    of every connection and every redirect (mmchat.inputs.policy)."""
+    A download ends after `deadline` seconds in all (None: never), or when it stays under
+    `speed_limit` bytes a second for `speed_time` seconds (0: no floor); `guard` checks the
+    address of every connection and every redirect (mmchat.inputs.policy)."""
     text = url_or_path.strip()
     declared: str | None = None
     if text == "-":
@@ -84,15 +94,15 @@ def read_source(
         raise SourceError(f"file URL names another host ({split_url(text).netloc}): {text}: use a local path")
     elif scheme in ("http", "https"):
         label = text
-        with Deadline(deadline) as limit:
+        with Deadline(deadline, speed_limit, speed_time) as limit:
             try:
                 data, declared = _download(text, max_bytes, timeout, max_redirects, progress, limit, guard)
             except SourceError:
                 if limit.expired:
-                    raise _late(text, deadline) from None
+                    raise _late(text, limit) from None
                 raise
             if limit.expired:
-                raise _late(text, deadline)
+                raise _late(text, limit)
     else:
         raise SourceError(f"unsupported URL scheme '{scheme}:' in {text}: use a path, file://, http(s):// or data:")
     kind, mime = detect_kind(data)
@@ -281,6 +291,7 @@ def _read_body(response, total: int | None, url: str, max_bytes: int, progress: 
     if progress is not None:
         progress(0, total)
     while not deadline.expired and (chunk := response.read1(_CHUNK)):
+        deadline.received(len(chunk))
         done += len(chunk)
         if done > max_bytes:
             raise _too_large(url, max_bytes)
@@ -290,9 +301,21 @@ def _read_body(response, total: int | None, url: str, max_bytes: int, progress: 
     return b"".join(chunks)
 
 
-def _late(url: str, seconds: float | None) -> SourceError:
-    return SourceError(f"{url} did not arrive within {seconds:g} s (--url-deadline): "
+def _late(url: str, limit: Deadline) -> SourceError:
+    """What ended a download: the speed floor (naming the rate it got) or the deadline."""
+    if limit.slow_rate is not None:
+        return SourceError(f"{url} came at {_rate(limit.slow_rate)} for {limit.stretch:g} s, under the "
+                           f"{_rate(limit.floor)} floor (--speed-limit, --speed-time): try again later, "
+                           "download it first, or lower --speed-limit")
+    return SourceError(f"{url} did not arrive within {limit.seconds:g} s (--url-deadline): "
                        "try again later, download it first, or raise --url-deadline")
+
+
+def _rate(per_second: float) -> str:
+    for unit, size in (("MiB/s", 1 << 20), ("KiB/s", 1 << 10)):
+        if per_second >= size:
+            return f"{per_second / size:.3g} {unit}"
+    return f"{per_second:.2g} B/s" if per_second < 10 else f"{per_second:.0f} B/s"
 
 
 def _unreachable(url: str, host: str, reason: object, timeout: float) -> SourceError:
