@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -66,7 +67,8 @@ class RemoteEngine:
         self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), headers=headers,
                                     transport=transport, follow_redirects=True)
         self.stats = EngineStats()
-        self._warned: set[str] = set()  # options the server has nothing for, named once
+        self._warned: set[str] = set()  # options the server has nothing for, named once (batch threads share it)
+        self._warning = threading.Lock()
         self._caps, self.model, self.dialect = self._discover(model, modalities, kind)
 
     # -- what the server is ------------------------------------------------------------
@@ -161,9 +163,10 @@ class RemoteEngine:
 
     def _warn_unsent(self, options: GenerationOptions) -> None:
         """One warning for the options in force that this server has no field for, never a silent drop."""
-        new = [name for name in unsent(options, self.dialect) if name not in self._warned]
-        if new:
+        with self._warning:
+            new = [name for name in unsent(options, self.dialect) if name not in self._warned]
             self._warned.update(new)
+        if new:
             hint = (" (if it is llama-server, vLLM or SGLang behind a proxy, say so with --server-kind)"
                     if self.dialect.kind == "openai" else "")
             self._notice(f"warning: the server at {self.api} ({self.dialect.name}) has nothing for "
