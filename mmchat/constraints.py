@@ -1,7 +1,9 @@
-"""What constrains an answer's shape: a JSON schema as a GBNF grammar, and OpenAI's response_format.
+"""What constrains an answer's shape: a JSON schema read once, and OpenAI's response_format as a schema.
 
 Shared by --schema, `Runner.chat(schema=)`, batch lines and `ChatCompletionRequest`, so a
-schema is read and checked one way. Light: the grammar converter loads only when a schema is given.
+schema is read and checked one way. The schema stays a schema here: each engine turns it into
+its own form (llama.cpp a GBNF grammar, engine/grammar.py; a server its response_format,
+engine/dialects.py), because only the engine knows which form its backend honours.
 """
 
 from __future__ import annotations
@@ -13,18 +15,16 @@ from typing import Any
 from .errors import InputError
 
 
-def schema_grammar(schema: dict[str, Any] | str) -> str:
-    """A JSON schema (a dict, or its JSON text) as the GBNF grammar that admits only valid answers."""
+def read_schema(schema: Mapping[str, Any] | str) -> dict[str, Any]:
+    """A JSON schema (a dict, or its JSON text) as a dict; one clear error for anything else."""
     if isinstance(schema, str):
         try:
-            json.loads(schema)
+            schema = json.loads(schema)
         except ValueError as e:
             raise InputError(f"the schema is not valid JSON ({e}): check {schema[:60]}") from None
-    elif not isinstance(schema, Mapping):
+    if not isinstance(schema, Mapping):
         raise InputError(f"a schema is a JSON object (a dict or its text), not {type(schema).__name__}")
-    from .engine.grammar import schema_to_grammar
-
-    return schema_to_grammar(schema if isinstance(schema, str) else dict(schema))
+    return dict(schema)
 
 
 def response_format_schema(response_format: Any, where: str = "") -> Any:

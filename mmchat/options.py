@@ -116,12 +116,8 @@ def _stop_ok(v: Any) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class GenerationOptions(_Options):
-    """How one answer is sampled (OpenAI's request fields, llama.cpp's samplers)."""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.stop, (str, list)):
-            object.__setattr__(self, "stop", (self.stop,) if isinstance(self.stop, str) else tuple(self.stop))
-        super().__post_init__()
+    """How one answer is sampled (OpenAI's request fields, llama.cpp's samplers), and what shapes it:
+    a JSON schema or a GBNF grammar, kept as given until the engine turns it into its own form."""
 
     max_tokens: int = option(config.DEFAULT_MAX_TOKENS, Rule("a whole number >= 1", _whole(1)), "Most tokens to generate.",
                              flags=("--max-tokens", "-n"), type=int, example="256", settable=True)
@@ -153,23 +149,46 @@ class GenerationOptions(_Options):
                                    flags=("--stop",), type=list[str])
     grammar: str | None = option(None, Rule("GBNF text", lambda v: v is None or isinstance(v, str)),
                                  "GBNF grammar text that constrains the answer.")
+    schema: dict[str, Any] | None = option(None, Rule("a JSON schema (an object, or its JSON text)",
+                                                      lambda v: v is None or isinstance(v, dict)),
+                                           "JSON schema the answer must follow; each engine gives it its own "
+                                           "form (llama.cpp a grammar, a server its response_format).")
 
     @classmethod
     def build(cls, values: Mapping[str, Any] | None = None, *, label: Label = python_label, base: Any = None,
               schema: dict[str, Any] | str | None = None):
-        values = dict(values or {})
+        """`schema=` (or a "schema" value) is kept as the schema itself; a constraint given here
+        replaces the base's (a batch line's grammar over the command's --schema)."""
+        values = {k: v for k, v in (values or {}).items() if v is not None}
+        if schema is not None:
+            values["schema"] = schema
         if isinstance(values.get("stop"), str):
             values["stop"] = (values["stop"],)
         elif isinstance(values.get("stop"), list):
             values["stop"] = tuple(values["stop"])
-        if schema is not None:
-            if values.get("grammar"):
-                raise InputError("a schema and a grammar both constrain the answer: give one of them")
-            from .constraints import schema_grammar
+        if "schema" in values:
+            from .constraints import read_schema
 
-            values["grammar"] = schema_grammar(schema)
+            values["schema"] = read_schema(values["schema"])
+        if base is not None and ("schema" in values) != ("grammar" in values):
+            base = dataclasses.replace(base, schema=None, grammar=None)
         return super().build(values, label=label, base=base)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, (str, list)):
+            object.__setattr__(self, "stop", (self.stop,) if isinstance(self.stop, str) else tuple(self.stop))
+        if self.schema is not None and not isinstance(self.schema, dict):
+            from .constraints import read_schema
+
+            object.__setattr__(self, "schema", read_schema(self.schema))
+        if self.schema is not None and self.grammar:
+            raise InputError("a schema and a grammar both constrain the answer: give one of them")
+        _Options.__post_init__(self)
+
+    @property
+    def constrained(self) -> bool:
+        """Whether a schema or a grammar shapes the answer."""
+        return self.schema is not None or bool(self.grammar)
 
     @property
     def penalised(self) -> bool:
@@ -179,7 +198,7 @@ class GenerationOptions(_Options):
     @property
     def plain_greedy(self) -> bool:
         """Greedy with nothing else to apply: the answer is the largest logit at each step."""
-        return self.temperature <= 0 and not self.grammar and not self.penalised
+        return self.temperature <= 0 and not self.constrained and not self.penalised
 
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", re.IGNORECASE)
@@ -230,6 +249,8 @@ class LoadOptions(_Options):
 
 
 _MODALITIES = ("image", "audio", "video")
+#: the servers mmchat speaks to in their own terms (mmchat.engine.dialects)
+SERVER_KINDS = ("llama-server", "llama-cpp-python", "vllm", "sglang", "openai")
 
 
 def _modalities_ok(v: Any) -> bool:
@@ -275,6 +296,10 @@ class RemoteOptions(_Options):
                                                 "What the server's model takes (image,audio,video) when it does not "
                                                 "say itself (llama-server's /props does).",
                                                 flags=("--modalities",), type=list[str], show_default=False)
+    server_kind: str | None = option(None, Rule(f"one of {', '.join(SERVER_KINDS)}", lambda v: v is None or v in SERVER_KINDS),
+                                     "What the server is, when its /v1/models does not say (a proxy in front of "
+                                     f"it): {', '.join(SERVER_KINDS)}. [default: asked]",
+                                     flags=("--server-kind",), type=str, show_default=False)
 
     def with_environment(self, environ: Mapping[str, str]) -> RemoteOptions:
         """The one rule for what a flag leaves unset: MMCHAT_BASE_URL, and MMCHAT_API_KEY then OPENAI_API_KEY."""
@@ -307,6 +332,18 @@ class MediaOptions(_Options):
     url_deadline: float = option(config.DEFAULT_URL_DEADLINE, Rule("a number of seconds > 0", _number(above=0)),
                                  "Most seconds one http(s) media URL may take to download, all of it.",
                                  flags=("--url-deadline",), type=float)
+    url_speed_limit: int = option(config.DEFAULT_URL_SPEED_LIMIT,
+                                  Rule('bytes a second, or with K or M ("1K"); 0 is off', lambda v: parse_size(v) is not None),
+                                  "A media download slower than this (bytes a second; 1K, 10K...) for --speed-time "
+                                  "seconds ends, as curl's; 0 = never. [default: 1K]",
+                                  flags=("--speed-limit",), type=str, show_default=False)
+    url_speed_time: float = option(config.DEFAULT_URL_SPEED_TIME, Rule("a number of seconds > 0", _number(above=0)),
+                                   "Seconds a media download may stay under --speed-limit.", flags=("--speed-time",),
+                                   type=float)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "url_speed_limit", parse_size(self.url_speed_limit))
 
     def video_defaults(self) -> dict[str, Any]:
         """What a video part without options of its own is sampled with."""
@@ -384,14 +421,13 @@ class RequestOptions:
 def split_request(values: Mapping[str, Any], *, generation: GenerationOptions | None = None,
                   media: MediaOptions | None = None) -> RequestOptions:
     """Runner.chat(**values): sampling fields, media fields (video_fps=...), schema= and grammar=."""
-    known = (*GenerationOptions.names(), "schema", *MediaOptions.names())
+    known = (*GenerationOptions.names(), *MediaOptions.names())
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise InputError(f"unknown option {unknown[0]!r}; known: {', '.join(known)}")
     values = dict(values)
-    schema = values.pop("schema", None)
     media_values = {k: values.pop(k) for k in list(values) if k in MediaOptions.names()}
-    gen = GenerationOptions.build(values, base=generation, schema=schema)
+    gen = GenerationOptions.build(values, base=generation)
     return RequestOptions(gen, MediaOptions.build(media_values, base=media or MediaOptions()))
 
 

@@ -111,7 +111,7 @@ class Runner:
             kinds = target.modalities if target.modalities is not None else self.remote.modalities
             return RemoteEngine(target.base_url or "", model=target.server_model, api_key=self.remote.api_key,
                                 timeout=self.remote.timeout, retries=self.remote.retries, modalities=kinds,
-                                notice=self._notice)
+                                kind=self.remote.server_kind, notice=self._notice)
         from .engine.llamacpp import LlamaCppEngine
 
         assert target.model is not None

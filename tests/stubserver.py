@@ -3,6 +3,9 @@
 SGLang's and llama-server's discovery answers, 429 and 500 replies, a slow server, and a
 record of every request (so a test can see what mmchat sent: parts, headers, concurrency).
 `reply(body, attempt)` decides each chat answer; the default streams the last user text back.
+`Stub.like(kind)` answers as one real server does (tests/servers.py): its discovery, the
+fields its request model reads (`Stub.ignored`: what it would drop without a word) and the
+values it refuses.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.servers import SERVERS, Server
 
 
 @dataclasses.dataclass
@@ -42,6 +47,7 @@ class Stub:
     models: list[dict[str, Any]] = dataclasses.field(default_factory=lambda: [{"id": "stub-model", "owned_by": "llamacpp"}])
     props: dict[str, Any] | None = None  # None: /props is 404, as on vLLM and SGLang
     reply: Callable[[dict[str, Any], int], Reply] = echo
+    server: Server | None = None  # a real server's request model; None takes any body
     requests: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     headers: list[dict[str, str]] = dataclasses.field(default_factory=list)
     in_flight: int = 0
@@ -52,6 +58,18 @@ class Stub:
     @property
     def chats(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if "messages" in r]
+
+    @classmethod
+    def like(cls, kind: str, **kwargs: Any) -> Stub:
+        """A stub that discovers, reads and refuses as the real server `kind` does."""
+        server = SERVERS[kind]
+        return cls(models=[{"id": f"{kind}-model", "owned_by": server.owned_by}], props=server.props, server=server,
+                   **kwargs)
+
+    def ignored(self) -> list[str]:
+        """The fields of the requests so far that the server's request model does not read."""
+        assert self.server is not None
+        return sorted({k for body in self.chats for k in body} - self.server.fields)
 
 
 def _handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
@@ -86,7 +104,8 @@ def _handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
                 stub.in_flight += 1
                 stub.most_in_flight = max(stub.most_in_flight, stub.in_flight)
             try:
-                reply = stub.reply(body, attempt)
+                refusal = stub.server.refuse(body) if stub.server else None
+                reply = Reply(status=refusal[0], error=refusal[1]) if refusal else stub.reply(body, attempt)
                 time.sleep(reply.delay)
                 if reply.status != 200:
                     self._json(reply.status, {"error": {"message": reply.error, "code": reply.status}}, reply.headers)

@@ -79,7 +79,7 @@ def test_openai_batch_input_each_lines_options_and_errors_apply_to_it_alone(tmp_
     assert "unknown field 'logit_bias'" in out[4]["error"]["message"]
     plain, shaped = fake.calls[0][1], fake.calls[1][1]
     assert (plain.max_tokens, plain.temperature, plain.seed) == (5, 0, 3)
-    assert shaped.max_tokens == 50 and shaped.grammar and "root" in shaped.grammar  # flag default, schema as grammar
+    assert shaped.max_tokens == 50 and shaped.schema == {"type": "object"}  # flag default; the schema for the engine
 
 
 @pytest.mark.parametrize("content, words", [

@@ -8,6 +8,7 @@ and sends lossless PNG frames and images, so the server's llama.cpp sees the sam
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -95,3 +96,22 @@ def test_a_batch_through_the_server_in_parallel_keeps_input_order_and_answers(se
 
     assert [answer(g) for g in got] == [answer(w) for w in want]
     assert all(answer(g) for g in got)
+
+
+def test_a_schema_and_a_grammar_constrain_the_servers_answers_as_they_do_locally(server, models, tmp_path):
+    """The schema travels as llama-cpp-python's response_format and the grammar as its `grammar`;
+    the server's llama.cpp makes the same grammar mmchat makes locally, so greedy answers agree."""
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "colour": {"enum": ["red", "green", "blue"]}},
+              "required": ["ok", "colour"], "additionalProperties": False}
+    gbnf = tmp_path / "answer.gbnf"
+    gbnf.write_text('root ::= ("yes" | "no") " because " [a-z]+ "."\n')
+    answers = []
+    for constraint in (["--schema", json.dumps(schema)], ["--grammar", str(gbnf)]):
+        here = run_mmchat("ask", "Is it ok?", *constraint, *local(models), *GREEDY_ARGS, "-n", "48")
+        there = run_mmchat("ask", "Is it ok?", *constraint, "--base-url", server, *GREEDY_ARGS, "-n", "48")
+        assert here.returncode == 0 and there.returncode == 0, here.stderr + there.stderr
+        assert there.stdout == here.stdout
+        answers.append(there.stdout.decode())
+    answer = json.loads(answers[0])
+    assert set(answer) == {"ok", "colour"} and isinstance(answer["ok"], bool) and answer["colour"] in ("red", "green", "blue")
+    assert re.fullmatch(r"(yes|no) because [a-z]+\.?\n", answers[1])  # the "." unless -n cut it short

@@ -253,13 +253,14 @@ def apply_builtin_template(name: str, messages: list[dict[str, str]]) -> str:
     return buf.raw[:n].decode("utf-8", errors="replace")
 
 
-def make_sampler(vocab, o: GenerationOptions):
-    """llama.cpp's sampler chain in its usual order; temperature 0 means greedy."""
+def make_sampler(vocab, o: GenerationOptions, gbnf: str | None = None):
+    """llama.cpp's sampler chain in its usual order; temperature 0 means greedy. `gbnf` is the
+    grammar the answer follows (--grammar, or --schema made a grammar: engine/grammar.py)."""
     chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
     add = functools.partial(llama.llama_sampler_chain_add, chain)
-    if o.grammar:
+    if gbnf:
         with captured_stderr() as said:  # the GBNF parser prints its complaint with fprintf
-            grammar = llama.llama_sampler_init_grammar(vocab, o.grammar.encode(), b"root")
+            grammar = llama.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
         if not grammar:
             llama.llama_sampler_free(chain)
             reason = next((line.strip() for line in said() if line.strip()), "") or last_error() or "check its GBNF"

@@ -28,6 +28,7 @@ from ._lib import llama, mtmd
 from .base import Capabilities, EngineStats, Event, Finished, Progress, Started, Timings, Turn, Usage
 from .encodemeter import EncodeMeter
 from .encoder import MediaEncoder, Stopped
+from .grammar import grammar_for
 from .kvcache import EmbeddingCache, MediaItem, PromptItem, common_prefix
 from .mediacache import open_disk_cache
 from .placement import plan
@@ -209,6 +210,7 @@ class LlamaCppEngine:
 
     def stream(self, turns: Sequence[Turn], options: GenerationOptions) -> Iterator[Event]:
         t_start = time.perf_counter()
+        grammar = grammar_for(options)  # a schema that cannot be a grammar fails before any work
         items = self.tokenize(turns)
         usage = Usage(prompt_tokens=sum(i.n_tokens if isinstance(i, MediaItem) else 1 for i in items))
         usage.image_tokens = sum(i.n_tokens for i in items if isinstance(i, MediaItem) and i.kind == "image")
@@ -225,7 +227,7 @@ class LlamaCppEngine:
                 self._evaluate(items, usage, timings)
             except _Evicted:  # cached embeddings went while evaluating: tokenize with pixels again
                 self._evaluate(self.tokenize(turns, reuse=False), usage, timings)
-        yield from self._generate(options, usage, timings, t_start)
+        yield from self._generate(options, grammar, usage, timings, t_start)
 
     def prepare(self, media: Sequence[Image | Audio], report=None, should_stop=None) -> bool:
         """Encode media ahead of the turn that will hold them, from any thread (the REPL does it
@@ -324,8 +326,9 @@ class LlamaCppEngine:
 
     # -- generation ------------------------------------------------------------------
 
-    def _generate(self, options: GenerationOptions, usage: Usage, timings: Timings, t_start: float) -> Iterator[Event]:
-        sampler = _lib.make_sampler(self._vocab, options)
+    def _generate(self, options: GenerationOptions, grammar: str | None, usage: Usage, timings: Timings,
+                  t_start: float) -> Iterator[Event]:
+        sampler = _lib.make_sampler(self._vocab, options, grammar)
         # greedy with nothing else in the chain: the largest logit, as llama.cpp's greedy sampler picks it
         # (the first of equals), without building a candidate list over the whole vocabulary per token
         plain_greedy = options.plain_greedy

@@ -2,7 +2,8 @@
 
 The same Engine interface as the local one: turns of text and decoded media in, events out.
 What the server takes is asked once, at start (`/v1/models`, and llama-server's `/props` for
-modalities and context size), so a kind it lacks is refused before anything is read. Answers
+modalities and context size), so a kind it lacks is refused before anything is read; which
+server it is (owned_by, or --server-kind) picks the names its requests use (engine/dialects.py). Answers
 stream by server-sent events; a busy (429) or failing (5xx) server is asked again with backoff,
 a refusal (4xx) is the server's own message, exit 2; an unreachable or silent one is exit 1.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -23,6 +25,7 @@ from ..media import Audio, Image
 from ..options import GenerationOptions
 from . import wire
 from .base import Capabilities, EngineStats, Event, Finished, Started, Timings, Turn, Usage
+from .dialects import DIALECTS, Dialect, identify, unsent
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _MAX_BACKOFF = 30.0  # seconds: a Retry-After longer than this is not waited for
@@ -52,8 +55,11 @@ class RemoteEngine:
 
     def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
                  timeout: float = config.DEFAULT_SERVER_TIMEOUT, retries: int = config.DEFAULT_SERVER_RETRIES,
-                 modalities: Sequence[str] | None = None, notice: Callable[[str], None] | None = None,
-                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
+                 modalities: Sequence[str] | None = None, kind: str | None = None,
+                 notice: Callable[[str], None] | None = None, transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        if kind is not None and kind not in DIALECTS:
+            raise InputError(f"server kind {kind!r} is not one mmchat knows: give one of {', '.join(DIALECTS)}")
         self.root, self.api = api_urls(base_url)
         self.timeout, self.retries, self._sleep = timeout, retries, sleep
         self._notice = notice or (lambda m: None)
@@ -61,12 +67,14 @@ class RemoteEngine:
         self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), headers=headers,
                                     transport=transport, follow_redirects=True)
         self.stats = EngineStats()
-        self._caps, self.model, self.dialect = self._discover(model, modalities)
+        self._warned: set[str] = set()  # options the server has nothing for, named once (batch threads share it)
+        self._warning = threading.Lock()
+        self._caps, self.model, self.dialect = self._discover(model, modalities, kind)
 
     # -- what the server is ------------------------------------------------------------
 
-    def _discover(self, model: str | None, modalities: Sequence[str] | None
-                  ) -> tuple[Capabilities, str | None, wire.AudioDialect]:
+    def _discover(self, model: str | None, modalities: Sequence[str] | None, kind: str | None
+                  ) -> tuple[Capabilities, str | None, Dialect]:
         listed = self._get_json(f"{self.api}/models", required=model is None) or {}
         entries = [m for m in listed.get("data", []) if isinstance(m, dict) and m.get("id")]
         chosen = next((m for m in entries if m["id"] == model), None) if model else (entries[0] if entries else None)
@@ -77,13 +85,13 @@ class RemoteEngine:
         if kinds is None:
             kinds = tuple(modalities) if modalities is not None else ("image", "audio", "video")
         n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx") or (chosen or {}).get("max_model_len")
-        owner = str((chosen or {}).get("owned_by", "")).lower()
+        dialect = DIALECTS[kind] if kind else identify((chosen or {}).get("owned_by"), props)
         known = isinstance(n_ctx, int) and n_ctx > 0
         caps = Capabilities(vision="image" in kinds or "video" in kinds, audio="audio" in kinds,
                             audio_sample_rate=config.DEFAULT_REMOTE_SAMPLE_RATE,
                             n_ctx=int(n_ctx) if known else 32768, model_name=model or chosen["id"],  # type: ignore[index]
                             audio_tokens=_least_audio_tokens if known else None, concurrent=True)
-        return caps, model or chosen["id"], "audio_url" if owner == "sglang" else "input_audio"  # type: ignore[index]
+        return caps, model or chosen["id"], dialect  # type: ignore[index]
 
     def _get_json(self, url: str, *, required: bool) -> dict[str, Any] | None:
         """The JSON object at `url`; None when the server has none there and it is not `required`."""
@@ -124,10 +132,11 @@ class RemoteEngine:
     # -- answers -----------------------------------------------------------------------
 
     def stream(self, turns: Sequence[Turn], options: GenerationOptions) -> Iterator[Event]:
-        body = wire.body(self.model, turns, options, dialect=self.dialect)
+        url = f"{self.api}/chat/completions"
+        body = wire.body(self.model, turns, options, dialect=self.dialect, where=self.api)
+        self._warn_unsent(options)
         images, audio = wire.media_count(turns)
         usage, timings = Usage(encoded_media=images + audio), Timings()
-        url = f"{self.api}/chat/completions"
         t0 = time.perf_counter()
         response = self._post(url, body)
         finish, t_first, server_timed = "stop", None, False
@@ -151,6 +160,17 @@ class RemoteEngine:
             timings.generation = time.perf_counter() - (t_first or t0)
         self.stats.prompt_tokens_evaluated += usage.prompt_tokens
         yield Finished(finish_reason=finish, usage=usage, timings=timings)
+
+    def _warn_unsent(self, options: GenerationOptions) -> None:
+        """One warning for the options in force that this server has no field for, never a silent drop."""
+        with self._warning:
+            new = [name for name in unsent(options, self.dialect) if name not in self._warned]
+            self._warned.update(new)
+        if new:
+            hint = (" (if it is llama-server, vLLM or SGLang behind a proxy, say so with --server-kind)"
+                    if self.dialect.kind == "openai" else "")
+            self._notice(f"warning: the server at {self.api} ({self.dialect.name}) has nothing for "
+                         f"{', '.join(new)}: {'it is' if len(new) == 1 else 'they are'} not applied to its answers{hint}")
 
     def _post(self, url: str, body: dict[str, Any]) -> httpx.Response:
         """The streaming response, once the server takes the request; 429 and 5xx are retried."""

@@ -4,6 +4,7 @@ mmchat reads and decodes every part itself, so a server sees exactly what a loca
 images as lossless PNG `data:` URLs (a PNG's greedy answer then matches the local one), audio
 as 16-bit WAV at the rate the resolver resampled it to, and video as the frames, `[mm:ss]`
 stamps and soundtrack pieces that engine/layout.py laid out. Local paths never leave the machine.
+What the server calls each option is its dialect's (engine/dialects.py).
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from ..media import Audio, Image
 from ..options import GenerationOptions
+from . import dialects
 from .base import Turn
-
-#: how a server takes audio: OpenAI's `input_audio` (llama-server, vLLM) or an `audio_url` (SGLang)
-AudioDialect = Literal["input_audio", "audio_url"]
+from .dialects import AudioDialect, Dialect
 
 
 def png_data_url(image: Image) -> str:
@@ -64,33 +64,25 @@ def messages(turns: Sequence[Turn], dialect: AudioDialect = "input_audio") -> li
     return [message(t, dialect) for t in turns]
 
 
-def body(model: str | None, turns: Sequence[Turn], options: GenerationOptions, *,
-         dialect: AudioDialect = "input_audio", stream: bool = True) -> dict[str, Any]:
-    """The request: OpenAI's fields always; llama.cpp's extra samplers only when they do something.
-
-    vLLM and SGLang call the repeat penalty `repetition_penalty`, llama.cpp `repeat_penalty`:
-    both are sent when it is on. A grammar (--grammar, --schema) goes as llama.cpp's `grammar`.
-    """
-    out: dict[str, Any] = {"messages": messages(turns, dialect), "max_tokens": options.max_tokens,
-                           "temperature": options.temperature, "top_p": options.top_p, "stream": stream}
+def body(model: str | None, turns: Sequence[Turn], options: GenerationOptions, *, dialect: Dialect,
+         where: str = "", stream: bool = True) -> dict[str, Any]:
+    """The request in `dialect`'s terms: every sampler the server has, "off" included (a field left
+    out is the model's generation_config on vLLM and SGLang), and --schema or --grammar as it takes
+    them; a grammar it cannot take is refused unsent (`where` names the server)."""
+    out: dict[str, Any] = {"messages": messages(turns, dialect.audio), "max_tokens": options.max_tokens,
+                           "temperature": options.temperature, "top_p": options.top_p,
+                           "frequency_penalty": options.frequency_penalty,
+                           "presence_penalty": options.presence_penalty, "stream": stream}
     if model:
         out["model"] = model
-    if stream:
+    if stream and dialect.stream_usage:
         out["stream_options"] = {"include_usage": True}
     if options.seed >= 0:
         out["seed"] = options.seed
     if options.stop:
         out["stop"] = list(options.stop)
-    extra = {"frequency_penalty": options.frequency_penalty, "presence_penalty": options.presence_penalty,
-             "top_k": options.top_k, "min_p": options.min_p}
-    out.update({k: v for k, v in extra.items() if v})
-    if options.repeat_penalty != 1.0:
-        out["repeat_penalty"] = out["repetition_penalty"] = options.repeat_penalty
-        out["repeat_last_n"] = options.repeat_last_n
-    if options.ignore_eos:
-        out["ignore_eos"] = True
-    if options.grammar:
-        out["grammar"] = options.grammar
+    out.update(dialects.sampler_fields(options, dialect))
+    out.update(dialects.constraint_fields(options, dialect, where))
     return out
 
 

@@ -1,17 +1,21 @@
-"""What bounds one download besides its size: a total deadline, and the addresses it may reach.
+"""What bounds one download besides its size: its time, and the addresses it may reach.
 
 A per-read timeout does not bound a download: a server that sends one byte a second never
-lets a read time out. `Deadline` shuts the download's sockets down when its time is up, which
-wakes a read blocked in the kernel. `opener` builds a urllib opener whose every connection
-(the first request and each redirect) goes through one function, where the deadline records
-the socket and a guard (mmchat.inputs.policy) sees the address a name resolved to before connecting.
+lets a read time out. `Deadline` bounds the whole download's time, and ends one that stays
+slower than a floor for a stretch (curl's --speed-limit/--speed-time: a trickle ends in the
+stretch, not at the deadline); it shuts the download's sockets down, which wakes a read
+blocked in the kernel. `opener` builds a urllib opener whose every connection (the first
+request and each redirect) goes through one function, where the deadline records the socket
+and a guard (mmchat.inputs.policy) sees the address a name resolved to before connecting.
 """
 
 from __future__ import annotations
 
+import collections
 import http.client
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -30,25 +34,33 @@ class Guard(Protocol):
 
 
 class Deadline:
-    """A time limit on a whole download, enforced by shutting its sockets down."""
+    """Time limits on a whole download, enforced by shutting its sockets down: `seconds` in all,
+    and fewer than `floor` bytes a second over the last `stretch` seconds (0: no floor).
 
-    def __init__(self, seconds: float | None):
+    The download reports its bytes with `received`; a watcher thread wakes at the deadline and
+    every tenth of the stretch (at most a second apart). `slow_rate` is the rate that ended it,
+    None when the deadline did (or nothing did)."""
+
+    def __init__(self, seconds: float | None, floor: int = 0, stretch: float = 0.0):
         self.seconds = seconds
+        self.floor, self.stretch = (floor, stretch) if floor > 0 and stretch > 0 else (0, 0.0)
         self.expired = False
+        self.slow_rate: float | None = None
+        self._received = 0
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire) if seconds else None
-        if self._timer is not None:
-            self._timer.daemon = True
+        self._done = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, daemon=True) if seconds or self.floor else None
 
     def __enter__(self) -> Deadline:
-        if self._timer is not None:
-            self._timer.start()
+        if self._watcher is not None:
+            self._watcher.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._done.set()
+        if self._watcher is not None:
+            self._watcher.join()
 
     def add(self, sock: socket.socket) -> None:
         with self._lock:
@@ -56,9 +68,33 @@ class Deadline:
             if self.expired:
                 _shutdown(sock)
 
-    def _expire(self) -> None:
+    def received(self, n: int) -> None:
+        """`n` more bytes of the body arrived."""
         with self._lock:
-            self.expired = True
+            self._received += n
+
+    def _watch(self) -> None:
+        start = time.monotonic()
+        end = start + self.seconds if self.seconds else float("inf")
+        tick = min(1.0, self.stretch / 10) if self.floor else float("inf")
+        seen = collections.deque([(start, 0)])  # (when, bytes by then), back to one stretch ago
+        while not self._done.wait(max(0.0, min(end, time.monotonic() + tick) - time.monotonic())):
+            now = time.monotonic()
+            if now >= end:
+                self._expire(None)
+                return
+            with self._lock:
+                seen.append((now, self._received))
+            while len(seen) > 1 and seen[1][0] <= now - self.stretch:
+                seen.popleft()  # the oldest kept is the last one at least a stretch old
+            since, then = seen[0]
+            if now - since >= self.stretch and (rate := (seen[-1][1] - then) / (now - since)) < self.floor:
+                self._expire(rate)
+                return
+
+    def _expire(self, slow_rate: float | None) -> None:
+        with self._lock:
+            self.expired, self.slow_rate = True, slow_rate
             for sock in self._sockets:
                 _shutdown(sock)
 

@@ -168,7 +168,8 @@ class MediaResolver:
         if source is None:
             report = self._progress
             on_bytes = (lambda done, total: report(f"downloading {_short(where.text)}", done, total)) if report else None
-            source = budget.read(where, stdin=self._stdin, progress=on_bytes, deadline=media.url_deadline)
+            source = budget.read(where, stdin=self._stdin, progress=on_bytes, deadline=media.url_deadline,
+                                 speed_limit=media.url_speed_limit, speed_time=media.url_speed_time)
         digest = hashlib.sha256(source.data).hexdigest()
         if kind == "image" and source.kind is None:
             document = self._read_document(source, options)

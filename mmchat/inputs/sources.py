@@ -1,8 +1,8 @@
 """A URL or a path becomes bytes; `mmchat.inputs.sniff` says what they are (content, never the name).
 
 Forms: a path (``~`` expanded), ``file://`` (percent-decoded), ``data:`` (base64 or
-percent-encoded), ``http(s)://`` (stdlib urllib: a per-read timeout and a total deadline,
-size cap, bounded redirects, progress callback) and ``-`` for standard input. Every failure is a `SourceError` whose
+percent-encoded), ``http(s)://`` (stdlib urllib: a per-read timeout, a total deadline and a
+speed floor, size cap, bounded redirects, progress callback) and ``-`` for standard input. Every failure is a `SourceError` whose
 message names the input and says what to do next.
 """
 
@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from ..config import DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_MAX_REDIRECTS, DEFAULT_URL_DEADLINE
+from ..config import (
+    DEFAULT_HTTP_TIMEOUT,
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    DEFAULT_MAX_REDIRECTS,
+    DEFAULT_URL_DEADLINE,
+    DEFAULT_URL_SPEED_LIMIT,
+    DEFAULT_URL_SPEED_TIME,
+)
 from ..errors import SourceError
 from ..media import Kind
 from .netlimits import Deadline, Guard, opener
@@ -60,14 +67,17 @@ def read_source(
     max_redirects: int = DEFAULT_MAX_REDIRECTS,
     progress: Progress | None = None,
     deadline: float | None = DEFAULT_URL_DEADLINE,
+    speed_limit: int = DEFAULT_URL_SPEED_LIMIT,
+    speed_time: float = DEFAULT_URL_SPEED_TIME,
     guard: Guard | None = None,
 ) -> Source:
     """Read a path, file://, data:, http(s):// URL or '-' (stdin) into a `Source`.
 
-    A download ends after `deadline` seconds in all (None: never); `guard` checks the address
-    of every connection and every redirect (mmchat.inputs.policy)."""
+    A download ends after `deadline` seconds in all (None: never), or when it stays under
+    `speed_limit` bytes a second for `speed_time` seconds (0: no floor); `guard` checks the
+    address of every connection and every redirect (mmchat.inputs.policy)."""
     where = url if isinstance(url, Location) else locate(url)
-    reading = Reading(stdin, max_bytes, timeout, max_redirects, progress, deadline, guard)
+    reading = Reading(stdin, max_bytes, timeout, max_redirects, progress, deadline, guard, speed_limit, speed_time)
     data, declared = READERS[where.scheme](where, reading)
     kind, mime = detect_kind(data)
     return Source(data=data, kind=kind, label=where.label, mime=mime or declared)
@@ -84,6 +94,8 @@ class Reading:
     progress: Progress | None
     deadline: float | None
     guard: Guard | None
+    speed_limit: int = DEFAULT_URL_SPEED_LIMIT  # bytes a second a download must keep up ...
+    speed_time: float = DEFAULT_URL_SPEED_TIME  # ... over this many seconds (0: no floor)
 
 
 def _from_stdin(where: Location, reading: Reading) -> tuple[bytes, str | None]:
@@ -105,17 +117,17 @@ def _from_file(where: Location, reading: Reading) -> tuple[bytes, str | None]:
 
 
 def _from_web(where: Location, reading: Reading) -> tuple[bytes, str | None]:
-    url, deadline = where.text, reading.deadline
-    with Deadline(deadline) as limit:
+    url = where.text
+    with Deadline(reading.deadline, reading.speed_limit, reading.speed_time) as limit:
         try:
             found = _download(url, reading.max_bytes, reading.timeout, reading.max_redirects, reading.progress,
                               limit, reading.guard)
         except SourceError:
             if limit.expired:
-                raise _late(url, deadline) from None
+                raise _late(url, limit) from None
             raise
         if limit.expired:
-            raise _late(url, deadline)
+            raise _late(url, limit)
     return found
 
 
@@ -289,6 +301,7 @@ def _read_body(response, total: int | None, url: str, max_bytes: int, progress: 
     if progress is not None:
         progress(0, total)
     while not deadline.expired and (chunk := response.read1(_CHUNK)):
+        deadline.received(len(chunk))
         done += len(chunk)
         if done > max_bytes:
             raise _too_large(url, max_bytes)
@@ -298,9 +311,21 @@ def _read_body(response, total: int | None, url: str, max_bytes: int, progress: 
     return b"".join(chunks)
 
 
-def _late(url: str, seconds: float | None) -> SourceError:
-    return SourceError(f"{url} did not arrive within {seconds:g} s (--url-deadline): "
+def _late(url: str, limit: Deadline) -> SourceError:
+    """What ended a download: the speed floor (naming the rate it got) or the deadline."""
+    if limit.slow_rate is not None:
+        return SourceError(f"{url} came at {_rate(limit.slow_rate)} for {limit.stretch:g} s, under the "
+                           f"{_rate(limit.floor)} floor (--speed-limit, --speed-time): try again later, "
+                           "download it first, or lower --speed-limit")
+    return SourceError(f"{url} did not arrive within {limit.seconds:g} s (--url-deadline): "
                        "try again later, download it first, or raise --url-deadline")
+
+
+def _rate(per_second: float) -> str:
+    for unit, size in (("MiB/s", 1 << 20), ("KiB/s", 1 << 10)):
+        if per_second >= size:
+            return f"{per_second / size:.3g} {unit}"
+    return f"{per_second:.2g} B/s" if per_second < 10 else f"{per_second:.0f} B/s"
 
 
 def _unreachable(url: str, host: str, reason: object, timeout: float) -> SourceError:
