@@ -10,7 +10,8 @@ import pytest
 
 from mmchat.errors import CorruptDownload
 from mmchat.models import checksums, registry
-from mmchat.models.download import PARTIAL_SUFFIX, verify_pulled
+from mmchat.models.download import PARTIAL_SUFFIX
+from mmchat.models.registry import verify_pulled
 from tests.fakehub import FakeHub, use_hub
 from tests.helpers import run_mmchat
 

@@ -119,7 +119,7 @@ def pull(
 
     env = current()
     if verify:
-        from ..models.download import verify_pulled
+        from ..models.registry import verify_pulled
 
         verify_pulled(name, quant=quant, progress=not quiet, report=lambda line: print(line, file=env.stdout))
         return

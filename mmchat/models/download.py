@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import CorruptDownload, MmchatError, ModelNotFound, NetworkError, disk_full
-from .checksums import Expected, check_download, verify_files
+from ..errors import MmchatError, ModelNotFound, NetworkError, disk_full
+from .checksums import Expected, check_download
 
 PARTIAL_SUFFIX = ".mmchat-partial"
 
@@ -144,22 +144,3 @@ def hub_session(repo: str, target: str, *, progress: bool) -> Iterator[None]:
     finally:
         if silence:
             enable_progress_bars()
-
-
-def verify_pulled(name: str, *, quant: str | None = None, progress: bool = True,
-                  report: Callable[[str], None] = print) -> None:
-    """`mmchat pull --verify NAME`: hash every downloaded file of NAME against the Hub's listing of the
-    revision it came from, a line per file; damaged files are removed and CorruptDownload says so."""
-    from . import registry
-
-    if registry.is_path(name):
-        raise ModelNotFound(f"--verify checks a pulled model: give its name (`mmchat models`), not a path: {name}")
-    resolved = registry.resolve_local(name, quant=quant)
-    files = registry.files_of(resolved)
-    with hub_session(resolved.entry.repo, name, progress=progress):
-        bad = verify_files(resolved.entry.repo, files, lambda repo, commit: hub_files(repo, commit)[1], report)
-    if bad:
-        raise CorruptDownload(
-            f"{bad} of {len(files)} files of {name} do not match the Hub and were removed: "
-            f"run `mmchat pull {name}` to download them again"
-        )

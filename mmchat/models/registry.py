@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import config
-from ..errors import ModelNotFound
+from ..errors import CorruptDownload, ModelNotFound
 from . import hubfiles
+from .checksums import verify_files
 from .hubfiles import Want
 
 ENV_MODEL = "MMCHAT_MODEL"
@@ -377,3 +378,22 @@ def resolve(
         if not pull:
             raise
         return _pull(e.spec, quant=e.quant, progress=progress, warn=warn, known=known)
+
+
+def verify_pulled(name: str, *, quant: str | None = None, progress: bool = True,
+                  report: Callable[[str], None] = print) -> None:
+    """`mmchat pull --verify NAME`: hash every downloaded file of NAME against the Hub's listing of the
+    revision it came from, a line per file; damaged files are removed and CorruptDownload says so."""
+    from .download import hub_files, hub_session
+
+    if is_path(name):
+        raise ModelNotFound(f"--verify checks a pulled model: give its name (`mmchat models`), not a path: {name}")
+    resolved = resolve_local(name, quant=quant)
+    files = files_of(resolved)
+    with hub_session(resolved.entry.repo, name, progress=progress):
+        bad = verify_files(resolved.entry.repo, files, lambda repo, commit: hub_files(repo, commit)[1], report)
+    if bad:
+        raise CorruptDownload(
+            f"{bad} of {len(files)} files of {name} do not match the Hub and were removed: "
+            f"run `mmchat pull {name}` to download them again"
+        )
