@@ -12,48 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import config
 from .errors import InputError
-
-
-@dataclasses.dataclass(frozen=True)
-class Rule:
-    """What values an option takes, said the way an error message needs it."""
-
-    text: str  # "a number from 0 to 1 (1 is off)"
-    ok: Callable[[Any], bool]
-
-
-def _number(low: float | None = None, high: float | None = None, *, above: float | None = None) -> Callable[[Any], bool]:
-    def ok(v: Any) -> bool:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            return False
-        return (low is None or v >= low) and (high is None or v <= high) and (above is None or v > above)
-
-    return ok
-
-
-def _whole(low: int, *, optional: bool = False) -> Callable[[Any], bool]:
-    def ok(v: Any) -> bool:
-        if v is None:
-            return optional
-        return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-    return ok
-
-
-def _is_bool(v: Any) -> bool:
-    return isinstance(v, bool)
-
+from .values import PAGES, Rule, check, parse_segment, parse_size
+from .values import as_number as _as_number
+from .values import is_bool as _is_bool
+from .values import number as _number
+from .values import whole as _whole
 
 GREEDY_OK = Rule("a number >= 0 (0 is greedy)", _number(0))
 PENALTY = Rule("a number from -2 to 2 (0 is off)", _number(-2, 2))
 VIDEO_FPS = Rule("a number > 0", _number(above=0))
-PAGES = re.compile(r"[1-9]\d*(?:-[1-9]\d*)?(?:,[1-9]\d*(?:-[1-9]\d*)?)*")  # 3 | 2-5 | 1,4-6
 VIDEO_MAX_FRAMES = Rule("a whole number >= 1", _whole(1))
 
 
@@ -65,12 +37,6 @@ def option(default: Any, rule: Rule | None, help: str, *, flags: tuple[str, ...]
     if isinstance(default, (list, tuple)):
         return dataclasses.field(default=tuple(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
-
-
-def check(name: str, value: Any, rule: Rule | None, label: str, shown: str | None = None) -> None:
-    """Raise one clear InputError when `value` breaks `rule`; `label` says how the user wrote the name."""
-    if rule is not None and not rule.ok(value):
-        raise InputError(f"{label}{shown if shown is not None else repr(value)} is not valid: give {rule.text}")
 
 
 Label = Callable[[dataclasses.Field], str]
@@ -199,19 +165,6 @@ class GenerationOptions(_Options):
     def plain_greedy(self) -> bool:
         """Greedy with nothing else to apply: the answer is the largest logit at each step."""
         return self.temperature <= 0 and not self.constrained and not self.penalised
-
-
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", re.IGNORECASE)
-
-
-def parse_size(value: Any) -> int | None:
-    """Bytes from 1073741824, "2G", "500M", "1.5GiB"; None when it is none of those."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if value >= 0 else None
-    match = _SIZE.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        return None
-    return int(float(match.group(1)) * 1024 ** " kmgt".index(match.group(2).lower() or " "))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,9 +304,6 @@ class MediaOptions(_Options):
                 "max_side": self.video_max_side}
 
 
-_TIME = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?|\.\d+)")
-
-
 @dataclasses.dataclass(frozen=True)
 class VideoOptions:
     """How to sample one video: a part's own keys over the request's MediaOptions, checked by the same rules."""
@@ -376,38 +326,6 @@ class VideoOptions:
         audio = d.get("audio", base.audio)
         check("audio", audio, Rule("true or false", _is_bool), "video audio ")
         return cls(fps=fps, max_frames=count, start=start, end=end, audio=audio)
-
-
-def parse_segment(start: Any, end: Any, what: str) -> tuple[float | None, float | None]:
-    """A part's start and end (seconds or mm:ss, each optional) as seconds; the end after the start."""
-    start, end = (None if v is None else parse_time(v) for v in (start, end))
-    if end is not None and end <= (start or 0.0):
-        raise InputError(f"{what} end ({end:g} s) must come after its start ({start or 0:g} s)")
-    return start, end
-
-
-def parse_time(value: str | float) -> float:
-    """Seconds from 90, "90", "1:30" or "01:02:03.5"."""
-    if not isinstance(value, str):
-        seconds = _as_number(value, "time")
-        if seconds < 0:
-            raise InputError(f"a video time cannot be negative ({value!r}): count seconds from the start")
-        return seconds
-    match = _TIME.fullmatch(value.strip())
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups()) if match else (0, 0, 0)
-    if match is None or (match.group(2) and seconds >= 60) or (match.group(1) and minutes >= 60):
-        raise InputError(f"cannot read {value!r} as a time: use seconds (90), mm:ss (1:30) or hh:mm:ss")
-    return hours * 3600 + minutes * 60 + seconds
-
-
-def _as_number(value: Any, what: str) -> float:
-    """A number from a JSON body, which may carry it as text ("2")."""
-    try:
-        if not isinstance(value, bool) and math.isfinite(number := float(value)):
-            return number
-    except (TypeError, ValueError):
-        pass
-    raise InputError(f"video {what} must be a number, not {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)

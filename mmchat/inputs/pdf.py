@@ -15,7 +15,7 @@ from pathlib import PurePath
 from .. import config
 from ..errors import InputError, MediaError
 from ..media import Image
-from ..options import PAGES
+from ..values import PAGES
 from .sniff import decode_text
 
 __all__ = ["pdf_segments", "select_pages", "text_segments"]

@@ -22,7 +22,8 @@ from .. import messages as msgs
 from ..engine.base import Capabilities, Progress, Segment, Turn
 from ..errors import InputError, MediaRefused, MmchatError, UnsupportedMedia
 from ..media import Audio, Image, Kind, with_article
-from ..options import MediaOptions, parse_segment
+from ..options import MediaOptions
+from ..values import parse_segment
 from .part import DEVICES, Location, MediaPart, locate, media_part, media_parts
 from .policy import MediaPolicy, device_refusal
 

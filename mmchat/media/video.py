@@ -28,7 +28,8 @@ import numpy as np
 from mmchat.config import DEFAULT_VIDEO_FRAME_MAX_SIDE
 from mmchat.errors import InputError, MediaError
 from mmchat.media import Audio, Image, opened
-from mmchat.options import VideoOptions, parse_time  # per-part options are checked where all options are
+from mmchat.options import VideoOptions  # per-part options are checked where all options are
+from mmchat.values import parse_time
 
 __all__ = ["Frame", "Video", "VideoOptions", "decode_video", "fine_stamps", "parse_time", "sample_times", "stamp"]
 
