@@ -23,10 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._table import median_seconds, report  # noqa: E402
-from mmchat.models import (
-    checksums,  # noqa: E402
-    pairs,  # noqa: E402
-)
+from mmchat.models import checksums, pairs  # noqa: E402
 from tests.fixtures import gguf_models as g  # noqa: E402
 
 

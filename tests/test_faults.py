@@ -275,7 +275,7 @@ def test_a_pull_onto_a_full_disk_is_one_line_exit_1_and_resumes_later(tmp_path, 
         assert line.startswith("mmchat: error: no space left on the device to write ") and ".mmchat-partial" in line
         assert "tiny-Q4_K_M.gguf resumes where it stopped" in line
         with pytest.raises(registry.NotDownloaded):
-            registry.resolve_local("tiny")  # nothing half-written where the next run reads
+            registry.find_local("tiny")  # nothing half-written where the next run reads
         monkeypatch.setattr(download, "open", open, raising=False)
         assert registry.pull("tiny", progress=False).model.read_bytes() == model
         assert hub.range_requests("tiny-Q4_K_M.gguf") == ["bytes=40000-"]

@@ -50,7 +50,7 @@ def test_bytes_damaged_on_the_way_are_refused_and_nothing_is_left(hub: FakeHub):
     assert err.count("\n") == 1 and "run the pull again" in err
     assert not [p for p in _cached(hub.cache) if "tiny-Q4_K_M" in p.name or p.name.endswith(PARTIAL_SUFFIX)]
     with pytest.raises(registry.NotDownloaded):
-        registry.resolve_local("tiny")
+        registry.find_local("tiny")
     hub.corrupt.clear()
     assert registry.pull("tiny", progress=False).model.read_bytes() == MODEL
 

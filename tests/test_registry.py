@@ -8,7 +8,7 @@ import pytest
 
 from mmchat.errors import ModelNotFound, NetworkError
 from mmchat.models import hubfiles, registry
-from mmchat.models.registry import ModelEntry, NotDownloaded, Resolved
+from mmchat.models.registry import ModelEntry, ModelFiles, NotDownloaded
 from tests.fakehub import FakeHub, closed_port, put_in_cache, use_hub
 
 
@@ -76,20 +76,20 @@ def test_default_exists_and_takes_images_and_audio():
 def test_an_existing_path_is_that_file(tmp_path: Path):
     model = tmp_path / "my model.gguf"
     model.write_bytes(b"GGUF")
-    assert registry.resolve_local(model) == Resolved(model, None)
-    assert registry.resolve_local(str(model)).model == model
+    assert registry.find_local(model) == ModelFiles(model, None)
+    assert registry.find_local(str(model)).model == model
 
 
 @pytest.mark.parametrize("given", ["missing.gguf", "models/missing", "./nothing-here.GGUF"])
 def test_a_missing_path_says_file_not_found(given: str):
     with pytest.raises(ModelNotFound) as e:
-        registry.resolve_local(given)
+        registry.find_local(given)
     assert one_line(e.value) == f"model file not found: {given}"
 
 
 def test_a_directory_asks_for_the_file_inside(tmp_path: Path):
     with pytest.raises(ModelNotFound, match="directory.*give the .gguf file inside"):
-        registry.resolve_local(tmp_path)
+        registry.find_local(tmp_path)
 
 
 def test_a_name_resolves_from_the_hf_cache_case_insensitively(isolated: Path):
@@ -103,36 +103,36 @@ def test_a_name_resolves_from_the_hf_cache_case_insensitively(isolated: Path):
             "mmproj-Qwen3VL-2B-Instruct-F16.gguf": b"proj f16",
         },
     )
-    got = registry.resolve_local("QWEN3-VL-2B")
+    got = registry.find_local("QWEN3-VL-2B")
     assert got.model == snapshot / "Qwen3VL-2B-Instruct-Q4_K_M.gguf"
     assert got.mmproj == snapshot / "mmproj-Qwen3VL-2B-Instruct-F16.gguf"
     assert got.name == "qwen3-vl-2b" and got.entry is not None and "image" in got.entry.modalities
-    assert registry.resolve_local("qwen3-vl-2b", quant="q8_0").model.read_bytes() == b"model q8"
+    assert registry.find_local("qwen3-vl-2b", quant="q8_0").model.read_bytes() == b"model q8"
     assert dict((e.name, d) for e, d in registry.list_models())["qwen3-vl-2b"] is True
 
 
 def test_hf_forms_resolve_with_and_without_a_quant(isolated: Path):
     snapshot = put_in_cache(isolated, "some-org/thing-GGUF", {"thing-Q8_0.gguf": b"m", "mmproj-thing-f16.gguf": b"p"})
-    got = registry.resolve_local("hf:some-org/thing-GGUF:Q8_0")
-    assert got == Resolved(snapshot / "thing-Q8_0.gguf", snapshot / "mmproj-thing-f16.gguf", got.name, got.entry)
+    got = registry.find_local("hf:some-org/thing-GGUF:Q8_0")
+    assert got == ModelFiles(snapshot / "thing-Q8_0.gguf", snapshot / "mmproj-thing-f16.gguf", got.name, got.entry)
     assert got.entry is not None and got.entry.repo == "some-org/thing-GGUF" and got.entry.quant == "Q8_0"
     # without :QUANT it means Q4_K_M, else the next there (llama.cpp's -hf tries Q4_K_M, then Q8_0)
-    assert registry.resolve_local("hf:some-org/thing-GGUF") == got
+    assert registry.find_local("hf:some-org/thing-GGUF") == got
     with pytest.raises(NotDownloaded) as e:  # a quant the user names is that quant
-        registry.resolve_local("hf:some-org/thing-GGUF:q4_k_m")
+        registry.find_local("hf:some-org/thing-GGUF:q4_k_m")
     assert "run `mmchat pull hf:some-org/thing-GGUF:Q4_K_M`" in one_line(e.value)
     with pytest.raises(NotDownloaded) as e:
-        registry.resolve_local("hf:other-org/thing-GGUF")
+        registry.find_local("hf:other-org/thing-GGUF")
     assert "run `mmchat pull hf:other-org/thing-GGUF`" in one_line(e.value)
     with pytest.raises(ModelNotFound, match="write hf:owner/name"):
-        registry.resolve_local("hf:no-slash")
+        registry.find_local("hf:no-slash")
 
 
 def test_hf_form_of_a_registry_repo_keeps_its_metadata(isolated: Path):
     put_in_cache(
         isolated, "ggml-org/gemma-3-4b-it-GGUF", {"gemma-3-4b-it-Q4_K_M.gguf": b"m", "mmproj-model-f16.gguf": b"p"}
     )
-    got = registry.resolve_local("hf:ggml-org/gemma-3-4b-it-GGUF")
+    got = registry.find_local("hf:ggml-org/gemma-3-4b-it-GGUF")
     assert got.entry is not None and got.entry.name == "gemma-3-4b-it" and got.entry.modalities == ("image",)
 
 
@@ -140,15 +140,15 @@ def test_mmchat_model_env_is_used_when_no_model_is_given(tmp_path: Path, monkeyp
     model = tmp_path / "env.gguf"
     model.write_bytes(b"GGUF")
     monkeypatch.setenv(registry.ENV_MODEL, str(model))
-    assert registry.resolve_local(None).model == model
+    assert registry.find_local(None).model == model
     monkeypatch.delenv(registry.ENV_MODEL)
     with pytest.raises(NotDownloaded, match="'gemma-4-E2B-it' is not downloaded"):
-        registry.resolve_local(None)
+        registry.find_local(None)
 
 
 def test_not_downloaded_names_the_exact_pull_command():
     with pytest.raises(NotDownloaded) as e:
-        registry.resolve_local("gemma-3-4b-it")
+        registry.find_local("gemma-3-4b-it")
     assert isinstance(e.value, ModelNotFound)
     assert one_line(e.value) == (
         "model 'gemma-3-4b-it' is not downloaded: run `mmchat pull gemma-3-4b-it` (about 3.3 GB) or add --pull"
@@ -158,17 +158,17 @@ def test_not_downloaded_names_the_exact_pull_command():
 def test_a_model_without_its_projector_counts_as_not_downloaded(isolated: Path):
     put_in_cache(isolated, "ggml-org/gemma-3-4b-it-GGUF", {"gemma-3-4b-it-Q4_K_M.gguf": b"m"})
     with pytest.raises(NotDownloaded):
-        registry.resolve_local("gemma-3-4b-it")
+        registry.find_local("gemma-3-4b-it")
 
 
 def test_an_unknown_name_lists_close_matches():
     with pytest.raises(ModelNotFound) as e:
-        registry.resolve_local("gemma-3-4b")
+        registry.find_local("gemma-3-4b")
     message = one_line(e.value)
     assert message.startswith("unknown model 'gemma-3-4b': did you mean gemma-3-4b-it")
     assert "`mmchat models`" in message
     with pytest.raises(ModelNotFound, match="unknown model 'zzzz': `mmchat models`"):
-        registry.resolve_local("zzzz")
+        registry.find_local("zzzz")
 
 
 # -- the user's file ----------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def test_the_user_file_overrides_an_entry_adds_one_and_sets_the_default():
     assert mine == ModelEntry("my-model", "me/my-model-GGUF", "Q5_K_M", ("audio",), mine.context, None, "")
     assert reg.default == "my-model" and len(reg.entries) == len(registry.load_registry().entries)
     with pytest.raises(NotDownloaded, match="`mmchat pull my-model` or add --pull"):
-        registry.resolve_local(None)
+        registry.find_local(None)
 
 
 def test_a_broken_user_file_warns_once_and_the_bundled_registry_still_works():
@@ -240,14 +240,14 @@ def test_pull_downloads_the_model_and_its_projector_with_progress_on_stderr(
 ):
     monkeypatch.setenv("TQDM_POSITION", "-1")  # tqdm draws bars on a non-TTY stderr only when asked
     with pytest.raises(NotDownloaded):
-        registry.resolve_local("tiny")
+        registry.find_local("tiny")
     got = registry.pull("tiny")
     assert got.model.name == "tiny-Q4_K_M.gguf" and got.model.read_bytes() == TINY["tiny-Q4_K_M.gguf"]
     assert got.mmproj is not None and got.mmproj.read_bytes() == TINY["mmproj-tiny-f16.gguf"]
     assert got.name == "tiny" and got.entry is not None
     out, err = capfd.readouterr()
     assert out == "" and "tiny-Q4_K_M.gguf" in err and "100%" in err
-    assert registry.resolve_local("tiny") == got  # found offline afterwards
+    assert registry.find_local("tiny") == got  # found offline afterwards
     assert dict((e.name, d) for e, d in registry.list_models())["tiny"] is True
     fetched = {p.rsplit("/", 1)[-1] for m, p, _ in hub.requests if m == "GET" and "/resolve/" in p}
     assert fetched == {"tiny-Q4_K_M.gguf", "mmproj-tiny-f16.gguf"}  # nothing else
@@ -279,8 +279,8 @@ def test_an_interrupted_download_resumes_with_a_range_request(hub: FakeHub, monk
 
 def test_resolve_pulls_only_when_asked(hub: FakeHub):
     with pytest.raises(NotDownloaded):
-        registry.resolve("tiny")
-    got = registry.resolve("tiny", pull=True, progress=False)
+        registry.find_files("tiny")
+    got = registry.find_files("tiny", pull=True, progress=False)
     assert got.model.read_bytes() == TINY["tiny-Q4_K_M.gguf"]
 
 
@@ -362,7 +362,7 @@ def test_a_pull_killed_mid_file_resumes_where_it_stopped(hub: FakeHub):
     assert got.model.read_bytes() == model
     assert hub.range_requests("big-Q4_K_M.gguf") == [f"bytes={kept}-"]  # only the rest was asked for
     assert not list(cache.rglob("*.mmchat-partial"))
-    assert registry.resolve_local("big") == got
+    assert registry.find_local("big") == got
 
 
 def test_the_projector_beside_a_model_is_one_rule_for_every_way_of_naming_it(tmp_path):

@@ -87,20 +87,20 @@ def test_pulling_the_default_takes_q4_0_and_its_projector_and_nothing_else(hub: 
     assert got.model.name == "gemma-4-E2B-it-Q4_0.gguf" and got.model.read_bytes() == Q4_0
     assert got.mmproj is not None and got.mmproj.read_bytes() == PROJ
     assert warnings == [] and fetched(hub) == ["gemma-4-E2B-it-Q4_0.gguf", "mmproj-gemma-4-E2B-it-Q8_0.gguf"]
-    assert registry.resolve_local("gemma-4-E2B-it") == got
+    assert registry.find_local("gemma-4-E2B-it") == got
 
 
 def test_a_registry_quant_the_hub_lacks_falls_back_with_one_warning_and_is_found_offline(hub: FakeHub, monkeypatch,
                                                                                          tmp_path):
     write_user_file('[models."gemma-4-E2B-it"]\nquant = "Q4_K_M"\n')  # what models.toml said before
     warnings: list[str] = []
-    got = registry.resolve("gemma-4-E2B-it", pull=True, progress=False, warn=warnings.append)
+    got = registry.find_files("gemma-4-E2B-it", pull=True, progress=False, warn=warnings.append)
     assert got.model.name == "gemma-4-E2B-it-Q4_0.gguf" and got.entry is not None and got.entry.quant == "Q4_0"
     assert warnings == [f"{E2B} has no Q4_K_M model file: taking Q4_0, the first it has of "
                         "Q4_K_M, Q4_0, Q4_K_S, Q5_K_M, Q5_0, Q6_K, Q8_0, F16, BF16"]
     assert fetched(hub) == ["gemma-4-E2B-it-Q4_0.gguf", "mmproj-gemma-4-E2B-it-Q8_0.gguf"]  # no drafter, no BF16
     use_hub(monkeypatch, closed_port(), tmp_path / "hf")  # offline now: the cache alone answers
-    assert registry.resolve_local("gemma-4-E2B-it") == got
+    assert registry.find_local("gemma-4-E2B-it") == got
     assert dict((e.name, d) for e, d in registry.list_models())["gemma-4-E2B-it"] is True
 
 

@@ -199,7 +199,7 @@ def _files_problem(name: str) -> str | None:
     from ..models.pairs import check_files
 
     try:
-        resolved = registry.resolve_local(name, warn=lambda m: None)
+        resolved = registry.find_local(name, warn=lambda m: None)
         check_files(resolved.model, resolved.mmproj)
     except MmchatError as e:
         return str(e)

@@ -5,7 +5,7 @@ environment variable > `default` in the user's models.toml > `default` in the bu
 Entries merge the same way: the user's file adds entries and overrides fields of bundled ones.
 
 Only huggingface_hub touches the network or its cache (HF_HOME, HF_HUB_CACHE, HF_ENDPOINT,
-HF_HUB_OFFLINE are honoured as it honours them); resolve_local() never goes online.
+HF_HUB_OFFLINE are honoured as it honours them); find_local() never goes online.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
-class Resolved:
+class ModelFiles:
     model: Path
     mmproj: Path | None
     name: str | None = None
@@ -81,7 +81,7 @@ class QuantNotFound(ModelNotFound):
 
 
 class NotDownloaded(ModelNotFound):
-    """A known model that is not in the Hugging Face cache yet; resolve(pull=True) fetches it."""
+    """A known model that is not in the Hugging Face cache yet; find_files(pull=True) fetches it."""
 
     def __init__(self, entry: ModelEntry, target: str, spec: str, quant: str | Want | None = None):
         size = f" (about {entry.size_gb:g} GB)" if entry.size_gb else ""
@@ -266,7 +266,7 @@ def cached_repo_files(repo: str) -> dict[str, Path]:
     return _cached_files().get(repo.lower(), {})
 
 
-def _in_cache(entry: ModelEntry, want: Want, cached: dict[str, dict[str, Path]]) -> Resolved | None:
+def _in_cache(entry: ModelEntry, want: Want, cached: dict[str, dict[str, Path]]) -> ModelFiles | None:
     """The cached files the same rules as a pull choose (a registry quant the Hub lacked falls back
     here too, so what a pull fetched is found), or None when any is missing."""
     by_name = cached.get(entry.repo.lower(), {})
@@ -276,26 +276,26 @@ def _in_cache(entry: ModelEntry, want: Want, cached: dict[str, dict[str, Path]])
     mmproj = hubfiles.pick_projector(sorted(by_name), pick.path, entry.repo)
     if mmproj is None and entry.modalities:  # a pull was interrupted before the projector
         return None
-    return Resolved(by_name[pick.path], by_name[mmproj] if mmproj else None, entry.name, replace(entry, quant=pick.quant))
+    return ModelFiles(by_name[pick.path], by_name[mmproj] if mmproj else None, entry.name, replace(entry, quant=pick.quant))
 
 
-def files_of(resolved: Resolved) -> list[Path]:
+def files_of(found: ModelFiles) -> list[Path]:
     """Every file of a downloaded model: its shards in order, then its projector."""
-    folder = resolved.model.parent
+    folder = found.model.parent
     names = sorted(p.name for p in folder.iterdir())
-    parts = hubfiles.shards(resolved.model.name, names)
-    return [folder / n for n in parts] + ([resolved.mmproj] if resolved.mmproj else [])
+    parts = hubfiles.shards(found.model.name, names)
+    return [folder / n for n in parts] + ([found.mmproj] if found.mmproj else [])
 
 
-def resolve_local(model: str | Path | None = None, *, quant: Quant = None, warn: Warn | None = None,
-                  known: Registry | None = None) -> Resolved:
+def find_local(model: str | Path | None = None, *, quant: Quant = None, warn: Warn | None = None,
+                  known: Registry | None = None) -> ModelFiles:
     """A path, registry name or hf:owner/repo[:QUANT] as local files, without the network."""
     if model is None or model == "":
         model = os.environ.get(ENV_MODEL) or None
     if model is not None and is_path(model):
         path = Path(model).expanduser()
         if path.is_file():
-            return Resolved(path, None)
+            return ModelFiles(path, None)
         if path.is_dir():
             raise ModelNotFound(f"model path is a directory: {model}: give the .gguf file inside it")
         raise ModelNotFound(f"model file not found: {model}")
@@ -327,7 +327,7 @@ def list_models(*, warn: Warn | None = None) -> list[tuple[ModelEntry, bool]]:
 
 
 def pull(name_or_hf: str, *, quant: Quant = None, progress: bool = True, warn: Warn | None = None,
-         known: Registry | None = None) -> Resolved:
+         known: Registry | None = None) -> ModelFiles:
     """Download a registry model or hf:owner/repo[:QUANT] (model + projector) into the Hugging Face cache.
     A quant the caller names must exist; the registry's own falls back along hubfiles.QUANT_ORDER,
     with one warning. `known`: the registry already loaded (so a broken user file warns once)."""
@@ -356,13 +356,13 @@ def pull(name_or_hf: str, *, quant: Quant = None, progress: bool = True, warn: W
             )
         paths = [fetch(entry.repo, f, hashes.get(f)) for f in hubfiles.shards(model, files)]
         mmproj_path = fetch(entry.repo, mmproj, hashes.get(mmproj)) if mmproj else None
-    return Resolved(Path(paths[0]), Path(mmproj_path) if mmproj_path else None, entry.name, entry)
+    return ModelFiles(Path(paths[0]), Path(mmproj_path) if mmproj_path else None, entry.name, entry)
 
 
-_pull = pull  # resolve()'s `pull` flag shadows the function
+_pull = pull  # find_files()'s `pull` flag shadows the function
 
 
-def resolve(
+def find_files(
     model: str | Path | None = None,
     *,
     pull: bool = False,
@@ -370,10 +370,10 @@ def resolve(
     progress: bool = True,
     warn: Warn | None = None,
     known: Registry | None = None,
-) -> Resolved:
-    """resolve_local(), and with pull=True download a known model that is not there yet."""
+) -> ModelFiles:
+    """find_local(), and with pull=True download a known model that is not there yet."""
     try:
-        return resolve_local(model, quant=quant, warn=warn, known=known)
+        return find_local(model, quant=quant, warn=warn, known=known)
     except NotDownloaded as e:
         if not pull:
             raise
@@ -388,7 +388,7 @@ def verify_pulled(name: str, *, quant: str | None = None, progress: bool = True,
 
     if is_path(name):
         raise ModelNotFound(f"--verify checks a pulled model: give its name (`mmchat models`), not a path: {name}")
-    resolved = resolve_local(name, quant=quant)
+    resolved = find_local(name, quant=quant)
     files = files_of(resolved)
     with hub_session(resolved.entry.repo, name, progress=progress):
         bad = verify_files(resolved.entry.repo, files, lambda repo, commit: hub_files(repo, commit)[1], report)

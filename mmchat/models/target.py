@@ -3,7 +3,7 @@
 A model is named as a GGUF path, a registry name, `hf:owner/repo[:QUANT]`, mistral.rs's `Which`,
 a models.toml entry served by a server, or any of these beside `--base-url`. `find_target` is the
 one function that turns each into a `Target`; the CLI shows its spinner around the call and hands
-the target to the Runner, which loads it and never resolves again.
+the target to the Runner, which loads it and never looks for it again.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ def find_target(
     if which is not None or in_situ_quant is not None:  # mistral.rs's names for a model (which.py)
         if which is None or model is not None or mmproj is not None:
             raise InputError("give a model either as which=Which...(...) (with in_situ_quant=) or as model=/mmproj=")
-        from .which import resolve
+        from .which import find_files
 
-        found = resolve(which, in_situ_quant, progress=progress, warn=warn)
+        found = find_files(which, in_situ_quant, progress=progress, warn=warn)
         return Target(found.model, found.mmproj)
     if base_url is not None:
         return Target(base_url=base_url, server_model=None if model is None else str(model), modalities=kinds)
@@ -65,11 +65,11 @@ def find_target(
         if entry is not None:
             return Target(base_url=entry.base_url, server_model=entry.server_model or None,
                           modalities=kinds if kinds is not None else entry.modalities or None, name=entry.name)
-    resolved = registry.resolve(model, pull=pull, progress=progress, warn=warn, known=known)
+    files = registry.find_files(model, pull=pull, progress=progress, warn=warn, known=known)
     if mmproj is None:
-        mmproj = resolved.mmproj or hubfiles.projector_beside(resolved.model, warn)
-        return Target(resolved.model, mmproj, name=resolved.name)
+        mmproj = files.mmproj or hubfiles.projector_beside(files.model, warn)
+        return Target(files.model, mmproj, name=files.name)
     path = Path(mmproj).expanduser()
     if not path.is_file():
         raise ModelNotFound(f"projector file not found: {mmproj}: give the path to an mmproj-*.gguf")
-    return Target(resolved.model, path, name=resolved.name)
+    return Target(files.model, path, name=files.name)

@@ -176,7 +176,7 @@ class Found:
     mmproj: Path | None
 
 
-def resolve(which: object, in_situ_quant: str | int | None = None, *, progress: bool = True,
+def find_files(which: object, in_situ_quant: str | int | None = None, *, progress: bool = True,
             warn: Warn | None = None) -> Found:
     """The GGUF files a `Which` names: from the Hugging Face cache, else downloaded (progress on stderr)."""
     quant = gguf_quant(in_situ_quant)
@@ -203,7 +203,7 @@ def _by_model_id(model_id: str, quant: Want | None, isq: object, *, progress: bo
     known = registry.load_registry(warn=warn)  # once, so a broken user file warns once
     spec = _spec_for(model_id, known)
     try:
-        got = registry.resolve_local(spec, quant=quant, known=known)
+        got = registry.find_local(spec, quant=quant, known=known)
     except registry.NotDownloaded as e:
         if _offline() and quant is not None:
             cached = sorted(registry.cached_repo_files(e.entry.repo))
