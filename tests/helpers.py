@@ -38,9 +38,22 @@ THREADS_ARGS = as_flags({"threads": THREADS})  # --threads 2
 MMCHAT = [sys.executable, "-m", "mmchat"]
 
 
+#: what a developer may have exported that would reach the tests or the processes they start (a server's
+#: URL and key, a default model, colour, debug output); tests/conftest.py clears them. MMCHAT_HOME is set
+#: per test, and the fuzz count is the suite's own knob.
+_USER_PREFIXES = ("MMCHAT_", "OPENAI_")
+_USER_VARS = ("NO_COLOR",)
+_KEPT = frozenset({"MMCHAT_HOME", "MMCHAT_FUZZ_EXAMPLES"})
+
+
+def user_vars(environ: Mapping[str, str]) -> list[str]:
+    """The exported variables that would change what mmchat does in a test."""
+    return [v for v in environ if v not in _KEPT and (v.startswith(_USER_PREFIXES) or v in _USER_VARS)]
+
+
 def mmchat_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The one environment an mmchat subprocess gets: this process's (which tests/conftest.py
-    has given its own MMCHAT_HOME, without MMCHAT_MODEL, MMCHAT_DEBUG or NO_COLOR), updated
+    has given its own MMCHAT_HOME, without the user's MMCHAT_*, OPENAI_* or NO_COLOR), updated
     by `env`, and never MMCHAT_DEBUG (it lets native stderr chatter through)."""
     full = {**os.environ, **(env or {})}
     full.pop("MMCHAT_DEBUG", None)

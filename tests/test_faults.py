@@ -64,6 +64,7 @@ def whole_history(path: Path, tags: str) -> list[str]:
 # -- SIGKILL at varied moments ------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_history_killed_mid_write_reads_back_only_whole_entries(tmp_path):
     path = tmp_path / "history"
     for n, moment in enumerate(MOMENTS):
@@ -76,6 +77,7 @@ def test_history_killed_mid_write_reads_back_only_whole_entries(tmp_path):
     assert list(history.load_history_strings())[0] == "after the kills" and notes == []
 
 
+@pytest.mark.model
 def test_a_saved_conversation_killed_mid_save_is_the_old_or_the_new_one(tmp_path):
     path = tmp_path / "chat.json"
     for moment in MOMENTS:
@@ -87,6 +89,7 @@ def test_a_saved_conversation_killed_mid_save_is_the_old_or_the_new_one(tmp_path
     assert all(name.startswith(".chat.json.") and name.endswith(".tmp") for name in leftovers)  # never read
 
 
+@pytest.mark.model
 def test_the_media_cache_killed_mid_write_keeps_whole_entries_or_none(tmp_path):
     directory = tmp_path / "cache"
     counts = []
@@ -111,6 +114,7 @@ def test_the_media_cache_killed_mid_write_keeps_whole_entries_or_none(tmp_path):
 # -- two processes at once ----------------------------------------------------------------------
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("kind", ["history", "media-cache", "conversation"])
 def test_two_processes_write_at_once(tmp_path, kind):
     path = tmp_path / {"history": "history", "media-cache": "cache", "conversation": "chat.json"}[kind]

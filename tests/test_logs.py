@@ -274,6 +274,7 @@ def test_a_log_from_a_newer_mmchat_is_left_alone_with_a_warning(isolated_user_di
     assert "from a newer mmchat" in result.stderr and result.stderr.count("\n") == 1
 
 
+@pytest.mark.model
 def test_a_writer_killed_mid_write_leaves_a_log_the_next_run_uses(isolated_user_dir):
     """SIGKILL while turns are being written in a loop: every committed turn survives, the half one is gone."""
     code = ("import sys, itertools; from tests.test_logs import completion; from mmchat.logs import LogStore\n"
@@ -307,6 +308,7 @@ def _write_turns(args: tuple[str, int]) -> None:
         store.log_turn(name, "m", [{"role": "user", "content": f"{name} {i}"}], completion(f"{name}-{i}"))
 
 
+@pytest.mark.model
 def test_processes_writing_at_once_all_land(isolated_user_dir):
     import multiprocessing
 

@@ -246,6 +246,7 @@ def test_set_system_stats_and_model_switch(tmp_path):
     assert "max_tokens=2" in out and "stop=('END',)" in out
 
 
+@pytest.mark.model
 def test_copy_uses_a_clipboard_tool_or_says_there_is_none(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
