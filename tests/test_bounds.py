@@ -15,12 +15,11 @@ import soundfile
 import mmchat.media.audio
 import mmchat.media.video
 from mmchat import ContextOverflow, Runner, SourceError, audio_part, user_message, video_part
-from mmchat.media.audio import decode_audio
 from mmchat.inputs.sources import read_source
+from mmchat.media.audio import decode_audio
 from mmchat.testing import FakeEngine
-from tests.helpers import GREEDY_ARGS, THREADS_ARGS, Trickle, local_server, run_mmchat
+from tests.helpers import GREEDY_ARGS, THREADS_ARGS, Trickle, invoke, local_server, run_mmchat
 from tests.mediafiles import tone_wav
-from tests.test_cli_fast import invoke
 from tests.videofiles import write_video
 
 # --- long sound is refused from its length -------------------------------------------------

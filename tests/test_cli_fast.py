@@ -9,23 +9,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from mmchat.cli import app
-from mmchat.env import Environment, use
 from mmchat.testing import FakeEngine
-from tests.helpers import Interrupting
+from tests.helpers import Interrupting, invoke
 from tests.mediafiles import noise_png, tone_wav
-
-
-def invoke(*args: str, engine=None, input: str | None = None, stdout_isatty: bool = False, environ=None):
-    """Run `mmchat ARGS` in-process; the result and the engine that answered."""
-    engine = engine if engine is not None else FakeEngine()
-    env = Environment(engine=engine, stdin_isatty=input is None, stdout_isatty=stdout_isatty, stderr_isatty=False,
-                      environ=environ if environ is not None else {})
-    with use(env):
-        result = CliRunner().invoke(app, list(args), input=input)
-    return result, engine
 
 
 class InterruptedWhileLoading(FakeEngine):

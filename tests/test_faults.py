@@ -24,6 +24,7 @@ from mmchat.chat.history import SafeFileHistory, parse
 from mmchat.engine.mediacache import DiskMediaCache, cache_info
 from mmchat.errors import DiskFull, InputError
 from tests.faultwriters import N_EMBD, conversation_text, embedding, history_entry
+from tests.helpers import chat
 
 ROOT = Path(__file__).resolve().parent.parent
 MOMENTS = (0.0, 0.01, 0.03, 0.08, 0.2)  # seconds after the first write
@@ -218,8 +219,6 @@ def test_a_save_on_a_full_disk_says_so_and_keeps_the_old_file(tmp_path, monkeypa
 
 
 def test_the_repl_keeps_going_when_the_history_disk_is_full(tmp_path, monkeypatch):
-    from tests.test_repl import chat
-
     path = tmp_path / "h" / "history"
     path.parent.mkdir()
     SafeFileHistory(path, pytest.fail).store_string("typed yesterday")
@@ -259,10 +258,9 @@ def test_the_media_cache_on_a_full_disk_is_off_for_the_run_and_keeps_no_half_ent
 def test_a_pull_onto_a_full_disk_is_one_line_exit_1_and_resumes_later(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from mmchat.models import download
-    from mmchat.models import registry
     from mmchat.cli import app
     from mmchat.env import Environment, use
+    from mmchat.models import download, registry
     from mmchat.testing import FakeEngine
     from tests.fakehub import FakeHub, use_hub
 

@@ -20,11 +20,8 @@ from pathlib import Path
 import pytest
 
 from mmchat import logs
-from mmchat.engine.base import Timings, Usage
-from mmchat.results import ChatCompletion, ChatMessage, Choice
-from tests.helpers import GREEDY_ARGS, THREADS_ARGS, mmchat_env, run_mmchat
+from tests.helpers import GREEDY_ARGS, THREADS_ARGS, completion, invoke, mmchat_env, run_mmchat, write_turns
 from tests.mediafiles import noise_png
-from tests.test_cli_fast import invoke
 
 
 @pytest.fixture
@@ -277,7 +274,7 @@ def test_a_log_from_a_newer_mmchat_is_left_alone_with_a_warning(isolated_user_di
 @pytest.mark.model
 def test_a_writer_killed_mid_write_leaves_a_log_the_next_run_uses(isolated_user_dir):
     """SIGKILL while turns are being written in a loop: every committed turn survives, the half one is gone."""
-    code = ("import sys, itertools; from tests.test_logs import completion; from mmchat.logs import LogStore\n"
+    code = ("import sys, itertools; from tests.helpers import completion; from mmchat.logs import LogStore\n"
             "s = LogStore.open()\n"
             "for i in itertools.count():\n"
             "    s.log_turn('killed', 'm', [{'role': 'user', 'content': 'x' * 200000}], completion(str(i)))\n"
@@ -297,23 +294,12 @@ def test_a_writer_killed_mid_write_leaves_a_log_the_next_run_uses(isolated_user_
     assert len(killed) >= 5 and [t["answer"] for t in killed] == [str(i) for i in range(len(killed))]
 
 
-def completion(text: str) -> ChatCompletion:
-    return ChatCompletion("m", [Choice(ChatMessage(text), "stop")], Usage(3, 1), Timings())
-
-
-def _write_turns(args: tuple[str, int]) -> None:
-    name, n = args
-    store = logs.LogStore.open()
-    for i in range(n):
-        store.log_turn(name, "m", [{"role": "user", "content": f"{name} {i}"}], completion(f"{name}-{i}"))
-
-
 @pytest.mark.model
 def test_processes_writing_at_once_all_land(isolated_user_dir):
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(4) as pool:
-        pool.map(_write_turns, [(f"writer{w}", 25) for w in range(4)])
+        pool.map(write_turns, [(f"writer{w}", 25) for w in range(4)])
     by_id = {c["id"]: c for c in logged()}
     for w in range(4):
         assert [t["answer"] for t in by_id[f"writer{w}"]["turns"]] == [f"writer{w}-{i}" for i in range(25)]

@@ -16,13 +16,11 @@ from pathlib import Path
 import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
-from prompt_toolkit.input import create_pipe_input
-from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 
 from mmchat.chat.commands import Attach, Say
 from mmchat.chat.conversation import Conversation
-from mmchat.chat.loop import ChatCompleter, run_chat
+from mmchat.chat.loop import ChatCompleter
 from mmchat.chat.session import Chat
 from mmchat.engine.base import Finished
 from mmchat.errors import ContextOverflow, GenerationError, ModelNotFound
@@ -30,11 +28,11 @@ from mmchat.options import GenerationOptions
 from mmchat.render import _Tail
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
-from tests.helpers import Interrupting
+from tests.helpers import CTRL_C, CTRL_D, Interrupting, chat
 from tests.mediafiles import noise_png
 
 ROOT = Path(__file__).resolve().parent.parent
-CTRL_C, CTRL_D, ESC_ENTER = "\x03", "\x04", "\x1b\r"
+ESC_ENTER = "\x1b\r"
 
 
 @pytest.fixture(autouse=True)
@@ -43,21 +41,6 @@ def no_hang():
     faulthandler.dump_traceback_later(300, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
-
-
-def chat(tmp_path: Path, *keys: str, runner: Runner | None = None, factory=None, terminal: bool = False,
-         **kwargs) -> tuple[int, str]:
-    """Type `keys` (a str is a line, Enter added) into run_chat; the exit code and what the user saw."""
-    runner = runner or Runner(engine=FakeEngine())
-    buf = io.StringIO()
-    console = Console(file=buf, width=100, height=12, force_terminal=terminal, highlight=False)
-    options = dict(model_name="test-model", options=GenerationOptions(), system=None, attachments=[],
-                   history_path=tmp_path / "h" / "history")
-    options.update(kwargs)
-    with create_pipe_input() as inp:
-        inp.send_text("".join(k if k.endswith((CTRL_C, CTRL_D)) else k + "\r" for k in keys) + CTRL_D)
-        code = run_chat(factory or (lambda name: runner), input=inp, output=DummyOutput(), console=console, **options)
-    return code, buf.getvalue()
 
 
 def last_turn_text(fake: FakeEngine, call: int = -1) -> str:
