@@ -11,6 +11,7 @@ import select
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -427,11 +428,32 @@ def test_an_attachment_is_encoded_in_the_background_and_the_question_reuses_it(t
     assert fake.stats.media_encodes == 1 and re.search(r"\[image 96x64 \w+\] What is it\?", out)
 
 
+class Watched(FakeEngine):
+    """Notes, at each question, which media had been encoded and which encodes had stopped by then."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.seen: list[tuple[list[str], list[str]]] = []
+        self.preparing = threading.Event()
+
+    def prepare(self, media, report=None, should_stop=None):
+        self.preparing.set()
+        return super().prepare(media, report, should_stop)
+
+    def stream(self, turns, options):
+        self.preparing.wait(30)  # the encode's thread has begun, however late a busy machine ran it
+        events = super().stream(turns, options)
+        yield next(events)  # Started: the engine let this turn in, so no encode is running any more
+        self.seen.append((list(self.encoded), list(self.stopped)))
+        yield from events
+
+
 @pytest.mark.parametrize("how", ["/detach", "/clear"])
 def test_detach_and_clear_stop_the_background_encode(tmp_path, png, how):
-    fake = FakeEngine(encode_seconds=30)  # would hold the test for half a minute if not stopped
-    code, out = chat(tmp_path, f"/attach '{png}'", how, "/exit", runner=Runner(engine=fake))
-    assert code == 0 and fake.encoded == []
+    fake = Watched(encode_seconds=10)  # after a /detach that did not stop it, the question would wait for it
+    code, out = chat(tmp_path, f"/attach '{png}'", how, "Still there?", "/exit", runner=Runner(engine=fake))
+    assert code == 0 and "Still there?" in out and "[image" not in out  # the question went without the image
+    assert len(fake.stopped) == 1 and fake.seen == [([], fake.stopped)]  # stopped by /detach or /clear, not /exit
 
 
 def test_ctrl_c_at_the_prompt_stops_the_background_encode_first(tmp_path, png):
