@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from mmchat import logs
+from mmchat.testing import FakeEngine
 from tests.helpers import GREEDY_ARGS, THREADS_ARGS, completion, invoke, mmchat_env, run_mmchat, write_turns
 from tests.mediafiles import noise_png
 
@@ -125,6 +126,27 @@ def test_a_new_system_prompt_replaces_the_continued_ones():
     assert [t.role for t in fake.calls[0][0]] == ["system", "user", "assistant", "user"]
 
 
+def test_logs_query_finds_conversations_by_their_questions_and_answers():
+    invoke("ask", "where does the red fox sleep")
+    invoke("ask", "how deep do whales dive", engine=FakeEngine(reply="about a kilometre, like a fox"))
+    invoke("ask", "what is a heron")
+    asked = [c["turns"][0]["messages"][-1]["content"] for c in logged("--query", "fox")]
+    assert asked == ["how deep do whales dive", "where does the red fox sleep"]  # the answer matched too, newest first
+    shown, _ = invoke("logs", "-q", "heron")
+    assert shown.exit_code == 0 and "> what is a heron" in shown.stdout and "fox" not in shown.stdout
+    none, _ = invoke("logs", "--query", "zebra")
+    assert none.exit_code == 0 and none.stdout == "" and "no logged conversations contain 'zebra'" in none.stderr
+
+
+def test_logs_path_says_where_the_log_is_before_and_after_a_turn(isolated_user_dir):
+    before, _ = invoke("logs", "--path")
+    assert before.exit_code == 0 and before.stdout == f"{isolated_user_dir / 'logs.db'}\n"
+    assert not (isolated_user_dir / "logs.db").exists()  # printing where it goes creates nothing
+    invoke("ask", "hi")
+    after, _ = invoke("logs", "--path")
+    assert after.stdout == before.stdout and (isolated_user_dir / "logs.db").is_file()
+
+
 # -- the REPL --------------------------------------------------------------------------
 
 
@@ -178,7 +200,6 @@ def _invoke_as_main(*args: str, input: str | None = None):
     from mmchat import config
     from mmchat.cli import app
     from mmchat.env import Environment, use
-    from mmchat.testing import FakeEngine
 
     defaults = config.load_user_defaults()
     env = Environment(engine=FakeEngine(), stdin_isatty=input is None, stdout_isatty=False, stderr_isatty=False,

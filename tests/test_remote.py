@@ -142,6 +142,37 @@ def test_the_url_and_key_come_from_the_environment_and_a_registry_entry_names_th
     assert refused.exit_code == 2 and "not images" in refused.stderr  # the entry's modalities
 
 
+def test_mmchat_api_key_wins_over_openai_api_key_and_the_flag_over_both(monkeypatch):
+    keys = {"MMCHAT_API_KEY": "mm-key", "OPENAI_API_KEY": "openai-key"}
+    with serve() as stub:
+        by_env = invoke_real("ask", "hi", "--base-url", stub.url, environ=keys)
+        by_flag = invoke_real("ask", "hi", "--base-url", stub.url, "--api-key", "flag-key", environ=keys)
+        for name, value in keys.items():
+            monkeypatch.setenv(name, value)
+        with Runner(base_url=stub.url) as runner:  # the Python API reads the same variables
+            runner.chat([{"role": "user", "content": "hi"}])
+    assert by_env.exit_code == by_flag.exit_code == 0, by_env.output + by_flag.output
+    assert [h["Authorization"] for h in stub.headers] == ["Bearer mm-key", "Bearer flag-key", "Bearer mm-key"]
+
+
+def test_mmchat_model_chooses_the_model_when_no_flag_does(monkeypatch, tmp_path):
+    from mmchat.models import registry
+
+    missing = tmp_path / "missing.gguf"
+    with serve(Stub(models=[{"id": "a"}, {"id": "big-omni"}])) as stub:
+        registry.user_file().parent.mkdir(parents=True, exist_ok=True)
+        registry.user_file().write_text(f'[models."gpu-box"]\nbase_url = "{stub.url}"\nserver_model = "big-omni"\n')
+        monkeypatch.setenv("MMCHAT_MODEL", "gpu-box")
+        by_env = invoke_real("ask", "hi")
+        by_flag = invoke_real("ask", "hi", "--model", str(missing))  # the flag wins
+        monkeypatch.setenv("MMCHAT_MODEL", str(missing))
+        by_env_path = invoke_real("ask", "hi")
+    assert by_env.exit_code == 0 and by_env.stdout == "hi\n", by_env.output
+    assert [c["model"] for c in stub.chats] == ["big-omni"]
+    assert by_flag.exit_code == by_env_path.exit_code == 2
+    assert by_flag.stderr == by_env_path.stderr == f"mmchat: error: model file not found: {missing}\n"
+
+
 def test_sampling_options_reach_the_server_under_the_names_servers_read():
     with serve() as stub:
         result = invoke_real("ask", "hi", "--base-url", stub.url, "--seed", "7", "--stop", "END", "--top-k", "5",
