@@ -171,7 +171,7 @@ def local_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[
     """An HTTP server on 127.0.0.1 (a free port) for the block: its "host:port"."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)  # shutdown() waits one poll
     thread.start()
     try:
         yield f"127.0.0.1:{httpd.server_address[1]}"
