@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mmchat.models import checksums
-from mmchat.models import registry
-from mmchat.models.download import PARTIAL_SUFFIX, verify_pulled
 from mmchat.errors import CorruptDownload
+from mmchat.models import checksums, registry
+from mmchat.models.download import PARTIAL_SUFFIX, verify_pulled
 from tests.fakehub import FakeHub, use_hub
 from tests.helpers import run_mmchat
 

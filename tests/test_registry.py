@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mmchat.models import registry
 from mmchat.errors import ModelNotFound, NetworkError
+from mmchat.models import registry
 from mmchat.models.registry import ModelEntry, NotDownloaded, Resolved
 from tests.fakehub import FakeHub, closed_port, put_in_cache, use_hub
 
