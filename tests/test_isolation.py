@@ -1,13 +1,12 @@
 """A developer's exported server, key or default model never reaches the suite (tests/conftest.py clears them).
 
-The proof runs the suite's own subprocess test in a child pytest with MMCHAT_BASE_URL and friends
-exported, pointed at a stub server: the stub must hear nothing, though the same variables given
-to `mmchat` directly send it there.
+The proof runs one of the suite's subprocess tests in a child pytest with MMCHAT_BASE_URL and friends
+exported, pointed at a stub server: the test must pass (its answer is the local model's) and the stub
+hear nothing, though the same variables given to `mmchat` directly send it there.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,21 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GREEDY_ARGS, THREADS_ARGS, run_mmchat, user_vars
+from tests.helpers import run_mmchat
 from tests.stubserver import serve
 
 pytestmark = pytest.mark.model  # mmchat, and pytest itself, in child processes
 
 ROOT = Path(__file__).resolve().parent.parent
-INNER = "tests/test_isolation.py::test_a_subprocess_answers_from_the_model_it_is_given"
-
-
-def test_a_subprocess_answers_from_the_model_it_is_given(models):
-    assert user_vars(os.environ) == []
-    out = run_mmchat("ask", "hi", "-m", str(models["llm"]), "--json", *GREEDY_ARGS, *THREADS_ARGS)
-    assert out.returncode == 0, out.stderr.decode()
-    answer = json.loads(out.stdout)
-    assert answer["model"] == "llm.gguf" and answer["usage"]["completion_tokens"] == 10  # the tiny model's ten tokens
+INNER = "tests/test_cli_ask.py::test_stdout_carries_only_the_answer"  # a subprocess answer, checked against a Runner's
 
 
 def test_an_exported_server_key_and_model_never_reach_the_suite(models, tmp_path):
