@@ -158,6 +158,7 @@ def main() -> int:
                     "height": height,
                     "keyframe_seconds": KEYFRAME_SECONDS,
                     "bytes": video.stat().st_size,
+                    "build_seconds": build_seconds or None,  # None: cached (--rebuild times the write)
                 },
                 "cases": [seek, sequential],
                 "ratio": ratio,

@@ -23,10 +23,11 @@ REFRESH_S = 0.125  # the live Markdown view redraws at most this often
 
 
 def console(file: IO[str], *, colour: bool, terminal: bool, soft_wrap: bool = False) -> Console:
-    """A rich console on `file`; the caller (cli/env.py) has decided colour and terminal-ness."""
+    """A rich console on `file`; the caller (cli/env.py) has decided colour and terminal-ness.
+    Without colour no style is written either (rich's no_color alone still writes dim and bold)."""
     width = None if terminal else 160  # a pipe has no width: don't fold tables at 80
     return Console(file=file, no_color=not colour, highlight=False, width=width, soft_wrap=soft_wrap,
-                   force_terminal=terminal)
+                   force_terminal=terminal, **({} if colour else {"color_system": None}))
 
 
 class Output:

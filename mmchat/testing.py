@@ -32,6 +32,7 @@ class FakeEngine:
         self.stats = EngineStats()
         self.encoded: list[str] = []  # digests, in the order they were encoded
         self.encode_threads: list[str] = []  # the thread each was encoded in
+        self.stopped: list[str] = []  # digests whose encode was stopped part-way (should_stop said so)
         self._lock = threading.RLock()  # as the real engine: one thread at a time inside
 
     def capabilities(self) -> Capabilities:
@@ -64,6 +65,7 @@ class FakeEngine:
         steps = max(20, int(self.encode_seconds / 0.02))  # a stop is seen within 20 ms
         for step in range(steps):
             if should_stop is not None and should_stop():
+                self.stopped.append(medium.digest())
                 return False
             time.sleep(self.encode_seconds / steps)
             if report is not None:

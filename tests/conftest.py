@@ -1,5 +1,13 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, the developer's environment kept out, and the `model` marker kept honest.
 
+`pytest -m "not model"` is the fast inner loop: everything but the tests that load a GGUF, start
+a process or fuzz at length. A test gets the marker from a fixture in MODEL_FIXTURES, or says it
+itself (`@pytest.mark.model`, or a module's `pytestmark`); an unmarked test that starts a process
+fails with a line saying so, so the fast half stays fast as tests are added.
+"""
+
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,6 +16,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.fixtures.gguf_models import write_all
 from tests.fuzzing import FUZZ_EXAMPLES
+from tests.helpers import user_vars
 
 # Property-based tests: the same bounded examples on every CI run; MMCHAT_FUZZ_EXAMPLES=N for more (tests/fuzzing.py)
 settings.register_profile("ci", derandomize=True, deadline=None, database=None,
@@ -15,7 +24,15 @@ settings.register_profile("ci", derandomize=True, deadline=None, database=None,
 settings.register_profile("fuzz", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("fuzz" if FUZZ_EXAMPLES else "ci")
 
-_USER_VARS = ("MMCHAT_MODEL", "MMCHAT_DEBUG", "NO_COLOR")
+#: fixtures that write or load the tiny GGUFs, or start a server process: a test using one is a `model` test
+MODEL_FIXTURES = frozenset({"models"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
 
 
 @pytest.fixture(scope="session")
@@ -32,17 +49,39 @@ def isolated_session_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
     home = tmp_path_factory.mktemp("mmchat-session-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MMCHAT_HOME", str(home))
-        for var in _USER_VARS:
-            mp.delenv(var, raising=False)
+        for var in user_vars(os.environ):
+            mp.delenv(var)
         yield home
 
 
 @pytest.fixture(autouse=True)
 def isolated_user_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No test (nor the mmchat processes it starts) reads or writes the developer's own config,
-    history or default model, or inherits their colour and debug settings."""
+    history or default model, talks to their server, or inherits their colour and debug settings."""
     home = tmp_path_factory.mktemp("mmchat-home")
     monkeypatch.setenv("MMCHAT_HOME", str(home))
-    for var in _USER_VARS:
-        monkeypatch.delenv(var, raising=False)
+    for var in user_vars(os.environ):
+        monkeypatch.delenv(var)
     return home
+
+
+# -- an unmarked test may not start a process -------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def processes_only_in_model_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside `model` tests, starting a process (subprocess, multiprocessing, fork) fails the test."""
+    if request.node.get_closest_marker("model") is not None:
+        return
+    import multiprocessing.util
+
+    def refuse(what: str):  # pytest.fail is no Exception: the code under test cannot swallow it
+        pytest.fail(f"{request.node.nodeid} starts a process ({what}): mark it @pytest.mark.model "
+                    "(tests/conftest.py), so `pytest -m 'not model'` stays fast", pytrace=False)
+
+    def guarded_child(popen, args, *rest, **kw):  # every Popen, subprocess.run and check_output comes here
+        refuse(" ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args))
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", guarded_child)
+    monkeypatch.setattr(multiprocessing.util, "spawnv_passfds", lambda path, args, fds: refuse(" ".join(map(str, args))))
+    monkeypatch.setattr(os, "fork", lambda: refuse("os.fork"))
+    monkeypatch.setattr(os, "system", lambda command: refuse(command))

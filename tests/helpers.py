@@ -1,4 +1,5 @@
-"""What the tests share: one greedy setting and one way to start `mmchat` as a user would.
+"""What the tests share: one greedy setting, one way to start `mmchat` as a user would, and the
+in-process ways to drive it (`invoke` on a FakeEngine, `invoke_real`, the REPL's `chat`).
 
 GREEDY is for `Runner.chat(...)` keywords; GREEDY_ARGS is the same setting on the command line.
 A test that needs another max_tokens says so where it calls: `**{**GREEDY, "max_tokens": 8}`,
@@ -15,9 +16,16 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mmchat.testing import FakeEngine
+
+if TYPE_CHECKING:
+    from click.testing import Result
+
+    from mmchat.results import ChatCompletion
+    from mmchat.runner import Runner
 
 GREEDY: dict[str, Any] = dict(temperature=0, max_tokens=10)
 THREADS = 2
@@ -38,9 +46,22 @@ THREADS_ARGS = as_flags({"threads": THREADS})  # --threads 2
 MMCHAT = [sys.executable, "-m", "mmchat"]
 
 
+#: what a developer may have exported that would reach the tests or the processes they start (a server's
+#: URL and key, a default model, colour, debug output); tests/conftest.py clears them. MMCHAT_HOME is set
+#: per test, and the fuzz count is the suite's own knob.
+_USER_PREFIXES = ("MMCHAT_", "OPENAI_")
+_USER_VARS = ("NO_COLOR",)
+_KEPT = frozenset({"MMCHAT_HOME", "MMCHAT_FUZZ_EXAMPLES"})
+
+
+def user_vars(environ: Mapping[str, str]) -> list[str]:
+    """The exported variables that would change what mmchat does in a test."""
+    return [v for v in environ if v not in _KEPT and (v.startswith(_USER_PREFIXES) or v in _USER_VARS)]
+
+
 def mmchat_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The one environment an mmchat subprocess gets: this process's (which tests/conftest.py
-    has given its own MMCHAT_HOME, without MMCHAT_MODEL, MMCHAT_DEBUG or NO_COLOR), updated
+    has given its own MMCHAT_HOME, without the user's MMCHAT_*, OPENAI_* or NO_COLOR), updated
     by `env`, and never MMCHAT_DEBUG (it lets native stderr chatter through)."""
     full = {**os.environ, **(env or {})}
     full.pop("MMCHAT_DEBUG", None)
@@ -51,6 +72,81 @@ def run_mmchat(*args: str, env: Mapping[str, str] | None = None, stdin: bytes = 
                timeout: float = 120) -> subprocess.CompletedProcess:
     """`python -m mmchat ARGS...` with stdin, stdout and stderr as bytes pipes."""
     return subprocess.run([*MMCHAT, *args], input=stdin, capture_output=True, timeout=timeout, env=mmchat_env(env))
+
+
+def invoke(*args: str, engine=None, input: str | None = None, stdout_isatty: bool = False,
+           stderr_isatty: bool = False, environ=None) -> tuple[Result, FakeEngine]:
+    """Run `mmchat ARGS` in-process on a FakeEngine (milliseconds); the result and the engine that answered."""
+    from typer.testing import CliRunner
+
+    from mmchat.cli import app
+    from mmchat.env import Environment, use
+
+    engine = engine if engine is not None else FakeEngine()
+    env = Environment(engine=engine, stdin_isatty=input is None, stdout_isatty=stdout_isatty,
+                      stderr_isatty=stderr_isatty, environ=environ if environ is not None else {})
+    with use(env):
+        result = CliRunner().invoke(app, list(args), input=input)
+    return result, engine
+
+
+def invoke_real(*args: str, environ: dict[str, str] | None = None, input: str | None = None) -> Result:
+    """`mmchat ARGS` in-process with no engine given: the command finds its server or loads its model itself."""
+    from typer.testing import CliRunner
+
+    from mmchat.cli import app
+    from mmchat.env import Environment, use
+
+    env = Environment(stdin_isatty=input is None, stdout_isatty=False, stderr_isatty=False, environ=environ or {})
+    with use(env):
+        return CliRunner().invoke(app, list(args), input=input)
+
+
+CTRL_C, CTRL_D = "\x03", "\x04"
+
+
+def chat(tmp_path: Path, *keys: str, runner: Runner | None = None, factory=None, terminal: bool = False,
+         **kwargs) -> tuple[int, str]:
+    """Type `keys` (a str is a line, Enter added) into the REPL's run_chat, through a real prompt_toolkit
+    session on pipe input; the exit code and what the user saw."""
+    import io
+
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+    from rich.console import Console
+
+    from mmchat.chat.loop import run_chat
+    from mmchat.options import GenerationOptions
+    from mmchat.runner import Runner
+
+    runner = runner or Runner(engine=FakeEngine())
+    buf = io.StringIO()
+    console = Console(file=buf, width=100, height=12, force_terminal=terminal, highlight=False)
+    options = dict(model_name="test-model", options=GenerationOptions(), system=None, attachments=[],
+                   history_path=tmp_path / "h" / "history")
+    options.update(kwargs)
+    with create_pipe_input() as inp:
+        inp.send_text("".join(k if k.endswith((CTRL_C, CTRL_D)) else k + "\r" for k in keys) + CTRL_D)
+        code = run_chat(factory or (lambda name: runner), input=inp, output=DummyOutput(), console=console, **options)
+    return code, buf.getvalue()
+
+
+def completion(text: str) -> ChatCompletion:
+    """A finished answer as the log stores one (3 prompt tokens, 1 generated)."""
+    from mmchat.engine.base import Timings, Usage
+    from mmchat.results import ChatCompletion, ChatMessage, Choice
+
+    return ChatCompletion("m", [Choice(ChatMessage(text), "stop")], Usage(3, 1), Timings())
+
+
+def write_turns(args: tuple[str, int]) -> None:
+    """Log `n` turns to conversation `name` (run in other processes, so it lives here and not in a test module)."""
+    from mmchat.logs import LogStore
+
+    name, n = args
+    store = LogStore.open()
+    for i in range(n):
+        store.log_turn(name, "m", [{"role": "user", "content": f"{name} {i}"}], completion(f"{name}-{i}"))
 
 
 class Interrupting(FakeEngine):
@@ -75,7 +171,7 @@ def local_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[
     """An HTTP server on 127.0.0.1 (a free port) for the block: its "host:port"."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)  # shutdown() waits one poll
     thread.start()
     try:
         yield f"127.0.0.1:{httpd.server_address[1]}"

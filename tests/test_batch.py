@@ -9,11 +9,9 @@ import time
 
 import pytest
 
-from tests.helpers import GREEDY_ARGS, MMCHAT, THREADS_ARGS, mmchat_env, run_mmchat
+from tests.helpers import GREEDY_ARGS, MMCHAT, THREADS_ARGS, invoke, invoke_real, mmchat_env, run_mmchat
 from tests.mediafiles import noise_png, tone_wav
 from tests.stubserver import Reply, Stub, echo, serve
-from tests.test_cli_fast import invoke
-from tests.test_remote import mmchat
 
 
 def lines(text: str) -> list[dict]:
@@ -132,7 +130,7 @@ def test_concurrency_sends_requests_at_once_and_keeps_input_order(tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text("".join(request(w, w) for w in words))
     with serve(Stub(reply=slow_first)) as stub:
-        result = mmchat("batch", "-i", str(path), "--base-url", stub.url, "--concurrency", "3")
+        result = invoke_real("batch", "-i", str(path), "--base-url", stub.url, "--concurrency", "3")
     assert result.exit_code == 0, result.output
     out = lines(result.stdout)
     assert [o["custom_id"] for o in out] == words

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -23,9 +22,8 @@ from mmchat.env import Environment, use
 from mmchat.inputs.sources import read_source
 from mmchat.media.audio import decode_audio
 from mmchat.testing import FakeEngine
-from tests.helpers import GREEDY_ARGS, THREADS_ARGS, Trickle, local_server, run_mmchat
+from tests.helpers import GREEDY_ARGS, THREADS_ARGS, Trickle, invoke, local_server, run_mmchat
 from tests.mediafiles import tone_wav
-from tests.test_cli_fast import invoke
 from tests.videofiles import write_video
 
 # --- long sound is refused from its length -------------------------------------------------
@@ -151,12 +149,10 @@ def trickle() -> Iterator[str]:
 
 @pytest.mark.parametrize("path", ["/slow.png", "/headers"])
 def test_a_trickling_server_meets_the_deadline(trickle, path):
-    url = trickle + path
-    began = time.monotonic()
+    url = trickle + path  # the server takes ~10 s to send it whole (how soon the deadline ends it: bench/bounds.py)
     with pytest.raises(SourceError) as caught:
         read_source(url, deadline=1.0)
     assert f"{url} did not arrive within 1 s" in str(caught.value) and "--url-deadline" in str(caught.value)
-    assert time.monotonic() - began < 8  # not the ~10 s the server takes
 
 
 def test_the_deadline_is_an_option_and_one_line(trickle):

@@ -7,25 +7,16 @@ models; these cover what the flags, the options and the error edge do, case by c
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from mmchat.cli import app
-from mmchat.env import Environment, use
 from mmchat.testing import FakeEngine
-from tests.helpers import Interrupting
+from tests.helpers import Interrupting, invoke
 from tests.mediafiles import noise_png, tone_wav
 
-
-def invoke(*args: str, engine=None, input: str | None = None, stdout_isatty: bool = False, environ=None):
-    """Run `mmchat ARGS` in-process; the result and the engine that answered."""
-    engine = engine if engine is not None else FakeEngine()
-    env = Environment(engine=engine, stdin_isatty=input is None, stdout_isatty=stdout_isatty, stderr_isatty=False,
-                      environ=environ if environ is not None else {})
-    with use(env):
-        result = CliRunner().invoke(app, list(args), input=input)
-    return result, engine
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class InterruptedWhileLoading(FakeEngine):
@@ -149,3 +140,39 @@ def test_frequency_and_presence_penalties_reach_the_engine_from_flags_and_set():
     assert "mmchat: error: /set presence_penalty: '9' is not valid: give a number from -2 to 2 (0 is off)" in chatted.stderr
     refused, fake = invoke("ask", "hi", "--frequency-penalty", "3")
     assert refused.exit_code == 2 and "--frequency-penalty 3.0 is not valid: give a number from -2 to 2" in refused.stderr
+
+
+STATS = re.compile(r"2 prompt tokens \(0 cached, 0 image, 0 audio\), 3 generated at \d+\.\d tokens/s; "
+                   r"first token after \d+\.\d\d s \(media encode \d+\.\d\d s, load \d+\.\d\d s\)\n")
+
+
+def test_stats_go_to_stderr_and_leave_the_answer_alone():
+    plain, _ = invoke("ask", "hi there", engine=FakeEngine(reply="one two three"))
+    assert plain.stdout == "one two three\n" and plain.stderr == ""
+    stats, _ = invoke("ask", "hi there", "--stats", engine=FakeEngine(reply="one two three"))
+    assert stats.exit_code == 0 and stats.stdout == "one two three\n"
+    assert STATS.fullmatch(stats.stderr), stats.stderr
+    as_json, _ = invoke("ask", "hi there", "--stats", "--json", engine=FakeEngine(reply="one two three"))
+    assert json.loads(as_json.stdout)["usage"]["completion_tokens"] == 3 and STATS.fullmatch(as_json.stderr)
+
+
+def test_version_is_the_packages_own():
+    import tomllib
+
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        version = tomllib.load(f)["project"]["version"]
+    result, fake = invoke("--version")
+    assert result.exit_code == 0 and result.stdout == f"mmchat {version}\n" and fake.calls == []
+
+
+def test_no_color_gives_plain_text_on_a_terminal_as_no_color_does():
+    reply = "# Title\n\nsome **bold** text"
+    styled, _ = invoke("ask", "x", "--stats", engine=FakeEngine(reply=reply), stdout_isatty=True, stderr_isatty=True)
+    assert "\x1b[" in styled.stdout and "\x1b[" in styled.stderr  # the rendered Markdown and the dim stats
+    plain, _ = invoke("ask", "x", "--stats", "--no-color", engine=FakeEngine(reply=reply), stdout_isatty=True,
+                      stderr_isatty=True)
+    assert plain.stdout == reply + "\n" and "\x1b[" not in plain.stderr and "prompt tokens" in plain.stderr
+    chatted, _ = invoke("chat", input="hello **there**\n", stdout_isatty=True)
+    assert "\x1b[1mthere" in chatted.stdout  # the REPL renders the answer's Markdown on a terminal
+    chatted, _ = invoke("chat", "--no-color", input="hello **there**\n", stdout_isatty=True)
+    assert chatted.stdout == "hello **there**\n"

@@ -18,6 +18,8 @@ from tests.fixtures.gguf_models import write_text_model
 from tests.helpers import GREEDY, GREEDY_ARGS, MMCHAT, THREADS_ARGS, as_flags, mmchat_env, run_mmchat
 from tests.mediafiles import noise_png
 
+pytestmark = pytest.mark.model  # every test runs `mmchat` in a subprocess
+
 
 @pytest.fixture
 def home(tmp_path) -> Path:

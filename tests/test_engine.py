@@ -11,7 +11,7 @@ import pytest
 
 from mmchat import Runner, audio_part, image_part, text_part
 from mmchat.errors import ContextOverflow, UnsupportedMedia
-from tests.helpers import GREEDY, THREADS
+from tests.helpers import GREEDY, GREEDY_ARGS, THREADS, THREADS_ARGS, invoke_real
 from tests.mediafiles import noise_png, tone_wav
 
 HERE = Path(__file__).parent
@@ -191,6 +191,32 @@ def test_a_chat_template_that_is_no_file_nor_name_is_refused(models):
 
     with pytest.raises(InputError, match="neither a Jinja template nor a llama.cpp built-in name"):
         Runner(models["llm-notemplate"], None, chat_template="chatmll")
+
+
+# ChatML as published in a model's tokenizer_config.json (internlm/internlm2-chat-20b-sft, commit 72a7eb1; the same
+# text as teknium/OpenHermes-2.5-Mistral-7B's): what a user saves to a file for a GGUF that came without a template
+CHATML_FILE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+               "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def test_chat_template_file_makes_a_model_without_one_answer_as_with_its_own(models, tmp_path):
+    """llm and llm-notemplate have the same weights; llm carries a ChatML template, the other none."""
+    template = tmp_path / "chatml.jinja"
+    template.write_text(CHATML_FILE)
+    flags = ["--json", *GREEDY_ARGS, *THREADS_ARGS]
+    own = invoke_real("ask", "Hello there", "-m", str(models["llm"]), *flags)
+    given = invoke_real("ask", "Hello there", "-m", str(models["llm-notemplate"]), "--chat-template", str(template), *flags)
+    plain = invoke_real("ask", "Hello there", "-m", str(models["llm-notemplate"]), *flags)
+    assert own.exit_code == given.exit_code == plain.exit_code == 0, own.output + given.output + plain.output
+    answer = json.loads(own.stdout)
+    assert json.loads(given.stdout)["choices"] == answer["choices"]
+    assert json.loads(given.stdout)["usage"]["prompt_tokens"] == answer["usage"]["prompt_tokens"]
+    assert "no chat template" not in given.stderr and "no chat template" in plain.stderr
+    assert json.loads(plain.stdout)["usage"]["prompt_tokens"] != answer["usage"]["prompt_tokens"]  # User:/Assistant:
+    template.write_text("{% for message in messages %}{{ message['content'] }")
+    broken = invoke_real("ask", "Hello", "-m", str(models["llm-notemplate"]), "--chat-template", str(template))
+    assert broken.exit_code == 2 and broken.stdout == ""
+    assert broken.stderr.startswith("mmchat: error: the chat template does not compile (") and broken.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("llm, mmproj", [("llm-qwen2vl", "mmproj-qwen2vl"), ("llm-qwen3vl", "mmproj-qwen3vl")])

@@ -24,6 +24,7 @@ from mmchat.chat.history import SafeFileHistory, parse
 from mmchat.engine.mediacache import DiskMediaCache, cache_info
 from mmchat.errors import DiskFull, InputError
 from tests.faultwriters import N_EMBD, conversation_text, embedding, history_entry
+from tests.helpers import chat
 
 ROOT = Path(__file__).resolve().parent.parent
 MOMENTS = (0.0, 0.01, 0.03, 0.08, 0.2)  # seconds after the first write
@@ -64,6 +65,7 @@ def whole_history(path: Path, tags: str) -> list[str]:
 # -- SIGKILL at varied moments ------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_history_killed_mid_write_reads_back_only_whole_entries(tmp_path):
     path = tmp_path / "history"
     for n, moment in enumerate(MOMENTS):
@@ -76,6 +78,7 @@ def test_history_killed_mid_write_reads_back_only_whole_entries(tmp_path):
     assert list(history.load_history_strings())[0] == "after the kills" and notes == []
 
 
+@pytest.mark.model
 def test_a_saved_conversation_killed_mid_save_is_the_old_or_the_new_one(tmp_path):
     path = tmp_path / "chat.json"
     for moment in MOMENTS:
@@ -87,6 +90,7 @@ def test_a_saved_conversation_killed_mid_save_is_the_old_or_the_new_one(tmp_path
     assert all(name.startswith(".chat.json.") and name.endswith(".tmp") for name in leftovers)  # never read
 
 
+@pytest.mark.model
 def test_the_media_cache_killed_mid_write_keeps_whole_entries_or_none(tmp_path):
     directory = tmp_path / "cache"
     counts = []
@@ -111,6 +115,7 @@ def test_the_media_cache_killed_mid_write_keeps_whole_entries_or_none(tmp_path):
 # -- two processes at once ----------------------------------------------------------------------
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("kind", ["history", "media-cache", "conversation"])
 def test_two_processes_write_at_once(tmp_path, kind):
     path = tmp_path / {"history": "history", "media-cache": "cache", "conversation": "chat.json"}[kind]
@@ -214,8 +219,6 @@ def test_a_save_on_a_full_disk_says_so_and_keeps_the_old_file(tmp_path, monkeypa
 
 
 def test_the_repl_keeps_going_when_the_history_disk_is_full(tmp_path, monkeypatch):
-    from tests.test_repl import chat
-
     path = tmp_path / "h" / "history"
     path.parent.mkdir()
     SafeFileHistory(path, pytest.fail).store_string("typed yesterday")

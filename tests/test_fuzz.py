@@ -37,6 +37,8 @@ from mmchat.testing import FakeEngine
 from tests.fuzzing import Worker, examples
 from tests.videofiles import audio_only_m4a, write_video
 
+pytestmark = pytest.mark.model  # decoders run in a child process, and the property runs take the better part of a minute
+
 # --- sources -------------------------------------------------------------------------------
 
 

@@ -20,11 +20,9 @@ from pathlib import Path
 import pytest
 
 from mmchat import logs
-from mmchat.engine.base import Timings, Usage
-from mmchat.results import ChatCompletion, ChatMessage, Choice
-from tests.helpers import GREEDY_ARGS, THREADS_ARGS, mmchat_env, run_mmchat
+from mmchat.testing import FakeEngine
+from tests.helpers import GREEDY_ARGS, THREADS_ARGS, completion, invoke, mmchat_env, run_mmchat, write_turns
 from tests.mediafiles import noise_png
-from tests.test_cli_fast import invoke
 
 
 @pytest.fixture
@@ -128,6 +126,27 @@ def test_a_new_system_prompt_replaces_the_continued_ones():
     assert [t.role for t in fake.calls[0][0]] == ["system", "user", "assistant", "user"]
 
 
+def test_logs_query_finds_conversations_by_their_questions_and_answers():
+    invoke("ask", "where does the red fox sleep")
+    invoke("ask", "how deep do whales dive", engine=FakeEngine(reply="about a kilometre, like a fox"))
+    invoke("ask", "what is a heron")
+    asked = [c["turns"][0]["messages"][-1]["content"] for c in logged("--query", "fox")]
+    assert asked == ["how deep do whales dive", "where does the red fox sleep"]  # the answer matched too, newest first
+    shown, _ = invoke("logs", "-q", "heron")
+    assert shown.exit_code == 0 and "> what is a heron" in shown.stdout and "fox" not in shown.stdout
+    none, _ = invoke("logs", "--query", "zebra")
+    assert none.exit_code == 0 and none.stdout == "" and "no logged conversations contain 'zebra'" in none.stderr
+
+
+def test_logs_path_says_where_the_log_is_before_and_after_a_turn(isolated_user_dir):
+    before, _ = invoke("logs", "--path")
+    assert before.exit_code == 0 and before.stdout == f"{isolated_user_dir / 'logs.db'}\n"
+    assert not (isolated_user_dir / "logs.db").exists()  # printing where it goes creates nothing
+    invoke("ask", "hi")
+    after, _ = invoke("logs", "--path")
+    assert after.stdout == before.stdout and (isolated_user_dir / "logs.db").is_file()
+
+
 # -- the REPL --------------------------------------------------------------------------
 
 
@@ -181,7 +200,6 @@ def _invoke_as_main(*args: str, input: str | None = None):
     from mmchat import config
     from mmchat.cli import app
     from mmchat.env import Environment, use
-    from mmchat.testing import FakeEngine
 
     defaults = config.load_user_defaults()
     env = Environment(engine=FakeEngine(), stdin_isatty=input is None, stdout_isatty=False, stderr_isatty=False,
@@ -274,9 +292,10 @@ def test_a_log_from_a_newer_mmchat_is_left_alone_with_a_warning(isolated_user_di
     assert "from a newer mmchat" in result.stderr and result.stderr.count("\n") == 1
 
 
+@pytest.mark.model
 def test_a_writer_killed_mid_write_leaves_a_log_the_next_run_uses(isolated_user_dir):
     """SIGKILL while turns are being written in a loop: every committed turn survives, the half one is gone."""
-    code = ("import sys, itertools; from tests.test_logs import completion; from mmchat.logs import LogStore\n"
+    code = ("import sys, itertools; from tests.helpers import completion; from mmchat.logs import LogStore\n"
             "s = LogStore.open()\n"
             "for i in itertools.count():\n"
             "    s.log_turn('killed', 'm', [{'role': 'user', 'content': 'x' * 200000}], completion(str(i)))\n"
@@ -296,22 +315,12 @@ def test_a_writer_killed_mid_write_leaves_a_log_the_next_run_uses(isolated_user_
     assert len(killed) >= 5 and [t["answer"] for t in killed] == [str(i) for i in range(len(killed))]
 
 
-def completion(text: str) -> ChatCompletion:
-    return ChatCompletion("m", [Choice(ChatMessage(text), "stop")], Usage(3, 1), Timings())
-
-
-def _write_turns(args: tuple[str, int]) -> None:
-    name, n = args
-    store = logs.LogStore.open()
-    for i in range(n):
-        store.log_turn(name, "m", [{"role": "user", "content": f"{name} {i}"}], completion(f"{name}-{i}"))
-
-
+@pytest.mark.model
 def test_processes_writing_at_once_all_land(isolated_user_dir):
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(4) as pool:
-        pool.map(_write_turns, [(f"writer{w}", 25) for w in range(4)])
+        pool.map(write_turns, [(f"writer{w}", 25) for w in range(4)])
     by_id = {c["id"]: c for c in logged()}
     for w in range(4):
         assert [t["answer"] for t in by_id[f"writer{w}"]["turns"]] == [f"writer{w}-{i}" for i in range(25)]

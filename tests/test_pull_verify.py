@@ -33,6 +33,7 @@ def _cached(cache: Path) -> list[Path]:
     return sorted(p for p in cache.rglob("*") if p.is_file() or p.is_symlink())
 
 
+@pytest.mark.model
 def test_a_good_pull_is_verified_and_verify_says_ok_per_file(hub: FakeHub):
     got = registry.pull("tiny", progress=False)
     assert got.model.read_bytes() == MODEL
@@ -41,6 +42,7 @@ def test_a_good_pull_is_verified_and_verify_says_ok_per_file(hub: FakeHub):
     assert out.stdout.decode().splitlines() == ["OK   tiny-Q4_K_M.gguf", "OK   mmproj-tiny-f16.gguf"]
 
 
+@pytest.mark.model
 def test_bytes_damaged_on_the_way_are_refused_and_nothing_is_left(hub: FakeHub):
     hub.corrupt.add("tiny-Q4_K_M.gguf")
     out = run_mmchat("pull", "tiny", "-q")
@@ -76,6 +78,7 @@ def test_a_resumed_download_is_verified_whole(hub: FakeHub, monkeypatch: pytest.
     assert got.model.read_bytes() == MODEL and len(hub.range_requests("tiny-Q4_K_M.gguf")) == 2
 
 
+@pytest.mark.model
 def test_verify_finds_a_flipped_byte_in_a_pulled_file_and_removes_it(hub: FakeHub):
     got = registry.pull("tiny", progress=False)
     blob = got.mmproj.resolve()
@@ -105,6 +108,7 @@ def test_verify_shows_a_bar_while_hashing_a_big_file(hub: FakeHub, monkeypatch, 
     assert lines == ["OK   tiny-Q4_K_M.gguf", "OK   mmproj-tiny-f16.gguf"]
 
 
+@pytest.mark.model
 def test_verify_of_a_model_not_downloaded_says_how_to_pull_it(hub: FakeHub):
     out = run_mmchat("pull", "--verify", "tiny")
     assert out.returncode == 2 and "run `mmchat pull tiny`" in out.stderr.decode()

@@ -331,6 +331,7 @@ def test_runner_takes_a_registry_name_and_pulls_it_when_asked(hub: FakeHub, mode
         assert r.capabilities().vision and r.engine.mmproj_path.name == "mmproj-real-f16.gguf"
 
 
+@pytest.mark.model
 def test_a_pull_killed_mid_file_resumes_where_it_stopped(hub: FakeHub):
     """huggingface_hub 2.x starts a cut-off file from zero; mmchat keeps the bytes and asks for the rest."""
     import subprocess

@@ -12,20 +12,11 @@ import io
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from mmchat import Runner, ServerError, ServerRefused, UnsupportedMedia
-from mmchat.cli import app
-from mmchat.env import Environment, use
+from tests.helpers import invoke_real
 from tests.mediafiles import noise_png, tone_wav
 from tests.stubserver import Reply, Stub, echo, serve
-
-
-def mmchat(*args: str, environ: dict[str, str] | None = None, input: str | None = None):
-    """`mmchat ARGS` in-process with no engine given: the command finds the server itself."""
-    env = Environment(stdin_isatty=input is None, stdout_isatty=False, stderr_isatty=False, environ=environ or {})
-    with use(env):
-        return CliRunner().invoke(app, list(args), input=input)
 
 
 @pytest.fixture
@@ -40,7 +31,7 @@ def wav(tmp_path):
 
 def test_an_answer_streams_from_the_server_and_the_model_is_the_one_it_lists(png):
     with serve() as stub:
-        result = mmchat("ask", "what is it", "-i", str(png), "--base-url", stub.url, "-t", "0", "-n", "7")
+        result = invoke_real("ask", "what is it", "-i", str(png), "--base-url", stub.url, "-t", "0", "-n", "7")
     assert result.exit_code == 0, result.output
     assert result.stdout == "what is it [1 media]\n"
     body = stub.chats[0]
@@ -50,7 +41,7 @@ def test_an_answer_streams_from_the_server_and_the_model_is_the_one_it_lists(png
 
 def test_media_go_as_decoded_data_urls_in_order_and_local_paths_never_leave(png, wav):
     with serve(Stub(props={"modalities": {"vision": True, "audio": True}})) as stub:
-        result = mmchat("ask", "compare", "-a", str(wav), "-i", str(png), "--base-url", stub.url + "/v1")
+        result = invoke_real("ask", "compare", "-a", str(wav), "-i", str(png), "--base-url", stub.url + "/v1")
     assert result.exit_code == 0, result.output
     parts = stub.chats[0]["messages"][-1]["content"]
     assert [p["type"] for p in parts] == ["input_audio", "image_url", "text"]
@@ -67,7 +58,7 @@ def test_media_go_as_decoded_data_urls_in_order_and_local_paths_never_leave(png,
 
 def test_sglang_gets_audio_as_an_audio_url(wav):
     with serve(Stub(models=[{"id": "qwen-omni", "owned_by": "sglang"}])) as stub:
-        result = mmchat("ask", "transcribe", "-a", str(wav), "--base-url", stub.url)
+        result = invoke_real("ask", "transcribe", "-a", str(wav), "--base-url", stub.url)
     assert result.exit_code == 0, result.output
     part = stub.chats[0]["messages"][-1]["content"][0]
     assert part["type"] == "audio_url" and part["audio_url"]["url"].startswith("data:audio/wav;base64,")
@@ -76,7 +67,7 @@ def test_sglang_gets_audio_as_an_audio_url(wav):
 def test_a_kind_the_server_lacks_is_refused_before_anything_is_read_or_sent(tmp_path):
     missing = tmp_path / "never-read.png"  # does not exist: a read would say "not found"
     with serve(Stub(props={"modalities": {"vision": False, "audio": True}})) as stub:
-        result = mmchat("ask", "what", "-i", str(missing), "--base-url", stub.url)
+        result = invoke_real("ask", "what", "-i", str(missing), "--base-url", stub.url)
     assert result.exit_code == 2
     assert "takes audio, not images" in result.stderr and "not found" not in result.stderr
     assert stub.chats == []
@@ -84,7 +75,7 @@ def test_a_kind_the_server_lacks_is_refused_before_anything_is_read_or_sent(tmp_
 
 def test_modalities_from_the_flag_when_the_server_does_not_say(wav):
     with serve() as stub:  # no /props
-        result = mmchat("ask", "what", "-a", str(wav), "--base-url", stub.url, "--modalities", "image")
+        result = invoke_real("ask", "what", "-a", str(wav), "--base-url", stub.url, "--modalities", "image")
     assert result.exit_code == 2 and "not audio" in result.stderr
     assert stub.chats == []
 
@@ -96,7 +87,7 @@ def test_busy_and_failing_servers_are_asked_again_with_backoff():
         return echo(body, attempt)
 
     with serve(Stub(reply=busy_twice)) as stub:
-        result = mmchat("ask", "hello there", "--base-url", stub.url)
+        result = invoke_real("ask", "hello there", "--base-url", stub.url)
     assert result.exit_code == 0, result.output
     assert result.stdout == "hello there\n" and len(stub.chats) == 3
     assert "HTTP 429" in result.stderr and "HTTP 503" in result.stderr
@@ -104,7 +95,7 @@ def test_busy_and_failing_servers_are_asked_again_with_backoff():
 
 def test_a_server_that_keeps_failing_is_one_line_and_exit_1_after_bounded_retries():
     with serve(Stub(reply=lambda b, a: Reply(status=500, error="CUDA out of memory", headers={"Retry-After": "0"}))) as stub:
-        result = mmchat("ask", "hello", "--base-url", stub.url, "-q")
+        result = invoke_real("ask", "hello", "--base-url", stub.url, "-q")
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
         f"mmchat: error: the server at {stub.url}/v1/chat/completions failed (HTTP 500) after 4 tries: CUDA out of memory"]
@@ -113,7 +104,7 @@ def test_a_server_that_keeps_failing_is_one_line_and_exit_1_after_bounded_retrie
 
 def test_a_refusal_is_the_servers_own_message_and_exit_2():
     with serve(Stub(reply=lambda b, a: Reply(status=400, error="max_tokens must be at most 4096"))) as stub:
-        result = mmchat("ask", "hello", "--base-url", stub.url)
+        result = invoke_real("ask", "hello", "--base-url", stub.url)
     assert result.exit_code == 2
     assert "refused the request (HTTP 400): max_tokens must be at most 4096" in result.stderr
     assert len(stub.chats) == 1  # a refusal is not retried
@@ -121,7 +112,7 @@ def test_a_refusal_is_the_servers_own_message_and_exit_2():
 
 def test_a_slow_server_meets_the_timeout():
     with serve(Stub(reply=lambda b, a: Reply(text="late", delay=3))) as stub:
-        result = mmchat("ask", "hello", "--base-url", stub.url, "--timeout", "0.5")
+        result = invoke_real("ask", "hello", "--base-url", stub.url, "--timeout", "0.5")
     assert result.exit_code == 1
     assert result.stderr.strip() == f"mmchat: error: the server at {stub.url}/v1/chat/completions did not answer within 0.5 s (--timeout)"
 
@@ -129,7 +120,7 @@ def test_a_slow_server_meets_the_timeout():
 def test_a_dead_server_is_one_line_naming_the_url():
     with serve() as stub:
         url = stub.url
-    result = mmchat("ask", "hello", "--base-url", url)
+    result = invoke_real("ask", "hello", "--base-url", url)
     assert result.exit_code == 1
     assert result.stderr.startswith(f"mmchat: error: cannot reach the server at {url}/v1/models")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -142,13 +133,55 @@ def test_the_url_and_key_come_from_the_environment_and_a_registry_entry_names_th
         registry.user_file().parent.mkdir(parents=True, exist_ok=True)
         registry.user_file().write_text(
             f'[models."gpu-box"]\nbase_url = "{stub.url}"\nserver_model = "big-omni"\nmodalities = ["audio"]\n')
-        by_env = mmchat("ask", "hi", environ={"MMCHAT_BASE_URL": stub.url, "OPENAI_API_KEY": "sk-test"})
-        by_name = mmchat("ask", "hi", "-a", str(wav), "--model", "gpu-box")
-        refused = mmchat("ask", "hi", "-i", str(wav), "--model", "gpu-box")
+        by_env = invoke_real("ask", "hi", environ={"MMCHAT_BASE_URL": stub.url, "OPENAI_API_KEY": "sk-test"})
+        by_name = invoke_real("ask", "hi", "-a", str(wav), "--model", "gpu-box")
+        refused = invoke_real("ask", "hi", "-i", str(wav), "--model", "gpu-box")
     assert by_env.exit_code == 0 and by_name.exit_code == 0, by_env.output + by_name.output
     assert stub.headers[0]["Authorization"] == "Bearer sk-test"
     assert stub.chats[0]["model"] == "a" and stub.chats[1]["model"] == "big-omni"
     assert refused.exit_code == 2 and "not images" in refused.stderr  # the entry's modalities
+
+
+def test_mmchat_api_key_wins_over_openai_api_key_and_the_flag_over_both(monkeypatch):
+    keys = {"MMCHAT_API_KEY": "mm-key", "OPENAI_API_KEY": "openai-key"}
+    with serve() as stub:
+        by_env = invoke_real("ask", "hi", "--base-url", stub.url, environ=keys)
+        by_flag = invoke_real("ask", "hi", "--base-url", stub.url, "--api-key", "flag-key", environ=keys)
+        for name, value in keys.items():
+            monkeypatch.setenv(name, value)
+        with Runner(base_url=stub.url) as runner:  # the Python API reads the same variables
+            runner.chat([{"role": "user", "content": "hi"}])
+    assert by_env.exit_code == by_flag.exit_code == 0, by_env.output + by_flag.output
+    assert [h["Authorization"] for h in stub.headers] == ["Bearer mm-key", "Bearer flag-key", "Bearer mm-key"]
+
+
+def test_mmchat_model_chooses_the_model_when_no_flag_does(monkeypatch, tmp_path):
+    from mmchat.models import registry
+
+    missing = tmp_path / "missing.gguf"
+    with serve(Stub(models=[{"id": "a"}, {"id": "big-omni"}])) as stub:
+        registry.user_file().parent.mkdir(parents=True, exist_ok=True)
+        registry.user_file().write_text(f'[models."gpu-box"]\nbase_url = "{stub.url}"\nserver_model = "big-omni"\n')
+        monkeypatch.setenv("MMCHAT_MODEL", "gpu-box")
+        by_env = invoke_real("ask", "hi")
+        by_flag = invoke_real("ask", "hi", "--model", str(missing))  # the flag wins
+        monkeypatch.setenv("MMCHAT_MODEL", str(missing))
+        by_env_path = invoke_real("ask", "hi")
+    assert by_env.exit_code == 0 and by_env.stdout == "hi\n", by_env.output
+    assert [c["model"] for c in stub.chats] == ["big-omni"]
+    assert by_flag.exit_code == by_env_path.exit_code == 2
+    assert by_flag.stderr == by_env_path.stderr == f"mmchat: error: model file not found: {missing}\n"
+
+
+def test_sampling_options_reach_the_server_under_the_names_servers_read():
+    with serve() as stub:
+        result = invoke_real("ask", "hi", "--base-url", stub.url, "--seed", "7", "--stop", "END", "--top-k", "5",
+                        "--repeat-penalty", "1.3", "--frequency-penalty", "0.5", "--schema", '{"type": "object"}')
+    assert result.exit_code == 0, result.output
+    body = stub.chats[0]
+    assert (body["seed"], body["stop"], body["top_k"], body["frequency_penalty"]) == (7, ["END"], 5, 0.5)
+    assert body["repeat_penalty"] == body["repetition_penalty"] == 1.3
+    assert "root" in body["grammar"]  # the schema as llama.cpp's grammar
 
 
 def test_runner_takes_a_base_url_and_reports_the_servers_usage(png):
@@ -178,7 +211,7 @@ def test_runner_errors_are_the_classes_a_script_catches(png):
 
 def test_the_repl_talks_to_a_server_and_sends_the_whole_conversation_each_turn(png):
     with serve() as stub:
-        result = mmchat("chat", "--base-url", stub.url, input=f"/attach {png}\nfirst question\nsecond one\n")
+        result = invoke_real("chat", "--base-url", stub.url, input=f"/attach {png}\nfirst question\nsecond one\n")
     assert result.exit_code == 0, result.output
     assert "first question [1 media]" in result.stdout and "second one" in result.stdout
     second = stub.chats[1]["messages"]
@@ -189,7 +222,7 @@ def test_the_repl_talks_to_a_server_and_sends_the_whole_conversation_each_turn(p
 def test_the_servers_own_token_counts_and_times_are_reported():
     timings = {"prompt_n": 12, "prompt_ms": 250.0, "predicted_n": 2, "predicted_ms": 500.0}
     with serve(Stub(reply=lambda b, a: Reply(text="ok then", timings=timings))) as stub:
-        result = mmchat("ask", "hi", "--base-url", stub.url, "--json")
+        result = invoke_real("ask", "hi", "--base-url", stub.url, "--json")
     data = json.loads(result.stdout)
     assert (data["usage"]["prompt_tokens"], data["usage"]["completion_tokens"]) == (12, 2)
     assert (data["timings"]["prompt_s"], data["timings"]["generation_s"]) == (0.25, 0.5)
@@ -204,8 +237,8 @@ def test_a_registry_entry_on_a_server_is_listed_as_such_runs_from_python_and_is_
         registry.user_file().write_text(f'[models."gpu-box"]\nbase_url = "{stub.url}"\nserver_model = "big"\n')
         with Runner("gpu-box") as runner:
             assert runner.chat([{"role": "user", "content": "hello you"}]).content == "hello you"
-        listed = mmchat("models", "--json")
-        pulled = mmchat("pull", "gpu-box")
+        listed = invoke_real("models", "--json")
+        pulled = invoke_real("pull", "gpu-box")
     assert stub.chats[0]["model"] == "big"
     entry = next(e for e in json.loads(listed.stdout) if e["name"] == "gpu-box")
     assert entry["base_url"] == stub.url and entry["server_model"] == "big"
@@ -229,8 +262,8 @@ def test_sound_too_long_for_the_servers_context_is_refused_from_its_length_unsen
     long = tone_wav(tmp_path / "lecture.wav", seconds=400.0)  # 2048 tokens hold at most ~328 s of sound
     props = {"modalities": {"vision": False, "audio": True}, "default_generation_settings": {"n_ctx": 2048}}
     with serve(Stub(props=props)) as stub:
-        result = mmchat("ask", "summarize", "-a", str(long), "--base-url", stub.url)
-        cut = mmchat("ask", "summarize", "-a", str(long), "--base-url", stub.url, "--start", "0", "--end", "60")
+        result = invoke_real("ask", "summarize", "-a", str(long), "--base-url", stub.url)
+        cut = invoke_real("ask", "summarize", "-a", str(long), "--base-url", stub.url, "--start", "0", "--end", "60")
     assert result.exit_code == 2 and "--start/--end" in result.stderr, result.output
     assert cut.exit_code == 0, cut.output
     assert len(stub.chats) == 1  # only the minute was sent

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 
+import pytest
 from rich.console import Console
 
 from mmchat.render import Output, StderrProgress, stderr_progress
@@ -50,6 +51,7 @@ def test_no_bar_when_stderr_is_not_a_terminal_or_quiet():
     assert stderr_progress(Console(file=io.StringIO(), force_terminal=True), quiet=True) is None
 
 
+@pytest.mark.model
 def test_doctor_names_versions_backends_and_paths(tmp_path):
     hf = tmp_path / "hf"  # an empty model cache of its own: HF_HUB_CACHE (which wins over HF_HOME) set to match
     env = {"MMCHAT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "HF_HOME": str(hf), "HF_HUB_CACHE": str(hf / "hub")}

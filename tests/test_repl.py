@@ -11,18 +11,17 @@ import select
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
-from prompt_toolkit.input import create_pipe_input
-from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 
 from mmchat.chat.commands import Attach, Say
 from mmchat.chat.conversation import Conversation
-from mmchat.chat.loop import ChatCompleter, run_chat
+from mmchat.chat.loop import ChatCompleter
 from mmchat.chat.session import Chat
 from mmchat.engine.base import Finished
 from mmchat.errors import ContextOverflow, GenerationError, ModelNotFound
@@ -30,11 +29,11 @@ from mmchat.options import GenerationOptions
 from mmchat.render import _Tail
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
-from tests.helpers import Interrupting
+from tests.helpers import CTRL_C, CTRL_D, Interrupting, chat
 from tests.mediafiles import noise_png
 
 ROOT = Path(__file__).resolve().parent.parent
-CTRL_C, CTRL_D, ESC_ENTER = "\x03", "\x04", "\x1b\r"
+ESC_ENTER = "\x1b\r"
 
 
 @pytest.fixture(autouse=True)
@@ -43,21 +42,6 @@ def no_hang():
     faulthandler.dump_traceback_later(300, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
-
-
-def chat(tmp_path: Path, *keys: str, runner: Runner | None = None, factory=None, terminal: bool = False,
-         **kwargs) -> tuple[int, str]:
-    """Type `keys` (a str is a line, Enter added) into run_chat; the exit code and what the user saw."""
-    runner = runner or Runner(engine=FakeEngine())
-    buf = io.StringIO()
-    console = Console(file=buf, width=100, height=12, force_terminal=terminal, highlight=False)
-    options = dict(model_name="test-model", options=GenerationOptions(), system=None, attachments=[],
-                   history_path=tmp_path / "h" / "history")
-    options.update(kwargs)
-    with create_pipe_input() as inp:
-        inp.send_text("".join(k if k.endswith((CTRL_C, CTRL_D)) else k + "\r" for k in keys) + CTRL_D)
-        code = run_chat(factory or (lambda name: runner), input=inp, output=DummyOutput(), console=console, **options)
-    return code, buf.getvalue()
 
 
 def last_turn_text(fake: FakeEngine, call: int = -1) -> str:
@@ -246,6 +230,7 @@ def test_set_system_stats_and_model_switch(tmp_path):
     assert "max_tokens=2" in out and "stop=('END',)" in out
 
 
+@pytest.mark.model
 def test_copy_uses_a_clipboard_tool_or_says_there_is_none(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -443,11 +428,32 @@ def test_an_attachment_is_encoded_in_the_background_and_the_question_reuses_it(t
     assert fake.stats.media_encodes == 1 and re.search(r"\[image 96x64 \w+\] What is it\?", out)
 
 
+class Watched(FakeEngine):
+    """Notes, at each question, which media had been encoded and which encodes had stopped by then."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.seen: list[tuple[list[str], list[str]]] = []
+        self.preparing = threading.Event()
+
+    def prepare(self, media, report=None, should_stop=None):
+        self.preparing.set()
+        return super().prepare(media, report, should_stop)
+
+    def stream(self, turns, options):
+        self.preparing.wait(30)  # the encode's thread has begun, however late a busy machine ran it
+        events = super().stream(turns, options)
+        yield next(events)  # Started: the engine let this turn in, so no encode is running any more
+        self.seen.append((list(self.encoded), list(self.stopped)))
+        yield from events
+
+
 @pytest.mark.parametrize("how", ["/detach", "/clear"])
 def test_detach_and_clear_stop_the_background_encode(tmp_path, png, how):
-    fake = FakeEngine(encode_seconds=30)  # would hold the test for half a minute if not stopped
-    code, out = chat(tmp_path, f"/attach '{png}'", how, "/exit", runner=Runner(engine=fake))
-    assert code == 0 and fake.encoded == []
+    fake = Watched(encode_seconds=10)  # after a /detach that did not stop it, the question would wait for it
+    code, out = chat(tmp_path, f"/attach '{png}'", how, "Still there?", "/exit", runner=Runner(engine=fake))
+    assert code == 0 and "Still there?" in out and "[image" not in out  # the question went without the image
+    assert len(fake.stopped) == 1 and fake.seen == [([], fake.stopped)]  # stopped by /detach or /clear, not /exit
 
 
 def test_ctrl_c_at_the_prompt_stops_the_background_encode_first(tmp_path, png):
