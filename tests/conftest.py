@@ -65,17 +65,18 @@ def isolated_user_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     return home
 
 
-# -- an unmarked test may not start a process -------------------------------------------------
+# -- an unmarked test may not start a process or load a model -------------------------------------------------
 
 @pytest.fixture(autouse=True)
 def processes_only_in_model_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Outside `model` tests, starting a process (subprocess, multiprocessing, fork) fails the test."""
+    """Outside `model` tests, starting a process (subprocess, multiprocessing, fork) or loading a
+    GGUF model fails the test."""
     if request.node.get_closest_marker("model") is not None:
         return
     import multiprocessing.util
 
     def refuse(what: str):  # pytest.fail is no Exception: the code under test cannot swallow it
-        pytest.fail(f"{request.node.nodeid} starts a process ({what}): mark it @pytest.mark.model "
+        pytest.fail(f"{request.node.nodeid} starts a process or loads a GGUF ({what}): mark it @pytest.mark.model "
                     "(tests/conftest.py), so `pytest -m 'not model'` stays fast", pytrace=False)
 
     def guarded_child(popen, args, *rest, **kw):  # every Popen, subprocess.run and check_output comes here
@@ -85,3 +86,6 @@ def processes_only_in_model_tests(request: pytest.FixtureRequest, monkeypatch: p
     monkeypatch.setattr(multiprocessing.util, "spawnv_passfds", lambda path, args, fds: refuse(" ".join(map(str, args))))
     monkeypatch.setattr(os, "fork", lambda: refuse("os.fork"))
     monkeypatch.setattr(os, "system", lambda command: refuse(command))
+    from mmchat.engine.llamacpp import LlamaCppEngine  # every local model is loaded through it
+
+    monkeypatch.setattr(LlamaCppEngine, "__init__", lambda self, model_path, *a, **k: refuse(f"loads {model_path}"))

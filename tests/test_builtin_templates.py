@@ -23,6 +23,8 @@ from tests.fixtures.gguf_models import write_text_model
 from tests.helpers import GREEDY, THREADS, run_mmchat
 from tests.mediafiles import noise_png
 
+pytestmark = pytest.mark.model  # every test here loads a tiny GGUF or starts a process (Xvfb, mmchat)
+
 HERE = Path(__file__).parent
 NAMES = ["vicuna", "vicuna-orca", "chatml", "llama3", "gemma", "llama2", "mistral-v7", "phi3", "zephyr", "deepseek"]
 

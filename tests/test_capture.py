@@ -19,6 +19,8 @@ from mmchat.testing import FakeEngine
 from tests.desktop import copy_to_clipboard, draw_on_root, need_x, xvfb
 from tests.helpers import GREEDY_ARGS, THREADS_ARGS, run_mmchat
 
+pytestmark = pytest.mark.model  # every test here loads a tiny GGUF or starts a process (Xvfb, mmchat)
+
 WIDTH, HEIGHT = 320, 200
 KNOWN = np.random.default_rng(7).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)  # the whole screen
 

@@ -142,8 +142,9 @@ def test_frequency_and_presence_penalties_reach_the_engine_from_flags_and_set():
     assert refused.exit_code == 2 and "--frequency-penalty 3.0 is not valid: give a number from -2 to 2" in refused.stderr
 
 
-STATS = re.compile(r"2 prompt tokens \(0 cached, 0 image, 0 audio\), 3 generated at \d+\.\d tokens/s; "
-                   r"first token after \d+\.\d\d s \(media encode \d+\.\d\d s, load \d+\.\d\d s\)\n")
+STATS = re.compile(r"tokens: 2 prompt \(0 cached, 0 image, 0 audio\) \+ 3 generated; finish: stop\n"
+                   r"seconds: load \d+\.\d\d, media decode \d+\.\d\d, encode \d+\.\d\d, prompt \d+\.\d\d, "
+                   r"generation \d+\.\d\d \(\d+\.\d tokens/s\), first token \d+\.\d\d\n")  # /stats's words too
 
 
 def test_stats_go_to_stderr_and_leave_the_answer_alone():
@@ -171,7 +172,7 @@ def test_no_color_gives_plain_text_on_a_terminal_as_no_color_does():
     assert "\x1b[" in styled.stdout and "\x1b[" in styled.stderr  # the rendered Markdown and the dim stats
     plain, _ = invoke("ask", "x", "--stats", "--no-color", engine=FakeEngine(reply=reply), stdout_isatty=True,
                       stderr_isatty=True)
-    assert plain.stdout == reply + "\n" and "\x1b[" not in plain.stderr and "prompt tokens" in plain.stderr
+    assert plain.stdout == reply + "\n" and "\x1b[" not in plain.stderr and "generated; finish" in plain.stderr
     chatted, _ = invoke("chat", input="hello **there**\n", stdout_isatty=True)
     assert "\x1b[1mthere" in chatted.stdout  # the REPL renders the answer's Markdown on a terminal
     chatted, _ = invoke("chat", "--no-color", input="hello **there**\n", stdout_isatty=True)

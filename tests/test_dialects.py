@@ -13,9 +13,9 @@ import pytest
 
 from mmchat.engine.dialects import DIALECTS
 from mmchat.options import SERVER_KINDS
+from tests.helpers import invoke_real as mmchat
 from tests.servers import SERVERS
 from tests.stubserver import Stub, serve
-from tests.test_remote import mmchat
 
 KINDS = list(SERVER_KINDS)
 EVERY_OPTION = ["-t", "0.7", "-n", "9", "--top-p", "0.9", "--top-k", "5", "--min-p", "0.1", "--repeat-penalty", "1.3",

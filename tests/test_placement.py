@@ -27,6 +27,8 @@ from mmchat.env import Environment, use
 from tests.helpers import GREEDY, THREADS
 from tests.mediafiles import noise_png
 
+pytestmark = pytest.mark.model  # every test here loads a tiny GGUF or starts a process (Xvfb, mmchat)
+
 GPU = bool(llama_cpp.llama_supports_gpu_offload())
 LAYERS = 3  # the tiny text model's 2 blocks plus its output layer
 

@@ -173,17 +173,6 @@ def test_mmchat_model_chooses_the_model_when_no_flag_does(monkeypatch, tmp_path)
     assert by_flag.stderr == by_env_path.stderr == f"mmchat: error: model file not found: {missing}\n"
 
 
-def test_sampling_options_reach_the_server_under_the_names_servers_read():
-    with serve() as stub:
-        result = invoke_real("ask", "hi", "--base-url", stub.url, "--seed", "7", "--stop", "END", "--top-k", "5",
-                        "--repeat-penalty", "1.3", "--frequency-penalty", "0.5", "--schema", '{"type": "object"}')
-    assert result.exit_code == 0, result.output
-    body = stub.chats[0]
-    assert (body["seed"], body["stop"], body["top_k"], body["frequency_penalty"]) == (7, ["END"], 5, 0.5)
-    assert body["repeat_penalty"] == body["repetition_penalty"] == 1.3
-    assert "root" in body["grammar"]  # the schema as llama.cpp's grammar
-
-
 def test_runner_takes_a_base_url_and_reports_the_servers_usage(png):
     usage = {"prompt_tokens": 21, "completion_tokens": 2, "total_tokens": 23}
     with serve(Stub(reply=lambda b, a: Reply(text="a cat", usage=usage))) as stub:
