@@ -117,7 +117,7 @@ def _bad_inputs(tmp: Path, models) -> dict[str, tuple[list[str], str]]:
     (tmp / "empty.png").write_bytes(b"")
     png = noise_png(tmp / "full.png").read_bytes()
     (tmp / "truncated.png").write_bytes(png[: len(png) // 2])
-    (tmp / "notes.jpg").write_text("just some text, not a picture\n")
+    (tmp / "notes.jpg").write_bytes(b"\x00\x9f" + os.urandom(2048))  # neither media nor text
     (tmp / "random.gguf").write_bytes(os.urandom(4096))
     wav = tone_wav(tmp / "talk.wav")
     return {
@@ -125,7 +125,7 @@ def _bad_inputs(tmp: Path, models) -> dict[str, tuple[list[str], str]]:
         "directory": (["--image", str(tmp / "dir")], "dir"),
         "empty file": (["--image", str(tmp / "empty.png")], "empty.png"),
         "truncated png": (["--image", str(tmp / "truncated.png")], "truncated.png"),
-        "text named .jpg": (["--image", str(tmp / "notes.jpg")], "notes.jpg"),
+        "binary named .jpg": (["--image", str(tmp / "notes.jpg")], "notes.jpg"),
         "audio to a vision model": (["--audio", str(wav)], "audio"),
         "bad base64": (["--image", "data:image/png;base64,@@@not-base64@@@"], "base64"),
         "mmproj as the model": (["--model", str(models["mmproj-vision"])], "mmproj-vision.gguf"),
