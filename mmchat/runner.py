@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import config
-from .engine.base import Capabilities, Engine, Progress, Timings, Turn
+from .engine.base import Capabilities, Engine, Progress, Segment, Timings, Turn
 from .errors import InputError, ModelNotFound
-from .inputs.resolver import Attachment, MediaRef, MediaResolver, iter_media
+from .inputs.resolver import Attachment, MediaRef, MediaResolver, OnMedia, iter_media
 from .media import Audio, Image, Kind
 from .messages import validate_messages
 from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, split_request
@@ -166,15 +166,16 @@ class Runner:
         assert stream.completion is not None
         return stream.completion
 
-    def stream(self, messages: Sequence[dict[str, Any]], options: GenerationOptions | None = None,
-               **kwargs: Any) -> CompletionStream:
-        """Like chat(), but iterate to get text deltas as they are generated."""
+    def stream(self, messages: Sequence[dict[str, Any]], options: GenerationOptions | None = None, *,
+               on_media: OnMedia | None = None, **kwargs: Any) -> CompletionStream:
+        """Like chat(), but iterate to get text deltas as they are generated. `on_media(ref, segments)`
+        hears each media part once it is decoded, before the model sees any (`ask --preview`)."""
         request = split_request(kwargs, generation=options or self.generation, media=self.media)
         extra = Timings()
         if self._load_time is not None:
             extra.load, self._load_time = self._load_time, None
         t0 = time.perf_counter()
-        turns = self.prepare(messages, request.media)
+        turns = self.prepare(messages, request.media, on_media)
         extra.media_decode = time.perf_counter() - t0
         events = self.engine.stream(turns, request.generation)
         done = functools.partial(self._completed, messages) if self.on_completion is not None else None
@@ -184,10 +185,11 @@ class Runner:
         assert self.on_completion is not None
         self.on_completion(messages, completion, self.media_digests(messages))
 
-    def prepare(self, messages: Sequence[dict[str, Any]], media: MediaOptions | None = None) -> list[Turn]:
+    def prepare(self, messages: Sequence[dict[str, Any]], media: MediaOptions | None = None,
+                on_media: OnMedia | None = None) -> list[Turn]:
         """Validate, check media against the model, then read and decode every media part."""
         with self._preparing:  # `batch --concurrency` prepares from several threads
-            return self.inputs.turns(messages, media or self.media)
+            return self.inputs.turns(messages, media or self.media, on_media)
 
     def media_digests(self, messages: Sequence[dict[str, Any]]) -> dict[str, str | None]:
         """url -> sha256 of the bytes this runner read for each media part (None: not read here)."""
@@ -207,8 +209,11 @@ class Runner:
 
     def media_of(self, attachment: Attachment) -> list[Image | Audio]:
         """The decoded media of an attachment (from the resolver's cache), for an encode ahead of its turn."""
-        segments = self.inputs.segments(MediaRef(attachment.kind, attachment.url, {}, "attach"), self.media)
-        return [s for s in segments if not isinstance(s, str)]
+        return [s for s in self.decoded(attachment) if not isinstance(s, str)]
+
+    def decoded(self, attachment: Attachment) -> list[Segment]:
+        """An attachment as its turn will give it to the model (a video with its stamps), from the resolver's cache."""
+        return self.inputs.segments(MediaRef(attachment.kind, attachment.url, {}, "attach"), self.media)
 
     def close_progress(self) -> None:
         """Clear a progress display left open by an interrupted step."""

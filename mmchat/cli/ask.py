@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from ..env import Environment, current
 from ..errors import InputError
 from .app import app, guarded
-from ..env import Environment, current
 from .loading import open_runner
 from .logflags import LogRequest, log_options, start_log
 from .params import MediaOrderCommand, Session, constrained, session_options
@@ -58,8 +59,10 @@ def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End
                     markdown_console=env.stdout_console(session.no_color))
     model, mmproj = logging.model(session)
     runner = open_runner(session, env, model, mmproj, on_completion=logging.hook(model, mmproj))
+    shown = None if json_output else part_previews(env, session, runner)
     try:
-        completion = _answer(runner, runner.stream(conversation, options), output, json_output, no_stream)
+        completion = _answer(runner, runner.stream(conversation, options, on_media=shown), output, json_output,
+                             no_stream)
     finally:
         runner.close_progress()  # a bar cut short by Ctrl-C or an error is cleared
     if stats or session.verbose:
@@ -82,6 +85,23 @@ def _messages(session: Session, env: Environment, prompt: str | None, start: str
     segment = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
     parts = [msgs.media_part(kind, url, **(segment if kind != "image" else {})) for kind, url in session.media]
     return ([msgs.system_message(session.system)] if session.system else []) + [msgs.user_message(prompt, parts)]
+
+
+def part_previews(env: Environment, session: Session, runner: Runner) -> Callable[[Any, list], None] | None:
+    """`--preview`: each media part drawn on stderr (a terminal) as the model gets it, before the answer."""
+    from ..preview import Previewer, label_of, part_extent
+
+    previewer = Previewer.for_stream(env, "stderr", setting=session.display.preview, default=False,
+                                     no_color=session.no_color, rows=session.display.preview_rows)
+    if previewer is None:
+        return None
+
+    def show(ref: Any, segments: list) -> None:
+        costs = runner.engine.costs([s for s in segments if not isinstance(s, str)])
+        start, total = part_extent(ref)
+        previewer.show(label_of(ref.url), ref.kind, segments, costs, start=start, total=total)
+
+    return show
 
 
 def _answer(runner: Runner, stream: CompletionStream, output, json_output: bool, no_stream: bool) -> ChatCompletion:

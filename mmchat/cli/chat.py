@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from .. import config
-from .app import app, guarded
 from ..env import current
+from .app import app, guarded
 from .loading import open_runner
 from .logflags import LogRequest, log_options, start_log
 from .params import MediaOrderCommand, Session, session_options
@@ -43,5 +43,5 @@ def chat(ctx: typer.Context, *, session: Session, log: LogRequest) -> None:
 
     code = run_chat(factory, model_name=first or "", options=session.generation, system=system, messages=messages,
                     attachments=session.media, history_path=config.user_dir() / "history", env=env,
-                    no_color=session.no_color)
+                    no_color=session.no_color, display=session.display)
     raise typer.Exit(code)

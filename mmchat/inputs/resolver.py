@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from .. import config
@@ -67,6 +67,10 @@ def iter_media(messages: Sequence[msgs.Message]) -> Iterator[MediaRef]:
                 yield ref
 
 
+#: on_media(ref, segments): a media part as it was decoded for a turn (ask --preview shows it)
+OnMedia = Callable[[MediaRef, list[Segment]], None]
+
+
 @dataclasses.dataclass(frozen=True)
 class Attachment:
     """A file or URL waiting for the next user message, already proven to decode."""
@@ -102,7 +106,7 @@ class MediaResolver:
             raise UnsupportedMedia(f"{self.caps.model_name} takes {self.caps.describe()}, not {what} ({_short(url)}): "
                                    f"use a model that takes {what} (a local model's mmproj decides)")
 
-    def turns(self, messages: Sequence[msgs.Message], media: MediaOptions) -> list[Turn]:
+    def turns(self, messages: Sequence[msgs.Message], media: MediaOptions, on_media: OnMedia | None = None) -> list[Turn]:
         """Validate, check kinds, then read and decode every media part, in order."""
         checked = msgs.validate_messages(messages)
         self.check(checked)
@@ -127,7 +131,10 @@ class MediaResolver:
                     if stdin_used:
                         raise InputError("only one media part can read standard input ('-')")
                     stdin_used = True
-                segments.extend(self.segments(ref, media, budget))
+                decoded = self.segments(ref, media, budget)
+                if on_media is not None:
+                    on_media(ref, decoded)
+                segments.extend(decoded)
             turns.append(Turn(message["role"], tuple(segments)))
         return turns
 
