@@ -18,11 +18,11 @@ from typing import Any, BinaryIO
 from . import config
 from .engine.base import Capabilities, Engine, Progress, Segment, Timings, Turn
 from .errors import InputError, ModelNotFound
+from .inputs.policy import MediaPolicy
 from .inputs.resolver import Attachment, MediaRef, MediaResolver, OnMedia, iter_media
 from .media import Audio, Image, Kind
 from .messages import validate_messages
 from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, split_request
-from .inputs.policy import MediaPolicy
 from .results import ChatCompletion, CompletionStream
 
 

@@ -177,18 +177,20 @@ class Chat:
         self.note(f"attached {a.kind} {a.label} ({len(self.conv.pending)} pending)")
         job = self.background.start(a)  # first: the preview never delays the encode
         self._encodes[a.url] = job
-        self.show(a, len(self.conv.pending), wait=config.DEFAULT_PREVIEW_COST_WAIT)
+        self.show(a, len(self.conv.pending), job)
 
-    def show(self, a: Attachment, number: int | None = None, wait: float = 0.0) -> None:
-        """Draw an attachment as the model gets it, with its caption; a preview that fails is one line."""
+    def show(self, a: Attachment, number: int | None = None, job: Job | None = None) -> None:
+        """Draw an attachment as the model gets it, with its caption; a preview that fails is one line.
+        The cost is what its encode `job` counted (waited for a moment), else counted now if the engine is free."""
         if self.preview is None:
             return
         try:
             segments = self.runner.decoded(a)
-            job = self._encodes.get(a.url)
-            costs = job.wait_costs(wait) if job is not None else None
+            costs = job.wait_costs(config.DEFAULT_PREVIEW_COST_WAIT) if job is not None else None
             if costs is None and not self.background.running():  # the engine is free: counting costs nothing
                 costs = self.runner.engine.costs([s for s in segments if not isinstance(s, str)])
+            elif costs is None and a.url in self._encodes:  # busy: what its own encode counted, if it has
+                costs = self._encodes[a.url].costs
             name = f"{number}. {label_of(a.label)}" if number else label_of(a.label)
             self.preview.show(name, a.kind, segments, costs)
         except MmchatError as e:

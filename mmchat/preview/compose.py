@@ -168,9 +168,10 @@ def cost_text(costs: Sequence[MediaCost] | None) -> str:
     if costs is None:
         return "tokens not counted yet"
     tokens = sum(c.tokens for c in costs)
+    counted = f"{tokens:,} token{'s' * (tokens != 1)}"
     if not all(c.exact for c in costs):
-        return f"~{tokens:,} tokens"
-    return f"{tokens:,} tokens · " + ("from the cache" if costs and all(c.cached for c in costs) else "to encode")
+        return f"~{counted}"
+    return f"{counted} · " + ("from the cache" if costs and all(c.cached for c in costs) else "to encode")
 
 
 def caption(label: str, kind: str, segments: Sequence[object], costs: Sequence[MediaCost] | None, *,

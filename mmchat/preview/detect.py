@@ -11,7 +11,7 @@ nothing within the timeout gets half-blocks, which every terminal draws.
   `DCS > | iTerm2 3.5.0 ST` or `DCS > | WezTerm 20240203-... ST`; no environment variable is
   trusted, since TERM_PROGRAM is inherited by every program started from that terminal.
 - sixel: a 4 among the DA1 reply's attributes (`CSI ? 63 ; 1 ; 2 ; 4 ; ... c`, VT330/VT340 and
-  xterm -ti vt340); its colour registers from XTSMGRAPHICS (`CSI ? 1 ; 1 S` -> `CSI ? 1 ; 0 ; N S`).
+  xterm -ti vt340); its colour registers from XTSMGRAPHICS (`CSI ? 1 ; 1 ; 0 S` -> `CSI ? 1 ; 0 ; N S`).
 - cell size in pixels: `CSI 16 t` -> `CSI 6 ; height ; width t`, when the window size ioctl
   does not say.
 - inside tmux, tmux answers these itself: sixel when tmux draws it (3.4 built with sixel),
@@ -36,11 +36,11 @@ Protocol = Literal["kitty", "iterm2", "sixel", "halfblocks"]
 KITTY_QUERY = "\x1b_Gi=31,s=1,v=1,a=q,t=d,f=24;AAAA\x1b\\"
 XTVERSION = "\x1b[>0q"
 CELL_SIZE = "\x1b[16t"
-SIXEL_REGISTERS = "\x1b[?1;1S"
+SIXEL_REGISTERS = "\x1b[?1;1;0S"  # xterm 379 answers only with the third parameter there
 DA1 = "\x1b[c"
 QUERY = KITTY_QUERY + XTVERSION + CELL_SIZE + SIXEL_REGISTERS + DA1
 
-_KITTY_OK = re.compile(rb"\x1b_Gi=31;OK\x1b\\")
+_KITTY_OK = re.compile(rb"\x1b_G(?:[^;\x1b]*,)?i=31(?:,[^;\x1b]*)?;OK\x1b\\")  # other keys may come back too
 _VERSION = re.compile(rb"\x1bP>\|([^\x1b\x07]*)(?:\x1b\\|\x07)")
 _CELL = re.compile(rb"\x1b\[6;(\d+);(\d+)t")
 _REGISTERS = re.compile(rb"\x1b\[\?1;0;(\d+)S")
@@ -70,7 +70,7 @@ def parse(reply: bytes) -> Replies:
         version=version.group(1).decode("utf-8", "replace") if version else "",
         cell=(int(cell.group(2)), int(cell.group(1))) if cell and int(cell.group(1)) and int(cell.group(2)) else None,
         registers=int(registers.group(1)) if registers else None,
-        attributes=tuple(int(a) for a in da1.group(1).split(";") if a) if da1 else None,
+        attributes=tuple(int(a) for a in da1.group(1).split(b";") if a) if da1 else None,
     )
 
 
