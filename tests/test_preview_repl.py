@@ -205,3 +205,40 @@ def test_ask_preview_of_a_video_is_a_contact_sheet_with_stamps(tmp_path):
     assert re.search(r"clip\.mp4 · 4 frames of 64×48 px, 00:00–00:03 · 4 tokens · to encode", result.stderr)
     stamps = [line for line in result.stderr.splitlines() if "00:00" in line and "clip.mp4" not in line]
     assert stamps and all(s in stamps[0] for s in ("00:00", "00:01", "00:02", "00:03"))
+
+
+# -- mmchat logs ----------------------------------------------------------------------------------------
+
+
+def logs(*args: str, stdout_tty: bool = True):
+    env = Environment(engine=FakeEngine(), stdin_isatty=True, stdout_isatty=stdout_tty, environ=TRUECOLOR,
+                      terminal=Scripted(PLAIN, TRUECOLOR))
+    with use(env):
+        return CliRunner().invoke(app, ["logs", *args])
+
+
+def test_logs_give_each_medium_a_caption_and_with_preview_a_thumbnail(halves):
+    assert ask("what is it", "-i", str(halves), stderr_tty=False).exit_code == 0
+    listing = logs(stdout_tty=False)
+    assert f"image: {halves.resolve()} (sha256 " in listing.stdout and " · halves.png" in listing.stdout
+    assert "\x1b" not in listing.stdout
+    drawn = logs("--preview")
+    rows = half_block_rows(drawn.stdout)
+    assert len(rows) == 6 and all(set(r[: len(r) // 2]) == {(RED, RED)} for r in rows)  # a thumbnail: 6 rows
+    assert "halves.png · 64×32 px · cost not logged" in drawn.stdout
+    assert "\x1b" not in logs("--preview", stdout_tty=False).stdout  # never in a pipe
+    halves.write_bytes(halves.read_bytes() + b"changed")
+    changed = logs("--preview")
+    assert "(not drawn: the file is gone or changed since)" in changed.stdout and "▀" not in changed.stdout
+
+
+def test_a_logged_mediums_cost_is_what_its_turn_added():
+    from mmchat.cli.logs import _new_tokens
+    from mmchat.logmedia import MediaRecord
+
+    one = [MediaRecord("image", "/a.png", "path", None)]
+    two = one + [MediaRecord("image", "/b.png", "path", None)]
+    usage = {"prompt_tokens_details": {"image_tokens": 300}}
+    assert _new_tokens("image", one, usage, {"prompt_tokens_details": {"image_tokens": 44}}) == 256
+    assert _new_tokens("image", one, usage, {}) == 300
+    assert _new_tokens("image", two, usage, {}) is None  # two new images: which cost what is not logged

@@ -60,13 +60,14 @@ class Previewer:
     # -- showing -----------------------------------------------------------------------
 
     def show(self, label: str, kind: str, segments: Sequence[Any], costs: Sequence[MediaCost] | None, *,
-             start: float = 0.0, total: float | None = None) -> None:
-        """One medium as the model gets it (its decoded segments), then its caption line."""
+             start: float = 0.0, total: float | None = None, cost: str | None = None) -> None:
+        """One medium as the model gets it (its decoded segments), then its caption line
+        (`cost` says the cost in other words, e.g. as the log kept it)."""
         out = []
         if self.pictures:
             for item in self.layout(kind, segments, start, total):
                 out.append(self.draw(item))
-        line = compose.caption(label, kind, segments, costs, start=start, total=total)
+        line = compose.caption(label, kind, segments, costs, start=start, total=total, cost=cost)
         out.append(f"{DIM}{line}{RESET}\n" if self.pictures else line + "\n")
         self.file.write("".join(out))
         self.file.flush()

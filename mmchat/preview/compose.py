@@ -175,7 +175,7 @@ def cost_text(costs: Sequence[MediaCost] | None) -> str:
 
 
 def caption(label: str, kind: str, segments: Sequence[object], costs: Sequence[MediaCost] | None, *,
-            start: float = 0.0, total: float | None = None) -> str:
+            start: float = 0.0, total: float | None = None, cost: str | None = None) -> str:
     """The one line under a preview: name, what is sent, its cost, whether it is cached."""
     media = [s for s in segments if isinstance(s, (Image, Audio))]
     if kind == "image" and media and isinstance(media[0], Image):
@@ -193,4 +193,4 @@ def caption(label: str, kind: str, segments: Sequence[object], costs: Sequence[M
         what = f"{part} at {a.sample_rate / 1000:g} kHz"
     else:
         what = kind
-    return f"{label} · {what} · {cost_text(costs)}"
+    return f"{label} · {what} · {cost if cost is not None else cost_text(costs)}"
