@@ -186,11 +186,15 @@ class Chat:
             return
         try:
             segments = self.runner.decoded(a)
-            costs = job.wait_costs(config.DEFAULT_PREVIEW_COST_WAIT) if job is not None else None
-            if costs is None and not self.background.running():  # the engine is free: counting costs nothing
-                costs = self.runner.engine.costs([s for s in segments if not isinstance(s, str)])
-            elif costs is None and a.url in self._encodes:  # busy: what its own encode counted, if it has
-                costs = self._encodes[a.url].costs
+
+            def costs() -> list | None:  # asked once the picture is made: the encode counts meanwhile
+                found = job.wait_costs(config.DEFAULT_PREVIEW_COST_WAIT) if job is not None else None
+                if found is None and not self.background.running():  # the engine is free: counting costs nothing
+                    found = self.runner.engine.costs([s for s in segments if not isinstance(s, str)])
+                elif found is None and a.url in self._encodes:  # busy: what its own encode counted, if it has
+                    found = self._encodes[a.url].costs
+                return found
+
             name = f"{number}. {label_of(a.label)}" if number else label_of(a.label)
             self.preview.show(name, a.kind, segments, costs)
         except MmchatError as e:

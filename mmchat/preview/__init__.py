@@ -8,7 +8,7 @@ and its caption line. The terminal's protocol is asked once, on the first pictur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["Graphics", "Previewer", "label_of", "part_extent"]
 
 DIM, CYAN, RESET = "\x1b[2m", "\x1b[36m", "\x1b[0m"
+Costs = Sequence[MediaCost] | Callable[[], Sequence[MediaCost] | None] | None
 
 
 class Previewer:
@@ -59,14 +60,17 @@ class Previewer:
 
     # -- showing -----------------------------------------------------------------------
 
-    def show(self, label: str, kind: str, segments: Sequence[Any], costs: Sequence[MediaCost] | None, *,
+    def show(self, label: str, kind: str, segments: Sequence[Any], costs: Costs, *,
              start: float = 0.0, total: float | None = None, cost: str | None = None) -> None:
-        """One medium as the model gets it (its decoded segments), then its caption line
-        (`cost` says the cost in other words, e.g. as the log kept it)."""
+        """One medium as the model gets it (its decoded segments), then its caption line. `costs`
+        may be a function, asked once the picture is made (an encode counting them meanwhile);
+        `cost` says the cost in other words (as the log kept it)."""
         out = []
         if self.pictures:
             for item in self.layout(kind, segments, start, total):
                 out.append(self.draw(item))
+        if callable(costs):
+            costs = costs()
         line = compose.caption(label, kind, segments, costs, start=start, total=total, cost=cost)
         out.append(f"{DIM}{line}{RESET}\n" if self.pictures else line + "\n")
         self.file.write("".join(out))
