@@ -303,3 +303,11 @@ def test_a_pdfs_pages_come_as_a_strip():
     text = out.getvalue()
     assert "p. 3" in text and "p. 4" in text
     assert text.rstrip().endswith("report.pdf · 2 pages of 85×110 px · 512 tokens · to encode\x1b[0m")
+
+
+def test_a_long_videos_sheet_says_how_many_frames_it_draws():
+    segments = [s for i in range(32) for s in (f"[00:{i:02d}]", _image(64, 48))]
+    out = io.StringIO()
+    Previewer(out, graphics=Graphics(), columns=120).show("clip.mp4", "video", segments, [MediaCost(8)] * 32)
+    assert "clip.mp4 · 32 frames of 64×48 px, 00:00–00:31 · 256 tokens · to encode · 16 of them drawn" in out.getvalue()
+    assert "[00:00]" in out.getvalue() and "[00:31]" in out.getvalue() and "[00:01]" not in out.getvalue()

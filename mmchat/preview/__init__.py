@@ -72,6 +72,9 @@ class Previewer:
         if callable(costs):
             costs = costs()
         line = compose.caption(label, kind, segments, costs, start=start, total=total, cost=cost)
+        frames = sum(1 for s in segments if isinstance(s, Image)) if kind == "video" else 0
+        if self.pictures and frames > config.DEFAULT_PREVIEW_MAX_FRAMES:
+            line += f" · {len(compose.spread(frames, config.DEFAULT_PREVIEW_MAX_FRAMES))} of them drawn"
         out.append(f"{DIM}{line}{RESET}\n" if self.pictures else line + "\n")
         self.file.write("".join(out))
         self.file.flush()

@@ -85,12 +85,17 @@ def sheet(images: Sequence[Image], labels: Sequence[str], rows: int, max_cols: i
     if not images:
         return []
     w, h = images[0].width, images[0].height
-    for grid_rows in range(1, len(images) + 1):  # as few grid rows as fit the width
+    best = None  # the grid whose thumbnails are largest within `rows` (a label line under each grid row)
+    for grid_rows in range(1, len(images) + 1):
         per_row = math.ceil(len(images) / grid_rows)
-        t_rows = max(2, rows // grid_rows - 1)
-        t_cols, t_rows = fit(w, h, t_rows, max(1, (max_cols + 1) // per_row - 1), cell)
-        if per_row * (t_cols + 1) - 1 <= max_cols and (t_rows >= 2 or grid_rows == len(images)):
+        budget = rows // grid_rows - 1
+        if budget < 2 and best is not None:
             break
+        t_cols, t_rows = fit(w, h, max(1, budget), max(1, (max_cols + 1) // per_row - 1), cell)
+        if best is None or t_cols * t_rows > best[1] * best[2]:
+            best = (per_row, t_cols, t_rows)
+    assert best is not None
+    per_row, t_cols, t_rows = best
     out: list[Shown] = []
     for start in range(0, len(images), per_row):
         group = images[start : start + per_row]
@@ -126,7 +131,7 @@ def video_frames(segments: Sequence[object]) -> tuple[list[Image], list[str], fl
     frames, labels, sound, stamp = [], [], 0.0, ""
     for s in segments:
         if isinstance(s, str):
-            stamp = s.strip("[]")
+            stamp = s  # "[00:05]", as the model reads it
         elif isinstance(s, Image):
             frames.append(s)
             labels.append(stamp)
@@ -182,7 +187,7 @@ def caption(label: str, kind: str, segments: Sequence[object], costs: Sequence[M
         what = f"{media[0].width}×{media[0].height} px"
     elif kind == "video":
         frames, labels, sound = video_frames(segments)
-        stamps = [lb for lb in labels if lb]
+        stamps = [lb.strip("[]") for lb in labels if lb]
         span = f", {stamps[0]}–{stamps[-1]}" if len(stamps) > 1 else ""
         size = f" of {frames[0].width}×{frames[0].height} px" if frames else ""
         what = f"{len(frames)} frame{'s' * (len(frames) != 1)}{size}{span}" + (f" + {sound:.1f} s of sound" if sound else "")
