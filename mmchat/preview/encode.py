@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 import zlib
 
 import numpy as np
@@ -35,7 +34,8 @@ RESET = "\x1b[0m"
 ST = "\x1b\\"
 KITTY_CHUNK = 4096  # base64 bytes per kitty escape, as the protocol asks
 _CUBE = np.array([0, 95, 135, 175, 215, 255])  # the xterm 256-colour cube's levels
-_RUN = re.compile(r"([?-~])\1{3,}")  # four or more equal sixels (never the digits of #n) are shorter as !n
+_CHARS = [chr(i) for i in range(128)]
+EMPTY = 63  # "?": a sixel with no pixel set
 
 
 def halfblocks(pixels: np.ndarray, truecolor: bool = True) -> list[str]:
@@ -122,18 +122,33 @@ def sixel(pixels: np.ndarray, colours: int = 256) -> str:
     for b in range(bands):
         block = padded[6 * b : 6 * b + 6]
         present = np.unique(block[block >= 0])
-        bits = ((block[None] == present[:, None, None]) * weights).sum(1).astype(np.uint8)  # (colours, w)
-        ends = (w - np.argmax(bits[:, ::-1] != 0, axis=1)).tolist()  # nothing is drawn after a row's last sixel
-        text = (bits + 63).tobytes().decode("ascii")
-        band = "$".join(f"#{c}{text[i * w : i * w + end]}" for i, (c, end) in enumerate(zip(present.tolist(), ends)))
-        out.append(_RUN.sub(_repeat, band) + ("-" if b < bands - 1 else ""))
+        chars = (((block[None] == present[:, None, None]) * weights).sum(1) + 63).astype(np.uint8)  # (colours, w)
+        rows = _runs(chars)
+        out.append("$".join(f"#{c}{row}" for c, row in zip(present.tolist(), rows)) + ("-" if b < bands - 1 else ""))
     out.append(ST)
     return "".join(out)
 
 
-def _repeat(m: re.Match) -> str:
-    """Four or more equal sixels as `!n` and the sixel."""
-    return f"!{m.end() - m.start()}{m.group(1)}"
+def _runs(chars: np.ndarray) -> list[str]:
+    """Each row of sixel characters with runs of four or more as `!n` and the character, and
+    without its trailing empty sixels (nothing is drawn after a row's last one). The runs are
+    found by numpy for all rows at once; Python only joins them."""
+    k, w = chars.shape
+    flat = chars.ravel()
+    starts = np.empty(flat.size, dtype=bool)
+    starts[0] = True
+    np.not_equal(flat[1:], flat[:-1], out=starts[1:])
+    starts[::w] = True  # every row starts a run
+    first = np.flatnonzero(starts)
+    lengths = np.diff(np.append(first, flat.size)).tolist()
+    values = flat[first].tolist()
+    ends = np.searchsorted(first, np.arange(1, k + 1) * w).tolist()  # each row's runs end before this
+    tokens = [_CHARS[v] * n if n < 4 else f"!{n}{_CHARS[v]}" for n, v in zip(lengths, values)]
+    rows, start = [], 0
+    for end in ends:
+        rows.append("".join(tokens[start : end - 1 if values[end - 1] == EMPTY else end]))
+        start = end
+    return rows
 
 
 def _palette(pixels: np.ndarray, colours: int) -> tuple[np.ndarray, np.ndarray]:
