@@ -5,8 +5,9 @@ libmtmd tokenization for the caption's token count, a real background encode), s
 previews off, and on in each protocol (drawn into memory: the terminal's own drawing time is
 the terminal's). Each attach is a fresh Runner, so the photo is decoded every time. Columns:
 the attach's wall time (median), what the preview adds to it, the preview step alone (drawing,
-and waiting for the caption's token count), and when the background encode began after the
-attach started (it must not move with the preview: the encode starts first).
+and waiting for the caption's token count), of that the wait for the count (libmtmd tokenizing
+in the encode's thread, after the picture is made), and when the background encode began after
+the attach started (it must not move with the preview: the encode starts first).
 
     python bench/preview.py [RUNS]
 """
@@ -40,11 +41,13 @@ def photo(path: Path) -> Path:
     return path
 
 
-def attach_once(case: str, models: dict, image: Path) -> tuple[float, float, float]:
-    """(attach seconds, seconds until the background encode began, seconds in the preview step)."""
+def attach_once(case: str, models: dict, image: Path) -> tuple[float, float, float, float]:
+    """(attach seconds, seconds until the background encode began, seconds in the preview step,
+    seconds of it spent waiting for the encode's token count)."""
     from rich.console import Console
 
     from mmchat.chat import commands as cmd
+    from mmchat.chat.background import Job
     from mmchat.chat.conversation import Conversation
     from mmchat.chat.session import Chat
     from mmchat.options import GenerationOptions
@@ -76,13 +79,25 @@ def attach_once(case: str, models: dict, image: Path) -> tuple[float, float, flo
         shown.append(time.perf_counter() - t)
 
     chat.show = timed_show
+    waited: list[float] = []
+    wait_costs = Job.wait_costs
+
+    def timed_wait(job, seconds):
+        t = time.perf_counter()
+        try:
+            return wait_costs(job, seconds)
+        finally:
+            waited.append(time.perf_counter() - t)
+
+    Job.wait_costs = timed_wait
     try:
         t0 = time.perf_counter()
         chat.safely(cmd.Attach((str(image),)))
         elapsed = time.perf_counter() - t0
         chat.background.wait()
-        return elapsed, began[0] - t0, sum(shown)
+        return elapsed, began[0] - t0, sum(shown), sum(waited)
     finally:
+        Job.wait_costs = wait_costs
         chat.stop_background()
         runner.close()
 
@@ -94,17 +109,18 @@ def main(runs: int = 7) -> None:
         models = write_all(Path(tmp) / "models")
         image = photo(Path(tmp) / "photo-12mp.jpg")
         attach_once("no preview", models, image)  # warm: imports, the first model load
-        times: dict[str, list[tuple[float, float, float]]] = {c: [] for c in CASES}
+        times: dict[str, list[tuple[float, float, float, float]]] = {c: [] for c in CASES}
         for _ in range(runs):  # interleaved, so a busy moment hits every case alike
             for case in CASES:
                 times[case].append(attach_once(case, models, image))
-    base = statistics.median(t for t, _, _ in times["no preview"])
+    base = statistics.median(r[0] for r in times["no preview"])
     rows = []
     for case, results in times.items():
-        attach = statistics.median(t for t, _, _ in results)
+        attach = statistics.median(r[0] for r in results)
         rows.append({"case": case, "attach_ms": 1000 * attach, "added_ms": 1000 * (attach - base),
-                     "x_no_preview": attach / base, "preview_step_ms": 1000 * statistics.median(s for _, _, s in results),
-                     "encode_began_ms": 1000 * statistics.median(b for _, b, _ in results)})
+                     "x_no_preview": attach / base, "preview_step_ms": 1000 * statistics.median(r[2] for r in results),
+                     "of_it_count_wait_ms": 1000 * statistics.median(r[3] for r in results),
+                     "encode_began_ms": 1000 * statistics.median(r[1] for r in results)})
     report("preview", rows, {"runs": runs, "photo": "4000x3000 JPEG, decoded to 1536x1152 (--image-max-side)",
                              "model": "tiny test models (tests/fixtures/gguf_models.py)"})
 

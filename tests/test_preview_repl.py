@@ -242,3 +242,12 @@ def test_a_logged_mediums_cost_is_what_its_turn_added():
     assert _new_tokens("image", one, usage, {"prompt_tokens_details": {"image_tokens": 44}}) == 256
     assert _new_tokens("image", one, usage, {}) == 300
     assert _new_tokens("image", two, usage, {}) is None  # two new images: which cost what is not logged
+
+
+def test_ask_continue_previews_only_the_new_messages_media(halves, tmp_path):
+    first = ask("what is it", "-i", str(halves), "--preview")
+    assert first.exit_code == 0 and "halves.png · 64×32 px" in first.stderr
+    other = halves_png(tmp_path / "other.png", left=BLUE, right=RED)
+    again = ask("--continue", "and this one?", "-i", str(other), "--preview")
+    assert again.exit_code == 0, again.output
+    assert "other.png · 64×32 px" in again.stderr and "halves.png" not in again.stderr

@@ -59,7 +59,7 @@ def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End
                     markdown_console=env.stdout_console(session.no_color))
     model, mmproj = logging.model(session)
     runner = open_runner(session, env, model, mmproj, on_completion=logging.hook(model, mmproj))
-    shown = None if json_output else part_previews(env, session, runner)
+    shown = None if json_output else part_previews(env, session, runner, len(conversation) - 1)
     try:
         completion = _answer(runner, runner.stream(conversation, options, on_media=shown), output, json_output,
                              no_stream)
@@ -87,8 +87,9 @@ def _messages(session: Session, env: Environment, prompt: str | None, start: str
     return ([msgs.system_message(session.system)] if session.system else []) + [msgs.user_message(prompt, parts)]
 
 
-def part_previews(env: Environment, session: Session, runner: Runner) -> Callable[[Any, list], None] | None:
-    """`--preview`: each media part drawn on stderr (a terminal) as the model gets it, before the answer."""
+def part_previews(env: Environment, session: Session, runner: Runner, last: int) -> Callable[[Any, list], None] | None:
+    """`--preview`: each media part of the new message (`last`; not those `--continue` sends again)
+    drawn on stderr (a terminal) as the model gets it, before the answer."""
     from ..preview import Previewer, label_of, part_extent
 
     previewer = Previewer.for_stream(env, "stderr", setting=session.display.preview, default=False,
@@ -97,6 +98,8 @@ def part_previews(env: Environment, session: Session, runner: Runner) -> Callabl
         return None
 
     def show(ref: Any, segments: list) -> None:
+        if not ref.where.startswith(f"messages[{last}]"):
+            return
         costs = runner.engine.costs([s for s in segments if not isinstance(s, str)])
         start, total = part_extent(ref)
         previewer.show(label_of(ref.url), ref.kind, segments, costs, start=start, total=total)
