@@ -212,3 +212,25 @@ def test_pipes_and_json_carry_no_escape_sequence(models, tmp_path):
     assert as_json.returncode == 0, as_json.stderr
     assert b"\x1b" not in as_json.stdout + as_json.stderr
     assert json.loads(as_json.stdout)["usage"]["prompt_tokens"] > 0
+
+
+# -- the engine's own count, which captions show ---------------------------------------------------------
+
+
+def test_the_engine_counts_a_medium_before_encoding_and_knows_when_it_is_kept(models, tmp_path):
+    from mmchat.engine.layout import _paired
+    from mmchat.media.image import decode_image
+
+    image = halves_png(tmp_path / "halves.png")
+    with Runner(models["llm"], models["mmproj-vision"], n_ctx=1024, threads=2, cache=False) as r:
+        decoded = decode_image(image.read_bytes(), label="halves.png")
+        before = r.engine.costs([decoded])
+        planned = []
+        r.engine.prepare([decoded], on_plan=planned.append)  # the background encode's count, before it encodes
+        after = r.engine.costs([decoded])
+    assert before[0].tokens == _image_tokens(models, image) and not before[0].cached
+    assert planned == [before] and after[0].cached and after[0].tokens == before[0].tokens
+    with Runner(models["llm-qwen2vl"], models["mmproj-qwen2vl"], n_ctx=1024, threads=2, cache=False) as r:
+        frames = _paired([decode_image(halves_png(tmp_path / f"f{i}.png").read_bytes(), label="f") for i in range(2)])
+        pair = r.engine.costs(frames)  # Qwen-VL encodes two frames as one: the second costs nothing more
+    assert pair[0].tokens > 0 and pair[1].tokens == 0
