@@ -18,6 +18,7 @@ from rich.text import Text
 from .. import config
 from ..env import current
 from ..errors import ContextOverflow, InputError, MmchatError, one_line
+from ..inputs.part import media_parts
 from ..inputs.resolver import Attachment
 from ..media import Kind
 from ..options import GenerationOptions
@@ -216,6 +217,28 @@ class Chat:
             if current().debug:
                 raise
             show_error(self.info, f"no preview of {a.label}: unexpected {type(e).__name__}: {e}")
+
+    def do_show(self, c: cmd.Show) -> None:
+        if self.preview is None:
+            raise InputError("previews are off here (--no-preview, preview = false, or no terminal): "
+                             "/attachments lists the attachments")
+        pending = self.conv.pending
+        if c.index is not None:
+            if not 1 <= c.index <= len(pending):
+                have = f"1 to {len(pending)}" if pending else "none are pending"
+                raise InputError(f"no attachment {c.index}: {have}; /attachments lists them")
+            self.show(pending[c.index - 1], c.index)
+            return
+        if pending:
+            for i, a in enumerate(pending, 1):
+                self.show(a, i)
+            return
+        users = [m for m in self.conv.messages if m["role"] == "user"]
+        sent = media_parts(users[-1:])
+        if not sent:
+            raise InputError("nothing to show: /attach a file first")
+        for part in sent:
+            self.show(Attachment(part.kind, part.url, part.url))
 
     def do_listattachments(self, c: cmd.ListAttachments) -> None:
         if not self.conv.pending:

@@ -137,13 +137,13 @@ def _caption(m: Any, tokens: int | None) -> str:
 def _thumbnail(env: Environment, previewer: Any, m: Any, tokens: int | None) -> None:
     """The medium drawn as the model got it, when its file is still there with the bytes that were logged."""
     from ..errors import MmchatError
-    from ..logmedia import check_media
+    from ..logmedia import verify_media
     from ..preview import label_of
 
     if m.source != "path" or m.sha256 is None:
         return
     try:
-        check_media("", [m])
+        verify_media("", [m])
         segments = _decoded(m.kind, m.ref)
     except MmchatError:
         print("       (not drawn: the file is gone or changed since)", file=env.stdout)

@@ -139,15 +139,15 @@ def label_of(url: str) -> str:
     return Path(tail).name or url
 
 
-def part_extent(ref: Any) -> tuple[float, float | None]:
-    """Where a sound part starts and how long its whole recording is (None: unknown), so the
-    waveform can mark the part that is sent; the length is read from the file's headers."""
-    if ref.kind != "audio" or (ref.options.get("start") is None and ref.options.get("end") is None):
+def part_extent(part: Any) -> tuple[float, float | None]:
+    """Where a sound part (an inputs.part.MediaPart) starts and how long its whole recording is
+    (None: unknown), so the waveform can mark the part that is sent; the length is read from the
+    file's headers."""
+    if part.kind != "audio" or (part.options.get("start") is None and part.options.get("end") is None):
         return 0.0, None
-    from ..inputs.sources import local_path
     from ..media.probe import sound_seconds
-    from ..options import parse_segment
+    from ..values import parse_segment
 
-    start, _ = parse_segment(ref.options.get("start"), ref.options.get("end"), "audio")
-    found = local_path(ref.url)
-    return start or 0.0, sound_seconds(found[1]) if found is not None and found[1].is_file() else None
+    start, _ = parse_segment(part.options.get("start"), part.options.get("end"), "audio")
+    path = part.location.path
+    return start or 0.0, sound_seconds(path) if path is not None and path.is_file() else None
