@@ -51,6 +51,14 @@ DEFAULT_SERVER_TIMEOUT = 600.0  # seconds a model server may take to answer one 
 DEFAULT_SERVER_RETRIES = 3  # 429 and 5xx are retried this many times, with backoff
 DEFAULT_REMOTE_SAMPLE_RATE = 16000  # audio sent to a server (whisper-style and Gemma encoders take 16 kHz)
 
+# Previews of attached media in the terminal (mmchat/preview/)
+DEFAULT_PREVIEW_ROWS = 12  # text rows a picture takes
+DEFAULT_PREVIEW_THUMB_ROWS = 6  # `mmchat logs --preview`: a thumbnail's rows
+DEFAULT_PREVIEW_CELL = (10, 20)  # a cell's pixels when the terminal does not say (the VT340's font)
+DEFAULT_PREVIEW_QUERY_TIMEOUT = 0.5  # seconds a terminal has to answer the protocol query (once per process)
+DEFAULT_PREVIEW_COST_WAIT = 1.0  # seconds the caption waits for the token count of the encode it starts
+DEFAULT_PREVIEW_MAX_FRAMES = 16  # a video's contact sheet shows at most this many frames, spread evenly
+
 
 def user_dir() -> Path:
     """Config, history and caches live here; MMCHAT_HOME overrides the platform's place."""

@@ -305,6 +305,17 @@ class MediaOptions(_Options):
 
 
 @dataclasses.dataclass(frozen=True)
+class DisplayOptions(_Options):
+    """How attached media are shown in the terminal (never sent anywhere, never in a pipe)."""
+
+    preview: bool | None = option(None, Rule("true or false", lambda v: v is None or isinstance(v, bool)),
+                                  "Draw attached media as the model gets them. [default: on in chat on a terminal; "
+                                  "ask: off, on stderr when given]", flags=("--preview/--no-preview",), type=bool,
+                                  show_default=False)
+    preview_rows: int = option(config.DEFAULT_PREVIEW_ROWS, Rule("a whole number >= 1", _whole(1)),
+                               "Text rows a preview's picture takes.", flags=("--preview-rows",), type=int)
+
+@dataclasses.dataclass(frozen=True)
 class VideoOptions:
     """How to sample one video: a part's own keys over the request's MediaOptions, checked by the same rules."""
 

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import config
-from .engine.base import Capabilities, Engine, Progress, Timings, Turn
+from .engine.base import Capabilities, Engine, Progress, Segment, Timings, Turn
 from .env import current
 from .errors import InputError
 from .inputs.part import MediaPart, media_parts
 from .inputs.policy import MediaPolicy
-from .inputs.resolver import Attachment, MediaResolver
+from .inputs.resolver import Attachment, MediaResolver, OnMedia
 from .media import Audio, Image, Kind
 from .models.target import Target, find_target
 from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, split_request
@@ -149,15 +149,16 @@ class Runner:
         assert stream.completion is not None
         return stream.completion
 
-    def stream(self, messages: Sequence[dict[str, Any]], options: GenerationOptions | None = None,
-               **kwargs: Any) -> CompletionStream:
-        """Like chat(), but iterate to get text deltas as they are generated."""
+    def stream(self, messages: Sequence[dict[str, Any]], options: GenerationOptions | None = None, *,
+               on_media: OnMedia | None = None, **kwargs: Any) -> CompletionStream:
+        """Like chat(), but iterate to get text deltas as they are generated. `on_media(ref, segments)`
+        hears each media part once it is decoded, before the model sees any (`ask --preview`)."""
         request = split_request(kwargs, generation=options or self.generation, media=self.media)
         extra = Timings()
         if self._load_time is not None:
             extra.load, self._load_time = self._load_time, None
         t0 = time.perf_counter()
-        turns = self.prepare(messages, request.media)
+        turns = self.prepare(messages, request.media, on_media)
         extra.media_decode = time.perf_counter() - t0
         events = self.engine.stream(turns, request.generation)
         done = functools.partial(self._completed, messages) if self.on_completion is not None else None
@@ -167,10 +168,11 @@ class Runner:
         assert self.on_completion is not None
         self.on_completion(messages, completion, self.media_digests(messages))
 
-    def prepare(self, messages: Sequence[dict[str, Any]], media: MediaOptions | None = None) -> list[Turn]:
+    def prepare(self, messages: Sequence[dict[str, Any]], media: MediaOptions | None = None,
+                on_media: OnMedia | None = None) -> list[Turn]:
         """Validate, check media against the model, then read and decode every media part."""
         with self._preparing:  # `batch --concurrency` prepares from several threads
-            return self.inputs.turns(messages, media or self.media)
+            return self.inputs.turns(messages, media or self.media, on_media)
 
     def media_digests(self, messages: Sequence[dict[str, Any]]) -> dict[str, str | None]:
         """url -> sha256 of the bytes this runner read for each media part (None: not read here)."""
@@ -190,14 +192,21 @@ class Runner:
 
     def media_of(self, attachment: Attachment) -> list[Image | Audio]:
         """The decoded media of an attachment (from the resolver's cache), for an encode ahead of its turn."""
-        segments = self.inputs.segments(MediaPart(attachment.kind, attachment.url, {}, "attach"), self.media)
-        return [s for s in segments if not isinstance(s, str)]
+        return [s for s in self.decoded(attachment) if not isinstance(s, str)]
+
+    def decoded(self, attachment: Attachment) -> list[Segment]:
+        """An attachment as its turn will give it to the model (a video with its stamps), from the resolver's cache."""
+        return self.inputs.segments(MediaPart(attachment.kind, attachment.url, {}, "attach"), self.media)
 
     def encode_ahead(self, media: Sequence[Image | Audio], report: Callable[[float], None] | None = None,
-                     should_stop: Callable[[], bool] | None = None) -> bool:
+                     should_stop: Callable[[], bool] | None = None, on_plan: Any = None) -> bool:
         """Encode decoded media before the turn that holds them (the REPL does while the user types);
-        False when `should_stop` ended it early."""
-        return self.engine.prepare(media, report, should_stop)
+        False when `should_stop` ended it early; `on_plan` hears their token costs first."""
+        return self.engine.prepare(media, report, should_stop, on_plan=on_plan)
+
+    def media_costs(self, media: Sequence[Image | Audio]) -> Any:
+        """What each decoded medium costs this model in tokens (a preview's caption), without encoding it."""
+        return self.engine.costs(media)
 
     @property
     def stats(self) -> Any:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from .engine.base import Capabilities, EngineStats, Event, Finished, Started, Timings, Turn, Usage
+from .engine.base import Capabilities, EngineStats, Event, Finished, MediaCost, Plan, Started, Timings, Turn, Usage
 from .media import Audio, Image
 from .options import GenerationOptions
 
@@ -55,9 +55,16 @@ class FakeEngine:
         return sum(len(s.split()) if isinstance(s, str) else 1 for t in turns for s in t.segments)
 
     def prepare(self, media: Sequence[Image | Audio], report: Callable[[float], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> bool:
+                should_stop: Callable[[], bool] | None = None, on_plan: Plan | None = None) -> bool:
         with self._lock:
+            if on_plan is not None:
+                on_plan(self.costs(media))
             return all(self._encode(m, report, should_stop) for m in media)
+
+    def costs(self, media: Sequence[Image | Audio]) -> list[MediaCost]:
+        """A medium is one token (as count_tokens says), cached once it was encoded."""
+        with self._lock:
+            return [MediaCost(1, m.digest() in self.encoded) for m in media]
 
     def _encode(self, medium: Image | Audio, report=None, should_stop=None) -> bool:
         if medium.digest() in self.encoded:

@@ -26,3 +26,15 @@ def tone_wav(path: Path, seconds: float = 1.0, freq: float = 440.0, rate: int = 
 
     soundfile.write(path, tone(seconds, freq, rate), rate, subtype=subtype)
     return path
+
+
+def halves_png(path: Path, size: tuple[int, int] = (64, 32), left=(255, 0, 0), right=(0, 0, 255)) -> Path:
+    """A PNG whose left half is one colour and right half another (red | blue): a preview's cells
+    (or pixels on screen) must follow it."""
+    from PIL import Image
+
+    pixels = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    pixels[:, : size[0] // 2] = left
+    pixels[:, size[0] // 2 :] = right
+    Image.fromarray(pixels).save(path)
+    return path

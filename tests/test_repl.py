@@ -436,9 +436,9 @@ class Watched(FakeEngine):
         self.seen: list[tuple[list[str], list[str]]] = []
         self.preparing = threading.Event()
 
-    def prepare(self, media, report=None, should_stop=None):
+    def prepare(self, media, report=None, should_stop=None, on_plan=None):
         self.preparing.set()
-        return super().prepare(media, report, should_stop)
+        return super().prepare(media, report, should_stop, on_plan)
 
     def stream(self, turns, options):
         self.preparing.wait(30)  # the encode's thread has begun, however late a busy machine ran it

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from ..inputs.resolver import Attachment
 
 if TYPE_CHECKING:
+    from ..engine.base import MediaCost
     from ..runner import Runner
 
 
@@ -28,6 +29,17 @@ class Job:
     progress: float = 0.0
     state: str = "encoding"  # encoding | done | stopped | failed
     thread: threading.Thread | None = None
+    costs: list[MediaCost] | None = None  # what the engine counted before encoding (the preview's caption)
+    planned: threading.Event = dataclasses.field(default_factory=threading.Event)  # costs are in (or never will be)
+
+    def plan(self, costs: list[MediaCost]) -> None:
+        self.costs = costs
+        self.planned.set()
+
+    def wait_costs(self, seconds: float) -> list[MediaCost] | None:
+        """The costs, once the worker has tokenized the media (it may wait for an encode ahead of it)."""
+        self.planned.wait(seconds)
+        return self.costs
 
 
 class BackgroundEncodes:
@@ -49,10 +61,12 @@ class BackgroundEncodes:
             job.progress = fraction
 
         try:
-            done = self.runner.encode_ahead(media, report, job.stop.is_set)
+            done = self.runner.encode_ahead(media, report, job.stop.is_set, on_plan=job.plan)
         except Exception:  # the turn encodes it itself, and says what is wrong then
             job.state = "failed"
             return
+        finally:
+            job.planned.set()
         job.state = "done" if done else "stopped"
 
     def running(self) -> list[Job]:

@@ -55,6 +55,11 @@ class Detach:
 
 
 @dataclasses.dataclass(frozen=True)
+class Show:
+    index: int | None = None  # 1-based among pending attachments; None: all (or the last message's)
+
+
+@dataclasses.dataclass(frozen=True)
 class System:
     text: str | None = None  # None: show the current one; "" clears it
 
@@ -116,7 +121,7 @@ class Exit:
     pass
 
 
-Command = Union[Say, Attach, Paste, Screenshot, ListAttachments, Detach, System, Set, Model, Save, Load,
+Command = Union[Say, Attach, Paste, Screenshot, ListAttachments, Detach, Show, System, Set, Model, Save, Load,
                 Clear, Retry, Undo, Copy, Stats, Help, Exit]
 
 #: command -> (arguments, one-line help); the order is the order /help lists them in
@@ -129,6 +134,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "/screenshot": ("[N]", "attach a screenshot of the whole screen, or of monitor N"),
     "/attachments": ("", "list the attachments waiting for your next message"),
     "/detach": ("[N]", "remove pending attachment N (1-based), or all of them"),
+    "/show": ("[N]", "show pending attachment N as the model gets it; without N all of them, or your last message's"),
     "/system": ("[TEXT]", "set the system prompt; without TEXT show it; '/system --clear' removes it"),
     "/set": ("[NAME VALUE]", "change a sampling setting; without arguments show them all"),
     "/model": ("NAME", "switch to another model and keep the conversation"),
@@ -262,14 +268,14 @@ def _screenshot(name: str, rest: str) -> Command:
 
 def _detach(name: str, rest: str) -> Command:
     if not rest:
-        return Detach()
+        return Detach() if name == "/detach" else Show()
     try:
         index = int(rest)
     except ValueError:
         index = 0
     if index < 1:
-        raise ParseError(f"/detach takes the number of an attachment (1, 2, ...) from /attachments, not {rest!r}")
-    return Detach(index)
+        raise ParseError(f"{name} takes the number of an attachment (1, 2, ...) from /attachments, not {rest!r}")
+    return Detach(index) if name == "/detach" else Show(index)
 
 
 def _system(name: str, rest: str) -> Command:
@@ -324,6 +330,7 @@ def _load(name: str, rest: str) -> Command:
 
 _PARSERS: dict[str, Callable[[str, str], Command]] = {
     "/attach": _attach, "/image": _attach, "/audio": _attach, "/video": _attach,
-    "/detach": _detach, "/screenshot": _screenshot, "/system": _system, "/set": _set, "/model": _model, "/save": _save, "/load": _load,
+    "/detach": _detach, "/show": _detach, "/screenshot": _screenshot, "/system": _system, "/set": _set, "/model": _model,
+    "/save": _save, "/load": _load,
     **{name: _no_args for name in ("/attachments", "/paste", "/clear", "/retry", "/undo", "/copy", "/stats", "/help", "/exit")},
 }

@@ -23,7 +23,7 @@ from rich.console import Console
 
 from ..env import Environment, current
 from ..errors import MmchatError
-from ..options import GenerationOptions
+from ..options import DisplayOptions, GenerationOptions
 from . import commands as cmd
 from .conversation import Conversation
 from .history import SafeFileHistory
@@ -41,12 +41,14 @@ def run_chat(
     history_path: Path,
     env: Environment | None = None,
     no_color: bool = False,
+    display: DisplayOptions | None = None,
     input: Any = None,
     output: Any = None,
     console: Console | None = None,
 ) -> int:
     """Run the chat until /exit or Ctrl-D; the exit code (nonzero only if the model fails to load).
-    `messages` are a conversation to go on with (`chat --continue`).
+    `messages` are a conversation to go on with (`chat --continue`). Attachments are previewed where
+    notes go (stdout, or stderr when stdin is a script) when that is a terminal, unless `display` says no.
 
     Ctrl-C while the model loads is not caught here: it ends the command with 130, as anywhere.
     """
@@ -59,7 +61,13 @@ def run_chat(
     except MmchatError as e:
         show_error(info, e)
         return int(e.exit_code)
-    chat = Chat(runner, runner_factory, model_name, options or GenerationOptions(), Conversation(system, messages), console, info)
+    from ..preview import Previewer
+
+    display = display or DisplayOptions()
+    previewer = Previewer.for_stream(env, "stderr" if scripted else "stdout", setting=display.preview, default=True,
+                                     no_color=no_color, rows=display.preview_rows)
+    chat = Chat(runner, runner_factory, model_name, options or GenerationOptions(), Conversation(system, messages),
+                console, info, previewer)
     try:
         caps = runner.capabilities()
         chat.note(f"{caps.model_name} takes {caps.describe()} · /help lists commands · Ctrl-D leaves")

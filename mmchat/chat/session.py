@@ -15,15 +15,19 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from .. import config
 from ..env import current
 from ..errors import ContextOverflow, InputError, MmchatError, one_line
+from ..inputs.part import media_parts
+from ..inputs.resolver import Attachment
 from ..media import Kind
 from ..options import GenerationOptions
+from ..preview import Previewer, label_of
 from ..render import AnswerView, usage_lines
 from ..runner import Runner
 from . import commands as cmd
 from . import files
-from .background import BackgroundEncodes
+from .background import BackgroundEncodes, Job
 from .conversation import Conversation
 
 RunnerFactory = Callable[[str], Runner]
@@ -45,13 +49,15 @@ class Chat:
     """The REPL's state and one handler per command; rendering goes through `console`."""
 
     def __init__(self, runner: Runner, factory: RunnerFactory, model_name: str, options: GenerationOptions,
-                 conv: Conversation, console: Console, info: Console | None = None):
+                 conv: Conversation, console: Console, info: Console | None = None, preview: Previewer | None = None):
         self.runner, self.factory, self.model_name = runner, factory, model_name
         self.options, self.conv, self.console = options, conv, console
         self.info = info or console  # notes and errors: stderr when stdin is a script
         self.last = None  # the last ChatCompletion
         self.notice = ""  # shown in the toolbar until the next turn
         self.background = BackgroundEncodes(runner)  # attachments encoded while the user types
+        self.preview = preview  # None: previews are off (no terminal, --no-preview)
+        self._encodes: dict[str, Job] = {}  # attachment URL -> its background encode, which counted its tokens
 
     # -- output ----------------------------------------------------------------------
 
@@ -177,24 +183,62 @@ class Chat:
         except MmchatError as e:
             show_error(self.info, e)
             return
+        self.attached(a)
+
+    def attached(self, a: Attachment) -> None:
+        """The one step after any attachment is made (/attach, /paste, /screenshot, a dropped path,
+        chat --image): say so, start its encode, show what the model gets."""
         self.note(f"attached {a.kind} {a.label} ({len(self.conv.pending)} pending)")
-        self.background.start(a)
+        job = self.background.start(a)  # first: the preview never delays the encode
+        self._encodes[a.url] = job
+        self.show(a, len(self.conv.pending), job)
 
-    def do_paste(self, c: cmd.Paste) -> None:
-        """The clipboard's image or files become attachments; text is said to belong at the prompt."""
-        from ..inputs.capture import clipboard_image, read_clipboard, save_capture
-
-        clip = read_clipboard()
-        if clip.files:
-            for path in clip.files:
-                self._attach_one(path, None)
+    def show(self, a: Attachment, number: int | None = None, job: Job | None = None) -> None:
+        """Draw an attachment as the model gets it, with its caption; a preview that fails is one line.
+        The cost is what its encode `job` counted (waited for a moment), else counted now if the engine is free."""
+        if self.preview is None:
             return
-        self._attach_one(str(save_capture(clipboard_image(clip), "clipboard", "png")), "image")
+        try:
+            segments = self.runner.decoded(a)
 
-    def do_screenshot(self, c: cmd.Screenshot) -> None:
-        from ..inputs.capture import grab_screen, save_capture
+            def costs() -> list | None:  # asked once the picture is made: the encode counts meanwhile
+                found = job.wait_costs(config.DEFAULT_PREVIEW_COST_WAIT) if job is not None else None
+                if found is None and not self.background.running():  # the engine is free: counting costs nothing
+                    found = self.runner.media_costs([s for s in segments if not isinstance(s, str)])
+                elif found is None and a.url in self._encodes:  # busy: what its own encode counted, if it has
+                    found = self._encodes[a.url].costs
+                return found
 
-        self._attach_one(str(save_capture(grab_screen(c.monitor), "screen", "png")), "image")
+            name = f"{number}. {label_of(a.label)}" if number else label_of(a.label)
+            self.preview.show(name, a.kind, segments, costs)
+        except MmchatError as e:
+            show_error(self.info, f"no preview of {a.label}: {e}")
+        except Exception as e:  # a preview must never cost the attachment
+            if current().debug:
+                raise
+            show_error(self.info, f"no preview of {a.label}: unexpected {type(e).__name__}: {e}")
+
+    def do_show(self, c: cmd.Show) -> None:
+        if self.preview is None:
+            raise InputError("previews are off here (--no-preview, preview = false, or no terminal): "
+                             "/attachments lists the attachments")
+        pending = self.conv.pending
+        if c.index is not None:
+            if not 1 <= c.index <= len(pending):
+                have = f"1 to {len(pending)}" if pending else "none are pending"
+                raise InputError(f"no attachment {c.index}: {have}; /attachments lists them")
+            self.show(pending[c.index - 1], c.index)
+            return
+        if pending:
+            for i, a in enumerate(pending, 1):
+                self.show(a, i)
+            return
+        users = [m for m in self.conv.messages if m["role"] == "user"]
+        sent = media_parts(users[-1:])
+        if not sent:
+            raise InputError("nothing to show: /attach a file first")
+        for part in sent:
+            self.show(Attachment(part.kind, part.url, part.url))
 
     def do_listattachments(self, c: cmd.ListAttachments) -> None:
         if not self.conv.pending:
@@ -228,6 +272,7 @@ class Chat:
         old, self.runner, self.model_name = self.runner, new, c.name
         old.close()
         self.background = BackgroundEncodes(new)
+        self._encodes.clear()  # their counts were the old model's
         self.conv.used, self.last = None, None
         self.note(f"now chatting with {new.capabilities().model_name} ({new.capabilities().describe()})")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -62,8 +63,10 @@ def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End
         from ..inputs.capture import captured
 
         conversation = captured(conversation, check=runner.inputs.check_kind)
+    shown = None if json_output else part_previews(env, flags, runner, len(conversation) - 1)
     try:
-        completion = _answer(runner, runner.stream(conversation, options), output, json_output, no_stream)
+        completion = _answer(runner, runner.stream(conversation, options, on_media=shown), output, json_output,
+                             no_stream)
     finally:
         runner.close_progress()  # a bar cut short by Ctrl-C or an error is cleared
     if stats or flags.verbose:
@@ -86,6 +89,26 @@ def _messages(flags: Flags, env: Environment, prompt: str | None, start: str | N
     segment = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
     parts = [msgs.media_part(kind, url, **(segment if kind != "image" else {})) for kind, url in flags.media]
     return ([msgs.system_message(flags.system)] if flags.system else []) + [msgs.user_message(prompt, parts)]
+
+
+def part_previews(env: Environment, flags: Flags, runner: Runner, last: int) -> Callable[[Any, list], None] | None:
+    """`--preview`: each media part of the new message (`last`; not those `--continue` sends again)
+    drawn on stderr (a terminal) as the model gets it, before the answer."""
+    from ..preview import Previewer, label_of, part_extent
+
+    previewer = Previewer.for_stream(env, "stderr", setting=flags.display.preview, default=False,
+                                     no_color=flags.no_color, rows=flags.display.preview_rows)
+    if previewer is None:
+        return None
+
+    def show(ref: Any, segments: list) -> None:
+        if not ref.where.startswith(f"messages[{last}]"):
+            return
+        costs = runner.media_costs([s for s in segments if not isinstance(s, str)])
+        start, total = part_extent(ref)
+        previewer.show(label_of(ref.url), ref.kind, segments, costs, start=start, total=total)
+
+    return show
 
 
 def _answer(runner: Runner, stream: CompletionStream, output, json_output: bool, no_stream: bool) -> ChatCompletion:

@@ -43,5 +43,5 @@ def chat(ctx: typer.Context, *, flags: Flags, log: LogRequest) -> None:
 
     code = run_chat(factory, model_name=first or "", options=flags.generation, system=system, messages=messages,
                     attachments=flags.media, history_path=config.user_dir() / "history", env=env,
-                    no_color=flags.no_color)
+                    no_color=flags.no_color, display=flags.display)
     raise typer.Exit(code)

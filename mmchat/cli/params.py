@@ -21,7 +21,7 @@ from typer.core import TyperCommand
 
 from ..errors import InputError
 from ..media import Kind
-from ..options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions
+from ..options import DisplayOptions, GenerationOptions, LoadOptions, MediaOptions, RemoteOptions
 
 MEDIA_FLAGS: dict[Kind, tuple[str, ...]] = {"image": ("--image", "-i"), "audio": ("--audio", "-a"), "video": ("--video",)}
 _MEDIA_HELP = {
@@ -43,6 +43,7 @@ class Flags:
     decode: MediaOptions
     generation: GenerationOptions
     remote: RemoteOptions
+    display: DisplayOptions
     pull: bool
     quiet: bool
     verbose: bool
@@ -105,7 +106,8 @@ def _field_params(cls: type) -> dict[str, tuple[str, inspect.Parameter]]:
     return out
 
 
-_GROUPS = {"generation": GenerationOptions, "load": LoadOptions, "decode": MediaOptions, "remote": RemoteOptions}
+_GROUPS = {"generation": GenerationOptions, "load": LoadOptions, "decode": MediaOptions, "remote": RemoteOptions,
+           "display": DisplayOptions}
 _FIELDS = {group: _field_params(cls) for group, cls in _GROUPS.items()}
 
 _PLAIN = [
@@ -121,6 +123,7 @@ _SWITCHES = [
 ]
 _MEDIA = [_param(kind, Annotated[list[str], typer.Option(*flags, help=_MEDIA_HELP[kind])], [])
           for kind, flags in MEDIA_FLAGS.items()]
+_DISPLAY = [p for _, p in _FIELDS["display"].values()]
 SHARED = [*_MEDIA, *_PLAIN, *(p for group in _FIELDS.values() for _, p in group.values()), *_SWITCHES]
 
 
@@ -140,20 +143,21 @@ def model_flags(command: Callable[..., Any] | None = None, *, media: bool = True
     """Give `command` (whose first parameter is `ctx`) the shared flags, as one `flags` argument.
 
     `media=False` leaves out --image/--audio/--video (`batch` takes its media as files, and its
-    -i is the requests file, as in OpenAI's and vLLM's batch tools).
+    -i is the requests file, as in OpenAI's and vLLM's batch tools) and the previews of them.
     """
     if command is None:
         return functools.partial(model_flags, media=media)
     sig = inspect.signature(command, eval_str=True)  # real Annotated objects, as typer reads them
     own = [p if p.name == "ctx" else p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
            for p in sig.parameters.values() if p.name != "flags"]
-    shared_params = SHARED if media else [p for p in SHARED if p not in _MEDIA]
+    shared_params = SHARED if media else [p for p in SHARED if p not in _MEDIA and p not in _DISPLAY]
     names = [p.name for p in shared_params]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         shared = {n: kwargs.pop(n) for n in names}
         shared.update({kind: [] for kind in MEDIA_FLAGS if kind not in shared})
+        shared.update({p.name: p.default for p in _DISPLAY if p.name not in shared})
         return command(**kwargs, flags=_flags(kwargs["ctx"], shared))
 
     arguments = [p for p in own if p.name == "ctx" or isinstance(_typer_info(p), typer.models.ArgumentInfo)]

@@ -17,6 +17,7 @@ from ..errors import InputError, MediaError
 from ..media import Audio, Image
 from ..options import GenerationOptions
 from ..quiet import captured_stderr
+from .base import MediaCost
 from .kvcache import MediaItem, PromptItem
 
 _GGML_LOG_ERROR, _GGML_LOG_CONT = 3, 5
@@ -145,6 +146,21 @@ def _bitmap(item: Image | Audio, sample_rate: int | None, placeholder: bool = Fa
 
 def _media_id(item: Image | Audio) -> str:
     return getattr(item, "merge_key", None) or item.digest()
+
+
+def media_costs(media: Sequence[Image | Audio], items: Sequence[PromptItem], kept: Callable[[str], bool]) -> list[MediaCost]:
+    """One cost per medium from its tokenized chunks; the second frame of a merged pair costs nothing more."""
+    chunks: dict[str, list[MediaItem]] = collections.defaultdict(list)
+    for item in items:
+        if isinstance(item, MediaItem):
+            chunks[item.key.rpartition("#")[0]].append(item)
+    out, seen = [], set()
+    for m in media:
+        mine = chunks.get(_media_id(m), [])
+        cached = bool(mine) and all(kept(c.key) for c in mine)
+        out.append(MediaCost(0 if _media_id(m) in seen else sum(c.n_tokens for c in mine), cached))
+        seen.add(_media_id(m))
+    return out
 
 
 def tokenize_media(ctx, prompt: str, media: Sequence[Image | Audio], sample_rate: int | None,

@@ -57,6 +57,19 @@ class Capabilities:
         return " and ".join(names) if names else "text only"
 
 
+@dataclasses.dataclass(frozen=True)
+class MediaCost:
+    """What one medium costs the model before it is encoded (the REPL's preview says it)."""
+
+    tokens: int
+    cached: bool = False  # its encoding is kept already (memory or the disk cache): nothing to encode
+    exact: bool = True  # False: an estimate (a server counts for itself)
+
+
+#: on_plan(costs): the media's costs, one per medium, known once they are tokenized, before any encode
+Plan = Callable[[list[MediaCost]], None]
+
+
 @dataclasses.dataclass
 class Usage:
     prompt_tokens: int = 0
@@ -126,8 +139,8 @@ class Engine(Protocol):
 
     `stream` yields at most one `Started`, text deltas, then exactly one `Finished`.
     `count_tokens` is the prompt's exact size, which the REPL needs to fit a conversation into
-    the context window; `prepare` encodes an attachment while the user types; `stats` counts
-    what the caches saved.
+    the context window; `prepare` encodes an attachment while the user types; `costs` says what
+    media will cost (the preview's caption); `stats` counts what the caches saved.
     """
 
     stats: EngineStats
@@ -139,9 +152,14 @@ class Engine(Protocol):
     def stream(self, turns: Sequence[Turn], options: GenerationOptions) -> Iterator[Event]: ...
 
     def prepare(self, media: Sequence[Image | Audio], report: Callable[[float], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> bool:
+                should_stop: Callable[[], bool] | None = None, on_plan: Plan | None = None) -> bool:
         """Encode media ahead of the turn that holds them; any thread may call it (the engine lets
-        one thread at a time into the model). False when `should_stop` ended it early."""
+        one thread at a time into the model). False when `should_stop` ended it early. `on_plan`
+        hears their costs before the first encode begins (what `costs` would say, at no extra cost)."""
+        ...
+
+    def costs(self, media: Sequence[Image | Audio]) -> list[MediaCost]:
+        """Tokens per medium and whether its encoding is kept; nothing is encoded."""
         ...
 
     def close(self) -> None: ...

@@ -25,7 +25,7 @@ from ..models import gguf_info, pairs
 from ..options import GenerationOptions
 from . import _lib
 from ._lib import llama, mtmd
-from .base import Capabilities, EngineStats, Event, Finished, Progress, Started, Timings, Turn, Usage
+from .base import Capabilities, EngineStats, Event, Finished, MediaCost, Plan, Progress, Started, Timings, Turn, Usage
 from .encodemeter import EncodeMeter
 from .encoder import MediaEncoder, Stopped
 from .grammar import grammar_for
@@ -229,13 +229,17 @@ class LlamaCppEngine:
                 self._evaluate(self.tokenize(turns, reuse=False), usage, timings)
         yield from self._generate(options, grammar, usage, timings, t_start)
 
-    def prepare(self, media: Sequence[Image | Audio], report=None, should_stop=None) -> bool:
+    def prepare(self, media: Sequence[Image | Audio], report=None, should_stop=None, on_plan: Plan | None = None) -> bool:
         """Encode media ahead of the turn that will hold them, from any thread (the REPL does it
         while the user types); both caches keep the result. False when `should_stop` ended it."""
         if not media or self._mtmd is None:
+            if on_plan is not None:
+                on_plan([MediaCost(0) for _ in media])
             return True
         with self._lock:
             items = self.tokenize_prompt(self._marker * len(media), media)
+            if on_plan is not None:
+                on_plan(_lib.media_costs(media, items, self._embeddings.has))
             for item in items:
                 if isinstance(item, MediaItem) and self._encoder.lookup(item) is None:
                     try:
@@ -243,6 +247,13 @@ class LlamaCppEngine:
                     except Stopped:
                         return False
         return True
+
+    def costs(self, media: Sequence[Image | Audio]) -> list[MediaCost]:
+        """Tokens per medium, as libmtmd counts them, and whether the caches keep its encoding."""
+        if not media or self._mtmd is None:
+            return [MediaCost(0) for _ in media]
+        with self._lock:
+            return _lib.media_costs(media, self.tokenize_prompt(self._marker * len(media), media), self._embeddings.has)
 
     # -- evaluation ------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from ..errors import InputError, ServerError, ServerRefused
 from ..media import Audio, Image
 from ..options import GenerationOptions
 from . import wire
-from .base import Capabilities, EngineStats, Event, Finished, Started, Timings, Turn, Usage
+from .base import Capabilities, EngineStats, Event, Finished, MediaCost, Plan, Started, Timings, Turn, Usage
 from .dialects import DIALECTS, Dialect, identify, unsent
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -126,8 +126,14 @@ class RemoteEngine:
         return total
 
     def prepare(self, media: Sequence[Image | Audio], report: Callable[[float], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> bool:
+                should_stop: Callable[[], bool] | None = None, on_plan: Plan | None = None) -> bool:
+        if on_plan is not None:
+            on_plan(self.costs(media))
         return True  # the server encodes media with each request; nothing to do ahead of it
+
+    def costs(self, media: Sequence[Image | Audio]) -> list[MediaCost]:
+        """count_tokens' estimate per medium: the server counts for itself."""
+        return [MediaCost(self.count_tokens([Turn("user", (m,))]), exact=False) for m in media]
 
     # -- answers -----------------------------------------------------------------------
 

@@ -30,6 +30,10 @@ from .policy import MediaPolicy, device_refusal
 Digest = str | os.PathLike  # the sha256 of the bytes read, or a local file's path, hashed when asked
 
 
+#: on_media(ref, segments): a media part as it was decoded for a turn (ask --preview shows it)
+OnMedia = Callable[[MediaPart, list[Segment]], None]
+
+
 @dataclasses.dataclass(frozen=True)
 class Attachment:
     """A file or URL waiting for the next user message, already proven to decode."""
@@ -70,7 +74,7 @@ class MediaResolver:
             raise UnsupportedMedia(f"{self.caps.model_name} takes {self.caps.describe()}, not {what} ({_short(url)}): "
                                    f"use a model that takes {what} (a local model's mmproj decides)")
 
-    def turns(self, messages: Sequence[msgs.Message], media: MediaOptions) -> list[Turn]:
+    def turns(self, messages: Sequence[msgs.Message], media: MediaOptions, on_media: OnMedia | None = None) -> list[Turn]:
         """Validate, check kinds, then read and decode every media part, in order."""
         checked = msgs.validate_messages(messages)
         parts = media_parts(checked)
@@ -93,7 +97,11 @@ class MediaResolver:
                 if part["type"] == "text":
                     segments.append(part["text"])
                 else:
-                    segments.extend(self.segments(next(pending), media, budget))
+                    part = next(pending)
+                    decoded = self.segments(part, media, budget)
+                    if on_media is not None:
+                        on_media(part, decoded)
+                    segments.extend(decoded)
             turns.append(Turn(message["role"], tuple(segments)))
         return turns
 
