@@ -179,11 +179,13 @@ class Recorder:
         return f"{int(minutes)}:{seconds:04.1f}{length} {'▮' * filled}{'▯' * (_METER_WIDTH - filled)} {shown}{full}"
 
     def stop(self) -> Recording:
-        """End the recording; what arrived."""
+        """End the recording; what arrived (none at all is an error: there is nothing to attach)."""
         self._close()
         with self._lock:
-            samples = np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.float32)
-        return Recording(samples, self.rate)
+            if not self._blocks:
+                raise SourceError(f"nothing was recorded: {self.device or 'the microphone'} sent no sound before "
+                                  "the recording ended; record again and speak before pressing Enter")
+            return Recording(np.concatenate(self._blocks), self.rate)
 
     def cancel(self) -> None:
         self._close()
