@@ -36,12 +36,17 @@ RATE = 16000  # what the pipe source delivers: s16le mono
 _CHUNK = RATE // 50  # 20 ms a write, paced in real time
 
 
-def need_sound() -> None:
-    missing = [name for name, there in (
+def sound_missing() -> list[str]:
+    """The packages the microphone tests need that are not installed."""
+    return [name for name, there in (
         ("pulseaudio", shutil.which("pulseaudio")),
         ("libportaudio2", ctypes.util.find_library("portaudio")),
         ("libasound2-plugins", _alsa_pulse_plugin()),
     ) if not there]
+
+
+def need_sound() -> None:
+    missing = sound_missing()
     if missing:
         pytest.skip(f"no {', '.join(missing)}: install {SOUND_PACKAGES} to run the microphone tests")
 

@@ -114,8 +114,8 @@ class Recorder:
         self.cancel()
 
     def start(self) -> Recorder:
-        sd = _sounddevice()
         self.started_at = time.perf_counter()
+        sd = _sounddevice()  # the first recording of a process pays for the import
         with captured_stderr():
             sd._terminate()  # PortAudio lists devices when it starts: a microphone plugged in since is seen
             sd._initialize()
