@@ -5,6 +5,7 @@ in one line."""
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
@@ -130,15 +131,21 @@ def test_ask_at_a_terminal_records_until_enter(models, mic):
     assert 1.0 <= seconds < 30 and abs(pitch - 440) < 2
 
 
-def _read_until(fd: int, wanted: bytes, timeout: float) -> bool:
+def _read_until(fd: int, wanted: bytes | re.Pattern, timeout: float) -> bool:
+    """Read the terminal until `wanted` shows; cursor-position requests (ESC[6n) are answered as a
+    terminal does (row 1), so prompt_toolkit knows the screen's height and draws its toolbar."""
+    found = wanted.search if isinstance(wanted, re.Pattern) else (lambda seen: wanted in seen)
     seen, end = b"", time.monotonic() + timeout
-    while time.monotonic() < end and wanted not in seen:
+    while time.monotonic() < end and not found(seen):
         if select.select([fd], [], [], 0.2)[0]:
             try:
-                seen += os.read(fd, 65536)
+                chunk = os.read(fd, 65536)
             except OSError:
                 break
-    return wanted in seen
+            seen += chunk
+            for _ in range(chunk.count(b"\x1b[6n")):
+                os.write(fd, b"\x1b[1;1R")
+    return bool(found(seen))
 
 
 def test_ask_refuses_mic_without_seconds_when_no_one_can_press_enter(models, mic):
@@ -231,3 +238,36 @@ def test_ctrl_c_cancels_a_recording_and_the_chat_goes_on(models, mic):
     finally:
         code, out, err = chat.finish()
     assert code == 0 and "no attachments pending" in err and out.strip() and not _kept()
+
+
+def test_rec_at_a_real_terminal_shows_the_time_and_level_in_the_toolbar(models, mic, tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))
+    env = mmchat_env({"TERM": "xterm-256color"})
+    proc = subprocess.Popen([*MMCHAT, "chat", *_hearing(models)], stdin=slave, stdout=slave, stderr=slave, env=env,
+                            start_new_session=True)
+    os.close(slave)
+    try:
+        assert _read_until(master, b"Ctrl-D leaves", 60)
+        time.sleep(0.5)  # the prompt is up
+        os.write(master, b"/rec\r")
+        meter = re.compile(r"recording 0:0\d\.\d (?:▮|▯){10} +-9 dB".encode())  # the tone's level (-9 dB RMS)
+        assert _read_until(master, meter, 30)
+        time.sleep(1.2)
+        os.write(master, b"\r")
+        assert _read_until(master, b"attached audio", 30)
+        os.write(master, b"/exit\r")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    [kept] = _kept()
+    seconds, pitch = _heard(kept)
+    assert seconds >= 1.0 and abs(pitch - 440) < 2
