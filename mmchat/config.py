@@ -50,6 +50,10 @@ DEFAULT_MAX_REDIRECTS = 5
 DEFAULT_SERVER_TIMEOUT = 600.0  # seconds a model server may take to answer one request
 DEFAULT_SERVER_RETRIES = 3  # 429 and 5xx are retried this many times, with backoff
 DEFAULT_REMOTE_SAMPLE_RATE = 16000  # audio sent to a server (whisper-style and Gemma encoders take 16 kHz)
+DEFAULT_MIC_SAMPLE_RATE = 16000  # mic: records mono at the rate audio models take (the device's own if it cannot)
+DEFAULT_MIC_MAX_SECONDS = 600.0  # a recording stops here (mic:SECONDS too): a forgotten one must not fill the memory
+DEFAULT_MIC_SILENCE_DBFS = -60.0  # a recording whose loudest sample is quieter than this is warned about (muted mic)
+DEFAULT_MIC_BLOCK_SECONDS = 0.02  # what the audio callback gets at a time: the level meter's step
 
 # Previews of attached media in the terminal (mmchat/preview/)
 DEFAULT_PREVIEW_ROWS = 12  # text rows a picture takes

@@ -53,7 +53,7 @@ class Runner:
     sha256 of each medium read (`media_digests`): the conversation log (mmchat/logs.py) listens there.
 
     `policy=` takes a `MediaPolicy`: what a service may read (mmchat.inputs.policy). Parts naming
-    this machine's clipboard or screen (clipboard:, screen:) are refused unless
+    this machine's clipboard, screen or microphone (clipboard:, screen:, mic:SECONDS) are refused unless
     `devices=True` (or the policy's own `devices=True`): the CLI allows them, a service must not.
     """
 

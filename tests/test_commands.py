@@ -28,6 +28,9 @@ def test_plain_text_is_a_message_and_blank_lines_are_nothing():
         ("/audio talk.mp3 more.flac", c.Attach(("talk.mp3", "more.flac"), "audio")),
         ("/video clip.mp4", c.Attach(("clip.mp4",), "video")),
         ("/attachments", c.ListAttachments()),
+        ("/rec", c.Rec()),
+        ("/rec 10", c.Rec(10.0)),
+        ("/rec 2.5s", c.Rec(2.5)),
         ("/detach", c.Detach()),
         ("/detach 2", c.Detach(2)),
         ("/system You are terse.", c.System("You are terse.")),
@@ -84,6 +87,9 @@ def test_commands(line, expected):
         ("/save a.json --embed", "unknown option --embed"),
         ("/load a.json b.json", "/load needs one file name"),
         ("/clear now", "/clear takes no arguments"),
+        ("/rec ten", "/rec takes a length in seconds (at most 600)"),
+        ("/rec 0", "/rec takes a length in seconds"),
+        ("/rec 601", "at most 600"),
     ],
 )
 def test_errors_are_one_clear_line(line, message):
@@ -120,7 +126,7 @@ def test_text_that_mentions_files_stays_text(tmp_path, monkeypatch):
 
 #: an argument for each usage pattern /help shows
 SAMPLE_ARGS = {"PATH|URL...": "a.png", "[N]": "2", "[TEXT]": "Be brief.", "[NAME VALUE]": "top_k 5", "NAME": "qwen",
-               "FILE [--ref]": "c.json --ref", "FILE": "c.json", "": ""}
+               "FILE [--ref]": "c.json --ref", "FILE": "c.json", "[SECONDS]": "10", "": ""}
 
 
 def test_help_lists_every_command_and_each_usage_it_shows_parses():

@@ -14,6 +14,7 @@ import shlex
 from collections.abc import Callable
 from typing import Any, Union
 
+from .. import config
 from ..errors import InputError
 from ..media import Kind
 from ..options import parse_setting, settings
@@ -42,6 +43,11 @@ class Paste:
 @dataclasses.dataclass(frozen=True)
 class Screenshot:
     monitor: int | None = None  # None: the whole screen
+
+
+@dataclasses.dataclass(frozen=True)
+class Rec:
+    seconds: float | None = None  # None: until Enter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +127,7 @@ class Exit:
     pass
 
 
-Command = Union[Say, Attach, Paste, Screenshot, ListAttachments, Detach, Show, System, Set, Model, Save, Load,
+Command = Union[Say, Attach, Paste, Screenshot, Rec, ListAttachments, Detach, Show, System, Set, Model, Save, Load,
                 Clear, Retry, Undo, Copy, Stats, Help, Exit]
 
 #: command -> (arguments, one-line help); the order is the order /help lists them in
@@ -132,6 +138,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "/video": ("PATH|URL...", "attach as videos"),
     "/paste": ("", "attach what the clipboard holds: an image, or the files copied (also Ctrl+V)"),
     "/screenshot": ("[N]", "attach a screenshot of the whole screen, or of monitor N"),
+    "/rec": ("[SECONDS]", "record from the microphone until Enter (Ctrl-C cancels), or for SECONDS, and attach it"),
     "/attachments": ("", "list the attachments waiting for your next message"),
     "/detach": ("[N]", "remove pending attachment N (1-based), or all of them"),
     "/show": ("[N]", "show pending attachment N as the model gets it; without N all of them, or your last message's"),
@@ -266,6 +273,21 @@ def _screenshot(name: str, rest: str) -> Command:
     return Screenshot(int(rest))
 
 
+def _rec(name: str, rest: str) -> Command:
+    if not rest:
+        return Rec()
+    from ..errors import SourceError
+    from ..inputs.microphone import seconds_of
+    from ..inputs.part import locate
+
+    try:
+        return Rec(seconds_of(locate(f"mic:{rest}")))
+    except SourceError:
+        raise ParseError(f"/rec takes a length in seconds (at most {config.DEFAULT_MIC_MAX_SECONDS:g}), e.g. /rec 10, "
+                         f"not {_shown(rest)}: "
+                         "or nothing to record until Enter") from None
+
+
 def _detach(name: str, rest: str) -> Command:
     if not rest:
         return Detach() if name == "/detach" else Show()
@@ -330,7 +352,7 @@ def _load(name: str, rest: str) -> Command:
 
 _PARSERS: dict[str, Callable[[str, str], Command]] = {
     "/attach": _attach, "/image": _attach, "/audio": _attach, "/video": _attach,
-    "/detach": _detach, "/show": _detach, "/screenshot": _screenshot, "/system": _system, "/set": _set, "/model": _model,
-    "/save": _save, "/load": _load,
+    "/detach": _detach, "/show": _detach, "/screenshot": _screenshot, "/rec": _rec, "/system": _system, "/set": _set,
+    "/model": _model, "/save": _save, "/load": _load,
     **{name: _no_args for name in ("/attachments", "/paste", "/clear", "/retry", "/undo", "/copy", "/stats", "/help", "/exit")},
 }

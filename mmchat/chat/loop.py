@@ -27,7 +27,7 @@ from ..options import DisplayOptions, GenerationOptions
 from . import commands as cmd
 from .conversation import Conversation
 from .history import SafeFileHistory
-from .session import Chat, RunnerFactory, show_error
+from .session import Chat, RunnerFactory, show_error, wait_for_line
 
 
 def run_chat(
@@ -74,12 +74,15 @@ def run_chat(
         for kind, url in attachments:
             chat.safely(cmd.Attach((url,), kind))
         if scripted:  # one line per turn or command, no UI
-            return _loop(chat, _plain_reader(env.stdin))
+            read = _plain_reader(env.stdin)
+            chat.recording_wait = functools.partial(wait_for_line, read=read)  # the next line ends /rec
+            return _loop(chat, read)
         session: PromptSession[str] = PromptSession(
             history=_history(history_path, chat), input=input, output=output, completer=ChatCompleter(),
             key_bindings=_key_bindings(chat), bottom_toolbar=chat.toolbar, prompt_continuation="… ",
             complete_while_typing=True, refresh_interval=0.5,  # the toolbar shows background encodes
         )
+        chat.recording_wait = functools.partial(_recording_prompt, input=input, output=output)
         return _loop(chat, functools.partial(session.prompt, "> "))
     finally:
         chat.stop_background()
@@ -113,6 +116,34 @@ def _loop(chat: Chat, read: Callable[[], str]) -> int:
             return 0
         if command is not None:
             chat.safely(command)
+
+
+def _recording_prompt(recorder: Any, *, input: Any = None, output: Any = None) -> str:
+    """While /rec records: a prompt whose toolbar shows the elapsed time and the input level;
+    Enter ends it (what was typed is sent with the recording), Ctrl-C cancels, and a fixed
+    length (or the longest recording kept) ends it by itself."""
+    import asyncio
+
+    from prompt_toolkit.application import get_app
+
+    session: PromptSession[str] = PromptSession(input=input, output=output)
+    how = "Ctrl-C cancels" if recorder.seconds else "Enter attaches (with what you type) · Ctrl-C cancels"
+
+    def watch() -> None:
+        app = get_app()
+
+        async def ended() -> None:
+            while not recorder.done:
+                await asyncio.sleep(0.05)
+            if not recorder.seconds:  # the longest recording kept: the user still presses Enter
+                return
+            if not app.is_done:
+                app.exit(result=app.current_buffer.text)
+
+        app.create_background_task(ended())
+
+    return session.prompt("● rec> ", bottom_toolbar=lambda: f" ● recording {recorder.meter()} │ {how}",
+                          refresh_interval=0.1, pre_run=watch)
 
 
 def _plain_reader(stream) -> Callable[[], str]:

@@ -20,7 +20,7 @@ from ..env import current
 from ..errors import ContextOverflow, InputError, MmchatError, one_line
 from ..inputs.part import media_parts
 from ..inputs.resolver import Attachment
-from ..media import Kind
+from ..media import Kind, with_article
 from ..options import GenerationOptions
 from ..preview import Previewer, label_of
 from ..render import AnswerView, usage_lines
@@ -31,6 +31,7 @@ from .background import BackgroundEncodes, Job
 from .conversation import Conversation
 
 RunnerFactory = Callable[[str], Runner]
+RecordingWait = Callable[[Any], str]  # waits while a Recorder records: what was typed; KeyboardInterrupt cancels
 CLIPBOARD_TOOLS = (("wl-copy",), ("xclip", "-selection", "clipboard"), ("xsel", "--clipboard", "--input"),
                    ("pbcopy",), ("clip.exe",))
 KEYS_HELP = "Enter sends · Esc-Enter new line · Ctrl-V pastes an image or files · Ctrl-R search history · Ctrl-C stops an answer · Ctrl-D leaves"
@@ -58,6 +59,7 @@ class Chat:
         self.background = BackgroundEncodes(runner)  # attachments encoded while the user types
         self.preview = preview  # None: previews are off (no terminal, --no-preview)
         self._encodes: dict[str, Job] = {}  # attachment URL -> its background encode, which counted its tokens
+        self.recording_wait: RecordingWait = wait_for_line  # the loop shows the meter at a terminal
 
     # -- output ----------------------------------------------------------------------
 
@@ -169,6 +171,14 @@ class Chat:
         from ..inputs.capture import keep
 
         for url in c.urls:  # each on its own: one bad file does not drop the good ones
+            if url.strip().lower().startswith("mic:"):  # recorded as /rec does, with its meter
+                try:
+                    if c.kind not in (None, "audio"):
+                        raise InputError(f"{url} records sound, not {with_article(c.kind)}: /rec or /audio {url}")
+                    self.safely(cmd.Rec(_seconds(url)))
+                except MmchatError as e:
+                    show_error(self.info, e)
+                continue
             try:
                 kept = keep(url)  # clipboard: and screen: are captured now and kept as files
             except MmchatError as e:
@@ -239,6 +249,29 @@ class Chat:
             raise InputError("nothing to show: /attach a file first")
         for part in sent:
             self.show(Attachment(part.kind, part.url, part.url))
+
+    def do_rec(self, c: cmd.Rec) -> None:
+        """Record until Enter (text typed meanwhile is sent with it) or for c.seconds; attach it."""
+        from ..inputs.capture import save_capture
+        from ..inputs.microphone import Recorder
+
+        self.runner.inputs.check_kind("audio", "mic:")  # a model that cannot hear refuses before a sound is taken
+        with Recorder(c.seconds) as recorder:
+            self.note(f"recording from {recorder.device}: "
+                      + ("Ctrl-C cancels" if c.seconds else "Enter attaches it, Ctrl-C cancels"))
+            try:
+                typed = self.recording_wait(recorder)
+            except KeyboardInterrupt:
+                self.note("recording cancelled: nothing attached")
+                return
+            except EOFError:  # Ctrl-D ends the recording as Enter does
+                typed = ""
+            recording = recorder.stop()
+        if recording.silent:
+            self.note(f"warning: {recording.silence_warning()}", style="yellow")
+        self._attach_one(str(save_capture(recording.wav(), "mic", "wav")), "audio")
+        if typed.strip():
+            self.do_say(cmd.Say(typed.strip()))
 
     def do_listattachments(self, c: cmd.ListAttachments) -> None:
         if not self.conv.pending:
@@ -311,6 +344,26 @@ class Chat:
     def do_help(self, c: cmd.Help) -> None:
         self.note("\n".join(cmd.help_lines()), style="")
         self.note(f"{KEYS_HELP}. A line that is only a file path attaches it; // starts a message with /.")
+
+
+def wait_for_line(recorder: Any, read: Callable[[], str] | None = None) -> str:
+    """Without a terminal UI: a fixed length is waited for, else the next line read (stdin's) is Enter."""
+    if recorder.seconds:
+        recorder.wait()
+        return ""
+    if read is not None:
+        return read()
+    line = current().stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")
+
+
+def _seconds(url: str) -> float | None:
+    from ..inputs.microphone import seconds_of
+    from ..inputs.part import locate
+
+    return seconds_of(locate(url))
 
 
 def copy_to_clipboard(text: str) -> str:

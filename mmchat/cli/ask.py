@@ -59,10 +59,11 @@ def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End
                     markdown_console=env.stdout_console(flags.no_color))
     model, mmproj = log_turns.model(flags)
     runner = open_runner(flags, env, model, mmproj, on_completion=log_turns.hook(model, mmproj))
-    if any(":" in url for _, url in flags.media):  # clipboard: and screen: are captured now, kept as files
+    if any(":" in url for _, url in flags.media):  # clipboard:, screen: and mic: are captured now, kept as files
         from ..inputs.capture import captured
 
-        conversation = captured(conversation, check=runner.inputs.check_kind)
+        conversation = captured(conversation, check=runner.inputs.check_kind,
+                                warn=(lambda m: None) if flags.quiet else env.warn)
     shown = None if json_output else part_previews(env, flags, runner, len(conversation) - 1)
     try:
         completion = _answer(runner, runner.stream(conversation, options, on_media=shown), output, json_output,

@@ -26,7 +26,7 @@ from ..options import DisplayOptions, GenerationOptions, LoadOptions, MediaOptio
 MEDIA_FLAGS: dict[Kind, tuple[str, ...]] = {"image": ("--image", "-i"), "audio": ("--audio", "-a"), "video": ("--video",)}
 _MEDIA_HELP = {
     "image": "Image path or URL (file://, https://, data:, '-'). Repeatable.",
-    "audio": "Audio path or URL. Repeatable; the order across --image/--audio/--video is kept.",
+    "audio": "Audio path or URL; mic: records until Enter, mic:10 ten seconds. Repeatable; the order across --image/--audio/--video is kept.",
     "video": "Video path or URL: sampled frames with timestamps, and its sound when the model hears. Repeatable.",
 }
 

@@ -1,4 +1,5 @@
-"""The clipboard and the screen as media sources (`clipboard:`, `screen:`, `screen:N`).
+"""The clipboard and the screen as media sources (`clipboard:`, `screen:`, `screen:N`); the
+microphone (`mic:`) is recorded in microphone.py and kept here too.
 
 The screen is read with mss (XGetImage on X11, CoreGraphics, GDI: no external tool). The
 clipboard on macOS and Windows is Pillow's ImageGrab.grabclipboard(); on Linux it is xclip
@@ -21,10 +22,12 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from .. import config
-from ..errors import MissingTool, SourceError
+from ..errors import InputError, MissingTool, SourceError
+from ..media import with_article
 from .part import Location
 
 __all__ = ["Clip", "grab_screen", "keep", "read_clipboard", "save_capture"]
@@ -187,14 +190,23 @@ def save_capture(data: bytes, what: str, suffix: str) -> Path:
     return path
 
 
-def keep(url: str) -> list[str]:
+def keep(url: str, warn: Callable[[str], None] | None = None) -> list[str]:
     """What a message should name for `url`: a device URL captured now and kept as a file (a file
-    list on the clipboard: those files); any other URL as it is."""
+    list on the clipboard: those files); any other URL as it is. `mic:` without a length records
+    until Enter on the environment's stdin, a terminal; `warn` hears of a silent recording."""
+    from ..env import current
     from .part import DEVICES, locate
 
     where = locate(url)
     if where.scheme not in DEVICES:
         return [url]
+    if where.scheme == "mic":
+        from .microphone import record
+
+        env = current()
+        terminal = env.isatty("stdin")
+        sound = record(where, warn or env.warn, env.stdin, env.stderr if env.isatty("stderr") else None, terminal)
+        return [str(save_capture(sound.wav(), "mic", "wav"))]
     if where.scheme == "screen":
         return [str(save_capture(grab_screen(screen_number(where)), "screen", "png"))]
     clip = read_clipboard()
@@ -203,10 +215,10 @@ def keep(url: str) -> list[str]:
     return [str(save_capture(clipboard_image(clip), "clipboard", "png"))]
 
 
-def captured(messages: list[dict], check=None) -> list[dict]:
-    """The messages with every device part (clipboard:, screen:) captured now and named by
+def captured(messages: list[dict], check=None, warn: Callable[[str], None] | None = None) -> list[dict]:
+    """The messages with every device part (clipboard:, screen:, mic:) captured now and named by
     the kept file; files copied on the clipboard become one part each. `check(kind, url)` runs
-    first, so a model that cannot take the kind refuses before anything is captured."""
+    first, so a model that cannot take the kind refuses before anything is captured (or recorded)."""
     from .. import messages as msgs
     from .part import DEVICES, locate, media_part
 
@@ -223,9 +235,12 @@ def captured(messages: list[dict], check=None) -> list[dict]:
             if found is None or locate(found.url).scheme not in DEVICES:
                 parts.append(part)
                 continue
+            if locate(found.url).scheme == "mic" and found.kind != "audio":
+                raise InputError(f"{found.url} records sound, not {with_article(found.kind)}: give it as audio "
+                                 f"(--audio {found.url})")
             if check is not None:
                 check(found.kind, found.url)
             options = {k: v for k, v in part[part["type"]].items() if k != "url"}
-            parts += [msgs.media_part(found.kind, url, **options) for url in keep(found.url)]
+            parts += [msgs.media_part(found.kind, url, **options) for url in keep(found.url, warn)]
         out.append({**message, "content": parts})
     return out

@@ -25,10 +25,10 @@ _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")  # 2+ letters before ':'
 
 #: URL forms with a scheme, each read by sources.READERS[scheme]. A plain path is "path", '-' is
 #: "stdin". (Schemes written without '//', such as data:, are matched on the name and the colon.)
-SCHEMES = ("file", "data", "http", "https", "clipboard", "screen")
+SCHEMES = ("file", "data", "http", "https", "clipboard", "screen", "mic")
 REMOTE = ("http", "https")
-#: this machine's devices (inputs/capture.py): refused unless the caller allows them
-DEVICES = ("clipboard", "screen")
+#: this machine's devices (inputs/capture.py, inputs/microphone.py): refused unless the caller allows them
+DEVICES = ("clipboard", "screen", "mic")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +77,7 @@ def locate(url: str) -> Location:
     if scheme in DEVICES:
         return Location(text, scheme, text)
     raise SourceError(f"unsupported URL scheme '{scheme}:' in {text}: use a path, file://, http(s)://, data:, "
-                      "clipboard: or screen:")
+                      "clipboard:, screen: or mic:")
 
 
 def split_url(url: str) -> urllib.parse.SplitResult:

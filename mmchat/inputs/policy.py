@@ -161,10 +161,10 @@ class MediaPolicy:
 
 
 def device_refusal(where: Location, allow: str) -> str:
-    """Why a clipboard: or screen: part was refused, and the setting that allows it."""
-    what = {"clipboard": "clipboard", "screen": "screen"}[where.scheme]
+    """Why a clipboard:, screen: or mic: part was refused, and the setting that allows it."""
+    what = {"clipboard": "clipboard", "screen": "screen", "mic": "microphone"}[where.scheme]
     return (f"{where.text}: reading this machine's {what} is refused unless allowed "
-            f"({allow}): a service must never read its host's clipboard or screen")
+            f"({allow}): a service must never read its host's clipboard, screen or microphone")
 
 
 def _host_matches(host: str, entry: str) -> bool:

@@ -50,7 +50,7 @@ class MediaResolver:
                  cache_bytes: int = config.DEFAULT_MEDIA_CACHE_BYTES, policy: MediaPolicy | None = None,
                  notice: Callable[[str], None] | None = None, devices: bool = False):
         self.caps = capabilities
-        self.devices = devices  # read clipboard: and screen: without a policy (the CLI); a policy says for itself
+        self.devices = devices  # read clipboard:, screen: and mic: without a policy (the CLI); a policy says for itself
         self._notice = notice or (lambda message: None)  # what a PDF's pages left out, a text-only reading
         self.policy = policy  # None: anything the user can read (the CLI)
         self._stdin = stdin

@@ -146,11 +146,18 @@ def _from_screen(where: Location, reading: Reading) -> tuple[bytes, str | None]:
     return grab_screen(screen_number(where)), "image/png"
 
 
+def _from_mic(where: Location, reading: Reading) -> tuple[bytes, str | None]:
+    from ..env import current
+    from .microphone import record
+
+    return record(where, current().warn).wav(), "audio/wav"  # a length is needed: no terminal here
+
+
 #: how each URL form of part.locate() is read: a new form is a reader here and its name in part.SCHEMES
 READERS: dict[str, Callable[[Location, Reading], tuple[bytes, str | None]]] = {
     "stdin": _from_stdin, "data": _from_data_url, "path": _from_file, "file": _from_file,
     "http": _from_web, "https": _from_web,
-    "clipboard": _from_clipboard, "screen": _from_screen,
+    "clipboard": _from_clipboard, "screen": _from_screen, "mic": _from_mic,
 }
 
 
