@@ -24,6 +24,8 @@ from mmchat.testing import FakeEngine
 from tests.helpers import GREEDY_ARGS, MMCHAT, THREADS_ARGS, mmchat_env, run_mmchat
 from tests.soundserver import RATE, dominant_frequency, need_sound, sound_server, tone
 
+pytestmark = pytest.mark.model  # a real PulseAudio server is started for these tests
+
 NOISE = np.random.default_rng(19).uniform(-0.3, 0.3, RATE).astype(np.float32)  # one second, looped
 A4 = tone(440.0)
 
