@@ -228,6 +228,22 @@ class Chat:
                 raise
             show_error(self.info, f"no preview of {a.label}: unexpected {type(e).__name__}: {e}")
 
+    def do_paste(self, c: cmd.Paste) -> None:
+        """The clipboard's image or files become attachments; text is said to belong at the prompt."""
+        from ..inputs.capture import clipboard_image, read_clipboard, save_capture
+
+        clip = read_clipboard()
+        if clip.files:
+            for path in clip.files:
+                self._attach_one(path, None)
+            return
+        self._attach_one(str(save_capture(clipboard_image(clip), "clipboard", "png")), "image")
+
+    def do_screenshot(self, c: cmd.Screenshot) -> None:
+        from ..inputs.capture import grab_screen, save_capture
+
+        self._attach_one(str(save_capture(grab_screen(c.monitor), "screen", "png")), "image")
+
     def do_show(self, c: cmd.Show) -> None:
         if self.preview is None:
             raise InputError("previews are off here (--no-preview, preview = false, or no terminal): "
