@@ -66,6 +66,8 @@ def run_chat(
     display = display or DisplayOptions()
     previewer = Previewer.for_stream(env, "stderr" if scripted else "stdout", setting=display.preview, default=True,
                                      no_color=no_color, rows=display.preview_rows)
+    if previewer is not None and not scripted:
+        previewer.graphics  # the terminal is asked now, before the prompt reads keys: its reply never eats typing
     chat = Chat(runner, runner_factory, model_name, options or GenerationOptions(), Conversation(system, messages),
                 console, info, previewer)
     try:
