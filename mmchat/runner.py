@@ -18,11 +18,11 @@ from typing import Any, BinaryIO
 from . import config
 from .engine.base import Capabilities, Engine, Progress, Timings, Turn
 from .errors import InputError, ModelNotFound
+from .inputs.policy import MediaPolicy
 from .inputs.resolver import Attachment, MediaRef, MediaResolver, iter_media
 from .media import Audio, Image, Kind
 from .messages import validate_messages
 from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, split_request
-from .inputs.policy import MediaPolicy
 from .results import ChatCompletion, CompletionStream
 
 
@@ -174,15 +174,17 @@ class Runner:
         if self._load_time is not None:
             extra.load, self._load_time = self._load_time, None
         t0 = time.perf_counter()
-        turns = self.prepare(messages, request.media)
+        with self._preparing:  # what was read is taken now: another request may settle the cache before this answer ends
+            turns = self.inputs.turns(messages, request.media)
+            read = self.inputs.read_for(validate_messages(messages)) if self.on_completion is not None else {}
         extra.media_decode = time.perf_counter() - t0
         events = self.engine.stream(turns, request.generation)
-        done = functools.partial(self._completed, messages) if self.on_completion is not None else None
+        done = functools.partial(self._completed, messages, read) if self.on_completion is not None else None
         return CompletionStream(events, self.capabilities().model_name, extra, on_complete=done)
 
-    def _completed(self, messages: Sequence[dict[str, Any]], completion: ChatCompletion) -> None:
+    def _completed(self, messages: Sequence[dict[str, Any]], read: dict[str, Any], completion: ChatCompletion) -> None:
         assert self.on_completion is not None
-        self.on_completion(messages, completion, self.media_digests(messages))
+        self.on_completion(messages, completion, {url: self.inputs.sha256(url, found) for url, found in read.items()})
 
     def prepare(self, messages: Sequence[dict[str, Any]], media: MediaOptions | None = None) -> list[Turn]:
         """Validate, check media against the model, then read and decode every media part."""
@@ -190,8 +192,15 @@ class Runner:
             return self.inputs.turns(messages, media or self.media)
 
     def media_digests(self, messages: Sequence[dict[str, Any]]) -> dict[str, str | None]:
-        """url -> sha256 of the bytes this runner read for each media part (None: not read here)."""
+        """url -> sha256 of the bytes this runner read for each media part of the latest conversation
+        (None: not read here)."""
         return {ref.url: self.inputs.digest(ref.url) for ref in iter_media(validate_messages(messages))}
+
+    def forget(self) -> None:
+        """Keep nothing in memory for a follow-up: the decoded media of the last request go (encoded
+        media stay in the disk cache). `batch` calls it after each answer; a conversation never needs to."""
+        with self._preparing:
+            self.inputs.forget()
 
     def check_media(self, messages: Sequence[dict[str, Any]]) -> None:
         """Refuse media this model cannot take, before anything is read."""

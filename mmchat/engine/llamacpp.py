@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import gguf_info
 from ..config import DEFAULT_N_BATCH, DEFAULT_N_CTX, DEFAULT_N_UBATCH
 from ..errors import ContextOverflow, GenerationError, InputError, ModelLoadError, UnsupportedMedia
 from ..media import Audio, Image
+from ..models import gguf_info, pairs
 from ..options import GenerationOptions
 from . import _lib
-from ..models import pairs
 from ._lib import llama, mtmd
 from .base import Capabilities, EngineStats, Event, Finished, Progress, Started, Timings, Turn, Usage
 from .encodemeter import EncodeMeter
@@ -240,7 +239,8 @@ class LlamaCppEngine:
             try:
                 self._evaluate(items, usage, timings)
             except _Evicted:  # cached embeddings went while evaluating: tokenize with pixels again
-                self._evaluate(self.tokenize(turns, reuse=False), usage, timings)
+                self._evaluate(items := self.tokenize(turns, reuse=False), usage, timings)
+            self._embeddings.settle(items)
         yield from self._generate(options, usage, timings, t_start)
 
     def prepare(self, media: Sequence[Image | Audio], report=None, should_stop=None) -> bool:
