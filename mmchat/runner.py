@@ -11,13 +11,13 @@ import functools
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import config
-from .engine.base import Capabilities, Engine, Progress, Timings, Turn
-from .errors import InputError, ModelNotFound
+from .engine.base import Capabilities, Engine, Event, Progress, Timings, Turn
+from .errors import InputError, ModelNotFound, PixelsReleased
 from .inputs.policy import MediaPolicy
 from .inputs.resolver import Attachment, MediaRef, MediaResolver, iter_media
 from .media import Audio, Image, Kind
@@ -178,9 +178,25 @@ class Runner:
             turns = self.inputs.turns(messages, request.media)
             read = self.inputs.read_for(validate_messages(messages)) if self.on_completion is not None else {}
         extra.media_decode = time.perf_counter() - t0
-        events = self.engine.stream(turns, request.generation)
+        events = self._events(messages, request, turns)
         done = functools.partial(self._completed, messages, read) if self.on_completion is not None else None
         return CompletionStream(events, self.capabilities().model_name, extra, on_complete=done)
+
+    def _events(self, messages: Sequence[dict[str, Any]], request: Any, turns: list[Turn]) -> Iterator[Event]:
+        """The engine's answer; then the pixels of what it now holds encoded are let go (a follow-up
+        gives those images as stand-ins). An image let go whose encoding left every cache since is
+        read and decoded again, once: the engine says so before its first event."""
+        try:
+            yield from self.engine.stream(turns, request.generation)
+        except PixelsReleased:
+            yield from self.engine.stream(self._again(messages, request.media), request.generation)
+        with self._preparing:
+            self.inputs.release(self.engine.holds)
+
+    def _again(self, messages: Sequence[dict[str, Any]], media: MediaOptions) -> list[Turn]:
+        with self._preparing:
+            self.inputs.drop_released()
+            return self.inputs.turns(messages, media)
 
     def _completed(self, messages: Sequence[dict[str, Any]], read: dict[str, Any], completion: ChatCompletion) -> None:
         assert self.on_completion is not None
@@ -208,7 +224,10 @@ class Runner:
 
     def count_tokens(self, messages: Sequence[dict[str, Any]]) -> int:
         """The exact prompt size of a conversation, in this model's tokens."""
-        return self.engine.count_tokens(self.prepare(messages))
+        try:
+            return self.engine.count_tokens(self.prepare(messages))
+        except PixelsReleased:
+            return self.engine.count_tokens(self._again(messages, self.media))
 
     def attachment(self, url: str, kind: Kind | None = None) -> Attachment:
         """A file or URL checked and decoded for a coming message (the REPL's /attach)."""

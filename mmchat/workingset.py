@@ -66,6 +66,14 @@ class WorkingSet(Generic[K, V]):
                 self.nbytes += self._size(value) - self._size(expected)
                 self._items[key] = value
 
+    def pop(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.pop(key, None)
+            if value is not None:
+                self.nbytes -= self._size(value)
+                self._used.discard(key)
+            return value
+
     def touch(self, keys: Iterable[K]) -> None:
         """Mark kept values as in use without reading them (a request that found them elsewhere)."""
         with self._lock:

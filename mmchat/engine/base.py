@@ -123,8 +123,8 @@ class Engine(Protocol):
 
     `stream` yields at most one `Started`, text deltas, then exactly one `Finished`.
     `count_tokens` is the prompt's exact size, which the REPL needs to fit a conversation into
-    the context window; `prepare` encodes an attachment while the user types; `stats` counts
-    what the caches saved.
+    the context window; `prepare` encodes an attachment while the user types; `holds` says which
+    media it can be given again without their pixels; `stats` counts what the caches saved.
     """
 
     stats: EngineStats
@@ -139,6 +139,11 @@ class Engine(Protocol):
                 should_stop: Callable[[], bool] | None = None) -> bool:
         """Encode media ahead of the turn that holds them; any thread may call it (the engine lets
         one thread at a time into the model). False when `should_stop` ended it early."""
+        ...
+
+    def holds(self, medium: Image | Audio) -> bool:
+        """Whether the engine keeps this medium's encoding, so that a later request may give it as
+        `Image.without_pixels()` (a server is sent the pixels every time: never)."""
         ...
 
     def close(self) -> None: ...

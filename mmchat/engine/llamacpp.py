@@ -258,6 +258,10 @@ class LlamaCppEngine:
                         return False
         return True
 
+    def holds(self, medium: Image | Audio) -> bool:
+        """An image whose embeddings are kept (memory or disk) is tokenized as a placeholder, without pixels."""
+        return isinstance(medium, Image) and not medium.merge_key and self._embeddings.has_media(medium.digest())
+
     # -- evaluation ------------------------------------------------------------------
 
     def _evaluate(self, items: list[PromptItem], usage: Usage, timings: Timings) -> None:

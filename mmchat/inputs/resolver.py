@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from .. import config
@@ -142,6 +142,25 @@ class MediaResolver:
         """Keep nothing for a follow-up (a batch never comes back to a request it has answered)."""
         self._cache.clear()
         self._digests.clear()
+
+    def release(self, holds: Callable[[Image], bool]) -> None:
+        """Let go of the pixels of kept images whose encoding the engine `holds`: a follow-up gets a
+        stand-in of the same size and digest, which the engine takes without pixels."""
+        for key in self._cache:
+            found = self._cache.peek(key)
+            if found is None:
+                continue
+            slim = [s.without_pixels() if isinstance(s, Image) and not s.released and holds(s) else s for s in found[0]]
+            if any(a is not b for a, b in zip(slim, found[0])):
+                self._cache.replace(key, found, (slim, found[1]))
+
+    def drop_released(self) -> None:
+        """Forget the stand-ins, so the next request reads and decodes their images again (the engine
+        lost their encoding after all: a cache cap, a damaged disk entry)."""
+        for key in self._cache:
+            found = self._cache.peek(key)
+            if found is not None and any(isinstance(s, Image) and s.released for s in found[0]):
+                self._cache.pop(key)
 
     # -- one part --------------------------------------------------------------------
 
@@ -365,8 +384,8 @@ def _media_key(ref: MediaRef, options: Mapping[str, Any]) -> tuple | None:
 
 
 def _nbytes(segments: list[Segment]) -> int:
-    return sum(s.pixels.nbytes if isinstance(s, Image) else s.samples.nbytes if isinstance(s, Audio) else 0
-               for s in segments)
+    return sum(0 if isinstance(s, Image) and s.released else s.pixels.nbytes if isinstance(s, Image)
+               else s.samples.nbytes if isinstance(s, Audio) else 0 for s in segments)
 
 
 def _check_kind(source: Any, kind: Kind) -> None:
