@@ -159,7 +159,8 @@ class LogStore:
         known = self._written if self._written is not None and self._written.cid == conversation_id else None
 
         def write(db: sqlite3.Connection) -> tuple[int, int, Overlap]:
-            seq = db.execute("SELECT max(seq) FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()[0] or 0
+            last = db.execute("SELECT max(seq) FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()
+            seq = last[0] or 0
             if known is not None and known.seq == seq:  # this process wrote the last turn: compare in memory
                 found = known.overlap(messages, digests)
                 tail = stored_messages(messages[found.new:], digests) if found.new < len(messages) else []
@@ -173,7 +174,8 @@ class LogStore:
                 "INSERT INTO turns (conversation_id, seq, created, model, source, prefix, resumed, messages, prompt, "
                 "answer, finish_reason, usage, timings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, seq + 1, now, model, _dumps(source or {}), found.prefix, found.resumed, _dumps(tail),
-                 prompt_of(tail), answer, completion.finish_reason, _dumps(out["usage"]), _dumps(out["timings"]))).lastrowid
+                 prompt_of(tail), answer, completion.finish_reason, _dumps(out["usage"]), _dumps(out["timings"])),
+            ).lastrowid
             db.executemany("INSERT INTO media VALUES (?, ?, ?, ?, ?, ?)",
                            [(row, i, *dataclasses.astuple(m)) for i, m in enumerate(media_records(tail))])
             return row, seq + 1, found
@@ -378,7 +380,7 @@ class TurnLogger:
         self.store, self._warn = store, warn
         self._each_apart = each_apart  # `batch --log`: every request is a conversation of its own
         self.cid = continuing.id if continuing else new_conversation_id()
-        self._previous: list[dict[str, Any]] = list(continuing.messages) if continuing else []  # as last sent, answer included
+        self._previous: list[dict[str, Any]] = list(continuing.messages) if continuing else []  # as last sent, answered
 
     def hook(self, source: dict[str, Any]) -> Callable[[Sequence[msgs.Message], ChatCompletion, dict[str, str | None]], None]:
         """The hook for one loaded model; `source` ({"model": ..., "mmproj": ...}) says how to load it again

@@ -22,7 +22,7 @@ from .inputs.policy import MediaPolicy
 from .inputs.resolver import Attachment, MediaRef, MediaResolver, iter_media
 from .media import Audio, Image, Kind
 from .messages import validate_messages
-from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, split_request
+from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, RequestOptions, split_request
 from .results import ChatCompletion, CompletionStream
 
 
@@ -174,7 +174,7 @@ class Runner:
         if self._load_time is not None:
             extra.load, self._load_time = self._load_time, None
         t0 = time.perf_counter()
-        with self._preparing:  # what was read is taken now: another request may settle the cache before this answer ends
+        with self._preparing:  # what was read is taken now: another request may settle the cache before this one ends
             turns = self.inputs.turns(messages, request.media)
             read = self.inputs.read_for(validate_messages(messages)) if self.on_completion is not None else {}
         extra.media_decode = time.perf_counter() - t0
@@ -182,7 +182,8 @@ class Runner:
         done = functools.partial(self._completed, messages, read) if self.on_completion is not None else None
         return CompletionStream(events, self.capabilities().model_name, extra, on_complete=done)
 
-    def _events(self, messages: Sequence[dict[str, Any]], request: Any, turns: list[Turn]) -> Iterator[Event]:
+    def _events(self, messages: Sequence[dict[str, Any]], request: RequestOptions,
+                turns: list[Turn]) -> Iterator[Event]:
         """The engine's answer; then the pixels of what it now holds encoded are let go (a follow-up
         gives those images as stand-ins). An image let go whose encoding left every cache since is
         read and decoded again, once: the engine says so before its first event."""
