@@ -1,42 +1,57 @@
-"""What the conversation log costs a turn: one logged turn at growing conversation lengths (about
-2 KB a turn), loading the conversation for --continue, and checking a 5 MiB medium's sha256.
+"""What the conversation log costs a turn: writing the next turn at growing conversation lengths
+(about 2 KB a turn), loading the conversation for --continue, and checking a 5 MiB medium's sha256.
 
-A turn's write rebuilds the conversation from its turns to find what is new, so it grows with the
-conversation's length: this shows by how much. No model is loaded.
+A turn appends one row: the store compares the request with the conversation it wrote last (in
+memory) and converts only the new messages, so a write should cost the same at every length;
+a load reads every turn once. No model is loaded.
 
-    python bench/logs.py [TURNS ...]      (default: 1 10 100 500)
+    python bench/logs.py [TURNS ...]      (default: 1 10 100 1000)
 """
 
 from __future__ import annotations
 
 import hashlib
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from _table import median_seconds, report
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _table import median_seconds, report  # noqa: E402
 
 from mmchat import logmedia, logs  # noqa: E402
 from mmchat.engine.base import Timings, Usage  # noqa: E402
 from mmchat.results import ChatCompletion, ChatMessage, Choice  # noqa: E402
 
 TEXT = "a question of about one kilobyte " * 32
+TIMED = 21  # turns written one after another at each length; the median counts
 
 
 def _completion(text: str) -> ChatCompletion:
     return ChatCompletion("m", [Choice(ChatMessage(text), "stop")], Usage(300, 100), Timings())
 
 
-def _conversation_of(store: logs.LogStore, cid: str, turns: int) -> list[dict]:
-    """Log `turns` turns as the REPL sends them: the whole conversation each time, one message more."""
+def _turn(store: logs.LogStore, cid: str, messages: list[dict], i: int) -> None:
+    """The next turn as the REPL and Runner.chat in a loop send it: the whole conversation, one message more."""
+    messages.append({"role": "user", "content": f"{i} {TEXT}"})
+    store.log_turn(cid, "m", messages, _completion(f"answer {i} {TEXT}"))
+    messages.append({"role": "assistant", "content": f"answer {i} {TEXT}"})
+
+
+def turn_write_ms(store: logs.LogStore, cid: str, turns: int) -> tuple[float, list[dict]]:
+    """The median time of writing turn `turns` (and the few after it) of conversation `cid`, in ms."""
     messages: list[dict] = []
-    for i in range(turns):
-        messages.append({"role": "user", "content": f"{i} {TEXT}"})
-        store.log_turn(cid, "m", messages, _completion(f"answer {i} {TEXT}"))
-        messages.append({"role": "assistant", "content": f"answer {i} {TEXT}"})
-    return messages
+    for i in range(turns - 1):
+        _turn(store, cid, messages, i)
+    times = []
+    for i in range(turns - 1, turns - 1 + TIMED):
+        t0 = time.perf_counter()
+        _turn(store, cid, messages, i)
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times), messages
 
 
 def main(lengths: list[int]) -> None:
@@ -45,11 +60,12 @@ def main(lengths: list[int]) -> None:
         store = logs.LogStore.open(Path(home))
         for n in lengths:
             cid = f"c{n}"
-            messages = _conversation_of(store, cid, n)
-            extra = [*messages, {"role": "user", "content": TEXT}]
-            rows.append({"turns": n, "log_one_turn_ms": 1000 * median_seconds(lambda: store.log_turn(cid, "m", extra, _completion("x"))),
+            write, _ = turn_write_ms(store, cid, n)
+            rows.append({"turns": n, "log_one_turn_ms": write,
                          "load_conversation_ms": 1000 * median_seconds(lambda: store.load_conversation(cid)),
                          "log_mib": sum(p.stat().st_size for p in Path(home).glob(f"{logs.LOG_NAME}*")) / 2**20})
+        for row in rows:
+            row["write_vs_first"] = row["log_one_turn_ms"] / rows[0]["log_one_turn_ms"]
         photo = Path(home, "photo.bin")
         photo.write_bytes(b"\x89PNG" + bytes(5 * 2**20))
         record = [logmedia.MediaRecord("image", str(photo), "path", hashlib.sha256(photo.read_bytes()).hexdigest())]
@@ -58,4 +74,4 @@ def main(lengths: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [1, 10, 100, 500])
+    main([int(a) for a in sys.argv[1:]] or [1, 10, 100, 1000])

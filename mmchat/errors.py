@@ -11,6 +11,7 @@ MmchatError                 1  runtime failure
 │   ├── ModelLoadError      2  the file is not a model llama.cpp can load (or not this kind)
 │   └── ServerRefused       2  a model server refused the request (HTTP 4xx): its own message
 ├── GenerationError         1  llama.cpp failed while evaluating or generating
+│   └── PixelsReleased      1  an image kept without its pixels must be encoded again (the Runner decodes it again)
 ├── LogError                1  the conversation log (logs.db) could not be read or written
 ├── NetworkError            1  the network is unreachable
 ├── DiskFull                1  no space left to write a file (the old one is left as it was)
@@ -77,6 +78,12 @@ class ServerRefused(InputError):
 
 class GenerationError(MmchatError):
     """llama.cpp failed on input it had accepted (out of memory, a backend error)."""
+
+
+class PixelsReleased(GenerationError):
+    """An image kept without its pixels (its encoding was held) must be encoded again: its encoding
+    left every cache. The Runner reads and decodes it again and retries; only a caller of the engine
+    itself sees this."""
 
 
 class LogError(MmchatError):

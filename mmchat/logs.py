@@ -1,8 +1,10 @@
 """The conversation log: every `ask` and `chat` turn in SQLite (MMCHAT_HOME/logs.db), as llm's logs.db.
 
 A turn keeps its conversation id, the model, the messages that are new since the
-conversation's previous turn (`prefix` says how many messages of that one it repeats), the
-answer, usage, timings and the time. A media part is kept as its reference (an absolute path
+conversation's previous turn (`prefix` says how many messages of that one it repeats, and
+`resumed` from which of its messages on it goes on when the oldest turns left the context
+window: logappend.py), the answer, usage, timings and the time. A write appends one row,
+whatever the conversation's length. A media part is kept as its reference (an absolute path
 or a URL) and the sha256 of the bytes mmchat read, never the bytes (logmedia.py): `--continue`
 reads the file again and refuses it if it changed.
 
@@ -35,6 +37,7 @@ from . import config
 from . import messages as msgs
 from .env import current
 from .errors import InputError, LogError
+from .logappend import Overlap, Written, overlap, rebuild, shares_a_turn
 from .logmedia import MediaRecord, media_records, stored_messages
 
 if TYPE_CHECKING:
@@ -86,7 +89,9 @@ def _statements(script: str) -> Callable[[sqlite3.Connection], None]:
     return step
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_statements(_V1)]
+# v2: a turn whose conversation left its oldest turns behind (the REPL's window) goes on from message `resumed`
+_V2 = "ALTER TABLE turns ADD COLUMN resumed INTEGER"
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_statements(_V1), _statements(_V2)]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -129,6 +134,7 @@ class LogStore:
         self._warn = warn or (lambda m: None)
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one connection, shared by the threads of a process (batch workers)
+        self._written: Written | None = None  # the conversation this store's last turn left, to compare the next with
 
     @classmethod
     def open(cls, home: Path | None = None, *, warn: Callable[[str], None] | None = None) -> LogStore:
@@ -140,31 +146,43 @@ class LogStore:
                  *, digests: dict[str, str | None] | None = None, source: dict[str, Any] | None = None) -> int:
         """Record one answered request as the next turn of `conversation_id`; its row id.
 
-        `digests` (url -> sha256, `Runner.media_digests`) are of the bytes the runner read."""
-        return self._write_turn(conversation_id, model, stored_messages(messages, digests or {}), completion, source)
-
-    def _write_turn(self, conversation_id: str, model: str, stored: list[dict[str, Any]], completion: ChatCompletion,
-                    source: dict[str, Any] | None) -> int:
+        `digests` (url -> sha256, `Runner.media_digests`) are of the bytes the runner read. Only
+        what is new since the conversation's previous turn is converted and written."""
+        messages, digests = list(messages), digests or {}
         answer = completion.content
         out = completion.to_dict()
         now = _now()
+        known = self._written if self._written is not None and self._written.cid == conversation_id else None
 
-        def write(db: sqlite3.Connection) -> int:
-            previous, seq = self._full(db, conversation_id)
-            prefix = _common_prefix(previous, stored)
-            tail = stored[prefix:]
+        def write(db: sqlite3.Connection) -> tuple[int, int, Overlap]:
+            last = db.execute("SELECT max(seq) FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()
+            seq = last[0] or 0
+            if known is not None and known.seq == seq:  # this process wrote the last turn: compare in memory
+                found = known.overlap(messages, digests)
+                tail = stored_messages(messages[found.new:], digests) if found.new < len(messages) else []
+            else:  # another process wrote since, or this store has not: the conversation from the log, once
+                stored = stored_messages(messages, digests)
+                found = overlap(self._full(db, conversation_id)[0], stored)
+                tail = stored[found.new:]
             db.execute("INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET updated = ?, "
                        "model = excluded.model", (conversation_id, model, now, now, now))
             row = db.execute(
-                "INSERT INTO turns (conversation_id, seq, created, model, source, prefix, messages, prompt, answer, "
-                "finish_reason, usage, timings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, seq + 1, now, model, _dumps(source or {}), prefix, _dumps(tail), prompt_of(tail), answer,
-                 completion.finish_reason, _dumps(out["usage"]), _dumps(out["timings"]))).lastrowid
+                "INSERT INTO turns (conversation_id, seq, created, model, source, prefix, resumed, messages, prompt, "
+                "answer, finish_reason, usage, timings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, seq + 1, now, model, _dumps(source or {}), found.prefix, found.resumed, _dumps(tail),
+                 prompt_of(tail), answer, completion.finish_reason, _dumps(out["usage"]), _dumps(out["timings"])),
+            ).lastrowid
             db.executemany("INSERT INTO media VALUES (?, ?, ?, ?, ?, ?)",
                            [(row, i, *dataclasses.astuple(m)) for i, m in enumerate(media_records(tail))])
-            return row
+            return row, seq + 1, found
 
-        return self._transaction(write)
+        self._written = None  # unknown until this write has committed
+        row, seq, found = self._transaction(write)
+        if known is not None and known.seq == seq - 1:
+            self._written = known.after(conversation_id, seq, messages, found, digests, answer)
+        else:
+            self._written = Written.first(conversation_id, seq, messages, digests, answer)
+        return row
 
     # -- reading ---------------------------------------------------------------------
 
@@ -218,10 +236,10 @@ class LogStore:
 
     @staticmethod
     def _turns(db: sqlite3.Connection, cid: str) -> list[dict[str, Any]]:
-        cur = db.execute("SELECT seq, created, model, prefix, messages, answer, finish_reason, usage, timings "
+        cur = db.execute("SELECT seq, created, model, prefix, resumed, messages, answer, finish_reason, usage, timings "
                          "FROM turns WHERE conversation_id = ? ORDER BY seq", (cid,))
-        return [{"seq": r[0], "created": r[1], "model": r[2], "prefix": r[3], "messages": json.loads(r[4]),
-                 "answer": r[5], "finish_reason": r[6], "usage": json.loads(r[7]), "timings": json.loads(r[8])}
+        return [{"seq": r[0], "created": r[1], "model": r[2], "prefix": r[3], "resumed": r[4], "messages": json.loads(r[5]),
+                 "answer": r[6], "finish_reason": r[7], "usage": json.loads(r[8]), "timings": json.loads(r[9])}
                 for r in cur]
 
     @staticmethod
@@ -229,9 +247,9 @@ class LogStore:
         """The stored conversation after the last turn (its answer included), and the number of turns."""
         full: list[dict[str, Any]] = []
         seq = 0
-        for seq, prefix, tail, answer in db.execute("SELECT seq, prefix, messages, answer FROM turns "
-                                                    "WHERE conversation_id = ? ORDER BY seq", (cid,)):
-            full = full[:prefix] + json.loads(tail) + [msgs.assistant_message(answer)]
+        for seq, prefix, resumed, tail, answer in db.execute("SELECT seq, prefix, resumed, messages, answer FROM turns "
+                                                             "WHERE conversation_id = ? ORDER BY seq", (cid,)):
+            full = rebuild(full, prefix, resumed, [*json.loads(tail), msgs.assistant_message(answer)])
         return full, seq
 
     # -- the connection --------------------------------------------------------------
@@ -330,21 +348,6 @@ def _describe(error: sqlite3.DatabaseError, path: Path) -> str:
     return f"the conversation log {path} failed ({error})"
 
 
-def shares_a_turn(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> bool:
-    """Whether `after` repeats any user or assistant message of `before` (else it is a new conversation)."""
-    seen = {_dumps(m) for m in before if m["role"] != "system"}
-    return any(_dumps(m) in seen for m in after if m["role"] != "system")
-
-
-def _common_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if _dumps(x) != _dumps(y):
-            break
-        n += 1
-    return n
-
-
 def prompt_of(messages: Sequence[dict[str, Any]]) -> str:
     """The text of the last user message: what a listing shows of a turn."""
     for message in reversed(messages):
@@ -373,7 +376,7 @@ class TurnLogger:
         self.store, self._warn = store, warn
         self._each_apart = each_apart  # `batch --log`: every request is a conversation of its own
         self.cid = continuing.id if continuing else new_conversation_id()
-        self._previous: list[dict[str, Any]] = stored_messages(continuing.messages, _digests_of(continuing)) if continuing else []
+        self._previous: list[dict[str, Any]] = list(continuing.messages) if continuing else []  # as last sent, answered
 
     def hook(self, source: dict[str, Any]) -> Callable[[Sequence[msgs.Message], ChatCompletion, dict[str, str | None]], None]:
         """The hook for one loaded model; `source` ({"model": ..., "mmproj": ...}) says how to load it again
@@ -384,11 +387,10 @@ class TurnLogger:
     def log(self, source: dict[str, Any], messages: Sequence[msgs.Message], completion: ChatCompletion,
             digests: dict[str, str | None]) -> None:
         try:
-            stored = stored_messages(messages, digests)
-            if self._each_apart or self._previous and not shares_a_turn(self._previous, stored):
+            if self._each_apart or self._previous and not shares_a_turn(self._previous, messages):
                 self.cid = new_conversation_id()
-            self.store._write_turn(self.cid, completion.model, stored, completion, source)
-            self._previous = [*stored, msgs.assistant_message(completion.content)]
+            self.store.log_turn(self.cid, completion.model, messages, completion, digests=digests, source=source)
+            self._previous = [*messages, msgs.assistant_message(completion.content)]
         except Exception as e:  # noqa: BLE001  (a log that fails must not take the answer with it)
             if current().debug:
                 raise
@@ -401,6 +403,3 @@ def _absolute(path: str | None) -> str | None:
     p = Path(path).expanduser()
     return str(p.resolve()) if p.is_file() else path
 
-
-def _digests_of(conversation: LoggedConversation) -> dict[str, str | None]:
-    return {m.ref: m.sha256 for m in conversation.media}

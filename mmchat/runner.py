@@ -11,20 +11,20 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import config
-from .engine.base import Capabilities, Engine, Progress, Segment, Timings, Turn
+from .engine.base import Capabilities, Engine, Event, Progress, Segment, Timings, Turn
 from .env import current
-from .errors import InputError
+from .errors import InputError, PixelsReleased
 from .inputs.part import MediaPart, media_parts
 from .inputs.policy import MediaPolicy
 from .inputs.resolver import Attachment, MediaResolver, OnMedia
 from .media import Audio, Image, Kind
 from .models.target import Target, find_target
-from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, split_request
+from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, RequestOptions, split_request
 from .results import ChatCompletion, CompletionStream
 
 
@@ -158,15 +158,34 @@ class Runner:
         if self._load_time is not None:
             extra.load, self._load_time = self._load_time, None
         t0 = time.perf_counter()
-        turns = self.prepare(messages, request.media, on_media)
+        with self._preparing:  # what was read is taken now: another request may settle the cache before this one ends
+            turns = self.inputs.turns(messages, request.media, on_media)
+            read = self.inputs.read_for(messages) if self.on_completion is not None else {}
         extra.media_decode = time.perf_counter() - t0
-        events = self.engine.stream(turns, request.generation)
-        done = functools.partial(self._completed, messages) if self.on_completion is not None else None
+        events = self._events(messages, request, turns)
+        done = functools.partial(self._completed, messages, read) if self.on_completion is not None else None
         return CompletionStream(events, self.capabilities().model_name, extra, on_complete=done)
 
-    def _completed(self, messages: Sequence[dict[str, Any]], completion: ChatCompletion) -> None:
+    def _events(self, messages: Sequence[dict[str, Any]], request: RequestOptions,
+                turns: list[Turn]) -> Iterator[Event]:
+        """The engine's answer; then the pixels of what it now holds encoded are let go (a follow-up
+        gives those images as stand-ins). An image let go whose encoding left every cache since is
+        read and decoded again, once: the engine says so before its first event."""
+        try:
+            yield from self.engine.stream(turns, request.generation)
+        except PixelsReleased:
+            yield from self.engine.stream(self._again(messages, request.media), request.generation)
+        with self._preparing:
+            self.inputs.release(self.engine.holds)
+
+    def _again(self, messages: Sequence[dict[str, Any]], media: MediaOptions) -> list[Turn]:
+        with self._preparing:
+            self.inputs.drop_released()
+            return self.inputs.turns(messages, media)
+
+    def _completed(self, messages: Sequence[dict[str, Any]], read: dict[str, Any], completion: ChatCompletion) -> None:
         assert self.on_completion is not None
-        self.on_completion(messages, completion, self.media_digests(messages))
+        self.on_completion(messages, completion, {url: self.inputs.sha256(url, found) for url, found in read.items()})
 
     def prepare(self, messages: Sequence[dict[str, Any]], media: MediaOptions | None = None,
                 on_media: OnMedia | None = None) -> list[Turn]:
@@ -175,8 +194,15 @@ class Runner:
             return self.inputs.turns(messages, media or self.media, on_media)
 
     def media_digests(self, messages: Sequence[dict[str, Any]]) -> dict[str, str | None]:
-        """url -> sha256 of the bytes this runner read for each media part (None: not read here)."""
+        """url -> sha256 of the bytes this runner read for each media part of the latest conversation
+        (None: not read here)."""
         return {part.url: self.inputs.digest(part.url) for part in media_parts(messages)}
+
+    def forget(self) -> None:
+        """Keep nothing in memory for a follow-up: the decoded media of the last request go (encoded
+        media stay in the disk cache). `batch` calls it after each answer; a conversation never needs to."""
+        with self._preparing:
+            self.inputs.forget()
 
     def check_media(self, messages: Sequence[dict[str, Any]]) -> None:
         """Refuse media this model cannot take, before anything is read."""
@@ -184,7 +210,10 @@ class Runner:
 
     def count_tokens(self, messages: Sequence[dict[str, Any]]) -> int:
         """The exact prompt size of a conversation, in this model's tokens."""
-        return self.engine.count_tokens(self.prepare(messages))
+        try:
+            return self.engine.count_tokens(self.prepare(messages))
+        except PixelsReleased:
+            return self.engine.count_tokens(self._again(messages, self.media))
 
     def attachment(self, url: str, kind: Kind | None = None) -> Attachment:
         """A file or URL checked and decoded for a coming message (the REPL's /attach)."""

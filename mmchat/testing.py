@@ -82,6 +82,10 @@ class FakeEngine:
         self.stats.media_encodes += 1
         return True
 
+    def holds(self, medium: Image | Audio) -> bool:
+        """As a local model: what it has encoded, it can be given again without pixels."""
+        return medium.digest() in self.encoded
+
     def stream(self, turns: Sequence[Turn], options: GenerationOptions) -> Iterator[Event]:
         with self._lock:  # waits for a background encode, then finds its media encoded
             before = len(self.encoded)

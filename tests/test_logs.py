@@ -351,3 +351,104 @@ def test_two_processes_one_conversation_on_the_tiny_models(models, tmp_path):
     refused = run_mmchat("ask", "--continue", "And now?", *args[4:])
     assert refused.returncode == 2 and refused.stdout == b""
     assert refused.stderr.decode().strip().endswith("put the original back, or start a new conversation")
+
+
+# -- a turn appends: its write does not grow with the conversation ---------------------------
+
+
+def _rows(cid: str) -> list[tuple]:
+    with sqlite3.connect(logs.log_path()) as conn:
+        return conn.execute("SELECT seq, prefix, resumed, messages, answer FROM turns WHERE conversation_id = ? "
+                            "ORDER BY seq", (cid,)).fetchall()
+
+
+def test_a_turn_appends_only_its_new_message_and_continue_loads_the_whole_conversation(png):
+    store, messages, sha = logs.LogStore.open(), [], hashlib.sha256(png.read_bytes()).hexdigest()
+    for i in range(40):
+        parts = [{"type": "image_url", "image_url": {"url": str(png)}}] if i % 10 == 0 else []
+        messages.append({"role": "user", "content": [*parts, {"type": "text", "text": f"question {i}"}]})
+        if i == 39:
+            before, statements = _rows("long"), []
+            store._connection().set_trace_callback(statements.append)
+        store.log_turn("long", "m", messages, completion(f"answer {i}"), digests={str(png): sha})
+        messages.append({"role": "assistant", "content": f"answer {i}"})
+    rows = _rows("long")
+    assert rows[:39] == before  # the last write left every earlier row as it was
+    assert not [s for s in statements if s.lstrip().startswith("SELECT") and "messages" in s]  # nor read them back
+    assert [(seq, prefix, resumed) for seq, prefix, resumed, _, _ in rows] == [(i + 1, 2 * i, None) for i in range(40)]
+    assert all(len(json.loads(r[3])) == 1 for r in rows)  # each row holds its own question, not the conversation
+    loaded = logs.LogStore.open().load_conversation("long")  # as --continue in a new process
+    assert [logs.prompt_of([m]) or m["content"] for m in loaded.messages] == [
+        logs.prompt_of([m]) or m["content"] for m in messages]
+    assert len(loaded.media) == 4 and {m.sha256 for m in loaded.media} == {sha}
+
+
+def test_a_repl_window_that_moved_on_is_logged_as_a_resumed_turn_and_continued_as_sent():
+    from mmchat.testing import FakeEngine
+
+    fake = FakeEngine(n_ctx=40)  # a word is a token: a few turns fit, then the oldest leave the window
+    script = "".join(f"question number {i} with a few more words\n" for i in range(10))
+    result, _ = invoke("chat", "--system", "be brief", input=script, engine=fake)
+    assert result.exit_code == 0 and "context full" in result.stderr
+    cid = logged()[0]["id"]
+    rows = _rows(cid)
+    assert len(rows) == 10 and any(r[2] is not None for r in rows)
+    assert [len(json.loads(r[3])) for r in rows] == [2] + [1] * 9  # the system prompt, then one question a turn
+    sent = [(t.role, t.segments[0]) for t in fake.calls[-1][0]]
+    loaded = logs.LogStore.open().load_conversation(cid)
+    assert [(m["role"], m["content"]) for m in loaded.messages] == [*sent, ("assistant", rows[-1][4])]
+    again, fake2 = invoke("chat", "--continue", input="one more\n")
+    assert again.exit_code == 0 and [(t.role, t.segments[0]) for t in fake2.calls[0][0]][:-1] == [
+        *sent, ("assistant", rows[-1][4])]
+
+
+def test_turns_written_by_another_process_meanwhile_are_read_back_not_overwritten():
+    mine, other = logs.LogStore.open(), logs.LogStore.open()
+    one = [{"role": "user", "content": "one"}]
+    mine.log_turn("shared", "m", one, completion("1"))
+    two = [*one, {"role": "assistant", "content": "1"}, {"role": "user", "content": "two"}]
+    other.log_turn("shared", "m", two, completion("2"))
+    three = [*two, {"role": "assistant", "content": "2"}, {"role": "user", "content": "three"}]
+    mine.log_turn("shared", "m", three, completion("3"))
+    assert [(r[1], json.loads(r[3])) for r in _rows("shared")][2] == (4, [{"role": "user", "content": "three"}])
+    assert [m["content"] for m in logs.LogStore.open().load_conversation("shared").messages] == [
+        "one", "1", "two", "2", "three", "3"]
+
+
+def test_a_file_changed_under_the_same_name_is_logged_again_with_its_new_sha256(png):
+    store, url = logs.LogStore.open(), str(png)
+    first = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "a"}]}]
+    store.log_turn("edited", "m", first, completion("A"), digests={url: "1" * 64})
+    second = [*first, {"role": "assistant", "content": "A"}, {"role": "user", "content": "b"}]
+    store.log_turn("edited", "m", second, completion("B"), digests={url: "2" * 64})
+    assert [(r[1], len(json.loads(r[3]))) for r in _rows("edited")] == [(0, 1), (0, 3)]
+    assert [m.sha256 for m in store.load_conversation("edited").media] == ["2" * 64]
+
+
+def test_a_log_of_the_first_schema_is_migrated_and_its_turns_still_load(isolated_user_dir):
+    with sqlite3.connect(isolated_user_dir / "logs.db") as conn:
+        logs.MIGRATIONS[0](conn)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute("INSERT INTO conversations VALUES ('old', 'm', 't', 't')")
+        conn.execute("INSERT INTO turns (conversation_id, seq, created, model, source, prefix, messages, prompt, answer, "
+                     "finish_reason, usage, timings) VALUES ('old', 1, 't', 'm', '{}', 0, ?, 'hi', 'hello', 'stop', "
+                     "'{}', '{}')", (json.dumps([{"role": "user", "content": "hi"}]),))
+    result, fake = invoke("ask", "--cid", "old", "and then")
+    assert result.exit_code == 0, result.output
+    assert [t.segments[0] for t in fake.calls[0][0]] == ["hi", "hello", "and then"]
+    assert [(r[1], r[2]) for r in _rows("old")] == [(0, None), (2, None)]
+
+
+def test_overlap_finds_what_repeats_and_what_is_new():
+    import dataclasses
+
+    from mmchat.logappend import overlap
+
+    before = ["s", "u1", "a1", "u2", "a2"]
+    cases = {("s", "u1", "a1", "u2", "a2", "u3"): (5, None, 5),  # the next question
+             ("s", "u2", "a2", "u3"): (1, 3, 3),  # the oldest turn left the window
+             ("s", "u1", "x"): (2, None, 2),  # /undo, then another question
+             ("t", "u1", "a1", "u2", "a2", "u3"): (0, None, 0),  # a new system prompt: all of it again
+             ("s", "u2", "x", "u3"): (1, None, 1)}  # a message seen before, but not the rest after it
+    for after, expected in cases.items():
+        assert dataclasses.astuple(overlap(before, list(after))) == expected, after

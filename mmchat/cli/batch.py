@@ -63,19 +63,22 @@ def batch(ctx: typer.Context, prompt: Prompt = None, files: Files = None, input:
     if resume and output is None:
         raise InputError("--resume needs -o: the results file to resume")
     done = _keep_finished(plan, output) if resume else set()
-    todo = [r for r in requests if r.custom_id not in done]
+    total = len(requests)
+    todo = collections.deque(r for r in requests if r.custom_id not in done)
+    del requests  # a request is let go once its line is written (_run): a batch never comes back to it
+    count = len(todo)
     runner = open_runner(flags, env, flags.model, flags.mmproj, on_completion=_logger(env, flags) if log else None)
     if concurrency > 1 and not runner.capabilities().concurrent:
         env.warn("a local model answers one request at a time: --concurrency applies to servers")
         concurrency = 1
     with _sink(env, output, append=resume) as sink, _stop_on_ctrl_c(env, flags.quiet) as stopping:
-        failed = _run(runner, todo, sink, concurrency, stopping, _tick(runner, len(requests), len(done)))
+        failed = _run(runner, todo, sink, concurrency, stopping, _tick(runner, total, len(done)))
     runner.close_progress()
     if stopping.is_set():
         raise typer.Exit(int(ExitCode.INTERRUPTED))
     if failed:
         if not flags.quiet:
-            env.notice(f"{failed} of {len(todo)} requests failed: their lines say why")
+            env.notice(f"{failed} of {count} requests failed: their lines say why")
         raise typer.Exit(int(ExitCode.FAILURE))
 
 
@@ -122,9 +125,12 @@ def _keep_finished(plan: Any, output: Path | None) -> set[str]:
     return set(done)
 
 
-def _run(runner: Runner, todo: list[Request], sink: Callable[[dict[str, Any]], None], concurrency: int,
+def _run(runner: Runner, todo: collections.deque[Request], sink: Callable[[dict[str, Any]], None], concurrency: int,
          stopping: threading.Event, tick: Callable[[], None]) -> int:
-    """Answer `todo`, writing each line in input order as soon as it and those before it are done."""
+    """Answer `todo`, writing each line in input order as soon as it and those before it are done.
+
+    What is kept in memory is bounded by the requests in flight: each leaves `todo` when it
+    starts, and its decoded media leave the runner once its line is written."""
     failed = 0
 
     def write(line: dict[str, Any]) -> None:
@@ -132,16 +138,15 @@ def _run(runner: Runner, todo: list[Request], sink: Callable[[dict[str, Any]], N
         failed += line["error"] is not None
         sink(line)
         tick()
+        runner.forget()
 
     if concurrency == 1:  # in this thread, so a second Ctrl-C stops the model at once
-        for request in todo:
-            if stopping.is_set():
-                break
-            write(_answer(runner, request))
+        while todo and not stopping.is_set():
+            write(_answer(runner, todo.popleft()))
         return failed
     pool = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="mmchat-batch")
     pending: collections.deque[concurrent.futures.Future] = collections.deque()
-    queue = iter(todo)
+    queue = _drain(todo)
     try:
         for request in _take(queue, concurrency):
             pending.append(pool.submit(_answer, runner, request))
@@ -159,6 +164,11 @@ def _run(runner: Runner, todo: list[Request], sink: Callable[[dict[str, Any]], N
 
 def _take(queue: Iterator[Request], n: int) -> list[Request]:
     return [r for _, r in zip(range(n), queue)]
+
+
+def _drain(todo: collections.deque[Request]) -> Iterator[Request]:
+    while todo:
+        yield todo.popleft()
 
 
 def _answer(runner: Runner, request: Request) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import llama_cpp as llama
 import numpy as np
 from llama_cpp import mtmd_cpp as mtmd
 
-from ..errors import InputError, MediaError
+from ..errors import InputError, MediaError, PixelsReleased
 from ..media import Audio, Image
 from ..options import GenerationOptions
 from ..quiet import captured_stderr
@@ -129,6 +129,9 @@ def _bitmap(item: Image | Audio, sample_rate: int | None, placeholder: bool = Fa
     if isinstance(item, Image) and placeholder:  # its embeddings are cached: no pixels, no preprocessing
         bmp = mtmd.mtmd_bitmap_init(item.width, item.height, None)
     elif isinstance(item, Image):
+        if item.released:  # its encoding was held when its pixels were let go, and is gone now
+            raise PixelsReleased(f"{item.source or 'an image'} must be encoded again but its pixels were let go: "
+                                 "send the request again through the Runner, which decodes it again")
         pixels = np.ascontiguousarray(item.pixels, dtype=np.uint8)
         bmp = mtmd.mtmd_bitmap_init(item.width, item.height, pixels.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
     else:

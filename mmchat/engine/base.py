@@ -140,7 +140,8 @@ class Engine(Protocol):
     `stream` yields at most one `Started`, text deltas, then exactly one `Finished`.
     `count_tokens` is the prompt's exact size, which the REPL needs to fit a conversation into
     the context window; `prepare` encodes an attachment while the user types; `costs` says what
-    media will cost (the preview's caption); `stats` counts what the caches saved.
+    media will cost (the preview's caption); `holds` says which media it can be given again
+    without their pixels; `stats` counts what the caches saved.
     """
 
     stats: EngineStats
@@ -160,6 +161,11 @@ class Engine(Protocol):
 
     def costs(self, media: Sequence[Image | Audio]) -> list[MediaCost]:
         """Tokens per medium and whether its encoding is kept; nothing is encoded."""
+        ...
+
+    def holds(self, medium: Image | Audio) -> bool:
+        """Whether the engine keeps this medium's encoding, so that a later request may give it as
+        `Image.without_pixels()` (a server is sent the pixels every time: never)."""
         ...
 
     def close(self) -> None: ...

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from collections import OrderedDict
 from typing import Any, Callable, Union
 
 import numpy as np
 
-DEFAULT_EMBEDDING_CACHE_BYTES = 512 * 1024 * 1024
+from ..config import DEFAULT_EMBEDDING_CACHE_BYTES
+from ..workingset import WorkingSet
 
 
 @dataclasses.dataclass(eq=False)
@@ -59,20 +59,28 @@ def common_prefix(cached: list[PromptItem], new: list[PromptItem]) -> int:
 
 
 class EmbeddingCache:
-    """Encoded media embeddings, least recently used first out, bounded in bytes; behind it,
-    optionally, the disk cache that outlives the process (engine/mediacache.py)."""
+    """Encoded media embeddings of the latest prompt (and of media encoded ahead of the next one),
+    bounded in bytes; behind it, optionally, the disk cache that outlives the process
+    (engine/mediacache.py). `settle` after each prompt drops the rest (mmchat/workingset.py)."""
 
     def __init__(self, max_bytes: int = DEFAULT_EMBEDDING_CACHE_BYTES, disk: Any = None):
-        self.max_bytes = max_bytes
+        self._items: WorkingSet[str, np.ndarray] = WorkingSet(max_bytes, lambda v: v.nbytes)
         self.disk = disk
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._bytes = 0
+
+    @property
+    def max_bytes(self) -> float:
+        return self._items.max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: float) -> None:
+        self._items.max_bytes = value
+
+    @property
+    def nbytes(self) -> int:
+        return self._items.nbytes
 
     def get(self, key: str) -> np.ndarray | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
+        return self._items.get(key)
 
     def load(self, key: str, n_tokens: int, n_embd: int) -> np.ndarray | None:
         """From memory, else from disk (then kept in memory too); None when neither has it whole."""
@@ -80,22 +88,19 @@ class EmbeddingCache:
         if value is None and self.disk is not None:
             value = self.disk.get(key, n_tokens, n_embd)
             if value is not None:
-                self._remember(key, value)
+                self._items.put(key, value)
         return value
 
     def put(self, key: str, value: np.ndarray, n_tokens: int, n_embd: int) -> None:
-        self._remember(key, value)
+        self._items.put(key, value)
         if self.disk is not None:
             self.disk.put(key, value, n_tokens, n_embd)
 
-    def _remember(self, key: str, value: np.ndarray) -> None:
-        if key in self._items:
-            self._bytes -= self._items.pop(key).nbytes
-        self._items[key] = value
-        self._bytes += value.nbytes
-        while self._bytes > self.max_bytes and len(self._items) > 1:
-            _, old = self._items.popitem(last=False)
-            self._bytes -= old.nbytes
+    def settle(self, prompt: list[PromptItem]) -> None:
+        """`prompt` is evaluated: keep the embeddings of its media (a follow-up whose prefix differs,
+        a window moved on, evaluates them again) and what was encoded for the next; drop the rest."""
+        self._items.touch(i.key for i in prompt if isinstance(i, MediaItem))
+        self._items.settle()
 
     def __len__(self) -> int:
         return len(self._items)

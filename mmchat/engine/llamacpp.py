@@ -226,7 +226,8 @@ class LlamaCppEngine:
             try:
                 self._evaluate(items, usage, timings)
             except _Evicted:  # cached embeddings went while evaluating: tokenize with pixels again
-                self._evaluate(self.tokenize(turns, reuse=False), usage, timings)
+                self._evaluate(items := self.tokenize(turns, reuse=False), usage, timings)
+            self._embeddings.settle(items)
         yield from self._generate(options, grammar, usage, timings, t_start)
 
     def prepare(self, media: Sequence[Image | Audio], report=None, should_stop=None, on_plan: Plan | None = None) -> bool:
@@ -254,6 +255,10 @@ class LlamaCppEngine:
             return [MediaCost(0) for _ in media]
         with self._lock:
             return _lib.media_costs(media, self.tokenize_prompt(self._marker * len(media), media), self._embeddings.has)
+
+    def holds(self, medium: Image | Audio) -> bool:
+        """An image whose embeddings are kept (memory or disk) is tokenized as a placeholder, without pixels."""
+        return isinstance(medium, Image) and not medium.merge_key and self._embeddings.has_media(medium.digest())
 
     # -- evaluation ------------------------------------------------------------------
 

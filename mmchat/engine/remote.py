@@ -196,6 +196,9 @@ class RemoteEngine:
             self._sleep(wait)
         raise AssertionError("unreachable")
 
+    def holds(self, medium: Image | Audio) -> bool:
+        return False  # every request carries its media
+
     def close(self) -> None:
         self._client.close()
 

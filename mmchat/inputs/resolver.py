@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO
 
@@ -24,6 +24,7 @@ from ..errors import InputError, MediaRefused, MmchatError, UnsupportedMedia
 from ..media import Audio, Image, Kind, with_article
 from ..options import MediaOptions
 from ..values import parse_segment
+from ..workingset import WorkingSet
 from .part import DEVICES, Location, MediaPart, locate, media_part, media_parts
 from .policy import MediaPolicy, device_refusal
 
@@ -55,9 +56,9 @@ class MediaResolver:
         self.policy = policy  # None: anything the user can read (the CLI)
         self._stdin = stdin
         self._progress = progress
-        self._cache: OrderedDict[tuple, tuple[list[Segment], Digest]] = OrderedDict()
-        self._cache_bytes, self._cached = cache_bytes, 0  # the most, and what the cache holds now
-        self._digests: dict[str, Digest] = {}  # part URL (data: by its hash) -> what was read for it
+        # decoded media of the latest conversation, for its follow-up (workingset.py); the cap bounds one request
+        self._cache: WorkingSet[tuple, tuple[list[Segment], Digest]] = WorkingSet(cache_bytes, lambda f: _nbytes(f[0]))
+        self._digests: WorkingSet[str, Digest] = WorkingSet(math.inf)  # part URL (data: by its hash) -> what was read
 
     # -- whole conversations ---------------------------------------------------------
 
@@ -103,7 +104,37 @@ class MediaResolver:
                         on_media(part, decoded)
                     segments.extend(decoded)
             turns.append(Turn(message["role"], tuple(segments)))
+        self._cache.settle()  # a follow-up sends this conversation again: what it did not use is of no more use
+        self._digests.settle()
         return turns
+
+    def kept(self) -> tuple[int, int]:
+        """(media, bytes) of decoded pixels and samples kept for a follow-up."""
+        return len(self._cache), self._cache.nbytes
+
+    def forget(self) -> None:
+        """Keep nothing for a follow-up (a batch never comes back to a request it has answered)."""
+        self._cache.clear()
+        self._digests.clear()
+
+    def release(self, holds: Callable[[Image], bool]) -> None:
+        """Let go of the pixels of kept images whose encoding the engine `holds`: a follow-up gets a
+        stand-in of the same size and digest, which the engine takes without pixels."""
+        for key in self._cache:
+            found = self._cache.peek(key)
+            if found is None:
+                continue
+            slim = [s.without_pixels() if isinstance(s, Image) and not s.released and holds(s) else s for s in found[0]]
+            if any(a is not b for a, b in zip(slim, found[0])):
+                self._cache.replace(key, found, (slim, found[1]))
+
+    def drop_released(self) -> None:
+        """Forget the stand-ins, so the next request reads and decodes their images again (the engine
+        lost their encoding after all: a cache cap, a damaged disk entry)."""
+        for key in self._cache:
+            found = self._cache.peek(key)
+            if found is not None and any(isinstance(s, Image) and s.released for s in found[0]):
+                self._cache.pop(key)
 
     def _admit(self, where: Location) -> Location:
         """What may be read for this part: the policy's rules, or (without one) anything but this
@@ -138,20 +169,12 @@ class MediaResolver:
         options = self._effective(part, media)
         key = _media_key(part.kind, where, options)
         found = self._cache.get(key) if key else None
-        if found is not None:
-            self._cache.move_to_end(key)
-        else:
+        if found is None:
             found = self._decode(part.kind, where, options, media, budget or _Budget(self.policy), fetched)
             if key:
-                self._remember(key, found)
-        self._digests[_url_key(part.url)] = found[1]  # under what the message says: the log asks for it so
+                self._cache.put(key, found)
+        self._digests.put(_url_key(part.url), found[1])  # under what the message says: the log asks for it so
         return found[0]
-
-    def _remember(self, key: tuple, found: tuple[list[Segment], Digest]) -> None:
-        self._cache[key] = found
-        self._cached += _nbytes(found[0])
-        while len(self._cache) > 1 and self._cached > self._cache_bytes:
-            self._cached -= _nbytes(self._cache.popitem(last=False)[1][0])
 
     def _effective(self, part: MediaPart, media: MediaOptions) -> dict[str, Any]:
         """Everything that shapes the decoded result: the part's own options over the request's
@@ -231,17 +254,26 @@ class MediaResolver:
         return video_segments(video, pairs=self.caps.frame_pairs)
 
     def digest(self, url: str) -> str | None:
-        """The sha256 of the bytes last read for `url` (what the conversation log keeps); None if never read.
+        """The sha256 of the bytes last read for `url` (what the conversation log keeps); None if never
+        read, or not since the latest conversation."""
+        return self.sha256(url, self._digests.peek(_url_key(url)))
 
-        A video decoded from disk is hashed when asked, so nobody pays for it but the log."""
-        found = self._digests.get(_url_key(url))
-        if isinstance(found, os.PathLike):
-            try:
-                with open(found, "rb") as f:
-                    found = self._digests[_url_key(url)] = hashlib.file_digest(f, "sha256").hexdigest()
-            except OSError:
-                return None  # gone since it was decoded: nothing to vouch for
-        return found
+    def read_for(self, messages: Sequence[msgs.Message]) -> dict[str, Digest | None]:
+        """url -> what was read for each media part of `messages`, taken as they are resolved: a later
+        request may have settled the cache by the time the answer is logged."""
+        return {part.url: self._digests.peek(_url_key(part.url)) for part in media_parts(messages)}
+
+    def sha256(self, url: str, found: Digest | None) -> str | None:
+        """`found` as a sha256: a video decoded from disk is hashed when asked, so nobody pays for it but the log."""
+        if not isinstance(found, os.PathLike):
+            return found
+        try:
+            with open(found, "rb") as f:
+                hexdigest = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError:
+            return None  # gone since it was decoded: nothing to vouch for
+        self._digests.replace(_url_key(url), found, hexdigest)  # the next turn's log does not hash it again
+        return hexdigest
 
     # -- the REPL's attachments and saved files --------------------------------------
 
@@ -356,8 +388,8 @@ def _media_key(kind: Kind, where: Location, options: Mapping[str, Any]) -> tuple
 
 
 def _nbytes(segments: list[Segment]) -> int:
-    return sum(s.pixels.nbytes if isinstance(s, Image) else s.samples.nbytes if isinstance(s, Audio) else 0
-               for s in segments)
+    return sum(0 if isinstance(s, Image) and s.released else s.pixels.nbytes if isinstance(s, Image)
+               else s.samples.nbytes if isinstance(s, Audio) else 0 for s in segments)
 
 
 def _check_kind(source: Any, kind: Kind) -> None:

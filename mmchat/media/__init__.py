@@ -24,6 +24,7 @@ class Image:
     # set on two adjacent video frames that a Qwen-VL projector encodes as one temporal patch:
     # both carry the pair's id, so the merged chunk is cached under the pair, not the first frame
     merge_key: str | None = None
+    released: bool = False  # a stand-in: same size, source and digest, no pixels (see without_pixels)
 
     @property
     def width(self) -> int:
@@ -40,6 +41,16 @@ class Image:
     def digest(self) -> str:
         """Content hash: the key for caches of encoded media (same pixels, same id)."""
         return self._digest
+
+    def without_pixels(self) -> Image:
+        """The same image (size, source, digest) holding no pixels: what the resolver keeps once the
+        engine holds its encoding, so a follow-up gives it again without decoding or encoding it."""
+        import numpy as np
+
+        stand_in = Image(np.broadcast_to(np.zeros((1, 1, 3), np.uint8), self.pixels.shape), self.source,
+                         self.merge_key, released=True)
+        stand_in.__dict__["_digest"] = self.digest()  # a zero-stride view: nothing to hash, nothing held
+        return stand_in
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

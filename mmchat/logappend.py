@@ -1,0 +1,103 @@
+"""What a turn adds to a logged conversation, found in memory rather than by reading the log back.
+
+Each request sends the whole conversation (the REPL: the turns still in the context window),
+so a turn's row keeps only what is new: the conversation after it is the previous one's first
+`prefix` messages, then (when the window moved on) the previous one's messages from `resumed`
+on, then the row's own messages and answer. Comparing with the previous conversation as the
+caller gave it (kept by the store that wrote it) makes a write cost the same at turn 1 and
+turn 1,000: messages compare by identity first, and only the new ones are converted and stored.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from . import messages as msgs
+
+
+@dataclasses.dataclass(frozen=True)
+class Overlap:
+    """`after` == before[:prefix] + before[resumed:] + after[new:]; `resumed` None: nothing after `prefix` goes on."""
+
+    prefix: int
+    resumed: int | None
+    new: int  # where what is new in `after` begins
+
+
+def overlap(before: Sequence[Any], after: Sequence[Any]) -> Overlap:
+    """How `after` repeats `before`: a common beginning, and then maybe the rest of `before` from a later
+    message on (the oldest turns left the window: the system prompt stays, the rest goes on)."""
+    prefix = 0
+    for x, y in zip(before, after):
+        if x != y:
+            break
+        prefix += 1
+    if prefix < min(len(before), len(after)):
+        first = after[prefix]
+        for resumed in range(prefix + 1, len(before)):
+            run = len(before) - resumed
+            if before[resumed] == first and list(before[resumed:]) == list(after[prefix : prefix + run]):
+                return Overlap(prefix, resumed, prefix + run)
+    return Overlap(prefix, None, prefix)
+
+
+def shares_a_turn(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> bool:
+    """Whether `after` repeats a user or assistant message of `before` (else it is a new conversation:
+    the REPL's /clear or /load). Most requests go on from the previous one, which `overlap` sees at once."""
+    found = overlap(before, after)
+    if found.resumed is not None or any(m["role"] != "system" for m in before[: found.prefix]):
+        return True
+    seen = {_key(m) for m in before if m["role"] != "system"}
+    return any(_key(m) in seen for m in after if m["role"] != "system")
+
+
+def _key(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, sort_keys=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+    """A conversation as the last turn this process logged left it (messages as the caller sent them)."""
+
+    cid: str
+    seq: int
+    messages: list[dict[str, Any]]  # the request's messages (copies), then the answer
+    digests: dict[str, str | None]  # url -> the sha256 logged for it
+
+    def overlap(self, messages: Sequence[dict[str, Any]], digests: dict[str, str | None]) -> Overlap:
+        """As `overlap`, except that a medium whose bytes changed under the same name is new from its first message."""
+        found = overlap(self.messages, messages)
+        changed = {url for url, sha in digests.items() if sha is not None and self.digests.get(url) not in (None, sha)}
+        if changed:
+            first = next((i for i, m in enumerate(messages[: found.new]) if _mentions(m, changed)), None)
+            if first is not None:
+                return Overlap(min(found.prefix, first), None, min(found.prefix, first))
+        return found
+
+    def after(self, cid: str, seq: int, messages: Sequence[dict[str, Any]], found: Overlap,
+              digests: dict[str, str | None], answer: str) -> Written:
+        """The next turn's state: the messages it repeats are shared, only the new ones are copied."""
+        kept = [*self.messages[: found.prefix], *(self.messages[found.resumed:] if found.resumed is not None else [])]
+        known = {**self.digests, **{url: sha for url, sha in digests.items() if sha is not None}}
+        return Written(cid, seq, [*kept, *copy.deepcopy(list(messages[found.new:])), msgs.assistant_message(answer)],
+                       known)
+
+    @classmethod
+    def first(cls, cid: str, seq: int, messages: Sequence[dict[str, Any]], digests: dict[str, str | None],
+              answer: str) -> Written:
+        return cls("", 0, [], {}).after(cid, seq, messages, Overlap(0, None, 0), digests, answer)
+
+
+def rebuild(previous: list[Any], prefix: int, resumed: int | None, new: list[Any]) -> list[Any]:
+    """The conversation after a logged turn, from the one before it and the turn's row."""
+    return previous[:prefix] + (previous[resumed:] if resumed is not None else []) + new
+
+
+def _mentions(message: dict[str, Any], urls: set[str]) -> bool:
+    from .inputs.resolver import iter_media
+
+    return any(ref.url in urls for ref in iter_media(msgs.validate_messages([message])))
