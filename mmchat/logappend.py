@@ -98,6 +98,6 @@ def rebuild(previous: list[Any], prefix: int, resumed: int | None, new: list[Any
 
 
 def _mentions(message: dict[str, Any], urls: set[str]) -> bool:
-    from .inputs.resolver import iter_media
+    from .inputs.part import media_parts
 
-    return any(ref.url in urls for ref in iter_media(msgs.validate_messages([message])))
+    return any(part.url in urls for part in media_parts([message]))

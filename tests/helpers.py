@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmchat.env import Terminal
 from mmchat.testing import FakeEngine
 
 if TYPE_CHECKING:
@@ -217,3 +218,21 @@ class Trickle(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+class Scripted(Terminal):
+    """A terminal whose reply is given: what a test of detection needs, and no more."""
+
+    def __init__(self, reply: bytes, environ: dict[str, str] | None = None, size=(100, 40, 0, 0)):
+        super().__init__(-1, environ or {"TERM": "xterm-256color"})
+        self.reply, self._size, self.asked = reply, size, []
+
+    def query(self, data, done, timeout):
+        self.asked.append(data)
+        return self.reply
+
+    def size(self):
+        return self._size
+
+    def tmux_passthrough(self):
+        return False, ""

@@ -21,11 +21,10 @@ import pytest
 from mmchat import Runner, image_part, text_part
 from mmchat.media import Image
 from mmchat.testing import FakeEngine
-from tests.helpers import GREEDY, THREADS
+from tests.helpers import GREEDY, THREADS, invoke
+from tests.helpers import invoke_real as mmchat
 from tests.mediafiles import noise_png
 from tests.stubserver import Stub, serve
-from tests.test_cli_fast import invoke
-from tests.test_remote import mmchat
 
 
 class Watcher:

@@ -23,6 +23,7 @@ from mmchat.env import Terminal
 from mmchat.media import Audio, Image
 from mmchat.preview import Graphics, Previewer, compose, encode
 from mmchat.preview.detect import QUERY, answered, choose, detect, parse
+from tests.helpers import Scripted
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 #: 2x2: red left column, blue right column
@@ -151,24 +152,6 @@ def test_inside_tmux_only_what_tmux_passes():
     assert (through.protocol, through.tmux) == ("iterm2", True)
     assert choose(parse(TMUX), truecolor=True, tmux=True, passthrough=False, outer="iTerm2 3.5.0").protocol == "halfblocks"
     assert choose(parse(TMUX + KITTY), truecolor=True, tmux=True).protocol == "halfblocks"  # kitty under tmux: no
-
-
-class Scripted(Terminal):
-    """A terminal whose reply is given: what a test of detection needs, and no more."""
-
-    def __init__(self, reply: bytes, environ: dict[str, str] | None = None, size=(100, 40, 0, 0)):
-        super().__init__(-1, environ or {"TERM": "xterm-256color"})
-        self.reply, self._size, self.asked = reply, size, []
-
-    def query(self, data, done, timeout):
-        self.asked.append(data)
-        return self.reply
-
-    def size(self):
-        return self._size
-
-    def tmux_passthrough(self):
-        return False, ""
 
 
 def test_detect_asks_once_in_one_write():

@@ -19,8 +19,8 @@ from mmchat.env import Environment, use
 from mmchat.options import DisplayOptions, GenerationOptions
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
+from tests.helpers import Scripted
 from tests.mediafiles import halves_png, tone_wav
-from tests.test_preview import Scripted
 from tests.videofiles import write_video
 
 CTRL_D = "\x04"
