@@ -22,8 +22,19 @@ def report(name: str, rows: list[dict], notes: dict | None = None) -> Path:
         print(f"{k}: {_fmt(v)}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{name}.json"
-    out.write_text(json.dumps({"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.platform(),
-                               "python": platform.python_version(), "rows": rows, "notes": notes or {}}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": name,
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "machine": platform.platform(),
+                "python": platform.python_version(),
+                "rows": rows,
+                "notes": notes or {},
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
     return out
 

@@ -59,15 +59,22 @@ def batch_vs_loop(models: dict[str, Path], files: list[str]) -> dict:
     loops, batches = [], []
     for _ in range(ROUNDS):
         t0 = time.perf_counter()
-        asked = [subprocess.run([*MMCHAT, "ask", "Describe.", "-i", f, *model], capture_output=True, text=True)
-                 for f in files]
+        asked = [
+            subprocess.run([*MMCHAT, "ask", "Describe.", "-i", f, *model], capture_output=True, text=True)
+            for f in files
+        ]
         loops.append(time.perf_counter() - t0)
         seconds, batch = timed([*MMCHAT, "batch", "Describe.", *files, *model])
         batches.append(seconds)
     loop_answers = [a.stdout.rstrip("\n") if a.returncode == 0 else None for a in asked]
-    return {"case": f"{len(files)} files (1 broken)", "shell_loop_s": min(loops), "batch_s": min(batches),
-            "ratio": min(batches) / min(loops), "identical": answers_of(batch.stdout) == loop_answers,
-            "batch_exit": batch.returncode}
+    return {
+        "case": f"{len(files)} files (1 broken)",
+        "shell_loop_s": min(loops),
+        "batch_s": min(batches),
+        "ratio": min(batches) / min(loops),
+        "identical": answers_of(batch.stdout) == loop_answers,
+        "batch_exit": batch.returncode,
+    }
 
 
 def free_port() -> int:
@@ -80,10 +87,31 @@ def llama_cpp_server(models: dict[str, Path]) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(models["llm"]), "--clip_model_path",
-                             str(models["mmproj-vision"]), "--chat_format", "mtmd", "--host", "127.0.0.1", "--port",
-                             str(port), "--n_ctx", "8192", "--n_threads", "2", "--interrupt_requests", "False"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(models["llm"]),
+            "--clip_model_path",
+            str(models["mmproj-vision"]),
+            "--chat_format",
+            "mtmd",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "8192",
+            "--n_threads",
+            "2",
+            "--interrupt_requests",
+            "False",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -101,14 +129,36 @@ def concurrency_rows(name: str, url: str, files: list[str], extra: list[str]) ->
     best: dict[int, tuple[float, subprocess.CompletedProcess]] = {}
     for _ in range(ROUNDS):  # alternated, the best of each kept: other work on the machine comes and goes
         for n in (1, 2, 4):
-            run = timed([*MMCHAT, "batch", "Describe.", *files, "--base-url", url, "--concurrency", str(n),
-                         "--modalities", "image", *FLAGS, *extra])
+            run = timed(
+                [
+                    *MMCHAT,
+                    "batch",
+                    "Describe.",
+                    *files,
+                    "--base-url",
+                    url,
+                    "--concurrency",
+                    str(n),
+                    "--modalities",
+                    "image",
+                    *FLAGS,
+                    *extra,
+                ]
+            )
             best[n] = min(best.get(n, run), run, key=lambda r: r[0])
     for n, (seconds, done) in best.items():
         base = base or seconds
-        rows.append({"case": f"{name}, --concurrency {n}", "shell_loop_s": "", "batch_s": seconds,
-                     "ratio": seconds / base, "identical": "", "batch_exit": done.returncode,
-                     "requests_per_s": len(files) / seconds})
+        rows.append(
+            {
+                "case": f"{name}, --concurrency {n}",
+                "shell_loop_s": "",
+                "batch_s": seconds,
+                "ratio": seconds / base,
+                "identical": "",
+                "batch_exit": done.returncode,
+                "requests_per_s": len(files) / seconds,
+            }
+        )
     return rows
 
 

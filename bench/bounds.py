@@ -50,8 +50,12 @@ def run(args: list[str], *, python: bool = False, code: Path = ROOT) -> dict:
     wall = time.perf_counter() - began
     reader.join()
     err = b"".join(chunks).decode(errors="replace").strip().splitlines()
-    return {"seconds": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "exit": os.waitstatus_to_exitcode(status),
-            "says": (err[-1] if err else "")[:110]}
+    return {
+        "seconds": wall,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "exit": os.waitstatus_to_exitcode(status),
+        "says": (err[-1] if err else "")[:110],
+    }
 
 
 def models() -> dict[str, Path]:
@@ -119,8 +123,20 @@ class _OneBytePerSecond(Trickle):
 
 def trickle_case(m: dict[str, Path], *flags: str) -> dict:
     with local_server(_OneBytePerSecond) as where:
-        return run(["ask", "hi", "--model", str(m["llm"]), "--mmproj", str(m["mmproj-vision"]), "-i",
-                    f"http://{where}/slow.png", "--no-cache", *flags])
+        return run(
+            [
+                "ask",
+                "hi",
+                "--model",
+                str(m["llm"]),
+                "--mmproj",
+                str(m["mmproj-vision"]),
+                "-i",
+                f"http://{where}/slow.png",
+                "--no-cache",
+                *flags,
+            ]
+        )
 
 
 DECODE_ONLY = (
@@ -132,30 +148,46 @@ DECODE_ONLY = (
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["audio", "video", "url"])
-    parser.add_argument("--before", type=Path, metavar="DIR",
-                        help="also run the refusal cases on the mmchat package in DIR (e.g. from git archive)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="DIR",
+        help="also run the refusal cases on the mmchat package in DIR (e.g. from git archive)",
+    )
     args = parser.parse_args()
     m = models()
     rows = []
 
     def row(case: str, goal: str, result: dict) -> None:
         rows.append({"case": case, "goal": goal, **result})
-        print(f"  {case}: {result['seconds']:.2f} s, {result['peak_rss_mib']:.0f} MiB, exit {result['exit']}",
-              file=sys.stderr)
+        print(
+            f"  {case}: {result['seconds']:.2f} s, {result['peak_rss_mib']:.0f} MiB, exit {result['exit']}",
+            file=sys.stderr,
+        )
 
     audio = ["--model", str(m["llm"]), "--mmproj", str(m["mmproj-audio"]), "--no-cache", "-n", "4", "-t", "0"]
     if args.only in (None, "audio"):
         wav = long_wav()
         row("long audio (3 h WAV)", "< 2 s, < 300 MiB", run(["ask", "hi", "-a", str(wav), *audio]))
-        row("audio part (1 min of it)", "answers", run(["ask", "hi", "-a", str(wav), "--start", "1:00:00",
-                                                        "--end", "1:01:00", *audio]))
+        row(
+            "audio part (1 min of it)",
+            "answers",
+            run(["ask", "hi", "-a", str(wav), "--start", "1:00:00", "--end", "1:01:00", *audio]),
+        )
         if args.before:
-            row("long audio, before", "(was 29.6 s, 2.6 GB)", run(["ask", "hi", "-a", str(wav), *audio], code=args.before))
+            row(
+                "long audio, before",
+                "(was 29.6 s, 2.6 GB)",
+                run(["ask", "hi", "-a", str(wav), *audio], code=args.before),
+            )
     if args.only in (None, "video"):
         video = long_video()
         vision = ["--model", str(m["llm"]), "--no-cache", "-n", "4", "-t", "0", "-c", "4096"]
-        row("long video, 32 frames", "< 500 MiB",
-            run(["ask", "hi", "--video", str(video), "--mmproj", str(m["mmproj-vision"]), *vision]))
+        row(
+            "long video, 32 frames",
+            "< 500 MiB",
+            run(["ask", "hi", "--video", str(video), "--mmproj", str(m["mmproj-vision"]), *vision]),
+        )
         soundtrack = ["ask", "hi", "--video", str(video), "--mmproj", str(m["mmproj-omni"]), *vision]
         row("its 2 h soundtrack", "refused, < 2 s", run(soundtrack))
         if args.before:
@@ -163,7 +195,11 @@ def main() -> int:
         row("decode only (32 frames)", "< 500 MiB", run(["-c", DECODE_ONLY, str(video)], python=True))
     if args.only in (None, "url"):
         row("trickling URL (1 B/s), defaults", "ends at the 15 s speed floor, not at 300 s", trickle_case(m))
-        row("trickling URL (1 B/s), --url-deadline 5", "ends at the 5 s deadline", trickle_case(m, "--url-deadline", "5"))
+        row(
+            "trickling URL (1 B/s), --url-deadline 5",
+            "ends at the 5 s deadline",
+            trickle_case(m, "--url-deadline", "5"),
+        )
     report("bounds", rows)
     return 0
 

@@ -77,8 +77,14 @@ def main() -> None:
         first = row["what"].startswith("mic: first sample")
         row["added_s"] = "" if first else row["seconds"] - (1.0 if row["what"] == "mic:1 turn" else base)
         row["ratio"] = row["seconds"] / (0.3 if first else base)
-    report("capture", rows, {"goal": "screen:/clipboard: added_s < 0.2; pdf 8 of 20 < 2 s on 2 cores; "
-                                     "mic: first sample < 0.3 s", "cores": os.cpu_count()})
+    report(
+        "capture",
+        rows,
+        {
+            "goal": "screen:/clipboard: added_s < 0.2; pdf 8 of 20 < 2 s on 2 cores; mic: first sample < 0.3 s",
+            "cores": os.cpu_count(),
+        },
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -105,8 +111,10 @@ def _microphone(work: Path) -> list[dict]:
             return recorder.first_sample_at - recorder.started_at
 
     def fresh_process() -> float:
-        code = ("from mmchat.inputs.microphone import Recorder\n"
-                "r = Recorder(0.2).start(); r.wait(); print(r.first_sample_at - r.started_at)")
+        code = (
+            "from mmchat.inputs.microphone import Recorder\n"
+            "r = Recorder(0.2).start(); r.wait(); print(r.first_sample_at - r.started_at)"
+        )
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
         return float(done.stdout)
 

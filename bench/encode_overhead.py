@@ -43,13 +43,25 @@ def main(n: int = 2) -> None:
     times: dict[str, list[float]] = {"callback on": [], "callback off": []}
     for _ in range(n):
         for name in times:
-            code = CHILD.format(root=str(ROOT), off=name.endswith("off"), model=str(model), mmproj=str(mmproj),
-                                image=str(ROOT / "examples" / "photo.jpg"))
+            code = CHILD.format(
+                root=str(ROOT),
+                off=name.endswith("off"),
+                model=str(model),
+                mmproj=str(mmproj),
+                image=str(ROOT / "examples" / "photo.jpg"),
+            )
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             times[name].append(float(out.stdout.strip().splitlines()[-1]))
     base = statistics.median(times["callback off"])
-    rows = [{"case": k, "median_encode_s": statistics.median(v), "runs_s": " ".join(f"{x:.1f}" for x in v),
-             "x_off": statistics.median(v) / base} for k, v in times.items()]
+    rows = [
+        {
+            "case": k,
+            "median_encode_s": statistics.median(v),
+            "runs_s": " ".join(f"{x:.1f}" for x in v),
+            "x_off": statistics.median(v) / base,
+        }
+        for k, v in times.items()
+    ]
     report("encode_overhead", rows, {"runs": n})
 
 

@@ -89,8 +89,12 @@ def mmchat_turns(model: Path, mmproj: Path, with_image: bool) -> dict:
 
         t2, _ = _ttft(start)
         usage = holder["stream"].completion.usage
-        return {"turn1_ttft_s": t1, "turn2_ttft_s": t2, "turn2_encodes": r.engine.stats.media_encodes - encodes,
-                "turn2_new_tokens": usage.prompt_tokens - usage.cached_tokens}
+        return {
+            "turn1_ttft_s": t1,
+            "turn2_ttft_s": t2,
+            "turn2_encodes": r.engine.stats.media_encodes - encodes,
+            "turn2_new_tokens": usage.prompt_tokens - usage.cached_tokens,
+        }
 
 
 def handler_turns(model: Path, mmproj: Path) -> dict:
@@ -100,13 +104,23 @@ def handler_turns(model: Path, mmproj: Path) -> dict:
     from llama_cpp.llama_chat_format import MTMDChatHandler
 
     handler = MTMDChatHandler(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
-    llm = llama_cpp.Llama(str(model), chat_handler=handler, n_ctx=N_CTX, n_threads=THREADS, n_batch=2048,
-                          n_ubatch=512, flash_attn=True, verbose=False)
+    llm = llama_cpp.Llama(
+        str(model),
+        chat_handler=handler,
+        n_ctx=N_CTX,
+        n_threads=THREADS,
+        n_batch=2048,
+        n_ubatch=512,
+        flash_attn=True,
+        verbose=False,
+    )
     from tests.fixtures.gguf_models import CHAT_TEMPLATE
 
     llm.metadata["tokenizer.chat_template"] = CHAT_TEMPLATE  # the same template mmchat is given
     url = "data:image/jpeg;base64," + base64.b64encode(IMAGE.read_bytes()).decode()
-    convo = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": TURN1}]}]
+    convo = [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": TURN1}]}
+    ]
 
     def ask():
         def start():
@@ -125,24 +139,26 @@ def handler_turns(model: Path, mmproj: Path) -> dict:
 def main(which: str = "all") -> None:
     pairs = {"tiny": tiny_pair, "real": real_pair}
     rows = []
-    for name in ([which] if which != "all" else list(pairs)):
+    for name in [which] if which != "all" else list(pairs):
         model, mmproj = pairs[name]()
         ours = mmchat_turns(model, mmproj, with_image=True)
         text_only = mmchat_turns(model, mmproj, with_image=False)
         theirs = handler_turns(model, mmproj)
-        rows.append({
-            "models": name,
-            "mmchat_t1_s": ours["turn1_ttft_s"],
-            "mmchat_t2_s": ours["turn2_ttft_s"],
-            "mmchat_t2_encodes": ours["turn2_encodes"],
-            "mmchat_t2_new_tokens": ours["turn2_new_tokens"],
-            "text_t2_new_tokens": text_only["turn2_new_tokens"],
-            "text_only_t2_s": text_only["turn2_ttft_s"],
-            "t2_vs_text": ours["turn2_ttft_s"] / text_only["turn2_ttft_s"],
-            "handler_t1_s": theirs["turn1_ttft_s"],
-            "handler_t2_s": theirs["turn2_ttft_s"],
-            "handler_vs_mmchat_t2": theirs["turn2_ttft_s"] / ours["turn2_ttft_s"],
-        })
+        rows.append(
+            {
+                "models": name,
+                "mmchat_t1_s": ours["turn1_ttft_s"],
+                "mmchat_t2_s": ours["turn2_ttft_s"],
+                "mmchat_t2_encodes": ours["turn2_encodes"],
+                "mmchat_t2_new_tokens": ours["turn2_new_tokens"],
+                "text_t2_new_tokens": text_only["turn2_new_tokens"],
+                "text_only_t2_s": text_only["turn2_ttft_s"],
+                "t2_vs_text": ours["turn2_ttft_s"] / text_only["turn2_ttft_s"],
+                "handler_t1_s": theirs["turn1_ttft_s"],
+                "handler_t2_s": theirs["turn2_ttft_s"],
+                "handler_vs_mmchat_t2": theirs["turn2_ttft_s"] / ours["turn2_ttft_s"],
+            }
+        )
     report("followup", rows, {"goal": "mmchat turn 2 within 1.2x of text-only turn 2", "threads": THREADS})
 
 

@@ -61,9 +61,14 @@ def main(lengths: list[int]) -> None:
         for n in lengths:
             cid = f"c{n}"
             write, _ = turn_write_ms(store, cid, n)
-            rows.append({"turns": n, "log_one_turn_ms": write,
-                         "load_conversation_ms": 1000 * median_seconds(lambda: store.load_conversation(cid)),
-                         "log_mib": sum(p.stat().st_size for p in Path(home).glob(f"{logs.LOG_NAME}*")) / 2**20})
+            rows.append(
+                {
+                    "turns": n,
+                    "log_one_turn_ms": write,
+                    "load_conversation_ms": 1000 * median_seconds(lambda: store.load_conversation(cid)),
+                    "log_mib": sum(p.stat().st_size for p in Path(home).glob(f"{logs.LOG_NAME}*")) / 2**20,
+                }
+            )
         for row in rows:
             row["write_vs_first"] = row["log_one_turn_ms"] / rows[0]["log_one_turn_ms"]
         photo = Path(home, "photo.bin")

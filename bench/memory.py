@@ -68,7 +68,7 @@ def photos(n: int) -> list[Path]:
             img = np.stack([a[k] + (b[k] - a[k]) * x / 640 + (c[k] - a[k]) * y / 480 for k in range(3)], axis=-1)
             for _ in range(6):
                 x0, y0 = rng.integers(0, 560), rng.integers(0, 400)
-                img[y0:y0 + rng.integers(20, 200), x0:x0 + rng.integers(20, 200)] = rng.uniform(0, 255, 3)
+                img[y0 : y0 + rng.integers(20, 200), x0 : x0 + rng.integers(20, 200)] = rng.uniform(0, 255, 3)
             img += rng.normal(0, 6, img.shape)
             Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, quality=85)
         out.append(path)
@@ -80,13 +80,20 @@ def run(args: list[str], stdin: str | None = None) -> dict:
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "MMCHAT_HOME": home}
         began = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "mmchat", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, cwd=ROOT, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mmchat", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env=env,
+        )
         chunks: list[bytes] = []
         reader = threading.Thread(target=lambda: chunks.append(proc.stderr.read()), daemon=True)
         reader.start()
-        feeder = threading.Thread(target=lambda: (proc.stdin.write((stdin or "").encode()), proc.stdin.close()),
-                                  daemon=True)
+        feeder = threading.Thread(
+            target=lambda: (proc.stdin.write((stdin or "").encode()), proc.stdin.close()), daemon=True
+        )
         feeder.start()
         answers = proc.stdout.read().decode(errors="replace")
         _, status, usage = os.wait4(proc.pid, 0)
@@ -94,8 +101,13 @@ def run(args: list[str], stdin: str | None = None) -> dict:
         reader.join()
         feeder.join()
     err = b"".join(chunks).decode(errors="replace").strip().splitlines()
-    return {"seconds": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "exit": os.waitstatus_to_exitcode(status),
-            "lines_out": answers.count("\n"), "says": (err[-1] if err else "")[:80]}
+    return {
+        "seconds": wall,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "exit": os.waitstatus_to_exitcode(status),
+        "lines_out": answers.count("\n"),
+        "says": (err[-1] if err else "")[:80],
+    }
 
 
 def main() -> int:
@@ -110,8 +122,13 @@ def main() -> int:
     pool = photos(max(*batches, *turns))
     rows = []
     for n in batches:
-        rows.append({"run": f"batch {n} photos", "inputs": n,
-                     **run(["batch", "Describe this photo.", *map(str, pool[:n]), *model, *BATCH])})
+        rows.append(
+            {
+                "run": f"batch {n} photos",
+                "inputs": n,
+                **run(["batch", "Describe this photo.", *map(str, pool[:n]), *model, *BATCH]),
+            }
+        )
     for n in turns:
         script = "".join(f"/attach {p}\nDescribe this photo.\n" for p in pool[:n])
         rows.append({"run": f"chat {n} turns", "inputs": n, **run(["chat", *model, *CHAT], stdin=script)})

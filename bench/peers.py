@@ -50,8 +50,9 @@ def timed(cmd: list[str], env: dict[str, str]) -> dict:
     """Wall time, peak RSS (GNU time) and output of one command."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as rss:
         t0 = time.perf_counter()
-        out = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd], capture_output=True, env=env,
-                             stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd], capture_output=True, env=env, stdin=subprocess.DEVNULL
+        )
         wall = time.perf_counter() - t0
         if out.returncode != 0:
             sys.exit(f"failed ({out.returncode}): {' '.join(cmd)}\n{out.stderr.decode()[-2000:]}")
@@ -60,30 +61,108 @@ def timed(cmd: list[str], env: dict[str, str]) -> dict:
 
 
 def llama_bench(model: Path) -> float:
-    out = subprocess.run([str(LLAMA_BIN / "llama-bench"), "-m", str(model), "-p", "0", "-n", "128", "-t", THREADS,
-                          "-r", "3", "-o", "json"], capture_output=True, check=True)
+    out = subprocess.run(
+        [
+            str(LLAMA_BIN / "llama-bench"),
+            "-m",
+            str(model),
+            "-p",
+            "0",
+            "-n",
+            "128",
+            "-t",
+            THREADS,
+            "-r",
+            "3",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        check=True,
+    )
     return float(json.loads(out.stdout)[0]["avg_ts"])
 
 
 def mmchat_ask(model: Path, mmproj: Path | None, question: str, env: dict[str, str], *extra: str) -> dict:
     media = ["-i", str(IMAGE), "--mmproj", str(mmproj)] if mmproj else []
-    run = timed([*MMCHAT, "ask", question, *media, "-m", str(model), "--chat-template", "chatml", "-t", "0",
-                 "--threads", THREADS, "-c", "4096", "--json", *extra], env)
+    run = timed(
+        [
+            *MMCHAT,
+            "ask",
+            question,
+            *media,
+            "-m",
+            str(model),
+            "--chat-template",
+            "chatml",
+            "-t",
+            "0",
+            "--threads",
+            THREADS,
+            "-c",
+            "4096",
+            "--json",
+            *extra,
+        ],
+        env,
+    )
     run["json"] = json.loads(run["stdout"])
     return run
 
 
 def mtmd_cli(model: Path, mmproj: Path, env: dict[str, str]) -> dict:
-    return timed([str(LLAMA_BIN / "llama-mtmd-cli"), "-m", str(model), "--mmproj", str(mmproj), "--image", str(IMAGE),
-                  "-p", QUESTION, "-n", N_PREDICT, "-t", THREADS, "--temp", "0", "--chat-template", "chatml",
-                  "-c", "4096"], env)
+    return timed(
+        [
+            str(LLAMA_BIN / "llama-mtmd-cli"),
+            "-m",
+            str(model),
+            "--mmproj",
+            str(mmproj),
+            "--image",
+            str(IMAGE),
+            "-p",
+            QUESTION,
+            "-n",
+            N_PREDICT,
+            "-t",
+            THREADS,
+            "--temp",
+            "0",
+            "--chat-template",
+            "chatml",
+            "-c",
+            "4096",
+        ],
+        env,
+    )
 
 
 def repl_first_byte(model: Path, mmproj: Path, env: dict[str, str]) -> float:
     """`/attach`, REPL_WAIT_S of typing, then the question: seconds from its Enter to the first answer byte."""
-    proc = subprocess.Popen([*MMCHAT, "chat", "-m", str(model), "--mmproj", str(mmproj), "--chat-template", "chatml",
-                             "-t", "0", "-n", N_PREDICT, "--threads", THREADS, "-c", "4096"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [
+            *MMCHAT,
+            "chat",
+            "-m",
+            str(model),
+            "--mmproj",
+            str(mmproj),
+            "--chat-template",
+            "chatml",
+            "-t",
+            "0",
+            "-n",
+            N_PREDICT,
+            "--threads",
+            THREADS,
+            "-c",
+            "4096",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     while b"/help lists commands" not in proc.stderr.readline():  # the model is loaded: the user can type
         pass
     proc.stdin.write(f"/attach {IMAGE}\n".encode())
@@ -129,19 +208,62 @@ def main() -> None:
 
     rows = [
         row("decode tokens/s (vs llama-bench tg128)", ours_tps, bench_tps, ours_tps / bench_tps, ">= 0.97"),
-        row("cold image turn s (vs llama-mtmd-cli)", cold["wall_s"], theirs["wall_s"], cold["wall_s"] / theirs["wall_s"], "<= 1.05"),
-        row("peak RSS MiB of that turn (vs llama-mtmd-cli)", cold["rss_mib"], theirs["rss_mib"],
-            cold["rss_mib"] / theirs["rss_mib"], "<= 1.15"),
-        row("2nd process, same question s (vs cold)", again["wall_s"], cold["wall_s"], again["wall_s"] / cold["wall_s"], "<= 0.1"),
-        row("2nd process, other question s (vs cold)", other["wall_s"], cold["wall_s"], other["wall_s"] / cold["wall_s"], "<= 0.1"),
-        row(f"REPL, question {REPL_WAIT_S:.0f} s after /attach: Enter to 1st byte s (vs cold)", repl, cold["wall_s"],
-            repl / cold["wall_s"], "<= 0.35"),
-        row("ask: most a load/decode overlap could save s (vs cold)", overlap, cold["wall_s"], overlap / cold["wall_s"], "keep if it matters"),
+        row(
+            "cold image turn s (vs llama-mtmd-cli)",
+            cold["wall_s"],
+            theirs["wall_s"],
+            cold["wall_s"] / theirs["wall_s"],
+            "<= 1.05",
+        ),
+        row(
+            "peak RSS MiB of that turn (vs llama-mtmd-cli)",
+            cold["rss_mib"],
+            theirs["rss_mib"],
+            cold["rss_mib"] / theirs["rss_mib"],
+            "<= 1.15",
+        ),
+        row(
+            "2nd process, same question s (vs cold)",
+            again["wall_s"],
+            cold["wall_s"],
+            again["wall_s"] / cold["wall_s"],
+            "<= 0.1",
+        ),
+        row(
+            "2nd process, other question s (vs cold)",
+            other["wall_s"],
+            cold["wall_s"],
+            other["wall_s"] / cold["wall_s"],
+            "<= 0.1",
+        ),
+        row(
+            f"REPL, question {REPL_WAIT_S:.0f} s after /attach: Enter to 1st byte s (vs cold)",
+            repl,
+            cold["wall_s"],
+            repl / cold["wall_s"],
+            "<= 0.35",
+        ),
+        row(
+            "ask: most a load/decode overlap could save s (vs cold)",
+            overlap,
+            cold["wall_s"],
+            overlap / cold["wall_s"],
+            "keep if it matters",
+        ),
     ]
     same = again["json"]["choices"][0]["message"]["content"] == cold["json"]["choices"][0]["message"]["content"]
-    report("peers", rows, {"second process answer identical": same,
-                           "second process encoded media": again["json"]["usage"]["prompt_tokens_details"]["encoded_media"],
-                           "threads": THREADS, "image": IMAGE.name, "model": model.name, "mmproj": mmproj.name})
+    report(
+        "peers",
+        rows,
+        {
+            "second process answer identical": same,
+            "second process encoded media": again["json"]["usage"]["prompt_tokens_details"]["encoded_media"],
+            "threads": THREADS,
+            "image": IMAGE.name,
+            "model": model.name,
+            "mmproj": mmproj.name,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -68,8 +68,15 @@ def attach_once(case: str, models: dict, image: Path) -> tuple[float, float, flo
         protocol = {"sixel": "sixel", "kitty": "kitty", "iterm2": "iterm2"}.get(case, "halfblocks")
         graphics = Graphics(protocol, truecolor=case != "half-blocks 256", cell=(9, 18))
         previewer = Previewer(io.StringIO(), graphics=graphics, columns=120)
-    chat = Chat(runner, lambda name: runner, "m", GenerationOptions(), Conversation(), Console(file=io.StringIO()),
-                preview=previewer)
+    chat = Chat(
+        runner,
+        lambda name: runner,
+        "m",
+        GenerationOptions(),
+        Conversation(),
+        Console(file=io.StringIO()),
+        preview=previewer,
+    )
     shown: list[float] = []
     show = chat.show
 
@@ -117,12 +124,26 @@ def main(runs: int = 7) -> None:
     rows = []
     for case, results in times.items():
         attach = statistics.median(r[0] for r in results)
-        rows.append({"case": case, "attach_ms": 1000 * attach, "added_ms": 1000 * (attach - base),
-                     "x_no_preview": attach / base, "preview_step_ms": 1000 * statistics.median(r[2] for r in results),
-                     "of_it_count_wait_ms": 1000 * statistics.median(r[3] for r in results),
-                     "encode_began_ms": 1000 * statistics.median(r[1] for r in results)})
-    report("preview", rows, {"runs": runs, "photo": "4000x3000 JPEG, decoded to 1536x1152 (--image-max-side)",
-                             "model": "tiny test models (tests/fixtures/gguf_models.py)"})
+        rows.append(
+            {
+                "case": case,
+                "attach_ms": 1000 * attach,
+                "added_ms": 1000 * (attach - base),
+                "x_no_preview": attach / base,
+                "preview_step_ms": 1000 * statistics.median(r[2] for r in results),
+                "of_it_count_wait_ms": 1000 * statistics.median(r[3] for r in results),
+                "encode_began_ms": 1000 * statistics.median(r[1] for r in results),
+            }
+        )
+    report(
+        "preview",
+        rows,
+        {
+            "runs": runs,
+            "photo": "4000x3000 JPEG, decoded to 1536x1152 (--image-max-side)",
+            "model": "tiny test models (tests/fixtures/gguf_models.py)",
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,10 @@ def main(n: int = 15) -> None:
             subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
             times[name].append(time.perf_counter() - t0)
     base = statistics.median(times["python -c pass"])
-    rows = [{"command": k, "median_s": statistics.median(v), "min_s": min(v), "x_python": statistics.median(v) / base}
-            for k, v in times.items()]
+    rows = [
+        {"command": k, "median_s": statistics.median(v), "min_s": min(v), "x_python": statistics.median(v) / base}
+        for k, v in times.items()
+    ]
     report("startup", rows, {"runs": n, "goal_s": 0.3})
 
 

@@ -73,7 +73,9 @@ def _line(index: int, number: int, line: str, base: GenerationOptions) -> Reques
             raise InputError(f"{where} has no custom_id (a string that names the request in the results)")
         url = data.get("url", "/v1/chat/completions")
         if url != "/v1/chat/completions" or data.get("method", "POST") != "POST":
-            raise InputError(f"{where} asks for {data.get('method', 'POST')} {url}: only POST /v1/chat/completions is served")
+            raise InputError(
+                f"{where} asks for {data.get('method', 'POST')} {url}: only POST /v1/chat/completions is served"
+            )
         body = data.get("body")
         if not isinstance(body, dict):
             raise InputError(f"{where} has no body object (the chat completion request)")
@@ -103,8 +105,9 @@ def body_options(body: Mapping[str, Any], base: GenerationOptions, where: str) -
     return GenerationOptions.build(values, base=base, schema=schema, label=lambda f: f"{where}: {f.name}=")
 
 
-def file_requests(prompt: str, files: Sequence[str], base: GenerationOptions, *,
-                  system: str | None = None) -> list[Request]:
+def file_requests(
+    prompt: str, files: Sequence[str], base: GenerationOptions, *, system: str | None = None
+) -> list[Request]:
     """One request per file, its kind told by its bytes (a broken file fails only its own line)."""
     out = []
     for index, name in enumerate(files):
@@ -141,13 +144,21 @@ def sniff_file(name: str) -> Kind:
 
 
 def success(request: Request, completion: Mapping[str, Any]) -> dict[str, Any]:
-    return {"id": _id("batch_req"), "custom_id": request.custom_id,
-            "response": {"status_code": 200, "request_id": _id("req"), "body": dict(completion)}, "error": None}
+    return {
+        "id": _id("batch_req"),
+        "custom_id": request.custom_id,
+        "response": {"status_code": 200, "request_id": _id("req"), "body": dict(completion)},
+        "error": None,
+    }
 
 
 def failure(request: Request, error: BaseException) -> dict[str, Any]:
-    return {"id": _id("batch_req"), "custom_id": request.custom_id, "response": None,
-            "error": {"code": error_code(error), "message": errors.one_line(error).removeprefix("mmchat: error: ")}}
+    return {
+        "id": _id("batch_req"),
+        "custom_id": request.custom_id,
+        "response": None,
+        "error": {"code": error_code(error), "message": errors.one_line(error).removeprefix("mmchat: error: ")},
+    }
 
 
 def error_code(error: BaseException) -> str:

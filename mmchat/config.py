@@ -33,7 +33,9 @@ DEFAULT_IMAGE_MAX_SIDE = 1536  # long side in pixels; a 4K photo is scaled down 
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # refuse larger images (decompression bombs)
 DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
 DEFAULT_MEDIA_CACHE_BYTES = 1 << 30  # the most decoded pixels and samples one conversation keeps for its follow-up
-DEFAULT_EMBEDDING_CACHE_BYTES = 512 << 20  # the most encoded media one prompt keeps in memory (the disk cache is behind)
+DEFAULT_EMBEDDING_CACHE_BYTES = (
+    512 << 20
+)  # the most encoded media one prompt keeps in memory (the disk cache is behind)
 DEFAULT_ENCODED_CACHE_BYTES = 4 << 30  # encoded media kept on disk for later runs (`mmchat cache`)
 DEFAULT_VIDEO_FPS = 1.0  # frames sampled per second of video
 DEFAULT_VIDEO_MAX_FRAMES = 32  # more are spread evenly over the video

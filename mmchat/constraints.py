@@ -41,7 +41,9 @@ def response_format_schema(response_format: Any, where: str = "") -> Any:
         spec = response_format.get("json_schema")
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if schema is None:
-            raise InputError(f'{where}response_format json_schema needs {{"json_schema": {{"name": ..., "schema": {{...}}}}}}')
+            raise InputError(
+                f'{where}response_format json_schema needs {{"json_schema": {{"name": ..., "schema": {{...}}}}}}'
+            )
         return schema
     raise InputError(
         f"{where}response_format={response_format!r} is not valid: give {{'type': 'json_schema', 'json_schema': "

@@ -32,10 +32,19 @@ def _isatty(stream: Any) -> bool:
 class Environment:
     """The process as the CLI sees it. Unset streams mean sys.stdin/stdout/stderr at the time of use."""
 
-    def __init__(self, *, stdin: IO[str] | None = None, stdout: IO[str] | None = None, stderr: IO[str] | None = None,
-                 stdin_isatty: bool | None = None, stdout_isatty: bool | None = None,
-                 stderr_isatty: bool | None = None, environ: dict[str, str] | None = None,
-                 engine: Engine | None = None, terminal: Terminal | None = None):
+    def __init__(
+        self,
+        *,
+        stdin: IO[str] | None = None,
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+        stdin_isatty: bool | None = None,
+        stdout_isatty: bool | None = None,
+        stderr_isatty: bool | None = None,
+        environ: dict[str, str] | None = None,
+        engine: Engine | None = None,
+        terminal: Terminal | None = None,
+    ):
         self._streams = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
         self._ttys = {"stdin": stdin_isatty, "stdout": stdout_isatty, "stderr": stderr_isatty}
         self._environ = environ
@@ -237,8 +246,13 @@ class Terminal:
         import subprocess
 
         try:
-            done = subprocess.run(["tmux", "display", "-p", "#{allow-passthrough}|#{client_termtype}"],
-                                  capture_output=True, text=True, timeout=2, env=dict(self.environ))
+            done = subprocess.run(
+                ["tmux", "display", "-p", "#{allow-passthrough}|#{client_termtype}"],
+                capture_output=True,
+                text=True,
+                timeout=2,
+                env=dict(self.environ),
+            )
         except (OSError, subprocess.TimeoutExpired):
             return False, ""
         allowed, _, outer = done.stdout.strip().partition("|")

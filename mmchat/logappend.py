@@ -78,17 +78,26 @@ class Written:
                 return Overlap(min(found.prefix, first), None, min(found.prefix, first))
         return found
 
-    def after(self, cid: str, seq: int, messages: Sequence[dict[str, Any]], found: Overlap,
-              digests: dict[str, str | None], answer: str) -> Written:
+    def after(
+        self,
+        cid: str,
+        seq: int,
+        messages: Sequence[dict[str, Any]],
+        found: Overlap,
+        digests: dict[str, str | None],
+        answer: str,
+    ) -> Written:
         """The next turn's state: the messages it repeats are shared, only the new ones are copied."""
-        kept = [*self.messages[: found.prefix], *(self.messages[found.resumed:] if found.resumed is not None else [])]
+        kept = [*self.messages[: found.prefix], *(self.messages[found.resumed :] if found.resumed is not None else [])]
         known = {**self.digests, **{url: sha for url, sha in digests.items() if sha is not None}}
-        return Written(cid, seq, [*kept, *copy.deepcopy(list(messages[found.new:])), msgs.assistant_message(answer)],
-                       known)
+        return Written(
+            cid, seq, [*kept, *copy.deepcopy(list(messages[found.new :])), msgs.assistant_message(answer)], known
+        )
 
     @classmethod
-    def first(cls, cid: str, seq: int, messages: Sequence[dict[str, Any]], digests: dict[str, str | None],
-              answer: str) -> Written:
+    def first(
+        cls, cid: str, seq: int, messages: Sequence[dict[str, Any]], digests: dict[str, str | None], answer: str
+    ) -> Written:
         return cls("", 0, [], {}).after(cid, seq, messages, Overlap(0, None, 0), digests, answer)
 
 

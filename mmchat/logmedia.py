@@ -65,8 +65,13 @@ def _stored_part(part: msgs.Part, digests: dict[str, str | None]) -> dict[str, A
 
 
 def media_records(stored: Sequence[dict[str, Any]]) -> list[MediaRecord]:
-    return [MediaRecord(msgs.MEDIA_PART_TYPES[p["type"]], p[p["type"]]["url"], p.get("source", "url"), p.get("sha256"))
-            for m in stored if not isinstance(m["content"], str) for p in m["content"] if p["type"] != "text"]
+    return [
+        MediaRecord(msgs.MEDIA_PART_TYPES[p["type"]], p[p["type"]]["url"], p.get("source", "url"), p.get("sha256"))
+        for m in stored
+        if not isinstance(m["content"], str)
+        for p in m["content"]
+        if p["type"] != "text"
+    ]
 
 
 def verify_media(cid: str, media: Sequence[MediaRecord]) -> None:
@@ -79,9 +84,11 @@ def verify_media(cid: str, media: Sequence[MediaRecord]) -> None:
             continue
         seen.add(m.ref)
         if m.source in INLINE_SOURCES:
-            raise InputError(f"conversation {cid} holds {with_article(m.kind)} given inline {m.ref}: the log "
-                             "keeps references, not bytes, so it cannot be sent again; start a new conversation "
-                             "with the file as a path")
+            raise InputError(
+                f"conversation {cid} holds {with_article(m.kind)} given inline {m.ref}: the log "
+                "keeps references, not bytes, so it cannot be sent again; start a new conversation "
+                "with the file as a path"
+            )
         if m.sha256 is None:
             continue
         if m.source == "path":
@@ -89,8 +96,10 @@ def verify_media(cid: str, media: Sequence[MediaRecord]) -> None:
         else:
             digest = hashlib.sha256(read_source(m.ref).data).hexdigest()
         if digest != m.sha256:
-            raise SourceError(f"{m.ref} changed since conversation {cid} used it (its sha256 differs): "
-                              "put the original back, or start a new conversation")
+            raise SourceError(
+                f"{m.ref} changed since conversation {cid} used it (its sha256 differs): "
+                "put the original back, or start a new conversation"
+            )
 
 
 def _file_digest(path: Path, cid: str) -> str:
@@ -98,7 +107,8 @@ def _file_digest(path: Path, cid: str) -> str:
         with open(path, "rb") as f:
             return hashlib.file_digest(f, "sha256").hexdigest()
     except FileNotFoundError:
-        raise SourceError(f"{path} is gone, and conversation {cid} needs it: put it back, or start a new "
-                          "conversation") from None
+        raise SourceError(
+            f"{path} is gone, and conversation {cid} needs it: put it back, or start a new conversation"
+        ) from None
     except OSError as e:
         raise SourceError(f"cannot read {path} for conversation {cid} ({e.strerror or e})") from None

@@ -81,6 +81,7 @@ CREATE INDEX media_ref ON media(ref);
 def _statements(script: str) -> Callable[[sqlite3.Connection], None]:
     """A migration step of plain statements, run one by one inside the migration's transaction
     (executescript would commit it first, and two processes could then both create the tables)."""
+
     def step(db: sqlite3.Connection) -> None:
         for sql in script.split(";"):
             if sql.strip():
@@ -142,8 +143,16 @@ class LogStore:
 
     # -- writing ---------------------------------------------------------------------
 
-    def log_turn(self, conversation_id: str, model: str, messages: Sequence[msgs.Message], completion: ChatCompletion,
-                 *, digests: dict[str, str | None] | None = None, source: dict[str, Any] | None = None) -> int:
+    def log_turn(
+        self,
+        conversation_id: str,
+        model: str,
+        messages: Sequence[msgs.Message],
+        completion: ChatCompletion,
+        *,
+        digests: dict[str, str | None] | None = None,
+        source: dict[str, Any] | None = None,
+    ) -> int:
         """Record one answered request as the next turn of `conversation_id`; its row id.
 
         `digests` (url -> sha256, `Runner.media_digests`) are of the bytes the runner read. Only
@@ -159,21 +168,39 @@ class LogStore:
             seq = last[0] or 0
             if known is not None and known.seq == seq:  # this process wrote the last turn: compare in memory
                 found = known.overlap(messages, digests)
-                tail = stored_messages(messages[found.new:], digests) if found.new < len(messages) else []
+                tail = stored_messages(messages[found.new :], digests) if found.new < len(messages) else []
             else:  # another process wrote since, or this store has not: the conversation from the log, once
                 stored = stored_messages(messages, digests)
                 found = overlap(self._full(db, conversation_id)[0], stored)
-                tail = stored[found.new:]
-            db.execute("INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET updated = ?, "
-                       "model = excluded.model", (conversation_id, model, now, now, now))
+                tail = stored[found.new :]
+            db.execute(
+                "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET updated = ?, "
+                "model = excluded.model",
+                (conversation_id, model, now, now, now),
+            )
             row = db.execute(
                 "INSERT INTO turns (conversation_id, seq, created, model, source, prefix, resumed, messages, prompt, "
                 "answer, finish_reason, usage, timings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, seq + 1, now, model, _dumps(source or {}), found.prefix, found.resumed, _dumps(tail),
-                 prompt_of(tail), answer, completion.finish_reason, _dumps(out["usage"]), _dumps(out["timings"])),
+                (
+                    conversation_id,
+                    seq + 1,
+                    now,
+                    model,
+                    _dumps(source or {}),
+                    found.prefix,
+                    found.resumed,
+                    _dumps(tail),
+                    prompt_of(tail),
+                    answer,
+                    completion.finish_reason,
+                    _dumps(out["usage"]),
+                    _dumps(out["timings"]),
+                ),
             ).lastrowid
-            db.executemany("INSERT INTO media VALUES (?, ?, ?, ?, ?, ?)",
-                           [(row, i, *dataclasses.astuple(m)) for i, m in enumerate(media_records(tail))])
+            db.executemany(
+                "INSERT INTO media VALUES (?, ?, ?, ?, ?, ?)",
+                [(row, i, *dataclasses.astuple(m)) for i, m in enumerate(media_records(tail))],
+            )
             return row, seq + 1, found
 
         self._written = None  # unknown until this write has committed
@@ -194,9 +221,12 @@ class LogStore:
     def resolve(self, cid: str) -> str:
         """A conversation id, or a unique beginning of one (as git takes commit ids)."""
         pattern = cid.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self._read(lambda db: db.execute("SELECT id FROM conversations WHERE id = ?", (cid,)).fetchall()
-                          or db.execute("SELECT id FROM conversations WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
-                                        (pattern,)).fetchall())
+        rows = self._read(
+            lambda db: (
+                db.execute("SELECT id FROM conversations WHERE id = ?", (cid,)).fetchall()
+                or db.execute("SELECT id FROM conversations WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (pattern,)).fetchall()
+            )
+        )
         if len(rows) != 1:
             what = "no" if not rows else "more than one"
             raise InputError(f"{what} logged conversation matches --cid {cid}: `mmchat logs` lists them")
@@ -208,15 +238,18 @@ class LogStore:
 
         def load(db: sqlite3.Connection) -> LoggedConversation:
             full, turns = self._full(db, cid)
-            model, source = db.execute("SELECT model, source FROM turns WHERE conversation_id = ? ORDER BY seq DESC "
-                                       "LIMIT 1", (cid,)).fetchone()
-            return LoggedConversation(cid, msgs.validate_messages(full), media_records(full), model,
-                                      json.loads(source), turns)
+            model, source = db.execute(
+                "SELECT model, source FROM turns WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1", (cid,)
+            ).fetchone()
+            return LoggedConversation(
+                cid, msgs.validate_messages(full), media_records(full), model, json.loads(source), turns
+            )
 
         return self._read(load)
 
-    def conversations(self, limit: int | None = None, query: str | None = None,
-                      cid: str | None = None) -> list[dict[str, Any]]:
+    def conversations(
+        self, limit: int | None = None, query: str | None = None, cid: str | None = None
+    ) -> list[dict[str, Any]]:
         """Conversations, newest first, each with its turns (oldest first) as `mmchat logs --json` prints them."""
         where, args = "", []
         if cid is not None:
@@ -226,29 +259,49 @@ class LogStore:
             args = [query.lower()] * 2
 
         def read(db: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = db.execute(f"SELECT c.id, c.model, c.created, c.updated FROM conversations c {where} "
-                              "ORDER BY (SELECT max(id) FROM turns WHERE conversation_id = c.id) DESC LIMIT ?",
-                              [*args, -1 if limit is None else limit]).fetchall()
-            return [{"id": r[0], "model": r[1], "created": r[2], "updated": r[3], "turns": self._turns(db, r[0])}
-                    for r in rows]
+            rows = db.execute(
+                f"SELECT c.id, c.model, c.created, c.updated FROM conversations c {where} "
+                "ORDER BY (SELECT max(id) FROM turns WHERE conversation_id = c.id) DESC LIMIT ?",
+                [*args, -1 if limit is None else limit],
+            ).fetchall()
+            return [
+                {"id": r[0], "model": r[1], "created": r[2], "updated": r[3], "turns": self._turns(db, r[0])}
+                for r in rows
+            ]
 
         return self._read(read)
 
     @staticmethod
     def _turns(db: sqlite3.Connection, cid: str) -> list[dict[str, Any]]:
-        cur = db.execute("SELECT seq, created, model, prefix, resumed, messages, answer, finish_reason, usage, timings "
-                         "FROM turns WHERE conversation_id = ? ORDER BY seq", (cid,))
-        return [{"seq": r[0], "created": r[1], "model": r[2], "prefix": r[3], "resumed": r[4], "messages": json.loads(r[5]),
-                 "answer": r[6], "finish_reason": r[7], "usage": json.loads(r[8]), "timings": json.loads(r[9])}
-                for r in cur]
+        cur = db.execute(
+            "SELECT seq, created, model, prefix, resumed, messages, answer, finish_reason, usage, timings "
+            "FROM turns WHERE conversation_id = ? ORDER BY seq",
+            (cid,),
+        )
+        return [
+            {
+                "seq": r[0],
+                "created": r[1],
+                "model": r[2],
+                "prefix": r[3],
+                "resumed": r[4],
+                "messages": json.loads(r[5]),
+                "answer": r[6],
+                "finish_reason": r[7],
+                "usage": json.loads(r[8]),
+                "timings": json.loads(r[9]),
+            }
+            for r in cur
+        ]
 
     @staticmethod
     def _full(db: sqlite3.Connection, cid: str) -> tuple[list[dict[str, Any]], int]:
         """The stored conversation after the last turn (its answer included), and the number of turns."""
         full: list[dict[str, Any]] = []
         seq = 0
-        for seq, prefix, resumed, tail, answer in db.execute("SELECT seq, prefix, resumed, messages, answer FROM turns "
-                                                             "WHERE conversation_id = ? ORDER BY seq", (cid,)):
+        for seq, prefix, resumed, tail, answer in db.execute(
+            "SELECT seq, prefix, resumed, messages, answer FROM turns WHERE conversation_id = ? ORDER BY seq", (cid,)
+        ):
             full = rebuild(full, prefix, resumed, [*json.loads(tail), msgs.assistant_message(answer)])
         return full, seq
 
@@ -304,7 +357,9 @@ class LogStore:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
-        self._warn(f"the conversation log {self.path} was damaged ({error}): moved it to {aside.name}; a new log begins")
+        self._warn(
+            f"the conversation log {self.path} was damaged ({error}): moved it to {aside.name}; a new log begins"
+        )
 
     def close(self) -> None:
         if self._db is not None:
@@ -321,8 +376,10 @@ def _migrate(db: sqlite3.Connection) -> None:
     try:
         version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated meanwhile
         if version > SCHEMA_VERSION:
-            raise LogError(f"the conversation log {db_name(db)} is from a newer mmchat (schema {version}, this one "
-                           f"knows {SCHEMA_VERSION}): upgrade mmchat, or move the file away")
+            raise LogError(
+                f"the conversation log {db_name(db)} is from a newer mmchat (schema {version}, this one "
+                f"knows {SCHEMA_VERSION}): upgrade mmchat, or move the file away"
+            )
         for step in MIGRATIONS[version:]:
             step(db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -338,7 +395,8 @@ def db_name(db: sqlite3.Connection) -> str:
 
 def _damaged(error: sqlite3.DatabaseError) -> bool:
     return getattr(error, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or (
-        "malformed" in str(error) or "not a database" in str(error))
+        "malformed" in str(error) or "not a database" in str(error)
+    )
 
 
 def _describe(error: sqlite3.DatabaseError, path: Path) -> str:
@@ -371,21 +429,34 @@ class TurnLogger:
     A request that repeats none of the conversation's messages (the REPL's /clear or /load)
     starts a new conversation. A failure to log is one warning; the answer is never touched."""
 
-    def __init__(self, store: LogStore, *, warn: Callable[[str], None], continuing: LoggedConversation | None = None,
-                 each_apart: bool = False):
+    def __init__(
+        self,
+        store: LogStore,
+        *,
+        warn: Callable[[str], None],
+        continuing: LoggedConversation | None = None,
+        each_apart: bool = False,
+    ):
         self.store, self._warn = store, warn
         self._each_apart = each_apart  # `batch --log`: every request is a conversation of its own
         self.cid = continuing.id if continuing else new_conversation_id()
         self._previous: list[dict[str, Any]] = list(continuing.messages) if continuing else []  # as last sent, answered
 
-    def hook(self, source: dict[str, Any]) -> Callable[[Sequence[msgs.Message], ChatCompletion, dict[str, str | None]], None]:
+    def hook(
+        self, source: dict[str, Any]
+    ) -> Callable[[Sequence[msgs.Message], ChatCompletion, dict[str, str | None]], None]:
         """The hook for one loaded model; `source` ({"model": ..., "mmproj": ...}) says how to load it again
         (a model given as a relative path is kept absolute, so --continue finds it from anywhere)."""
         source = {**source, **{k: _absolute(source.get(k)) for k in ("model", "mmproj")}}
         return lambda messages, completion, digests: self.log(source, messages, completion, digests)
 
-    def log(self, source: dict[str, Any], messages: Sequence[msgs.Message], completion: ChatCompletion,
-            digests: dict[str, str | None]) -> None:
+    def log(
+        self,
+        source: dict[str, Any],
+        messages: Sequence[msgs.Message],
+        completion: ChatCompletion,
+        digests: dict[str, str | None],
+    ) -> None:
         try:
             if self._each_apart or self._previous and not shares_a_turn(self._previous, messages):
                 self.cid = new_conversation_id()
@@ -402,4 +473,3 @@ def _absolute(path: str | None) -> str | None:
         return None
     p = Path(path).expanduser()
     return str(p.resolve()) if p.is_file() else path
-

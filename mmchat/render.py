@@ -26,15 +26,28 @@ def console(file: IO[str], *, colour: bool, terminal: bool, soft_wrap: bool = Fa
     """A rich console on `file`; the caller (cli/env.py) has decided colour and terminal-ness.
     Without colour no style is written either (rich's no_color alone still writes dim and bold)."""
     width = None if terminal else 160  # a pipe has no width: don't fold tables at 80
-    return Console(file=file, no_color=not colour, highlight=False, width=width, soft_wrap=soft_wrap,
-                   force_terminal=terminal, **({} if colour else {"color_system": None}))
+    return Console(
+        file=file,
+        no_color=not colour,
+        highlight=False,
+        width=width,
+        soft_wrap=soft_wrap,
+        force_terminal=terminal,
+        **({} if colour else {"color_system": None}),
+    )
 
 
 class Output:
     """Where the answer goes and how it looks."""
 
-    def __init__(self, *, json_mode: bool = False, markdown: bool = False, file: IO[str] | None = None,
-                 markdown_console: Console | None = None):
+    def __init__(
+        self,
+        *,
+        json_mode: bool = False,
+        markdown: bool = False,
+        file: IO[str] | None = None,
+        markdown_console: Console | None = None,
+    ):
         self.file = file or sys.stdout
         self.json_mode = json_mode
         self.markdown = markdown  # live Markdown: only on a terminal with colour (cli/env.py decides)
@@ -114,9 +127,15 @@ class StderrProgress:
             if task not in self._tasks or self._tasks[task] is not None:
                 return
             if self._bar is None:
-                self._bar = Progress("{task.description}", BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-                                     TimeRemainingColumn(),
-                                     console=self.console, transient=True)
+                self._bar = Progress(
+                    "{task.description}",
+                    BarColumn(),
+                    TaskProgressColumn(),
+                    TimeElapsedColumn(),
+                    TimeRemainingColumn(),
+                    console=self.console,
+                    transient=True,
+                )
                 self._bar.start()
             done, total = self._pending[task]
             self._tasks[task] = self._bar.add_task(task, completed=done, total=total)
@@ -191,7 +210,7 @@ class _Tail:
 
     def __rich_console__(self, console, options):
         lines = console.render_lines(Markdown(self.text), options, pad=False)
-        lines = lines[-max(1, options.size.height - 2):]
+        lines = lines[-max(1, options.size.height - 2) :]
         for i, line in enumerate(lines):
             yield from line
             if i < len(lines) - 1:
@@ -201,8 +220,10 @@ class _Tail:
 def usage_lines(completion: Any) -> list[str]:
     """One answer's usage and timings, in the words `ask --stats` and the REPL's /stats both print."""
     u, t = completion.usage, completion.timings
-    return [f"tokens: {u.prompt_tokens} prompt ({u.cached_tokens} cached, {u.image_tokens} image, "
-            f"{u.audio_tokens} audio) + {u.completion_tokens} generated; finish: {completion.finish_reason}",
-            f"seconds: load {t.load:.2f}, media decode {t.media_decode:.2f}, encode {t.media_encode:.2f}, "
-            f"prompt {t.prompt:.2f}, generation {t.generation:.2f} "
-            f"({t.tokens_per_second(u.completion_tokens):.1f} tokens/s), first token {t.first_token:.2f}"]
+    return [
+        f"tokens: {u.prompt_tokens} prompt ({u.cached_tokens} cached, {u.image_tokens} image, "
+        f"{u.audio_tokens} audio) + {u.completion_tokens} generated; finish: {completion.finish_reason}",
+        f"seconds: load {t.load:.2f}, media decode {t.media_decode:.2f}, encode {t.media_encode:.2f}, "
+        f"prompt {t.prompt:.2f}, generation {t.generation:.2f} "
+        f"({t.tokens_per_second(u.completion_tokens):.1f} tokens/s), first token {t.first_token:.2f}",
+    ]

@@ -51,15 +51,23 @@ class ChatCompletion:
             "created": self.created,
             "model": self.model,
             "choices": [
-                {"index": c.index, "message": {"role": c.message.role, "content": c.message.content}, "finish_reason": c.finish_reason}
+                {
+                    "index": c.index,
+                    "message": {"role": c.message.role, "content": c.message.content},
+                    "finish_reason": c.finish_reason,
+                }
                 for c in self.choices
             ],
             "usage": {
                 "prompt_tokens": u.prompt_tokens,
                 "completion_tokens": u.completion_tokens,
                 "total_tokens": u.total_tokens,
-                "prompt_tokens_details": {"cached_tokens": u.cached_tokens, "image_tokens": u.image_tokens,
-                                          "audio_tokens": u.audio_tokens, "encoded_media": u.encoded_media},
+                "prompt_tokens_details": {
+                    "cached_tokens": u.cached_tokens,
+                    "image_tokens": u.image_tokens,
+                    "audio_tokens": u.audio_tokens,
+                    "encoded_media": u.encoded_media,
+                },
             },
             "timings": {
                 "load_s": round(t.load, 4),
@@ -106,8 +114,13 @@ class CompletionStream:
     came, finish_reason "interrupted", and the usage counted up to there.
     """
 
-    def __init__(self, events: Iterator[Event], model: str, extra: Timings | None = None,
-                 on_complete: Callable[[ChatCompletion], None] | None = None):
+    def __init__(
+        self,
+        events: Iterator[Event],
+        model: str,
+        extra: Timings | None = None,
+        on_complete: Callable[[ChatCompletion], None] | None = None,
+    ):
         self._events = events
         self._on_complete = on_complete  # told once, when the whole answer is in
         self._model = model
@@ -132,8 +145,9 @@ class CompletionStream:
         timings.load, timings.media_decode = self._extra.load, self._extra.media_decode
         if timings.first_token:
             timings.first_token += self._extra.media_decode
-        return ChatCompletion(model=self._model, choices=[Choice(ChatMessage(self.text), finish_reason)],
-                              usage=usage, timings=timings)
+        return ChatCompletion(
+            model=self._model, choices=[Choice(ChatMessage(self.text), finish_reason)], usage=usage, timings=timings
+        )
 
     def partial(self) -> ChatCompletion:
         """What an interrupted stream produced, shaped like a finished one."""
@@ -149,7 +163,9 @@ class CompletionStream:
             for text in self:
                 yield ChatCompletionChunk(cid, self._model, [ChunkChoice(Delta(text))], created)
             done = self.completion or self.partial()
-            yield ChatCompletionChunk(cid, self._model, [ChunkChoice(Delta(""), done.finish_reason)], created, done.usage)
+            yield ChatCompletionChunk(
+                cid, self._model, [ChunkChoice(Delta(""), done.finish_reason)], created, done.usage
+            )
         finally:
             self.close()
 

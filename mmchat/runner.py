@@ -94,13 +94,26 @@ class Runner:
         self._notice = notice or current().notice
         t0 = time.perf_counter()
         if engine is None:
-            target = model if isinstance(model, Target) else find_target(
-                model, mmproj, base_url=self.remote.base_url, modalities=self.remote.modalities, which=which,
-                in_situ_quant=in_situ_quant, pull=pull, progress=not quiet, warn=lambda m: self._notice(f"warning: {m}"))
+            target = (
+                model
+                if isinstance(model, Target)
+                else find_target(
+                    model,
+                    mmproj,
+                    base_url=self.remote.base_url,
+                    modalities=self.remote.modalities,
+                    which=which,
+                    in_situ_quant=in_situ_quant,
+                    pull=pull,
+                    progress=not quiet,
+                    warn=lambda m: self._notice(f"warning: {m}"),
+                )
+            )
             engine = self._open(target, verbose=verbose)
         self.engine = engine
-        self.inputs = MediaResolver(engine.capabilities(), stdin=stdin, progress=progress, policy=policy,
-                                    notice=self._notice, devices=devices)
+        self.inputs = MediaResolver(
+            engine.capabilities(), stdin=stdin, progress=progress, policy=policy, notice=self._notice, devices=devices
+        )
         self._load_time: float | None = time.perf_counter() - t0  # reported by the first request
 
     def _open(self, target: Target, *, verbose: bool) -> Engine:
@@ -109,18 +122,33 @@ class Runner:
             from .engine.remote import RemoteEngine
 
             kinds = target.modalities if target.modalities is not None else self.remote.modalities
-            return RemoteEngine(target.base_url or "", model=target.server_model, api_key=self.remote.api_key,
-                                timeout=self.remote.timeout, retries=self.remote.retries, modalities=kinds,
-                                kind=self.remote.server_kind, notice=self._notice)
+            return RemoteEngine(
+                target.base_url or "",
+                model=target.server_model,
+                api_key=self.remote.api_key,
+                timeout=self.remote.timeout,
+                retries=self.remote.retries,
+                modalities=kinds,
+                kind=self.remote.server_kind,
+                notice=self._notice,
+            )
         from .engine.llamacpp import LlamaCppEngine
 
         assert target.model is not None
         return LlamaCppEngine(
-            target.model, target.mmproj, n_ctx=self.load.n_ctx, n_gpu_layers=self.load.n_gpu_layers,
-            threads=self.load.threads, chat_template=_read_template(self.load.chat_template),
-            image_max_tokens=self.load.image_max_tokens, verbose=verbose, notice=self._notice, progress=self._progress,
+            target.model,
+            target.mmproj,
+            n_ctx=self.load.n_ctx,
+            n_gpu_layers=self.load.n_gpu_layers,
+            threads=self.load.threads,
+            chat_template=_read_template(self.load.chat_template),
+            image_max_tokens=self.load.image_max_tokens,
+            verbose=verbose,
+            notice=self._notice,
+            progress=self._progress,
             mmproj_offload=self.load.mmproj_offload,
-            media_cache=config.cache_dir() if self.load.cache else None, media_cache_bytes=self.load.cache_size,
+            media_cache=config.cache_dir() if self.load.cache else None,
+            media_cache_bytes=self.load.cache_size,
         )
 
     # -- public API ------------------------------------------------------------------
@@ -134,8 +162,9 @@ class Runner:
     def capabilities(self) -> Capabilities:
         return self.engine.capabilities()
 
-    def chat(self, messages: Sequence[dict[str, Any]], options: GenerationOptions | None = None,
-             **kwargs: Any) -> ChatCompletion:
+    def chat(
+        self, messages: Sequence[dict[str, Any]], options: GenerationOptions | None = None, **kwargs: Any
+    ) -> ChatCompletion:
         """Answer a conversation.
 
         Keyword options: those of `GenerationOptions` (max_tokens, temperature, top_k, top_p,
@@ -149,8 +178,14 @@ class Runner:
         assert stream.completion is not None
         return stream.completion
 
-    def stream(self, messages: Sequence[dict[str, Any]], options: GenerationOptions | None = None, *,
-               on_media: OnMedia | None = None, **kwargs: Any) -> CompletionStream:
+    def stream(
+        self,
+        messages: Sequence[dict[str, Any]],
+        options: GenerationOptions | None = None,
+        *,
+        on_media: OnMedia | None = None,
+        **kwargs: Any,
+    ) -> CompletionStream:
         """Like chat(), but iterate to get text deltas as they are generated. `on_media(ref, segments)`
         hears each media part once it is decoded, before the model sees any (`ask --preview`)."""
         request = split_request(kwargs, generation=options or self.generation, media=self.media)
@@ -166,8 +201,9 @@ class Runner:
         done = functools.partial(self._completed, messages, read) if self.on_completion is not None else None
         return CompletionStream(events, self.capabilities().model_name, extra, on_complete=done)
 
-    def _events(self, messages: Sequence[dict[str, Any]], request: RequestOptions,
-                turns: list[Turn]) -> Iterator[Event]:
+    def _events(
+        self, messages: Sequence[dict[str, Any]], request: RequestOptions, turns: list[Turn]
+    ) -> Iterator[Event]:
         """The engine's answer; then the pixels of what it now holds encoded are let go (a follow-up
         gives those images as stand-ins). An image let go whose encoding left every cache since is
         read and decoded again, once: the engine says so before its first event."""
@@ -187,8 +223,9 @@ class Runner:
         assert self.on_completion is not None
         self.on_completion(messages, completion, {url: self.inputs.sha256(url, found) for url, found in read.items()})
 
-    def prepare(self, messages: Sequence[dict[str, Any]], media: MediaOptions | None = None,
-                on_media: OnMedia | None = None) -> list[Turn]:
+    def prepare(
+        self, messages: Sequence[dict[str, Any]], media: MediaOptions | None = None, on_media: OnMedia | None = None
+    ) -> list[Turn]:
         """Validate, check media against the model, then read and decode every media part."""
         with self._preparing:  # `batch --concurrency` prepares from several threads
             return self.inputs.turns(messages, media or self.media, on_media)
@@ -227,8 +264,13 @@ class Runner:
         """An attachment as its turn will give it to the model (a video with its stamps), from the resolver's cache."""
         return self.inputs.segments(MediaPart(attachment.kind, attachment.url, {}, "attach"), self.media)
 
-    def encode_ahead(self, media: Sequence[Image | Audio], report: Callable[[float], None] | None = None,
-                     should_stop: Callable[[], bool] | None = None, on_plan: Any = None) -> bool:
+    def encode_ahead(
+        self,
+        media: Sequence[Image | Audio],
+        report: Callable[[float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        on_plan: Any = None,
+    ) -> bool:
         """Encode decoded media before the turn that holds them (the REPL does while the user types);
         False when `should_stop` ended it early; `on_plan` hears their token costs first."""
         return self.engine.prepare(media, report, should_stop, on_plan=on_plan)

@@ -22,9 +22,20 @@ class FakeEngine:
     (in a turn or in `prepare`), in small steps that report progress and can be stopped, so
     tests of background encoding see what a slow projector would do."""
 
-    def __init__(self, *, vision: bool = True, audio: bool = True, sample_rate: int = 16000, n_ctx: int = 4096,
-                 reply: str | None = None, encode_seconds: float = 0.0, audio_tokens_per_second: float = 25.0):
-        cost = (lambda seconds: int(seconds * audio_tokens_per_second)) if audio else None  # whisper-style: 750 per 30 s
+    def __init__(
+        self,
+        *,
+        vision: bool = True,
+        audio: bool = True,
+        sample_rate: int = 16000,
+        n_ctx: int = 4096,
+        reply: str | None = None,
+        encode_seconds: float = 0.0,
+        audio_tokens_per_second: float = 25.0,
+    ):
+        cost = (
+            (lambda seconds: int(seconds * audio_tokens_per_second)) if audio else None
+        )  # whisper-style: 750 per 30 s
         self._caps = Capabilities(vision, audio, sample_rate if audio else None, n_ctx, "fake-model", audio_tokens=cost)
         self.reply = reply
         self.encode_seconds = encode_seconds
@@ -54,8 +65,13 @@ class FakeEngine:
         """A word is a token, a medium is one: crude, but what `stream` reports as prompt_tokens."""
         return sum(len(s.split()) if isinstance(s, str) else 1 for t in turns for s in t.segments)
 
-    def prepare(self, media: Sequence[Image | Audio], report: Callable[[float], None] | None = None,
-                should_stop: Callable[[], bool] | None = None, on_plan: Plan | None = None) -> bool:
+    def prepare(
+        self,
+        media: Sequence[Image | Audio],
+        report: Callable[[float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        on_plan: Plan | None = None,
+    ) -> bool:
         with self._lock:
             if on_plan is not None:
                 on_plan(self.costs(media))

@@ -70,7 +70,6 @@ def parse_size(value: Any) -> int | None:
 _TIME = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?|\.\d+)")
 
 
-
 def parse_segment(start: Any, end: Any, what: str) -> tuple[float | None, float | None]:
     """A part's start and end (seconds or mm:ss, each optional) as seconds; the end after the start."""
     start, end = (None if v is None else parse_time(v) for v in (start, end))

@@ -19,8 +19,13 @@ from tests.fuzzing import FUZZ_EXAMPLES
 from tests.helpers import user_vars
 
 # Property-based tests: the same bounded examples on every CI run; MMCHAT_FUZZ_EXAMPLES=N for more (tests/fuzzing.py)
-settings.register_profile("ci", derandomize=True, deadline=None, database=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.register_profile("fuzz", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("fuzz" if FUZZ_EXAMPLES else "ci")
 
@@ -67,6 +72,7 @@ def isolated_user_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
 
 # -- an unmarked test may not start a process or load a model -------------------------------------------------
 
+
 @pytest.fixture(autouse=True)
 def processes_only_in_model_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Outside `model` tests, starting a process (subprocess, multiprocessing, fork) or loading a
@@ -76,14 +82,19 @@ def processes_only_in_model_tests(request: pytest.FixtureRequest, monkeypatch: p
     import multiprocessing.util
 
     def refuse(what: str):  # pytest.fail is no Exception: the code under test cannot swallow it
-        pytest.fail(f"{request.node.nodeid} starts a process or loads a GGUF ({what}): mark it @pytest.mark.model "
-                    "(tests/conftest.py), so `pytest -m 'not model'` stays fast", pytrace=False)
+        pytest.fail(
+            f"{request.node.nodeid} starts a process or loads a GGUF ({what}): mark it @pytest.mark.model "
+            "(tests/conftest.py), so `pytest -m 'not model'` stays fast",
+            pytrace=False,
+        )
 
     def guarded_child(popen, args, *rest, **kw):  # every Popen, subprocess.run and check_output comes here
         refuse(" ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args))
 
     monkeypatch.setattr(subprocess.Popen, "_execute_child", guarded_child)
-    monkeypatch.setattr(multiprocessing.util, "spawnv_passfds", lambda path, args, fds: refuse(" ".join(map(str, args))))
+    monkeypatch.setattr(
+        multiprocessing.util, "spawnv_passfds", lambda path, args, fds: refuse(" ".join(map(str, args)))
+    )
     monkeypatch.setattr(os, "fork", lambda: refuse("os.fork"))
     monkeypatch.setattr(os, "system", lambda command: refuse(command))
     from mmchat.engine.llamacpp import LlamaCppEngine  # every local model is loaded through it

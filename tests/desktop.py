@@ -31,8 +31,12 @@ def need_x() -> None:
 def xvfb(width: int = 320, height: int = 200) -> Iterator[str]:
     """A fresh X server; its display name (":N"), chosen by the server itself (-displayfd)."""
     read, write = os.pipe()
-    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", f"{width}x{height}x24", "-noreset", "-nolisten",
-                               "tcp"], pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", f"{width}x{height}x24", "-noreset", "-nolisten", "tcp"],
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(write)
     try:
         with os.fdopen(read) as f:
@@ -55,10 +59,30 @@ def draw_on_root(display: str, rgb: np.ndarray) -> None:
     x11.XDefaultVisual.argtypes = x11.XDefaultGC.argtypes = [ctypes.c_void_p, ctypes.c_int]
     x11.XRootWindow.restype = ctypes.c_ulong
     x11.XRootWindow.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    x11.XCreateImage.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_int,
-                                 ctypes.c_char_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_int, ctypes.c_int]
-    x11.XPutImage.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
-                              ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_uint, ctypes.c_uint]
+    x11.XCreateImage.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_uint,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+        ctypes.c_uint,
+        ctypes.c_int,
+        ctypes.c_int,
+    ]
+    x11.XPutImage.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_ulong,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_uint,
+    ]
     x11.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
     x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
     dpy = x11.XOpenDisplay(display.encode())
@@ -79,5 +103,11 @@ def draw_on_root(display: str, rgb: np.ndarray) -> None:
 
 def copy_to_clipboard(display: str, data: bytes, mime: str) -> None:
     """xclip takes the CLIPBOARD selection and serves `data` as `mime` until the X server ends."""
-    subprocess.run(["xclip", "-selection", "clipboard", "-t", mime, "-i"], input=data, check=True,
-                   env={**os.environ, "DISPLAY": display}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        ["xclip", "-selection", "clipboard", "-t", mime, "-i"],
+        input=data,
+        check=True,
+        env={**os.environ, "DISPLAY": display},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

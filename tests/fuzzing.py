@@ -51,8 +51,9 @@ class Worker:
 
     def _start(self) -> subprocess.Popen:
         env = {**os.environ, "PYTHONFAULTHANDLER": "0"}
-        return subprocess.Popen([sys.executable, "-m", "tests.fuzzing"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.fuzzing"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
 
     def run(self, kind: str, data: bytes) -> tuple[str, str]:
         """('ok', '') or ('mmchat', message) or ('escaped', traceback) or ('signal', name)."""

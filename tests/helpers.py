@@ -69,14 +69,21 @@ def mmchat_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return full
 
 
-def run_mmchat(*args: str, env: Mapping[str, str] | None = None, stdin: bytes = b"",
-               timeout: float = 120) -> subprocess.CompletedProcess:
+def run_mmchat(
+    *args: str, env: Mapping[str, str] | None = None, stdin: bytes = b"", timeout: float = 120
+) -> subprocess.CompletedProcess:
     """`python -m mmchat ARGS...` with stdin, stdout and stderr as bytes pipes."""
     return subprocess.run([*MMCHAT, *args], input=stdin, capture_output=True, timeout=timeout, env=mmchat_env(env))
 
 
-def invoke(*args: str, engine=None, input: str | None = None, stdout_isatty: bool = False,
-           stderr_isatty: bool = False, environ=None) -> tuple[Result, FakeEngine]:
+def invoke(
+    *args: str,
+    engine=None,
+    input: str | None = None,
+    stdout_isatty: bool = False,
+    stderr_isatty: bool = False,
+    environ=None,
+) -> tuple[Result, FakeEngine]:
     """Run `mmchat ARGS` in-process on a FakeEngine (milliseconds); the result and the engine that answered."""
     from typer.testing import CliRunner
 
@@ -84,8 +91,13 @@ def invoke(*args: str, engine=None, input: str | None = None, stdout_isatty: boo
     from mmchat.env import Environment, use
 
     engine = engine if engine is not None else FakeEngine()
-    env = Environment(engine=engine, stdin_isatty=input is None, stdout_isatty=stdout_isatty,
-                      stderr_isatty=stderr_isatty, environ=environ if environ is not None else {})
+    env = Environment(
+        engine=engine,
+        stdin_isatty=input is None,
+        stdout_isatty=stdout_isatty,
+        stderr_isatty=stderr_isatty,
+        environ=environ if environ is not None else {},
+    )
     with use(env):
         result = CliRunner().invoke(app, list(args), input=input)
     return result, engine
@@ -106,8 +118,9 @@ def invoke_real(*args: str, environ: dict[str, str] | None = None, input: str | 
 CTRL_C, CTRL_D = "\x03", "\x04"
 
 
-def chat(tmp_path: Path, *keys: str, runner: Runner | None = None, factory=None, terminal: bool = False,
-         **kwargs) -> tuple[int, str]:
+def chat(
+    tmp_path: Path, *keys: str, runner: Runner | None = None, factory=None, terminal: bool = False, **kwargs
+) -> tuple[int, str]:
     """Type `keys` (a str is a line, Enter added) into the REPL's run_chat, through a real prompt_toolkit
     session on pipe input; the exit code and what the user saw."""
     import io
@@ -123,8 +136,13 @@ def chat(tmp_path: Path, *keys: str, runner: Runner | None = None, factory=None,
     runner = runner or Runner(engine=FakeEngine())
     buf = io.StringIO()
     console = Console(file=buf, width=100, height=12, force_terminal=terminal, highlight=False)
-    options = dict(model_name="test-model", options=GenerationOptions(), system=None, attachments=[],
-                   history_path=tmp_path / "h" / "history")
+    options = dict(
+        model_name="test-model",
+        options=GenerationOptions(),
+        system=None,
+        attachments=[],
+        history_path=tmp_path / "h" / "history",
+    )
     options.update(kwargs)
     with create_pipe_input() as inp:
         inp.send_text("".join(k if k.endswith((CTRL_C, CTRL_D)) else k + "\r" for k in keys) + CTRL_D)

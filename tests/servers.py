@@ -150,9 +150,12 @@ def _openai_refuses(body: dict[str, Any]) -> Refusal:
 
 
 SERVERS = {
-    "llama-server": Server("llamacpp", LLAMA_SERVER_FIELDS, _llama_server_refuses,
-                           props={"modalities": {"vision": True, "audio": False},
-                                  "default_generation_settings": {"n_ctx": 8192}}),
+    "llama-server": Server(
+        "llamacpp",
+        LLAMA_SERVER_FIELDS,
+        _llama_server_refuses,
+        props={"modalities": {"vision": True, "audio": False}, "default_generation_settings": {"n_ctx": 8192}},
+    ),
     "llama-cpp-python": Server("me", LLAMA_CPP_PYTHON_FIELDS, _llama_cpp_python_refuses),
     "vllm": Server("vllm", VLLM_FIELDS, _vllm_refuses),
     "sglang": Server("sglang", SGLANG_FIELDS, _sglang_refuses),

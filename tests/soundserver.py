@@ -31,18 +31,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SOUND_PACKAGES = "pulseaudio libportaudio2 libasound2-plugins (apt-get install -y pulseaudio libportaudio2 libasound2-plugins)"
+SOUND_PACKAGES = (
+    "pulseaudio libportaudio2 libasound2-plugins (apt-get install -y pulseaudio libportaudio2 libasound2-plugins)"
+)
 RATE = 16000  # what the pipe source delivers: s16le mono
 _CHUNK = RATE // 50  # 20 ms a write, paced in real time
 
 
 def sound_missing() -> list[str]:
     """The packages the microphone tests need that are not installed."""
-    return [name for name, there in (
-        ("pulseaudio", shutil.which("pulseaudio")),
-        ("libportaudio2", ctypes.util.find_library("portaudio")),
-        ("libasound2-plugins", _alsa_pulse_plugin()),
-    ) if not there]
+    return [
+        name
+        for name, there in (
+            ("pulseaudio", shutil.which("pulseaudio")),
+            ("libportaudio2", ctypes.util.find_library("portaudio")),
+            ("libasound2-plugins", _alsa_pulse_plugin()),
+        )
+        if not there
+    ]
 
 
 def need_sound() -> None:
@@ -52,8 +58,10 @@ def need_sound() -> None:
 
 
 def _alsa_pulse_plugin() -> bool:
-    return any(Path(d).glob("alsa-lib/libasound_module_pcm_pulse.so") for d in
-               ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/usr/lib64"))
+    return any(
+        Path(d).glob("alsa-lib/libasound_module_pcm_pulse.so")
+        for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/usr/lib64")
+    )
 
 
 class SoundServer:
@@ -83,16 +91,34 @@ class SoundServer:
             "load-module module-null-sink\n"
             f"load-module module-pipe-source file={self.fifo} format=s16le rate={RATE} channels=1 source_name=mic\n"
             f"load-module module-native-protocol-unix socket={self.socket} auth-anonymous=1\n"
-            "set-default-source mic\n")
+            "set-default-source mic\n"
+        )
         runtime = self.folder / "runtime"
         runtime.mkdir(mode=0o700)
-        env = {**os.environ, "HOME": str(self.folder), "XDG_RUNTIME_DIR": str(runtime),
-               "PULSE_RUNTIME_PATH": str(runtime / "pulse"), "PULSE_STATE_PATH": str(self.folder / "state")}
+        env = {
+            **os.environ,
+            "HOME": str(self.folder),
+            "XDG_RUNTIME_DIR": str(runtime),
+            "PULSE_RUNTIME_PATH": str(runtime / "pulse"),
+            "PULSE_STATE_PATH": str(self.folder / "state"),
+        }
         env.pop("PULSE_SERVER", None)
         self.process = subprocess.Popen(
-            ["pulseaudio", "-n", "-F", str(script), "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no",
-             "--log-target=stderr"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.folder / "pulseaudio.log", "wb"))
+            [
+                "pulseaudio",
+                "-n",
+                "-F",
+                str(script),
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--use-pid-file=no",
+                "--log-target=stderr",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.folder / "pulseaudio.log", "wb"),
+        )
         end = time.monotonic() + 20
         while not (self.socket.exists() and self.fifo.exists()):
             if self.process.poll() is not None or time.monotonic() > end:
@@ -116,7 +142,9 @@ class SoundServer:
                 except OSError:  # the server went away
                     return
                 written += _CHUNK
-                ahead = start + written / RATE - time.monotonic() - 0.2  # keep 200 ms queued: a busy machine does not starve it
+                ahead = (
+                    start + written / RATE - time.monotonic() - 0.2
+                )  # keep 200 ms queued: a busy machine does not starve it
                 if ahead > 0:
                     time.sleep(ahead)
         finally:

@@ -44,7 +44,9 @@ def echo(body: dict[str, Any], attempt: int) -> Reply:
 
 @dataclasses.dataclass
 class Stub:
-    models: list[dict[str, Any]] = dataclasses.field(default_factory=lambda: [{"id": "stub-model", "owned_by": "llamacpp"}])
+    models: list[dict[str, Any]] = dataclasses.field(
+        default_factory=lambda: [{"id": "stub-model", "owned_by": "llamacpp"}]
+    )
     props: dict[str, Any] | None = None  # None: /props is 404, as on vLLM and SGLang
     reply: Callable[[dict[str, Any], int], Reply] = echo
     server: Server | None = None  # a real server's request model; None takes any body
@@ -63,8 +65,9 @@ class Stub:
     def like(cls, kind: str, **kwargs: Any) -> Stub:
         """A stub that discovers, reads and refuses as the real server `kind` does."""
         server = SERVERS[kind]
-        return cls(models=[{"id": f"{kind}-model", "owned_by": server.owned_by}], props=server.props, server=server,
-                   **kwargs)
+        return cls(
+            models=[{"id": f"{kind}-model", "owned_by": server.owned_by}], props=server.props, server=server, **kwargs
+        )
 
     def ignored(self) -> list[str]:
         """The fields of the requests so far that the server's request model does not read."""
@@ -82,7 +85,11 @@ def _handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
         def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
             raw = json.dumps(data).encode()
             self.send_response(status)
-            for k, v in {"Content-Type": "application/json", "Content-Length": str(len(raw)), **(headers or {})}.items():
+            for k, v in {
+                "Content-Type": "application/json",
+                "Content-Length": str(len(raw)),
+                **(headers or {}),
+            }.items():
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(raw)
@@ -112,9 +119,20 @@ def _handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
                 elif body.get("stream"):
                     self._stream(reply)
                 else:
-                    self._json(200, {"object": "chat.completion", "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": reply.text}, "finish_reason": "stop"}],
-                        "usage": reply.usage})
+                    self._json(
+                        200,
+                        {
+                            "object": "chat.completion",
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "message": {"role": "assistant", "content": reply.text},
+                                    "finish_reason": "stop",
+                                }
+                            ],
+                            "usage": reply.usage,
+                        },
+                    )
             except (BrokenPipeError, ConnectionResetError):
                 pass
             finally:
@@ -129,11 +147,19 @@ def _handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
             words = reply.text.split(" ")
             for i, word in enumerate(words):
                 delta = {"content": word if i == 0 else " " + word}
-                self._event({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-            self._event({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                self._event(
+                    {
+                        "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                    }
+                )
+            self._event(
+                {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            )
             if reply.usage or reply.timings:
-                self._event({"object": "chat.completion.chunk", "choices": [], "usage": reply.usage,
-                             "timings": reply.timings})
+                self._event(
+                    {"object": "chat.completion.chunk", "choices": [], "usage": reply.usage, "timings": reply.timings}
+                )
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
             self.close_connection = True

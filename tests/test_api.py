@@ -17,8 +17,16 @@ from mmchat.testing import FakeEngine
 from tests.helpers import GREEDY, THREADS
 from tests.mediafiles import noise_png, tone, tone_wav
 
-MESSAGE_BUILDERS = ("text_part", "image_part", "audio_part", "video_part", "input_audio_part",
-                    "user_message", "system_message", "assistant_message")
+MESSAGE_BUILDERS = (
+    "text_part",
+    "image_part",
+    "audio_part",
+    "video_part",
+    "input_audio_part",
+    "user_message",
+    "system_message",
+    "assistant_message",
+)
 
 
 def test_all_is_sorted_and_is_the_export_table():
@@ -42,8 +50,13 @@ def test_star_import_gives_exactly_the_public_names():
 
 
 def test_every_error_class_is_exported():
-    errors = [value for value in vars(mmchat.errors).values() if isinstance(value, type)
-              and issubclass(value, mmchat.errors.MmchatError) and value.__module__ == "mmchat.errors"]
+    errors = [
+        value
+        for value in vars(mmchat.errors).values()
+        if isinstance(value, type)
+        and issubclass(value, mmchat.errors.MmchatError)
+        and value.__module__ == "mmchat.errors"
+    ]
     assert mmchat.errors.MmchatError in errors and InputError in errors  # the walk finds them
     for cls in errors:
         assert cls.__name__ in mmchat.__all__, cls.__name__
@@ -91,10 +104,37 @@ def test_stream_yields_the_same_text_as_chat(omni):
 def test_in_memory_helpers_match_the_file(omni, tmp_path):
     png = noise_png(tmp_path / "p.png", seed=5)
     wav = tone_wav(tmp_path / "t.wav", seconds=1.0)
-    from_files = omni.chat([{"role": "user", "content": [image_part(str(png)), {"type": "audio_url", "audio_url": {"url": str(wav)}}, text_part("?")]}], **GREEDY)
+    from_files = omni.chat(
+        [
+            {
+                "role": "user",
+                "content": [
+                    image_part(str(png)),
+                    {"type": "audio_url", "audio_url": {"url": str(wav)}},
+                    text_part("?"),
+                ],
+            }
+        ],
+        **GREEDY,
+    )
     pil = PILImage.open(png)
-    from_memory = omni.chat([{"role": "user", "content": [image_from_pil(pil), audio_from_array(tone(1.0), 16000), text_part("?")]}], **GREEDY)
-    from_bytes = omni.chat([{"role": "user", "content": [image_from_bytes(png.read_bytes()), input_audio_part(wav.read_bytes(), "wav"), text_part("?")]}], **GREEDY)
+    from_memory = omni.chat(
+        [{"role": "user", "content": [image_from_pil(pil), audio_from_array(tone(1.0), 16000), text_part("?")]}],
+        **GREEDY,
+    )
+    from_bytes = omni.chat(
+        [
+            {
+                "role": "user",
+                "content": [
+                    image_from_bytes(png.read_bytes()),
+                    input_audio_part(wav.read_bytes(), "wav"),
+                    text_part("?"),
+                ],
+            }
+        ],
+        **GREEDY,
+    )
     assert from_files.content == from_bytes.content
     # the WAV on disk is 16-bit, the array is float: a hair apart, same tokens for the image
     assert from_memory.usage.prompt_tokens == from_files.usage.prompt_tokens
@@ -152,7 +192,10 @@ def test_penalties_change_a_greedy_answer_and_are_checked(omni):
     plain = omni.chat(messages, **{**GREEDY, "max_tokens": 40}).content
     penalised = omni.chat(messages, **{**GREEDY, "max_tokens": 40}, frequency_penalty=2.0, presence_penalty=1.0).content
     assert penalised != plain
-    assert omni.chat(messages, **{**GREEDY, "max_tokens": 40}, frequency_penalty=2.0, presence_penalty=1.0).content == penalised
+    assert (
+        omni.chat(messages, **{**GREEDY, "max_tokens": 40}, frequency_penalty=2.0, presence_penalty=1.0).content
+        == penalised
+    )
     with pytest.raises(InputError, match=r"frequency_penalty=5 is not valid: give a number from -2 to 2"):
         omni.chat(messages, frequency_penalty=5)
 
@@ -160,7 +203,12 @@ def test_penalties_change_a_greedy_answer_and_are_checked(omni):
 def test_structured_output_from_python_with_a_schema_or_a_grammar(omni):
     import json
 
-    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
     messages = [{"role": "user", "content": "Is it ok?"}]
     for given in (schema, json.dumps(schema)):
         answer = json.loads(omni.chat(messages, **{**GREEDY, "max_tokens": 32}, schema=given).content)

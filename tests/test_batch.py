@@ -19,16 +19,29 @@ def lines(text: str) -> list[dict]:
 
 
 def request(custom_id: str, content, **body) -> str:
-    return json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
-                       "body": {"messages": [{"role": "user", "content": content}], **body}}) + "\n"
+    return (
+        json.dumps(
+            {
+                "custom_id": custom_id,
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"messages": [{"role": "user", "content": content}], **body},
+            }
+        )
+        + "\n"
+    )
 
 
 @pytest.fixture
 def files(tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_text("this is not a photo")
-    return [str(noise_png(tmp_path / "a.png", size=(40, 30))), str(broken), str(tone_wav(tmp_path / "b.wav")),
-            str(tmp_path / "gone.png")]
+    return [
+        str(noise_png(tmp_path / "a.png", size=(40, 30))),
+        str(broken),
+        str(tone_wav(tmp_path / "b.wav")),
+        str(tmp_path / "gone.png"),
+    ]
 
 
 def test_one_line_per_file_in_order_and_a_broken_file_fails_only_its_own(files):
@@ -59,18 +72,27 @@ def test_openai_batch_input_each_lines_options_and_errors_apply_to_it_alone(tmp_
     (tmp_path / "in.jsonl").write_text(
         request("plain", image, max_completion_tokens=5, temperature=0, seed=3, model="ignored-here")
         + "not json at all\n"
-        + json.dumps({"method": "POST", "body": {"messages": []}}) + "\n"
+        + json.dumps({"method": "POST", "body": {"messages": []}})
+        + "\n"
         + request("hot", "hello", temperature=-1)
         + "\n"
         + request("odd", "hello", logit_bias={"1": 2})
         + request("shaped", "hello", response_format=schema)
-        + request("gone", [{"type": "image_url", "image_url": {"url": files[3]}}]))
+        + request("gone", [{"type": "image_url", "image_url": {"url": files[3]}}])
+    )
     result, fake = invoke("batch", "-i", str(tmp_path / "in.jsonl"), "-n", "50")
     out = lines(result.stdout)
     assert result.exit_code == 1
     assert [o["custom_id"] for o in out] == ["plain", None, None, "hot", "odd", "shaped", "gone"]
     assert [o["error"]["code"] if o["error"] else "ok" for o in out] == [
-        "ok", "invalid_request", "invalid_request", "invalid_request", "invalid_request", "ok", "source_error"]
+        "ok",
+        "invalid_request",
+        "invalid_request",
+        "invalid_request",
+        "invalid_request",
+        "ok",
+        "source_error",
+    ]
     assert "line 2 is not JSON" in out[1]["error"]["message"]
     assert "line 3 has no custom_id" in out[2]["error"]["message"]
     assert out[3]["error"]["message"] == "line 4: temperature=-1 is not valid: give a number >= 0 (0 is greedy)"
@@ -80,11 +102,14 @@ def test_openai_batch_input_each_lines_options_and_errors_apply_to_it_alone(tmp_
     assert shaped.max_tokens == 50 and shaped.schema == {"type": "object"}  # flag default; the schema for the engine
 
 
-@pytest.mark.parametrize("content, words", [
-    (None, "requests file not found"),
-    ("", "holds no requests"),
-    (request("same", "a") + request("same", "b"), "custom_id 'same' is given twice"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "requests file not found"),
+        ("", "holds no requests"),
+        (request("same", "a") + request("same", "b"), "custom_id 'same' is given twice"),
+    ],
+)
 def test_input_that_cannot_be_used_at_all_exits_2(tmp_path, content, words):
     path = tmp_path / "in.jsonl"
     if content is not None:
@@ -94,11 +119,14 @@ def test_input_that_cannot_be_used_at_all_exits_2(tmp_path, content, words):
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize("args, words", [
-    (["-i", "x.jsonl", "a prompt"], "not both"),
-    (["a prompt"], "at least one file"),
-    (["p", "a.png", "--resume"], "--resume needs -o"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["-i", "x.jsonl", "a prompt"], "not both"),
+        (["a prompt"], "at least one file"),
+        (["p", "a.png", "--resume"], "--resume needs -o"),
+    ],
+)
 def test_usage_mistakes_exit_2(args, words):
     result, _ = invoke("batch", *args)
     assert result.exit_code == 2 and words in result.stderr
@@ -158,10 +186,31 @@ def test_ctrl_c_stops_after_the_current_request_keeping_every_finished_line(mode
     png = noise_png(tmp_path / "p.png", size=(48, 32))
     files = [str(png)] * 60
     out = tmp_path / "results.jsonl"
-    args = ["batch", "Describe.", *files, "-o", str(out), "--model", str(models["llm"]), "--mmproj",
-            str(models["mmproj-vision"]), *THREADS_ARGS, "-t", "0", "-n", "400", "--ignore-eos"]
-    proc = subprocess.Popen([*MMCHAT, *args], env=mmchat_env(), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+        "batch",
+        "Describe.",
+        *files,
+        "-o",
+        str(out),
+        "--model",
+        str(models["llm"]),
+        "--mmproj",
+        str(models["mmproj-vision"]),
+        *THREADS_ARGS,
+        "-t",
+        "0",
+        "-n",
+        "400",
+        "--ignore-eos",
+    ]
+    proc = subprocess.Popen(
+        [*MMCHAT, *args],
+        env=mmchat_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while (not out.exists() or not out.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -195,7 +244,8 @@ def test_a_lines_video_part_options_apply_to_that_line_alone(tmp_path):
     (tmp_path / "in.jsonl").write_text(
         request("two", [{"type": "video_url", "video_url": {"url": video, "max_frames": 2}}])
         + request("all", [{"type": "video_url", "video_url": {"url": video}}])
-        + request("bad", [{"type": "video_url", "video_url": {"url": video, "fps": 0}}]))
+        + request("bad", [{"type": "video_url", "video_url": {"url": video, "fps": 0}}])
+    )
     result, fake = invoke("batch", "-i", str(tmp_path / "in.jsonl"), "--fps", "1")
     two, everything, bad = lines(result.stdout)
     frames = [o["response"]["body"]["choices"][0]["message"]["content"].count("[image") for o in (two, everything)]

@@ -38,6 +38,7 @@ def no_decoding(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         def decoder(*args, **kwargs):
             calls.append(name)
             raise AssertionError(f"{name} was called")
+
         return decoder
 
     monkeypatch.setattr(mmchat.media.audio, "decode_audio", refuse("decode_audio"))
@@ -57,8 +58,9 @@ def test_long_audio_is_refused_from_its_length_naming_start_and_end(tmp_path, no
 
 def test_start_and_end_named_by_the_refusal_make_the_audio_fit(tmp_path):
     wav = tone_wav(tmp_path / "talk.wav", seconds=60.0)
-    result, fake = invoke("ask", "transcribe", "-a", str(wav), "--start", "0:10", "--end", "30",
-                          engine=FakeEngine(n_ctx=1024))
+    result, fake = invoke(
+        "ask", "transcribe", "-a", str(wav), "--start", "0:10", "--end", "30", engine=FakeEngine(n_ctx=1024)
+    )
     assert result.exit_code == 0, result.output
     (audio,) = [s for s in fake.calls[0][0][-1].segments if not isinstance(s, str)]
     assert audio.duration == pytest.approx(20.0, abs=0.01)
@@ -88,8 +90,21 @@ def test_sound_from_a_data_url_is_refused_before_decoding(no_decoding):
 def test_the_real_projector_says_what_sound_costs(models, tmp_path):
     """The tiny audio model's projector: 750 tokens per 30 s window; 60 s cannot fit 1024."""
     wav = tone_wav(tmp_path / "minute.wav", seconds=60.0)
-    base = ["ask", "hi", "--model", str(models["llm"]), "--mmproj", str(models["mmproj-audio"]), "-a", str(wav),
-            "--ctx-size", "1024", "--no-cache", *GREEDY_ARGS, *THREADS_ARGS]
+    base = [
+        "ask",
+        "hi",
+        "--model",
+        str(models["llm"]),
+        "--mmproj",
+        str(models["mmproj-audio"]),
+        "-a",
+        str(wav),
+        "--ctx-size",
+        "1024",
+        "--no-cache",
+        *GREEDY_ARGS,
+        *THREADS_ARGS,
+    ]
     refused = run_mmchat(*base)
     assert refused.returncode == 2, refused.stderr
     assert b"of sound, at least 1500 tokens" in refused.stderr and b"--start/--end" in refused.stderr
@@ -158,8 +173,10 @@ def test_a_trickling_server_meets_the_deadline(trickle, path):
 def test_the_deadline_is_an_option_and_one_line(trickle):
     result, fake = invoke("ask", "hi", "-i", trickle + "/slow.png", "--url-deadline", "0.5")
     assert result.exit_code == 2
-    assert result.stderr == f"mmchat: error: {trickle}/slow.png did not arrive within 0.5 s (--url-deadline): " \
-                            "try again later, download it first, or raise --url-deadline\n"
+    assert (
+        result.stderr == f"mmchat: error: {trickle}/slow.png did not arrive within 0.5 s (--url-deadline): "
+        "try again later, download it first, or raise --url-deadline\n"
+    )
     assert fake.calls == []
 
 
@@ -171,8 +188,11 @@ def test_a_trickle_under_the_speed_floor_ends_in_the_stretch_naming_the_url_and_
     url = trickle + path  # about 10 B/s for about 10 s: it would arrive whole, well within the deadline
     with pytest.raises(SourceError) as caught:
         read_source(url, speed_limit=1024, speed_time=1.0)
-    assert re.fullmatch(rf"{re.escape(url)} came at [0-9.]+ B/s for 1 s, under the 1 KiB/s floor \(--speed-limit, "
-                        r"--speed-time\): try again later, download it first, or lower --speed-limit", str(caught.value))
+    assert re.fullmatch(
+        rf"{re.escape(url)} came at [0-9.]+ B/s for 1 s, under the 1 KiB/s floor \(--speed-limit, "
+        r"--speed-time\): try again later, download it first, or lower --speed-limit",
+        str(caught.value),
+    )
 
 
 class _Steady(Trickle):
@@ -188,8 +208,11 @@ def test_a_slow_download_over_the_floor_arrives_whole():
 def test_the_speed_floor_is_two_options_and_one_line(trickle):
     result, fake = invoke("ask", "hi", "-i", trickle + "/slow.png", "--speed-time", "0.5", "--speed-limit", "2K")
     assert result.exit_code == 2 and fake.calls == []
-    assert re.fullmatch(rf"mmchat: error: {re.escape(trickle)}/slow.png came at [0-9.]+ B/s for 0.5 s, under the "
-                        r"2 KiB/s floor \(--speed-limit, --speed-time\): .*\n", result.stderr)
+    assert re.fullmatch(
+        rf"mmchat: error: {re.escape(trickle)}/slow.png came at [0-9.]+ B/s for 0.5 s, under the "
+        r"2 KiB/s floor \(--speed-limit, --speed-time\): .*\n",
+        result.stderr,
+    )
     off = invoke("ask", "hi", "-i", trickle + "/slow.png", "--speed-limit", "0", "--url-deadline", "0.5")[0]
     assert "did not arrive within 0.5 s (--url-deadline)" in off.stderr  # 0: no floor, the deadline ends it
     bad = invoke("ask", "hi", "--speed-limit", "fast")[0]

@@ -32,7 +32,8 @@ NAMES = ["vicuna", "vicuna-orca", "chatml", "llama3", "gemma", "llama2", "mistra
 def llama_cpp_prompt(name: str, messages: list[tuple[str, str]]) -> str:
     """llama.cpp's rendering of `messages` with its built-in format `name` (generation prompt added)."""
     chat = (llama_cpp.llama_chat_message * len(messages))(
-        *[llama_cpp.llama_chat_message(role.encode(), content.encode()) for role, content in messages])
+        *[llama_cpp.llama_chat_message(role.encode(), content.encode()) for role, content in messages]
+    )
     n = llama_cpp.llama_chat_apply_template(name.encode(), chat, len(messages), True, None, 0)
     assert n > 0, f"llama.cpp does not know {name!r}"
     buf = ctypes.create_string_buffer(n + 1)
@@ -51,8 +52,7 @@ def llama_cpp_names() -> list[str]:
 def named(tmp_path_factory) -> dict[str, Path]:
     """A tiny text model per name, each with the bare name as its tokenizer.chat_template."""
     directory = tmp_path_factory.mktemp("named-templates")
-    return {name: write_text_model(directory / f"llm-{name}.gguf", chat_template=name)
-            for name in [*NAMES, "vicunaa"]}
+    return {name: write_text_model(directory / f"llm-{name}.gguf", chat_template=name) for name in [*NAMES, "vicunaa"]}
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +64,16 @@ def pngs(tmp_path_factory) -> tuple[Path, Path]:
 def conversation(a: Path, b: Path) -> list[dict]:
     return [
         {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": [text_part("Compare"), image_part(str(a)), text_part("with"),
-                                     image_part(str(b)), text_part("please.")]},
+        {
+            "role": "user",
+            "content": [
+                text_part("Compare"),
+                image_part(str(a)),
+                text_part("with"),
+                image_part(str(b)),
+                text_part("please."),
+            ],
+        },
         {"role": "assistant", "content": "They differ."},
         {"role": "user", "content": "How?"},
     ]
@@ -73,8 +81,15 @@ def conversation(a: Path, b: Path) -> list[dict]:
 
 def expected(name: str, marker: str) -> str:
     """What llama.cpp makes of conversation(): each image the marker, where the user put it."""
-    return llama_cpp_prompt(name, [("system", "Be brief."), ("user", f"Compare{marker}with{marker}please."),
-                                   ("assistant", "They differ."), ("user", "How?")])
+    return llama_cpp_prompt(
+        name,
+        [
+            ("system", "Be brief."),
+            ("user", f"Compare{marker}with{marker}please."),
+            ("assistant", "They differ."),
+            ("user", "How?"),
+        ],
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -87,8 +102,9 @@ def test_a_name_in_the_gguf_renders_as_llama_cpps_built_in(models, named, pngs, 
 
 @pytest.mark.parametrize("name", ["llama3", "gemma", "vicuna"])
 def test_chat_template_name_overrides_the_ggufs_jinja(models, pngs, name):
-    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS, cache=False,
-                chat_template=name) as r:
+    with Runner(
+        models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS, cache=False, chat_template=name
+    ) as r:
         assert r.engine.render(r.prepare(conversation(*pngs))) == expected(name, r.engine.marker)
 
 
@@ -100,9 +116,21 @@ def test_vicuna_answers_like_llama_cpp_given_the_same_prompt_and_image(models, n
         r.chat(messages, **{**GREEDY, "max_tokens": 12})
         ours = list(r.engine.last_tokens)
     prompt = llama_cpp_prompt("vicuna", [("user", "Look at<__media__>and say.")])
-    out = subprocess.run([sys.executable, str(HERE / "llama_reference.py"), str(named["vicuna"]),
-                          str(models["mmproj-vision"]), prompt, "12", str(pngs[0])],
-                         capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "llama_reference.py"),
+            str(named["vicuna"]),
+            str(models["mmproj-vision"]),
+            prompt,
+            "12",
+            str(pngs[0]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert len(ours) == 12 and json.loads(out.stdout) == ours
 
 
@@ -125,4 +153,3 @@ def test_an_unknown_name_is_one_line_and_exit_2_on_the_command_line(named):
     done = run_mmchat("ask", "Hi", "-m", str(named["vicuna"]), "--chat-template", "chatmll", "--threads", str(THREADS))
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "--chat-template 'chatmll' is neither" in lines[0]
-

@@ -51,27 +51,35 @@ def test_screen_is_what_the_x_server_shows(desktop):
     answer = _ask(Runner(engine=FakeEngine(), devices=True), "screen:")
     assert f"[image {WIDTH}x{HEIGHT} {Image(KNOWN).digest()[:8]}]" in answer
     assert _ask(Runner(engine=FakeEngine(), policy=MediaPolicy(devices=True)), "screen:1").startswith(
-        f"[image {WIDTH}x{HEIGHT} ")
+        f"[image {WIDTH}x{HEIGHT} "
+    )
 
 
 def test_the_clipboard_image_is_read(desktop):
     picture = KNOWN[:40, :60].copy()
     copy_to_clipboard(desktop, _png(picture), "image/png")
-    assert f"[image 60x40 {Image(picture).digest()[:8]}]" in _ask(Runner(engine=FakeEngine(), devices=True), "clipboard:")
+    assert f"[image 60x40 {Image(picture).digest()[:8]}]" in _ask(
+        Runner(engine=FakeEngine(), devices=True), "clipboard:"
+    )
 
 
-@pytest.mark.parametrize("runner", [lambda: Runner(engine=FakeEngine()),
-                                    lambda: Runner(engine=FakeEngine(), policy=MediaPolicy(local_files=True))])
+@pytest.mark.parametrize(
+    "runner",
+    [lambda: Runner(engine=FakeEngine()), lambda: Runner(engine=FakeEngine(), policy=MediaPolicy(local_files=True))],
+)
 @pytest.mark.parametrize("url", ["clipboard:", "screen:", "screen:2"])
 def test_a_runner_refuses_devices_unless_allowed(desktop, runner, url):
     with pytest.raises(MediaRefused, match=r"devices=True"):
         _ask(runner(), url)
 
 
-@pytest.mark.parametrize("content, mime, words", [
-    (b"just words", "UTF8_STRING", "holds text, not an image"),
-    (None, None, "clipboard is empty"),
-])
+@pytest.mark.parametrize(
+    "content, mime, words",
+    [
+        (b"just words", "UTF8_STRING", "holds text, not an image"),
+        (None, None, "clipboard is empty"),
+    ],
+)
 def test_a_clipboard_without_an_image_is_refused(desktop, content, mime, words):
     if content is not None:
         copy_to_clipboard(desktop, content, mime)
@@ -95,8 +103,9 @@ def test_files_copied_in_a_file_manager_are_pasted_as_those_files(desktop, tmp_p
     photo.write_bytes(_png(KNOWN[:10, :10]))
     notes = tmp_path / "notes.txt"
     notes.write_text("remember the milk")
-    copy_to_clipboard(desktop, f"file://{photo.as_posix().replace(' ', '%20')}\r\nfile://{notes}\r\n".encode(),
-                      "text/uri-list")
+    copy_to_clipboard(
+        desktop, f"file://{photo.as_posix().replace(' ', '%20')}\r\nfile://{notes}\r\n".encode(), "text/uri-list"
+    )
     runner = Runner(engine=FakeEngine())
     quiet = Console(file=io.StringIO())
     chat = Chat(runner, lambda name: runner, "fake", runner.generation, Conversation(), quiet, quiet)
@@ -128,11 +137,14 @@ def test_ask_keeps_the_screenshot_and_the_log_names_it(models, desktop, tmp_path
     assert again.returncode == 0, again.stderr.decode()
 
 
-@pytest.mark.parametrize("setup, env, code, words", [
-    (lambda d: copy_to_clipboard(d, b"hello", "UTF8_STRING"), {}, 2, "holds text, not an image"),
-    (lambda d: None, {"DISPLAY": "", "WAYLAND_DISPLAY": ""}, 2, "no display"),
-    (lambda d: None, {"PATH": "/nonexistent"}, 1, "needs xclip"),
-])
+@pytest.mark.parametrize(
+    "setup, env, code, words",
+    [
+        (lambda d: copy_to_clipboard(d, b"hello", "UTF8_STRING"), {}, 2, "holds text, not an image"),
+        (lambda d: None, {"DISPLAY": "", "WAYLAND_DISPLAY": ""}, 2, "no display"),
+        (lambda d: None, {"PATH": "/nonexistent"}, 1, "needs xclip"),
+    ],
+)
 def test_ask_refuses_in_one_line(models, desktop, setup, env, code, words):
     setup(desktop)
     out = run_mmchat("ask", *_vision(models), "-i", "clipboard:", "what?", env=env)

@@ -55,8 +55,9 @@ def test_stdout_carries_only_the_answer(models, vision_args, png, answer):
     from mmchat import Runner, image_part, text_part
 
     with Runner(models["llm"], models["mmproj-vision"], n_ctx=8192, threads=THREADS) as r:
-        expected = r.chat([{"role": "user", "content": [image_part(str(png)), text_part("What is this?")]}],
-                          **GREEDY).content
+        expected = r.chat(
+            [{"role": "user", "content": [image_part(str(png)), text_part("What is this?")]}], **GREEDY
+        ).content
     assert answer.decode() == expected + "\n"
     assert len(expected) > 0
 
@@ -86,8 +87,16 @@ def test_every_url_form_gives_the_same_answer(vision_args, png, answer, server, 
 
 def test_media_keep_their_command_line_order(models, png, tmp_path):
     wav = tone_wav(tmp_path / "t.wav")
-    args = ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]), *GREEDY_ARGS, *THREADS_ARGS,
-            "--json", "--no-cache"]  # both runs encode both media, so their usage must match
+    args = [
+        "--model",
+        str(models["llm"]),
+        "--mmproj",
+        str(models["mmproj-omni"]),
+        *GREEDY_ARGS,
+        *THREADS_ARGS,
+        "--json",
+        "--no-cache",
+    ]  # both runs encode both media, so their usage must match
     image_first = json.loads(run_mmchat("ask", "Hi", "--image", str(png), "--audio", str(wav), *args).stdout)
     audio_first = json.loads(run_mmchat("ask", "Hi", "-a", str(wav), "-i", str(png), *args).stdout)
     assert image_first["usage"] == audio_first["usage"]

@@ -30,8 +30,30 @@ def png(tmp_path):
 
 
 def test_the_answer_alone_on_stdout_and_every_flag_reaches_the_engine(png):
-    result, fake = invoke("ask", "what is it", "-i", str(png), "-t", "0", "-n", "7", "--top-k", "3", "--top-p", "0.5",
-                          "--min-p", "0.1", "--repeat-penalty", "1.2", "--seed", "9", "--stop", "END", "--stop", "###")
+    result, fake = invoke(
+        "ask",
+        "what is it",
+        "-i",
+        str(png),
+        "-t",
+        "0",
+        "-n",
+        "7",
+        "--top-k",
+        "3",
+        "--top-p",
+        "0.5",
+        "--min-p",
+        "0.1",
+        "--repeat-penalty",
+        "1.2",
+        "--seed",
+        "9",
+        "--stop",
+        "END",
+        "--stop",
+        "###",
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("[image 40x30 ") and result.stdout.endswith("what is it\n")
     assert result.stderr == ""
@@ -40,16 +62,19 @@ def test_the_answer_alone_on_stdout_and_every_flag_reaches_the_engine(png):
     assert (options.repeat_penalty, options.seed, options.stop) == (1.2, 9, ("END", "###"))
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--top-p", "7"], "--top-p 7.0 is not valid: give a number from 0 to 1 (1 is off)"),
-    (["--temperature", "-1"], "--temperature -1.0 is not valid: give a number >= 0"),
-    (["-n", "0"], "--max-tokens 0 is not valid: give a whole number >= 1"),
-    (["--seed", "-5"], "--seed -5 is not valid"),
-    (["--ctx-size", "0"], "--ctx-size 0 is not valid"),
-    (["--fps", "0"], "--fps 0.0 is not valid: give a number > 0"),
-    (["--schema", "{}", "--grammar", "g.gbnf"], "--schema and --grammar both constrain the answer"),
-    (["--schema", "{not json"], "the schema is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--top-p", "7"], "--top-p 7.0 is not valid: give a number from 0 to 1 (1 is off)"),
+        (["--temperature", "-1"], "--temperature -1.0 is not valid: give a number >= 0"),
+        (["-n", "0"], "--max-tokens 0 is not valid: give a whole number >= 1"),
+        (["--seed", "-5"], "--seed -5 is not valid"),
+        (["--ctx-size", "0"], "--ctx-size 0 is not valid"),
+        (["--fps", "0"], "--fps 0.0 is not valid: give a number > 0"),
+        (["--schema", "{}", "--grammar", "g.gbnf"], "--schema and --grammar both constrain the answer"),
+        (["--schema", "{not json"], "the schema is not valid JSON"),
+    ],
+)
 def test_out_of_range_options_are_one_line_and_exit_2_as_in_the_repl(args, words):
     result, fake = invoke("ask", "hi", *args)
     assert result.exit_code == 2
@@ -134,17 +159,27 @@ def test_markdown_only_on_a_terminal_with_colour():
 
 def test_frequency_and_presence_penalties_reach_the_engine_from_flags_and_set():
     asked, fake = invoke("ask", "hi", "--frequency-penalty", "0.5", "--presence-penalty", "-0.25")
-    assert asked.exit_code == 0 and (fake.calls[0][1].frequency_penalty, fake.calls[0][1].presence_penalty) == (0.5, -0.25)
+    assert asked.exit_code == 0 and (fake.calls[0][1].frequency_penalty, fake.calls[0][1].presence_penalty) == (
+        0.5,
+        -0.25,
+    )
     chatted, fake = invoke("chat", input="/set frequency_penalty 1.5\n/set presence_penalty 9\nhello\n")
     assert fake.calls[0][1].frequency_penalty == 1.5 and fake.calls[0][1].presence_penalty == 0
-    assert "mmchat: error: /set presence_penalty: '9' is not valid: give a number from -2 to 2 (0 is off)" in chatted.stderr
+    assert (
+        "mmchat: error: /set presence_penalty: '9' is not valid: give a number from -2 to 2 (0 is off)"
+        in chatted.stderr
+    )
     refused, fake = invoke("ask", "hi", "--frequency-penalty", "3")
-    assert refused.exit_code == 2 and "--frequency-penalty 3.0 is not valid: give a number from -2 to 2" in refused.stderr
+    assert (
+        refused.exit_code == 2 and "--frequency-penalty 3.0 is not valid: give a number from -2 to 2" in refused.stderr
+    )
 
 
-STATS = re.compile(r"tokens: 2 prompt \(0 cached, 0 image, 0 audio\) \+ 3 generated; finish: stop\n"
-                   r"seconds: load \d+\.\d\d, media decode \d+\.\d\d, encode \d+\.\d\d, prompt \d+\.\d\d, "
-                   r"generation \d+\.\d\d \(\d+\.\d tokens/s\), first token \d+\.\d\d\n")  # /stats's words too
+STATS = re.compile(
+    r"tokens: 2 prompt \(0 cached, 0 image, 0 audio\) \+ 3 generated; finish: stop\n"
+    r"seconds: load \d+\.\d\d, media decode \d+\.\d\d, encode \d+\.\d\d, prompt \d+\.\d\d, "
+    r"generation \d+\.\d\d \(\d+\.\d tokens/s\), first token \d+\.\d\d\n"
+)  # /stats's words too
 
 
 def test_stats_go_to_stderr_and_leave_the_answer_alone():
@@ -170,8 +205,9 @@ def test_no_color_gives_plain_text_on_a_terminal_as_no_color_does():
     reply = "# Title\n\nsome **bold** text"
     styled, _ = invoke("ask", "x", "--stats", engine=FakeEngine(reply=reply), stdout_isatty=True, stderr_isatty=True)
     assert "\x1b[" in styled.stdout and "\x1b[" in styled.stderr  # the rendered Markdown and the dim stats
-    plain, _ = invoke("ask", "x", "--stats", "--no-color", engine=FakeEngine(reply=reply), stdout_isatty=True,
-                      stderr_isatty=True)
+    plain, _ = invoke(
+        "ask", "x", "--stats", "--no-color", engine=FakeEngine(reply=reply), stdout_isatty=True, stderr_isatty=True
+    )
     assert plain.stdout == reply + "\n" and "\x1b[" not in plain.stderr and "generated; finish" in plain.stderr
     chatted, _ = invoke("chat", input="hello **there**\n", stdout_isatty=True)
     assert "\x1b[1mthere" in chatted.stdout  # the REPL renders the answer's Markdown on a terminal

@@ -33,21 +33,28 @@ def test_pull_then_ask_by_name_through_a_local_hub(models, home, tmp_path):
     (home / "models.toml").write_text(
         '[models.tiny]\nrepo = "test-org/tiny-GGUF"\nquant = "Q4_K_M"\nmodalities = ["image"]\nsize_gb = 0.001\n'
     )
-    files = {"tiny-Q4_K_M.gguf": models["llm"].read_bytes(), "mmproj-tiny-f16.gguf": models["mmproj-vision"].read_bytes()}
+    files = {
+        "tiny-Q4_K_M.gguf": models["llm"].read_bytes(),
+        "mmproj-tiny-f16.gguf": models["mmproj-vision"].read_bytes(),
+    }
     png = noise_png(tmp_path / "p.png")
     with FakeHub({"test-org/tiny-GGUF": files}) as hub:
         env = {"MMCHAT_HOME": str(home), "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "TQDM_POSITION": "-1"}
         missing = run_mmchat("ask", "hi", "-m", "tiny", env=env)
         assert missing.returncode == 2
-        assert missing.stderr.decode().strip() == "mmchat: error: model 'tiny' is not downloaded: run `mmchat pull tiny` (about 0.001 GB) or add --pull"
+        assert (
+            missing.stderr.decode().strip()
+            == "mmchat: error: model 'tiny' is not downloaded: run `mmchat pull tiny` (about 0.001 GB) or add --pull"
+        )
         pulled = run_mmchat("pull", "tiny", env=env)
         assert pulled.returncode == 0, pulled.stderr
         assert pulled.stdout == b"" and b"tiny-Q4_K_M.gguf" in pulled.stderr and b"is ready" in pulled.stderr
         listed = {m["name"]: m for m in json.loads(run_mmchat("models", "--json", env=env).stdout)}
         assert listed["tiny"]["downloaded"] is True and listed["gemma-4-E2B-it"]["downloaded"] is False
     # the hub is gone: the cached model answers offline, with the projector found by the registry
-    answer = run_mmchat("ask", "What is it?", "-m", "tiny", "-i", str(png), *GREEDY_ARGS, *THREADS_ARGS,
-                        "-n", "6", env=env)
+    answer = run_mmchat(
+        "ask", "What is it?", "-m", "tiny", "-i", str(png), *GREEDY_ARGS, *THREADS_ARGS, "-n", "6", env=env
+    )
     assert answer.returncode == 0, answer.stderr
     assert len(answer.stdout.decode().strip()) > 0
 
@@ -67,13 +74,31 @@ def test_no_network_is_one_line(home, tmp_path):
 
 
 def test_schema_forces_json_that_validates(models):
-    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "colour": {"enum": ["red", "green", "blue"]}},
-              "required": ["ok", "colour"], "additionalProperties": False}
-    out = run_mmchat("ask", "Is it ok?", "-m", str(models["llm"]), "--schema", json.dumps(schema),
-                     *GREEDY_ARGS, *THREADS_ARGS, "-n", "64")
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}, "colour": {"enum": ["red", "green", "blue"]}},
+        "required": ["ok", "colour"],
+        "additionalProperties": False,
+    }
+    out = run_mmchat(
+        "ask",
+        "Is it ok?",
+        "-m",
+        str(models["llm"]),
+        "--schema",
+        json.dumps(schema),
+        *GREEDY_ARGS,
+        *THREADS_ARGS,
+        "-n",
+        "64",
+    )
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
-    assert set(answer) == {"ok", "colour"} and isinstance(answer["ok"], bool) and answer["colour"] in ("red", "green", "blue")
+    assert (
+        set(answer) == {"ok", "colour"}
+        and isinstance(answer["ok"], bool)
+        and answer["colour"] in ("red", "green", "blue")
+    )
 
 
 def test_config_file_sets_defaults(models, home):
@@ -84,7 +109,9 @@ def test_config_file_sets_defaults(models, home):
     configured = run_mmchat(*args, env={"MMCHAT_HOME": str(home)})
     assert json.loads(plain.stdout)["usage"]["completion_tokens"] == 512
     assert json.loads(configured.stdout)["usage"]["completion_tokens"] == 3
-    assert "[default: 3]" in run_mmchat("ask", "--help", env={"MMCHAT_HOME": str(home), "COLUMNS": "200"}).stdout.decode()
+    assert (
+        "[default: 3]" in run_mmchat("ask", "--help", env={"MMCHAT_HOME": str(home), "COLUMNS": "200"}).stdout.decode()
+    )
 
 
 def _pty_run(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, bytes]:
@@ -120,8 +147,23 @@ def test_ctrl_c_exits_130_and_keeps_the_partial_answer(tmp_path):
     """SIGINT mid-answer: what was printed stays, a newline ends it, the exit code is 130."""
     model = write_text_model(tmp_path / "long.gguf", context_length=1 << 17)
     proc = subprocess.Popen(
-        [*MMCHAT, "ask", "Tell me everything.", "-m", str(model), "-c", str(1 << 17), *GREEDY_ARGS, *THREADS_ARGS,
-         "-n", "1000000"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=mmchat_env(),
+        [
+            *MMCHAT,
+            "ask",
+            "Tell me everything.",
+            "-m",
+            str(model),
+            "-c",
+            str(1 << 17),
+            *GREEDY_ARGS,
+            *THREADS_ARGS,
+            "-n",
+            "1000000",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=mmchat_env(),
     )
     first = proc.stdout.read1(64)  # the answer has started streaming
     assert first
@@ -136,8 +178,21 @@ def test_ctrl_c_exits_130_and_keeps_the_partial_answer(tmp_path):
 def test_chat_reads_a_script_from_stdin_and_prints_only_answers(models, tmp_path):
     png = noise_png(tmp_path / "p.png")
     script = b"Describe it.\n/attach /no/such/file.png\nAnd the colours?\n"
-    out = run_mmchat("chat", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), "-i", str(png),
-                     *GREEDY_ARGS, *THREADS_ARGS, "-n", "8", env={"MMCHAT_HOME": str(tmp_path)}, stdin=script)
+    out = run_mmchat(
+        "chat",
+        "-m",
+        str(models["llm"]),
+        "--mmproj",
+        str(models["mmproj-vision"]),
+        "-i",
+        str(png),
+        *GREEDY_ARGS,
+        *THREADS_ARGS,
+        "-n",
+        "8",
+        env={"MMCHAT_HOME": str(tmp_path)},
+        stdin=script,
+    )
     assert out.returncode == 0, out.stderr
     answers = out.stdout.decode().splitlines()
     assert len(answers) == 2 and all(answers)  # two questions, two answers, nothing else
@@ -147,10 +202,16 @@ def test_chat_reads_a_script_from_stdin_and_prints_only_answers(models, tmp_path
 
 def test_a_reader_that_stops_early_ends_generation_quietly(tmp_path):
     """`mmchat ask ... | head -c 20`: no traceback, exit 0, generation stops."""
-    model = write_text_model(tmp_path / "long.gguf", context_length=1 << 17)  # ~250 kB of answer: more than a pipe holds
-    proc = subprocess.Popen([*MMCHAT, "ask", "hi", "-m", str(model), "-c", str(1 << 17), *GREEDY_ARGS, *THREADS_ARGS,
-                             "-n", "120000"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=mmchat_env())
+    model = write_text_model(
+        tmp_path / "long.gguf", context_length=1 << 17
+    )  # ~250 kB of answer: more than a pipe holds
+    proc = subprocess.Popen(
+        [*MMCHAT, "ask", "hi", "-m", str(model), "-c", str(1 << 17), *GREEDY_ARGS, *THREADS_ARGS, "-n", "120000"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=mmchat_env(),
+    )
     assert proc.stdout.read(20)
     proc.stdout.close()
     assert proc.wait(timeout=60) == 0
@@ -160,8 +221,9 @@ def test_a_reader_that_stops_early_ends_generation_quietly(tmp_path):
 def test_a_gbnf_grammar_constrains_the_answer(models, tmp_path):
     grammar = tmp_path / "answer.gbnf"
     grammar.write_text('root ::= ("yes" | "no") " because " [a-z]+ "."\n')
-    out = run_mmchat("ask", "Is it?", "-m", str(models["llm"]), "--grammar", str(grammar),
-                     *GREEDY_ARGS, *THREADS_ARGS, "-n", "40")
+    out = run_mmchat(
+        "ask", "Is it?", "-m", str(models["llm"]), "--grammar", str(grammar), *GREEDY_ARGS, *THREADS_ARGS, "-n", "40"
+    )
     assert out.returncode == 0, out.stderr
     import re
 
@@ -171,13 +233,19 @@ def test_a_gbnf_grammar_constrains_the_answer(models, tmp_path):
     (tmp_path / "broken.gbnf").write_text('root ::= ( "yes"\n')
     broken = run_mmchat("ask", "Is it?", "-m", str(models["llm"]), "--grammar", str(tmp_path / "broken.gbnf"))
     err = broken.stderr.decode()
-    assert broken.returncode == 2 and err.count("\n") == 1 and "the grammar does not parse" in err and "expecting ')'" in err
+    assert (
+        broken.returncode == 2
+        and err.count("\n") == 1
+        and "the grammar does not parse" in err
+        and "expecting ')'" in err
+    )
 
 
 def test_a_long_inline_schema_is_json_not_a_file_name(models):
     props = {f"field_{i}": {"type": "boolean"} for i in range(30)}
     schema = json.dumps({"type": "object", "properties": props, "required": list(props)})  # > 255 characters
-    out = run_mmchat("ask", "x", "-m", str(models["llm"]), "--schema", schema, *GREEDY_ARGS, *THREADS_ARGS,
-                     "-n", "3000")
+    out = run_mmchat(
+        "ask", "x", "-m", str(models["llm"]), "--schema", schema, *GREEDY_ARGS, *THREADS_ARGS, "-n", "3000"
+    )
     assert out.returncode == 0, out.stderr
     assert sorted(json.loads(out.stdout)) == sorted(props)

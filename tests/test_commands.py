@@ -22,8 +22,10 @@ def test_plain_text_is_a_message_and_blank_lines_are_nothing():
     "line, expected",
     [
         ("/attach a.png", c.Attach(("a.png",))),
-        ("/attach a.png 'my photo.jpg' b\\ c.wav https://x.org/y.png",
-         c.Attach(("a.png", "my photo.jpg", "b c.wav", "https://x.org/y.png"))),
+        (
+            "/attach a.png 'my photo.jpg' b\\ c.wav https://x.org/y.png",
+            c.Attach(("a.png", "my photo.jpg", "b c.wav", "https://x.org/y.png")),
+        ),
         ("/image x.webp", c.Attach(("x.webp",), "image")),
         ("/audio talk.mp3 more.flac", c.Attach(("talk.mp3", "more.flac"), "audio")),
         ("/video clip.mp4", c.Attach(("clip.mp4",), "video")),
@@ -125,8 +127,17 @@ def test_text_that_mentions_files_stays_text(tmp_path, monkeypatch):
 
 
 #: an argument for each usage pattern /help shows
-SAMPLE_ARGS = {"PATH|URL...": "a.png", "[N]": "2", "[TEXT]": "Be brief.", "[NAME VALUE]": "top_k 5", "NAME": "qwen",
-               "FILE [--ref]": "c.json --ref", "FILE": "c.json", "[SECONDS]": "10", "": ""}
+SAMPLE_ARGS = {
+    "PATH|URL...": "a.png",
+    "[N]": "2",
+    "[TEXT]": "Be brief.",
+    "[NAME VALUE]": "top_k 5",
+    "NAME": "qwen",
+    "FILE [--ref]": "c.json --ref",
+    "FILE": "c.json",
+    "[SECONDS]": "10",
+    "": "",
+}
 
 
 def test_help_lists_every_command_and_each_usage_it_shows_parses():

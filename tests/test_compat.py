@@ -62,8 +62,9 @@ def test_a_projector_of_another_width_names_both_widths(models, odd, llama_never
 
 def test_qwen3vl_deepstack_layers_count_in_both_widths(models, llama_never_called):
     assert "belongs to a model of width 128" in _refused(models["llm"], models["mmproj-qwen3vl"], llama_never_called)
-    assert "belongs to a model of width 64" in _refused(models["llm-qwen3vl"], models["mmproj-qwen2vl"],
-                                                         llama_never_called)
+    assert "belongs to a model of width 64" in _refused(
+        models["llm-qwen3vl"], models["mmproj-qwen2vl"], llama_never_called
+    )
 
 
 def test_a_qwen_vl_projector_on_a_llama_model_is_refused(models, llama_never_called):
@@ -105,9 +106,14 @@ def test_the_ggml_block_sizes_agree_with_the_gguf_package():
 
 
 def test_the_command_line_says_it_in_one_line_with_exit_2(models, odd):
-    for mmproj, needle in ((odd["wide"], "belongs to a model of width 128"), (models["mmproj-qwen2vl"], "qwen2vl_merger"),
-                           (odd["mmproj-vision-cut"], "is truncated")):
-        out = run_mmchat("ask", "hi", "--model", str(models["llm"]), "--mmproj", str(mmproj), *GREEDY_ARGS, *THREADS_ARGS)
+    for mmproj, needle in (
+        (odd["wide"], "belongs to a model of width 128"),
+        (models["mmproj-qwen2vl"], "qwen2vl_merger"),
+        (odd["mmproj-vision-cut"], "is truncated"),
+    ):
+        out = run_mmchat(
+            "ask", "hi", "--model", str(models["llm"]), "--mmproj", str(mmproj), *GREEDY_ARGS, *THREADS_ARGS
+        )
         err = out.stderr.decode()
         assert out.returncode == 2 and out.stdout == b"", err
         assert err.startswith("mmchat: error: ") and err.count("\n") == 1 and needle in err, err
@@ -115,10 +121,16 @@ def test_the_command_line_says_it_in_one_line_with_exit_2(models, odd):
 
 def test_doctor_names_a_downloaded_model_whose_projector_belongs_elsewhere(models, odd, tmp_path, monkeypatch):
     cache = use_hub(monkeypatch, "http://127.0.0.1:9", tmp_path / "hf")
-    put_in_cache(cache, "test-org/good-GGUF", {"good-Q4_K_M.gguf": models["llm"].read_bytes(),
-                                               "mmproj-good-f16.gguf": models["mmproj-vision"].read_bytes()})
-    put_in_cache(cache, "test-org/mixed-GGUF", {"mixed-Q4_K_M.gguf": models["llm"].read_bytes(),
-                                                "mmproj-mixed-f16.gguf": odd["wide"].read_bytes()})
+    put_in_cache(
+        cache,
+        "test-org/good-GGUF",
+        {"good-Q4_K_M.gguf": models["llm"].read_bytes(), "mmproj-good-f16.gguf": models["mmproj-vision"].read_bytes()},
+    )
+    put_in_cache(
+        cache,
+        "test-org/mixed-GGUF",
+        {"mixed-Q4_K_M.gguf": models["llm"].read_bytes(), "mmproj-mixed-f16.gguf": odd["wide"].read_bytes()},
+    )
     registry.user_file().parent.mkdir(parents=True, exist_ok=True)
     registry.user_file().write_text(
         '[models.good]\nrepo = "test-org/good-GGUF"\nquant = "Q4_K_M"\nmodalities = ["image"]\n'

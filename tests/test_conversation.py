@@ -33,11 +33,14 @@ def test_attachments_are_checked_detected_and_go_first(runner, png, tmp_path):
     assert conv.attach(runner, str(png)).kind == "image"
     assert conv.attach(runner, str(wav)).kind == "audio"
     message = conv.user_turn("What are these?")
-    assert message == {"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": str(png.resolve())}},
-        {"type": "audio_url", "audio_url": {"url": str(wav.resolve())}},
-        {"type": "text", "text": "What are these?"},
-    ]}
+    assert message == {
+        "role": "user",
+        "content": [
+            {"type": "image_url", "image_url": {"url": str(png.resolve())}},
+            {"type": "audio_url", "audio_url": {"url": str(wav.resolve())}},
+            {"type": "text", "text": "What are these?"},
+        ],
+    }
     assert conv.pending == []
     assert conv.to_model()[0] == {"role": "system", "content": "Be brief."}
 

@@ -18,10 +18,39 @@ from tests.servers import SERVERS
 from tests.stubserver import Stub, serve
 
 KINDS = list(SERVER_KINDS)
-EVERY_OPTION = ["-t", "0.7", "-n", "9", "--top-p", "0.9", "--top-k", "5", "--min-p", "0.1", "--repeat-penalty", "1.3",
-                "--frequency-penalty", "0.5", "--presence-penalty", "0.25", "--seed", "7", "--stop", "END", "--ignore-eos"]
-OPENAI_FIELDS = {"max_tokens": 9, "temperature": 0.7, "top_p": 0.9, "frequency_penalty": 0.5, "presence_penalty": 0.25,
-                 "seed": 7, "stop": ["END"], "stream": True}
+EVERY_OPTION = [
+    "-t",
+    "0.7",
+    "-n",
+    "9",
+    "--top-p",
+    "0.9",
+    "--top-k",
+    "5",
+    "--min-p",
+    "0.1",
+    "--repeat-penalty",
+    "1.3",
+    "--frequency-penalty",
+    "0.5",
+    "--presence-penalty",
+    "0.25",
+    "--seed",
+    "7",
+    "--stop",
+    "END",
+    "--ignore-eos",
+]
+OPENAI_FIELDS = {
+    "max_tokens": 9,
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "frequency_penalty": 0.5,
+    "presence_penalty": 0.25,
+    "seed": 7,
+    "stop": ["END"],
+    "stream": True,
+}
 USAGE = {"stream_options": {"include_usage": True}}
 EVERY_OPTION_SENT = {
     "llama-server": {**USAGE, "top_k": 5, "min_p": 0.1, "repeat_penalty": 1.3, "repeat_last_n": 64, "ignore_eos": True},
@@ -55,10 +84,16 @@ def test_every_option_reaches_the_server_under_its_own_name(kind):
     assert stub.ignored() == []  # nothing the server would drop without a word
     warnings = [line for line in result.stderr.splitlines() if "warning" in line]
     if NOT_APPLIED[kind]:
-        assert warnings == [f"mmchat: warning: the server at {stub.url}/v1 ({DIALECTS[kind].name}) has nothing "
-                            f"for {NOT_APPLIED[kind]}: {'they are' if ',' in NOT_APPLIED[kind] else 'it is'} not "
-                            "applied to its answers" + (" (if it is llama-server, vLLM or SGLang behind a proxy, "
-                                                        "say so with --server-kind)" if kind == "openai" else "")]
+        assert warnings == [
+            f"mmchat: warning: the server at {stub.url}/v1 ({DIALECTS[kind].name}) has nothing "
+            f"for {NOT_APPLIED[kind]}: {'they are' if ',' in NOT_APPLIED[kind] else 'it is'} not "
+            "applied to its answers"
+            + (
+                " (if it is llama-server, vLLM or SGLang behind a proxy, say so with --server-kind)"
+                if kind == "openai"
+                else ""
+            )
+        ]
     else:
         assert warnings == []
 
@@ -98,8 +133,12 @@ def test_a_schema_goes_as_the_response_format_the_server_honours(kind, tmp_path)
 
 
 GRAMMAR = 'root ::= ("yes" | "no")\n'
-GRAMMAR_SENT = {"llama-server": {"grammar": GRAMMAR}, "llama-cpp-python": {"grammar": GRAMMAR},
-                "vllm": {"structured_outputs": {"grammar": GRAMMAR}}, "sglang": {"ebnf": GRAMMAR}}
+GRAMMAR_SENT = {
+    "llama-server": {"grammar": GRAMMAR},
+    "llama-cpp-python": {"grammar": GRAMMAR},
+    "vllm": {"structured_outputs": {"grammar": GRAMMAR}},
+    "sglang": {"ebnf": GRAMMAR},
+}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -112,7 +151,8 @@ def test_a_grammar_goes_as_the_server_takes_it_or_is_refused_unsent(kind, tmp_pa
         assert result.stderr.splitlines() == [
             f"mmchat: error: the server at {stub.url}/v1 (a plain OpenAI API) takes no GBNF grammar: give the "
             "answer's shape as a JSON schema (--schema), or use llama-server, vLLM or SGLang (behind a proxy: say "
-            "which with --server-kind)"]
+            "which with --server-kind)"
+        ]
         return
     assert result.exit_code == 0, result.output
     assert {k: sent[k] for k in GRAMMAR_SENT[kind]} == GRAMMAR_SENT[kind] and stub.ignored() == []
@@ -123,12 +163,21 @@ def test_a_server_behind_a_proxy_is_named_with_server_kind():
     behind_proxy = Stub(models=[{"id": "qwen", "owned_by": "openai"}], server=SERVERS["vllm"])
     guessed, _, plain = ask("vllm", "--top-k", "5", stub=behind_proxy)
     assert "top_k" not in plain and "--top-k" in guessed.stderr and "--server-kind" in guessed.stderr
-    told, stub, sent = ask("vllm", "--top-k", "5", "--server-kind", "vllm",
-                           stub=Stub(models=[{"id": "qwen", "owned_by": "openai"}], server=SERVERS["vllm"]))
+    told, stub, sent = ask(
+        "vllm",
+        "--top-k",
+        "5",
+        "--server-kind",
+        "vllm",
+        stub=Stub(models=[{"id": "qwen", "owned_by": "openai"}], server=SERVERS["vllm"]),
+    )
     assert told.exit_code == 0 and sent["top_k"] == 5 and stub.ignored() == [] and "warning" not in told.stderr
     wrong = mmchat("ask", "hi", "--base-url", "http://127.0.0.1:9", "--server-kind", "tgi")
     assert wrong.exit_code == 2
-    assert "--server-kind 'tgi' is not valid: give one of llama-server, llama-cpp-python, vllm, sglang, openai" in wrong.stderr
+    assert (
+        "--server-kind 'tgi' is not valid: give one of llama-server, llama-cpp-python, vllm, sglang, openai"
+        in wrong.stderr
+    )
 
 
 def test_a_missing_field_is_named_once_per_server_not_per_turn():
@@ -140,10 +189,13 @@ def test_a_missing_field_is_named_once_per_server_not_per_turn():
 
 def test_a_batch_lines_grammar_replaces_the_commands_schema_and_reaches_the_server(tmp_path):
     requests = tmp_path / "requests.jsonl"
-    lines = [{"custom_id": "schema", "body": {"messages": [{"role": "user", "content": "a"}]}},
-             {"custom_id": "grammar", "body": {"messages": [{"role": "user", "content": "b"}], "grammar": GRAMMAR}}]
-    requests.write_text("".join(json.dumps({**line, "method": "POST", "url": "/v1/chat/completions"}) + "\n"
-                                for line in lines))
+    lines = [
+        {"custom_id": "schema", "body": {"messages": [{"role": "user", "content": "a"}]}},
+        {"custom_id": "grammar", "body": {"messages": [{"role": "user", "content": "b"}], "grammar": GRAMMAR}},
+    ]
+    requests.write_text(
+        "".join(json.dumps({**line, "method": "POST", "url": "/v1/chat/completions"}) + "\n" for line in lines)
+    )
     with serve(Stub.like("sglang")) as stub:
         result = mmchat("batch", "-i", str(requests), "--base-url", stub.url, "--schema", json.dumps(SCHEMA))
     assert result.exit_code == 0, result.output

@@ -17,8 +17,9 @@ FAKE_TOKENS = 4000  # the fake answers with what it was given, one word a token
 
 
 def _ask(runner: Runner, url: str, **options) -> str:
-    return runner.chat([user_message("What does it say?", [image_part(url)])], max_tokens=FAKE_TOKENS,
-                       **options).content
+    return runner.chat(
+        [user_message("What does it say?", [image_part(url)])], max_tokens=FAKE_TOKENS, **options
+    ).content
 
 
 def _notices() -> tuple[list[str], Runner]:
@@ -145,7 +146,9 @@ def test_ask_reads_a_pdf_on_a_vision_model_and_a_text_model(models, tmp_path):
     usage = json.loads(out.stdout)["usage"]["prompt_tokens_details"]
     assert usage["image_tokens"] > 0 and usage["encoded_media"] == 2  # two pages, two images
     again = run_mmchat("ask", *vision, "--json", "--pages", "2-3", "-i", pdf, "What is on these pages?")
-    assert json.loads(again.stdout)["usage"]["prompt_tokens_details"]["encoded_media"] == 0  # a new process: the pages came from the cache
+    assert (
+        json.loads(again.stdout)["usage"]["prompt_tokens_details"]["encoded_media"] == 0
+    )  # a new process: the pages came from the cache
     text_only = run_mmchat("ask", "--model", str(models["llm"]), *GREEDY_ARGS, *THREADS_ARGS, "-i", pdf, "Summarise")
     assert text_only.returncode == 0, text_only.stderr.decode()
     assert "it gets the text of" in text_only.stderr.decode() and "2 left out" in text_only.stderr.decode()
@@ -153,7 +156,17 @@ def test_ask_reads_a_pdf_on_a_vision_model_and_a_text_model(models, tmp_path):
 
 def test_ask_refuses_a_missing_page_in_one_line(models, tmp_path):
     pdf = text_pdf(tmp_path / "three.pdf", 3)
-    out = run_mmchat("ask", "--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), *GREEDY_ARGS,
-                     *THREADS_ARGS, "-i", f"{pdf}#page=9", "hi")
+    out = run_mmchat(
+        "ask",
+        "--model",
+        str(models["llm"]),
+        "--mmproj",
+        str(models["mmproj-vision"]),
+        *GREEDY_ARGS,
+        *THREADS_ARGS,
+        "-i",
+        f"{pdf}#page=9",
+        "hi",
+    )
     assert out.returncode == 2 and out.stdout == b""
     assert out.stderr.decode().strip().count("\n") == 0 and "page 9 is not there" in out.stderr.decode()

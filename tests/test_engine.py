@@ -69,15 +69,19 @@ def test_audio_alone_with_the_audio_projector(models, tmp_path):
     wav = tone_wav(tmp_path / "tone.wav", seconds=2)
     with Runner(models["llm"], models["mmproj-audio"], n_ctx=2048, threads=THREADS) as r:
         assert r.capabilities().kinds == ("audio",)
-        reply = r.chat([{"role": "user", "content": [audio_part(str(wav)), text_part("Transcribe.")]}],
-                       **{**GREEDY, "max_tokens": 12})
+        reply = r.chat(
+            [{"role": "user", "content": [audio_part(str(wav)), text_part("Transcribe.")]}],
+            **{**GREEDY, "max_tokens": 12},
+        )
     assert reply.usage.audio_tokens == 750 and reply.usage.image_tokens == 0
     assert reply.content and reply.usage.completion_tokens == 12
 
 
 def test_image_and_audio_together_with_the_omni_projector(omni, png_a, tmp_path):
     wav = tone_wav(tmp_path / "tone.wav")
-    both = omni.chat([{"role": "user", "content": [image_part(str(png_a)), audio_part(str(wav)), text_part("What?")]}], **GREEDY)
+    both = omni.chat(
+        [{"role": "user", "content": [image_part(str(png_a)), audio_part(str(wav)), text_part("What?")]}], **GREEDY
+    )
     image_only = omni.chat([{"role": "user", "content": [image_part(str(png_a)), text_part("What?")]}], **GREEDY)
     assert both.usage.image_tokens == 16 and both.usage.audio_tokens == 750
     assert both.usage.prompt_tokens > image_only.usage.prompt_tokens + 750
@@ -118,8 +122,19 @@ def test_builtin_template_by_name(models):
 
 def _reference_ids(models, mmproj: str, prompt: str, files: list[Path], n: int) -> list[int]:
     out = subprocess.run(
-        [sys.executable, str(HERE / "llama_reference.py"), str(models["llm"]), str(models[mmproj]), prompt, str(n), *map(str, files)],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            sys.executable,
+            str(HERE / "llama_reference.py"),
+            str(models["llm"]),
+            str(models[mmproj]),
+            prompt,
+            str(n),
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return json.loads(out.stdout)
 
@@ -165,7 +180,13 @@ def test_placeholders_put_the_markers_where_they_stand(vision, png_a, png_b):
     default = user_message("Between them, what changed?", [image_part(str(png_a)), image_part(str(png_b))])
     marker = vision.engine.marker
     prompt = vision.engine.render(vision.prepare([placed]))
-    assert prompt.index("Between ") < prompt.index(marker) < prompt.index(" and ") < prompt.rindex(marker) < prompt.index(", what")
+    assert (
+        prompt.index("Between ")
+        < prompt.index(marker)
+        < prompt.index(" and ")
+        < prompt.rindex(marker)
+        < prompt.index(", what")
+    )
     turns = vision.prepare([placed])
     assert [s.digest() for s in turns[0].segments if not isinstance(s, str)] == [
         s.digest() for s in reversed([x for x in vision.prepare([default])[0].segments if not isinstance(x, str)])
@@ -195,8 +216,10 @@ def test_a_chat_template_that_is_no_file_nor_name_is_refused(models):
 
 # ChatML as published in a model's tokenizer_config.json (internlm/internlm2-chat-20b-sft, commit 72a7eb1; the same
 # text as teknium/OpenHermes-2.5-Mistral-7B's): what a user saves to a file for a GGUF that came without a template
-CHATML_FILE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-               "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+CHATML_FILE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 
 
 def test_chat_template_file_makes_a_model_without_one_answer_as_with_its_own(models, tmp_path):
@@ -205,7 +228,9 @@ def test_chat_template_file_makes_a_model_without_one_answer_as_with_its_own(mod
     template.write_text(CHATML_FILE)
     flags = ["--json", *GREEDY_ARGS, *THREADS_ARGS]
     own = invoke_real("ask", "Hello there", "-m", str(models["llm"]), *flags)
-    given = invoke_real("ask", "Hello there", "-m", str(models["llm-notemplate"]), "--chat-template", str(template), *flags)
+    given = invoke_real(
+        "ask", "Hello there", "-m", str(models["llm-notemplate"]), "--chat-template", str(template), *flags
+    )
     plain = invoke_real("ask", "Hello there", "-m", str(models["llm-notemplate"]), *flags)
     assert own.exit_code == given.exit_code == plain.exit_code == 0, own.output + given.output + plain.output
     answer = json.loads(own.stdout)
@@ -216,7 +241,10 @@ def test_chat_template_file_makes_a_model_without_one_answer_as_with_its_own(mod
     template.write_text("{% for message in messages %}{{ message['content'] }")
     broken = invoke_real("ask", "Hello", "-m", str(models["llm-notemplate"]), "--chat-template", str(template))
     assert broken.exit_code == 2 and broken.stdout == ""
-    assert broken.stderr.startswith("mmchat: error: the chat template does not compile (") and broken.stderr.count("\n") == 1
+    assert (
+        broken.stderr.startswith("mmchat: error: the chat template does not compile (")
+        and broken.stderr.count("\n") == 1
+    )
 
 
 @pytest.mark.parametrize("llm, mmproj", [("llm-qwen2vl", "mmproj-qwen2vl"), ("llm-qwen3vl", "mmproj-qwen3vl")])
@@ -232,8 +260,21 @@ def test_m_rope_models_match_llama_cpp_and_reuse_the_cache(models, tmp_path, llm
         convo = first + [{"role": "assistant", "content": reply.content}, {"role": "user", "content": "More?"}]
         second = r.chat(convo, **GREEDY)
         assert r.engine.stats.media_encodes == 1 and second.usage.cached_tokens > reply.usage.image_tokens
-    out = subprocess.run([sys.executable, str(HERE / "llama_reference.py"), str(models[llm]), str(models[mmproj]),
-                          prompt, "16", str(png)], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "llama_reference.py"),
+            str(models[llm]),
+            str(models[mmproj]),
+            prompt,
+            "16",
+            str(png),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert json.loads(out.stdout) == ours
     with Runner(models[llm], models[mmproj], n_ctx=2048, threads=THREADS) as fresh:
         assert fresh.chat(convo, **GREEDY).content == second.content

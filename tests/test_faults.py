@@ -31,8 +31,12 @@ MOMENTS = (0.0, 0.01, 0.03, 0.08, 0.2)  # seconds after the first write
 
 
 def start(kind: str, path: Path, tag: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.faultwriters", kind, str(path), tag], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.faultwriters", kind, str(path), tag],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout.readline() == b"go\n", proc.stderr.read().decode()
     return proc
 
@@ -213,8 +217,9 @@ def test_a_save_on_a_full_disk_says_so_and_keeps_the_old_file(tmp_path, monkeypa
     monkeypatch.setattr(atomic.os, "fdopen", lambda *a, **k: FullDisk(real(*a, **k), 10))
     with pytest.raises(DiskFull) as e:
         files.save(Conversation(None, [{"role": "user", "content": "x" * 100_000}]), path)
-    assert str(e.value) == (f"no space left on the device to write {path}: free some space and try again "
-                            "(the old file is unchanged)")
+    assert str(e.value) == (
+        f"no space left on the device to write {path}: free some space and try again (the old file is unchanged)"
+    )
     assert e.value.exit_code == 1 and path.read_bytes() == old and os.listdir(tmp_path) == ["chat.json"]
 
 
@@ -268,7 +273,9 @@ def test_a_pull_onto_a_full_disk_is_one_line_exit_1_and_resumes_later(tmp_path, 
     with FakeHub({"test-org/tiny-GGUF": {"tiny-Q4_K_M.gguf": model, "mmproj-tiny-f16.gguf": b"GGUF proj"}}) as hub:
         use_hub(monkeypatch, hub.url, tmp_path / "hf")
         registry.user_file().parent.mkdir(parents=True, exist_ok=True)
-        registry.user_file().write_text('[models.tiny]\nrepo = "test-org/tiny-GGUF"\nquant = "Q4_K_M"\nmodalities = ["image"]\n')
+        registry.user_file().write_text(
+            '[models.tiny]\nrepo = "test-org/tiny-GGUF"\nquant = "Q4_K_M"\nmodalities = ["image"]\n'
+        )
         monkeypatch.setattr(download, "open", lambda *a, **k: FullDisk(open(*a, **k), 40_000), raising=False)
         env = Environment(engine=FakeEngine(), stdin_isatty=False, stdout_isatty=False, stderr_isatty=False, environ={})
         with use(env):
@@ -282,7 +289,6 @@ def test_a_pull_onto_a_full_disk_is_one_line_exit_1_and_resumes_later(tmp_path, 
         monkeypatch.setattr(download, "open", open, raising=False)
         assert registry.pull("tiny", progress=False).model.read_bytes() == model
         assert hub.range_requests("tiny-Q4_K_M.gguf") == ["bytes=40000-"]
-
 
 
 def test_a_history_written_by_prompt_toolkit_reads_the_same(tmp_path):

@@ -110,8 +110,7 @@ TEXT, IMAGE, AUDIO = 0, 1, 2  # MTMD_INPUT_CHUNK_TYPE_*
 def probe(model: Path, mmproj: Path | None = None, media: tuple[str, ...] = ()) -> dict:
     """Run _PROBE in a fresh interpreter; fail with llama.cpp's stderr if it dies."""
     args = {"model": str(model), "mmproj": str(mmproj) if mmproj else None, "media": list(media)}
-    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(args)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(args)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"probe died (rc={proc.returncode}):\n{proc.stderr[:3000]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -131,15 +130,20 @@ def test_fixtures_are_small_and_deterministic(models: dict[str, Path], tmp_path:
 PAIRS = [
     ("llm", "mmproj-vision", ("image",), True, False, [[TEXT, 6], [IMAGE, 16], [TEXT, 23]]),
     ("llm", "mmproj-audio", ("audio",), False, True, [[TEXT, 6], [AUDIO, 750], [TEXT, 23]]),
-    ("llm", "mmproj-omni", ("image", "audio"), True, True,
-     [[TEXT, 6], [IMAGE, 16], [TEXT, 2], [AUDIO, 750], [TEXT, 23]]),
+    (
+        "llm",
+        "mmproj-omni",
+        ("image", "audio"),
+        True,
+        True,
+        [[TEXT, 6], [IMAGE, 16], [TEXT, 2], [AUDIO, 750], [TEXT, 23]],
+    ),
     ("llm-qwen2vl", "mmproj-qwen2vl", ("image",), True, False, [[TEXT, 6], [IMAGE, 24], [TEXT, 23]]),
     ("llm-qwen3vl", "mmproj-qwen3vl", ("image",), True, False, [[TEXT, 6], [IMAGE, 24], [TEXT, 23]]),
 ]
 
 
-@pytest.mark.parametrize("llm, mmproj, media, vision, audio, chunks", PAIRS,
-                         ids=[p[1] for p in PAIRS])
+@pytest.mark.parametrize("llm, mmproj, media, vision, audio, chunks", PAIRS, ids=[p[1] for p in PAIRS])
 def test_pair_loads_and_generates(models, llm, mmproj, media, vision, audio, chunks) -> None:
     out = probe(models[llm], models[mmproj], media)
     assert (out["vision"], out["audio"]) == (vision, audio)

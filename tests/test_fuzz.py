@@ -37,7 +37,9 @@ from mmchat.testing import FakeEngine
 from tests.fuzzing import Worker, examples
 from tests.videofiles import audio_only_m4a, write_video
 
-pytestmark = pytest.mark.model  # decoders run in a child process, and the property runs take the better part of a minute
+pytestmark = (
+    pytest.mark.model
+)  # decoders run in a child process, and the property runs take the better part of a minute
 
 # --- sources -------------------------------------------------------------------------------
 
@@ -45,11 +47,15 @@ pytestmark = pytest.mark.model  # decoders run in a child process, and the prope
 @contextlib.contextmanager
 def offline(directory: Path) -> Iterator[None]:
     """No name resolves and no connection is made; relative paths land in `directory`."""
+
     def no_network(*args, **kwargs):
         raise OSError(errno.ENETUNREACH, "no network in tests")
 
-    with contextlib.chdir(directory), mock.patch.object(socket, "getaddrinfo", side_effect=socket.gaierror("offline")), \
-            mock.patch.object(socket, "create_connection", side_effect=no_network):
+    with (
+        contextlib.chdir(directory),
+        mock.patch.object(socket, "getaddrinfo", side_effect=socket.gaierror("offline")),
+        mock.patch.object(socket, "create_connection", side_effect=no_network),
+    ):
         yield
 
 
@@ -67,9 +73,11 @@ def _harmless(text: str) -> bool:
 
 URLS = st.one_of(
     st.text(),
-    st.builds(lambda scheme, rest: scheme + rest,
-              st.sampled_from(["http://", "https://", "file://", "data:", "data:image/png;base64,", "ftp://", "-", "~/"]),
-              st.text()),
+    st.builds(
+        lambda scheme, rest: scheme + rest,
+        st.sampled_from(["http://", "https://", "file://", "data:", "data:image/png;base64,", "ftp://", "-", "~/"]),
+        st.text(),
+    ),
 )
 
 
@@ -78,7 +86,9 @@ URLS = st.one_of(
 def test_any_string_as_a_url(tmp_path_factory, url, piped):
     assume(_harmless(url))
     try:
-        MediaPolicy(local_files=[tmp_path_factory.getbasetemp()], remote_urls=["example.com", "10.0.0.0/8"]).admit(locate(url))
+        MediaPolicy(local_files=[tmp_path_factory.getbasetemp()], remote_urls=["example.com", "10.0.0.0/8"]).admit(
+            locate(url)
+        )
     except MmchatError:
         pass
     with offline(tmp_path_factory.getbasetemp()):
@@ -156,15 +166,25 @@ def worker() -> Iterator[Worker]:
 
 
 SEED_NAMES = ["png", "jpeg", "gif", "webp", "bmp", "tiff", "animated.gif", "wav", "flac", "ogg", "mp3", "m4a", "mp4"]
-KIND_OF = {name: "image" for name in SEED_NAMES[:7]} | {"wav": "audio", "flac": "audio", "ogg": "audio",
-                                                        "mp3": "audio", "m4a": "audio", "mp4": "video"}
+KIND_OF = {name: "image" for name in SEED_NAMES[:7]} | {
+    "wav": "audio",
+    "flac": "audio",
+    "ogg": "audio",
+    "mp3": "audio",
+    "m4a": "audio",
+    "mp4": "video",
+}
 
-MUTATIONS = st.lists(st.one_of(
-    st.tuples(st.just("truncate"), st.floats(0, 1)),
-    st.tuples(st.just("flip"), st.floats(0, 1), st.integers(0, 7)),
-    st.tuples(st.just("splice"), st.floats(0, 1), st.sampled_from(SEED_NAMES), st.integers(4, 256)),
-    st.tuples(st.just("overwrite"), st.floats(0, 1), st.binary(min_size=1, max_size=16)),
-), min_size=1, max_size=4)
+MUTATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("truncate"), st.floats(0, 1)),
+        st.tuples(st.just("flip"), st.floats(0, 1), st.integers(0, 7)),
+        st.tuples(st.just("splice"), st.floats(0, 1), st.sampled_from(SEED_NAMES), st.integers(4, 256)),
+        st.tuples(st.just("overwrite"), st.floats(0, 1), st.binary(min_size=1, max_size=16)),
+    ),
+    min_size=1,
+    max_size=4,
+)
 
 
 def mutate(data: bytes, ops: list[tuple], seeds: dict[str, bytes]) -> bytes:
@@ -208,17 +228,32 @@ def seeds_png() -> bytes:
 
 # --- messages and the REPL's parser --------------------------------------------------------
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=20)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
 PART = st.one_of(
     JSON,
-    st.fixed_dictionaries({"type": st.sampled_from([*msgs.PART_TYPES, "image", "nope"])},
-                          optional={"text": JSON, "image_url": JSON, "audio_url": JSON, "video_url": JSON,
-                                    "input_audio": st.fixed_dictionaries({}, optional={"data": JSON, "format": JSON})}),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from([*msgs.PART_TYPES, "image", "nope"])},
+        optional={
+            "text": JSON,
+            "image_url": JSON,
+            "audio_url": JSON,
+            "video_url": JSON,
+            "input_audio": st.fixed_dictionaries({}, optional={"data": JSON, "format": JSON}),
+        },
+    ),
 )
-MESSAGES = st.one_of(JSON, st.lists(st.fixed_dictionaries(
-    {"role": st.sampled_from([*msgs.ROLES, "tool", ""])}, optional={"content": st.one_of(JSON, st.lists(PART))})))
+MESSAGES = st.one_of(
+    JSON,
+    st.lists(
+        st.fixed_dictionaries(
+            {"role": st.sampled_from([*msgs.ROLES, "tool", ""])}, optional={"content": st.one_of(JSON, st.lists(PART))}
+        )
+    ),
+)
 
 
 @settings(max_examples=examples(800))

@@ -26,8 +26,16 @@ def test_mtp_drafters_are_never_the_chat_model_even_when_only_they_carry_the_qua
     assert hubfiles.pick_model(only_drafters, wanted("Q4_0")).path is None
     assert hubfiles.pick_model(only_drafters, wanted("Q4_0", named=False)).path == "gemma-4-E2B-it-BF16.gguf"
     # other sidecars llama.cpp skips, and drafters and importance matrices named the usual ways
-    for name in ("eagle3-x-Q4_K_M.gguf", "dflash-x-Q4_K_M.gguf", "x-Q4_K_M-draft.gguf", "x-draft-0.5B-Q4_K_M.gguf",
-                 "x.imatrix.gguf", "imatrix-x-Q4_K_M.gguf", "mmproj-x-Q4_K_M.gguf", "MMPROJ-x-Q4_K_M.gguf"):
+    for name in (
+        "eagle3-x-Q4_K_M.gguf",
+        "dflash-x-Q4_K_M.gguf",
+        "x-Q4_K_M-draft.gguf",
+        "x-draft-0.5B-Q4_K_M.gguf",
+        "x.imatrix.gguf",
+        "imatrix-x-Q4_K_M.gguf",
+        "mmproj-x-Q4_K_M.gguf",
+        "MMPROJ-x-Q4_K_M.gguf",
+    ):
         assert not hubfiles.is_chat_model(name), name
         assert hubfiles.pick_model([name, "x-Q8_0.gguf"], wanted("Q4_K_M")).path is None, name
 
@@ -42,7 +50,9 @@ def test_gemma_4_takes_a_bf16_projector_others_f16_and_a_q8_0_one_when_that_is_a
     assert hubfiles.pick_projector(qwen, qwen[0], "ggml-org/Qwen2.5-VL-3B-Instruct-GGUF") == "mmproj-x-f16.gguf"
     assert hubfiles.pick_projector(qwen[:3], qwen[0]) == "mmproj-x-bf16.gguf"
     voxtral = list(LISTINGS["ggml-org/Voxtral-Mini-3B-2507-GGUF"])  # no f16 projector there
-    assert hubfiles.pick_projector(voxtral, "Voxtral-Mini-3B-2507-Q4_K_M.gguf") == "mmproj-Voxtral-Mini-3B-2507-Q8_0.gguf"
+    assert (
+        hubfiles.pick_projector(voxtral, "Voxtral-Mini-3B-2507-Q4_K_M.gguf") == "mmproj-Voxtral-Mini-3B-2507-Q8_0.gguf"
+    )
     upper = list(LISTINGS["Qwen/Qwen3-VL-2B-Instruct-GGUF"])  # Qwen writes F16
     assert hubfiles.pick_projector(upper, "Qwen3VL-2B-Instruct-Q4_K_M.gguf") == "mmproj-Qwen3VL-2B-Instruct-F16.gguf"
 
@@ -78,7 +88,9 @@ def test_a_split_model_is_taken_by_its_first_part_with_all_its_parts():
 
 def test_the_fallback_order_and_a_set_of_acceptable_quants():
     assert hubfiles.QUANT_ORDER[:3] == ("Q4_K_M", "Q4_0", "Q4_K_S") and hubfiles.QUANT_ORDER[-2:] == ("F16", "BF16")
-    assert hubfiles.pick_model(["m-Q6_K.gguf", "m-Q8_0.gguf", "m-F16.gguf"], wanted("Q4_K_M", named=False)).quant == "Q6_K"
+    assert (
+        hubfiles.pick_model(["m-Q6_K.gguf", "m-Q8_0.gguf", "m-F16.gguf"], wanted("Q4_K_M", named=False)).quant == "Q6_K"
+    )
     # none in the order: the nearest in size to the wanted one
     assert hubfiles.pick_model(["m-IQ2_M.gguf", "m-Q3_K_L.gguf"], wanted("Q4_K_M", named=False)).quant == "Q3_K_L"
     four_bit = Want(("Q4_K_M", "Q4_0", "Q4_K_S"), label="4-bit")

@@ -25,12 +25,23 @@ INNER = "tests/test_cli_ask.py::test_stdout_carries_only_the_answer"  # a subpro
 
 def test_an_exported_server_key_and_model_never_reach_the_suite(models, tmp_path):
     with serve() as stub:
-        exported = {"MMCHAT_BASE_URL": stub.url, "OPENAI_BASE_URL": stub.url + "/v1", "MMCHAT_API_KEY": "dev-key",
-                    "OPENAI_API_KEY": "dev-key", "MMCHAT_MODEL": "dev-model", "NO_COLOR": "1"}
+        exported = {
+            "MMCHAT_BASE_URL": stub.url,
+            "OPENAI_BASE_URL": stub.url + "/v1",
+            "MMCHAT_API_KEY": "dev-key",
+            "OPENAI_API_KEY": "dev-key",
+            "MMCHAT_MODEL": "dev-model",
+            "NO_COLOR": "1",
+        }
         leaked = run_mmchat("ask", "hi", "-m", str(models["llm"]), env=exported)
         assert leaked.returncode == 0 and len(stub.chats) == 1, leaked.stderr.decode()  # where they would send it
-        inner = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'inner'}",
-                                INNER], env={**os.environ, **exported}, cwd=ROOT, capture_output=True, timeout=300)
+        inner = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'inner'}", INNER],
+            env={**os.environ, **exported},
+            cwd=ROOT,
+            capture_output=True,
+            timeout=300,
+        )
     assert inner.returncode == 0, inner.stdout.decode()[-3000:]
     assert "1 passed" in inner.stdout.decode()
     assert len(stub.chats) == 1 and stub.headers[0]["Authorization"] == "Bearer dev-key"  # only the direct run came

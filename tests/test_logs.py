@@ -111,8 +111,12 @@ def test_inline_media_are_logged_as_a_hash_and_cannot_be_continued(png, isolated
     data = base64.b64encode(png.read_bytes()).decode()
     assert invoke("ask", "what", "-i", f"data:image/png;base64,{data}")[0].exit_code == 0
     part = logged()[0]["turns"][0]["messages"][0]["content"][0]
-    assert part == {"type": "image_url", "image_url": {"url": "(data: URL)"}, "source": "inline",
-                    "sha256": hashlib.sha256(png.read_bytes()).hexdigest()}
+    assert part == {
+        "type": "image_url",
+        "image_url": {"url": "(data: URL)"},
+        "source": "inline",
+        "sha256": hashlib.sha256(png.read_bytes()).hexdigest(),
+    }
     db = (isolated_user_dir / "logs.db").read_bytes() + (isolated_user_dir / "logs.db-wal").read_bytes()
     assert data[:200].encode() not in db  # never the bytes
     result, _ = invoke("ask", "--continue", "more")
@@ -202,11 +206,13 @@ def _invoke_as_main(*args: str, input: str | None = None):
     from mmchat.env import Environment, use
 
     defaults = config.load_user_defaults()
-    env = Environment(engine=FakeEngine(), stdin_isatty=input is None, stdout_isatty=False, stderr_isatty=False,
-                      environ={})
+    env = Environment(
+        engine=FakeEngine(), stdin_isatty=input is None, stdout_isatty=False, stderr_isatty=False, environ={}
+    )
     with use(env):
-        return CliRunner().invoke(app, list(args), input=input,
-                                  default_map={"ask": defaults, "chat": defaults} if defaults else None)
+        return CliRunner().invoke(
+            app, list(args), input=input, default_map={"ask": defaults, "chat": defaults} if defaults else None
+        )
 
 
 def test_logs_on_again_after_off():
@@ -295,13 +301,19 @@ def test_a_log_from_a_newer_mmchat_is_left_alone_with_a_warning(isolated_user_di
 @pytest.mark.model
 def test_a_writer_killed_mid_write_leaves_a_log_the_next_run_uses(isolated_user_dir):
     """SIGKILL while turns are being written in a loop: every committed turn survives, the half one is gone."""
-    code = ("import sys, itertools; from tests.helpers import completion; from mmchat.logs import LogStore\n"
-            "s = LogStore.open()\n"
-            "for i in itertools.count():\n"
-            "    s.log_turn('killed', 'm', [{'role': 'user', 'content': 'x' * 200000}], completion(str(i)))\n"
-            "    print(i, flush=True)\n")
-    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=mmchat_env(),
-                              cwd=Path(__file__).resolve().parent.parent)
+    code = (
+        "import sys, itertools; from tests.helpers import completion; from mmchat.logs import LogStore\n"
+        "s = LogStore.open()\n"
+        "for i in itertools.count():\n"
+        "    s.log_turn('killed', 'm', [{'role': 'user', 'content': 'x' * 200000}], completion(str(i)))\n"
+        "    print(i, flush=True)\n"
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        env=mmchat_env(),
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     for _ in range(5):
         writer.stdout.readline()
     time.sleep(0.05)  # somewhere inside a later write
@@ -331,8 +343,15 @@ def test_processes_writing_at_once_all_land(isolated_user_dir):
 
 def test_two_processes_one_conversation_on_the_tiny_models(models, tmp_path):
     png = noise_png(tmp_path / "photo.png", seed=3)
-    args = ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), *GREEDY_ARGS, *THREADS_ARGS,
-            "--json"]
+    args = [
+        "--model",
+        str(models["llm"]),
+        "--mmproj",
+        str(models["mmproj-vision"]),
+        *GREEDY_ARGS,
+        *THREADS_ARGS,
+        "--json",
+    ]
     first = run_mmchat("ask", "What is it?", "--image", str(png), *args)
     assert first.returncode == 0, first.stderr
     second = run_mmchat("ask", "--continue", "And the colours?", *args[4:])  # the model comes from the log
@@ -344,8 +363,10 @@ def test_two_processes_one_conversation_on_the_tiny_models(models, tmp_path):
     listed = json.loads(run_mmchat("logs", "--json").stdout)
     assert len(listed) == 1
     turns = listed[0]["turns"]
-    assert [t["answer"] for t in turns] == [one["choices"][0]["message"]["content"],
-                                            two["choices"][0]["message"]["content"]]
+    assert [t["answer"] for t in turns] == [
+        one["choices"][0]["message"]["content"],
+        two["choices"][0]["message"]["content"],
+    ]
     assert turns[1]["usage"] == two["usage"] and turns[1]["timings"] == two["timings"]
     noise_png(png, seed=4)
     refused = run_mmchat("ask", "--continue", "And now?", *args[4:])
@@ -358,8 +379,9 @@ def test_two_processes_one_conversation_on_the_tiny_models(models, tmp_path):
 
 def _rows(cid: str) -> list[tuple]:
     with sqlite3.connect(logs.log_path()) as conn:
-        return conn.execute("SELECT seq, prefix, resumed, messages, answer FROM turns WHERE conversation_id = ? "
-                            "ORDER BY seq", (cid,)).fetchall()
+        return conn.execute(
+            "SELECT seq, prefix, resumed, messages, answer FROM turns WHERE conversation_id = ? ORDER BY seq", (cid,)
+        ).fetchall()
 
 
 def test_a_turn_appends_only_its_new_message_and_continue_loads_the_whole_conversation(png):
@@ -379,7 +401,8 @@ def test_a_turn_appends_only_its_new_message_and_continue_loads_the_whole_conver
     assert all(len(json.loads(r[3])) == 1 for r in rows)  # each row holds its own question, not the conversation
     loaded = logs.LogStore.open().load_conversation("long")  # as --continue in a new process
     assert [logs.prompt_of([m]) or m["content"] for m in loaded.messages] == [
-        logs.prompt_of([m]) or m["content"] for m in messages]
+        logs.prompt_of([m]) or m["content"] for m in messages
+    ]
     assert len(loaded.media) == 4 and {m.sha256 for m in loaded.media} == {sha}
 
 
@@ -399,7 +422,9 @@ def test_a_repl_window_that_moved_on_is_logged_as_a_resumed_turn_and_continued_a
     assert [(m["role"], m["content"]) for m in loaded.messages] == [*sent, ("assistant", rows[-1][4])]
     again, fake2 = invoke("chat", "--continue", input="one more\n")
     assert again.exit_code == 0 and [(t.role, t.segments[0]) for t in fake2.calls[0][0]][:-1] == [
-        *sent, ("assistant", rows[-1][4])]
+        *sent,
+        ("assistant", rows[-1][4]),
+    ]
 
 
 def test_turns_written_by_another_process_meanwhile_are_read_back_not_overwritten():
@@ -412,12 +437,20 @@ def test_turns_written_by_another_process_meanwhile_are_read_back_not_overwritte
     mine.log_turn("shared", "m", three, completion("3"))
     assert [(r[1], json.loads(r[3])) for r in _rows("shared")][2] == (4, [{"role": "user", "content": "three"}])
     assert [m["content"] for m in logs.LogStore.open().load_conversation("shared").messages] == [
-        "one", "1", "two", "2", "three", "3"]
+        "one",
+        "1",
+        "two",
+        "2",
+        "three",
+        "3",
+    ]
 
 
 def test_a_file_changed_under_the_same_name_is_logged_again_with_its_new_sha256(png):
     store, url = logs.LogStore.open(), str(png)
-    first = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "a"}]}]
+    first = [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "a"}]}
+    ]
     store.log_turn("edited", "m", first, completion("A"), digests={url: "1" * 64})
     second = [*first, {"role": "assistant", "content": "A"}, {"role": "user", "content": "b"}]
     store.log_turn("edited", "m", second, completion("B"), digests={url: "2" * 64})
@@ -430,9 +463,12 @@ def test_a_log_of_the_first_schema_is_migrated_and_its_turns_still_load(isolated
         logs.MIGRATIONS[0](conn)
         conn.execute("PRAGMA user_version = 1")
         conn.execute("INSERT INTO conversations VALUES ('old', 'm', 't', 't')")
-        conn.execute("INSERT INTO turns (conversation_id, seq, created, model, source, prefix, messages, prompt, answer, "
-                     "finish_reason, usage, timings) VALUES ('old', 1, 't', 'm', '{}', 0, ?, 'hi', 'hello', 'stop', "
-                     "'{}', '{}')", (json.dumps([{"role": "user", "content": "hi"}]),))
+        conn.execute(
+            "INSERT INTO turns (conversation_id, seq, created, model, source, prefix, messages, prompt, answer, "
+            "finish_reason, usage, timings) VALUES ('old', 1, 't', 'm', '{}', 0, ?, 'hi', 'hello', 'stop', "
+            "'{}', '{}')",
+            (json.dumps([{"role": "user", "content": "hi"}]),),
+        )
     result, fake = invoke("ask", "--cid", "old", "and then")
     assert result.exit_code == 0, result.output
     assert [t.segments[0] for t in fake.calls[0][0]] == ["hi", "hello", "and then"]
@@ -445,10 +481,12 @@ def test_overlap_finds_what_repeats_and_what_is_new():
     from mmchat.logappend import overlap
 
     before = ["s", "u1", "a1", "u2", "a2"]
-    cases = {("s", "u1", "a1", "u2", "a2", "u3"): (5, None, 5),  # the next question
-             ("s", "u2", "a2", "u3"): (1, 3, 3),  # the oldest turn left the window
-             ("s", "u1", "x"): (2, None, 2),  # /undo, then another question
-             ("t", "u1", "a1", "u2", "a2", "u3"): (0, None, 0),  # a new system prompt: all of it again
-             ("s", "u2", "x", "u3"): (1, None, 1)}  # a message seen before, but not the rest after it
+    cases = {
+        ("s", "u1", "a1", "u2", "a2", "u3"): (5, None, 5),  # the next question
+        ("s", "u2", "a2", "u3"): (1, 3, 3),  # the oldest turn left the window
+        ("s", "u1", "x"): (2, None, 2),  # /undo, then another question
+        ("t", "u1", "a1", "u2", "a2", "u3"): (0, None, 0),  # a new system prompt: all of it again
+        ("s", "u2", "x", "u3"): (1, None, 1),
+    }  # a message seen before, but not the rest after it
     for after, expected in cases.items():
         assert dataclasses.astuple(overlap(before, list(after))) == expected, after

@@ -43,7 +43,6 @@ VIDEO_CODECS = [
 ]
 
 
-
 def rms(piece: Audio) -> float:
     return float(np.sqrt(np.mean(np.square(piece.samples, dtype=np.float64))))
 
@@ -252,7 +251,6 @@ def test_no_sound_when_not_asked_or_not_there(tmp_path: Path) -> None:
 
 
 # --- errors -------------------------------------------------------------------------------
-
 
 
 @pytest.mark.parametrize(

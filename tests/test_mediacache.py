@@ -77,10 +77,23 @@ def test_a_cache_that_cannot_be_written_is_off_with_one_notice(models, png, isol
 
 
 def test_two_processes_writing_the_same_entry_at_once_both_answer(models, png):
-    args = ["ask", "What is it?", "-i", str(png), "-m", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]),
-            "--json", *GREEDY_ARGS, *THREADS_ARGS]
-    procs = [subprocess.Popen([*MMCHAT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=mmchat_env())
-             for _ in range(2)]
+    args = [
+        "ask",
+        "What is it?",
+        "-i",
+        str(png),
+        "-m",
+        str(models["llm"]),
+        "--mmproj",
+        str(models["mmproj-vision"]),
+        "--json",
+        *GREEDY_ARGS,
+        *THREADS_ARGS,
+    ]
+    procs = [
+        subprocess.Popen([*MMCHAT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=mmchat_env())
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
     answers = [json.loads(out) for out, _ in outs]
@@ -150,6 +163,7 @@ def test_an_encode_in_another_thread_and_a_turn_never_meet_inside_llama_cpp(mode
             finally:
                 with guard:
                     inside[0] -= 1
+
         return call
 
     for name in ("mtmd_encode_chunk", "mtmd_helper_decode_image_chunk", "mtmd_tokenize"):

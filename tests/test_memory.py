@@ -85,8 +85,12 @@ def test_a_batch_against_a_server_keeps_no_more_than_the_requests_in_flight(phot
     assert result.exit_code == 0, result.output
     assert len(watcher.stray) == len(photos) and max(watcher.stray) <= 2  # the two other requests in flight
     shown, _ = invoke("logs", "--json", "-n", "0")  # each answer logged with its own photo's sha256, though
-    logged = {p["image_url"]["url"]: p["sha256"]  # requests settled the cache while others were in flight
-              for c in json.loads(shown.stdout) for p in c["turns"][0]["messages"][0]["content"] if p["type"] != "text"}
+    logged = {
+        p["image_url"]["url"]: p["sha256"]  # requests settled the cache while others were in flight
+        for c in json.loads(shown.stdout)
+        for p in c["turns"][0]["messages"][0]["content"]
+        if p["type"] != "text"
+    }
     assert logged == {str(Path(p).resolve()): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in photos}
 
 

@@ -12,7 +12,11 @@ from mmchat.inputs.part import media_part, media_parts
 def test_user_message_puts_media_first_in_the_given_order():
     msg = m.user_message("What changed?", [m.image_part("a.png"), m.audio_part("b.wav"), m.image_part("c.png")])
     assert [p["type"] for p in msg["content"]] == ["image_url", "audio_url", "image_url", "text"]
-    assert [p.get("image_url", p.get("audio_url", {})).get("url") for p in msg["content"][:3]] == ["a.png", "b.wav", "c.png"]
+    assert [p.get("image_url", p.get("audio_url", {})).get("url") for p in msg["content"][:3]] == [
+        "a.png",
+        "b.wav",
+        "c.png",
+    ]
 
 
 def test_a_text_only_message_stays_a_string():
@@ -25,7 +29,11 @@ def test_empty_message_is_refused():
 
 
 def test_validation_keeps_order_and_accepts_the_url_shorthand():
-    parts = [{"type": "text", "text": "1"}, {"type": "image_url", "image_url": "https://x/y.png"}, {"type": "text", "text": "2"}]
+    parts = [
+        {"type": "text", "text": "1"},
+        {"type": "image_url", "image_url": "https://x/y.png"},
+        {"type": "text", "text": "2"},
+    ]
     out = m.validate_messages([{"role": "user", "content": parts}])
     assert out[0]["content"][1] == {"type": "image_url", "image_url": {"url": "https://x/y.png"}}
     assert [p["type"] for p in out[0]["content"]] == ["text", "image_url", "text"]
@@ -40,7 +48,10 @@ def test_validation_keeps_order_and_accepts_the_url_shorthand():
         ([{"role": "user", "content": [{"type": "picture"}]}], "messages[0].content[0]: unknown part type 'picture'"),
         ([{"role": "user", "content": [{"type": "text"}]}], "needs a string 'text'"),
         ([{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}], "image_url needs {'url'"),
-        ([{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AA==", "format": "xyz"}}]}], "format 'xyz'"),
+        (
+            [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "AA==", "format": "xyz"}}]}],
+            "format 'xyz'",
+        ),
         ([{"role": "assistant", "content": [m.image_part("a.png")]}], "only user messages can hold media"),
     ],
 )

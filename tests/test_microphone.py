@@ -73,15 +73,18 @@ def test_a_runner_records_mic_seconds_when_devices_are_allowed(mic):
     assert "[audio 1.00s " in answer
 
 
-@pytest.mark.parametrize("runner", [lambda: Runner(engine=FakeEngine()),
-                                    lambda: Runner(engine=FakeEngine(), policy=MediaPolicy(local_files=True))])
+@pytest.mark.parametrize(
+    "runner",
+    [lambda: Runner(engine=FakeEngine()), lambda: Runner(engine=FakeEngine(), policy=MediaPolicy(local_files=True))],
+)
 def test_a_runner_refuses_the_microphone_unless_allowed(runner):
     with pytest.raises(MediaRefused, match=r"microphone.*devices=True"):
         runner().chat([user_message("what?", [audio_part("mic:1")])])
 
 
-@pytest.mark.parametrize("url, words", [("mic:", "give a length as mic:SECONDS"), ("mic:ten", "in seconds"),
-                                        ("mic:9999", "from 0 to 600")])
+@pytest.mark.parametrize(
+    "url, words", [("mic:", "give a length as mic:SECONDS"), ("mic:ten", "in seconds"), ("mic:9999", "from 0 to 600")]
+)
 def test_a_runner_needs_a_length_it_can_record(url, words):
     with pytest.raises(SourceError, match=words):
         Runner(engine=FakeEngine(), devices=True).chat([user_message("what?", [audio_part(url)])])
@@ -114,8 +117,14 @@ def test_ask_at_a_terminal_records_until_enter(models, mic):
     import pty
 
     master, slave = pty.openpty()
-    proc = subprocess.Popen([*MMCHAT, "ask", *_hearing(models), "--audio", "mic:", "Transcribe this."],
-                            stdin=slave, stdout=subprocess.PIPE, stderr=slave, env=mmchat_env(), start_new_session=True)
+    proc = subprocess.Popen(
+        [*MMCHAT, "ask", *_hearing(models), "--audio", "mic:", "Transcribe this."],
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=mmchat_env(),
+        start_new_session=True,
+    )
     os.close(slave)
     try:
         assert _read_until(master, b"Enter stops", 60)  # the meter is up: recording
@@ -175,8 +184,14 @@ def test_silence_is_recorded_with_a_warning(models, mic):
 
 def test_without_a_sound_server_it_is_one_line(models):
     need_sound()
-    out = run_mmchat("ask", *_hearing(models), "--audio", "mic:1", "Transcribe this.",
-                     env={"PULSE_SERVER": "unix:/nonexistent/native", "ALSA_CARD": "none"})
+    out = run_mmchat(
+        "ask",
+        *_hearing(models),
+        "--audio",
+        "mic:1",
+        "Transcribe this.",
+        env={"PULSE_SERVER": "unix:/nonexistent/native", "ALSA_CARD": "none"},
+    )
     stderr = out.stderr.decode().strip()
     assert out.returncode == 2 and stderr.startswith("mmchat: error: no microphone") and "\n" not in stderr
 
@@ -188,8 +203,13 @@ class _Chat:
     """`mmchat chat` with a piped stdin, typed into line by line; stderr read as it comes."""
 
     def __init__(self, args: list[str]):
-        self.proc = subprocess.Popen([*MMCHAT, "chat", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=mmchat_env())
+        self.proc = subprocess.Popen(
+            [*MMCHAT, "chat", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=mmchat_env(),
+        )
         self.said = b""
 
     def type(self, line: str) -> None:
@@ -251,8 +271,9 @@ def test_rec_at_a_real_terminal_shows_the_time_and_level_in_the_toolbar(models, 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))
     env = mmchat_env({"TERM": "xterm-256color"})
-    proc = subprocess.Popen([*MMCHAT, "chat", *_hearing(models)], stdin=slave, stdout=slave, stderr=slave, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*MMCHAT, "chat", *_hearing(models)], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+    )
     os.close(slave)
     try:
         assert _read_until(master, b"Ctrl-D leaves", 60)

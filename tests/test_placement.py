@@ -54,13 +54,20 @@ def png(tmp_path):
 
 def test_llama_cpps_placement_rules():
     assert plan(gpu=False, n_gpu_layers=None, mmproj_offload=True, n_layer=24) == Placement(0, 25, "CPU")
-    assert plan(gpu=True, n_gpu_layers=None, mmproj_offload=True, n_layer=24, gpu_name="CUDA0") == Placement(25, 25, "CUDA0")
+    assert plan(gpu=True, n_gpu_layers=None, mmproj_offload=True, n_layer=24, gpu_name="CUDA0") == Placement(
+        25, 25, "CUDA0"
+    )
     partial = plan(gpu=True, n_gpu_layers=10, mmproj_offload=False, n_layer=24)
     assert (partial.text_model, partial.projector_device) == ("GPU+CPU", "CPU")
     assert partial.describe_text_model() == "GPU+CPU (10 of 25 layers on the GPU)"
     assert plan(gpu=True, n_gpu_layers=999, mmproj_offload=True, n_layer=24).gpu_layers == 25
     assert plan(gpu=True, n_gpu_layers=0, mmproj_offload=True, n_layer=24).as_dict() == {
-        "text_model": "CPU", "gpu_layers": 0, "layers": 25, "projector": "GPU", "projector_backend": "GPU"}
+        "text_model": "CPU",
+        "gpu_layers": 0,
+        "layers": 25,
+        "projector": "GPU",
+        "projector_backend": "GPU",
+    }
     assert plan(gpu=True, n_gpu_layers=0, mmproj_offload=True, projector=False).projector is None
 
 
@@ -73,7 +80,11 @@ def test_mmproj_offload_reaches_libmtmd_and_json_says_where_each_part_ran(models
     where = reply.to_dict()["timings"]["ran_on"]
     projector = "GPU" if GPU and offload else "CPU"
     assert (where["text_model"], where["gpu_layers"], where["layers"], where["projector"]) == (
-        "GPU" if GPU else "CPU", LAYERS if GPU else 0, LAYERS, projector)
+        "GPU" if GPU else "CPU",
+        LAYERS if GPU else 0,
+        LAYERS,
+        projector,
+    )
     if projector == "CPU":
         assert where["projector_backend"] == "CPU"  # as libmtmd logged it: "CLIP using CPU backend"
 
@@ -97,10 +108,25 @@ def _ask_json(monkeypatch, capsys, *args: str) -> dict:
 
 
 @pytest.mark.parametrize("how", ["flag", "config.toml"])
-def test_no_mmproj_offload_from_the_command_line_and_config_toml(models, asked, png, monkeypatch, capsys,
-                                                                 isolated_user_dir, how):
-    args = ["What?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), "-i", str(png),
-            "--threads", str(THREADS), "-t", "0", "-n", "4", "--no-cache"]
+def test_no_mmproj_offload_from_the_command_line_and_config_toml(
+    models, asked, png, monkeypatch, capsys, isolated_user_dir, how
+):
+    args = [
+        "What?",
+        "-m",
+        str(models["llm"]),
+        "--mmproj",
+        str(models["mmproj-vision"]),
+        "-i",
+        str(png),
+        "--threads",
+        str(THREADS),
+        "-t",
+        "0",
+        "-n",
+        "4",
+        "--no-cache",
+    ]
     if how == "flag":
         args.append("--no-mmproj-offload")
     else:
@@ -135,8 +161,12 @@ def test_doctor_names_a_bad_config_value(isolated_user_dir):
 
 def test_doctor_on_a_gpu_build(isolated_user_dir):
     """The same rules, given a build with a CUDA device (this one has none)."""
-    assert _where_it_runs(True, "CUDA0") == ["text model runs on: GPU (all layers) (--gpu-layers N to keep some on the CPU)",
-                                             "projector runs on: GPU (CUDA0) (--no-mmproj-offload keeps it on the CPU)"]
+    assert _where_it_runs(True, "CUDA0") == [
+        "text model runs on: GPU (all layers) (--gpu-layers N to keep some on the CPU)",
+        "projector runs on: GPU (CUDA0) (--no-mmproj-offload keeps it on the CPU)",
+    ]
     (isolated_user_dir / "config.toml").write_text("[defaults]\nmmproj-offload = false\ngpu-layers = 20\n")
-    assert _where_it_runs(True, "CUDA0") == ["text model runs on: GPU (20 layers) (gpu-layers in config.toml)",
-                                             "projector runs on: CPU (mmproj-offload in config.toml)"]
+    assert _where_it_runs(True, "CUDA0") == [
+        "text model runs on: GPU (20 layers) (gpu-layers in config.toml)",
+        "projector runs on: CPU (mmproj-offload in config.toml)",
+    ]

@@ -144,7 +144,9 @@ def test_remote_urls_refused(server):
 def test_a_loopback_address_is_refused_unless_named(server):
     where, handler = server
     runner, _ = service(remote_urls=True)
-    with pytest.raises(MediaRefused, match="127.0.0.1, a loopback address, which the media policy refuses unless named"):
+    with pytest.raises(
+        MediaRefused, match="127.0.0.1, a loopback address, which the media policy refuses unless named"
+    ):
         ask(runner, f"http://{where}/cat.png")
     named, _ = service(remote_urls=["127.0.0.1"])
     assert ask(named, f"http://{where}/cat.png").startswith("[image 96x64")
@@ -165,10 +167,12 @@ def test_every_redirect_is_checked(server, monkeypatch):
     where, handler = server
     port = where.split(":")[1]
     real = socket.getaddrinfo
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **kw: real(
-        "127.0.0.2" if host == "cdn.example" else host, *a, **kw))  # a public-looking name, a private address
-    handler.redirects.update({"/to-host": f"http://10.9.9.9:{port}/cat.png",
-                              "/to-name": f"http://cdn.example:{port}/cat.png"})
+    monkeypatch.setattr(
+        socket, "getaddrinfo", lambda host, *a, **kw: real("127.0.0.2" if host == "cdn.example" else host, *a, **kw)
+    )  # a public-looking name, a private address
+    handler.redirects.update(
+        {"/to-host": f"http://10.9.9.9:{port}/cat.png", "/to-name": f"http://cdn.example:{port}/cat.png"}
+    )
     runner, _ = service(remote_urls=["127.0.0.1", "*.example"])
     with pytest.raises(MediaRefused, match=r"redirects to http://10\.9\.9\.9.*host 10\.9\.9\.9 is not one the media"):
         ask(runner, f"http://{where}/to-host")
@@ -177,10 +181,19 @@ def test_every_redirect_is_checked(server, monkeypatch):
     assert handler.requests == ["/to-host", "/to-name"]
 
 
-@pytest.mark.parametrize("address, allowed", [
-    ("8.8.8.8", True), ("10.1.2.3", False), ("192.168.0.9", False), ("169.254.169.254", False),
-    ("::1", False), ("::ffff:127.0.0.1", False), ("fe80::1", False), ("2001:4860:4860::8888", True),
-])
+@pytest.mark.parametrize(
+    "address, allowed",
+    [
+        ("8.8.8.8", True),
+        ("10.1.2.3", False),
+        ("192.168.0.9", False),
+        ("169.254.169.254", False),
+        ("::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("fe80::1", False),
+        ("2001:4860:4860::8888", True),
+    ],
+)
 def test_which_addresses_are_private(address, allowed):
     policy = MediaPolicy()
     if allowed:
@@ -188,8 +201,17 @@ def test_which_addresses_are_private(address, allowed):
     else:
         with pytest.raises(MediaRefused, match="address, which the media policy refuses unless named"):
             policy.check_address("host", address)
-        MediaPolicy(remote_urls=["example.com", "10.0.0.0/8", "169.254.169.254", "::1", "127.0.0.0/8", "fe80::/10",
-                                 "192.168.0.0/16"]).check_address("host", address)  # named: allowed
+        MediaPolicy(
+            remote_urls=[
+                "example.com",
+                "10.0.0.0/8",
+                "169.254.169.254",
+                "::1",
+                "127.0.0.0/8",
+                "fe80::/10",
+                "192.168.0.0/16",
+            ]
+        ).check_address("host", address)  # named: allowed
 
 
 # --- sizes ---------------------------------------------------------------------------------
@@ -199,7 +221,9 @@ def test_bytes_per_part(media, server, no_reads):
     where, handler = server
     size = (media / "cat.png").stat().st_size
     runner, _ = service(local_files=True, remote_urls=["127.0.0.1"], max_bytes=size - 1)
-    with pytest.raises(MediaRefused, match=rf"is {size} bytes, more than the media policy allows per part \(max_bytes="):
+    with pytest.raises(
+        MediaRefused, match=rf"is {size} bytes, more than the media policy allows per part \(max_bytes="
+    ):
         ask(runner, str(media / "cat.png"))
     assert no_reads == []
     with pytest.raises(MediaRefused, match=r"larger than the \d+ bytes the media policy allows per part \(max_bytes="):

@@ -38,8 +38,7 @@ TOP_RED = np.array([[RED, RED], [BLUE, BLUE]], dtype=np.uint8)
 def test_half_blocks_in_truecolor_put_the_top_pixel_in_front_and_the_bottom_behind():
     # U+2580 UPPER HALF BLOCK: its glyph is the foreground colour on top, the background below;
     # SGR 38;2;R;G;B and 48;2;R;G;B (ITU T.416 direct colour, as xterm's ctlseqs give it)
-    assert encode.halfblocks(LEFT_RED) == [
-        "\x1b[38;2;255;0;0;48;2;255;0;0m▀\x1b[38;2;0;0;255;48;2;0;0;255m▀\x1b[0m"]
+    assert encode.halfblocks(LEFT_RED) == ["\x1b[38;2;255;0;0;48;2;255;0;0m▀\x1b[38;2;0;0;255;48;2;0;0;255m▀\x1b[0m"]
     # two equal cells in a row share one SGR
     assert encode.halfblocks(TOP_RED) == ["\x1b[38;2;255;0;0;48;2;0;0;255m▀▀\x1b[0m"]
 
@@ -82,7 +81,10 @@ def test_kitty_of_two_by_two():
     # replies) m=0 (last chunk); payload: base64 of the 12 RGB bytes (kitty graphics protocol)
     rgb = bytes([255, 0, 0, 0, 0, 255] * 2)
     assert base64.b64encode(rgb) == b"/wAAAAD//wAAAAD/"
-    assert encode.kitty(LEFT_RED, 2, 1, compress=False) == "\x1b_Ga=T,f=24,s=2,v=2,c=2,r=1,C=1,q=2,m=0;/wAAAAD//wAAAAD/\x1b\\"
+    assert (
+        encode.kitty(LEFT_RED, 2, 1, compress=False)
+        == "\x1b_Ga=T,f=24,s=2,v=2,c=2,r=1,C=1,q=2,m=0;/wAAAAD//wAAAAD/\x1b\\"
+    )
 
 
 def test_kitty_sends_a_large_image_in_chunks_of_4096():
@@ -130,10 +132,18 @@ ITERM2 = b"\x1bP>|iTerm2 3.5.0\x1b\\\x1b[?62;4c"
 TMUX = b"\x1bP>|tmux 3.3a\x1b\\\x1b[?1;2c"
 
 
-@pytest.mark.parametrize("reply, protocol", [
-    (XTERM_VT340, "sixel"), (XTERM_PLAIN, "halfblocks"), (KITTY, "kitty"), (KITTY_WITH_KEYS, "kitty"),
-    (ITERM2, "iterm2"), (b"\x1b_Gi=31;ENOTSUPPORTED:\x1b\\\x1b[?62;c", "halfblocks"), (b"", "halfblocks"),
-])
+@pytest.mark.parametrize(
+    "reply, protocol",
+    [
+        (XTERM_VT340, "sixel"),
+        (XTERM_PLAIN, "halfblocks"),
+        (KITTY, "kitty"),
+        (KITTY_WITH_KEYS, "kitty"),
+        (ITERM2, "iterm2"),
+        (b"\x1b_Gi=31;ENOTSUPPORTED:\x1b\\\x1b[?62;c", "halfblocks"),
+        (b"", "halfblocks"),
+    ],
+)
 def test_the_protocol_follows_what_the_terminal_says(reply, protocol):
     assert choose(parse(reply), truecolor=True).protocol == protocol
 
@@ -150,7 +160,9 @@ def test_inside_tmux_only_what_tmux_passes():
     assert choose(parse(b"\x1bP>|tmux 3.4\x1b\\\x1b[?1;2;4c"), truecolor=True, tmux=True).protocol == "sixel"
     through = choose(parse(TMUX), truecolor=True, tmux=True, passthrough=True, outer="iTerm2 3.5.0")
     assert (through.protocol, through.tmux) == ("iterm2", True)
-    assert choose(parse(TMUX), truecolor=True, tmux=True, passthrough=False, outer="iTerm2 3.5.0").protocol == "halfblocks"
+    assert (
+        choose(parse(TMUX), truecolor=True, tmux=True, passthrough=False, outer="iTerm2 3.5.0").protocol == "halfblocks"
+    )
     assert choose(parse(TMUX + KITTY), truecolor=True, tmux=True).protocol == "halfblocks"  # kitty under tmux: no
 
 
@@ -248,17 +260,23 @@ def test_the_waveform_marks_the_part_that_is_sent():
 
 def test_captions_say_size_tokens_and_cache():
     img = _image(1024, 768)
-    assert compose.caption("photo.jpg", "image", [img], [MediaCost(256, False)]) == \
-        "photo.jpg · 1024×768 px · 256 tokens · to encode"
+    assert (
+        compose.caption("photo.jpg", "image", [img], [MediaCost(256, False)])
+        == "photo.jpg · 1024×768 px · 256 tokens · to encode"
+    )
     assert compose.caption("photo.jpg", "image", [img], [MediaCost(256, True)]).endswith("256 tokens · from the cache")
     assert compose.caption("photo.jpg", "image", [img], [MediaCost(300, exact=False)]).endswith("~300 tokens")
     assert compose.caption("photo.jpg", "image", [img], None).endswith("tokens not counted yet")
     video = ["[00:00]", _image(448, 252), "[00:02]", _image(448, 252), Audio(np.zeros(4000, np.float32), 1000)]
-    assert compose.caption("clip.mp4", "video", video, [MediaCost(64)] * 2) == \
-        "clip.mp4 · 2 frames of 448×252 px, 00:00–00:02 + 4.0 s of sound · 128 tokens · to encode"
+    assert (
+        compose.caption("clip.mp4", "video", video, [MediaCost(64)] * 2)
+        == "clip.mp4 · 2 frames of 448×252 px, 00:00–00:02 + 4.0 s of sound · 128 tokens · to encode"
+    )
     sound = Audio(np.zeros(30 * 16000, np.float32), 16000)
-    assert compose.caption("talk.mp3", "audio", [sound], [MediaCost(750)], start=60, total=135) == \
-        "talk.mp3 · 1:00–1:30 of 2:15 at 16 kHz · 750 tokens · to encode"
+    assert (
+        compose.caption("talk.mp3", "audio", [sound], [MediaCost(750)], start=60, total=135)
+        == "talk.mp3 · 1:00–1:30 of 2:15 at 16 kHz · 750 tokens · to encode"
+    )
 
 
 def test_no_colour_keeps_the_caption_line_only():
@@ -271,7 +289,8 @@ def test_no_colour_keeps_the_caption_line_only():
 def test_a_picture_reserves_its_rows_and_leaves_the_cursor_below_it(protocol):
     out = io.StringIO()
     Previewer(out, graphics=Graphics(protocol, cell=(6, 12)), columns=80, rows=5).show(
-        "a.png", "image", [_image(60, 60)], [MediaCost(4)])
+        "a.png", "image", [_image(60, 60)], [MediaCost(4)]
+    )
     text = out.getvalue()
     # n newlines of room, save the cursor, up n rows, the picture, restore: the caption comes below
     assert text.startswith("\n" * 5 + "\x1b7\x1b[5A\r")

@@ -35,19 +35,40 @@ def halves(tmp_path):
     return halves_png(tmp_path / "halves.png")
 
 
-def repl(tmp_path: Path, *lines: str, engine: FakeEngine | None = None, environ=None, terminal: bool = True,
-         display: DisplayOptions | None = None, runner: Runner | None = None) -> str:
+def repl(
+    tmp_path: Path,
+    *lines: str,
+    engine: FakeEngine | None = None,
+    environ=None,
+    terminal: bool = True,
+    display: DisplayOptions | None = None,
+    runner: Runner | None = None,
+) -> str:
     """Type `lines` into the REPL on a terminal that answers like xterm; what the user saw."""
     buf = io.StringIO()
     environ = dict(TRUECOLOR if environ is None else environ)
-    env = Environment(stdout=buf, stdout_isatty=terminal, stdin_isatty=True, environ=environ,
-                      terminal=Scripted(PLAIN, environ, size=(100, 40, 0, 0)))
+    env = Environment(
+        stdout=buf,
+        stdout_isatty=terminal,
+        stdin_isatty=True,
+        environ=environ,
+        terminal=Scripted(PLAIN, environ, size=(100, 40, 0, 0)),
+    )
     console = Console(file=buf, width=100, force_terminal=terminal, highlight=False, no_color="NO_COLOR" in environ)
     runner = runner or Runner(engine=engine or FakeEngine())
     with create_pipe_input() as inp:
         inp.send_text("".join(line + "\r" for line in lines) + CTRL_D)
-        run_chat(lambda name: runner, model_name="m", options=GenerationOptions(), history_path=tmp_path / "history",
-                 input=inp, output=DummyOutput(), console=console, env=env, display=display)
+        run_chat(
+            lambda name: runner,
+            model_name="m",
+            options=GenerationOptions(),
+            history_path=tmp_path / "history",
+            input=inp,
+            output=DummyOutput(),
+            console=console,
+            env=env,
+            display=display,
+        )
     return buf.getvalue()
 
 
@@ -89,6 +110,7 @@ def test_the_cost_comes_from_the_encode_that_started_first_and_says_when_it_is_c
             def planned(costs):
                 order.append("encode planned")
                 on_plan(costs)
+
             return super().prepare(media, report, should_stop, planned)
 
     class Drawn(io.StringIO):
@@ -99,12 +121,20 @@ def test_the_cost_comes_from_the_encode_that_started_first_and_says_when_it_is_c
 
     fake = Watched()
     buf = Drawn()
-    env = Environment(stdout=buf, stdout_isatty=True, stdin_isatty=True, environ=TRUECOLOR,
-                      terminal=Scripted(PLAIN, TRUECOLOR))
+    env = Environment(
+        stdout=buf, stdout_isatty=True, stdin_isatty=True, environ=TRUECOLOR, terminal=Scripted(PLAIN, TRUECOLOR)
+    )
     with create_pipe_input() as inp:
         inp.send_text(f"/attach {halves}\r/attach {halves}\r" + CTRL_D)
-        run_chat(lambda name: Runner(engine=fake), model_name="m", history_path=tmp_path / "h", input=inp,
-                 output=DummyOutput(), console=Console(file=buf, width=100, force_terminal=True), env=env)
+        run_chat(
+            lambda name: Runner(engine=fake),
+            model_name="m",
+            history_path=tmp_path / "h",
+            input=inp,
+            output=DummyOutput(),
+            console=Console(file=buf, width=100, force_terminal=True),
+            env=env,
+        )
     assert order[:2] == ["encode planned", "preview drawn"]  # the preview never holds the encode back
     out = buf.getvalue()
     assert "1. halves.png · 64×32 px · 1 token · to encode" in out
@@ -151,8 +181,14 @@ def test_a_preview_that_fails_costs_nothing_but_one_line(tmp_path, halves, monke
 
 def ask(*args: str, stderr_tty: bool = True, environ=None):
     environ = dict(TRUECOLOR if environ is None else environ)
-    env = Environment(engine=FakeEngine(), stdin_isatty=True, stdout_isatty=False, stderr_isatty=stderr_tty,
-                      environ=environ, terminal=Scripted(PLAIN, environ))
+    env = Environment(
+        engine=FakeEngine(),
+        stdin_isatty=True,
+        stdout_isatty=False,
+        stderr_isatty=stderr_tty,
+        environ=environ,
+        terminal=Scripted(PLAIN, environ),
+    )
     with use(env):
         return CliRunner().invoke(app, ["ask", *args])
 
@@ -177,8 +213,13 @@ def test_preview_in_config_toml_and_no_preview_over_it(halves, isolated_user_dir
     from mmchat import config
 
     defaults = config.load_user_defaults()
-    env = Environment(engine=FakeEngine(), stdin_isatty=True, stderr_isatty=True, environ=TRUECOLOR,
-                      terminal=Scripted(PLAIN, TRUECOLOR))
+    env = Environment(
+        engine=FakeEngine(),
+        stdin_isatty=True,
+        stderr_isatty=True,
+        environ=TRUECOLOR,
+        terminal=Scripted(PLAIN, TRUECOLOR),
+    )
     with use(env):
         on = CliRunner().invoke(app, ["ask", "hi", "-i", str(halves)], default_map={"ask": defaults})
         off = CliRunner().invoke(app, ["ask", "hi", "-i", str(halves), "--no-preview"], default_map={"ask": defaults})
@@ -211,8 +252,13 @@ def test_ask_preview_of_a_video_is_a_contact_sheet_with_stamps(tmp_path):
 
 
 def logs(*args: str, stdout_tty: bool = True):
-    env = Environment(engine=FakeEngine(), stdin_isatty=True, stdout_isatty=stdout_tty, environ=TRUECOLOR,
-                      terminal=Scripted(PLAIN, TRUECOLOR))
+    env = Environment(
+        engine=FakeEngine(),
+        stdin_isatty=True,
+        stdout_isatty=stdout_tty,
+        environ=TRUECOLOR,
+        terminal=Scripted(PLAIN, TRUECOLOR),
+    )
     with use(env):
         return CliRunner().invoke(app, ["logs", *args])
 

@@ -39,15 +39,38 @@ def _need(*tools: str, packages: str) -> None:
 
 
 def _chat_command(models: dict[str, Path]) -> list[str]:
-    return [sys.executable, "-m", "mmchat", "chat", "--model", str(models["llm"]), "--mmproj",
-            str(models["mmproj-vision"]), "--threads", "2", "--ctx-size", "1024"]
+    return [
+        sys.executable,
+        "-m",
+        "mmchat",
+        "chat",
+        "--model",
+        str(models["llm"]),
+        "--mmproj",
+        str(models["mmproj-vision"]),
+        "--threads",
+        "2",
+        "--ctx-size",
+        "1024",
+    ]
 
 
 def _image_tokens(models: dict[str, Path], image: Path) -> int:
     """What the model's own answer reports for the image: the caption must say the same."""
     with Runner(models["llm"], models["mmproj-vision"], n_ctx=1024, threads=2, cache=False) as r:
-        reply = r.chat([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": str(image)}},
-                                                     {"type": "text", "text": "Hi"}]}], temperature=0, max_tokens=1)
+        reply = r.chat(
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": str(image)}},
+                        {"type": "text", "text": "Hi"},
+                    ],
+                }
+            ],
+            temperature=0,
+            max_tokens=1,
+        )
     return reply.usage.image_tokens
 
 
@@ -105,8 +128,22 @@ def test_a_tmux_pane_shows_half_blocks_that_follow_the_image_and_the_token_count
     env.pop("TMUX", None)
     inner = {"MMCHAT_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT), "COLORTERM": "truecolor"}
     command = " ".join(shlex.quote(a) for a in _chat_command(models))
-    subprocess.run([*tmux, "new-session", "-d", "-x", "120", "-y", "45",
-                    *(a for k, v in inner.items() for a in ("-e", f"{k}={v}")), command], env=env, check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            *tmux,
+            "new-session",
+            "-d",
+            "-x",
+            "120",
+            "-y",
+            "45",
+            *(a for k, v in inner.items() for a in ("-e", f"{k}={v}")),
+            command,
+        ],
+        env=env,
+        check=True,
+        cwd=ROOT,
+    )
 
     def pane(*flags: str) -> str:
         return subprocess.run([*tmux, "capture-pane", "-p", *flags], env=env, capture_output=True, text=True).stdout
@@ -132,8 +169,12 @@ def test_a_tmux_pane_shows_half_blocks_that_follow_the_image_and_the_token_count
 def _display() -> tuple[subprocess.Popen, str]:
     """A virtual X server on a free display (Xvfb picks it and says which)."""
     read, write = os.pipe()
-    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                              pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(write)
     with os.fdopen(read) as f:
         number = f.readline().strip()
@@ -166,8 +207,13 @@ def test_xterm_as_a_vt340_draws_the_image_as_sixel(models, tmp_path):
         env.pop(var, None)
     term = None
     try:
-        term = subprocess.Popen(["xterm", "-ti", "vt340", "-geometry", "100x40+0+0", "-e", *_chat_command(models)],
-                                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        term = subprocess.Popen(
+            ["xterm", "-ti", "vt340", "-geometry", "100x40+0+0", "-e", *_chat_command(models)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         assert _until(lambda: (home / "history").exists(), 60), "the chat never came up in xterm"  # the prompt is next
         time.sleep(1.0)
         subprocess.run(["xdotool", "mousemove", "200", "200"], env=env, check=True)  # keys go where the pointer is
@@ -203,10 +249,35 @@ def test_xterm_as_a_vt340_draws_the_image_as_sixel(models, tmp_path):
 def test_pipes_and_json_carry_no_escape_sequence(models, tmp_path):
     image = halves_png(tmp_path / "halves.png")
     env = mmchat_env({"MMCHAT_HOME": str(tmp_path), "PYTHONPATH": str(ROOT), "COLORTERM": "truecolor"})
-    ask = [sys.executable, "-m", "mmchat", "ask", "Describe it.", "-i", str(image), "--preview", "--model",
-           str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), "-t", "0", "-n", "4", "--threads", "2"]
-    piped = subprocess.run(" ".join(shlex.quote(a) for a in ask) + " 2>&1 | od -c", shell=True, env=env, cwd=ROOT,
-                           capture_output=True, text=True, timeout=120)
+    ask = [
+        sys.executable,
+        "-m",
+        "mmchat",
+        "ask",
+        "Describe it.",
+        "-i",
+        str(image),
+        "--preview",
+        "--model",
+        str(models["llm"]),
+        "--mmproj",
+        str(models["mmproj-vision"]),
+        "-t",
+        "0",
+        "-n",
+        "4",
+        "--threads",
+        "2",
+    ]
+    piped = subprocess.run(
+        " ".join(shlex.quote(a) for a in ask) + " 2>&1 | od -c",
+        shell=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert piped.returncode == 0 and piped.stdout and "033" not in piped.stdout  # od -c shows ESC as 033
     as_json = subprocess.run([*ask, "--json"], env=env, cwd=ROOT, capture_output=True, timeout=120)
     assert as_json.returncode == 0, as_json.stderr

@@ -90,8 +90,10 @@ def test_verify_finds_a_flipped_byte_in_a_pulled_file_and_removes_it(hub: FakeHu
     assert out.returncode == 1
     assert lines[0] == "OK   tiny-Q4_K_M.gguf"
     assert lines[1].startswith("BAD  mmproj-tiny-f16.gguf: its sha256 is ") and lines[1].endswith("; removed")
-    assert err == "mmchat: error: 1 of 2 files of tiny do not match the Hub and were removed: " \
-                  "run `mmchat pull tiny` to download them again\n"
+    assert (
+        err == "mmchat: error: 1 of 2 files of tiny do not match the Hub and were removed: "
+        "run `mmchat pull tiny` to download them again\n"
+    )
     assert not blob.exists() and not got.mmproj.is_symlink()
     assert registry.pull("tiny", progress=False).mmproj.read_bytes() == PROJ
     assert run_mmchat("pull", "--verify", "tiny").returncode == 0

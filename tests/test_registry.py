@@ -322,8 +322,10 @@ def test_runner_takes_a_registry_name_and_pulls_it_when_asked(hub: FakeHub, mode
     """The Python API resolves names like the CLI: not downloaded -> the pull hint; pull=True fetches."""
     from mmchat import Runner
 
-    hub.repos["test-org/real-GGUF"] = {"real-Q4_K_M.gguf": models["llm"].read_bytes(),
-                                       "mmproj-real-f16.gguf": models["mmproj-vision"].read_bytes()}
+    hub.repos["test-org/real-GGUF"] = {
+        "real-Q4_K_M.gguf": models["llm"].read_bytes(),
+        "mmproj-real-f16.gguf": models["mmproj-vision"].read_bytes(),
+    }
     write_user_file('[models.real]\nrepo = "test-org/real-GGUF"\nquant = "Q4_K_M"\nmodalities = ["image"]\n')
     with pytest.raises(NotDownloaded, match="mmchat pull real"):
         Runner("real")
@@ -344,8 +346,9 @@ def test_a_pull_killed_mid_file_resumes_where_it_stopped(hub: FakeHub):
     hub.repos["test-org/big-GGUF"] = {"big-Q4_K_M.gguf": model, "mmproj-big-f16.gguf": b"GGUF proj"}
     write_user_file('[models.big]\nrepo = "test-org/big-GGUF"\nquant = "Q4_K_M"\nmodalities = ["image"]\n')
     hub.stall.add("big-Q4_K_M.gguf")
-    first = subprocess.Popen([sys.executable, "-m", "mmchat", "pull", "big", "-q"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "mmchat", "pull", "big", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     cache = Path(constants.HF_HUB_CACHE)
     deadline = time.monotonic() + 60
     partial = None

@@ -74,7 +74,7 @@ def test_the_default_is_small_and_its_files_are_the_ones_the_readme_names():
     assert (result.model, result.mmproj) == ("gemma-4-E2B-it-Q4_0.gguf", "mmproj-gemma-4-E2B-it-Q8_0.gguf")
     assert result.total_bytes == 2_841_481_184 + 557_367_776  # 3.4 GB: a laptop's download
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    run_it = readme[readme.index("## Run it"):readme.index("## Batches")]
+    run_it = readme[readme.index("## Run it") : readme.index("## Batches")]
     assert all(name in run_it for name in (result.model, result.mmproj, default.repo, "3.4 GB"))
 
 
@@ -90,14 +90,17 @@ def test_pulling_the_default_takes_q4_0_and_its_projector_and_nothing_else(hub: 
     assert registry.find_local("gemma-4-E2B-it") == got
 
 
-def test_a_registry_quant_the_hub_lacks_falls_back_with_one_warning_and_is_found_offline(hub: FakeHub, monkeypatch,
-                                                                                         tmp_path):
+def test_a_registry_quant_the_hub_lacks_falls_back_with_one_warning_and_is_found_offline(
+    hub: FakeHub, monkeypatch, tmp_path
+):
     write_user_file('[models."gemma-4-E2B-it"]\nquant = "Q4_K_M"\n')  # what models.toml said before
     warnings: list[str] = []
     got = registry.find_files("gemma-4-E2B-it", pull=True, progress=False, warn=warnings.append)
     assert got.model.name == "gemma-4-E2B-it-Q4_0.gguf" and got.entry is not None and got.entry.quant == "Q4_0"
-    assert warnings == [f"{E2B} has no Q4_K_M model file: taking Q4_0, the first it has of "
-                        "Q4_K_M, Q4_0, Q4_K_S, Q5_K_M, Q5_0, Q6_K, Q8_0, F16, BF16"]
+    assert warnings == [
+        f"{E2B} has no Q4_K_M model file: taking Q4_0, the first it has of "
+        "Q4_K_M, Q4_0, Q4_K_S, Q5_K_M, Q5_0, Q6_K, Q8_0, F16, BF16"
+    ]
     assert fetched(hub) == ["gemma-4-E2B-it-Q4_0.gguf", "mmproj-gemma-4-E2B-it-Q8_0.gguf"]  # no drafter, no BF16
     use_hub(monkeypatch, closed_port(), tmp_path / "hf")  # offline now: the cache alone answers
     assert registry.find_local("gemma-4-E2B-it") == got
@@ -108,13 +111,17 @@ def test_a_registry_quant_the_hub_lacks_falls_back_with_one_warning_and_is_found
 def test_a_quant_the_user_names_never_falls_back_and_the_hint_lists_the_nearest_first(hub, spec, quant):
     with pytest.raises(QuantNotFound) as e:
         registry.pull(spec, quant=quant, progress=False, warn=pytest.fail)
-    assert str(e.value) == (f"{E2B} has no Q4_K_M model file: it has Q4_0, Q8_0, BF16 "
-                            "(e.g. `mmchat pull gemma-4-E2B-it --quant Q4_0`)")  # the hf: form is a registry repo
+    assert str(e.value) == (
+        f"{E2B} has no Q4_K_M model file: it has Q4_0, Q8_0, BF16 (e.g. `mmchat pull gemma-4-E2B-it --quant Q4_0`)"
+    )  # the hf: form is a registry repo
     assert e.value.quants == ["Q4_0", "Q8_0", "BF16"] and fetched(hub) == []
 
 
 def test_the_first_lower_case_revision_falls_back_to_q8_0_with_gemma_4s_bf16_projector(monkeypatch, tmp_path):
-    listing = with_bytes(GEMMA4_E2B_FIRST_REVISION, {"gemma-4-e2b-it-Q8_0.gguf": b"GGUF q8", "mmproj-gemma-4-e2b-it-bf16.gguf": b"GGUF bf16"})
+    listing = with_bytes(
+        GEMMA4_E2B_FIRST_REVISION,
+        {"gemma-4-e2b-it-Q8_0.gguf": b"GGUF q8", "mmproj-gemma-4-e2b-it-bf16.gguf": b"GGUF bf16"},
+    )
     with FakeHub({E2B: listing}) as fake:
         use_hub(monkeypatch, fake.url, tmp_path / "hf")
         warnings: list[str] = []
@@ -125,7 +132,10 @@ def test_the_first_lower_case_revision_falls_back_to_q8_0_with_gemma_4s_bf16_pro
 
 def test_a_split_model_is_pulled_whole(hub: FakeHub):
     repo = "Qwen/Qwen2.5-7B-Instruct-GGUF"
-    parts = {name: b"GGUF part %d" % i for i, name in enumerate(sorted(n for n in OTHER_LISTINGS[repo] if n.endswith(".gguf")))}
+    parts = {
+        name: b"GGUF part %d" % i
+        for i, name in enumerate(sorted(n for n in OTHER_LISTINGS[repo] if n.endswith(".gguf")))
+    }
     hub.repos[repo] = with_bytes(OTHER_LISTINGS[repo], parts)
     got = registry.pull(f"hf:{repo}", progress=False, warn=pytest.fail)  # Q4_K_M, as llama.cpp's -hf default
     assert got.model.name == "qwen2.5-7b-instruct-q4_k_m-00001-of-00002.gguf" and got.mmproj is None
@@ -142,13 +152,17 @@ def test_mmchat_pull_says_which_quant_it_took_in_one_line_and_a_named_one_fails_
     write_user_file('[models."gemma-4-E2B-it"]\nquant = "Q4_K_M"\n')
     named = mmchat("pull", "gemma-4-E2B-it", "--quant", "Q4_K_M", "-q")
     assert named.exit_code == 2 and named.stdout == ""
-    assert named.stderr == (f"mmchat: error: {E2B} has no Q4_K_M model file: it has Q4_0, Q8_0, BF16 "
-                            "(e.g. `mmchat pull gemma-4-E2B-it --quant Q4_0`)\n")
+    assert named.stderr == (
+        f"mmchat: error: {E2B} has no Q4_K_M model file: it has Q4_0, Q8_0, BF16 "
+        "(e.g. `mmchat pull gemma-4-E2B-it --quant Q4_0`)\n"
+    )
     pulled = mmchat("pull", "gemma-4-E2B-it")
     assert pulled.exit_code == 0 and pulled.stdout == ""
     warning, ready = pulled.stderr.splitlines()[-2:]
-    assert warning == f"mmchat: warning: {E2B} has no Q4_K_M model file: taking Q4_0, the first it has of " \
-                      "Q4_K_M, Q4_0, Q4_K_S, Q5_K_M, Q5_0, Q6_K, Q8_0, F16, BF16"
+    assert (
+        warning == f"mmchat: warning: {E2B} has no Q4_K_M model file: taking Q4_0, the first it has of "
+        "Q4_K_M, Q4_0, Q4_K_S, Q5_K_M, Q5_0, Q6_K, Q8_0, F16, BF16"
+    )
     assert ready.startswith("mmchat: gemma-4-E2B-it is ready: ") and ready.endswith("gemma-4-E2B-it-Q4_0.gguf")
 
 
@@ -164,16 +178,20 @@ def test_check_passes_when_every_entry_is_on_the_hub_as_written(listed: FakeHub)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == 14 and all(line.startswith("OK    ") for line in lines) and result.stderr == ""
-    assert ("OK    gemma-4-E2B-it (ggml-org/gemma-4-E2B-it-GGUF): gemma-4-E2B-it-Q4_0.gguf + "
-            "mmproj-gemma-4-E2B-it-Q8_0.gguf, 3.40 GB (size_gb 3.4)") in lines
+    assert (
+        "OK    gemma-4-E2B-it (ggml-org/gemma-4-E2B-it-GGUF): gemma-4-E2B-it-Q4_0.gguf + "
+        "mmproj-gemma-4-E2B-it-Q8_0.gguf, 3.40 GB (size_gb 3.4)"
+    ) in lines
     assert fetched(listed) == []  # listings only
 
 
 def test_check_names_each_miss_and_exits_1(listed: FakeHub):
-    write_user_file('[models."gemma-4-E2B-it"]\nquant = "Q4_K_M"\n'
-                    '[models."qwen2.5-omni-3b"]\nsize_gb = 3.5\n'
-                    '[models.gone]\nrepo = "ggml-org/no-such-GGUF"\nquant = "Q4_K_M"\nmodalities = ["image"]\n'
-                    '[models.served]\nbase_url = "http://127.0.0.1:9/v1"\n')
+    write_user_file(
+        '[models."gemma-4-E2B-it"]\nquant = "Q4_K_M"\n'
+        '[models."qwen2.5-omni-3b"]\nsize_gb = 3.5\n'
+        '[models.gone]\nrepo = "ggml-org/no-such-GGUF"\nquant = "Q4_K_M"\nmodalities = ["image"]\n'
+        '[models.served]\nbase_url = "http://127.0.0.1:9/v1"\n'
+    )
     result = check()
     assert result.exit_code == 1
     misses = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("MISS")}
@@ -182,8 +200,9 @@ def test_check_names_each_miss_and_exits_1(listed: FakeHub):
     assert misses["qwen2.5-omni-3b"].endswith("the files are 4.70 GB, size_gb says 3.5")
     assert "no repository ggml-org/no-such-GGUF on Hugging Face" in misses["gone"]
     assert len(result.stdout.splitlines()) == 15  # the server-side entry is not the Hub's
-    assert result.stderr == ("mmchat: error: 3 of 15 models.toml entries do not match the Hub: "
-                             "gemma-4-E2B-it, qwen2.5-omni-3b, gone\n")
+    assert result.stderr == (
+        "mmchat: error: 3 of 15 models.toml entries do not match the Hub: gemma-4-E2B-it, qwen2.5-omni-3b, gone\n"
+    )
 
 
 def test_check_as_json(listed: FakeHub):
@@ -192,10 +211,16 @@ def test_check_as_json(listed: FakeHub):
     assert result.exit_code == 1
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert rows["voxtral-mini-3b"]["ok"] is False and rows["voxtral-mini-3b"]["model"] is None
-    assert rows["qwen3-vl-2b"] == {"name": "qwen3-vl-2b", "repo": "Qwen/Qwen3-VL-2B-Instruct-GGUF", "ok": True,
-                                   "model": "Qwen3VL-2B-Instruct-Q4_K_M.gguf",
-                                   "mmproj": "mmproj-Qwen3VL-2B-Instruct-F16.gguf",
-                                   "bytes": 1_107_409_952 + 819_394_848, "size_gb": 1.9, "problems": []}
+    assert rows["qwen3-vl-2b"] == {
+        "name": "qwen3-vl-2b",
+        "repo": "Qwen/Qwen3-VL-2B-Instruct-GGUF",
+        "ok": True,
+        "model": "Qwen3VL-2B-Instruct-Q4_K_M.gguf",
+        "mmproj": "mmproj-Qwen3VL-2B-Instruct-F16.gguf",
+        "bytes": 1_107_409_952 + 819_394_848,
+        "size_gb": 1.9,
+        "problems": [],
+    }
 
 
 def test_check_without_a_network_is_one_line_exit_1(monkeypatch, tmp_path):

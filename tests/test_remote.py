@@ -94,11 +94,14 @@ def test_busy_and_failing_servers_are_asked_again_with_backoff():
 
 
 def test_a_server_that_keeps_failing_is_one_line_and_exit_1_after_bounded_retries():
-    with serve(Stub(reply=lambda b, a: Reply(status=500, error="CUDA out of memory", headers={"Retry-After": "0"}))) as stub:
+    with serve(
+        Stub(reply=lambda b, a: Reply(status=500, error="CUDA out of memory", headers={"Retry-After": "0"}))
+    ) as stub:
         result = invoke_real("ask", "hello", "--base-url", stub.url, "-q")
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
-        f"mmchat: error: the server at {stub.url}/v1/chat/completions failed (HTTP 500) after 4 tries: CUDA out of memory"]
+        f"mmchat: error: the server at {stub.url}/v1/chat/completions failed (HTTP 500) after 4 tries: CUDA out of memory"
+    ]
     assert len(stub.chats) == 4  # the first try and three retries
 
 
@@ -114,7 +117,10 @@ def test_a_slow_server_meets_the_timeout():
     with serve(Stub(reply=lambda b, a: Reply(text="late", delay=3))) as stub:
         result = invoke_real("ask", "hello", "--base-url", stub.url, "--timeout", "0.5")
     assert result.exit_code == 1
-    assert result.stderr.strip() == f"mmchat: error: the server at {stub.url}/v1/chat/completions did not answer within 0.5 s (--timeout)"
+    assert (
+        result.stderr.strip()
+        == f"mmchat: error: the server at {stub.url}/v1/chat/completions did not answer within 0.5 s (--timeout)"
+    )
 
 
 def test_a_dead_server_is_one_line_naming_the_url():
@@ -132,7 +138,8 @@ def test_the_url_and_key_come_from_the_environment_and_a_registry_entry_names_th
     with serve(Stub(models=[{"id": "a"}, {"id": "big-omni"}])) as stub:
         registry.user_file().parent.mkdir(parents=True, exist_ok=True)
         registry.user_file().write_text(
-            f'[models."gpu-box"]\nbase_url = "{stub.url}"\nserver_model = "big-omni"\nmodalities = ["audio"]\n')
+            f'[models."gpu-box"]\nbase_url = "{stub.url}"\nserver_model = "big-omni"\nmodalities = ["audio"]\n'
+        )
         by_env = invoke_real("ask", "hi", environ={"MMCHAT_BASE_URL": stub.url, "OPENAI_API_KEY": "sk-test"})
         by_name = invoke_real("ask", "hi", "-a", str(wav), "--model", "gpu-box")
         refused = invoke_real("ask", "hi", "-i", str(wav), "--model", "gpu-box")
@@ -177,17 +184,30 @@ def test_runner_takes_a_base_url_and_reports_the_servers_usage(png):
     usage = {"prompt_tokens": 21, "completion_tokens": 2, "total_tokens": 23}
     with serve(Stub(reply=lambda b, a: Reply(text="a cat", usage=usage))) as stub:
         with Runner(base_url=stub.url, api_key="k", timeout=5) as runner:
-            reply = runner.chat([{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": str(png)}}, {"type": "text", "text": "what?"}]}],
-                temperature=0)
+            reply = runner.chat(
+                [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": str(png)}},
+                            {"type": "text", "text": "what?"},
+                        ],
+                    }
+                ],
+                temperature=0,
+            )
     assert reply.content == "a cat"
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (21, 2)
     assert stub.headers[0]["Authorization"] == "Bearer k"
 
 
 def test_runner_errors_are_the_classes_a_script_catches(png):
-    with serve(Stub(props={"modalities": {"vision": False, "audio": False}},
-                    reply=lambda b, a: Reply(status=401, error="bad key"))) as stub:
+    with serve(
+        Stub(
+            props={"modalities": {"vision": False, "audio": False}},
+            reply=lambda b, a: Reply(status=401, error="bad key"),
+        )
+    ) as stub:
         with Runner(base_url=stub.url) as runner:
             with pytest.raises(UnsupportedMedia):
                 runner.chat([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": str(png)}}]}])

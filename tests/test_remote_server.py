@@ -35,9 +35,30 @@ def server(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) ->
     port = _free_port()
     log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(models["llm"]), "--clip_model_path",
-         str(models["mmproj-vision"]), "--chat_format", "mtmd", "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "8192", "--n_threads", "2", "--interrupt_requests", "False"], stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(models["llm"]),
+            "--clip_model_path",
+            str(models["mmproj-vision"]),
+            "--chat_format",
+            "mtmd",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "8192",
+            "--n_threads",
+            "2",
+            "--interrupt_requests",
+            "False",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -69,8 +90,9 @@ def test_a_png_and_a_video_answer_through_the_server_exactly_as_locally(server, 
     video = write_video(tmp_path / "v.mp4", 3)
     for media in (["-i", str(png)], ["--video", str(video), "--fps", "1"]):
         here = run_mmchat("ask", "What is this?", *media, *local(models), *GREEDY_ARGS)
-        there = run_mmchat("ask", "What is this?", *media, "--base-url", server, "--modalities", "image,video",
-                           *GREEDY_ARGS)
+        there = run_mmchat(
+            "ask", "What is this?", *media, "--base-url", server, "--modalities", "image,video", *GREEDY_ARGS
+        )
         assert here.returncode == 0 and there.returncode == 0, here.stderr + there.stderr
         assert there.stdout == here.stdout and here.stdout.strip()
 
@@ -78,12 +100,32 @@ def test_a_png_and_a_video_answer_through_the_server_exactly_as_locally(server, 
 def test_a_batch_through_the_server_in_parallel_keeps_input_order_and_answers(server, tmp_path):
     files = [str(noise_png(tmp_path / f"p{i}.png", seed=i, size=(48, 32))) for i in range(4)]
     requests = tmp_path / "requests.jsonl"
-    requests.write_text("".join(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-                                            "body": {"max_tokens": 6 + i, "temperature": 0, "messages": [
-                                                {"role": "user", "content": [
-                                                    {"type": "image_url", "image_url": {"url": f}},
-                                                    {"type": "text", "text": "Describe."}]}]}}) + "\n"
-                                for i, f in enumerate(files)))
+    requests.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "custom_id": f"r{i}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {
+                        "max_tokens": 6 + i,
+                        "temperature": 0,
+                        "messages": [
+                            {
+                                "role": "user",
+                                "content": [
+                                    {"type": "image_url", "image_url": {"url": f}},
+                                    {"type": "text", "text": "Describe."},
+                                ],
+                            }
+                        ],
+                    },
+                }
+            )
+            + "\n"
+            for i, f in enumerate(files)
+        )
+    )
     flags = ["--base-url", server, "--modalities", "image"]
     parallel = run_mmchat("batch", "-i", str(requests), *flags, "--concurrency", "2")
     one_by_one = run_mmchat("batch", "-i", str(requests), *flags)
@@ -91,6 +133,7 @@ def test_a_batch_through_the_server_in_parallel_keeps_input_order_and_answers(se
     got = [json.loads(line) for line in parallel.stdout.splitlines()]
     want = [json.loads(line) for line in one_by_one.stdout.splitlines()]
     assert [g["custom_id"] for g in got] == ["r0", "r1", "r2", "r3"]
+
     def answer(line):
         return line["response"]["body"]["choices"][0]["message"]["content"]
 
@@ -101,8 +144,12 @@ def test_a_batch_through_the_server_in_parallel_keeps_input_order_and_answers(se
 def test_a_schema_and_a_grammar_constrain_the_servers_answers_as_they_do_locally(server, models, tmp_path):
     """The schema travels as llama-cpp-python's response_format and the grammar as its `grammar`;
     the server's llama.cpp makes the same grammar mmchat makes locally, so greedy answers agree."""
-    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "colour": {"enum": ["red", "green", "blue"]}},
-              "required": ["ok", "colour"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}, "colour": {"enum": ["red", "green", "blue"]}},
+        "required": ["ok", "colour"],
+        "additionalProperties": False,
+    }
     gbnf = tmp_path / "answer.gbnf"
     gbnf.write_text('root ::= ("yes" | "no") " because " [a-z]+ "."\n')
     answers = []
@@ -113,5 +160,9 @@ def test_a_schema_and_a_grammar_constrain_the_servers_answers_as_they_do_locally
         assert there.stdout == here.stdout
         answers.append(there.stdout.decode())
     answer = json.loads(answers[0])
-    assert set(answer) == {"ok", "colour"} and isinstance(answer["ok"], bool) and answer["colour"] in ("red", "green", "blue")
+    assert (
+        set(answer) == {"ok", "colour"}
+        and isinstance(answer["ok"], bool)
+        and answer["colour"] in ("red", "green", "blue")
+    )
     assert re.fullmatch(r"(yes|no) because [a-z]+\.?\n", answers[1])  # the "." unless -n cut it short

@@ -58,5 +58,11 @@ def test_doctor_names_versions_backends_and_paths(tmp_path):
     out = run_mmchat("doctor", env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     stdout = out.stdout.decode()
-    for needle in ("llama-cpp-python 0.3.36", "llama.cpp backends: CPU", "GPU offload:", str(tmp_path), "downloaded models: none"):
+    for needle in (
+        "llama-cpp-python 0.3.36",
+        "llama.cpp backends: CPU",
+        "GPU offload:",
+        str(tmp_path),
+        "downloaded models: none",
+    ):
         assert needle in stdout

@@ -60,9 +60,21 @@ def test_attach_ask_follow_up_detach_save_load_round_trip(tmp_path, png):
     fake = FakeEngine()
     saved, again = tmp_path / "chat.json", tmp_path / "again.json"
     code, out = chat(
-        tmp_path, f"/attach '{png}'", "What is this?", "And the colours?",
-        f"/image '{png}'", "/attachments", "/detach", "/attachments",
-        f"/save {saved}", "/clear", f"/load {saved}", "One more.", "/undo", f"/save {again}", "/exit",
+        tmp_path,
+        f"/attach '{png}'",
+        "What is this?",
+        "And the colours?",
+        f"/image '{png}'",
+        "/attachments",
+        "/detach",
+        "/attachments",
+        f"/save {saved}",
+        "/clear",
+        f"/load {saved}",
+        "One more.",
+        "/undo",
+        f"/save {again}",
+        "/exit",
         runner=Runner(engine=fake),
     )
     assert code == 0
@@ -82,8 +94,14 @@ def test_attach_ask_follow_up_detach_save_load_round_trip(tmp_path, png):
 
 def test_a_dropped_file_line_attaches_and_multiline_input_is_one_message(tmp_path, png):
     fake = FakeEngine()
-    code, out = chat(tmp_path, f"'{png}'", "first line" + ESC_ENTER + "second line",
-                     "\x1b[200~pasted\nlines\x1b[201~", "/exit", runner=Runner(engine=fake))
+    code, out = chat(
+        tmp_path,
+        f"'{png}'",
+        "first line" + ESC_ENTER + "second line",
+        "\x1b[200~pasted\nlines\x1b[201~",
+        "/exit",
+        runner=Runner(engine=fake),
+    )
     assert code == 0 and "attached image" in out
     assert last_turn_text(fake, 0) == "first line\nsecond line"
     assert last_turn_text(fake, 1) == "pasted\nlines"
@@ -101,8 +119,15 @@ def test_unknown_command_and_corrupt_file_leave_the_session_usable(tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
     fake = FakeEngine()
-    code, out = chat(tmp_path, "/atach x.png", f"/attach {broken} {tmp_path / 'missing.jpg'}", "/attachments",
-                     "Still there?", "/exit", runner=Runner(engine=fake))
+    code, out = chat(
+        tmp_path,
+        "/atach x.png",
+        f"/attach {broken} {tmp_path / 'missing.jpg'}",
+        "/attachments",
+        "Still there?",
+        "/exit",
+        runner=Runner(engine=fake),
+    )
     assert code == 0
     errors = [line for line in out.splitlines() if line.startswith("mmchat: error:")]
     assert errors[0] == "mmchat: error: unknown command /atach: did you mean /attach?"
@@ -124,8 +149,16 @@ class Failing(FakeEngine):
 
 def test_a_failed_turn_is_one_line_and_rolled_back(tmp_path, png):
     fake = Failing()
-    code, out = chat(tmp_path, f"/attach '{png}'", "Describe.", "/attachments", "Describe.",
-                     f"/save {tmp_path / 'c.json'}", "/exit", runner=Runner(engine=fake))
+    code, out = chat(
+        tmp_path,
+        f"/attach '{png}'",
+        "Describe.",
+        "/attachments",
+        "Describe.",
+        f"/save {tmp_path / 'c.json'}",
+        "/exit",
+        runner=Runner(engine=fake),
+    )
     assert code == 0
     assert "error: llama.cpp failed while generating (code 1)" in out
     assert "1. image" in out  # the attachment is pending again
@@ -160,16 +193,32 @@ def test_ctrl_c_during_an_answer_keeps_the_partial_answer(tmp_path):
 
 def test_ctrl_c_before_the_first_word_drops_the_turn(tmp_path, png):
     fake = Interrupting(0)
-    code, out = chat(tmp_path, f"/attach '{png}'", "Count.", "/attachments", f"/save {tmp_path / 'c.json'}",
-                     "/exit", runner=Runner(engine=fake))
+    code, out = chat(
+        tmp_path,
+        f"/attach '{png}'",
+        "Count.",
+        "/attachments",
+        f"/save {tmp_path / 'c.json'}",
+        "/exit",
+        runner=Runner(engine=fake),
+    )
     assert code == 0 and "your message was not kept" in out and "1. image" in out
     assert json.loads((tmp_path / "c.json").read_text())["messages"] == []
 
 
 def test_ctrl_c_clears_a_line_and_twice_at_an_empty_prompt_leaves(tmp_path):
     fake = FakeEngine()
-    code, out = chat(tmp_path, "typo" + CTRL_C, "hello", CTRL_C, "still here", CTRL_C, CTRL_C, "never sent",
-                     runner=Runner(engine=fake))
+    code, out = chat(
+        tmp_path,
+        "typo" + CTRL_C,
+        "hello",
+        CTRL_C,
+        "still here",
+        CTRL_C,
+        CTRL_C,
+        "never sent",
+        runner=Runner(engine=fake),
+    )
     assert code == 0
     assert [last_turn_text(fake, i) for i in range(len(fake.calls))] == ["hello", "still here"]
     assert out.count("press Ctrl-C again or type /exit to leave") == 2
@@ -190,8 +239,9 @@ class Small(FakeEngine):
 
 def test_a_full_context_drops_the_oldest_turns_with_a_notice(tmp_path):
     fake = Small()
-    code, out = chat(tmp_path, "one", "two", "three", f"/save {tmp_path / 'c.json'}", "/exit",
-                     runner=Runner(engine=fake))
+    code, out = chat(
+        tmp_path, "one", "two", "three", f"/save {tmp_path / 'c.json'}", "/exit", runner=Runner(engine=fake)
+    )
     assert code == 0 and "error" not in out
     assert out.count("context full: 2 oldest messages left the model's view") == 1
     assert [t.segments[0] for t in fake.calls[-1][0]] == ["two", "two", "three"]
@@ -201,8 +251,15 @@ def test_a_full_context_drops_the_oldest_turns_with_a_notice(tmp_path):
 def test_the_conversation_is_fitted_to_the_window_by_counting_tokens_on_any_engine(tmp_path):
     fake = FakeEngine(n_ctx=64)  # room for 56 prompt tokens once 8 are kept for the answer
     question = "word " * 20
-    code, out = chat(tmp_path, question, question, question, "/exit", runner=Runner(engine=fake),
-                     options=GenerationOptions(max_tokens=8))
+    code, out = chat(
+        tmp_path,
+        question,
+        question,
+        question,
+        "/exit",
+        runner=Runner(engine=fake),
+        options=GenerationOptions(max_tokens=8),
+    )
     assert code == 0 and out.count("context full: 2 oldest messages left the model's view") == 1
     assert [fake.count_tokens(turns) for turns, _ in fake.calls] == [20, 48, 48]
 
@@ -215,9 +272,24 @@ def test_set_system_stats_and_model_switch(tmp_path):
             raise ModelNotFound(f"no model named {name!r}: mmchat models lists them")
         return Runner(engine=engines[name])
 
-    code, out = chat(tmp_path, "/set temperature 0", "/set max_tokens 2", "/set stop END", "/set top_p 7",
-                     "/system Be terse.", "/system", "one two three", "/stats", "/model nope", "/model b",
-                     "again", "/set", "/exit", factory=factory, model_name="a")
+    code, out = chat(
+        tmp_path,
+        "/set temperature 0",
+        "/set max_tokens 2",
+        "/set stop END",
+        "/set top_p 7",
+        "/system Be terse.",
+        "/system",
+        "one two three",
+        "/stats",
+        "/model nope",
+        "/model b",
+        "again",
+        "/set",
+        "/exit",
+        factory=factory,
+        model_name="a",
+    )
     assert code == 0
     options = engines["a"].calls[0][1]
     assert (options.temperature, options.max_tokens, options.stop) == (0.0, 2, ("END",))
@@ -264,7 +336,14 @@ def test_a_long_answer_streams_as_its_last_screenful():
 
 def test_the_toolbar_shows_model_attachments_and_context(tmp_path, png):
     runner = Runner(engine=FakeEngine(n_ctx=4096))
-    state = Chat(runner, lambda n: runner, "/models/some-model.gguf", GenerationOptions(), Conversation(), Console(file=io.StringIO()))
+    state = Chat(
+        runner,
+        lambda n: runner,
+        "/models/some-model.gguf",
+        GenerationOptions(),
+        Conversation(),
+        Console(file=io.StringIO()),
+    )
     assert state.toolbar() == " some-model.gguf │ context 0/4096"
     state.safely(Attach((str(png),)))
     state.safely(Say("hi"))
@@ -321,8 +400,17 @@ def test_follow_up_reuses_the_cache_and_equals_a_fresh_runner(models, tmp_path, 
     runner = Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=2)
     runner.engine = recorder = Recorder(runner.engine)
     saved = tmp_path / "c.json"
-    code, out = chat(tmp_path, f"/attach '{png}'", "Describe the image.", "And the colours?", "/stats",
-                     f"/save {saved} --ref", "/exit", runner=runner, options=GenerationOptions(temperature=0, max_tokens=12))
+    code, out = chat(
+        tmp_path,
+        f"/attach '{png}'",
+        "Describe the image.",
+        "And the colours?",
+        "/stats",
+        f"/save {saved} --ref",
+        "/exit",
+        runner=runner,
+        options=GenerationOptions(temperature=0, max_tokens=12),
+    )
     assert code == 0 and "error" not in out
     (b1, a1, u1), (b2, a2, u2) = recorder.log
     assert a1["media_encodes"] == 1  # once, in the background after /attach or in turn 1
@@ -339,8 +427,17 @@ def test_follow_up_reuses_the_cache_and_equals_a_fresh_runner(models, tmp_path, 
 
 def test_retry_with_a_fixed_seed_gives_the_same_answer(models, tmp_path):
     runner = Runner(models["llm"], None, n_ctx=1024, threads=2)
-    code, out = chat(tmp_path, "Hello", "/retry", "/set seed 8", "/retry", f"/save {tmp_path / 'c.json'}", "/exit",
-                     runner=runner, options=GenerationOptions(temperature=0.9, seed=7, max_tokens=16))
+    code, out = chat(
+        tmp_path,
+        "Hello",
+        "/retry",
+        "/set seed 8",
+        "/retry",
+        f"/save {tmp_path / 'c.json'}",
+        "/exit",
+        runner=runner,
+        options=GenerationOptions(temperature=0.9, seed=7, max_tokens=16),
+    )
     notes = ("llm", "seed", "(cut", "saved")
     answers = [line for line in out.splitlines() if line and not line.startswith(notes)]
     assert code == 0 and len(answers) == 3, out
@@ -352,8 +449,9 @@ def test_retry_with_a_fixed_seed_gives_the_same_answer(models, tmp_path):
 def test_a_long_conversation_on_a_small_context_keeps_going(models, tmp_path):
     runner = Runner(models["llm"], None, n_ctx=256, threads=2)
     questions = [f"Question number {i}: " + "tell me more about it " * 2 for i in range(6)]
-    code, out = chat(tmp_path, *questions, "/stats", "/exit", runner=runner,
-                     options=GenerationOptions(temperature=0, max_tokens=16))
+    code, out = chat(
+        tmp_path, *questions, "/stats", "/exit", runner=runner, options=GenerationOptions(temperature=0, max_tokens=16)
+    )
     assert code == 0 and "error" not in out, out
     assert "oldest messages left the model's view" in out
     assert out.count("cut at max_tokens=16") == 6  # every question was answered
@@ -381,9 +479,30 @@ def test_a_real_terminal(models, tmp_path):
     env = {**os.environ, "MMCHAT_HOME": str(tmp_path), "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"}
     env.pop("NO_COLOR", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mmchat", "chat", "--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]),
-         "--temperature", "0", "--max-tokens", "12", "--threads", "2", "--ctx-size", "1024"],
-        stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mmchat",
+            "chat",
+            "--model",
+            str(models["llm"]),
+            "--mmproj",
+            str(models["mmproj-vision"]),
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "12",
+            "--threads",
+            "2",
+            "--ctx-size",
+            "1024",
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
     )
     os.close(slave)
     seen = bytearray()

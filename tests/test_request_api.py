@@ -45,13 +45,25 @@ def runner(models, tmp_path_factory):
     home = tmp_path_factory.mktemp("request-api")
     with pytest.MonkeyPatch.context() as mp:
         cache = offline_cache(mp, home)
-        put_in_cache(cache, "test-org/tiny-omni-GGUF", {"tiny-omni-Q4_K_M.gguf": models["llm"].read_bytes(),
-                                                        "mmproj-tiny-omni-f16.gguf": models["mmproj-omni"].read_bytes()})
+        put_in_cache(
+            cache,
+            "test-org/tiny-omni-GGUF",
+            {
+                "tiny-omni-Q4_K_M.gguf": models["llm"].read_bytes(),
+                "mmproj-tiny-omni-f16.gguf": models["mmproj-omni"].read_bytes(),
+            },
+        )
         registry.user_file().parent.mkdir(parents=True)
-        registry.user_file().write_text(f'[models.tiny-omni]\nrepo = "test-org/tiny-omni-GGUF"\noriginal = "{MODEL_ID}"\n'
-                                        'quant = "Q4_K_M"\nmodalities = ["image", "audio"]\n', encoding="utf-8")
-        r = Runner(which=Which.MultimodalPlain(model_id=MODEL_ID, arch=MultimodalArchitecture.Gemma3),
-                   in_situ_quant="4", threads=THREADS)
+        registry.user_file().write_text(
+            f'[models.tiny-omni]\nrepo = "test-org/tiny-omni-GGUF"\noriginal = "{MODEL_ID}"\n'
+            'quant = "Q4_K_M"\nmodalities = ["image", "audio"]\n',
+            encoding="utf-8",
+        )
+        r = Runner(
+            which=Which.MultimodalPlain(model_id=MODEL_ID, arch=MultimodalArchitecture.Gemma3),
+            in_situ_quant="4",
+            threads=THREADS,
+        )
     yield r
     r.close()
 
@@ -75,20 +87,35 @@ TEXT = {"type": "text", "text": "What do you see in this image?"}
 
 def test_the_guides_image_request_runs_with_only_the_import_changed(models, tmp_path, monkeypatch, capfd):
     """The guide's first example, word for word but for the import, on a tiny Qwen3-VL laid out as Qwen's repo."""
-    snapshot = put_in_cache(offline_cache(monkeypatch, tmp_path), "Qwen/Qwen3-VL-4B-Instruct-GGUF", {
-        "Qwen3VL-4B-Instruct-Q4_K_M.gguf": models["llm-qwen3vl"].read_bytes(),
-        "mmproj-Qwen3VL-4B-Instruct-F16.gguf": models["mmproj-qwen3vl"].read_bytes()})
+    snapshot = put_in_cache(
+        offline_cache(monkeypatch, tmp_path),
+        "Qwen/Qwen3-VL-4B-Instruct-GGUF",
+        {
+            "Qwen3VL-4B-Instruct-Q4_K_M.gguf": models["llm-qwen3vl"].read_bytes(),
+            "mmproj-Qwen3VL-4B-Instruct-F16.gguf": models["mmproj-qwen3vl"].read_bytes(),
+        },
+    )
     photo = noise_png(tmp_path / "photo.png")
 
-    runner = Runner(which=Which.MultimodalPlain(model_id="Qwen/Qwen3-VL-4B-Instruct", arch=MultimodalArchitecture.Qwen3VL),
-                    in_situ_quant="4")
-    response = runner.send_chat_completion_request(ChatCompletionRequest(
-        model="Qwen/Qwen3-VL-4B-Instruct",
-        messages=[{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": f"file://{photo}"}},
-            {"type": "text", "text": "What do you see in this image?"}]}],
-        max_tokens=8,
-    ))
+    runner = Runner(
+        which=Which.MultimodalPlain(model_id="Qwen/Qwen3-VL-4B-Instruct", arch=MultimodalArchitecture.Qwen3VL),
+        in_situ_quant="4",
+    )
+    response = runner.send_chat_completion_request(
+        ChatCompletionRequest(
+            model="Qwen/Qwen3-VL-4B-Instruct",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": f"file://{photo}"}},
+                        {"type": "text", "text": "What do you see in this image?"},
+                    ],
+                }
+            ],
+            max_tokens=8,
+        )
+    )
     print(response.choices[0].message.content)
 
     assert runner.engine.model_path == snapshot / "Qwen3VL-4B-Instruct-Q4_K_M.gguf"
@@ -130,8 +157,10 @@ def test_an_image_url_as_file_https_or_data_url_is_the_same_image(runner, tmp_pa
     by_https = ask(runner, image(f"{https_url}/photo.png"), TEXT).choices[0].message.content
     by_data = ask(runner, image(f"data:image/png;base64,{b64}"), TEXT).choices[0].message.content
     assert by_file == by_https == by_data
-    assert by_file == runner.chat([{"role": "user", "content": [image(str(photo)), TEXT]}], max_tokens=8,
-                                  temperature=0).content  # the request path is Runner.chat's
+    assert (
+        by_file
+        == runner.chat([{"role": "user", "content": [image(str(photo)), TEXT]}], max_tokens=8, temperature=0).content
+    )  # the request path is Runner.chat's
     other = noise_png(tmp_path / "other.png", seed=1)
     assert ask(runner, image(f"file://{other}"), TEXT).choices[0].message.content != by_file
 
@@ -142,27 +171,38 @@ def test_several_images_are_seen_in_order(runner, tmp_path):
     ba = ask(runner, image(f"file://{b}"), image(f"file://{a}"), TEXT)
     assert ab.usage.image_tokens == ba.usage.image_tokens == 2 * 16  # both seen (16 tokens an image here)
     assert ab.choices[0].message.content != ba.choices[0].message.content
-    assert ask(runner, image(f"file://{a}"), image(f"file://{b}"), TEXT).choices[0].message.content == ab.choices[0].message.content
+    assert (
+        ask(runner, image(f"file://{a}"), image(f"file://{b}"), TEXT).choices[0].message.content
+        == ab.choices[0].message.content
+    )
 
 
-@pytest.mark.parametrize("ext, fmt, subtype", [("wav", "WAV", "PCM_16"), ("mp3", "MP3", None),
-                                               ("flac", "FLAC", None), ("ogg", "OGG", "VORBIS")])
+@pytest.mark.parametrize(
+    "ext, fmt, subtype",
+    [("wav", "WAV", "PCM_16"), ("mp3", "MP3", None), ("flac", "FLAC", None), ("ogg", "OGG", "VORBIS")],
+)
 def test_audio_url_in_each_format_the_guide_names(runner, tmp_path, ext, fmt, subtype):
     clip = tmp_path / f"clip.{ext}"
     soundfile.write(clip, tone(1.0), 16000, format=fmt, subtype=subtype)
     question = {"type": "text", "text": "Transcribe this audio."}
     reply = ask(runner, audio(f"file://{clip}"), question)
     assert reply.usage.audio_tokens > 0 and reply.usage.image_tokens == 0
-    assert reply.choices[0].message.content == runner.chat(
-        [{"role": "user", "content": [audio(str(clip)), question]}], max_tokens=8, temperature=0).content
+    assert (
+        reply.choices[0].message.content
+        == runner.chat([{"role": "user", "content": [audio(str(clip)), question]}], max_tokens=8, temperature=0).content
+    )
 
 
 def test_the_guides_short_audio_and_video_parts_are_the_url_parts(runner, tmp_path):
     """One version of the guide writes {"type": "audio", "audio": {"url": ...}}: the same as audio_url."""
     clip, movie = tmp_path / "clip.wav", write_video(tmp_path / "clip.mp4", seconds=1)
     soundfile.write(clip, tone(1.0), 16000)
-    short = ask(runner, {"type": "audio", "audio": {"url": f"file://{clip}"}},
-                {"type": "video", "video": {"url": f"file://{movie}"}}, TEXT)
+    short = ask(
+        runner,
+        {"type": "audio", "audio": {"url": f"file://{clip}"}},
+        {"type": "video", "video": {"url": f"file://{movie}"}},
+        TEXT,
+    )
     long = ask(runner, audio(f"file://{clip}"), {"type": "video_url", "video_url": {"url": f"file://{movie}"}}, TEXT)
     assert short.usage.audio_tokens > 0 and short.usage.image_tokens > 0
     assert short.choices[0].message.content == long.choices[0].message.content
@@ -174,9 +214,14 @@ def test_video_url_is_sampled_frames(runner, tmp_path):
     reply = ask(runner, {"type": "video_url", "video_url": {"url": f"file://{clip}"}}, question)
     frames = reply.usage.image_tokens // 16
     assert frames >= 2 and reply.usage.image_tokens == 16 * frames
-    assert reply.choices[0].message.content == runner.chat(
-        [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": str(clip)}}, question]}],
-        max_tokens=8, temperature=0).content
+    assert (
+        reply.choices[0].message.content
+        == runner.chat(
+            [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": str(clip)}}, question]}],
+            max_tokens=8,
+            temperature=0,
+        ).content
+    )
 
 
 def test_image_and_audio_in_one_message_are_seen_in_order(runner, tmp_path):
@@ -215,10 +260,17 @@ def test_stream_true_returns_chunks_whose_deltas_are_the_answer(runner, tmp_path
 
 
 def test_response_format_with_a_json_schema_constrains_the_answer(runner):
-    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
     messages = [{"type": "text", "text": "Is it ok?"}]
-    for fields in ({"response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}},
-                   {"grammar_type": "json_schema", "grammar": json.dumps(schema)}):
+    for fields in (
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}},
+        {"grammar_type": "json_schema", "grammar": json.dumps(schema)},
+    ):
         answer = json.loads(ask(runner, *messages, max_tokens=32, **fields).choices[0].message.content)
         assert set(answer) == {"ok"} and isinstance(answer["ok"], bool)
     free = ask(runner, *messages, max_tokens=32).choices[0].message.content
@@ -228,15 +280,25 @@ def test_response_format_with_a_json_schema_constrains_the_answer(runner):
 
 def test_a_contradicting_arch_is_one_warning_line_and_the_gguf_runs(runner, models, tmp_path, monkeypatch, capfd):
     cache = offline_cache(monkeypatch, tmp_path)
-    put_in_cache(cache, "Qwen/Qwen3-VL-4B-Instruct-GGUF", {
-        "Qwen3VL-4B-Instruct-Q4_K_M.gguf": models["llm"].read_bytes(),
-        "mmproj-Qwen3VL-4B-Instruct-F16.gguf": models["mmproj-vision"].read_bytes()})  # a Gemma 3 pair in Qwen's name
-    with Runner(which=Which.MultimodalPlain(model_id="Qwen/Qwen3-VL-4B-Instruct", arch=MultimodalArchitecture.Qwen3VL),
-                in_situ_quant="4", threads=THREADS) as r:
+    put_in_cache(
+        cache,
+        "Qwen/Qwen3-VL-4B-Instruct-GGUF",
+        {
+            "Qwen3VL-4B-Instruct-Q4_K_M.gguf": models["llm"].read_bytes(),
+            "mmproj-Qwen3VL-4B-Instruct-F16.gguf": models["mmproj-vision"].read_bytes(),
+        },
+    )  # a Gemma 3 pair in Qwen's name
+    with Runner(
+        which=Which.MultimodalPlain(model_id="Qwen/Qwen3-VL-4B-Instruct", arch=MultimodalArchitecture.Qwen3VL),
+        in_situ_quant="4",
+        threads=THREADS,
+    ) as r:
         assert r.capabilities().vision
     err = capfd.readouterr().err.strip().splitlines()
-    assert err == ["mmchat: warning: arch=MultimodalArchitecture.Qwen3VL but the GGUF is Gemma3 "
-                   "(projector gemma3, text model llama): running what the GGUF says"]
+    assert err == [
+        "mmchat: warning: arch=MultimodalArchitecture.Qwen3VL but the GGUF is Gemma3 "
+        "(projector gemma3, text model llama): running what the GGUF says"
+    ]
 
 
 # -- fields -> options, on the fake engine ------------------------------------------------------
@@ -245,17 +307,41 @@ def test_a_contradicting_arch_is_one_warning_line_and_the_gguf_runs(runner, mode
 def test_each_sampling_field_reaches_the_generation_options():
     engine = FakeEngine(reply="one two three four")
     with Runner(engine=engine) as r:
-        reply = r.send_chat_completion_request(ChatCompletionRequest(
-            model="default", messages=[{"role": "user", "content": "Hi"}], max_tokens=3, temperature=0.7, top_p=0.9,
-            top_k=20, min_p=0.05, stop=["END"], seed=7, frequency_penalty=0.5, presence_penalty=0.25,
-            repetition_penalty=1.1))
+        reply = r.send_chat_completion_request(
+            ChatCompletionRequest(
+                model="default",
+                messages=[{"role": "user", "content": "Hi"}],
+                max_tokens=3,
+                temperature=0.7,
+                top_p=0.9,
+                top_k=20,
+                min_p=0.05,
+                stop=["END"],
+                seed=7,
+                frequency_penalty=0.5,
+                presence_penalty=0.25,
+                repetition_penalty=1.1,
+            )
+        )
         assert reply.choices[0].message.content == "one two three" and reply.usage.completion_tokens == 3
         options = engine.calls[-1][1]
-        assert (options.max_tokens, options.temperature, options.top_p, options.top_k, options.min_p) == (3, 0.7, 0.9, 20, 0.05)
-        assert (options.stop, options.seed, options.frequency_penalty, options.presence_penalty) == (("END",), 7, 0.5, 0.25)
+        assert (options.max_tokens, options.temperature, options.top_p, options.top_k, options.min_p) == (
+            3,
+            0.7,
+            0.9,
+            20,
+            0.05,
+        )
+        assert (options.stop, options.seed, options.frequency_penalty, options.presence_penalty) == (
+            ("END",),
+            7,
+            0.5,
+            0.25,
+        )
         assert options.repeat_penalty == 1.1
-        r.send_chat_completion_request(ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "Hi"}],
-                                                             stop_seqs=["a", "b"]))
+        r.send_chat_completion_request(
+            ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "Hi"}], stop_seqs=["a", "b"])
+        )
         assert engine.calls[-1][1].stop == ("a", "b")  # mistral.rs's name for it
 
 
@@ -265,9 +351,13 @@ def test_bad_fields_are_the_same_clear_errors_as_runner_chat():
         with pytest.raises(InputError, match=r"top_p=7 is not valid: give a number from 0 to 1"):
             r.send_chat_completion_request(ChatCompletionRequest(model="m", messages=hi, top_p=7))
         with pytest.raises(InputError, match="grammar_type='regex' is not one mmchat runs"):
-            r.send_chat_completion_request(ChatCompletionRequest(model="m", messages=hi, grammar="a+", grammar_type="regex"))
+            r.send_chat_completion_request(
+                ChatCompletionRequest(model="m", messages=hi, grammar="a+", grammar_type="regex")
+            )
         with pytest.raises(InputError, match="response_format=.* is not valid"):
-            r.send_chat_completion_request(ChatCompletionRequest(model="m", messages=hi, response_format={"type": "xml"}))
+            r.send_chat_completion_request(
+                ChatCompletionRequest(model="m", messages=hi, response_format={"type": "xml"})
+            )
         with pytest.raises(InputError, match="n_choices=2: mmchat answers one choice"):
             r.send_chat_completion_request(ChatCompletionRequest(model="m", messages=hi, n_choices=2))
         with pytest.raises(InputError, match="takes a ChatCompletionRequest"):

@@ -32,7 +32,9 @@ def omni(models):
 
 
 def ask(runner, video: Path | str, **options):
-    return runner.chat([{"role": "user", "content": [video_part(str(video)), text_part("What happens?")]}], **{**GREEDY, **options})
+    return runner.chat(
+        [{"role": "user", "content": [video_part(str(video)), text_part("What happens?")]}], **{**GREEDY, **options}
+    )
 
 
 def test_frames_become_timestamped_images_in_time_order(omni, clips):
@@ -72,8 +74,16 @@ def test_a_model_without_vision_is_refused_before_decoding(models):
 
 
 def test_every_url_form_gives_the_same_answer(models, clips):
-    base = ["ask", "What happens?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]),
-            *GREEDY_ARGS, *THREADS_ARGS]
+    base = [
+        "ask",
+        "What happens?",
+        "-m",
+        str(models["llm"]),
+        "--mmproj",
+        str(models["mmproj-omni"]),
+        *GREEDY_ARGS,
+        *THREADS_ARGS,
+    ]
     clip = clips["tone"]
     answers = {
         "path": run_mmchat(*base, "--video", str(clip)),
@@ -95,8 +105,9 @@ def test_bad_video_files_exit_2_with_one_line(models, tmp_path, clips):
     }
     for name, (path, data) in bad.items():
         path.write_bytes(data)
-        out = run_mmchat("ask", "What?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]),
-                         "--video", str(path))
+        out = run_mmchat(
+            "ask", "What?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]), "--video", str(path)
+        )
         err = out.stderr.decode()
         assert out.returncode == 2, (name, err)
         assert err.count("\n") == 1 and err.startswith("mmchat: error: ") and path.name in err, (name, err)
@@ -104,8 +115,22 @@ def test_bad_video_files_exit_2_with_one_line(models, tmp_path, clips):
 
 
 def test_json_usage_counts_frames_and_sound(models, clips):
-    out = run_mmchat("ask", "What?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]),
-                     "--video", str(clips["tone"]), "--fps", "0.5", "--json", *GREEDY_ARGS, "-n", "4")
+    out = run_mmchat(
+        "ask",
+        "What?",
+        "-m",
+        str(models["llm"]),
+        "--mmproj",
+        str(models["mmproj-omni"]),
+        "--video",
+        str(clips["tone"]),
+        "--fps",
+        "0.5",
+        "--json",
+        *GREEDY_ARGS,
+        "-n",
+        "4",
+    )
     data = json.loads(out.stdout)
     assert data["usage"]["prompt_tokens_details"]["image_tokens"] == 2 * 16
     assert data["usage"]["prompt_tokens_details"]["audio_tokens"] == 750

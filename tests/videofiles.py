@@ -102,4 +102,3 @@ def zero_length_avi(path: Path) -> bytes:
     out.start_encoding()
     out.close()
     return path.read_bytes()
-

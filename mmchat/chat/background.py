@@ -50,8 +50,9 @@ class BackgroundEncodes:
     def start(self, attachment: Attachment) -> Job:
         media = self.runner.media_of(attachment)  # decoded already (here, not in the worker)
         job = Job(attachment)
-        job.thread = threading.Thread(target=self._run, args=(job, media), daemon=True,
-                                      name=f"mmchat encode {Path(attachment.label).name}")
+        job.thread = threading.Thread(
+            target=self._run, args=(job, media), daemon=True, name=f"mmchat encode {Path(attachment.label).name}"
+        )
         self._jobs = [j for j in self._jobs if j.state == "encoding"] + [job]
         job.thread.start()
         return job

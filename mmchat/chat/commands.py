@@ -127,8 +127,28 @@ class Exit:
     pass
 
 
-Command = Union[Say, Attach, Paste, Screenshot, Rec, ListAttachments, Detach, Show, System, Set, Model, Save, Load,
-                Clear, Retry, Undo, Copy, Stats, Help, Exit]
+Command = Union[
+    Say,
+    Attach,
+    Paste,
+    Screenshot,
+    Rec,
+    ListAttachments,
+    Detach,
+    Show,
+    System,
+    Set,
+    Model,
+    Save,
+    Load,
+    Clear,
+    Retry,
+    Undo,
+    Copy,
+    Stats,
+    Help,
+    Exit,
+]
 
 #: command -> (arguments, one-line help); the order is the order /help lists them in
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -191,9 +211,12 @@ def parse(line: str, *, is_file: Callable[[str], bool] | None = None) -> Command
     rest = rest.strip()
     if name not in COMMANDS and "/" in name[1:]:  # a path, not a command
         if is_file(name):
-            raise ParseError(f"{name} is a file, not a command: /attach it, "
-                             "or start the line with // to send it as text")
-        raise ParseError(f"file not found: {_shown(text)}: check the path, or start the line with // to send it as text")
+            raise ParseError(
+                f"{name} is a file, not a command: /attach it, or start the line with // to send it as text"
+            )
+        raise ParseError(
+            f"file not found: {_shown(text)}: check the path, or start the line with // to send it as text"
+        )
     if name not in COMMANDS:
         raise ParseError(_unknown(name, [*COMMANDS, *ALIASES], "command", "/help lists the commands"))
     return _PARSERS[name](name, rest)
@@ -250,8 +273,17 @@ def _shown(text: str) -> str:
 def _no_args(name: str, rest: str) -> Command:
     if rest:
         raise ParseError(f"{name} takes no arguments: type just {name}")
-    return {"/attachments": ListAttachments, "/paste": Paste, "/clear": Clear, "/retry": Retry, "/undo": Undo, "/copy": Copy,
-            "/stats": Stats, "/help": Help, "/exit": Exit}[name]()
+    return {
+        "/attachments": ListAttachments,
+        "/paste": Paste,
+        "/clear": Clear,
+        "/retry": Retry,
+        "/undo": Undo,
+        "/copy": Copy,
+        "/stats": Stats,
+        "/help": Help,
+        "/exit": Exit,
+    }[name]()
 
 
 def _attach(name: str, rest: str) -> Command:
@@ -268,8 +300,9 @@ def _screenshot(name: str, rest: str) -> Command:
     if not rest:
         return Screenshot()
     if not rest.isdigit() or int(rest) < 1:
-        raise ParseError(f"/screenshot takes a monitor's number (1, 2, ...), not {_shown(rest)}: "
-                         "or nothing for the whole screen")
+        raise ParseError(
+            f"/screenshot takes a monitor's number (1, 2, ...), not {_shown(rest)}: or nothing for the whole screen"
+        )
     return Screenshot(int(rest))
 
 
@@ -283,9 +316,11 @@ def _rec(name: str, rest: str) -> Command:
     try:
         return Rec(seconds_of(locate(f"mic:{rest}")))
     except SourceError:
-        raise ParseError(f"/rec takes a length in seconds (at most {config.DEFAULT_MIC_MAX_SECONDS:g}), e.g. /rec 10, "
-                         f"not {_shown(rest)}: "
-                         "or nothing to record until Enter") from None
+        raise ParseError(
+            f"/rec takes a length in seconds (at most {config.DEFAULT_MIC_MAX_SECONDS:g}), e.g. /rec 10, "
+            f"not {_shown(rest)}: "
+            "or nothing to record until Enter"
+        ) from None
 
 
 def _detach(name: str, rest: str) -> Command:
@@ -351,8 +386,21 @@ def _load(name: str, rest: str) -> Command:
 
 
 _PARSERS: dict[str, Callable[[str, str], Command]] = {
-    "/attach": _attach, "/image": _attach, "/audio": _attach, "/video": _attach,
-    "/detach": _detach, "/show": _detach, "/screenshot": _screenshot, "/rec": _rec, "/system": _system, "/set": _set,
-    "/model": _model, "/save": _save, "/load": _load,
-    **{name: _no_args for name in ("/attachments", "/paste", "/clear", "/retry", "/undo", "/copy", "/stats", "/help", "/exit")},
+    "/attach": _attach,
+    "/image": _attach,
+    "/audio": _attach,
+    "/video": _attach,
+    "/detach": _detach,
+    "/show": _detach,
+    "/screenshot": _screenshot,
+    "/rec": _rec,
+    "/system": _system,
+    "/set": _set,
+    "/model": _model,
+    "/save": _save,
+    "/load": _load,
+    **{
+        name: _no_args
+        for name in ("/attachments", "/paste", "/clear", "/retry", "/undo", "/copy", "/stats", "/help", "/exit")
+    },
 }

@@ -69,7 +69,7 @@ class Conversation:
     def to_model(self) -> list[Message]:
         """The messages the model sees: the system prompt, then the window of turns."""
         head = [msgs.system_message(self.system)] if self.system else []
-        return head + [{"role": m["role"], "content": m["content"]} for m in self.messages[self.first:]]
+        return head + [{"role": m["role"], "content": m["content"]} for m in self.messages[self.first :]]
 
     # -- attachments -----------------------------------------------------------------
 
@@ -117,8 +117,8 @@ class Conversation:
         starts = [i for i, m in enumerate(self.messages) if m["role"] == "user"]
         if not starts:
             raise InputError("nothing to undo: the conversation has no messages from you")
-        gone = self.messages[starts[-1]:]
-        del self.messages[starts[-1]:]
+        gone = self.messages[starts[-1] :]
+        del self.messages[starts[-1] :]
         self.first = min(self.first, len(self.messages))
         self.used = None
         return gone
@@ -137,11 +137,11 @@ class Conversation:
 
     def drop_oldest(self) -> list[Message]:
         """Move the oldest turn out of the model's window; [] when only the last user turn is left."""
-        window = self.messages[self.first:]
+        window = self.messages[self.first :]
         starts = [i for i, m in enumerate(window) if m["role"] == "user" and i > 0]
         if not starts:
             return []
-        gone = window[:starts[0]]
+        gone = window[: starts[0]]
         self.first += starts[0]
         self.used = None
         return gone
@@ -160,7 +160,7 @@ class Conversation:
         """A cheap upper bound: known usage plus every byte of the new text fits, and no new media."""
         if self.used is None or self._used_upto > len(self.messages):
             return False
-        new = self.messages[self._used_upto:]
+        new = self.messages[self._used_upto :]
         if media_parts(new):
             return False
         size = sum(len(text_of(m).encode()) + TURN_OVERHEAD for m in new)

@@ -44,8 +44,9 @@ class SafeFileHistory(FileHistory):
         except OSError as e:
             self._saving = False
             full = disk_full(e, self.path, "this session's lines are kept in memory only")
-            self._notice(str(full) if full else f"history is not saved any more: cannot write {self.path} "
-                                                 f"({e.strerror or e})")
+            self._notice(
+                str(full) if full else f"history is not saved any more: cannot write {self.path} ({e.strerror or e})"
+            )
 
 
 def entry_bytes(string: str) -> bytes:

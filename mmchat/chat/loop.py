@@ -64,12 +64,26 @@ def run_chat(
     from ..preview import Previewer
 
     display = display or DisplayOptions()
-    previewer = Previewer.for_stream(env, "stderr" if scripted else "stdout", setting=display.preview, default=True,
-                                     no_color=no_color, rows=display.preview_rows)
+    previewer = Previewer.for_stream(
+        env,
+        "stderr" if scripted else "stdout",
+        setting=display.preview,
+        default=True,
+        no_color=no_color,
+        rows=display.preview_rows,
+    )
     if previewer is not None and not scripted:
         previewer.graphics  # the terminal is asked now, before the prompt reads keys: its reply never eats typing
-    chat = Chat(runner, runner_factory, model_name, options or GenerationOptions(), Conversation(system, messages),
-                console, info, previewer)
+    chat = Chat(
+        runner,
+        runner_factory,
+        model_name,
+        options or GenerationOptions(),
+        Conversation(system, messages),
+        console,
+        info,
+        previewer,
+    )
     try:
         caps = runner.capabilities()
         chat.note(f"{caps.model_name} takes {caps.describe()} · /help lists commands · Ctrl-D leaves")
@@ -80,9 +94,15 @@ def run_chat(
             chat.recording_wait = functools.partial(wait_for_line, read=read)  # the next line ends /rec
             return _loop(chat, read)
         session: PromptSession[str] = PromptSession(
-            history=_history(history_path, chat), input=input, output=output, completer=ChatCompleter(),
-            key_bindings=_key_bindings(chat), bottom_toolbar=chat.toolbar, prompt_continuation="… ",
-            complete_while_typing=True, refresh_interval=0.5,  # the toolbar shows background encodes
+            history=_history(history_path, chat),
+            input=input,
+            output=output,
+            completer=ChatCompleter(),
+            key_bindings=_key_bindings(chat),
+            bottom_toolbar=chat.toolbar,
+            prompt_continuation="… ",
+            complete_while_typing=True,
+            refresh_interval=0.5,  # the toolbar shows background encodes
         )
         chat.recording_wait = functools.partial(_recording_prompt, input=input, output=output)
         return _loop(chat, functools.partial(session.prompt, "> "))
@@ -144,8 +164,12 @@ def _recording_prompt(recorder: Any, *, input: Any = None, output: Any = None) -
 
         app.create_background_task(ended())
 
-    return session.prompt("● rec> ", bottom_toolbar=lambda: f" ● recording {recorder.meter()} │ {how}",
-                          refresh_interval=0.1, pre_run=watch)
+    return session.prompt(
+        "● rec> ",
+        bottom_toolbar=lambda: f" ● recording {recorder.meter()} │ {how}",
+        refresh_interval=0.1,
+        pre_run=watch,
+    )
 
 
 def _plain_reader(stream) -> Callable[[], str]:

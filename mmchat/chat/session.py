@@ -32,8 +32,13 @@ from .conversation import Conversation
 
 RunnerFactory = Callable[[str], Runner]
 RecordingWait = Callable[[Any], str]  # waits while a Recorder records: what was typed; KeyboardInterrupt cancels
-CLIPBOARD_TOOLS = (("wl-copy",), ("xclip", "-selection", "clipboard"), ("xsel", "--clipboard", "--input"),
-                   ("pbcopy",), ("clip.exe",))
+CLIPBOARD_TOOLS = (
+    ("wl-copy",),
+    ("xclip", "-selection", "clipboard"),
+    ("xsel", "--clipboard", "--input"),
+    ("pbcopy",),
+    ("clip.exe",),
+)
 KEYS_HELP = "Enter sends · Esc-Enter new line · Ctrl-V pastes an image or files · Ctrl-R search history · Ctrl-C stops an answer · Ctrl-D leaves"
 
 
@@ -49,8 +54,17 @@ def show_error(console: Console, error: MmchatError | str) -> None:
 class Chat:
     """The REPL's state and one handler per command; rendering goes through `console`."""
 
-    def __init__(self, runner: Runner, factory: RunnerFactory, model_name: str, options: GenerationOptions,
-                 conv: Conversation, console: Console, info: Console | None = None, preview: Previewer | None = None):
+    def __init__(
+        self,
+        runner: Runner,
+        factory: RunnerFactory,
+        model_name: str,
+        options: GenerationOptions,
+        conv: Conversation,
+        console: Console,
+        info: Console | None = None,
+        preview: Previewer | None = None,
+    ):
         self.runner, self.factory, self.model_name = runner, factory, model_name
         self.options, self.conv, self.console = options, conv, console
         self.info = info or console  # notes and errors: stderr when stdin is a script
@@ -68,8 +82,13 @@ class Chat:
 
     def toolbar(self) -> str:
         n, used = len(self.conv.pending), self.last.usage.total_tokens if self.last else 0
-        parts = [f" {Path(self.model_name).name or self.runner.capabilities().model_name}", f"{n} attachment{'s' * (n != 1)} pending" if n else "",
-                 f"context {used}/{self.runner.capabilities().n_ctx}", self.background.status(), self.notice]
+        parts = [
+            f" {Path(self.model_name).name or self.runner.capabilities().model_name}",
+            f"{n} attachment{'s' * (n != 1)} pending" if n else "",
+            f"context {used}/{self.runner.capabilities().n_ctx}",
+            self.background.status(),
+            self.notice,
+        ]
         return " │ ".join(p for p in parts if p)
 
     def stop_background(self) -> None:
@@ -90,8 +109,9 @@ class Chat:
         except Exception as e:  # a bug must not end the session; MMCHAT_DEBUG=1 shows the traceback
             if current().debug:
                 raise
-            show_error(self.info, f"unexpected {type(e).__name__}: {e} "
-                                 "(a bug: please report it; MMCHAT_DEBUG=1 shows where)")
+            show_error(
+                self.info, f"unexpected {type(e).__name__}: {e} (a bug: please report it; MMCHAT_DEBUG=1 shows where)"
+            )
 
     def do_say(self, c: cmd.Say) -> None:
         self._turn(lambda: self.conv.user_turn(c.text), "your message was not kept (Up brings it back)")
@@ -246,8 +266,10 @@ class Chat:
 
     def do_show(self, c: cmd.Show) -> None:
         if self.preview is None:
-            raise InputError("previews are off here (--no-preview, preview = false, or no terminal): "
-                             "/attachments lists the attachments")
+            raise InputError(
+                "previews are off here (--no-preview, preview = false, or no terminal): "
+                "/attachments lists the attachments"
+            )
         pending = self.conv.pending
         if c.index is not None:
             if not 1 <= c.index <= len(pending):
@@ -273,8 +295,10 @@ class Chat:
 
         self.runner.inputs.check_kind("audio", "mic:")  # a model that cannot hear refuses before a sound is taken
         with Recorder(c.seconds) as recorder:
-            self.note(f"recording from {recorder.device}: "
-                      + ("Ctrl-C cancels" if c.seconds else "Enter attaches it, Ctrl-C cancels"))
+            self.note(
+                f"recording from {recorder.device}: "
+                + ("Ctrl-C cancels" if c.seconds else "Enter attaches it, Ctrl-C cancels")
+            )
             try:
                 typed = self.recording_wait(recorder)
             except KeyboardInterrupt:

@@ -16,7 +16,13 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No notices or progre
 @guarded
 def models(
     json_output: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
-    check: Annotated[bool, typer.Option("--check", help="Check every entry against the Hub's listing of its repository (online): its quant, projector and size_gb; exit 1 on any miss.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Check every entry against the Hub's listing of its repository (online): its quant, projector and size_gb; exit 1 on any miss.",
+        ),
+    ] = False,
 ) -> None:
     """List the models mmchat knows by name, what they take, and which are downloaded.
 
@@ -40,9 +46,18 @@ def models(
     default = registry.load_registry(warn=lambda m: None).default
     if json_output:
         data = [
-            {"name": e.name, "repo": e.repo, "quant": e.quant, "modalities": list(e.modalities), "context": e.context,
-             "size_gb": e.size_gb, "downloaded": done, "default": e.name == default, "notes": e.notes,
-             **({"base_url": e.base_url, "server_model": e.server_model or None} if e.base_url else {})}
+            {
+                "name": e.name,
+                "repo": e.repo,
+                "quant": e.quant,
+                "modalities": list(e.modalities),
+                "context": e.context,
+                "size_gb": e.size_gb,
+                "downloaded": done,
+                "default": e.name == default,
+                "notes": e.notes,
+                **({"base_url": e.base_url, "server_model": e.server_model or None} if e.base_url else {}),
+            }
             for e, done in rows
         ]
         print(json.dumps(data, indent=2), file=env.stdout)
@@ -55,8 +70,14 @@ def models(
     for e, done in rows:
         name = f"{e.name} *" if e.name == default else e.name
         size = f"{e.size_gb:g} GB" if e.size_gb else ("-" if e.base_url else "?")
-        table.add_row(name, "+".join(e.modalities) or "text", size, f"{e.context // 1024}K" if e.context else "?",
-                      "on a server" if e.base_url else "yes" if done else "-", e.notes or e.base_url)
+        table.add_row(
+            name,
+            "+".join(e.modalities) or "text",
+            size,
+            f"{e.context // 1024}K" if e.context else "?",
+            "on a server" if e.base_url else "yes" if done else "-",
+            e.notes or e.base_url,
+        )
     console = env.stdout_console()
     console.print(table)
     console.print("* the default. Download one with `mmchat pull NAME`.", style="dim")
@@ -101,8 +122,16 @@ def _interrupted_pull(env: Environment) -> None:
 @guarded(interrupted=_interrupted_pull)
 def pull(
     name: Annotated[str, typer.Argument(help="Registry name or hf:owner/repo[:QUANT].")],
-    quant: Annotated[Optional[str], typer.Option(help="Quantization to download, e.g. Q8_0. [default: the registry's]")] = None,
-    verify: Annotated[bool, typer.Option("--verify", help="Check the files already downloaded against the Hub's sha256 instead (a damaged one is removed); exit 1 when any is bad.")] = False,
+    quant: Annotated[
+        Optional[str], typer.Option(help="Quantization to download, e.g. Q8_0. [default: the registry's]")
+    ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Check the files already downloaded against the Hub's sha256 instead (a damaged one is removed); exit 1 when any is bad.",
+        ),
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Download a model and its projector from Hugging Face (resumable; every file is checked against the Hub's sha256).
@@ -140,7 +169,20 @@ def doctor() -> None:
 
     lines = [
         f"mmchat {__version__}, Python {platform.python_version()} on {platform.platform()}",
-        "packages: " + ", ".join(f"{p} {_version(p)}" for p in ("llama-cpp-python", "av", "pillow", "pillow-heif", "soundfile", "soxr", "numpy", "huggingface_hub")),
+        "packages: "
+        + ", ".join(
+            f"{p} {_version(p)}"
+            for p in (
+                "llama-cpp-python",
+                "av",
+                "pillow",
+                "pillow-heif",
+                "soundfile",
+                "soxr",
+                "numpy",
+                "huggingface_hub",
+            )
+        ),
     ]
     report = backend_report()
     lines += [
@@ -180,15 +222,23 @@ def _where_it_runs(gpu: bool, projector_gpu: str | None) -> list[str]:
         load = LoadOptions.build(given, label=lambda f: f"{f.metadata['flags'][0].split('/')[0].lstrip('-')} = ")
     except InputError as e:
         return [f"where models run: unknown, {config.config_file()} says {e}"]
-    where = plan(gpu=gpu, n_gpu_layers=load.n_gpu_layers, mmproj_offload=load.mmproj_offload,
-                 gpu_name=projector_gpu or "GPU")
+    where = plan(
+        gpu=gpu, n_gpu_layers=load.n_gpu_layers, mmproj_offload=load.mmproj_offload, gpu_name=projector_gpu or "GPU"
+    )
     text, projector = where.describe_text_model(), where.describe_projector()
     if not gpu:
         text = projector = "CPU (this build has no GPU backend)"
     else:
-        text += " (gpu-layers in config.toml)" if given["n_gpu_layers"] is not None else " (--gpu-layers N to keep some on the CPU)"
-        projector += (" (mmproj-offload in config.toml)" if given["mmproj_offload"] is not None
-                      else " (--no-mmproj-offload keeps it on the CPU)")
+        text += (
+            " (gpu-layers in config.toml)"
+            if given["n_gpu_layers"] is not None
+            else " (--gpu-layers N to keep some on the CPU)"
+        )
+        projector += (
+            " (mmproj-offload in config.toml)"
+            if given["mmproj_offload"] is not None
+            else " (--no-mmproj-offload keeps it on the CPU)"
+        )
     return [f"text model runs on: {text}", f"projector runs on: {projector}"]
 
 
@@ -206,8 +256,9 @@ def _files_problem(name: str) -> str | None:
     return None
 
 
-cache_app = typer.Typer(help="The media cache: encoded images, audio and frames kept on disk for later runs.",
-                        no_args_is_help=False)
+cache_app = typer.Typer(
+    help="The media cache: encoded images, audio and frames kept on disk for later runs.", no_args_is_help=False
+)
 app.add_typer(cache_app, name="cache")
 
 

@@ -29,8 +29,9 @@ app = typer.Typer(
 )
 
 
-def guarded(command: Callable[..., Any] | None = None, *,
-            interrupted: Callable[[Environment], None] | None = None) -> Any:
+def guarded(
+    command: Callable[..., Any] | None = None, *, interrupted: Callable[[Environment], None] | None = None
+) -> Any:
     """Map what a command raises to the exit code and the one line the user sees."""
     if command is None:
         return functools.partial(guarded, interrupted=interrupted)
@@ -74,7 +75,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
 ) -> None:
     """Chat with local multimodal GGUF models: images, audio, video and text, on llama.cpp."""
 

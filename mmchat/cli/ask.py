@@ -18,7 +18,13 @@ if TYPE_CHECKING:  # the core loads when a command runs, not for --help
     from ..results import ChatCompletion, CompletionStream
     from ..runner import Runner
 
-Prompt = Annotated[Optional[str], typer.Argument(help="The question; [[1]], [[2]]… place media in it. '-' reads it from stdin; piped text is added after it.", show_default=False)]
+Prompt = Annotated[
+    Optional[str],
+    typer.Argument(
+        help="The question; [[1]], [[2]]… place media in it. '-' reads it from stdin; piped text is added after it.",
+        show_default=False,
+    ),
+]
 Start = Annotated[Optional[str], typer.Option(help="Where audio and video start (seconds or mm:ss).")]
 End = Annotated[Optional[str], typer.Option(help="Where audio and video end (seconds or mm:ss).")]
 Schema = Annotated[Optional[str], typer.Option(help="Constrain the answer to this JSON schema (a file or JSON text).")]
@@ -32,9 +38,20 @@ Stats = Annotated[bool, typer.Option("--stats", help="Print speed and token coun
 @guarded
 @model_flags
 @log_options
-def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End = None, schema: Schema = None,
-        grammar: Grammar = None, json_output: Json = False, no_stream: NoStream = False, stats: Stats = False,
-        *, flags: Flags, log: LogRequest) -> None:
+def ask(
+    ctx: typer.Context,
+    prompt: Prompt = None,
+    start: Start = None,
+    end: End = None,
+    schema: Schema = None,
+    grammar: Grammar = None,
+    json_output: Json = False,
+    no_stream: NoStream = False,
+    stats: Stats = False,
+    *,
+    flags: Flags,
+    log: LogRequest,
+) -> None:
     """Ask one question about images, audio, video and text; the answer goes to stdout.
 
     Examples:
@@ -55,19 +72,25 @@ def ask(ctx: typer.Context, prompt: Prompt = None, start: Start = None, end: End
     options = constrained(flags.generation, schema, grammar)
     log_turns = start_log(log, env, flags.quiet)
     conversation = log_turns.messages(_messages(flags, env, prompt, start, end))
-    output = Output(json_mode=json_output, markdown=env.markdown(flags.no_color), file=env.stdout,
-                    markdown_console=env.stdout_console(flags.no_color))
+    output = Output(
+        json_mode=json_output,
+        markdown=env.markdown(flags.no_color),
+        file=env.stdout,
+        markdown_console=env.stdout_console(flags.no_color),
+    )
     model, mmproj = log_turns.model(flags)
     runner = open_runner(flags, env, model, mmproj, on_completion=log_turns.hook(model, mmproj))
     if any(":" in url for _, url in flags.media):  # clipboard:, screen: and mic: are captured now, kept as files
         from ..inputs.capture import captured
 
-        conversation = captured(conversation, check=runner.inputs.check_kind,
-                                warn=(lambda m: None) if flags.quiet else env.warn)
+        conversation = captured(
+            conversation, check=runner.inputs.check_kind, warn=(lambda m: None) if flags.quiet else env.warn
+        )
     shown = None if json_output else part_previews(env, flags, runner, len(conversation) - 1)
     try:
-        completion = _answer(runner, runner.stream(conversation, options, on_media=shown), output, json_output,
-                             no_stream)
+        completion = _answer(
+            runner, runner.stream(conversation, options, on_media=shown), output, json_output, no_stream
+        )
     finally:
         runner.close_progress()  # a bar cut short by Ctrl-C or an error is cleared
     if stats or flags.verbose:
@@ -97,8 +120,14 @@ def part_previews(env: Environment, flags: Flags, runner: Runner, last: int) -> 
     drawn on stderr (a terminal) as the model gets it, before the answer."""
     from ..preview import Previewer, label_of, part_extent
 
-    previewer = Previewer.for_stream(env, "stderr", setting=flags.display.preview, default=False,
-                                     no_color=flags.no_color, rows=flags.display.preview_rows)
+    previewer = Previewer.for_stream(
+        env,
+        "stderr",
+        setting=flags.display.preview,
+        default=False,
+        no_color=flags.no_color,
+        rows=flags.display.preview_rows,
+    )
     if previewer is None:
         return None
 

@@ -24,23 +24,51 @@ if TYPE_CHECKING:
     from ..batch import Request
     from ..runner import Runner
 
-Prompt = Annotated[Optional[str], typer.Argument(help="The question asked of every file (not with -i).", show_default=False)]
-Files = Annotated[Optional[list[str]], typer.Argument(help="Image, audio or video files: one request each, its kind told by its bytes.", show_default=False)]
-Input = Annotated[Optional[Path], typer.Option("--input", "-i", help="Requests in OpenAI's Batch format (JSONL; '-' is stdin).")]
+Prompt = Annotated[
+    Optional[str], typer.Argument(help="The question asked of every file (not with -i).", show_default=False)
+]
+Files = Annotated[
+    Optional[list[str]],
+    typer.Argument(
+        help="Image, audio or video files: one request each, its kind told by its bytes.", show_default=False
+    ),
+]
+Input = Annotated[
+    Optional[Path], typer.Option("--input", "-i", help="Requests in OpenAI's Batch format (JSONL; '-' is stdin).")
+]
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write results here (JSONL) instead of stdout.")]
-Resume = Annotated[bool, typer.Option("--resume", help="With -o: skip requests that already succeeded there; run the rest.")]
-Concurrency = Annotated[int, typer.Option(min=1, help="Requests in flight at once (a server; a local model answers one at a time).")]
-Schema = Annotated[Optional[str], typer.Option(help="Constrain every answer to this JSON schema (a file or JSON text).")]
+Resume = Annotated[
+    bool, typer.Option("--resume", help="With -o: skip requests that already succeeded there; run the rest.")
+]
+Concurrency = Annotated[
+    int, typer.Option(min=1, help="Requests in flight at once (a server; a local model answers one at a time).")
+]
+Schema = Annotated[
+    Optional[str], typer.Option(help="Constrain every answer to this JSON schema (a file or JSON text).")
+]
 Grammar = Annotated[Optional[str], typer.Option(help="Constrain every answer with a GBNF grammar file.")]
-Log = Annotated[bool, typer.Option("--log", help="Log each request in logs.db as its own conversation (`mmchat logs`).")]
+Log = Annotated[
+    bool, typer.Option("--log", help="Log each request in logs.db as its own conversation (`mmchat logs`).")
+]
 
 
 @app.command()
 @guarded
 @model_flags(media=False)
-def batch(ctx: typer.Context, prompt: Prompt = None, files: Files = None, input: Input = None, output: Output = None,
-          resume: Resume = False, concurrency: Concurrency = 1, schema: Schema = None, grammar: Grammar = None,
-          log: Log = False, *, flags: Flags) -> None:
+def batch(
+    ctx: typer.Context,
+    prompt: Prompt = None,
+    files: Files = None,
+    input: Input = None,
+    output: Output = None,
+    resume: Resume = False,
+    concurrency: Concurrency = 1,
+    schema: Schema = None,
+    grammar: Grammar = None,
+    log: Log = False,
+    *,
+    flags: Flags,
+) -> None:
     """Answer many requests with one model load; one result line (OpenAI's Batch output format) each.
 
     Exit status: 0 when every request succeeded, 1 when any failed (its line says why), 2 when
@@ -82,8 +110,9 @@ def batch(ctx: typer.Context, prompt: Prompt = None, files: Files = None, input:
         raise typer.Exit(int(ExitCode.FAILURE))
 
 
-def _requests(plan: Any, flags: Flags, env: Environment, base: Any, prompt: str | None, files: list[str],
-              input: Path | None) -> list[Request]:
+def _requests(
+    plan: Any, flags: Flags, env: Environment, base: Any, prompt: str | None, files: list[str], input: Path | None
+) -> list[Request]:
     if input is not None:
         if prompt is not None or files:
             raise InputError("give either -i requests.jsonl or a prompt and files, not both")
@@ -125,8 +154,14 @@ def _keep_finished(plan: Any, output: Path | None) -> set[str]:
     return set(done)
 
 
-def _run(runner: Runner, todo: collections.deque[Request], sink: Callable[[dict[str, Any]], None], concurrency: int,
-         stopping: threading.Event, tick: Callable[[], None]) -> int:
+def _run(
+    runner: Runner,
+    todo: collections.deque[Request],
+    sink: Callable[[dict[str, Any]], None],
+    concurrency: int,
+    stopping: threading.Event,
+    tick: Callable[[], None],
+) -> int:
     """Answer `todo`, writing each line in input order as soon as it and those before it are done.
 
     What is kept in memory is bounded by the requests in flight: each leaves `todo` when it

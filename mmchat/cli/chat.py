@@ -41,7 +41,16 @@ def chat(ctx: typer.Context, *, flags: Flags, log: LogRequest) -> None:
         mmproj = first_mmproj if name == (first or "") else None
         return open_runner(flags, env, name or None, mmproj, on_completion=log_turns.hook(name or None, mmproj))
 
-    code = run_chat(factory, model_name=first or "", options=flags.generation, system=system, messages=messages,
-                    attachments=flags.media, history_path=config.user_dir() / "history", env=env,
-                    no_color=flags.no_color, display=flags.display)
+    code = run_chat(
+        factory,
+        model_name=first or "",
+        options=flags.generation,
+        system=system,
+        messages=messages,
+        attachments=flags.media,
+        history_path=config.user_dir() / "history",
+        env=env,
+        no_color=flags.no_color,
+        display=flags.display,
+    )
     raise typer.Exit(code)

@@ -14,8 +14,13 @@ if TYPE_CHECKING:
     from ..runner import Runner
 
 
-def open_runner(flags: Flags, env: Environment, model: str | None, mmproj: str | None,
-                on_completion: Callable[..., None] | None = None) -> Runner:
+def open_runner(
+    flags: Flags,
+    env: Environment,
+    model: str | None,
+    mmproj: str | None,
+    on_completion: Callable[..., None] | None = None,
+) -> Runner:
     """Find `model` (registry name, path, hf:, a server) and load it; the environment's engine in tests.
     `on_completion` is told of every answer (the conversation log)."""
     from ..render import stderr_progress
@@ -24,9 +29,16 @@ def open_runner(flags: Flags, env: Environment, model: str | None, mmproj: str |
     console = env.stderr_console(flags.no_color)
     notice = (lambda m: None) if flags.quiet else env.notice
     remote = flags.remote.with_environment(env.environ)
-    common = dict(load=flags.load, media=flags.decode, remote=remote, notice=notice, stdin=env.stdin_bytes,
-                  progress=stderr_progress(console, flags.quiet), on_completion=on_completion,
-                  devices=True)  # the user's own clipboard and screen
+    common = dict(
+        load=flags.load,
+        media=flags.decode,
+        remote=remote,
+        notice=notice,
+        stdin=env.stdin_bytes,
+        progress=stderr_progress(console, flags.quiet),
+        on_completion=on_completion,
+        devices=True,
+    )  # the user's own clipboard and screen
     if env.engine is not None:
         return Runner(engine=env.engine, **common)
     from ..models import registry
@@ -35,8 +47,16 @@ def open_runner(flags: Flags, env: Environment, model: str | None, mmproj: str |
     warn = (lambda m: None) if flags.quiet else env.warn
     spinner = env.isatty("stderr") and not flags.quiet and not flags.verbose
     with console.status(f"finding {model or 'the default model'}…") if spinner else contextlib.nullcontext():
-        target = find_target(model, mmproj, base_url=remote.base_url, modalities=remote.modalities, pull=flags.pull,
-                             progress=not flags.quiet, warn=warn, known=registry.load_registry(warn=warn))
+        target = find_target(
+            model,
+            mmproj,
+            base_url=remote.base_url,
+            modalities=remote.modalities,
+            pull=flags.pull,
+            progress=not flags.quiet,
+            warn=warn,
+            known=registry.load_registry(warn=warn),
+        )
     what = f"asking {target.base_url}…" if target.remote else f"loading {Path(target.model or '').name}…"
     with console.status(what) if spinner else contextlib.nullcontext():
         return Runner(target, verbose=flags.verbose, **common)

@@ -34,9 +34,37 @@ class LogRequest:
 
 
 LOG_PARAMS = [
-    _param("log", Annotated[Optional[bool], typer.Option("--log/--no-log", help="Log this conversation in logs.db (`mmchat logs`). [default: on, unless `mmchat logs --off` or log = false in config.toml]", show_default=False)], None),
-    _param("resume", Annotated[bool, typer.Option("--continue", help="Continue the last logged conversation (its media are read again and checked against the log).")], False),
-    _param("cid", Annotated[Optional[str], typer.Option("--cid", help="Continue the logged conversation with this id (or its first characters).")], None),
+    _param(
+        "log",
+        Annotated[
+            Optional[bool],
+            typer.Option(
+                "--log/--no-log",
+                help="Log this conversation in logs.db (`mmchat logs`). [default: on, unless `mmchat logs --off` or log = false in config.toml]",
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    _param(
+        "resume",
+        Annotated[
+            bool,
+            typer.Option(
+                "--continue",
+                help="Continue the last logged conversation (its media are read again and checked against the log).",
+            ),
+        ],
+        False,
+    ),
+    _param(
+        "cid",
+        Annotated[
+            Optional[str],
+            typer.Option("--cid", help="Continue the logged conversation with this id (or its first characters)."),
+        ],
+        None,
+    ),
 ]
 
 
@@ -109,6 +137,8 @@ def start_log(request: LogRequest, env: Environment, quiet: bool = False) -> Log
         continuing = store.load_conversation(cid)
         logmedia.verify_media(continuing.id, continuing.media)
         if not quiet:
-            env.notice(f"continuing conversation {continuing.id} ({continuing.turns} turn{'s' * (continuing.turns != 1)})")
+            env.notice(
+                f"continuing conversation {continuing.id} ({continuing.turns} turn{'s' * (continuing.turns != 1)})"
+            )
     logger = logs.TurnLogger(store, warn=env.warn, continuing=continuing) if enabled else None
     return Logging(continuing, logger)

@@ -14,19 +14,33 @@ from .app import app, guarded
 
 Count = Annotated[int, typer.Option("--count", "-n", min=0, help="How many conversations (0: all).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the conversations as JSON, turns and media included.")]
-Query = Annotated[Optional[str], typer.Option("--query", "-q", help="Only conversations whose messages or answers contain this text.")]
+Query = Annotated[
+    Optional[str], typer.Option("--query", "-q", help="Only conversations whose messages or answers contain this text.")
+]
 Cid = Annotated[Optional[str], typer.Option("--cid", help="Show this conversation (its id or first characters).")]
 Off = Annotated[bool, typer.Option("--off", help="Stop logging ask and chat (--log still logs one).")]
 On = Annotated[bool, typer.Option("--on", help="Log ask and chat again.")]
 PathFlag = Annotated[bool, typer.Option("--path", help="Print where the log is and exit.")]
-Preview = Annotated[bool, typer.Option("--preview", help="Draw each logged medium that is still there, unchanged, "
-                                                         "as a thumbnail (on a terminal).")]
+Preview = Annotated[
+    bool,
+    typer.Option(
+        "--preview", help="Draw each logged medium that is still there, unchanged, as a thumbnail (on a terminal)."
+    ),
+]
 
 
 @app.command("logs")
 @guarded
-def logs_command(count: Count = 5, json_output: Json = False, query: Query = None, cid: Cid = None,
-                 off: Off = False, on: On = False, path: PathFlag = False, preview: Preview = False) -> None:
+def logs_command(
+    count: Count = 5,
+    json_output: Json = False,
+    query: Query = None,
+    cid: Cid = None,
+    off: Off = False,
+    on: On = False,
+    path: PathFlag = False,
+    preview: Preview = False,
+) -> None:
     """List the logged conversations, newest first, or show one; switch logging off and on.
 
     Every ask and chat turn is logged in MMCHAT_HOME/logs.db: the messages (media as their
@@ -66,7 +80,9 @@ def logs_command(count: Count = 5, json_output: Json = False, query: Query = Non
     if preview:
         from ..preview import Previewer
 
-        thumbnails = Previewer.for_stream(env, "stdout", setting=True, default=True, rows=config.DEFAULT_PREVIEW_THUMB_ROWS)
+        thumbnails = Previewer.for_stream(
+            env, "stdout", setting=True, default=True, rows=config.DEFAULT_PREVIEW_THUMB_ROWS
+        )
     for i, conversation in enumerate(found):
         if i:
             print(file=env.stdout)
@@ -96,14 +112,20 @@ def _show(env: Environment, conversation: dict[str, Any], thumbnails: Any = None
 
     out = env.stdout
     turns = conversation["turns"]
-    print(f"conversation {conversation['id']} · {conversation['model']} · {len(turns)} "
-          f"turn{'s' * (len(turns) != 1)} · {conversation['updated'][:19].replace('T', ' ')} UTC", file=out)
+    print(
+        f"conversation {conversation['id']} · {conversation['model']} · {len(turns)} "
+        f"turn{'s' * (len(turns) != 1)} · {conversation['updated'][:19].replace('T', ' ')} UTC",
+        file=out,
+    )
     before: dict[str, Any] = {}
     for turn in turns:
         user = [m for m in turn["messages"] if m["role"] == "user"]
         u = turn["usage"]
-        print(f"  {turn['seq']}. {turn['created'][:19].replace('T', ' ')} · {u['prompt_tokens']} prompt + "
-              f"{u['completion_tokens']} tokens\n     > {prompt_of(user)}", file=out)
+        print(
+            f"  {turn['seq']}. {turn['created'][:19].replace('T', ' ')} · {u['prompt_tokens']} prompt + "
+            f"{u['completion_tokens']} tokens\n     > {prompt_of(user)}",
+            file=out,
+        )
         media = media_records(user[-1:])
         for m in media:
             tokens = _new_tokens(m.kind, media, u, before)
@@ -120,8 +142,9 @@ def _new_tokens(kind: str, media: list, usage: dict[str, Any], before: dict[str,
     key = "audio_tokens" if kind == "audio" else "image_tokens"
     if sum(1 for m in media if (m.kind == "audio") == (kind == "audio")) != 1:
         return None
-    grown = (usage.get("prompt_tokens_details") or {}).get(key, 0) - \
-        (before.get("prompt_tokens_details") or {}).get(key, 0)
+    grown = (usage.get("prompt_tokens_details") or {}).get(key, 0) - (before.get("prompt_tokens_details") or {}).get(
+        key, 0
+    )
     return grown if grown > 0 else None
 
 

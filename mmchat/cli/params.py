@@ -23,7 +23,11 @@ from ..errors import InputError
 from ..media import Kind
 from ..options import DisplayOptions, GenerationOptions, LoadOptions, MediaOptions, RemoteOptions
 
-MEDIA_FLAGS: dict[Kind, tuple[str, ...]] = {"image": ("--image", "-i"), "audio": ("--audio", "-a"), "video": ("--video",)}
+MEDIA_FLAGS: dict[Kind, tuple[str, ...]] = {
+    "image": ("--image", "-i"),
+    "audio": ("--audio", "-a"),
+    "video": ("--video",),
+}
 _MEDIA_HELP = {
     "image": "Image path or URL (file://, https://, data:, '-'). Repeatable.",
     "audio": "Audio path or URL; mic: records until Enter, mic:10 ten seconds. Repeatable; the order across --image/--audio/--video is kept.",
@@ -106,23 +110,58 @@ def _field_params(cls: type) -> dict[str, tuple[str, inspect.Parameter]]:
     return out
 
 
-_GROUPS = {"generation": GenerationOptions, "load": LoadOptions, "decode": MediaOptions, "remote": RemoteOptions,
-           "display": DisplayOptions}
+_GROUPS = {
+    "generation": GenerationOptions,
+    "load": LoadOptions,
+    "decode": MediaOptions,
+    "remote": RemoteOptions,
+    "display": DisplayOptions,
+}
 _FIELDS = {group: _field_params(cls) for group, cls in _GROUPS.items()}
 
 _PLAIN = [
-    _param("model", Annotated[Optional[str], typer.Option("--model", "-m", help="Registry name (see `mmchat models`), path to a GGUF, or hf:owner/repo[:QUANT]. [default: the registry's default]")], None),
-    _param("mmproj", Annotated[Optional[str], typer.Option(help="Multimodal projector GGUF. [default: the model's, or the mmproj*.gguf next to it]")], None),
+    _param(
+        "model",
+        Annotated[
+            Optional[str],
+            typer.Option(
+                "--model",
+                "-m",
+                help="Registry name (see `mmchat models`), path to a GGUF, or hf:owner/repo[:QUANT]. [default: the registry's default]",
+            ),
+        ],
+        None,
+    ),
+    _param(
+        "mmproj",
+        Annotated[
+            Optional[str],
+            typer.Option(help="Multimodal projector GGUF. [default: the model's, or the mmproj*.gguf next to it]"),
+        ],
+        None,
+    ),
     _param("system", Annotated[Optional[str], typer.Option(help="System prompt.")], None),
 ]
 _SWITCHES = [
-    _param("pull", Annotated[bool, typer.Option("--pull", help="Download the model first if it is not there yet.")], False),
+    _param(
+        "pull", Annotated[bool, typer.Option("--pull", help="Download the model first if it is not there yet.")], False
+    ),
     _param("quiet", Annotated[bool, typer.Option("--quiet", "-q", help="No notices or progress on stderr.")], False),
-    _param("verbose", Annotated[bool, typer.Option("--verbose", "-v", help="Show llama.cpp's own log and stats on stderr.")], False),
-    _param("no_color", Annotated[bool, typer.Option("--no-color", help="No colour or Markdown styling (also NO_COLOR=1).")], False),
+    _param(
+        "verbose",
+        Annotated[bool, typer.Option("--verbose", "-v", help="Show llama.cpp's own log and stats on stderr.")],
+        False,
+    ),
+    _param(
+        "no_color",
+        Annotated[bool, typer.Option("--no-color", help="No colour or Markdown styling (also NO_COLOR=1).")],
+        False,
+    ),
 ]
-_MEDIA = [_param(kind, Annotated[list[str], typer.Option(*flags, help=_MEDIA_HELP[kind])], [])
-          for kind, flags in MEDIA_FLAGS.items()]
+_MEDIA = [
+    _param(kind, Annotated[list[str], typer.Option(*flags, help=_MEDIA_HELP[kind])], [])
+    for kind, flags in MEDIA_FLAGS.items()
+]
 _DISPLAY = [p for _, p in _FIELDS["display"].values()]
 SHARED = [*_MEDIA, *_PLAIN, *(p for group in _FIELDS.values() for _, p in group.values()), *_SWITCHES]
 
@@ -133,9 +172,12 @@ def _flag_label(f: dataclasses.Field) -> str:
 
 def _flags(ctx: typer.Context, values: dict[str, Any]) -> Flags:
     media = ordered_media(ctx.meta.get("mmchat.argv", []), {k: values.pop(k) for k in MEDIA_FLAGS})
-    built = {group: _GROUPS[group].build({fname: values.pop(pname) for pname, (fname, _) in fields.items()},
-                                         label=_flag_label)
-             for group, fields in _FIELDS.items()}
+    built = {
+        group: _GROUPS[group].build(
+            {fname: values.pop(pname) for pname, (fname, _) in fields.items()}, label=_flag_label
+        )
+        for group, fields in _FIELDS.items()
+    }
     return Flags(media=media, **built, **values)
 
 
@@ -148,8 +190,11 @@ def model_flags(command: Callable[..., Any] | None = None, *, media: bool = True
     if command is None:
         return functools.partial(model_flags, media=media)
     sig = inspect.signature(command, eval_str=True)  # real Annotated objects, as typer reads them
-    own = [p if p.name == "ctx" else p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-           for p in sig.parameters.values() if p.name != "flags"]
+    own = [
+        p if p.name == "ctx" else p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in sig.parameters.values()
+        if p.name != "flags"
+    ]
     shared_params = SHARED if media else [p for p in SHARED if p not in _MEDIA and p not in _DISPLAY]
     names = [p.name for p in shared_params]
 
@@ -161,7 +206,9 @@ def model_flags(command: Callable[..., Any] | None = None, *, media: bool = True
         return command(**kwargs, flags=_flags(kwargs["ctx"], shared))
 
     arguments = [p for p in own if p.name == "ctx" or isinstance(_typer_info(p), typer.models.ArgumentInfo)]
-    wrapper.__signature__ = sig.replace(parameters=[*arguments, *shared_params, *(p for p in own if p not in arguments)])
+    wrapper.__signature__ = sig.replace(
+        parameters=[*arguments, *shared_params, *(p for p in own if p not in arguments)]
+    )
     return wrapper
 
 

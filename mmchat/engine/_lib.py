@@ -130,13 +130,17 @@ def _bitmap(item: Image | Audio, sample_rate: int | None, placeholder: bool = Fa
         bmp = mtmd.mtmd_bitmap_init(item.width, item.height, None)
     elif isinstance(item, Image):
         if item.released:  # its encoding was held when its pixels were let go, and is gone now
-            raise PixelsReleased(f"{item.source or 'an image'} must be encoded again but its pixels were let go: "
-                                 "send the request again through the Runner, which decodes it again")
+            raise PixelsReleased(
+                f"{item.source or 'an image'} must be encoded again but its pixels were let go: "
+                "send the request again through the Runner, which decodes it again"
+            )
         pixels = np.ascontiguousarray(item.pixels, dtype=np.uint8)
         bmp = mtmd.mtmd_bitmap_init(item.width, item.height, pixels.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
     else:
         if sample_rate and item.sample_rate != sample_rate:
-            raise MediaError(f"{item.source or 'audio'} is at {item.sample_rate} Hz but the model takes {sample_rate} Hz")
+            raise MediaError(
+                f"{item.source or 'audio'} is at {item.sample_rate} Hz but the model takes {sample_rate} Hz"
+            )
         samples = np.ascontiguousarray(item.samples, dtype=np.float32)
         bmp = mtmd.mtmd_bitmap_init_from_audio(len(samples), samples.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
     if not bmp:
@@ -151,7 +155,9 @@ def _media_id(item: Image | Audio) -> str:
     return getattr(item, "merge_key", None) or item.digest()
 
 
-def media_costs(media: Sequence[Image | Audio], items: Sequence[PromptItem], kept: Callable[[str], bool]) -> list[MediaCost]:
+def media_costs(
+    media: Sequence[Image | Audio], items: Sequence[PromptItem], kept: Callable[[str], bool]
+) -> list[MediaCost]:
     """One cost per medium from its tokenized chunks; the second frame of a merged pair costs nothing more."""
     chunks: dict[str, list[MediaItem]] = collections.defaultdict(list)
     for item in items:
@@ -166,8 +172,13 @@ def media_costs(media: Sequence[Image | Audio], items: Sequence[PromptItem], kep
     return out
 
 
-def tokenize_media(ctx, prompt: str, media: Sequence[Image | Audio], sample_rate: int | None,
-                   cached: Callable[[str], bool] = lambda digest: False) -> list[PromptItem]:
+def tokenize_media(
+    ctx,
+    prompt: str,
+    media: Sequence[Image | Audio],
+    sample_rate: int | None,
+    cached: Callable[[str], bool] = lambda digest: False,
+) -> list[PromptItem]:
     """mtmd_tokenize on our own pixels/samples; media chunks become owned MediaItems.
 
     An image whose embeddings are `cached` goes in as a placeholder of the same size: libmtmd
@@ -200,8 +211,10 @@ def audio_tokens_per_second(ctx, marker: str) -> float:
     encoded): their difference, since whisper-style encoders pad every piece to a whole window."""
     rate = mtmd.mtmd_get_audio_sample_rate(ctx)
     try:
-        short, long = (sum(i.n_tokens for i in tokenize_media(ctx, marker, [silence], rate) if not isinstance(i, int))
-                       for silence in (Audio(np.zeros(round(s * rate), np.float32), rate, "silence") for s in (1, 61)))
+        short, long = (
+            sum(i.n_tokens for i in tokenize_media(ctx, marker, [silence], rate) if not isinstance(i, int))
+            for silence in (Audio(np.zeros(round(s * rate), np.float32), rate, "silence") for s in (1, 61))
+        )
     except MediaError:  # the projector would not count silence: the prompt's own check still stands
         return 0.0
     return max(0.0, (long - short) / 60.0)
@@ -222,8 +235,13 @@ def _chunks_to_items(chunks, placeholders: set[str]) -> list[PromptItem]:
         key = f"{cid}#{seen[cid]}"  # a long audio or a tiled image gives several chunks per id
         seen[cid] += 1
         kind = "image" if ctype == mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE else "audio"
-        item = MediaItem(key, kind, mtmd.mtmd_input_chunk_get_n_tokens(chunk), mtmd.mtmd_input_chunk_get_n_pos(chunk),
-                         placeholder=cid in placeholders)
+        item = MediaItem(
+            key,
+            kind,
+            mtmd.mtmd_input_chunk_get_n_tokens(chunk),
+            mtmd.mtmd_input_chunk_get_n_pos(chunk),
+            placeholder=cid in placeholders,
+        )
         items.append(item.own(mtmd.mtmd_input_chunk_copy(chunk), mtmd.mtmd_input_chunk_free))
     return items
 
@@ -287,8 +305,11 @@ def make_sampler(vocab, o: GenerationOptions, gbnf: str | None = None):
         add(grammar)
     if o.penalised:
         n_vocab = llama.llama_vocab_n_tokens(vocab)
-        add(llama.llama_sampler_init_penalties(n_vocab, o.repeat_last_n, o.repeat_penalty, o.frequency_penalty,
-                                               o.presence_penalty))
+        add(
+            llama.llama_sampler_init_penalties(
+                n_vocab, o.repeat_last_n, o.repeat_penalty, o.frequency_penalty, o.presence_penalty
+            )
+        )
     if o.temperature <= 0:
         add(llama.llama_sampler_init_greedy())
         return chain
@@ -338,7 +359,9 @@ def backend_devices() -> list[str]:
     out = []
     for i in range(ggml.ggml_backend_dev_count()):
         dev = ggml.ggml_backend_dev_get(i)
-        out.append(f"{ggml.ggml_backend_dev_name(dev).decode()} ({ggml.ggml_backend_dev_description(dev).decode().strip()})")
+        out.append(
+            f"{ggml.ggml_backend_dev_name(dev).decode()} ({ggml.ggml_backend_dev_description(dev).decode().strip()})"
+        )
     return out
 
 

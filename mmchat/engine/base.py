@@ -152,8 +152,13 @@ class Engine(Protocol):
 
     def stream(self, turns: Sequence[Turn], options: GenerationOptions) -> Iterator[Event]: ...
 
-    def prepare(self, media: Sequence[Image | Audio], report: Callable[[float], None] | None = None,
-                should_stop: Callable[[], bool] | None = None, on_plan: Plan | None = None) -> bool:
+    def prepare(
+        self,
+        media: Sequence[Image | Audio],
+        report: Callable[[float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        on_plan: Plan | None = None,
+    ) -> bool:
         """Encode media ahead of the turn that holds them; any thread may call it (the engine lets
         one thread at a time into the model). False when `should_stop` ended it early. `on_plan`
         hears their costs before the first encode begins (what `costs` would say, at no extra cost)."""

@@ -48,8 +48,7 @@ AudioDialect = Literal["input_audio", "audio_url"]
 def json_schema_format(schema: dict[str, Any]) -> dict[str, Any]:
     """OpenAI's response_format for a schema; `name` is required by SGLang and OpenAI (a-z, 0-9, _ and -)."""
     name = re.sub(r"[^A-Za-z0-9_-]+", "_", str(schema.get("title") or "")).strip("_")[:64] or "answer"
-    return {"response_format": {"type": "json_schema",
-                                "json_schema": {"name": name, "schema": schema, "strict": True}}}
+    return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}}
 
 
 def json_object_format(schema: dict[str, Any]) -> dict[str, Any]:
@@ -74,17 +73,51 @@ class Dialect:
     schema: Callable[[dict[str, Any]], dict[str, Any]] = json_schema_format
 
 
-DIALECTS: dict[str, Dialect] = {d.kind: d for d in (
-    Dialect("llama-server", "llama-server", top_k_off=0, min_p=True, repeat_penalty="repeat_penalty",
-            repeat_last_n=True, ignore_eos=True, grammar=lambda g: {"grammar": g}),
-    Dialect("llama-cpp-python", "llama-cpp-python's server", stream_usage=False, top_k_off=0, min_p=True,
-            repeat_penalty="repeat_penalty", grammar=lambda g: {"grammar": g}, schema=json_object_format),
-    Dialect("vllm", "vLLM", top_k_off=-1, min_p=True, repeat_penalty="repetition_penalty", ignore_eos=True,
-            grammar=lambda g: {"structured_outputs": {"grammar": g}}),
-    Dialect("sglang", "SGLang", audio="audio_url", top_k_off=-1, min_p=True, repeat_penalty="repetition_penalty",
-            ignore_eos=True, grammar=lambda g: {"ebnf": g}),
-    Dialect("openai", "a plain OpenAI API"),
-)}
+DIALECTS: dict[str, Dialect] = {
+    d.kind: d
+    for d in (
+        Dialect(
+            "llama-server",
+            "llama-server",
+            top_k_off=0,
+            min_p=True,
+            repeat_penalty="repeat_penalty",
+            repeat_last_n=True,
+            ignore_eos=True,
+            grammar=lambda g: {"grammar": g},
+        ),
+        Dialect(
+            "llama-cpp-python",
+            "llama-cpp-python's server",
+            stream_usage=False,
+            top_k_off=0,
+            min_p=True,
+            repeat_penalty="repeat_penalty",
+            grammar=lambda g: {"grammar": g},
+            schema=json_object_format,
+        ),
+        Dialect(
+            "vllm",
+            "vLLM",
+            top_k_off=-1,
+            min_p=True,
+            repeat_penalty="repetition_penalty",
+            ignore_eos=True,
+            grammar=lambda g: {"structured_outputs": {"grammar": g}},
+        ),
+        Dialect(
+            "sglang",
+            "SGLang",
+            audio="audio_url",
+            top_k_off=-1,
+            min_p=True,
+            repeat_penalty="repetition_penalty",
+            ignore_eos=True,
+            grammar=lambda g: {"ebnf": g},
+        ),
+        Dialect("openai", "a plain OpenAI API"),
+    )
+}
 #: what /v1/models' owned_by says about the server behind it
 _OWNERS = {"llamacpp": "llama-server", "me": "llama-cpp-python", "vllm": "vllm", "sglang": "sglang"}
 
@@ -134,5 +167,6 @@ def constraint_fields(options: GenerationOptions, dialect: Dialect, where: str) 
     if dialect.grammar is None:
         raise InputError(
             f"the server at {where} ({dialect.name}) takes no GBNF grammar: give the answer's shape as a JSON "
-            "schema (--schema), or use llama-server, vLLM or SGLang (behind a proxy: say which with --server-kind)")
+            "schema (--schema), or use llama-server, vLLM or SGLang (behind a proxy: say which with --server-kind)"
+        )
     return dialect.grammar(options.grammar)

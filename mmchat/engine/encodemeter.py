@@ -33,8 +33,9 @@ class EncodeMeter:
         """The projector reserved its graph for a typical image: the first estimate of its size."""
         self._known[-1] = graph_nodes
 
-    def start(self, n_tokens: int, report: Callable[[float], None] | None,
-              should_stop: Callable[[], bool] | None = None) -> None:
+    def start(
+        self, n_tokens: int, report: Callable[[float], None] | None, should_stop: Callable[[], bool] | None = None
+    ) -> None:
         self.nodes, self.cancelled, self.report, self.should_stop = 0, False, report, should_stop
         self.expected = self._known.get(n_tokens) or self._known.get(-1, 0)
 

@@ -37,8 +37,12 @@ class MediaEncoder:
             self.stats.media_disk_hits += 1
         return found
 
-    def encode(self, item: MediaItem, report: Callable[[float], None] | None = None,
-               should_stop: Callable[[], bool] | None = None) -> np.ndarray:
+    def encode(
+        self,
+        item: MediaItem,
+        report: Callable[[float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
         """Encode the chunk and keep the result; Stopped when Ctrl-C or `should_stop` ended it early."""
         self.meter.start(item.n_tokens, report, should_stop)
         with self.meter.interruptible():

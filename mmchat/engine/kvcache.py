@@ -39,7 +39,11 @@ class MediaItem:
         return MediaItem(self.key, self.kind, self.n_tokens, self.n_pos)
 
     def same_as(self, other: Any) -> bool:
-        return isinstance(other, MediaItem) and (self.key, self.n_tokens, self.n_pos) == (other.key, other.n_tokens, other.n_pos)
+        return isinstance(other, MediaItem) and (self.key, self.n_tokens, self.n_pos) == (
+            other.key,
+            other.n_tokens,
+            other.n_pos,
+        )
 
 
 PromptItem = Union[int, MediaItem]

@@ -56,7 +56,7 @@ def unpack(blob: Any, n_tokens: int, n_embd: int) -> np.ndarray | None:
     if not isinstance(blob, bytes) or len(blob) < _HEADER.size:
         return None
     magic, version, tokens, embd, digest = _HEADER.unpack_from(blob)
-    payload = memoryview(blob)[_HEADER.size:]
+    payload = memoryview(blob)[_HEADER.size :]
     if (magic, version, tokens, embd) != (_MAGIC, _VERSION, n_tokens, n_embd) or len(payload) != 4 * n_tokens * n_embd:
         return None
     if hashlib.blake2b(payload, digest_size=16).digest() != digest:
@@ -67,8 +67,9 @@ def unpack(blob: Any, n_tokens: int, n_embd: int) -> np.ndarray | None:
 class DiskMediaCache:
     """Chunk embeddings of one projector on disk; every failure is a miss, and at most one notice."""
 
-    def __init__(self, directory: str | Path, identity: str, *, max_bytes: int,
-                 notice: Callable[[str], None] | None = None):
+    def __init__(
+        self, directory: str | Path, identity: str, *, max_bytes: int, notice: Callable[[str], None] | None = None
+    ):
         self.directory = Path(directory)
         self.identity = identity
         self._notice = notice or (lambda m: None)
@@ -87,8 +88,13 @@ class DiskMediaCache:
         import diskcache
 
         self.directory.mkdir(parents=True, exist_ok=True)
-        return diskcache.Cache(str(self.directory), size_limit=max_bytes, disk_min_file_size=0,
-                               eviction_policy="least-recently-used", timeout=30)
+        return diskcache.Cache(
+            str(self.directory),
+            size_limit=max_bytes,
+            disk_min_file_size=0,
+            eviction_policy="least-recently-used",
+            timeout=30,
+        )
 
     def _off(self, error: BaseException) -> None:
         if self._cache is not None:
@@ -154,8 +160,9 @@ def _discard(directory: Path) -> None:
             shutil.rmtree(sub, ignore_errors=True)
 
 
-def open_disk_cache(directory: Path, projector: Path, settings: tuple, max_bytes: int,
-                    notice: Callable[[str], None]) -> DiskMediaCache:
+def open_disk_cache(
+    directory: Path, projector: Path, settings: tuple, max_bytes: int, notice: Callable[[str], None]
+) -> DiskMediaCache:
     """The disk cache for one projector's output under the settings that shape it (and this llama.cpp build)."""
     from importlib import metadata
 

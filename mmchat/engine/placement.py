@@ -50,12 +50,24 @@ class Placement:
 
     def as_dict(self) -> dict[str, Any]:
         """What `--json` prints under timings.ran_on."""
-        return {"text_model": self.text_model, "gpu_layers": self.gpu_layers, "layers": self.layers,
-                "projector": self.projector_device, "projector_backend": self.projector}
+        return {
+            "text_model": self.text_model,
+            "gpu_layers": self.gpu_layers,
+            "layers": self.layers,
+            "projector": self.projector_device,
+            "projector_backend": self.projector,
+        }
 
 
-def plan(*, gpu: bool, n_gpu_layers: int | None, mmproj_offload: bool, n_layer: int | None = None,
-         projector: bool = True, gpu_name: str = "GPU") -> Placement:
+def plan(
+    *,
+    gpu: bool,
+    n_gpu_layers: int | None,
+    mmproj_offload: bool,
+    n_layer: int | None = None,
+    projector: bool = True,
+    gpu_name: str = "GPU",
+) -> Placement:
     """Where llama.cpp puts the parts. Text model (llama-model.cpp, load_tensors):
     `act_gpu_layers = devices.empty() ? 0 : min(n_gpu_layers, n_layer + 1)`; mmchat's default
     (None) is every layer when there is a GPU. Projector (mtmd/clip.cpp, clip_ctx): the first GPU

@@ -53,19 +53,32 @@ def api_urls(base_url: str) -> tuple[str, str]:
 class RemoteEngine:
     """An OpenAI-compatible server as an Engine; mmchat decodes, the server encodes and generates."""
 
-    def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
-                 timeout: float = config.DEFAULT_SERVER_TIMEOUT, retries: int = config.DEFAULT_SERVER_RETRIES,
-                 modalities: Sequence[str] | None = None, kind: str | None = None,
-                 notice: Callable[[str], None] | None = None, transport: httpx.BaseTransport | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = config.DEFAULT_SERVER_TIMEOUT,
+        retries: int = config.DEFAULT_SERVER_RETRIES,
+        modalities: Sequence[str] | None = None,
+        kind: str | None = None,
+        notice: Callable[[str], None] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if kind is not None and kind not in DIALECTS:
             raise InputError(f"server kind {kind!r} is not one mmchat knows: give one of {', '.join(DIALECTS)}")
         self.root, self.api = api_urls(base_url)
         self.timeout, self.retries, self._sleep = timeout, retries, sleep
         self._notice = notice or (lambda m: None)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), headers=headers,
-                                    transport=transport, follow_redirects=True)
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers=headers,
+            transport=transport,
+            follow_redirects=True,
+        )
         self.stats = EngineStats()
         self._warned: set[str] = set()  # options the server has nothing for, named once (batch threads share it)
         self._warning = threading.Lock()
@@ -73,8 +86,9 @@ class RemoteEngine:
 
     # -- what the server is ------------------------------------------------------------
 
-    def _discover(self, model: str | None, modalities: Sequence[str] | None, kind: str | None
-                  ) -> tuple[Capabilities, str | None, Dialect]:
+    def _discover(
+        self, model: str | None, modalities: Sequence[str] | None, kind: str | None
+    ) -> tuple[Capabilities, str | None, Dialect]:
         listed = self._get_json(f"{self.api}/models", required=model is None) or {}
         entries = [m for m in listed.get("data", []) if isinstance(m, dict) and m.get("id")]
         chosen = next((m for m in entries if m["id"] == model), None) if model else (entries[0] if entries else None)
@@ -87,10 +101,15 @@ class RemoteEngine:
         n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx") or (chosen or {}).get("max_model_len")
         dialect = DIALECTS[kind] if kind else identify((chosen or {}).get("owned_by"), props)
         known = isinstance(n_ctx, int) and n_ctx > 0
-        caps = Capabilities(vision="image" in kinds or "video" in kinds, audio="audio" in kinds,
-                            audio_sample_rate=config.DEFAULT_REMOTE_SAMPLE_RATE,
-                            n_ctx=int(n_ctx) if known else 32768, model_name=model or chosen["id"],  # type: ignore[index]
-                            audio_tokens=_least_audio_tokens if known else None, concurrent=True)
+        caps = Capabilities(
+            vision="image" in kinds or "video" in kinds,
+            audio="audio" in kinds,
+            audio_sample_rate=config.DEFAULT_REMOTE_SAMPLE_RATE,
+            n_ctx=int(n_ctx) if known else 32768,
+            model_name=model or chosen["id"],  # type: ignore[index]
+            audio_tokens=_least_audio_tokens if known else None,
+            concurrent=True,
+        )
         return caps, model or chosen["id"], dialect  # type: ignore[index]
 
     def _get_json(self, url: str, *, required: bool) -> dict[str, Any] | None:
@@ -125,8 +144,13 @@ class RemoteEngine:
                     total += _TOKENS_PER_AUDIO_WINDOW * max(1, math.ceil(s.duration / 30))
         return total
 
-    def prepare(self, media: Sequence[Image | Audio], report: Callable[[float], None] | None = None,
-                should_stop: Callable[[], bool] | None = None, on_plan: Plan | None = None) -> bool:
+    def prepare(
+        self,
+        media: Sequence[Image | Audio],
+        report: Callable[[float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        on_plan: Plan | None = None,
+    ) -> bool:
         if on_plan is not None:
             on_plan(self.costs(media))
         return True  # the server encodes media with each request; nothing to do ahead of it
@@ -173,10 +197,15 @@ class RemoteEngine:
             new = [name for name in unsent(options, self.dialect) if name not in self._warned]
             self._warned.update(new)
         if new:
-            hint = (" (if it is llama-server, vLLM or SGLang behind a proxy, say so with --server-kind)"
-                    if self.dialect.kind == "openai" else "")
-            self._notice(f"warning: the server at {self.api} ({self.dialect.name}) has nothing for "
-                         f"{', '.join(new)}: {'it is' if len(new) == 1 else 'they are'} not applied to its answers{hint}")
+            hint = (
+                " (if it is llama-server, vLLM or SGLang behind a proxy, say so with --server-kind)"
+                if self.dialect.kind == "openai"
+                else ""
+            )
+            self._notice(
+                f"warning: the server at {self.api} ({self.dialect.name}) has nothing for "
+                f"{', '.join(new)}: {'it is' if len(new) == 1 else 'they are'} not applied to its answers{hint}"
+            )
 
     def _post(self, url: str, body: dict[str, Any]) -> httpx.Response:
         """The streaming response, once the server takes the request; 429 and 5xx are retried."""
@@ -230,8 +259,10 @@ def _events(response: httpx.Response, url: str, timeout: float) -> Iterator[dict
 
 def _as_chunks(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """A non-streamed chat.completion, as the one chunk that carries it all."""
-    choices = [{"delta": {"content": (c.get("message") or {}).get("content") or ""},
-                "finish_reason": c.get("finish_reason")} for c in data.get("choices") or []]
+    choices = [
+        {"delta": {"content": (c.get("message") or {}).get("content") or ""}, "finish_reason": c.get("finish_reason")}
+        for c in data.get("choices") or []
+    ]
     yield {"choices": choices, "usage": data.get("usage"), "timings": data.get("timings")}
 
 
@@ -265,7 +296,7 @@ def _backoff(response: httpx.Response, attempt: int) -> float:
     try:
         return min(_MAX_BACKOFF, max(0.0, float(response.headers["retry-after"])))
     except (KeyError, ValueError):
-        return min(_MAX_BACKOFF, 0.5 * 2 ** attempt)
+        return min(_MAX_BACKOFF, 0.5 * 2**attempt)
 
 
 def _json(response: httpx.Response, url: str) -> dict[str, Any]:
@@ -274,7 +305,9 @@ def _json(response: httpx.Response, url: str) -> dict[str, Any]:
     except ValueError:
         raise ServerError(f"the server at {url} did not answer with JSON: is it an OpenAI-compatible server?") from None
     if not isinstance(data, dict):
-        raise ServerError(f"the server at {url} answered a JSON {type(data).__name__}, not an object: is it an OpenAI-compatible server?")
+        raise ServerError(
+            f"the server at {url} answered a JSON {type(data).__name__}, not an object: is it an OpenAI-compatible server?"
+        )
     return data
 
 
@@ -307,7 +340,9 @@ def _transport_error(url: str, error: httpx.HTTPError, timeout: float) -> Server
         what = "did not connect" if isinstance(error, httpx.ConnectTimeout) else f"did not answer within {timeout:g} s"
         return ServerError(f"the server at {url} {what} (--timeout)")
     if isinstance(error, httpx.ConnectError):
-        return ServerError(f"cannot reach the server at {url}: {error or 'connection failed'} (is it running, and is the URL right?)")
+        return ServerError(
+            f"cannot reach the server at {url}: {error or 'connection failed'} (is it running, and is the URL right?)"
+        )
     return ServerError(f"the connection to the server at {url} failed: {error or type(error).__name__}")
 
 

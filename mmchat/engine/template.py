@@ -54,14 +54,22 @@ def _unknown(text: str, where: str, names: Sequence[str], remedy: str) -> str:
     return f"{where} {shown!r} is neither a Jinja template nor a llama.cpp built-in name ({', '.join(names)}): {remedy}"
 
 
-def chat_renderer(given: str | None, embedded: str | None, *, names: Sequence[str],
-                  apply_builtin: Callable[[str, list[dict[str, str]]], str], model_name: str,
-                  notice: Callable[[str], None]) -> tuple[Renderer, tuple[str, ...]]:
+def chat_renderer(
+    given: str | None,
+    embedded: str | None,
+    *,
+    names: Sequence[str],
+    apply_builtin: Callable[[str, list[dict[str, str]]], str],
+    model_name: str,
+    notice: Callable[[str], None],
+) -> tuple[Renderer, tuple[str, ...]]:
     """The renderer for --chat-template (`given`), else the GGUF's own template, else the plain
     format; and the stop strings the format needs. `apply_builtin(name, messages)` is llama.cpp's."""
     source, stop = given if given is not None else embedded, ()
     if source is None:
-        notice(f"{model_name} has no chat template: using a plain 'User:/Assistant:' format (set one with --chat-template)")
+        notice(
+            f"{model_name} has no chat template: using a plain 'User:/Assistant:' format (set one with --chat-template)"
+        )
         source, stop = PLAIN_TEMPLATE, PLAIN_STOP
     name = builtin_name(source, names)
     if name is not None:
@@ -69,8 +77,9 @@ def chat_renderer(given: str | None, embedded: str | None, *, names: Sequence[st
     if not is_jinja(source):
         if given is not None:
             raise InputError(_unknown(source, "--chat-template", names, "give a Jinja file or one of these names"))
-        raise ModelLoadError(_unknown(source, f"{model_name}'s chat template", names,
-                                      "give one with --chat-template NAME or FILE"))
+        raise ModelLoadError(
+            _unknown(source, f"{model_name}'s chat template", names, "give one with --chat-template NAME or FILE")
+        )
     try:
         render = jinja_renderer(source)
     except Exception as e:  # a template that does not compile is the user's input

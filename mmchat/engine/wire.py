@@ -64,15 +64,27 @@ def messages(turns: Sequence[Turn], dialect: AudioDialect = "input_audio") -> li
     return [message(t, dialect) for t in turns]
 
 
-def body(model: str | None, turns: Sequence[Turn], options: GenerationOptions, *, dialect: Dialect,
-         where: str = "", stream: bool = True) -> dict[str, Any]:
+def body(
+    model: str | None,
+    turns: Sequence[Turn],
+    options: GenerationOptions,
+    *,
+    dialect: Dialect,
+    where: str = "",
+    stream: bool = True,
+) -> dict[str, Any]:
     """The request in `dialect`'s terms: every sampler the server has, "off" included (a field left
     out is the model's generation_config on vLLM and SGLang), and --schema or --grammar as it takes
     them; a grammar it cannot take is refused unsent (`where` names the server)."""
-    out: dict[str, Any] = {"messages": messages(turns, dialect.audio), "max_tokens": options.max_tokens,
-                           "temperature": options.temperature, "top_p": options.top_p,
-                           "frequency_penalty": options.frequency_penalty,
-                           "presence_penalty": options.presence_penalty, "stream": stream}
+    out: dict[str, Any] = {
+        "messages": messages(turns, dialect.audio),
+        "max_tokens": options.max_tokens,
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "frequency_penalty": options.frequency_penalty,
+        "presence_penalty": options.presence_penalty,
+        "stream": stream,
+    }
     if model:
         out["model"] = model
     if stream and dialect.stream_usage:

@@ -56,13 +56,17 @@ def read_clipboard() -> Clip:
         return _grabclipboard()
     wayland, x11 = os.environ.get("WAYLAND_DISPLAY"), os.environ.get("DISPLAY")
     if not (wayland or x11):
-        raise SourceError("no display (DISPLAY and WAYLAND_DISPLAY are unset): the clipboard needs a graphical "
-                          "session; save the image to a file and attach that")
+        raise SourceError(
+            "no display (DISPLAY and WAYLAND_DISPLAY are unset): the clipboard needs a graphical "
+            "session; save the image to a file and attach that"
+        )
     if wayland and shutil.which("wl-paste"):
         listing, get = ["wl-paste", "--list-types"], lambda t: ["wl-paste", "--no-newline", "--type", t]
     elif x11 and shutil.which("xclip"):
-        listing, get = ["xclip", "-selection", "clipboard", "-t", "TARGETS", "-o"], \
-            lambda t: ["xclip", "-selection", "clipboard", "-t", t, "-o"]
+        listing, get = (
+            ["xclip", "-selection", "clipboard", "-t", "TARGETS", "-o"],
+            lambda t: ["xclip", "-selection", "clipboard", "-t", t, "-o"],
+        )
     else:
         package = "wl-clipboard" if wayland else "xclip"
         raise MissingTool(f"reading the clipboard needs {package}: install it (e.g. sudo apt install {package})")
@@ -89,8 +93,10 @@ def _run(args: list[str]) -> bytes | None:
     try:
         done = subprocess.run(args, capture_output=True, timeout=_TOOL_TIMEOUT, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise SourceError(f"{args[0]} did not answer within {_TOOL_TIMEOUT:g} s: the application that owns "
-                          "the clipboard is not responding; copy again") from None
+        raise SourceError(
+            f"{args[0]} did not answer within {_TOOL_TIMEOUT:g} s: the application that owns "
+            "the clipboard is not responding; copy again"
+        ) from None
     except OSError as e:
         raise MissingTool(f"cannot run {args[0]} ({e.strerror or e}): reinstall it") from None
     return done.stdout if done.returncode == 0 else None
@@ -127,8 +133,9 @@ def clipboard_image(clip: Clip) -> bytes:
     if clip.image is not None:
         return clip.image
     if clip.files:
-        raise SourceError(f"the clipboard holds {len(clip.files)} file(s), not an image: attach them with /paste, "
-                          "or give their paths")
+        raise SourceError(
+            f"the clipboard holds {len(clip.files)} file(s), not an image: attach them with /paste, or give their paths"
+        )
     if clip.text is not None:
         raise SourceError("the clipboard holds text, not an image: copy an image, or paste the text into the prompt")
     raise SourceError("the clipboard is empty: copy an image (or files) first")
@@ -141,8 +148,10 @@ def grab_screen(monitor: int | None = None) -> bytes:
     """The whole screen (all monitors), or monitor N (1-based), as PNG bytes."""
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
         where = " (Wayland without XWayland cannot be read)" if os.environ.get("WAYLAND_DISPLAY") else ""
-        raise SourceError(f"no display to capture{where}: run mmchat in a graphical session, or take the "
-                          "screenshot with your desktop's tool and attach the file")
+        raise SourceError(
+            f"no display to capture{where}: run mmchat in a graphical session, or take the "
+            "screenshot with your desktop's tool and attach the file"
+        )
     import mss
     from PIL import Image
 
@@ -150,11 +159,15 @@ def grab_screen(monitor: int | None = None) -> bytes:
         with (getattr(mss, "MSS", None) or mss.mss)() as screens:  # mss 10 renamed the factory
             monitors = screens.monitors  # [all of them, the first, the second, ...]
             if monitor is not None and not 1 <= monitor < len(monitors):
-                raise SourceError(f"screen:{monitor}: there {'is' if len(monitors) == 2 else 'are'} "
-                                  f"{len(monitors) - 1} monitor(s): choose screen:1 to screen:{len(monitors) - 1}")
+                raise SourceError(
+                    f"screen:{monitor}: there {'is' if len(monitors) == 2 else 'are'} "
+                    f"{len(monitors) - 1} monitor(s): choose screen:1 to screen:{len(monitors) - 1}"
+                )
             shot = screens.grab(monitors[monitor or 0])
     except mss.exception.ScreenShotError as e:
-        raise SourceError(f"cannot capture the screen ({e}): check DISPLAY and that the X server lets you read it") from None
+        raise SourceError(
+            f"cannot capture the screen ({e}): check DISPLAY and that the X server lets you read it"
+        ) from None
     buffer = io.BytesIO()
     Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX").save(buffer, "PNG", compress_level=1)  # fast
     return buffer.getvalue()
@@ -185,8 +198,9 @@ def save_capture(data: bytes, what: str, suffix: str) -> Path:
         path.write_bytes(data)
     except OSError as e:
         path.unlink(missing_ok=True)
-        raise disk_full(e, path) or SourceError(f"cannot keep the capture in {folder} ({e.strerror or e}): "
-                                                "check MMCHAT_HOME") from None
+        raise disk_full(e, path) or SourceError(
+            f"cannot keep the capture in {folder} ({e.strerror or e}): check MMCHAT_HOME"
+        ) from None
     return path
 
 
@@ -226,7 +240,8 @@ def captured(messages: list[dict], check=None, warn: Callable[[str], None] | Non
     for message in messages:
         content = message.get("content")
         if isinstance(content, str) or not any(
-                (found := media_part(p)) is not None and locate(found.url).scheme in DEVICES for p in content):
+            (found := media_part(p)) is not None and locate(found.url).scheme in DEVICES for p in content
+        ):
             out.append(message)
             continue
         parts = []
@@ -236,8 +251,9 @@ def captured(messages: list[dict], check=None, warn: Callable[[str], None] | Non
                 parts.append(part)
                 continue
             if locate(found.url).scheme == "mic" and found.kind != "audio":
-                raise InputError(f"{found.url} records sound, not {with_article(found.kind)}: give it as audio "
-                                 f"(--audio {found.url})")
+                raise InputError(
+                    f"{found.url} records sound, not {with_article(found.kind)}: give it as audio (--audio {found.url})"
+                )
             if check is not None:
                 check(found.kind, found.url)
             options = {k: v for k, v in part[part["type"]].items() if k != "url"}

@@ -53,8 +53,10 @@ class Recording:
 
     def silence_warning(self) -> str:
         loudest = "no sound at all" if self.peak_dbfs == -math.inf else f"loudest {self.peak_dbfs:.0f} dBFS"
-        return (f"the recording is silent ({self.seconds:.1f} s, {loudest}): check that the microphone is not muted, "
-                "that it is the default input, and that mmchat may use it; it is attached all the same")
+        return (
+            f"the recording is silent ({self.seconds:.1f} s, {loudest}): check that the microphone is not muted, "
+            "that it is the default input, and that mmchat may use it; it is attached all the same"
+        )
 
     def wav(self) -> bytes:
         """A 16-bit PCM WAV, what every audio decoder reads."""
@@ -75,8 +77,10 @@ def seconds_of(where: Location) -> float | None:
     except ValueError:
         seconds = math.nan
     if not 0 < seconds <= config.DEFAULT_MIC_MAX_SECONDS:
-        raise SourceError(f"{where.text}: give the length in seconds, from 0 to {config.DEFAULT_MIC_MAX_SECONDS:g}, "
-                          "e.g. mic:10 (mic: alone records until Enter)")
+        raise SourceError(
+            f"{where.text}: give the length in seconds, from 0 to {config.DEFAULT_MIC_MAX_SECONDS:g}, "
+            "e.g. mic:10 (mic: alone records until Enter)"
+        )
     return seconds
 
 
@@ -85,8 +89,9 @@ def _sounddevice():
         with captured_stderr():  # ALSA reports every card it probes on fd 2
             import sounddevice
     except OSError:  # the wheels for macOS and Windows carry PortAudio; Linux uses the system's
-        raise MissingTool("recording from the microphone needs PortAudio: install libportaudio2 "
-                          "(e.g. sudo apt install libportaudio2)") from None
+        raise MissingTool(
+            "recording from the microphone needs PortAudio: install libportaudio2 (e.g. sudo apt install libportaudio2)"
+        ) from None
     return sounddevice
 
 
@@ -122,8 +127,10 @@ class Recorder:
             try:
                 device = sd.query_devices(kind="input")
             except (sd.PortAudioError, ValueError):
-                raise SourceError("no microphone: there is no default input device; plug one in, and check that "
-                                  "the sound server (PulseAudio or PipeWire) is running and lets you record") from None
+                raise SourceError(
+                    "no microphone: there is no default input device; plug one in, and check that "
+                    "the sound server (PulseAudio or PipeWire) is running and lets you record"
+                ) from None
             self.device = str(device["name"])
             try:
                 sd.check_input_settings(samplerate=self.rate, channels=1, dtype="float32")
@@ -131,14 +138,20 @@ class Recorder:
                 self.rate = int(device["default_samplerate"])
             self._limit = int(round((self.seconds or config.DEFAULT_MIC_MAX_SECONDS) * self.rate))
             try:
-                self._stream = sd.InputStream(samplerate=self.rate, channels=1, dtype="float32",
-                                              blocksize=max(1, int(self.rate * config.DEFAULT_MIC_BLOCK_SECONDS)),
-                                              callback=self._arrived)
+                self._stream = sd.InputStream(
+                    samplerate=self.rate,
+                    channels=1,
+                    dtype="float32",
+                    blocksize=max(1, int(self.rate * config.DEFAULT_MIC_BLOCK_SECONDS)),
+                    callback=self._arrived,
+                )
                 self._stream.start()
             except sd.PortAudioError as e:
                 self._close()
-                raise SourceError(f"cannot record from {self.device} ({_reason(e)}): check that no other program "
-                                  "holds it and that you may use it (on macOS: System Settings > Privacy)") from None
+                raise SourceError(
+                    f"cannot record from {self.device} ({_reason(e)}): check that no other program "
+                    "holds it and that you may use it (on macOS: System Settings > Privacy)"
+                ) from None
         return self
 
     def _arrived(self, data: np.ndarray, frames: int, time_info, status) -> None:
@@ -183,8 +196,10 @@ class Recorder:
         self._close()
         with self._lock:
             if not self._blocks:
-                raise SourceError(f"nothing was recorded: {self.device or 'the microphone'} sent no sound before "
-                                  "the recording ended; record again and speak before pressing Enter")
+                raise SourceError(
+                    f"nothing was recorded: {self.device or 'the microphone'} sent no sound before "
+                    "the recording ended; record again and speak before pressing Enter"
+                )
             return Recording(np.concatenate(self._blocks), self.rate)
 
     def cancel(self) -> None:
@@ -205,14 +220,20 @@ def _reason(error: Exception) -> str:
 # -- one recording, as a part's URL asks ------------------------------------------------
 
 
-def record(where: Location, warn: Callable[[str], None], stdin: IO[str] | None = None,
-           stderr: IO[str] | None = None, terminal: bool = False) -> Recording:
+def record(
+    where: Location,
+    warn: Callable[[str], None],
+    stdin: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+    terminal: bool = False,
+) -> Recording:
     """What `mic:` or `mic:SECONDS` names, recorded now. Without a length it records until Enter
     (or Ctrl-D) on `stdin`, which must be a terminal; `stderr`, when given, shows the meter."""
     seconds = seconds_of(where)
     if seconds is None and not (terminal and stdin is not None):
-        raise SourceError(f"{where.text} records until Enter, which needs a terminal: give a length as "
-                          "mic:SECONDS, e.g. mic:10")
+        raise SourceError(
+            f"{where.text} records until Enter, which needs a terminal: give a length as mic:SECONDS, e.g. mic:10"
+        )
     with Recorder(seconds) as recorder:
         with _showing(recorder, stderr):
             if seconds is None:

@@ -123,8 +123,9 @@ Connect = Callable[..., socket.socket]
 
 
 def _connector(deadline: Deadline, guard: Guard | None) -> Connect:
-    def create_connection(address: tuple[str, int], timeout: Any = socket._GLOBAL_DEFAULT_TIMEOUT,
-                          source_address: Any = None, *args: Any) -> socket.socket:
+    def create_connection(
+        address: tuple[str, int], timeout: Any = socket._GLOBAL_DEFAULT_TIMEOUT, source_address: Any = None, *args: Any
+    ) -> socket.socket:
         host, port = address
         if guard is None:
             sock = socket.create_connection(address, timeout, source_address)

@@ -63,7 +63,7 @@ def locate(url: str) -> Location:
     scheme = match.group(1).lower() if match else ""
     if scheme == "data":
         return Location(text, "data", "data: URL")
-    if not match or (scheme not in SCHEMES and not text[match.end():].startswith("//")):
+    if not match or (scheme not in SCHEMES and not text[match.end() :].startswith("//")):
         return Location(text, "path", url, _path(text))  # a path, even one with a colon in its name
     if scheme == "file":
         parts = split_url(text)
@@ -76,8 +76,10 @@ def locate(url: str) -> Location:
         return Location(text, scheme, text)
     if scheme in DEVICES:
         return Location(text, scheme, text)
-    raise SourceError(f"unsupported URL scheme '{scheme}:' in {text}: use a path, file://, http(s)://, data:, "
-                      "clipboard:, screen: or mic:")
+    raise SourceError(
+        f"unsupported URL scheme '{scheme}:' in {text}: use a path, file://, http(s)://, data:, "
+        "clipboard:, screen: or mic:"
+    )
 
 
 def split_url(url: str) -> urllib.parse.SplitResult:
@@ -134,7 +136,9 @@ def media_parts(messages: Sequence[msgs.Message]) -> list[MediaPart]:
     found = getattr(checked, "media_parts", None)
     if found is None:
         found = checked.media_parts = [
-            ref for i, message in enumerate(checked) if not isinstance(message["content"], str)
+            ref
+            for i, message in enumerate(checked)
+            if not isinstance(message["content"], str)
             for j, part in enumerate(message["content"])
             if (ref := media_part(part, f"messages[{i}].content[{j}]")) is not None
         ]

@@ -40,14 +40,17 @@ def select_pages(spec: str | None, count: int, label: str) -> tuple[list[int], i
         if a > b:
             raise InputError(f"{label}: pages {item} run backwards: write {b}-{a}")
         if b > count:
-            raise InputError(f"{label} has {count} page{'s' if count != 1 else ''}, so page {b} is not there: "
-                             f"choose pages from 1 to {count}")
+            raise InputError(
+                f"{label} has {count} page{'s' if count != 1 else ''}, so page {b} is not there: "
+                f"choose pages from 1 to {count}"
+            )
         pages += [p for p in range(a, b + 1) if p not in pages]
     return pages, 0
 
 
-def pdf_segments(data: bytes, label: str, *, pages: str | None, max_side: int | None, vision: bool,
-                 notice: Callable[[str], None]) -> list[Segment]:
+def pdf_segments(
+    data: bytes, label: str, *, pages: str | None, max_side: int | None, vision: bool, notice: Callable[[str], None]
+) -> list[Segment]:
     """The chosen pages in order: "[page N]", the page drawn (when the model sees), its text layer."""
     import pypdfium2 as pdfium
 
@@ -57,19 +60,24 @@ def pdf_segments(data: bytes, label: str, *, pages: str | None, max_side: int | 
         if "password" in str(e).lower():
             raise MediaError(f"{label} is an encrypted PDF: save a copy without a password and attach that") from None
         # PDFium opens no document without pages, and its error code for that is stale: say both
-        raise MediaError(f"{label} is a broken PDF or one with no pages: check the file, "
-                         "or print it to a new PDF") from None
+        raise MediaError(
+            f"{label} is a broken PDF or one with no pages: check the file, or print it to a new PDF"
+        ) from None
     try:
         count = len(doc)
         if count == 0:
             raise MediaError(f"{label} is a PDF with no pages: check the file")
         if count > config.DEFAULT_PDF_MAX_DOCUMENT_PAGES and pages is None:
-            raise InputError(f"{label} has {count} pages, more than the {config.DEFAULT_PDF_MAX_DOCUMENT_PAGES} mmchat "
-                             f"reads whole: choose pages with --pages or {_short(label)}#page=A-B")
+            raise InputError(
+                f"{label} has {count} pages, more than the {config.DEFAULT_PDF_MAX_DOCUMENT_PAGES} mmchat "
+                f"reads whole: choose pages with --pages or {_short(label)}#page=A-B"
+            )
         chosen, left_out = select_pages(pages, count, label)
         if left_out:
-            notice(f"{label} has {count} pages: reading the first {len(chosen)} ({left_out} left out); "
-                   "choose others with --pages or #page=A-B")
+            notice(
+                f"{label} has {count} pages: reading the first {len(chosen)} ({left_out} left out); "
+                "choose others with --pages or #page=A-B"
+            )
         if not vision:
             notice(f"the model cannot see images: it gets the text of {label} only")
         out: list[Segment] = []
@@ -85,8 +93,10 @@ def pdf_segments(data: bytes, label: str, *, pages: str | None, max_side: int | 
             finally:
                 page.close()
         if not vision and not any(isinstance(s, str) and not s.startswith("[page ") for s in out):
-            raise InputError(f"{label} has no text layer (scanned pages?) and the model cannot see images: "
-                             "use a model that takes images, or run OCR on the PDF first")
+            raise InputError(
+                f"{label} has no text layer (scanned pages?) and the model cannot see images: "
+                "use a model that takes images, or run OCR on the PDF first"
+            )
         return out
     except pdfium.PdfiumError as e:
         raise MediaError(f"{label}: a page could not be read ({e}): check the file, or print it to a new PDF") from None
@@ -121,8 +131,10 @@ def _text_layer(page) -> str:
 def text_segments(data: bytes, label: str) -> list[Segment]:
     """A text file as one text part, headed with its name so the model can refer to it."""
     if len(data) > config.DEFAULT_TEXT_FILE_MAX_BYTES:
-        raise InputError(f"{label} is {len(data) / 2**20:.1f} MiB of text, more than the "
-                         f"{config.DEFAULT_TEXT_FILE_MAX_BYTES // 2**20} MiB mmchat attaches: attach a part of it")
+        raise InputError(
+            f"{label} is {len(data) / 2**20:.1f} MiB of text, more than the "
+            f"{config.DEFAULT_TEXT_FILE_MAX_BYTES // 2**20} MiB mmchat attaches: attach a part of it"
+        )
     text = decode_text(data)
     if text is None:
         raise MediaError(f"{label} is not UTF-8 text: convert it (iconv -t UTF-8) or attach it as the media it is")

@@ -70,8 +70,10 @@ class MediaPolicy:
         """What to read (a local file by the real path checked), or MediaRefused naming the rule it breaks."""
         if where.scheme == "stdin":
             if self.local_files is not True:
-                raise MediaRefused(f"standard input ('-') is refused by the media policy "
-                                   f"(local_files={self._shown_local()}): send the media inline as a data: URL")
+                raise MediaRefused(
+                    f"standard input ('-') is refused by the media policy "
+                    f"(local_files={self._shown_local()}): send the media inline as a data: URL"
+                )
             return where
         if where.scheme in DEVICES:
             if not self.devices:
@@ -89,25 +91,35 @@ class MediaPolicy:
         if self.local_files is True:
             return where
         if self.local_files is False:
-            raise MediaRefused(f"local file {label} is refused by the media policy (local_files=False): "
-                               "send the media inline as a data: URL")
+            raise MediaRefused(
+                f"local file {label} is refused by the media policy (local_files=False): "
+                "send the media inline as a data: URL"
+            )
         try:
             resolved = path.resolve()  # '..' and every symlink on the way
         except (OSError, RuntimeError):  # a symlink loop
-            raise MediaRefused(f"local file {label} cannot be resolved to a real path: the media policy refuses it") from None
+            raise MediaRefused(
+                f"local file {label} cannot be resolved to a real path: the media policy refuses it"
+            ) from None
         if not any(resolved.is_relative_to(d) for d in self.local_files):
-            raise MediaRefused(f"local file {label} is outside the directories the media policy allows "
-                               f"(local_files={self._shown_local()}): use a file inside them")
+            raise MediaRefused(
+                f"local file {label} is outside the directories the media policy allows "
+                f"(local_files={self._shown_local()}): use a file inside them"
+            )
         return where.resolved(resolved)  # read what was checked, not the name again
 
     def _admit_host(self, url: str, host: str) -> None:
         host = host.lower().rstrip(".")
         if self.remote_urls is False:
-            raise MediaRefused(f"{url}: remote URLs are refused by the media policy (remote_urls=False): "
-                               "send the media inline as a data: URL")
+            raise MediaRefused(
+                f"{url}: remote URLs are refused by the media policy (remote_urls=False): "
+                "send the media inline as a data: URL"
+            )
         if self.remote_urls is not True and not any(_host_matches(host, entry) for entry in self.remote_urls):
-            raise MediaRefused(f"{url}: host {host or '(none)'} is not one the media policy allows "
-                               f"(remote_urls={list(self.remote_urls)}): use a URL on an allowed host")
+            raise MediaRefused(
+                f"{url}: host {host or '(none)'} is not one the media policy allows "
+                f"(remote_urls={list(self.remote_urls)}): use a URL on an allowed host"
+            )
         try:
             literal = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
@@ -125,8 +137,10 @@ class MediaPolicy:
             return
         what = "loopback" if ip.is_loopback else "link-local" if ip.is_link_local else "private or reserved"
         named = "" if host == address else f"{host} resolves to "
-        raise MediaRefused(f"{named}{ip}, a {what} address, which the media policy refuses unless named in "
-                           f"remote_urls (e.g. remote_urls=[..., {str(ip)!r}])")
+        raise MediaRefused(
+            f"{named}{ip}, a {what} address, which the media policy refuses unless named in "
+            f"remote_urls (e.g. remote_urls=[..., {str(ip)!r}])"
+        )
 
     def check_redirect(self, url: str, newurl: str) -> None:
         """A redirect is a new URL: the same rules, before it is followed."""
@@ -138,11 +152,15 @@ class MediaPolicy:
     def check_size(self, label: str, size: int, remaining: int | None) -> None:
         """A part whose size is known before it is read (a local file, a data: URL)."""
         if size > self.max_bytes:
-            raise MediaRefused(f"{label} is {size} bytes, more than the media policy allows per part "
-                               f"(max_bytes={self.max_bytes}): send a smaller file")
+            raise MediaRefused(
+                f"{label} is {size} bytes, more than the media policy allows per part "
+                f"(max_bytes={self.max_bytes}): send a smaller file"
+            )
         if remaining is not None and size > remaining:
-            raise MediaRefused(f"{label} is {size} bytes, more than is left of the media policy's bytes per "
-                               f"request (max_request_bytes={self.max_request_bytes}): send fewer or smaller media")
+            raise MediaRefused(
+                f"{label} is {size} bytes, more than is left of the media policy's bytes per "
+                f"request (max_request_bytes={self.max_request_bytes}): send fewer or smaller media"
+            )
 
     @functools.cached_property
     def _networks(self) -> list[Network]:
@@ -163,8 +181,10 @@ class MediaPolicy:
 def device_refusal(where: Location, allow: str) -> str:
     """Why a clipboard:, screen: or mic: part was refused, and the setting that allows it."""
     what = {"clipboard": "clipboard", "screen": "screen", "mic": "microphone"}[where.scheme]
-    return (f"{where.text}: reading this machine's {what} is refused unless allowed "
-            f"({allow}): a service must never read its host's clipboard, screen or microphone")
+    return (
+        f"{where.text}: reading this machine's {what} is refused unless allowed "
+        f"({allow}): a service must never read its host's clipboard, screen or microphone"
+    )
 
 
 def _host_matches(host: str, entry: str) -> bool:

@@ -47,9 +47,17 @@ class Attachment:
 class MediaResolver:
     """Message parts -> segments for one model (its capabilities decide what it may be given)."""
 
-    def __init__(self, capabilities: Capabilities, *, stdin: BinaryIO | None = None, progress: Progress | None = None,
-                 cache_bytes: int = config.DEFAULT_MEDIA_CACHE_BYTES, policy: MediaPolicy | None = None,
-                 notice: Callable[[str], None] | None = None, devices: bool = False):
+    def __init__(
+        self,
+        capabilities: Capabilities,
+        *,
+        stdin: BinaryIO | None = None,
+        progress: Progress | None = None,
+        cache_bytes: int = config.DEFAULT_MEDIA_CACHE_BYTES,
+        policy: MediaPolicy | None = None,
+        notice: Callable[[str], None] | None = None,
+        devices: bool = False,
+    ):
         self.caps = capabilities
         self.devices = devices  # read clipboard:, screen: and mic: without a policy (the CLI); a policy says for itself
         self._notice = notice or (lambda message: None)  # what a PDF's pages left out, a text-only reading
@@ -72,10 +80,14 @@ class MediaResolver:
         through to a model that cannot see (it gets the text)."""
         if kind not in self.caps.kinds and not (kind == "image" and where is not None and self._document(where)):
             what = "images" if kind == "image" else kind
-            raise UnsupportedMedia(f"{self.caps.model_name} takes {self.caps.describe()}, not {what} ({_short(url)}): "
-                                   f"use a model that takes {what} (a local model's mmproj decides)")
+            raise UnsupportedMedia(
+                f"{self.caps.model_name} takes {self.caps.describe()}, not {what} ({_short(url)}): "
+                f"use a model that takes {what} (a local model's mmproj decides)"
+            )
 
-    def turns(self, messages: Sequence[msgs.Message], media: MediaOptions, on_media: OnMedia | None = None) -> list[Turn]:
+    def turns(
+        self, messages: Sequence[msgs.Message], media: MediaOptions, on_media: OnMedia | None = None
+    ) -> list[Turn]:
         """Validate, check kinds, then read and decode every media part, in order."""
         checked = msgs.validate_messages(messages)
         parts = media_parts(checked)
@@ -160,8 +172,9 @@ class MediaResolver:
 
     # -- one part --------------------------------------------------------------------
 
-    def segments(self, part: MediaPart, media: MediaOptions, budget: _Budget | None = None,
-                 fetched: Any = None) -> list[Segment]:
+    def segments(
+        self, part: MediaPart, media: MediaOptions, budget: _Budget | None = None, fetched: Any = None
+    ) -> list[Segment]:
         """One media part, decoded (or remembered: a file by path, size and mtime; a URL by its text).
         `fetched`: the part's bytes when the caller has already read them."""
         where = part.location
@@ -180,15 +193,24 @@ class MediaResolver:
         """Everything that shapes the decoded result: the part's own options over the request's
         (which keys a part may carry is messages.PART_OPTIONS, checked when it was validated)."""
         if part.kind == "image":
-            return {"max_side": part.options.get("max_side", media.image_max_side),
-                    "pages": part.location.pages or media.pdf_pages}  # a PDF's
+            return {
+                "max_side": part.options.get("max_side", media.image_max_side),
+                "pages": part.location.pages or media.pdf_pages,
+            }  # a PDF's
         if part.kind == "audio":
             start, end = parse_segment(part.options.get("start"), part.options.get("end"), "audio")
             return {"rate": self.caps.audio_sample_rate or 16000, "start": start, "end": end}
         return {**media.video_defaults(), **part.options}
 
-    def _decode(self, kind: Kind, where: Location, options: dict[str, Any], media: MediaOptions, budget: _Budget,
-                fetched: Any = None) -> tuple[list[Segment], Digest]:
+    def _decode(
+        self,
+        kind: Kind,
+        where: Location,
+        options: dict[str, Any],
+        media: MediaOptions,
+        budget: _Budget,
+        fetched: Any = None,
+    ) -> tuple[list[Segment], Digest]:
         """The part's segments, and its sha256 (a local audio or video file: its path, hashed on asking)."""
         if kind != "image" and fetched is None and where.path is not None:
             source = budget.local(where)  # long audio and video are decoded from disk, not read into memory
@@ -199,9 +221,17 @@ class MediaResolver:
         source = fetched
         if source is None:
             report = self._progress
-            on_bytes = (lambda done, total: report(f"downloading {_short(where.text)}", done, total)) if report else None
-            source = budget.read(where, stdin=self._stdin, progress=on_bytes, deadline=media.url_deadline,
-                                 speed_limit=media.url_speed_limit, speed_time=media.url_speed_time)
+            on_bytes = (
+                (lambda done, total: report(f"downloading {_short(where.text)}", done, total)) if report else None
+            )
+            source = budget.read(
+                where,
+                stdin=self._stdin,
+                progress=on_bytes,
+                deadline=media.url_deadline,
+                speed_limit=media.url_speed_limit,
+                speed_time=media.url_speed_time,
+            )
         digest = hashlib.sha256(source.data).hexdigest()
         if kind == "image" and source.kind is None:
             document = self._read_document(source, options)
@@ -223,8 +253,14 @@ class MediaResolver:
 
         found = detect_document(source.data)
         if found == "pdf":
-            return pdf_segments(source.data, source.label, pages=options.get("pages"), vision=self.caps.vision,
-                                max_side=options["max_side"] or None, notice=self._notice)
+            return pdf_segments(
+                source.data,
+                source.label,
+                pages=options.get("pages"),
+                vision=self.caps.vision,
+                max_side=options["max_side"] or None,
+                notice=self._notice,
+            )
         return text_segments(source.data, source.label) if found == "text" else None
 
     def _audio(self, src: Any, label: str, options: dict[str, Any]) -> Audio:
@@ -249,8 +285,9 @@ class MediaResolver:
             check_sound(self.caps, lambda: sound_seconds(src), label, opts.start, opts.end, soundtrack=True)
         report = self._progress
         on_frame = (lambda done, total: report(f"decoding {_short(label)}", done, total)) if report else None
-        video = decode_video(src, label=label, options=opts, max_side=options.get("max_side") or None,
-                             audio_rate=rate, progress=on_frame)
+        video = decode_video(
+            src, label=label, options=opts, max_side=options.get("max_side") or None, audio_rate=rate, progress=on_frame
+        )
         return video_segments(video, pairs=self.caps.frame_pairs)
 
     def digest(self, url: str) -> str | None:
@@ -290,8 +327,10 @@ class MediaResolver:
             from .sniff import detect_document
 
             if source.kind is None and detect_document(source.data) is None:
-                raise UnsupportedMedia(f"{source.label} is not an image, audio, video, PDF or text file mmchat knows: "
-                                       "check the file, or force a kind with /image, /audio or /video")
+                raise UnsupportedMedia(
+                    f"{source.label} is not an image, audio, video, PDF or text file mmchat knows: "
+                    "check the file, or force a kind with /image, /audio or /video"
+                )
             kind = source.kind or "image"  # a PDF or a text file travels as an image part: the resolver reads it
         assert kind is not None
         self.check_kind(kind, url, where)
@@ -341,8 +380,10 @@ class _Budget:
                 rule = f"per part (max_bytes={cap})"
             else:
                 rule = f"for the rest of this request (max_request_bytes={self.policy.max_request_bytes})"
-            raise MediaRefused(f"{_short(where.text)} is larger than the {cap} bytes the media policy allows {rule}: "
-                               "send a smaller file") from None
+            raise MediaRefused(
+                f"{_short(where.text)} is larger than the {cap} bytes the media policy allows {rule}: "
+                "send a smaller file"
+            ) from None
         self._spend(len(source.data))
         return source
 
@@ -388,8 +429,16 @@ def _media_key(kind: Kind, where: Location, options: Mapping[str, Any]) -> tuple
 
 
 def _nbytes(segments: list[Segment]) -> int:
-    return sum(0 if isinstance(s, Image) and s.released else s.pixels.nbytes if isinstance(s, Image)
-               else s.samples.nbytes if isinstance(s, Audio) else 0 for s in segments)
+    return sum(
+        0
+        if isinstance(s, Image) and s.released
+        else s.pixels.nbytes
+        if isinstance(s, Image)
+        else s.samples.nbytes
+        if isinstance(s, Audio)
+        else 0
+        for s in segments
+    )
 
 
 def _check_kind(source: Any, kind: Kind) -> None:

@@ -19,8 +19,15 @@ __all__ = ["check_sound"]
 _MOST_TOKENS_PER_SECOND = 100
 
 
-def check_sound(caps: Capabilities, seconds_of: Callable[[], float | None], label: str, start: float | None,
-                end: float | None, *, soundtrack: bool = False) -> None:
+def check_sound(
+    caps: Capabilities,
+    seconds_of: Callable[[], float | None],
+    label: str,
+    start: float | None,
+    end: float | None,
+    *,
+    soundtrack: bool = False,
+) -> None:
     """Raise ContextOverflow when [start, end) of the recording cannot fit the context; `seconds_of`
     reads its length from the headers, asked only when the engine can price sound."""
     if caps.audio_tokens is None or (seconds := seconds_of()) is None:

@@ -120,8 +120,9 @@ def _from_web(where: Location, reading: Reading) -> tuple[bytes, str | None]:
     url = where.text
     with Deadline(reading.deadline, reading.speed_limit, reading.speed_time) as limit:
         try:
-            found = _download(url, reading.max_bytes, reading.timeout, reading.max_redirects, reading.progress,
-                              limit, reading.guard)
+            found = _download(
+                url, reading.max_bytes, reading.timeout, reading.max_redirects, reading.progress, limit, reading.guard
+            )
         except SourceError:
             if limit.expired:
                 raise _late(url, limit) from None
@@ -155,9 +156,15 @@ def _from_mic(where: Location, reading: Reading) -> tuple[bytes, str | None]:
 
 #: how each URL form of part.locate() is read: a new form is a reader here and its name in part.SCHEMES
 READERS: dict[str, Callable[[Location, Reading], tuple[bytes, str | None]]] = {
-    "stdin": _from_stdin, "data": _from_data_url, "path": _from_file, "file": _from_file,
-    "http": _from_web, "https": _from_web,
-    "clipboard": _from_clipboard, "screen": _from_screen, "mic": _from_mic,
+    "stdin": _from_stdin,
+    "data": _from_data_url,
+    "path": _from_file,
+    "file": _from_file,
+    "http": _from_web,
+    "https": _from_web,
+    "clipboard": _from_clipboard,
+    "screen": _from_screen,
+    "mic": _from_mic,
 }
 
 
@@ -185,9 +192,7 @@ class TooLarge(SourceError):
 
 def _too_large(label: str, max_bytes: int, size: int | None = None) -> SourceError:
     what = f" ({_mib(size)})" if size is not None else ""
-    return TooLarge(
-        f"{label} is larger than the {_mib(max_bytes)} limit{what}: use a smaller file or raise the limit"
-    )
+    return TooLarge(f"{label} is larger than the {_mib(max_bytes)} limit{what}: use a smaller file or raise the limit")
 
 
 def _mib(n: int) -> str:
@@ -262,8 +267,13 @@ class _RedirectLimit(urllib.request.HTTPRedirectHandler):
 
 
 def _download(
-    url: str, max_bytes: int, timeout: float, max_redirects: int, progress: Progress | None,
-    deadline: Deadline, guard: Guard | None,
+    url: str,
+    max_bytes: int,
+    timeout: float,
+    max_redirects: int,
+    progress: Progress | None,
+    deadline: Deadline,
+    guard: Guard | None,
 ) -> tuple[bytes, str | None]:
     fetch = opener(deadline, guard, _RedirectLimit(max_redirects, guard))
     host = split_url(url).hostname or url
@@ -301,8 +311,9 @@ def _download(
     return data, declared
 
 
-def _read_body(response, total: int | None, url: str, max_bytes: int, progress: Progress | None,
-               deadline: Deadline) -> bytes:
+def _read_body(
+    response, total: int | None, url: str, max_bytes: int, progress: Progress | None, deadline: Deadline
+) -> bytes:
     chunks: list[bytes] = []
     done = 0
     if progress is not None:
@@ -321,11 +332,15 @@ def _read_body(response, total: int | None, url: str, max_bytes: int, progress: 
 def _late(url: str, limit: Deadline) -> SourceError:
     """What ended a download: the speed floor (naming the rate it got) or the deadline."""
     if limit.slow_rate is not None:
-        return SourceError(f"{url} came at {_rate(limit.slow_rate)} for {limit.stretch:g} s, under the "
-                           f"{_rate(limit.floor)} floor (--speed-limit, --speed-time): try again later, "
-                           "download it first, or lower --speed-limit")
-    return SourceError(f"{url} did not arrive within {limit.seconds:g} s (--url-deadline): "
-                       "try again later, download it first, or raise --url-deadline")
+        return SourceError(
+            f"{url} came at {_rate(limit.slow_rate)} for {limit.stretch:g} s, under the "
+            f"{_rate(limit.floor)} floor (--speed-limit, --speed-time): try again later, "
+            "download it first, or lower --speed-limit"
+        )
+    return SourceError(
+        f"{url} did not arrive within {limit.seconds:g} s (--url-deadline): "
+        "try again later, download it first, or raise --url-deadline"
+    )
 
 
 def _rate(per_second: float) -> str:

@@ -47,8 +47,12 @@ class Image:
         engine holds its encoding, so a follow-up gives it again without decoding or encoding it."""
         import numpy as np
 
-        stand_in = Image(np.broadcast_to(np.zeros((1, 1, 3), np.uint8), self.pixels.shape), self.source,
-                         self.merge_key, released=True)
+        stand_in = Image(
+            np.broadcast_to(np.zeros((1, 1, 3), np.uint8), self.pixels.shape),
+            self.source,
+            self.merge_key,
+            released=True,
+        )
         stand_in.__dict__["_digest"] = self.digest()  # a zero-stride view: nothing to hash, nothing held
         return stand_in
 
@@ -85,7 +89,7 @@ def opened(src: bytes | Path) -> str | io.BytesIO:
 
 
 def with_article(kind: Kind) -> str:
-    """"an image", "audio", "a video": a kind as a sentence names it."""
+    """ "an image", "audio", "a video": a kind as a sentence names it."""
     return {"image": "an image", "audio": "audio", "video": "a video"}.get(kind, kind)
 
 

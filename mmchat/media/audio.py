@@ -26,8 +26,9 @@ _BLOCK_FRAMES = 1 << 18  # frames per read from libsndfile
 Segment = tuple[float, float | None]  # seconds: start, and end (None: to the end)
 
 
-def decode_audio(data: bytes | Path, *, label: str, sample_rate: int, start: float | None = None,
-                 end: float | None = None) -> Audio:
+def decode_audio(
+    data: bytes | Path, *, label: str, sample_rate: int, start: float | None = None, end: float | None = None
+) -> Audio:
     """Decode audio (or a video's soundtrack), from its bytes or its file, to mono float32 at
     `sample_rate` Hz; with `start`/`end` (seconds), only that part is decoded."""
     if not isinstance(data, Path) and not data:
@@ -105,12 +106,17 @@ def _read_soundfile(data: bytes | Path, label: str, segment: Segment) -> tuple[n
             if start and rate > 0:
                 first = round(start * rate)
                 if f.frames > 0 and first >= f.frames:
-                    raise MediaError(f"{label} is {f.frames / rate:.1f} s long, start {start:g} s is past its end: "
-                                     "choose an earlier --start")
+                    raise MediaError(
+                        f"{label} is {f.frames / rate:.1f} s long, start {start:g} s is past its end: "
+                        "choose an earlier --start"
+                    )
                 f.seek(first)
             left = round((end - start) * rate) if end is not None else -1
-            while left and len(block := f.read(_BLOCK_FRAMES if left < 0 else min(left, _BLOCK_FRAMES),
-                                               dtype="float32", always_2d=True)):
+            while left and len(
+                block := f.read(
+                    _BLOCK_FRAMES if left < 0 else min(left, _BLOCK_FRAMES), dtype="float32", always_2d=True
+                )
+            ):
                 blocks.append(block)
                 left = left - len(block) if left > 0 else left
     except (RuntimeError, TypeError, ValueError, OSError):  # LibsndfileError: FFmpeg is next

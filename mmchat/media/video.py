@@ -291,8 +291,9 @@ def _soundtrack(
     return _cut(sound, segment, times, rate, label, duration)
 
 
-def _cut(sound: np.ndarray, segment: tuple[float, float], times: list[float], rate: int, label: str,
-         duration: float) -> tuple[Audio | None, ...]:
+def _cut(
+    sound: np.ndarray, segment: tuple[float, float], times: list[float], rate: int, label: str, duration: float
+) -> tuple[Audio | None, ...]:
     """The segment's sound in one piece per frame: from each frame's time to the next one's."""
     start, end = segment
     bounds = [start, *(min(max(t, start), end) for t in times[1:]), end]

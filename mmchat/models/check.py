@@ -43,8 +43,16 @@ class EntryCheck:
         return head if self.ok else f"{head}: {'; '.join(self.problems)}"
 
     def as_json(self) -> dict[str, object]:
-        return {"name": self.name, "repo": self.repo, "ok": self.ok, "model": self.model, "mmproj": self.mmproj,
-                "bytes": self.total_bytes, "size_gb": self.size_gb, "problems": self.problems}
+        return {
+            "name": self.name,
+            "repo": self.repo,
+            "ok": self.ok,
+            "model": self.model,
+            "mmproj": self.mmproj,
+            "bytes": self.total_bytes,
+            "size_gb": self.size_gb,
+            "problems": self.problems,
+        }
 
 
 def check_entry(entry: ModelEntry, files: Listing) -> EntryCheck:

@@ -47,8 +47,10 @@ def digest(path: Path, algorithm: str, label: str) -> str:
     h = hashlib.sha256() if algorithm == "sha256" else hashlib.sha1(b"blob %d\0" % size)
     buffer = bytearray(_CHUNK)
     view = memoryview(buffer)
-    with open(path, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, desc=f"checking {label}",
-                                     disable=size < BAR_FROM) as bar:
+    with (
+        open(path, "rb") as f,
+        tqdm(total=size, unit="B", unit_scale=True, desc=f"checking {label}", disable=size < BAR_FROM) as bar,
+    ):
         while n := f.readinto(buffer):
             h.update(view[:n])
             bar.update(n)
@@ -80,7 +82,7 @@ def _in_snapshot(path: Path) -> tuple[str, str]:
     """(commit, name in the repo) of a file in the Hugging Face cache's snapshots/ folder."""
     parts = path.parts
     i = len(parts) - 1 - parts[::-1].index("snapshots")
-    return parts[i + 1], "/".join(parts[i + 2:])
+    return parts[i + 1], "/".join(parts[i + 2 :])
 
 
 def _remove_cached(path: Path) -> None:
@@ -91,8 +93,12 @@ def _remove_cached(path: Path) -> None:
             p.unlink()
 
 
-def verify_files(repo: str, files: Iterable[Path], hashes_at: Callable[[str, str], dict[str, Expected]],
-                 report: Callable[[str], None]) -> int:
+def verify_files(
+    repo: str,
+    files: Iterable[Path],
+    hashes_at: Callable[[str, str], dict[str, Expected]],
+    report: Callable[[str], None],
+) -> int:
     """Hash each cached file against `hashes_at(repo, commit)`, the Hub's hashes at the revision it came
     from; a bad file is removed. Reports a line per file; returns how many were bad."""
     bad = 0

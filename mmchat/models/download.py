@@ -59,10 +59,18 @@ def fetch(repo: str, filename: str, expected: Expected | None = None) -> Path:
         partial.parent.mkdir(parents=True, exist_ok=True)
         try:
             with open(partial, "ab") as f:
-                http_get(meta.location, f, resume_size=f.tell(), headers=headers, expected_size=meta.size,
-                         displayed_filename=filename)
+                http_get(
+                    meta.location,
+                    f,
+                    resume_size=f.tell(),
+                    headers=headers,
+                    expected_size=meta.size,
+                    displayed_filename=filename,
+                )
         except OSError as e:  # what arrived stays: the next pull resumes, and checks the whole file
-            if full := disk_full(e, partial, f"free some space and run the pull again: {filename} resumes where it stopped"):
+            if full := disk_full(
+                e, partial, f"free some space and run the pull again: {filename} resumes where it stopped"
+            ):
                 raise full from None
             raise
         got = partial.stat().st_size
@@ -114,9 +122,7 @@ def hub_error(exc: Exception, repo: str, target: str) -> Exception:
     if full := disk_full(exc, constants.HF_HUB_CACHE, f"free some or set HF_HUB_CACHE, then pull {target} again"):
         return full
     if isinstance(exc, GatedRepoError):
-        return ModelNotFound(
-            f"{repo} is gated: accept its licence at huggingface.co/{repo}, then run `hf auth login`"
-        )
+        return ModelNotFound(f"{repo} is gated: accept its licence at huggingface.co/{repo}, then run `hf auth login`")
     if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError)):
         return ModelNotFound(f"no repository {repo} on Hugging Face (for '{target}'): check the name")
     if (reason := _network_reason(exc)) is not None:

@@ -22,11 +22,41 @@ _DEFAULT_ALIGNMENT = 32
 # ggml type id -> (elements per block, bytes per block), as ggml.c's type_traits has them (the gguf
 # package's GGML_QUANT_SIZES, which a test compares, plus Q2_0); a type not here is not size-checked
 GGML_BLOCKS = {
-    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 40),
-    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
-    16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82),
-    23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2),
-    34: (256, 54), 35: (256, 66), 39: (32, 17), 40: (64, 36), 41: (128, 18), 42: (64, 18),
+    0: (1, 4),
+    1: (1, 2),
+    2: (32, 18),
+    3: (32, 20),
+    6: (32, 22),
+    7: (32, 24),
+    8: (32, 34),
+    9: (32, 40),
+    10: (256, 84),
+    11: (256, 110),
+    12: (256, 144),
+    13: (256, 176),
+    14: (256, 210),
+    15: (256, 292),
+    16: (256, 66),
+    17: (256, 74),
+    18: (256, 98),
+    19: (256, 50),
+    20: (32, 18),
+    21: (256, 110),
+    22: (256, 82),
+    23: (256, 136),
+    24: (1, 1),
+    25: (1, 2),
+    26: (1, 4),
+    27: (1, 8),
+    28: (1, 8),
+    29: (256, 56),
+    30: (1, 2),
+    34: (256, 54),
+    35: (256, 66),
+    39: (32, 17),
+    40: (64, 36),
+    41: (128, 18),
+    42: (64, 18),
 }
 
 
@@ -157,7 +187,9 @@ def _guarded(path: Path, read):
         with open(path, "rb") as f:
             return read(f)
     except (EOFError, ValueError, UnicodeDecodeError, MemoryError, OverflowError) as e:  # lengths past the end
-        raise ModelLoadError(f"{path} is a damaged or truncated GGUF file ({e or 'ends early'}): download it again") from None
+        raise ModelLoadError(
+            f"{path} is a damaged or truncated GGUF file ({e or 'ends early'}): download it again"
+        ) from None
     except IsADirectoryError:
         raise ModelLoadError(f"{path} is a directory, not a GGUF file") from None
     except FileNotFoundError:

@@ -52,11 +52,36 @@ _SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 # Size of each quant relative to the others: GB of Llama-3-8B at that quant, from llama.cpp's
 # tools/quantize/quantize.cpp QUANT_OPTIONS (bits-per-weight rows converted at 8.03 B parameters).
 _SIZE_AT_8B = {
-    "IQ1_S": 1.57, "IQ1_M": 1.76, "IQ2_XXS": 2.07, "IQ2_XS": 2.32, "IQ2_S": 2.51, "IQ2_M": 2.71,
-    "Q2_K": 2.96, "Q2_K_S": 2.96, "IQ3_XXS": 3.07, "IQ3_XS": 3.31, "Q3_K_S": 3.41, "IQ3_S": 3.45,
-    "IQ3_M": 3.67, "Q3_K_M": 3.74, "Q3_K_L": 4.03, "IQ4_XS": 4.27, "Q4_0": 4.34, "Q4_K_S": 4.37,
-    "IQ4_NL": 4.52, "Q4_K_M": 4.58, "Q4_1": 4.78, "Q5_0": 5.21, "Q5_K_S": 5.21, "Q5_K_M": 5.33,
-    "Q5_1": 5.65, "Q6_K": 6.14, "Q8_0": 7.96, "F16": 16.06, "BF16": 16.06, "F32": 32.12,
+    "IQ1_S": 1.57,
+    "IQ1_M": 1.76,
+    "IQ2_XXS": 2.07,
+    "IQ2_XS": 2.32,
+    "IQ2_S": 2.51,
+    "IQ2_M": 2.71,
+    "Q2_K": 2.96,
+    "Q2_K_S": 2.96,
+    "IQ3_XXS": 3.07,
+    "IQ3_XS": 3.31,
+    "Q3_K_S": 3.41,
+    "IQ3_S": 3.45,
+    "IQ3_M": 3.67,
+    "Q3_K_M": 3.74,
+    "Q3_K_L": 4.03,
+    "IQ4_XS": 4.27,
+    "Q4_0": 4.34,
+    "Q4_K_S": 4.37,
+    "IQ4_NL": 4.52,
+    "Q4_K_M": 4.58,
+    "Q4_1": 4.78,
+    "Q5_0": 5.21,
+    "Q5_K_S": 5.21,
+    "Q5_K_M": 5.33,
+    "Q5_1": 5.65,
+    "Q6_K": 6.14,
+    "Q8_0": 7.96,
+    "F16": 16.06,
+    "BF16": 16.06,
+    "F32": 32.12,
 }
 
 
@@ -226,8 +251,10 @@ def projector_beside(model: Path, warn: Callable[[str], None] | None = None) -> 
     names = sorted(p.name for p in model.parent.glob("*.gguf") if is_projector(p.name))
     if len({_QUANT.sub("", name[:-5]).lower() for name in names}) > 1:
         if warn is not None:
-            warn(f"{len(names)} different projectors beside {model.name} ({', '.join(names)}): "
-                 "loading it text-only; give one with --mmproj")
+            warn(
+                f"{len(names)} different projectors beside {model.name} ({', '.join(names)}): "
+                "loading it text-only; give one with --mmproj"
+            )
         return None
     found = pick_projector(names, model.name)
     return model.parent / found if found else None

@@ -22,8 +22,9 @@ from .gguf_info import Header
 _WIDTH = {
     **dict.fromkeys(("mlp", "pixtral", "lightonocr", "lfm2", "kimivl", "paddleocr", "kimik25"), ("mm.2.weight", 1)),
     "mlp_norm": ("mm.3.bias", 0),
-    **dict.fromkeys(("qwen2vl_merger", "qwen2.5vl_merger", "qwen3vl_merger", "exaone4_5", "youtuvl", "ling3vl"),
-                    ("mm.2.bias", 0)),
+    **dict.fromkeys(
+        ("qwen2vl_merger", "qwen2.5vl_merger", "qwen3vl_merger", "exaone4_5", "youtuvl", "ling3vl"), ("mm.2.bias", 0)
+    ),
     **dict.fromkeys(("gemma3", "gemma3nv"), ("mm.input_projection.weight", 0)),
     **dict.fromkeys(("gemma4v", "gemma4uv"), ("mm.input_projection.weight", 1)),
     **dict.fromkeys(("idefics3", "llama4"), ("mm.model.fc.weight", 1)),
@@ -116,7 +117,12 @@ def uses_mrope(text: Header) -> bool:
     if arch in _MROPE_ARCHS:
         return True
     sections = text.metadata.get(f"{arch}.rope.dimension_sections")
-    return arch in _MROPE_IF_SECTIONS and isinstance(sections, list) and len(sections) > 1 and sections[0] > 0 < sections[1]
+    return (
+        arch in _MROPE_IF_SECTIONS
+        and isinstance(sections, list)
+        and len(sections) > 1
+        and sections[0] > 0 < sections[1]
+    )
 
 
 def projector_types(proj: Header) -> dict[str, str]:

@@ -99,8 +99,17 @@ def _printed(message: str) -> None:
 # -- the registry ------------------------------------------------------------------------------
 
 
-_FIELDS = {"repo": str, "original": str, "quant": str, "modalities": list, "context": int, "size_gb": (int, float),
-           "notes": str, "base_url": str, "server_model": str}
+_FIELDS = {
+    "repo": str,
+    "original": str,
+    "quant": str,
+    "modalities": list,
+    "context": int,
+    "size_gb": (int, float),
+    "notes": str,
+    "base_url": str,
+    "server_model": str,
+}
 
 
 def _entry(name: str, table: Any, base: ModelEntry | None = None) -> ModelEntry:
@@ -183,13 +192,16 @@ def quant_not_found(repo: str, name: str, want: Want, files: dict[str, int | Non
         return ModelNotFound(f"{repo} has no GGUF model files: mmchat runs llama.cpp (*-GGUF) repositories")
     return QuantNotFound(
         f"{repo} has no {want.text} model file: it has {', '.join(quants)} (e.g. `mmchat pull {name} --quant {quants[0]}`)",
-        repo, want.text, quants,
+        repo,
+        want.text,
+        quants,
     )
 
 
 def fallback_notice(repo: str, want: Want, taken: str) -> str:
-    return (f"{repo} has no {want.text} model file: taking {taken}, the first it has of "
-            f"{', '.join(hubfiles.QUANT_ORDER)}")
+    return (
+        f"{repo} has no {want.text} model file: taking {taken}, the first it has of {', '.join(hubfiles.QUANT_ORDER)}"
+    )
 
 
 # -- resolving names ---------------------------------------------------------------------------
@@ -276,7 +288,9 @@ def _in_cache(entry: ModelEntry, want: Want, cached: dict[str, dict[str, Path]])
     mmproj = hubfiles.pick_projector(sorted(by_name), pick.path, entry.repo)
     if mmproj is None and entry.modalities:  # a pull was interrupted before the projector
         return None
-    return ModelFiles(by_name[pick.path], by_name[mmproj] if mmproj else None, entry.name, replace(entry, quant=pick.quant))
+    return ModelFiles(
+        by_name[pick.path], by_name[mmproj] if mmproj else None, entry.name, replace(entry, quant=pick.quant)
+    )
 
 
 def files_of(found: ModelFiles) -> list[Path]:
@@ -287,8 +301,9 @@ def files_of(found: ModelFiles) -> list[Path]:
     return [folder / n for n in parts] + ([found.mmproj] if found.mmproj else [])
 
 
-def find_local(model: str | Path | None = None, *, quant: Quant = None, warn: Warn | None = None,
-                  known: Registry | None = None) -> ModelFiles:
+def find_local(
+    model: str | Path | None = None, *, quant: Quant = None, warn: Warn | None = None, known: Registry | None = None
+) -> ModelFiles:
     """A path, registry name or hf:owner/repo[:QUANT] as local files, without the network."""
     if model is None or model == "":
         model = os.environ.get(ENV_MODEL) or None
@@ -319,15 +334,23 @@ def served(model: str | None, *, warn: Warn | None = None, known: Registry | Non
 def list_models(*, warn: Warn | None = None) -> list[tuple[ModelEntry, bool]]:
     """Every registry entry and whether it is downloaded, for `mmchat models`."""
     cached = _cached_files()
-    return [(e, _in_cache(e, hubfiles.wanted(e.quant, named=False), cached) is not None)
-            for e in load_registry(warn=warn).entries.values()]
+    return [
+        (e, _in_cache(e, hubfiles.wanted(e.quant, named=False), cached) is not None)
+        for e in load_registry(warn=warn).entries.values()
+    ]
 
 
 # -- pulling -----------------------------------------------------------------------------------
 
 
-def pull(name_or_hf: str, *, quant: Quant = None, progress: bool = True, warn: Warn | None = None,
-         known: Registry | None = None) -> ModelFiles:
+def pull(
+    name_or_hf: str,
+    *,
+    quant: Quant = None,
+    progress: bool = True,
+    warn: Warn | None = None,
+    known: Registry | None = None,
+) -> ModelFiles:
     """Download a registry model or hf:owner/repo[:QUANT] (model + projector) into the Hugging Face cache.
     A quant the caller names must exist; the registry's own falls back along hubfiles.QUANT_ORDER,
     with one warning. `known`: the registry already loaded (so a broken user file warns once)."""
@@ -339,7 +362,9 @@ def pull(name_or_hf: str, *, quant: Quant = None, progress: bool = True, warn: W
         )
     entry, target, _, want = _lookup(name_or_hf, quant, known or load_registry(warn=warn))
     if entry.base_url:
-        raise ModelNotFound(f"{entry.name} runs on the server at {entry.base_url} (models.toml): there is nothing to pull")
+        raise ModelNotFound(
+            f"{entry.name} runs on the server at {entry.base_url} (models.toml): there is nothing to pull"
+        )
     with hub_session(entry.repo, target, progress=progress):
         files, hashes = hub_files(entry.repo)  # every file is checked against its hash as it arrives
         pick = hubfiles.pick_model(files, want)
@@ -380,8 +405,9 @@ def find_files(
         return _pull(e.spec, quant=e.quant, progress=progress, warn=warn, known=known)
 
 
-def verify_pulled(name: str, *, quant: str | None = None, progress: bool = True,
-                  report: Callable[[str], None] = print) -> None:
+def verify_pulled(
+    name: str, *, quant: str | None = None, progress: bool = True, report: Callable[[str], None] = print
+) -> None:
     """`mmchat pull --verify NAME`: hash every downloaded file of NAME against the Hub's listing of the
     revision it came from, a line per file; damaged files are removed and CorruptDownload says so."""
     from .download import hub_files, hub_session

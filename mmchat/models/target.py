@@ -63,8 +63,12 @@ def find_target(
     if not isinstance(model, Path):
         entry = registry.served(model, warn=warn, known=known)
         if entry is not None:
-            return Target(base_url=entry.base_url, server_model=entry.server_model or None,
-                          modalities=kinds if kinds is not None else entry.modalities or None, name=entry.name)
+            return Target(
+                base_url=entry.base_url,
+                server_model=entry.server_model or None,
+                modalities=kinds if kinds is not None else entry.modalities or None,
+                name=entry.name,
+            )
     files = registry.find_files(model, pull=pull, progress=progress, warn=warn, known=known)
     if mmproj is None:
         mmproj = files.mmproj or hubfiles.projector_beside(files.model, warn)

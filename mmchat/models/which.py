@@ -79,26 +79,44 @@ VisionArchitecture = MultimodalArchitecture  # mistral.rs's older name, used wit
 # (Architecture) and the projector's clip.*projector_type (MultimodalArchitecture), from
 # llama.cpp's convert_hf_to_gguf.py and tools/mtmd/clip-impl.h. A family missing here is not checked.
 _TEXT_ARCHS: dict[Architecture, tuple[str, ...]] = {
-    Architecture.Mistral: ("llama", "mistral"), Architecture.Gemma: ("gemma",),
-    Architecture.Mixtral: ("llama",), Architecture.Llama: ("llama",), Architecture.Phi2: ("phi2",),
-    Architecture.Phi3: ("phi3",), Architecture.Qwen2: ("qwen2",), Architecture.Gemma2: ("gemma2",),
-    Architecture.Starcoder2: ("starcoder2",), Architecture.Phi3_5MoE: ("phimoe",),
-    Architecture.DeepseekV2: ("deepseek2",), Architecture.DeepseekV3: ("deepseek2",), Architecture.Qwen3: ("qwen3",),
-    Architecture.GLM4: ("glm4",), Architecture.GLM4Moe: ("glm4moe",), Architecture.Qwen3Moe: ("qwen3moe",),
-    Architecture.SmolLm3: ("smollm3",), Architecture.GraniteMoeHybrid: ("granitehybrid",),
-    Architecture.GptOss: ("gpt-oss",), Architecture.Qwen3Next: ("qwen3next",),
+    Architecture.Mistral: ("llama", "mistral"),
+    Architecture.Gemma: ("gemma",),
+    Architecture.Mixtral: ("llama",),
+    Architecture.Llama: ("llama",),
+    Architecture.Phi2: ("phi2",),
+    Architecture.Phi3: ("phi3",),
+    Architecture.Qwen2: ("qwen2",),
+    Architecture.Gemma2: ("gemma2",),
+    Architecture.Starcoder2: ("starcoder2",),
+    Architecture.Phi3_5MoE: ("phimoe",),
+    Architecture.DeepseekV2: ("deepseek2",),
+    Architecture.DeepseekV3: ("deepseek2",),
+    Architecture.Qwen3: ("qwen3",),
+    Architecture.GLM4: ("glm4",),
+    Architecture.GLM4Moe: ("glm4moe",),
+    Architecture.Qwen3Moe: ("qwen3moe",),
+    Architecture.SmolLm3: ("smollm3",),
+    Architecture.GraniteMoeHybrid: ("granitehybrid",),
+    Architecture.GptOss: ("gpt-oss",),
+    Architecture.Qwen3Next: ("qwen3next",),
 }
 _PROJECTORS: dict[str, tuple[MultimodalArchitecture, ...]] = {
     "qwen2vl_merger": (MultimodalArchitecture.Qwen2VL,),
     "qwen2.5vl_merger": (MultimodalArchitecture.Qwen2_5VL,),
     "qwen3vl_merger": (MultimodalArchitecture.Qwen3VL, MultimodalArchitecture.Qwen3VLMoE),
     "gemma3": (MultimodalArchitecture.Gemma3,),
-    "gemma3nv": (MultimodalArchitecture.Gemma3n,), "gemma3na": (MultimodalArchitecture.Gemma3n,),
-    "gemma4v": (MultimodalArchitecture.Gemma4,), "gemma4a": (MultimodalArchitecture.Gemma4,),
-    "gemma4uv": (MultimodalArchitecture.Gemma4,), "gemma4ua": (MultimodalArchitecture.Gemma4,),
-    "phi4": (MultimodalArchitecture.Phi4MM,), "idefics3": (MultimodalArchitecture.Idefics3,),
-    "pixtral": (MultimodalArchitecture.Mistral3,), "llama4": (MultimodalArchitecture.Llama4,),
-    "voxtral": (MultimodalArchitecture.Voxtral,), "resampler": (MultimodalArchitecture.MiniCpmO,),
+    "gemma3nv": (MultimodalArchitecture.Gemma3n,),
+    "gemma3na": (MultimodalArchitecture.Gemma3n,),
+    "gemma4v": (MultimodalArchitecture.Gemma4,),
+    "gemma4a": (MultimodalArchitecture.Gemma4,),
+    "gemma4uv": (MultimodalArchitecture.Gemma4,),
+    "gemma4ua": (MultimodalArchitecture.Gemma4,),
+    "phi4": (MultimodalArchitecture.Phi4MM,),
+    "idefics3": (MultimodalArchitecture.Idefics3,),
+    "pixtral": (MultimodalArchitecture.Mistral3,),
+    "llama4": (MultimodalArchitecture.Llama4,),
+    "voxtral": (MultimodalArchitecture.Voxtral,),
+    "resampler": (MultimodalArchitecture.MiniCpmO,),
     "mlp": (MultimodalArchitecture.LLaVA, MultimodalArchitecture.LLaVANext),
 }
 _PROJECTOR_KEYS = {"clip.projector_type", "clip.vision.projector_type", "clip.audio.projector_type"}
@@ -140,8 +158,12 @@ ISQ_TO_GGUF: dict[str, tuple[str, ...]] = {
     "5": ("Q5_K_M", "Q5_0", "Q5_K_S", "Q5_1"),
     "6": ("Q6_K",),
     "8": ("Q8_0",),
-    "Q2K": ("Q2_K", "Q2_K_S"), "Q3K": ("Q3_K_M", "Q3_K_S", "Q3_K_L"), "Q4K": ("Q4_K_M", "Q4_K_S"),
-    "Q5K": ("Q5_K_M", "Q5_K_S"), "Q6K": ("Q6_K",), "Q8K": ("Q8_0",),
+    "Q2K": ("Q2_K", "Q2_K_S"),
+    "Q3K": ("Q3_K_M", "Q3_K_S", "Q3_K_L"),
+    "Q4K": ("Q4_K_M", "Q4_K_S"),
+    "Q5K": ("Q5_K_M", "Q5_K_S"),
+    "Q6K": ("Q6_K",),
+    "Q8K": ("Q8_0",),
 }
 _GGUF_QUANT = re.compile(r"i?q\d+(_[a-z0-9]+)*|bf16|f16|f32", re.IGNORECASE)
 
@@ -154,13 +176,19 @@ def gguf_quant(in_situ_quant: str | int | None) -> Want | None:
     text = str(in_situ_quant).strip()
     if text.upper() in ISQ_TO_GGUF:
         quants = ISQ_TO_GGUF[text.upper()]
-        label = quants[0] if len(quants) == 1 else f"{text}-bit" if text.isdigit() else f"{text.upper()} ({'/'.join(quants)})"
+        label = (
+            quants[0]
+            if len(quants) == 1
+            else f"{text}-bit"
+            if text.isdigit()
+            else f"{text.upper()} ({'/'.join(quants)})"
+        )
         return Want(quants, named=True, label=label)
     if _GGUF_QUANT.fullmatch(text):
         return Want((text.upper(),), named=True)
     raise InputError(
         f"in_situ_quant={in_situ_quant!r} is not a GGUF quantization: mmchat runs llama.cpp's ready-made GGUF "
-        f"files instead of quantizing safetensors; give \"4\" (a 4-bit file: Q4_K_M, else Q4_0, ...), \"8\" (Q8_0), "
+        f'files instead of quantizing safetensors; give "4" (a 4-bit file: Q4_K_M, else Q4_0, ...), "8" (Q8_0), '
         f"another bit width ({', '.join(k for k in ISQ_TO_GGUF if k.isdigit())}) or a GGUF name such as Q5_K_M"
     )
 
@@ -176,8 +204,9 @@ class Found:
     mmproj: Path | None
 
 
-def find_files(which: object, in_situ_quant: str | int | None = None, *, progress: bool = True,
-            warn: Warn | None = None) -> Found:
+def find_files(
+    which: object, in_situ_quant: str | int | None = None, *, progress: bool = True, warn: Warn | None = None
+) -> Found:
     """The GGUF files a `Which` names: from the Hugging Face cache, else downloaded (progress on stderr)."""
     quant = gguf_quant(in_situ_quant)
     if isinstance(which, Which.GGUF):
@@ -208,8 +237,13 @@ def _by_model_id(model_id: str, quant: Want | None, isq: object, *, progress: bo
         if _offline() and quant is not None:
             cached = sorted(registry.cached_repo_files(e.entry.repo))
             if hubfiles.model_files(cached) and hubfiles.pick_model(cached, quant).path is None:
-                raise _no_quant(e.entry.repo, quant, isq, hubfiles.available_quants(cached, near=quant.quants[0]),
-                                " in the Hugging Face cache (HF_HUB_OFFLINE is set)") from None
+                raise _no_quant(
+                    e.entry.repo,
+                    quant,
+                    isq,
+                    hubfiles.available_quants(cached, near=quant.quants[0]),
+                    " in the Hugging Face cache (HF_HUB_OFFLINE is set)",
+                ) from None
         try:
             got = registry.pull(e.spec, quant=quant, progress=progress, warn=warn, known=known)
         except registry.QuantNotFound as missing:
@@ -226,8 +260,8 @@ def _spec_for(model_id: str, known: registry.Registry) -> str:
         return registry.HF_PREFIX + model_id
     raise ModelNotFound(
         f"no GGUF repository is known for {model_id}: mmchat runs llama.cpp GGUF files; `mmchat models` lists the "
-        f"models it knows, or name a GGUF repo (model_id=\"owner/name-GGUF\", or Which.GGUF(quantized_model_id=..., "
-        f"quantized_filename=...)), or add original = \"{model_id}\" to an entry in {registry.user_file()}"
+        f'models it knows, or name a GGUF repo (model_id="owner/name-GGUF", or Which.GGUF(quantized_model_id=..., '
+        f'quantized_filename=...)), or add original = "{model_id}" to an entry in {registry.user_file()}'
     )
 
 
@@ -235,7 +269,7 @@ def _no_quant(repo: str, want: Want, isq: object, quants: list[str], where: str)
     have = f"it has {', '.join(quants)} (nearest in size first)" if quants else "it has no GGUF model file"
     return ModelNotFound(
         f"{repo} has no {want.text} GGUF{where} (in_situ_quant={isq!r}): {have}; give one of those as "
-        f"in_situ_quant (\"4\" takes a 4-bit file, \"8\" Q8_0)"
+        f'in_situ_quant ("4" takes a 4-bit file, "8" Q8_0)'
     )
 
 
@@ -283,7 +317,9 @@ def _listing(repo: str) -> tuple[list[str] | dict[str, int | None], dict]:
     if _offline():
         cached = sorted(registry.cached_repo_files(repo))
         if not cached:
-            raise ModelNotFound(f"{repo} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: unset it to download")
+            raise ModelNotFound(
+                f"{repo} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: unset it to download"
+            )
         return cached, {}
     return hub_files(repo)
 
@@ -309,7 +345,9 @@ def check_arch(which: object, found: Found, warn: Warn) -> None:
             warn(f"arch={arch} but {found.model.name} is a {text} model: running what the GGUF says")
         return
     if not isinstance(arch, MultimodalArchitecture):
-        raise InputError(f"arch= is a MultimodalArchitecture member (e.g. MultimodalArchitecture.Qwen3VL), not {arch!r}")
+        raise InputError(
+            f"arch= is a MultimodalArchitecture member (e.g. MultimodalArchitecture.Qwen3VL), not {arch!r}"
+        )
     if found.mmproj is None:
         return
     meta = read_metadata(found.mmproj, _PROJECTOR_KEYS)
@@ -317,5 +355,7 @@ def check_arch(which: object, found: Found, warn: Warn) -> None:
     families = {f for p in projectors for f in _PROJECTORS.get(p, ())}
     if families and arch not in families:
         named = " or ".join(sorted(f.name for f in families))
-        warn(f"arch={arch} but the GGUF is {named} (projector {', '.join(projectors)}, text model {text}): "
-             "running what the GGUF says")
+        warn(
+            f"arch={arch} but the GGUF is {named} (projector {', '.join(projectors)}, text model {text}): "
+            "running what the GGUF says"
+        )

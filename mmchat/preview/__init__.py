@@ -30,14 +30,30 @@ Costs = Sequence[MediaCost] | Callable[[], Sequence[MediaCost] | None] | None
 class Previewer:
     """Draws media on one terminal stream. `pictures=False` (NO_COLOR, TERM=dumb) keeps the caption only."""
 
-    def __init__(self, file: IO[str], terminal: Terminal | None = None, *, rows: int = config.DEFAULT_PREVIEW_ROWS,
-                 pictures: bool = True, graphics: Graphics | None = None, columns: int | None = None):
+    def __init__(
+        self,
+        file: IO[str],
+        terminal: Terminal | None = None,
+        *,
+        rows: int = config.DEFAULT_PREVIEW_ROWS,
+        pictures: bool = True,
+        graphics: Graphics | None = None,
+        columns: int | None = None,
+    ):
         self.file, self.terminal, self.rows, self.pictures = file, terminal, rows, pictures
         self._graphics, self._columns = graphics, columns
 
     @classmethod
-    def for_stream(cls, env: Environment, name: str, *, setting: bool | None, default: bool, no_color: bool = False,
-                   rows: int = config.DEFAULT_PREVIEW_ROWS) -> Previewer | None:
+    def for_stream(
+        cls,
+        env: Environment,
+        name: str,
+        *,
+        setting: bool | None,
+        default: bool,
+        no_color: bool = False,
+        rows: int = config.DEFAULT_PREVIEW_ROWS,
+    ) -> Previewer | None:
         """A previewer on stream `name` ("stdout" or "stderr"), or None: previews off (`setting`
         False, or None and not on by `default`), or the stream is no terminal."""
         terminal = env.terminal(name)
@@ -60,8 +76,17 @@ class Previewer:
 
     # -- showing -----------------------------------------------------------------------
 
-    def show(self, label: str, kind: str, segments: Sequence[Any], costs: Costs, *,
-             start: float = 0.0, total: float | None = None, cost: str | None = None) -> None:
+    def show(
+        self,
+        label: str,
+        kind: str,
+        segments: Sequence[Any],
+        costs: Costs,
+        *,
+        start: float = 0.0,
+        total: float | None = None,
+        cost: str | None = None,
+    ) -> None:
         """One medium as the model gets it (its decoded segments), then its caption line. `costs`
         may be a function, asked once the picture is made (an encode counting them meanwhile);
         `cost` says the cost in other words (as the log kept it)."""
@@ -79,8 +104,9 @@ class Previewer:
         self.file.write("".join(out))
         self.file.flush()
 
-    def layout(self, kind: str, segments: Sequence[Any], start: float = 0.0,
-               total: float | None = None) -> list[compose.Shown]:
+    def layout(
+        self, kind: str, segments: Sequence[Any], start: float = 0.0, total: float | None = None
+    ) -> list[compose.Shown]:
         width = max(8, self.columns - 1)  # the last column would wrap
         cell = self.graphics.cell_pixels
         media = [s for s in segments if isinstance(s, (Image, Audio))]
@@ -93,12 +119,20 @@ class Previewer:
             return [compose.waveform(media[0], min(width, 72), start, total)]
         return []
 
-    def pages(self, label: str, pages: Sequence[Image], numbers: Sequence[int], costs: Sequence[MediaCost] | None) -> None:
+    def pages(
+        self, label: str, pages: Sequence[Image], numbers: Sequence[int], costs: Sequence[MediaCost] | None
+    ) -> None:
         """A document's chosen pages as a strip, each under its page number (for PDFs, when they come)."""
         out = []
         if self.pictures:
-            strip = compose.sheet(pages, [f"p. {n}" for n in numbers], self.rows, max(8, self.columns - 1),
-                                  self.graphics.cell_pixels, config.DEFAULT_PREVIEW_MAX_FRAMES)
+            strip = compose.sheet(
+                pages,
+                [f"p. {n}" for n in numbers],
+                self.rows,
+                max(8, self.columns - 1),
+                self.graphics.cell_pixels,
+                config.DEFAULT_PREVIEW_MAX_FRAMES,
+            )
             out += [self.draw(item) for item in strip]
         first = pages[0] if pages else None
         size = f" of {first.width}×{first.height} px" if first is not None else ""

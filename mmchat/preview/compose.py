@@ -76,8 +76,9 @@ def image_view(image: Image, rows: int, max_cols: int, cell: tuple[int, int]) ->
     return [picture(image.pixels, cols, rows, cell)]
 
 
-def sheet(images: Sequence[Image], labels: Sequence[str], rows: int, max_cols: int, cell: tuple[int, int],
-          max_items: int) -> list[Shown]:
+def sheet(
+    images: Sequence[Image], labels: Sequence[str], rows: int, max_cols: int, cell: tuple[int, int], max_items: int
+) -> list[Shown]:
     """Thumbnails in rows of a grid, each grid row a picture with a line of labels under it:
     a video's frames and their stamps, a document's pages and their numbers."""
     picked = spread(len(images), max_items)
@@ -101,7 +102,9 @@ def sheet(images: Sequence[Image], labels: Sequence[str], rows: int, max_cols: i
         group = images[start : start + per_row]
         thumbs = [picture(im.pixels, t_cols, t_rows, cell).pixels for im in group]
         out.append(Picture(_side_by_side(thumbs, cell[0]), len(group) * (t_cols + 1) - 1, t_rows))
-        out.append(Line("".join(label[:t_cols].ljust(t_cols + 1) for label in labels[start : start + per_row]).rstrip()))
+        out.append(
+            Line("".join(label[:t_cols].ljust(t_cols + 1) for label in labels[start : start + per_row]).rstrip())
+        )
     return out
 
 
@@ -179,8 +182,16 @@ def cost_text(costs: Sequence[MediaCost] | None) -> str:
     return f"{counted} · " + ("from the cache" if costs and all(c.cached for c in costs) else "to encode")
 
 
-def caption(label: str, kind: str, segments: Sequence[object], costs: Sequence[MediaCost] | None, *,
-            start: float = 0.0, total: float | None = None, cost: str | None = None) -> str:
+def caption(
+    label: str,
+    kind: str,
+    segments: Sequence[object],
+    costs: Sequence[MediaCost] | None,
+    *,
+    start: float = 0.0,
+    total: float | None = None,
+    cost: str | None = None,
+) -> str:
     """The one line under a preview: name, what is sent, its cost, whether it is cached."""
     media = [s for s in segments if isinstance(s, (Image, Audio))]
     if kind == "image" and media and isinstance(media[0], Image):
@@ -190,11 +201,16 @@ def caption(label: str, kind: str, segments: Sequence[object], costs: Sequence[M
         stamps = [lb.strip("[]") for lb in labels if lb]
         span = f", {stamps[0]}–{stamps[-1]}" if len(stamps) > 1 else ""
         size = f" of {frames[0].width}×{frames[0].height} px" if frames else ""
-        what = f"{len(frames)} frame{'s' * (len(frames) != 1)}{size}{span}" + (f" + {sound:.1f} s of sound" if sound else "")
+        what = f"{len(frames)} frame{'s' * (len(frames) != 1)}{size}{span}" + (
+            f" + {sound:.1f} s of sound" if sound else ""
+        )
     elif media and isinstance(media[0], Audio):
         a = media[0]
-        part = f"{clock(start)}–{clock(start + a.duration)} of {clock(total)}" if total and total > a.duration + 0.5 \
+        part = (
+            f"{clock(start)}–{clock(start + a.duration)} of {clock(total)}"
+            if total and total > a.duration + 0.5
             else clock(a.duration)
+        )
         what = f"{part} at {a.sample_rate / 1000:g} kHz"
     else:
         what = kind

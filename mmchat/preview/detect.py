@@ -96,8 +96,15 @@ class Graphics:
         return (1, 2) if self.protocol == "halfblocks" else self.cell
 
 
-def choose(replies: Replies, *, truecolor: bool, cell: tuple[int, int] | None = None, tmux: bool = False,
-           passthrough: bool = False, outer: str = "") -> Graphics:
+def choose(
+    replies: Replies,
+    *,
+    truecolor: bool,
+    cell: tuple[int, int] | None = None,
+    tmux: bool = False,
+    passthrough: bool = False,
+    outer: str = "",
+) -> Graphics:
     """The best protocol the replies prove; half-blocks when they prove none."""
     size = replies.cell or cell or config.DEFAULT_PREVIEW_CELL
     seen = _seen(replies)
@@ -109,7 +116,9 @@ def choose(replies: Replies, *, truecolor: bool, cell: tuple[int, int] | None = 
         if passthrough and outer.lower().startswith(_INLINE_IMAGES):
             return Graphics("iterm2", tmux=True, **{**base, "seen": f"{seen}, outside tmux: {outer}"})
         return Graphics("halfblocks", **base)
-    if replies.version.lower().startswith(_INLINE_IMAGES):  # WezTerm answers kitty's query too: its iTerm2 images are whole
+    if replies.version.lower().startswith(
+        _INLINE_IMAGES
+    ):  # WezTerm answers kitty's query too: its iTerm2 images are whole
         return Graphics("iterm2", **base)
     if replies.kitty:
         return Graphics("kitty", **base)
@@ -119,9 +128,11 @@ def choose(replies: Replies, *, truecolor: bool, cell: tuple[int, int] | None = 
 
 
 def _seen(replies: Replies) -> str:
-    parts = [f"version {replies.version!r}" if replies.version else "",
-             "kitty graphics" if replies.kitty else "",
-             f"DA1 {';'.join(map(str, replies.attributes))}" if replies.attributes is not None else "no DA1 reply"]
+    parts = [
+        f"version {replies.version!r}" if replies.version else "",
+        "kitty graphics" if replies.kitty else "",
+        f"DA1 {';'.join(map(str, replies.attributes))}" if replies.attributes is not None else "no DA1 reply",
+    ]
     return ", ".join(p for p in parts if p)
 
 
@@ -129,7 +140,14 @@ def detect(terminal: Terminal, timeout: float = config.DEFAULT_PREVIEW_QUERY_TIM
     """Ask the terminal (once per process is enough: the caller keeps the answer)."""
     reply = terminal.query(QUERY.encode(), answered, timeout)
     replies = parse(reply)
-    passthrough, outer = (terminal.tmux_passthrough() if terminal.tmux and 4 not in (replies.attributes or ())
-                          else (False, ""))
-    return choose(replies, truecolor=terminal.truecolor, cell=terminal.cell_pixels(), tmux=terminal.tmux,
-                  passthrough=passthrough, outer=outer)
+    passthrough, outer = (
+        terminal.tmux_passthrough() if terminal.tmux and 4 not in (replies.attributes or ()) else (False, "")
+    )
+    return choose(
+        replies,
+        truecolor=terminal.truecolor,
+        cell=terminal.cell_pixels(),
+        tmux=terminal.tmux,
+        passthrough=passthrough,
+        outer=outer,
+    )
