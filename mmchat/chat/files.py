@@ -12,8 +12,8 @@ from typing import Any
 
 from .. import messages as msgs
 from ..atomic import write_atomic
-from ..errors import InputError
-from ..inputs.resolver import inline
+from ..errors import InputError, MmchatError
+from ..inputs.part import media_part
 from .conversation import Conversation, text_of
 
 SAVE_VERSION = 1
@@ -77,3 +77,18 @@ def load(path: str | Path) -> Conversation:
         return from_json(data)
     except InputError as e:
         raise InputError(f"{path}: {e}") from None
+
+
+def inline(part: msgs.Part) -> msgs.Part:
+    """A media part with its bytes inlined as a data: URL, so a saved file stands alone."""
+    found = media_part(part)
+    if found is None or found.location.scheme == "data" or part["type"] == "input_audio":
+        return part
+    from ..inputs.sources import read_source
+
+    try:
+        source = read_source(found.location)
+    except MmchatError as e:
+        raise type(e)(f"cannot embed {found.url} ({e}): save with --ref to keep it as a path") from None
+    body = {**part[part["type"]], "url": msgs.data_url(source.data, source.mime or "application/octet-stream")}
+    return {"type": part["type"], part["type"]: body}

@@ -143,3 +143,8 @@ def media_parts(messages: Sequence[msgs.Message]) -> list[MediaPart]:
             if (ref := media_part(part, f"messages[{i}].content[{j}]")) is not None
         ]
     return found
+
+
+def short(url: str) -> str:
+    """A URL short enough for a one-line message."""
+    return url if len(url) <= 60 else url[:40] + "…" + url[-12:]

@@ -21,10 +21,11 @@ import functools
 import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .. import config
 from ..errors import MediaRefused
-from .part import DEVICES, REMOTE, Location, split_url
+from .part import DEVICES, REMOTE, Location, short, split_url
 
 __all__ = ["MediaPolicy"]
 
@@ -196,3 +197,54 @@ def _host_matches(host: str, entry: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")) in ipaddress.ip_network(entry.strip("[]"), strict=False)
     except ValueError:
         return False
+
+
+class Budget:
+    """What a policy lets one request read: bytes per part, and what is left of those per request."""
+
+    def __init__(self, policy: MediaPolicy | None):
+        self.policy = policy
+        self.left = policy.max_request_bytes if policy is not None else None
+
+    def local(self, where: Location) -> Any:
+        """A local file's head and path (its size checked first)."""
+        from .sources import local_source
+
+        self._spend(self._local_size(where))
+        return local_source(where)
+
+    def _local_size(self, where: Location) -> int:
+        """A local file's size, refused before it is opened when the policy's caps cannot take it."""
+        if self.policy is None or where.path is None:
+            return 0
+        try:
+            size = where.path.stat().st_size
+        except OSError:
+            return 0  # the read says what is wrong with it
+        self.policy.check_size(where.label, size, self.left)
+        return size
+
+    def read(self, where: Location, **kwargs: Any) -> Any:
+        from .sources import TooLarge, read_source
+
+        if self.policy is None:
+            return read_source(where, **kwargs)
+        self._local_size(where)
+        cap = self.policy.max_bytes if self.left is None else min(self.policy.max_bytes, self.left)
+        try:
+            source = read_source(where, max_bytes=cap, guard=self.policy, **kwargs)
+        except TooLarge:
+            if cap == self.policy.max_bytes:
+                rule = f"per part (max_bytes={cap})"
+            else:
+                rule = f"for the rest of this request (max_request_bytes={self.policy.max_request_bytes})"
+            raise MediaRefused(
+                f"{short(where.text)} is larger than the {cap} bytes the media policy allows {rule}: "
+                "send a smaller file"
+            ) from None
+        self._spend(len(source.data))
+        return source
+
+    def _spend(self, n: int) -> None:
+        if self.left is not None:
+            self.left -= n

@@ -25,8 +25,8 @@ from ..media import Audio, Image, Kind, with_article
 from ..options import MediaOptions
 from ..values import parse_segment
 from ..workingset import WorkingSet
-from .part import DEVICES, Location, MediaPart, locate, media_part, media_parts
-from .policy import MediaPolicy, device_refusal
+from .part import DEVICES, Location, MediaPart, locate, media_parts, short
+from .policy import Budget, MediaPolicy, device_refusal
 
 Digest = str | os.PathLike  # the sha256 of the bytes read, or a local file's path, hashed when asked
 
@@ -81,7 +81,7 @@ class MediaResolver:
         if kind not in self.caps.kinds and not (kind == "image" and where is not None and self._document(where)):
             what = "images" if kind == "image" else kind
             raise UnsupportedMedia(
-                f"{self.caps.model_name} takes {self.caps.describe()}, not {what} ({_short(url)}): "
+                f"{self.caps.model_name} takes {self.caps.describe()}, not {what} ({short(url)}): "
                 f"use a model that takes {what} (a local model's mmproj decides)"
             )
 
@@ -97,7 +97,7 @@ class MediaResolver:
             raise InputError("only one media part can read standard input ('-')")
         for part in parts:  # every part is admitted before the first is read
             self._admit(part.location)
-        budget = _Budget(self.policy)
+        budget = Budget(self.policy)
         pending = iter(parts)
         turns = []
         for message in checked:
@@ -173,7 +173,7 @@ class MediaResolver:
     # -- one part --------------------------------------------------------------------
 
     def segments(
-        self, part: MediaPart, media: MediaOptions, budget: _Budget | None = None, fetched: Any = None
+        self, part: MediaPart, media: MediaOptions, budget: Budget | None = None, fetched: Any = None
     ) -> list[Segment]:
         """One media part, decoded (or remembered: a file by path, size and mtime; a URL by its text).
         `fetched`: the part's bytes when the caller has already read them."""
@@ -183,7 +183,7 @@ class MediaResolver:
         key = _media_key(part.kind, where, options)
         found = self._cache.get(key) if key else None
         if found is None:
-            found = self._decode(part.kind, where, options, media, budget or _Budget(self.policy), fetched)
+            found = self._decode(part.kind, where, options, media, budget or Budget(self.policy), fetched)
             if key:
                 self._cache.put(key, found)
         self._digests.put(_url_key(part.url), found[1])  # under what the message says: the log asks for it so
@@ -208,7 +208,7 @@ class MediaResolver:
         where: Location,
         options: dict[str, Any],
         media: MediaOptions,
-        budget: _Budget,
+        budget: Budget,
         fetched: Any = None,
     ) -> tuple[list[Segment], Digest]:
         """The part's segments, and its sha256 (a local audio or video file: its path, hashed on asking)."""
@@ -221,9 +221,7 @@ class MediaResolver:
         source = fetched
         if source is None:
             report = self._progress
-            on_bytes = (
-                (lambda done, total: report(f"downloading {_short(where.text)}", done, total)) if report else None
-            )
+            on_bytes = (lambda done, total: report(f"downloading {short(where.text)}", done, total)) if report else None
             source = budget.read(
                 where,
                 stdin=self._stdin,
@@ -284,7 +282,7 @@ class MediaResolver:
         if rate:  # a long soundtrack is refused before a frame is decoded
             check_sound(self.caps, lambda: sound_seconds(src), label, opts.start, opts.end, soundtrack=True)
         report = self._progress
-        on_frame = (lambda done, total: report(f"decoding {_short(label)}", done, total)) if report else None
+        on_frame = (lambda done, total: report(f"decoding {short(label)}", done, total)) if report else None
         video = decode_video(
             src, label=label, options=opts, max_side=options.get("max_side") or None, audio_rate=rate, progress=on_frame
         )
@@ -318,7 +316,7 @@ class MediaResolver:
         """Detect the kind from the bytes (unless forced), check the model takes it, decode it once."""
         from .sources import local_source
 
-        budget = _Budget(self.policy)
+        budget = Budget(self.policy)
         where = self._admit(locate(url))
         local = local_source(where)
         fetched = budget.read(where, stdin=self._stdin) if local is None and kind is None else None  # read once
@@ -339,72 +337,6 @@ class MediaResolver:
             stored += f"#page={where.pages}"  # the pages travel with the part
         self.segments(MediaPart(kind, stored, {}, "attach"), media, budget, fetched)  # decoded now, reused by the turn
         return Attachment(kind, stored, url)
-
-
-class _Budget:
-    """What a policy lets one request read: bytes per part, and what is left of those per request."""
-
-    def __init__(self, policy: MediaPolicy | None):
-        self.policy = policy
-        self.left = policy.max_request_bytes if policy is not None else None
-
-    def local(self, where: Location) -> Any:
-        """A local file's head and path (its size checked first)."""
-        from .sources import local_source
-
-        self._spend(self._local_size(where))
-        return local_source(where)
-
-    def _local_size(self, where: Location) -> int:
-        """A local file's size, refused before it is opened when the policy's caps cannot take it."""
-        if self.policy is None or where.path is None:
-            return 0
-        try:
-            size = where.path.stat().st_size
-        except OSError:
-            return 0  # the read says what is wrong with it
-        self.policy.check_size(where.label, size, self.left)
-        return size
-
-    def read(self, where: Location, **kwargs: Any) -> Any:
-        from .sources import TooLarge, read_source
-
-        if self.policy is None:
-            return read_source(where, **kwargs)
-        self._local_size(where)
-        cap = self.policy.max_bytes if self.left is None else min(self.policy.max_bytes, self.left)
-        try:
-            source = read_source(where, max_bytes=cap, guard=self.policy, **kwargs)
-        except TooLarge:
-            if cap == self.policy.max_bytes:
-                rule = f"per part (max_bytes={cap})"
-            else:
-                rule = f"for the rest of this request (max_request_bytes={self.policy.max_request_bytes})"
-            raise MediaRefused(
-                f"{_short(where.text)} is larger than the {cap} bytes the media policy allows {rule}: "
-                "send a smaller file"
-            ) from None
-        self._spend(len(source.data))
-        return source
-
-    def _spend(self, n: int) -> None:
-        if self.left is not None:
-            self.left -= n
-
-
-def inline(part: msgs.Part) -> msgs.Part:
-    """A media part with its bytes inlined as a data: URL, so a saved file stands alone."""
-    found = media_part(part)
-    if found is None or found.location.scheme == "data" or part["type"] == "input_audio":
-        return part
-    from .sources import read_source
-
-    try:
-        source = read_source(found.location)
-    except MmchatError as e:
-        raise type(e)(f"cannot embed {found.url} ({e}): save with --ref to keep it as a path") from None
-    body = {**part[part["type"]], "url": msgs.data_url(source.data, source.mime or "application/octet-stream")}
-    return {"type": part["type"], part["type"]: body}
 
 
 def _url_key(url: str) -> str:
@@ -451,7 +383,3 @@ def _check_kind(source: Any, kind: Kind) -> None:
     if kind == "video" and found == "image" and source.mime in ("image/gif", "image/webp"):
         return
     raise InputError(f"{source.label} is {with_article(found)}, not {with_article(kind)}: pass it as {found}")
-
-
-def _short(url: str) -> str:
-    return url if len(url) <= 60 else url[:40] + "…" + url[-12:]
