@@ -19,6 +19,8 @@ from rich.markdown import Markdown
 from rich.segment import Segment
 from rich.text import Text
 
+from .errors import MmchatError, one_line
+
 REFRESH_S = 0.125  # the live Markdown view redraws at most this often
 
 
@@ -227,3 +229,8 @@ def usage_lines(completion: Any) -> list[str]:
         f"prompt {t.prompt:.2f}, generation {t.generation:.2f} "
         f"({t.tokens_per_second(u.completion_tokens):.1f} tokens/s), first token {t.first_token:.2f}",
     ]
+
+
+def show_error(console: Console, error: MmchatError | str) -> None:
+    """The one error line (as every command prints it), in red."""
+    console.print(Text(one_line(error), style="bold red"), soft_wrap=True)

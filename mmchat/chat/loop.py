@@ -24,10 +24,12 @@ from rich.console import Console
 from ..env import Environment, current
 from ..errors import MmchatError
 from ..options import DisplayOptions, GenerationOptions
+from ..render import show_error
 from . import commands as cmd
+from .attaching import wait_for_line
 from .conversation import Conversation
 from .history import SafeFileHistory
-from .session import Chat, RunnerFactory, show_error, wait_for_line
+from .session import Chat, RunnerFactory
 
 
 def run_chat(
