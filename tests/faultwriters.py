@@ -53,7 +53,7 @@ def _conversation(path: Path, tag: str) -> None:
 
 
 def _media_cache(path: Path, tag: str) -> None:
-    from mmchat.engine.mediacache import DiskMediaCache
+    from mmchat.engine.embeddings import DiskMediaCache
 
     cache = DiskMediaCache(path, "faults", max_bytes=1 << 30, notice=lambda m: print("NOTICE", m, file=sys.stderr))
     i = 0

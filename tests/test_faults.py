@@ -21,7 +21,7 @@ import pytest
 from mmchat.chat import files
 from mmchat.chat.conversation import Conversation
 from mmchat.chat.history import SafeFileHistory, parse
-from mmchat.engine.mediacache import DiskMediaCache, cache_info
+from mmchat.engine.embeddings import DiskMediaCache, cache_info
 from mmchat.errors import DiskFull, InputError
 from tests.faultwriters import N_EMBD, conversation_text, embedding, history_entry
 from tests.helpers import chat

@@ -276,7 +276,7 @@ def cache(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from .. import config
-    from ..engine.mediacache import cache_info
+    from ..engine.embeddings import cache_info
 
     env = current()
     directory = config.cache_dir()
@@ -289,7 +289,7 @@ def cache(ctx: typer.Context) -> None:
 def cache_clear() -> None:
     """Remove every entry from the media cache (media are encoded again when next used)."""
     from .. import config
-    from ..engine.mediacache import clear_cache
+    from ..engine.embeddings import clear_cache
 
     directory = config.cache_dir()
     removed = clear_cache(directory) if (directory / "cache.db").is_file() else 0

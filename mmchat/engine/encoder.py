@@ -14,8 +14,9 @@ from ..errors import GenerationError
 from . import _lib
 from ._lib import mtmd
 from .base import EngineStats
+from .embeddings import EmbeddingCache
 from .encodemeter import EncodeMeter
-from .kvcache import EmbeddingCache, MediaItem
+from .kvcache import MediaItem
 
 
 class Stopped(Exception):

@@ -26,11 +26,11 @@ from ..options import GenerationOptions
 from . import _lib, loading
 from ._lib import llama, mtmd
 from .base import Capabilities, EngineStats, Event, Finished, MediaCost, Plan, Progress, Started, Timings, Turn, Usage
+from .embeddings import EmbeddingCache, open_disk_cache
 from .encodemeter import EncodeMeter
 from .encoder import MediaEncoder, Stopped
 from .grammar import grammar_for
-from .kvcache import EmbeddingCache, MediaItem, PromptItem, common_prefix
-from .mediacache import open_disk_cache
+from .kvcache import MediaItem, PromptItem, common_prefix
 from .placement import plan
 from .template import chat_renderer, template_messages
 from .textstream import TextStream

@@ -11,7 +11,7 @@ import pytest
 
 from mmchat import Runner, image_part, text_part
 from mmchat.config import cache_dir
-from mmchat.engine.mediacache import DiskMediaCache, cache_info
+from mmchat.engine.embeddings import DiskMediaCache, cache_info
 from tests.helpers import GREEDY, GREEDY_ARGS, MMCHAT, THREADS, THREADS_ARGS, mmchat_env, run_mmchat
 from tests.mediafiles import noise_png
 

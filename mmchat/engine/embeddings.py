@@ -1,4 +1,5 @@
-"""Encoded media kept on disk, so a new process (a second `mmchat ask`, `/load`, a batch re-run)
+"""Encoded media (the projector's embeddings) kept by content hash: in memory for the latest
+prompt (`EmbeddingCache`), and on disk (`DiskMediaCache`), so a new process (a second `mmchat ask`, `/load`, a batch re-run)
 never encodes the same image again: a SigLIP-size encode costs about 80 s on two cores.
 
 An entry is one media chunk's embeddings, keyed by what made them: the projector (its size
@@ -25,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..config import DEFAULT_EMBEDDING_CACHE_BYTES
+from ..workingset import WorkingSet
+from .kvcache import MediaItem, PromptItem
 
 _MAGIC = b"MMEC"
 _VERSION = 1
@@ -184,3 +189,58 @@ def clear_cache(directory: str | Path) -> int:
 
     with diskcache.Cache(str(directory), disk_min_file_size=0) as cache:
         return int(cache.clear())
+
+
+class EmbeddingCache:
+    """Encoded media embeddings of the latest prompt (and of media encoded ahead of the next one),
+    bounded in bytes; behind it, optionally, the disk cache that outlives the process
+    (`DiskMediaCache` above). `settle` after each prompt drops the rest (mmchat/workingset.py)."""
+
+    def __init__(self, max_bytes: int = DEFAULT_EMBEDDING_CACHE_BYTES, disk: Any = None):
+        self._items: WorkingSet[str, np.ndarray] = WorkingSet(max_bytes, lambda v: v.nbytes)
+        self.disk = disk
+
+    @property
+    def max_bytes(self) -> float:
+        return self._items.max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: float) -> None:
+        self._items.max_bytes = value
+
+    @property
+    def nbytes(self) -> int:
+        return self._items.nbytes
+
+    def get(self, key: str) -> np.ndarray | None:
+        return self._items.get(key)
+
+    def load(self, key: str, n_tokens: int, n_embd: int) -> np.ndarray | None:
+        """From memory, else from disk (then kept in memory too); None when neither has it whole."""
+        value = self.get(key)
+        if value is None and self.disk is not None:
+            value = self.disk.get(key, n_tokens, n_embd)
+            if value is not None:
+                self._items.put(key, value)
+        return value
+
+    def put(self, key: str, value: np.ndarray, n_tokens: int, n_embd: int) -> None:
+        self._items.put(key, value)
+        if self.disk is not None:
+            self.disk.put(key, value, n_tokens, n_embd)
+
+    def settle(self, prompt: list[PromptItem]) -> None:
+        """`prompt` is evaluated: keep the embeddings of its media (a follow-up whose prefix differs,
+        a window moved on, evaluates them again) and what was encoded for the next; drop the rest."""
+        self._items.touch(i.key for i in prompt if isinstance(i, MediaItem))
+        self._items.settle()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def has(self, key: str) -> bool:
+        return key in self._items or (self.disk is not None and self.disk.contains(key))
+
+    def has_media(self, digest: str) -> bool:
+        """Whether the first chunk of this media's embeddings is kept (in memory or on disk)."""
+        return self.has(f"{digest}#0")
