@@ -307,6 +307,17 @@ def test_a_pdfs_pages_come_as_a_strip():
     assert text.rstrip().endswith("report.pdf · 2 pages of 85×110 px · 512 tokens · to encode\x1b[0m")
 
 
+def test_an_attached_pdf_is_shown_as_its_pages_strip():
+    """What the resolver gives for a PDF (inputs/pdf.py): each chosen page's line, its picture, its text."""
+    out = io.StringIO()
+    white, grey = _image(85, 110, (255, 255, 255)), _image(85, 110, (200, 200, 200))
+    segments = ["[page 2 of report.pdf]", white, "Total: 12", "[page 5 of report.pdf]", grey, "the end"]
+    Previewer(out, graphics=Graphics(), columns=80, rows=8).show("report.pdf", "image", segments, [MediaCost(9)] * 2)
+    text = out.getvalue()
+    assert "p. 2" in text and "p. 5" in text and "p. 1" not in text
+    assert text.rstrip().endswith("report.pdf · 2 pages of 85×110 px · 18 tokens · to encode\x1b[0m")
+
+
 def test_a_long_videos_sheet_says_how_many_frames_it_draws():
     segments = [s for i in range(32) for s in (f"[00:{i:02d}]", _image(64, 48))]
     out = io.StringIO()

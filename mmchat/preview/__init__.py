@@ -8,6 +8,7 @@ and its caption line. The terminal's protocol is asked once, on the first pictur
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -25,6 +26,9 @@ __all__ = ["Graphics", "Previewer", "label_of", "part_extent"]
 
 DIM, CYAN, RESET = "\x1b[2m", "\x1b[36m", "\x1b[0m"
 Costs = Sequence[MediaCost] | Callable[[], Sequence[MediaCost] | None] | None
+
+
+_PAGE = re.compile(r"\[page (\d+) of ")  # the line inputs/pdf.py puts before each page
 
 
 class Previewer:
@@ -89,7 +93,12 @@ class Previewer:
     ) -> None:
         """One medium as the model gets it (its decoded segments), then its caption line. `costs`
         may be a function, asked once the picture is made (an encode counting them meanwhile);
-        `cost` says the cost in other words (as the log kept it)."""
+        `cost` says the cost in other words (as the log kept it). A PDF's pages come as a strip."""
+        pages = [s for s in segments if isinstance(s, Image)]
+        numbers = [int(m.group(1)) for s in segments if isinstance(s, str) and (m := _PAGE.match(s))]
+        if kind == "image" and pages and len(numbers) == len(pages) and cost is None:
+            self.pages(label, pages, numbers, costs() if callable(costs) else costs)
+            return
         out = []
         if self.pictures:
             for item in self.layout(kind, segments, start, total):
@@ -122,7 +131,7 @@ class Previewer:
     def pages(
         self, label: str, pages: Sequence[Image], numbers: Sequence[int], costs: Sequence[MediaCost] | None
     ) -> None:
-        """A document's chosen pages as a strip, each under its page number (for PDFs, when they come)."""
+        """A document's chosen pages as a strip, each under its page number (a PDF, as inputs/pdf.py gives it)."""
         out = []
         if self.pictures:
             strip = compose.sheet(
