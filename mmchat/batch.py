@@ -124,7 +124,7 @@ def file_requests(
 
 def sniff_file(name: str) -> Kind:
     """Image, audio or video, from the file's first bytes (never from its name)."""
-    from .inputs.sniff import detect_kind
+    from .inputs.sniff import detect_document, detect_kind
 
     path = Path(name).expanduser()
     try:
@@ -135,8 +135,10 @@ def sniff_file(name: str) -> Kind:
     except OSError as e:
         raise errors.SourceError(f"cannot read {name}: {e.strerror or e}") from None
     kind, _ = detect_kind(head)
+    if kind is None and detect_document(head) is not None:
+        return "image"  # a PDF or a text file: the resolver reads it as pages and text (inputs/pdf.py), as -i does
     if kind is None:
-        raise errors.MediaError(f"{name} is not an image, audio or video file mmchat can read")
+        raise errors.MediaError(f"{name} is not an image, audio, video, PDF or text file mmchat can read")
     return kind
 
 

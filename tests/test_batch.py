@@ -35,13 +35,29 @@ def request(custom_id: str, content, **body) -> str:
 @pytest.fixture
 def files(tmp_path):
     broken = tmp_path / "broken.jpg"
-    broken.write_text("this is not a photo")
+    broken.write_bytes(b"\x00\x9fnot a photo, nor a PDF or text" + bytes(range(256)))
     return [
         str(noise_png(tmp_path / "a.png", size=(40, 30))),
         str(broken),
         str(tone_wav(tmp_path / "b.wav")),
         str(tmp_path / "gone.png"),
     ]
+
+
+def test_pdfs_and_text_files_are_requests_of_their_own(tmp_path):
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("helvetica", size=12)
+    pdf.cell(text="Quarterly total: 12")
+    pdf.output(str(tmp_path / "report.pdf"))
+    (tmp_path / "notes.txt").write_text("buy milk\n")
+    result, fake = invoke("batch", "Summarize.", str(tmp_path / "report.pdf"), str(tmp_path / "notes.txt"))
+    assert result.exit_code == 0, result.output
+    report, notes = (o["response"]["body"]["choices"][0]["message"]["content"] for o in lines(result.stdout))
+    assert "[page 1 of report.pdf]" in report and "[image" in report and "Quarterly total: 12" in report
+    assert "[file notes.txt]" in notes and "buy milk" in notes
 
 
 def test_one_line_per_file_in_order_and_a_broken_file_fails_only_its_own(files):
