@@ -56,8 +56,9 @@ def _stored_part(part: msgs.Part, digests: dict[str, str | None]) -> dict[str, A
         where, source = _PLACEHOLDERS[url]
     elif found.location.scheme == "data":
         where, source, body = "(data: URL)", "inline", {}
-    elif found.location.path is not None:
-        where, source = str(found.location.path.resolve()), "path"
+    elif found.location.path is not None:  # a PDF's chosen pages stay with it
+        pages = f"#page={found.location.pages}" if found.location.pages else ""
+        where, source = f"{found.location.path.resolve()}{pages}", "path"
     else:
         where, source = url, "url"
     ptype = f"{found.kind}_url"
@@ -76,6 +77,7 @@ def media_records(stored: Sequence[dict[str, Any]]) -> list[MediaRecord]:
 
 def verify_media(cid: str, media: Sequence[MediaRecord]) -> None:
     """Read every media part again and compare it with what the log says was read; one line if not."""
+    from .inputs.part import locate
     from .inputs.sources import read_source
 
     seen: set[str] = set()
@@ -92,7 +94,7 @@ def verify_media(cid: str, media: Sequence[MediaRecord]) -> None:
         if m.sha256 is None:
             continue
         if m.source == "path":
-            digest = _file_digest(Path(m.ref), cid)
+            digest = _file_digest(locate(m.ref).path or Path(m.ref), cid)  # without a PDF's #page=
         else:
             digest = hashlib.sha256(read_source(m.ref).data).hexdigest()
         if digest != m.sha256:

@@ -170,3 +170,16 @@ def test_ask_refuses_a_missing_page_in_one_line(models, tmp_path):
     )
     assert out.returncode == 2 and out.stdout == b""
     assert out.stderr.decode().strip().count("\n") == 0 and "page 9 is not there" in out.stderr.decode()
+
+
+def test_a_logged_pdfs_chosen_pages_come_back_with_continue(tmp_path):
+    """The log keeps `#page=` with the path, so --continue sends the pages the user chose."""
+    from tests.helpers import invoke
+
+    doc = text_pdf(tmp_path / "doc.pdf", 3)
+    first, _ = invoke("ask", "What does it say?", "-i", f"{doc}#page=2", "-n", "4000")
+    assert first.exit_code == 0, first.output
+    again, fake = invoke("ask", "--continue", "And then?", "-n", "4000")
+    assert again.exit_code == 0, again.output
+    sent = " ".join(str(s) for turn in fake.calls[-1][0] for s in turn.segments)
+    assert "[page 2 of doc.pdf]" in sent and "[page 1 of" not in sent and "[page 3 of" not in sent
