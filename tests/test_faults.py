@@ -265,7 +265,7 @@ def test_a_pull_onto_a_full_disk_is_one_line_exit_1_and_resumes_later(tmp_path, 
 
     from mmchat.cli import app
     from mmchat.env import Environment, use
-    from mmchat.models import download, registry
+    from mmchat.models import download, pulls, registry
     from mmchat.testing import FakeEngine
     from tests.fakehub import FakeHub, use_hub
 
@@ -287,7 +287,7 @@ def test_a_pull_onto_a_full_disk_is_one_line_exit_1_and_resumes_later(tmp_path, 
         with pytest.raises(registry.NotDownloaded):
             registry.find_local("tiny")  # nothing half-written where the next run reads
         monkeypatch.setattr(download, "open", open, raising=False)
-        assert registry.pull("tiny", progress=False).model.read_bytes() == model
+        assert pulls.download_model("tiny", progress=False).model.read_bytes() == model
         assert hub.range_requests("tiny-Q4_K_M.gguf") == ["bytes=40000-"]
 
 

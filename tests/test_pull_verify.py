@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from mmchat.errors import CorruptDownload
-from mmchat.models import checksums, registry
+from mmchat.models import checksums, pulls, registry
 from mmchat.models.download import PARTIAL_SUFFIX
-from mmchat.models.registry import verify_pulled
+from mmchat.models.pulls import verify_pulled
 from tests.fakehub import FakeHub, use_hub
 from tests.helpers import run_mmchat
 
@@ -35,7 +35,7 @@ def _cached(cache: Path) -> list[Path]:
 
 @pytest.mark.model
 def test_a_good_pull_is_verified_and_verify_says_ok_per_file(hub: FakeHub):
-    got = registry.pull("tiny", progress=False)
+    got = pulls.download_model("tiny", progress=False)
     assert got.model.read_bytes() == MODEL
     out = run_mmchat("pull", "--verify", "tiny")
     assert out.returncode == 0, out.stderr
@@ -54,7 +54,7 @@ def test_bytes_damaged_on_the_way_are_refused_and_nothing_is_left(hub: FakeHub):
     with pytest.raises(registry.NotDownloaded):
         registry.find_local("tiny")
     hub.corrupt.clear()
-    assert registry.pull("tiny", progress=False).model.read_bytes() == MODEL
+    assert pulls.download_model("tiny", progress=False).model.read_bytes() == MODEL
 
 
 def test_a_resumed_download_is_verified_whole(hub: FakeHub, monkeypatch: pytest.MonkeyPatch):
@@ -68,19 +68,19 @@ def test_a_resumed_download_is_verified_whole(hub: FakeHub, monkeypatch: pytest.
     kept[500] ^= 0x01
     partial.write_bytes(kept)
     with pytest.raises(CorruptDownload, match="tiny-Q4_K_M.gguf from test-org/tiny-GGUF arrived damaged"):
-        registry.pull("tiny", progress=False)
+        pulls.download_model("tiny", progress=False)
     assert hub.range_requests("tiny-Q4_K_M.gguf") == ["bytes=1000-"]  # it was resumed, then checked
     assert not partial.exists()
 
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1024)  # a cut mid-file keeps what came, then resumes
     hub.drop_once.add("tiny-Q4_K_M.gguf")
-    got = registry.pull("tiny", progress=False)
+    got = pulls.download_model("tiny", progress=False)
     assert got.model.read_bytes() == MODEL and len(hub.range_requests("tiny-Q4_K_M.gguf")) == 2
 
 
 @pytest.mark.model
 def test_verify_finds_a_flipped_byte_in_a_pulled_file_and_removes_it(hub: FakeHub):
-    got = registry.pull("tiny", progress=False)
+    got = pulls.download_model("tiny", progress=False)
     blob = got.mmproj.resolve()
     data = bytearray(blob.read_bytes())
     data[7] ^= 0x10
@@ -95,12 +95,12 @@ def test_verify_finds_a_flipped_byte_in_a_pulled_file_and_removes_it(hub: FakeHu
         "run `mmchat pull tiny` to download them again\n"
     )
     assert not blob.exists() and not got.mmproj.is_symlink()
-    assert registry.pull("tiny", progress=False).mmproj.read_bytes() == PROJ
+    assert pulls.download_model("tiny", progress=False).mmproj.read_bytes() == PROJ
     assert run_mmchat("pull", "--verify", "tiny").returncode == 0
 
 
 def test_verify_shows_a_bar_while_hashing_a_big_file(hub: FakeHub, monkeypatch, capfd):
-    registry.pull("tiny", progress=False)
+    pulls.download_model("tiny", progress=False)
     monkeypatch.setattr(checksums, "BAR_FROM", 1000)  # 64 MiB by default
     monkeypatch.setenv("TQDM_POSITION", "-1")  # tqdm draws on a non-TTY stderr only when asked
     lines: list[str] = []

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mmchat.errors import ModelNotFound, NetworkError
-from mmchat.models import hubfiles, registry
+from mmchat.models import hubfiles, pulls, registry
 from mmchat.models.registry import ModelEntry, ModelFiles, NotDownloaded
 from tests.fakehub import FakeHub, closed_port, put_in_cache, use_hub
 
@@ -241,7 +241,7 @@ def test_pull_downloads_the_model_and_its_projector_with_progress_on_stderr(
     monkeypatch.setenv("TQDM_POSITION", "-1")  # tqdm draws bars on a non-TTY stderr only when asked
     with pytest.raises(NotDownloaded):
         registry.find_local("tiny")
-    got = registry.pull("tiny")
+    got = pulls.download_model("tiny")
     assert got.model.name == "tiny-Q4_K_M.gguf" and got.model.read_bytes() == TINY["tiny-Q4_K_M.gguf"]
     assert got.mmproj is not None and got.mmproj.read_bytes() == TINY["mmproj-tiny-f16.gguf"]
     assert got.name == "tiny" and got.entry is not None
@@ -257,7 +257,7 @@ def test_pull_with_progress_off_is_quiet(hub: FakeHub, monkeypatch: pytest.Monke
     from huggingface_hub.utils import are_progress_bars_disabled
 
     monkeypatch.setenv("TQDM_POSITION", "-1")
-    got = registry.pull("hf:test-org/tiny-GGUF:Q8_0", progress=False)
+    got = pulls.download_model("hf:test-org/tiny-GGUF:Q8_0", progress=False)
     assert got.model.read_bytes() == TINY["tiny-Q8_0.gguf"] and got.name == "tiny"
     assert capfd.readouterr().err == ""
     assert not are_progress_bars_disabled()  # switched back on afterwards
@@ -270,7 +270,7 @@ def test_an_interrupted_download_resumes_with_a_range_request(hub: FakeHub, monk
     # same thing a real multi-GB download does: the bytes before the cut are kept, the rest is asked for.
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1024)
     hub.drop_once.add("tiny-Q4_K_M.gguf")
-    got = registry.pull("tiny", progress=False)
+    got = pulls.download_model("tiny", progress=False)
     assert got.model.read_bytes() == TINY["tiny-Q4_K_M.gguf"]
     (resumed,) = hub.range_requests("tiny-Q4_K_M.gguf")
     start = int(resumed.removeprefix("bytes=").removesuffix("-"))
@@ -279,14 +279,14 @@ def test_an_interrupted_download_resumes_with_a_range_request(hub: FakeHub, monk
 
 def test_resolve_pulls_only_when_asked(hub: FakeHub):
     with pytest.raises(NotDownloaded):
-        registry.find_files("tiny")
-    got = registry.find_files("tiny", pull=True, progress=False)
+        pulls.find_files("tiny")
+    got = pulls.find_files("tiny", pull=True, progress=False)
     assert got.model.read_bytes() == TINY["tiny-Q4_K_M.gguf"]
 
 
 def test_a_repo_without_the_quant_names_the_quants_it_has(hub: FakeHub):
     with pytest.raises(ModelNotFound) as e:
-        registry.pull("tiny", quant="Q5_K_S", progress=False)
+        pulls.download_model("tiny", quant="Q5_K_S", progress=False)
     assert one_line(e.value) == (
         "test-org/tiny-GGUF has no Q5_K_S model file: it has Q4_K_M, Q8_0 (e.g. `mmchat pull tiny --quant Q4_K_M`)"
     )
@@ -294,13 +294,13 @@ def test_a_repo_without_the_quant_names_the_quants_it_has(hub: FakeHub):
 
 def test_an_unknown_repo_is_model_not_found(hub: FakeHub):
     with pytest.raises(ModelNotFound, match="no repository test-org/nothing-GGUF on Hugging Face"):
-        registry.pull("hf:test-org/nothing-GGUF", progress=False)
+        pulls.download_model("hf:test-org/nothing-GGUF", progress=False)
 
 
 def test_no_network_is_one_line_network_error(hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     use_hub(monkeypatch, closed_port(), tmp_path / "hf")
     with pytest.raises(NetworkError) as e:
-        registry.pull("tiny", progress=False)
+        pulls.download_model("tiny", progress=False)
     assert one_line(e.value).startswith("cannot reach Hugging Face to download tiny (no network?): ")
 
 
@@ -309,13 +309,13 @@ def test_offline_mode_is_network_error(hub: FakeHub, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(NetworkError, match="HF_HUB_OFFLINE"):
-        registry.pull("tiny", progress=False)
+        pulls.download_model("tiny", progress=False)
     assert hub.requests == []
 
 
 def test_a_path_cannot_be_pulled():
     with pytest.raises(ModelNotFound, match="cannot pull a file path"):
-        registry.pull("./model.gguf")
+        pulls.download_model("./model.gguf")
 
 
 def test_runner_takes_a_registry_name_and_pulls_it_when_asked(hub: FakeHub, models, monkeypatch):
@@ -362,7 +362,7 @@ def test_a_pull_killed_mid_file_resumes_where_it_stopped(hub: FakeHub):
     kept = partial.stat().st_size
     hub.stall.clear()
     hub.released.set()
-    got = registry.pull("big", progress=False)
+    got = pulls.download_model("big", progress=False)
     assert got.model.read_bytes() == model
     assert hub.range_requests("big-Q4_K_M.gguf") == [f"bytes={kept}-"]  # only the rest was asked for
     assert not list(cache.rglob("*.mmchat-partial"))

@@ -144,15 +144,15 @@ def pull(
 
       mmchat pull --verify gemma-4-E2B-it
     """
-    from ..models import registry
+    from ..models import pulls
 
     env = current()
     if verify:
-        from ..models.registry import verify_pulled
+        from ..models.pulls import verify_pulled
 
         verify_pulled(name, quant=quant, progress=not quiet, report=lambda line: print(line, file=env.stdout))
         return
-    resolved = registry.pull(name, quant=quant, progress=not quiet, warn=(lambda m: None) if quiet else env.warn)
+    resolved = pulls.download_model(name, quant=quant, progress=not quiet, warn=(lambda m: None) if quiet else env.warn)
     if not quiet:
         env.notice(f"{resolved.name or name} is ready: {resolved.model}")
 

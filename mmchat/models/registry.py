@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import config
-from ..errors import CorruptDownload, ModelNotFound
+from ..errors import ModelNotFound
 from . import hubfiles
-from .checksums import verify_files
 from .hubfiles import Want
 
 ENV_MODEL = "MMCHAT_MODEL"
@@ -81,7 +80,7 @@ class QuantNotFound(ModelNotFound):
 
 
 class NotDownloaded(ModelNotFound):
-    """A known model that is not in the Hugging Face cache yet; find_files(pull=True) fetches it."""
+    """A known model that is not in the Hugging Face cache yet; pulls.find_files(pull=True) fetches it."""
 
     def __init__(self, entry: ModelEntry, target: str, spec: str, quant: str | Want | None = None):
         size = f" (about {entry.size_gb:g} GB)" if entry.size_gb else ""
@@ -338,88 +337,3 @@ def list_models(*, warn: Warn | None = None) -> list[tuple[ModelEntry, bool]]:
         (e, _in_cache(e, hubfiles.wanted(e.quant, named=False), cached) is not None)
         for e in load_registry(warn=warn).entries.values()
     ]
-
-
-# -- pulling -----------------------------------------------------------------------------------
-
-
-def pull(
-    name_or_hf: str,
-    *,
-    quant: Quant = None,
-    progress: bool = True,
-    warn: Warn | None = None,
-    known: Registry | None = None,
-) -> ModelFiles:
-    """Download a registry model or hf:owner/repo[:QUANT] (model + projector) into the Hugging Face cache.
-    A quant the caller names must exist; the registry's own falls back along hubfiles.QUANT_ORDER,
-    with one warning. `known`: the registry already loaded (so a broken user file warns once)."""
-    from .download import fetch, hub_files, hub_session
-
-    if is_path(name_or_hf):
-        raise ModelNotFound(
-            f"cannot pull a file path: {name_or_hf}: give a model name (`mmchat models`) or hf:owner/repo"
-        )
-    entry, target, _, want = _lookup(name_or_hf, quant, known or load_registry(warn=warn))
-    if entry.base_url:
-        raise ModelNotFound(
-            f"{entry.name} runs on the server at {entry.base_url} (models.toml): there is nothing to pull"
-        )
-    with hub_session(entry.repo, target, progress=progress):
-        files, hashes = hub_files(entry.repo)  # every file is checked against its hash as it arrives
-        pick = hubfiles.pick_model(files, want)
-        if pick.path is None:
-            raise quant_not_found(entry.repo, entry.name, want, files)
-        if pick.fell_back:
-            (warn or _printed)(fallback_notice(entry.repo, want, pick.quant or "?"))
-        model, mmproj = pick.path, hubfiles.pick_projector(files, pick.path, entry.repo)
-        entry = replace(entry, quant=pick.quant or entry.quant)
-        if mmproj is None and entry.modalities:
-            raise ModelNotFound(
-                f"{entry.repo} has no mmproj*.gguf projector, which {entry.name} needs for "
-                f"{' and '.join(entry.modalities)}: check the repo in your models.toml"
-            )
-        paths = [fetch(entry.repo, f, hashes.get(f)) for f in hubfiles.shards(model, files)]
-        mmproj_path = fetch(entry.repo, mmproj, hashes.get(mmproj)) if mmproj else None
-    return ModelFiles(Path(paths[0]), Path(mmproj_path) if mmproj_path else None, entry.name, entry)
-
-
-_pull = pull  # find_files()'s `pull` flag shadows the function
-
-
-def find_files(
-    model: str | Path | None = None,
-    *,
-    pull: bool = False,
-    quant: Quant = None,
-    progress: bool = True,
-    warn: Warn | None = None,
-    known: Registry | None = None,
-) -> ModelFiles:
-    """find_local(), and with pull=True download a known model that is not there yet."""
-    try:
-        return find_local(model, quant=quant, warn=warn, known=known)
-    except NotDownloaded as e:
-        if not pull:
-            raise
-        return _pull(e.spec, quant=e.quant, progress=progress, warn=warn, known=known)
-
-
-def verify_pulled(
-    name: str, *, quant: str | None = None, progress: bool = True, report: Callable[[str], None] = print
-) -> None:
-    """`mmchat pull --verify NAME`: hash every downloaded file of NAME against the Hub's listing of the
-    revision it came from, a line per file; damaged files are removed and CorruptDownload says so."""
-    from .download import hub_files, hub_session
-
-    if is_path(name):
-        raise ModelNotFound(f"--verify checks a pulled model: give its name (`mmchat models`), not a path: {name}")
-    resolved = find_local(name, quant=quant)
-    files = files_of(resolved)
-    with hub_session(resolved.entry.repo, name, progress=progress):
-        bad = verify_files(resolved.entry.repo, files, lambda repo, commit: hub_files(repo, commit)[1], report)
-    if bad:
-        raise CorruptDownload(
-            f"{bad} of {len(files)} files of {name} do not match the Hub and were removed: "
-            f"run `mmchat pull {name}` to download them again"
-        )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, ModelNotFound
-from . import hubfiles, registry
+from . import hubfiles, pulls, registry
 
 Warn = Callable[[str], None]
 
@@ -69,7 +69,7 @@ def find_target(
                 modalities=kinds if kinds is not None else entry.modalities or None,
                 name=entry.name,
             )
-    files = registry.find_files(model, pull=pull, progress=progress, warn=warn, known=known)
+    files = pulls.find_files(model, pull=pull, progress=progress, warn=warn, known=known)
     if mmproj is None:
         mmproj = files.mmproj or hubfiles.projector_beside(files.model, warn)
         return Target(files.model, mmproj, name=files.name)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, ModelNotFound
-from . import hubfiles, registry
+from . import hubfiles, pulls, registry
 from .gguf_info import architecture, read_metadata
 from .hubfiles import Want
 
@@ -245,7 +245,7 @@ def _by_model_id(model_id: str, quant: Want | None, isq: object, *, progress: bo
                     " in the Hugging Face cache (HF_HUB_OFFLINE is set)",
                 ) from None
         try:
-            got = registry.pull(e.spec, quant=quant, progress=progress, warn=warn, known=known)
+            got = pulls.download_model(e.spec, quant=quant, progress=progress, warn=warn, known=known)
         except registry.QuantNotFound as missing:
             raise _no_quant(missing.repo, quant or hubfiles.wanted(missing.quant), isq, missing.quants, "") from None
     return Found(got.model, got.mmproj)
