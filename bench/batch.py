@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _table import report  # noqa: E402
 
 from tests.fixtures.gguf_models import write_all  # noqa: E402
+from tests.helpers import llama_cpp_server  # noqa: E402
 from tests.mediafiles import noise_png  # noqa: E402
 from tests.stubserver import Reply, Stub, echo, serve  # noqa: E402
 
@@ -75,52 +75,6 @@ def batch_vs_loop(models: dict[str, Path], files: list[str]) -> dict:
         "identical": answers_of(batch.stdout) == loop_answers,
         "batch_exit": batch.returncode,
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def llama_cpp_server(models: dict[str, Path]) -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(models["llm"]),
-            "--clip_model_path",
-            str(models["mmproj-vision"]),
-            "--chat_format",
-            "mtmd",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "8192",
-            "--n_threads",
-            "2",
-            "--interrupt_requests",
-            "False",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("llama_cpp.server did not start")
 
 
 def concurrency_rows(name: str, url: str, files: list[str], extra: list[str]) -> list[dict]:
@@ -174,11 +128,8 @@ def main() -> None:
         rows = [batch_vs_loop(models, [*files[:8], str(d / "broken.jpg"), *files[8:]])]
         for row in rows:
             row["requests_per_s"] = ""
-        proc, url = llama_cpp_server(models)
-        try:
+        with llama_cpp_server(models) as url:
             rows += concurrency_rows("llama_cpp.server (1 slot)", url, files, LONG)
-        finally:
-            proc.terminate()
         if args.server:
             rows += concurrency_rows(f"server {args.server}", args.server, files, LONG)
         stub = Stub(reply=lambda body, attempt: Reply(text=echo(body, attempt).text, delay=0.25))

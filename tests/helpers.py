@@ -254,3 +254,48 @@ class Scripted(Terminal):
 
     def tmux_passthrough(self):
         return False, ""
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def llama_cpp_server(models: Mapping[str, Path], log: Any = subprocess.DEVNULL, timeout: float = 90) -> Iterator[str]:
+    """llama-cpp-python's own OpenAI-compatible server (the real one, `llama_cpp.server`) on the
+    tiny vision pair, on a free 127.0.0.1 port, for the block: its base URL. RuntimeError when it
+    does not answer /v1/models within `timeout` seconds."""
+    import time
+
+    import httpx
+
+    port = free_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(models["llm"])]
+    command += ["--clip_model_path", str(models["mmproj-vision"]), "--chat_format", "mtmd"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192", "--n_threads", "2"]
+    command += ["--interrupt_requests", "False"]
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT if log is not subprocess.DEVNULL else log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("llama_cpp.server did not start")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
