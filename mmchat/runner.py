@@ -245,6 +245,14 @@ class Runner:
         """Refuse media this model cannot take, before anything is read."""
         self.inputs.check(messages)
 
+    def prompt(self, messages: Sequence[dict[str, Any]]) -> str:
+        """The prompt a conversation becomes for this model, as text, each medium as `<__media__>`
+        (llama.cpp's marker): what the chat template made of it. A server renders its own."""
+        text = self.engine.prompt(self.prepare(messages))
+        if text is None:
+            raise InputError(f"{self.capabilities().model_name} runs on a server, which renders its own prompt")
+        return text
+
     def count_tokens(self, messages: Sequence[dict[str, Any]]) -> int:
         """The exact prompt size of a conversation, in this model's tokens."""
         try:

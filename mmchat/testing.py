@@ -12,7 +12,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from .engine.base import Capabilities, EngineStats, Event, Finished, MediaCost, Plan, Started, Timings, Turn, Usage
+from .engine.base import (
+    MEDIA_MARKER,
+    Capabilities,
+    EngineStats,
+    Event,
+    Finished,
+    MediaCost,
+    Plan,
+    Started,
+    Timings,
+    Turn,
+    Usage,
+)
 from .media import Audio, Image
 from .options import GenerationOptions
 
@@ -97,6 +109,12 @@ class FakeEngine:
         self.encode_threads.append(threading.current_thread().name)
         self.stats.media_encodes += 1
         return True
+
+    def prompt(self, turns: Sequence[Turn]) -> str:
+        """The turns as `stream` reads them, one line each."""
+        return "\n".join(
+            f"{t.role}: " + "".join(s if isinstance(s, str) else MEDIA_MARKER for s in t.segments) for t in turns
+        )
 
     def holds(self, medium: Image | Audio) -> bool:
         """As a local model: what it has encoded, it can be given again without pixels."""

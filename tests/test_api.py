@@ -228,3 +228,14 @@ def test_ignore_eos_generates_to_max_tokens(omni, monkeypatch):
     assert ended.usage.completion_tokens == 0 and ended.finish_reason == "stop"
     kept = omni.chat(messages, **GREEDY, ignore_eos=True)
     assert kept.usage.completion_tokens == GREEDY["max_tokens"] and kept.finish_reason == "length"
+
+
+def test_runner_prompt_shows_the_rendered_prompt_with_media_where_they_stand(tmp_path):
+    from mmchat import Runner, image_part, user_message
+    from mmchat.testing import FakeEngine
+    from tests.mediafiles import noise_png
+
+    photo = noise_png(tmp_path / "p.png")
+    with Runner(engine=FakeEngine()) as runner:
+        prompt = runner.prompt([user_message("Is [[1]] sharp?", [image_part(str(photo))])])
+    assert prompt == "user: Is <__media__> sharp?"

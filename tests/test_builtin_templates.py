@@ -95,8 +95,7 @@ def expected(name: str, marker: str) -> str:
 @pytest.mark.parametrize("name", NAMES)
 def test_a_name_in_the_gguf_renders_as_llama_cpps_built_in(models, named, pngs, name):
     with Runner(named[name], models["mmproj-vision"], n_ctx=2048, threads=THREADS, cache=False) as r:
-        prompt = r.engine.render(r.prepare(conversation(*pngs)))
-        assert prompt == expected(name, r.engine.marker)
+        assert r.prompt(conversation(*pngs)) == expected(name, "<__media__>")
         assert r.engine.count_tokens(r.prepare(conversation(*pngs))) > 2 * 16  # both images really go in
 
 
@@ -105,7 +104,7 @@ def test_chat_template_name_overrides_the_ggufs_jinja(models, pngs, name):
     with Runner(
         models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS, cache=False, chat_template=name
     ) as r:
-        assert r.engine.render(r.prepare(conversation(*pngs))) == expected(name, r.engine.marker)
+        assert r.prompt(conversation(*pngs)) == expected(name, "<__media__>")
 
 
 def test_vicuna_answers_like_llama_cpp_given_the_same_prompt_and_image(models, named, pngs):
@@ -142,7 +141,7 @@ def test_an_unknown_name_in_the_gguf_is_one_line_naming_the_known_ones(models, n
     assert all(name in message for name in llama_cpp_names()) and "--chat-template" in message
     # a name given with --chat-template fixes such a file
     with Runner(named["vicunaa"], None, n_ctx=512, threads=THREADS, chat_template="vicuna") as r:
-        assert r.engine.render(r.prepare([{"role": "user", "content": "Hi"}])) == "USER: Hi\nASSISTANT:"
+        assert r.prompt([{"role": "user", "content": "Hi"}]) == "USER: Hi\nASSISTANT:"
 
 
 def test_an_unknown_name_is_one_line_and_exit_2_on_the_command_line(named):

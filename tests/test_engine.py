@@ -110,13 +110,13 @@ def test_stop_string_ends_the_answer_without_showing_it(vision, png_a):
 def test_model_without_template_uses_the_plain_format_with_a_notice(models):
     notices: list[str] = []
     with Runner(models["llm-notemplate"], None, n_ctx=512, threads=THREADS, notice=notices.append) as r:
-        assert "User: Hi\nAssistant:" in r.engine.render(r.prepare([{"role": "user", "content": "Hi"}]))
+        assert "User: Hi\nAssistant:" in r.prompt([{"role": "user", "content": "Hi"}])
     assert len(notices) == 1 and "no chat template" in notices[0]
 
 
 def test_builtin_template_by_name(models):
     with Runner(models["llm-notemplate"], None, n_ctx=512, threads=THREADS, chat_template="chatml") as r:
-        prompt = r.engine.render(r.prepare([{"role": "user", "content": "Hi"}]))
+        prompt = r.prompt([{"role": "user", "content": "Hi"}])
     assert prompt == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
 
 
@@ -150,7 +150,7 @@ def test_same_tokens_as_llama_cpps_own_file_path(models, tmp_path, kind):
         messages = [{"role": "user", "content": [part(str(path)), text_part("Describe it.")]}]
         r.chat(messages, **{**GREEDY, "max_tokens": 16})
         ours = list(r.engine.last_tokens)
-        prompt = r.engine.render(r.prepare(messages)).replace(r.engine.marker, "<__media__>")
+        prompt = r.prompt(messages)
     assert len(ours) == 16
     assert _reference_ids(models, mmproj, prompt, [path], 16) == ours
 
@@ -178,8 +178,8 @@ def test_placeholders_put_the_markers_where_they_stand(vision, png_a, png_b):
 
     placed = user_message("Between [[2]] and [[1]], what changed?", [image_part(str(png_a)), image_part(str(png_b))])
     default = user_message("Between them, what changed?", [image_part(str(png_a)), image_part(str(png_b))])
-    marker = vision.engine.marker
-    prompt = vision.engine.render(vision.prepare([placed]))
+    marker = "<__media__>"
+    prompt = vision.prompt([placed])
     assert (
         prompt.index("Between ")
         < prompt.index(marker)
@@ -256,7 +256,7 @@ def test_m_rope_models_match_llama_cpp_and_reuse_the_cache(models, tmp_path, llm
     with Runner(models[llm], models[mmproj], n_ctx=2048, threads=THREADS) as r:
         reply = r.chat(first, **{**GREEDY, "max_tokens": 16})
         ours = list(r.engine.last_tokens)
-        prompt = r.engine.render(r.prepare(first)).replace(r.engine.marker, "<__media__>")
+        prompt = r.prompt(first)
         convo = first + [{"role": "assistant", "content": reply.content}, {"role": "user", "content": "More?"}]
         second = r.chat(convo, **GREEDY)
         assert r.engine.stats.media_encodes == 1 and second.usage.cached_tokens > reply.usage.image_tokens

@@ -41,8 +41,8 @@ def test_frames_become_timestamped_images_in_time_order(omni, clips):
     turns = omni.prepare([{"role": "user", "content": [video_part(str(clips["silent"]), fps=1), text_part("?")]}])
     texts = [s for s in turns[0].segments if isinstance(s, str)]
     assert texts == ["[00:00]", "[00:01]", "[00:02]", "[00:03]", "?"]
-    prompt = omni.engine.render(turns)
-    assert prompt.count(omni.engine.marker) == 4 and prompt.index("[00:00]") < prompt.index("[00:03]")
+    prompt = omni.prompt([{"role": "user", "content": [video_part(str(clips["silent"]), fps=1), text_part("?")]}])
+    assert prompt.count("<__media__>") == 4 and prompt.index("[00:00]") < prompt.index("[00:03]")
     reply = ask(omni, clips["silent"])
     assert reply.usage.image_tokens == 4 * 16 and reply.usage.audio_tokens == 0
 

@@ -21,6 +21,9 @@ Segment = Union[str, Image, Audio]
 Progress = Callable[[str, float, Optional[float]], None]
 
 
+MEDIA_MARKER = "<__media__>"  # where a medium stands in a prompt shown to people: llama.cpp's default marker
+
+
 @dataclasses.dataclass(frozen=True)
 class Turn:
     """One chat message, its content flattened to text and decoded media, in order."""
@@ -171,6 +174,11 @@ class Engine(Protocol):
     def holds(self, medium: Image | Audio) -> bool:
         """Whether the engine keeps this medium's encoding, so that a later request may give it as
         `Image.without_pixels()` (a server is sent the pixels every time: never)."""
+        ...
+
+    def prompt(self, turns: Sequence[Turn]) -> str | None:
+        """The prompt text as the model gets it, each medium as MEDIA_MARKER; None where a server
+        renders it."""
         ...
 
     def close(self) -> None: ...

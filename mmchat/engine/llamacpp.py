@@ -25,7 +25,20 @@ from ..models import pairs
 from ..options import GenerationOptions
 from . import _lib, loading
 from ._lib import llama, mtmd
-from .base import Capabilities, EngineStats, Event, Finished, MediaCost, Plan, Progress, Started, Timings, Turn, Usage
+from .base import (
+    MEDIA_MARKER,
+    Capabilities,
+    EngineStats,
+    Event,
+    Finished,
+    MediaCost,
+    Plan,
+    Progress,
+    Started,
+    Timings,
+    Turn,
+    Usage,
+)
 from .embeddings import EmbeddingCache, open_disk_cache
 from .encodemeter import EncodeMeter
 from .encoder import MediaEncoder, Stopped
@@ -170,6 +183,9 @@ class LlamaCppEngine:
     @property
     def marker(self) -> str:
         return self._marker
+
+    def prompt(self, turns: Sequence[Turn]) -> str:
+        return self.render(turns).replace(self._marker, MEDIA_MARKER)
 
     def tokenize(self, turns: Sequence[Turn], reuse: bool = True) -> list[PromptItem]:
         """Render and tokenize: text token ids and media chunks, in prompt order."""

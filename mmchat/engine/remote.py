@@ -228,6 +228,9 @@ class RemoteEngine:
     def holds(self, medium: Image | Audio) -> bool:
         return False  # every request carries its media
 
+    def prompt(self, turns: Sequence[Turn]) -> None:
+        return None  # the server applies its own chat template
+
     def close(self) -> None:
         self._client.close()
 
