@@ -241,6 +241,10 @@ class Runner:
         with self._preparing:
             self.inputs.forget()
 
+    def check_kind(self, kind: Kind, url: str) -> None:
+        """Refuse a kind of media this model cannot take, before it is read or captured."""
+        self.inputs.check_kind(kind, url)
+
     def check_media(self, messages: Sequence[dict[str, Any]]) -> None:
         """Refuse media this model cannot take, before anything is read."""
         self.inputs.check(messages)

@@ -134,7 +134,7 @@ class Attaching:
         from ..inputs.capture import save_capture
         from ..inputs.microphone import Recorder
 
-        self.runner.inputs.check_kind("audio", "mic:")  # a model that cannot hear refuses before a sound is taken
+        self.runner.check_kind("audio", "mic:")  # a model that cannot hear refuses before a sound is taken
         with Recorder(c.seconds) as recorder:
             self.note(
                 f"recording from {recorder.device}: "

@@ -84,7 +84,7 @@ def ask(
         from ..inputs.capture import captured
 
         conversation = captured(
-            conversation, check=runner.inputs.check_kind, warn=(lambda m: None) if flags.quiet else env.warn
+            conversation, check=runner.check_kind, warn=(lambda m: None) if flags.quiet else env.warn
         )
     shown = None if json_output else part_previews(env, flags, runner, len(conversation) - 1)
     try:

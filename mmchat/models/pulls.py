@@ -19,13 +19,13 @@ from .registry import (
     Quant,
     Registry,
     Warn,
-    _lookup,
-    _printed,
     fallback_notice,
     files_of,
     find_local,
     is_path,
     load_registry,
+    lookup,
+    printed_warning,
     quant_not_found,
 )
 
@@ -47,7 +47,7 @@ def download_model(
         raise ModelNotFound(
             f"cannot pull a file path: {name_or_hf}: give a model name (`mmchat models`) or hf:owner/repo"
         )
-    entry, target, _, want = _lookup(name_or_hf, quant, known or load_registry(warn=warn))
+    entry, target, _, want = lookup(name_or_hf, quant, known or load_registry(warn=warn))
     if entry.base_url:
         raise ModelNotFound(
             f"{entry.name} runs on the server at {entry.base_url} (models.toml): there is nothing to pull"
@@ -58,7 +58,7 @@ def download_model(
         if pick.path is None:
             raise quant_not_found(entry.repo, entry.name, want, files)
         if pick.fell_back:
-            (warn or _printed)(fallback_notice(entry.repo, want, pick.quant or "?"))
+            (warn or printed_warning)(fallback_notice(entry.repo, want, pick.quant or "?"))
         model, mmproj = pick.path, hubfiles.pick_projector(files, pick.path, entry.repo)
         entry = replace(entry, quant=pick.quant or entry.quant)
         if mmproj is None and entry.modalities:

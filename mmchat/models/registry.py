@@ -88,7 +88,7 @@ class NotDownloaded(ModelNotFound):
         self.entry, self.spec, self.quant = entry, spec, quant  # pull(spec, quant=quant) fetches it
 
 
-def _printed(message: str) -> None:
+def printed_warning(message: str) -> None:
     """What a caller that passed no `warn` is told: the terminal's one way of warning (mmchat.env)."""
     from ..env import current
 
@@ -155,7 +155,7 @@ def user_file() -> Path:
 
 def load_registry(*, warn: Warn | None = None) -> Registry:
     """The bundled registry with the user's file merged over it; a broken user file only warns."""
-    warn = warn or _printed
+    warn = warn or printed_warning
     bundled = resources.files("mmchat").joinpath("models.toml").read_text(encoding="utf-8")
     tables, default = _parse(bundled)
     entries = {name.lower(): _entry(name, table) for name, table in tables.items()}
@@ -222,7 +222,7 @@ def _parse_hf(spec: str, quant: Quant, registry: Registry) -> tuple[ModelEntry, 
     return replace(entry, quant=want.quants[0]), f"{HF_PREFIX}{repo}:{want.text}", f"{HF_PREFIX}{repo}", want
 
 
-def _lookup(model: str, quant: Quant, registry: Registry) -> tuple[ModelEntry, str, str, Want]:
+def lookup(model: str, quant: Quant, registry: Registry) -> tuple[ModelEntry, str, str, Want]:
     """(entry, name for messages, spec for pull, the quant wanted) of a registry name or hf: form."""
     if model.lower().startswith(HF_PREFIX):
         return _parse_hf(model, quant, registry)
@@ -314,7 +314,7 @@ def find_local(
             raise ModelNotFound(f"model path is a directory: {model}: give the .gguf file inside it")
         raise ModelNotFound(f"model file not found: {model}")
     registry = known or load_registry(warn=warn)
-    entry, target, spec, want = _lookup(str(model or registry.default), quant, registry)
+    entry, target, spec, want = lookup(str(model or registry.default), quant, registry)
     found = _in_cache(entry, want, _cached_files())
     if found is None:
         raise NotDownloaded(entry, target, spec, quant or (want if want.named else None))
