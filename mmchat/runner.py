@@ -23,6 +23,7 @@ from .inputs.part import MediaPart, media_parts
 from .inputs.policy import MediaPolicy
 from .inputs.resolver import Attachment, MediaResolver, OnMedia
 from .media import Audio, Image, Kind
+from .messages import validate_messages
 from .models.target import Target, find_target
 from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, RequestOptions, split_request
 from .results import ChatCompletion, CompletionStream
@@ -189,6 +190,7 @@ class Runner:
         """Like chat(), but iterate to get text deltas as they are generated. `on_media(ref, segments)`
         hears each media part once it is decoded, before the model sees any (`ask --preview`)."""
         request = split_request(kwargs, generation=options or self.generation, media=self.media)
+        messages = validate_messages(messages)  # once: the resolver, the digests and the log take the checked list
         extra = Timings()
         if self._load_time is not None:
             extra.load, self._load_time = self._load_time, None
