@@ -136,27 +136,44 @@ def test_ask_at_a_terminal_records_until_enter(models, mic):
             proc.kill()
             proc.wait()
         os.close(master)
+        _TERMINALS.pop(master, None)
     assert proc.returncode == 0 and stdout.strip()
     [kept] = _kept()
     seconds, pitch = _heard(kept)
     assert 1.0 <= seconds < 30 and abs(pitch - 440) < 2
 
 
+_TERMINALS: dict[int, tuple] = {}  # pty fd -> (pyte screen, its stream)
+_SCREEN: list[str] = []  # what the terminal showed when the last _read_until ended, for a failing assertion
+
+
 def _read_until(fd: int, wanted: bytes | re.Pattern, timeout: float) -> bool:
-    """Read the terminal until `wanted` shows; cursor-position requests (ESC[6n) are answered as a
-    terminal does (row 1), so prompt_toolkit knows the screen's height and draws its toolbar."""
-    found = wanted.search if isinstance(wanted, re.Pattern) else (lambda seen: wanted in seen)
-    seen, end = b"", time.monotonic() + timeout
-    while time.monotonic() < end and not found(seen):
+    """Read the terminal until `wanted` shows on its screen, as a terminal would draw it (pyte, a
+    VT100 emulator: prompt_toolkit redraws only the cells that change); cursor-position requests
+    (ESC[6n) are answered as a terminal does (row 1), so prompt_toolkit draws its toolbar."""
+    import pyte
+
+    if fd not in _TERMINALS:  # one screen per terminal, kept across calls as the terminal keeps it
+        screen = pyte.Screen(160, 30)
+        _TERMINALS[fd] = (screen, pyte.ByteStream(screen))
+    screen, stream = _TERMINALS[fd]
+    pattern = wanted if isinstance(wanted, re.Pattern) else re.compile(re.escape(wanted))
+    end = time.monotonic() + timeout
+
+    def shown() -> str:
+        return "\n".join(line.rstrip() for line in screen.display)
+
+    while time.monotonic() < end and not pattern.search(shown().encode()):
         if select.select([fd], [], [], 0.2)[0]:
             try:
                 chunk = os.read(fd, 65536)
             except OSError:
                 break
-            seen += chunk
+            stream.feed(chunk)
             for _ in range(chunk.count(b"\x1b[6n")):
                 os.write(fd, b"\x1b[1;1R")
-    return bool(found(seen))
+    _SCREEN[:] = [shown()]
+    return bool(pattern.search(shown().encode()))
 
 
 def test_ask_refuses_mic_without_seconds_when_no_one_can_press_enter(models, mic):
@@ -280,7 +297,7 @@ def test_rec_at_a_real_terminal_shows_the_time_and_level_in_the_toolbar(models, 
         time.sleep(0.5)  # the prompt is up
         os.write(master, b"/rec\r")
         meter = re.compile(r"recording 0:0\d\.\d (?:▮|▯){10} +-9 dB".encode())  # the tone's level (-9 dB RMS)
-        assert _read_until(master, meter, 30)
+        assert _read_until(master, meter, 30), _SCREEN[0]
         time.sleep(1.2)
         os.write(master, b"\r")
         assert _read_until(master, b"attached audio", 30)
@@ -291,6 +308,7 @@ def test_rec_at_a_real_terminal_shows_the_time_and_level_in_the_toolbar(models, 
             proc.kill()
             proc.wait()
         os.close(master)
+        _TERMINALS.pop(master, None)
     [kept] = _kept()
     seconds, pitch = _heard(kept)
     assert seconds >= 1.0 and abs(pitch - 440) < 2
