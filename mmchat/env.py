@@ -165,6 +165,9 @@ class Terminal:
         self.fd = fd
         self.environ = os.environ if environ is None else environ
         self._stdin = stdin
+        self.asked = False  # a query was written: its answer comes on the input, maybe late
+        self.typed = b""  # keys the user typed while a query waited for its answer: the prompt's, in order
+        self.late_replies: Any = None  # preview.detect.LateReplies when an answer may still come
 
     @property
     def tmux(self) -> bool:
@@ -200,7 +203,8 @@ class Terminal:
 
     def query(self, data: bytes, done: Callable[[bytes], bool], timeout: float) -> bytes:
         """Write `data`, then read the terminal's reply until `done(reply)` or `timeout` seconds.
-        The input is read without echo or line editing meanwhile; b"" where there is no input to read."""
+        The input is read as a prompt reads it (no echo, no line editing, Enter as CR), so keys typed
+        meanwhile come back with the reply, as they were typed; b"" where there is no input to read."""
         try:
             import termios
         except ImportError:  # Windows: no such questions asked
@@ -216,11 +220,13 @@ class Terminal:
             return b""
         try:
             raw = list(saved)
+            raw[0] &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON)  # as prompt_toolkit's raw mode
             raw[3] &= ~(termios.ICANON | termios.ECHO)
             raw[6] = list(raw[6])
             raw[6][termios.VMIN], raw[6][termios.VTIME] = 0, 0
             termios.tcsetattr(fd, termios.TCSANOW, raw)
             os.write(self.fd, data)
+            self.asked = True
             return _read_reply(fd, done, timeout)
         except OSError:
             return b""

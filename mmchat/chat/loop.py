@@ -75,7 +75,11 @@ def run_chat(
         rows=display.preview_rows,
     )
     if previewer is not None and not scripted:
-        previewer.graphics  # the terminal is asked now, before the prompt reads keys: its reply never eats typing
+        previewer.graphics  # the terminal is asked now, before the prompt reads keys
+        if input is None and previewer.terminal is not None:  # keys typed while it was asked go to the prompt
+            from .typeahead import prompt_input
+
+            input = prompt_input(previewer.terminal, env.stdin)
     chat = Chat(
         runner,
         runner_factory,

@@ -79,6 +79,47 @@ def answered(reply: bytes) -> bool:
     return _DA1.search(reply) is not None
 
 
+#: every form a reply to QUERY takes (kitty's APC, XTVERSION's DCS, the CSI replies), as it arrives
+#: on the terminal's input mixed with whatever keys the user types meanwhile
+_ANY_REPLY = re.compile(
+    rb"\x1b_G[^\x1b]*\x1b\\"  # kitty graphics
+    rb"|\x1bP[^\x1b\x07]*(?:\x1b\\|\x07)"  # XTVERSION (and any DCS reply)
+    rb"|\x1b\[6;\d+;\d+t"  # cell size
+    rb"|\x1b\[\?\d+;\d+(?:;\d+)*S"  # XTSMGRAPHICS
+    rb"|\x1b\[\?[\d;]*c"  # DA1
+)
+#: the start of a reply cut by a read, at the end of what has come so far
+_REPLY_START = re.compile(rb"\x1b(?:_(?:G[^\x1b]*\x1b?)?|P[^\x1b\x07]*\x1b?|\[(?:6(?:;[\d;]*)?|\?[\d;]*)?)?$")
+
+
+def split_typed(data: bytes) -> tuple[bytes, bytes]:
+    """(the terminal's replies, the keys the user typed) in bytes read while waiting for an answer:
+    the keys are typed-ahead input for the prompt, in order, never an answer's bytes."""
+    replies = b"".join(m.group(0) for m in _ANY_REPLY.finditer(data))
+    return replies, _ANY_REPLY.sub(b"", data)
+
+
+class LateReplies:
+    """Takes a reply that comes after the wait gave up out of the input, so a slow terminal's answer
+    never turns into typed text; holds a reply cut between two reads until the rest comes."""
+
+    def __init__(self) -> None:
+        self._held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """The typed keys in `data`; a possible reply's start at its end is held."""
+        data = _ANY_REPLY.sub(b"", self._held + data)
+        start = _REPLY_START.search(data)
+        cut = start.start() if start and start.group(0) else len(data)
+        self._held = data[cut:]
+        return data[:cut]
+
+    def flush(self) -> bytes:
+        """What is held, as keys (nothing more came: it was an Escape or the start of a key's sequence)."""
+        held, self._held = self._held, b""
+        return held
+
+
 @dataclasses.dataclass(frozen=True)
 class Graphics:
     """How pictures are drawn on one terminal."""
@@ -137,9 +178,14 @@ def _seen(replies: Replies) -> str:
 
 
 def detect(terminal: Terminal, timeout: float = config.DEFAULT_PREVIEW_QUERY_TIMEOUT) -> Graphics:
-    """Ask the terminal (once per process is enough: the caller keeps the answer)."""
-    reply = terminal.query(QUERY.encode(), answered, timeout)
+    """Ask the terminal (once per process is enough: the caller keeps the answer). Keys typed while
+    it is asked are kept on the terminal (`Terminal.typed`) for the prompt; without an answer, the
+    terminal is marked so that a late one is taken out of its input (`Terminal.late_replies`)."""
+    reply, typed = split_typed(terminal.query(QUERY.encode(), answered, timeout))
+    terminal.typed += typed
     replies = parse(reply)
+    if terminal.asked and replies.attributes is None:
+        terminal.late_replies = LateReplies()
     passthrough, outer = (
         terminal.tmux_passthrough() if terminal.tmux and 4 not in (replies.attributes or ()) else (False, "")
     )
