@@ -22,14 +22,12 @@ from . import errors
 from . import messages as msgs
 from .constraints import response_format_schema
 from .errors import InputError
-from .media import Kind
 from .options import GenerationOptions
 
 #: body fields that are not sampling options but are fine to find in a request
 _IGNORED = {"model", "stream", "stream_options", "user", "metadata", "store", "n", "logprobs"}
 #: OpenAI's names for fields mmchat calls otherwise
 _RENAMED = {"max_completion_tokens": "max_tokens", "repetition_penalty": "repeat_penalty"}
-_SNIFF_BYTES = 64 * 1024
 
 
 @dataclasses.dataclass
@@ -122,24 +120,14 @@ def file_requests(
     return out
 
 
-def sniff_file(name: str) -> Kind:
-    """Image, audio or video, from the file's first bytes (never from its name)."""
-    from .inputs.sniff import detect_document, detect_kind
+def sniff_file(name: str) -> msgs.PartKind:
+    """Image, audio or video from the file's first bytes; a PDF or text file is a file part. What the
+    bytes hold must agree with what the name claims (inputs/claims.py): a broken photo is an error."""
+    from .inputs.claims import told
 
-    path = Path(name).expanduser()
-    try:
-        with path.open("rb") as f:
-            head = f.read(_SNIFF_BYTES)
-    except FileNotFoundError:
-        raise errors.SourceError(f"file not found: {name}") from None
-    except OSError as e:
-        raise errors.SourceError(f"cannot read {name}: {e.strerror or e}") from None
-    kind, _ = detect_kind(head)
-    if kind is None and detect_document(head) is not None:
-        return "image"  # a PDF or a text file: the resolver reads it as pages and text (inputs/pdf.py), as -i does
-    if kind is None:
-        raise errors.MediaError(f"{name} is not an image, audio, video, PDF or text file mmchat can read")
-    return kind
+    if not Path(name).expanduser().exists():
+        raise errors.SourceError(f"file not found: {name}")
+    return told(name)  # a file it cannot read is read by the request, which says why in its own record
 
 
 # -- results ---------------------------------------------------------------------------

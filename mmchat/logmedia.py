@@ -61,8 +61,26 @@ def _stored_part(part: msgs.Part, digests: dict[str, str | None]) -> dict[str, A
         where, source = f"{found.location.path.resolve()}{pages}", "path"
     else:
         where, source = url, "url"
-    ptype = f"{found.kind}_url"
+    ptype = msgs.PART_TYPE_OF[found.kind]
     return {"type": ptype, ptype: {"url": where, **body}, "sha256": sha, "source": source}
+
+
+def as_written_now(stored: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Logged messages as today's mmchat writes them. Before file parts (issue 24), `-i notes.md` was
+    logged as an image_url part that was read as text; such a part, a path whose name claims no
+    medium, comes back as a file part, told by its content again, so `--continue` still sends it."""
+    from .inputs.claims import named
+
+    def part(p: dict[str, Any]) -> dict[str, Any]:
+        if (
+            p.get("type") != "image_url"
+            or p.get("source") != "path"
+            or named(p["image_url"]["url"]) not in (None, "text")
+        ):
+            return p
+        return {**{k: v for k, v in p.items() if k != "image_url"}, "type": "file", "file": p["image_url"]}
+
+    return [m if isinstance(m["content"], str) else {**m, "content": [part(p) for p in m["content"]]} for m in stored]
 
 
 def media_records(stored: Sequence[dict[str, Any]]) -> list[MediaRecord]:

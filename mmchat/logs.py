@@ -35,7 +35,7 @@ from .env import current
 from .errors import InputError
 from .logappend import Overlap, Written, overlap, rebuild, shares_a_turn
 from .logdb import MIGRATIONS, SCHEMA_VERSION, LogFile  # noqa: F401  (the schema, for tests and tools)
-from .logmedia import MediaRecord, media_records, stored_messages
+from .logmedia import MediaRecord, as_written_now, media_records, stored_messages
 
 if TYPE_CHECKING:
     from .results import ChatCompletion
@@ -183,6 +183,7 @@ class LogStore(LogFile):
 
         def load(db: sqlite3.Connection) -> LoggedConversation:
             full, turns = self._full(db, cid)
+            full = as_written_now(full)
             model, source = db.execute(
                 "SELECT model, source FROM turns WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1", (cid,)
             ).fetchone()

@@ -10,30 +10,38 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .errors import InputError
-from .media import Kind
+
+#: a media part's kind as the message gives it: a medium, or a file told by its content
+PartKind = Literal["image", "audio", "video", "file"]
 
 ROLES = ("system", "user", "assistant")
 
-#: part type -> the media kind it carries (text parts carry none)
-MEDIA_PART_TYPES: dict[str, Kind] = {
+#: part type -> the media kind it carries (text parts carry none); a `file` part's kind is told by its
+#: content (inputs/claims.py): an image, audio, video, PDF or text file (`-i`, `/attach`, batch files)
+MEDIA_PART_TYPES: dict[str, PartKind] = {
     "image_url": "image",
     "audio_url": "audio",
     "input_audio": "audio",
     "video_url": "video",
+    "file": "file",
 }
 PART_TYPES = ("text", *MEDIA_PART_TYPES)
+#: the part type mmchat writes for each kind (the log, /save)
+PART_TYPE_OF: dict[PartKind, str] = {"image": "image_url", "audio": "audio_url", "video": "video_url", "file": "file"}
 #: the short part types some clients write (`{"type": "image", "image": {"url": ...}}`) -> OpenAI's
 SHORT_PART_TYPES = {"image": "image_url", "audio": "audio_url", "video": "video_url"}
 
 #: the options a media part may carry beside its url, one list per kind (a part's own keys override
 #: the request's MediaOptions); `detail` is OpenAI's image hint, accepted and left to the model's encoder
-PART_OPTIONS: dict[Kind, tuple[str, ...]] = {
+PART_OPTIONS: dict[PartKind, tuple[str, ...]] = {
     "image": ("max_side", "detail"),
     "audio": ("start", "end"),
     "video": ("fps", "max_frames", "start", "end", "audio", "max_side"),
+    # a file's options apply to the kind it turns out to be; `filename` is OpenAI's name for file_data
+    "file": ("max_side", "detail", "fps", "max_frames", "start", "end", "audio", "filename"),
 }
 
 #: OpenAI's `input_audio.format` values and the mime type of each
@@ -85,9 +93,15 @@ def input_audio_part(data: bytes | str, format: str) -> Part:
     return {"type": "input_audio", "input_audio": {"data": data, "format": format}}
 
 
-def media_part(kind: Kind, url: str, **options: Any) -> Part:
-    builders = {"image": image_part, "audio": audio_part, "video": video_part}
-    return builders[kind](url, **options)
+def file_part(url: str, **options: Any) -> Part:
+    """A file whose kind its content tells (an image, audio, video, PDF or text file), as `-i` gives it."""
+    return {"type": "file", "file": {"url": url, **options}}
+
+
+def media_part(kind: PartKind | None, url: str, **options: Any) -> Part:
+    """A part of `kind`; None (nothing declared) is a file told by its content."""
+    builders = {"image": image_part, "audio": audio_part, "video": video_part, "file": file_part}
+    return builders[kind or "file"](url, **options)
 
 
 def data_url(data: bytes, mime: str) -> str:
@@ -174,6 +188,8 @@ def validate_part(part: Any, where: str) -> Part:
         return {"type": ptype, ptype: dict(body)}
     if isinstance(body, str):  # {"image_url": "https://..."}: accepted shorthand
         body = {"url": body}
+    if ptype == "file" and isinstance(body, Mapping) and "url" not in body:
+        body = _openai_file(body, where)
     if not isinstance(body, Mapping) or not isinstance(body.get("url"), str) or not body["url"]:
         raise _fail(where, f"{ptype} needs {{'url': ...}} with a path, file://, http(s)://, data: URL or '-'")
     known = PART_OPTIONS[MEDIA_PART_TYPES[ptype]]
@@ -181,6 +197,17 @@ def validate_part(part: Any, where: str) -> Part:
     if unknown:
         raise _fail(where, f"unknown {ptype} option {unknown[0]!r}; known: url, {', '.join(known)}")
     return {"type": ptype, ptype: dict(body)}
+
+
+def _openai_file(body: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """OpenAI's file part ({"file_data": data URL or base64, "filename": ...}) as mmchat's ({"url": ...})."""
+    if "file_id" in body:
+        raise _fail(where, "a file part's file_id names a file uploaded to OpenAI: send its bytes as file_data")
+    data = body.get("file_data")
+    if not isinstance(data, str) or not data:
+        raise _fail(where, "file needs {'url': ...} or OpenAI's {'file_data': data URL or base64, 'filename': ...}")
+    url = data if data[:5].lower() == "data:" else f"data:application/octet-stream;base64,{data}"
+    return {"url": url, **{k: v for k, v in body.items() if k != "file_data"}}
 
 
 def validate_messages(messages: Any) -> Checked:

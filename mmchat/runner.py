@@ -87,7 +87,8 @@ class Runner:
         load_values = {k: options.pop(k) for k in list(options) if k in LoadOptions.names()}
         self.load = LoadOptions.build(load_values, base=load or LoadOptions())
         self.media = MediaOptions.build(options, base=media or MediaOptions())  # an unknown name fails here
-        self.remote = RemoteOptions.build(remote_values, base=remote or RemoteOptions()).with_environment(os.environ)
+        given = RemoteOptions.build(remote_values, base=remote or RemoteOptions())
+        self.remote = given.with_environment(os.environ)
         self.generation = generation or GenerationOptions()
         self._preparing = threading.Lock()
         self._progress = self.progress = progress  # long steps report here; `batch` adds its own bar
@@ -102,6 +103,7 @@ class Runner:
                     model,
                     mmproj,
                     base_url=self.remote.base_url,
+                    base_url_from="base_url=" if given.base_url else "MMCHAT_BASE_URL",
                     modalities=self.remote.modalities,
                     which=which,
                     in_situ_quant=in_situ_quant,

@@ -127,6 +127,8 @@ def _bad_inputs(tmp: Path, models) -> dict[str, tuple[list[str], str]]:
     png = noise_png(tmp / "full.png").read_bytes()
     (tmp / "truncated.png").write_bytes(png[: len(png) // 2])
     (tmp / "notes.jpg").write_bytes(b"\x00\x9f" + os.urandom(2048))  # neither media nor text
+    (tmp / "text.jpg").write_text("just some text, not a picture\n")  # the case issue 24 brought back
+    (tmp / "notes.txt").write_text("just some text, not a picture\n")
     (tmp / "random.gguf").write_bytes(os.urandom(4096))
     wav = tone_wav(tmp / "talk.wav")
     return {
@@ -135,6 +137,9 @@ def _bad_inputs(tmp: Path, models) -> dict[str, tuple[list[str], str]]:
         "empty file": (["--image", str(tmp / "empty.png")], "empty.png"),
         "truncated png": (["--image", str(tmp / "truncated.png")], "truncated.png"),
         "binary named .jpg": (["--image", str(tmp / "notes.jpg")], "notes.jpg"),
+        "text named .jpg": (["--image", str(tmp / "text.jpg")], "text.jpg"),
+        "text named .jpg, given with -i": (["-i", str(tmp / "text.jpg")], "text.jpg"),
+        "a text file given as an image": (["--image", str(tmp / "notes.txt")], "notes.txt"),
         "audio to a vision model": (["--audio", str(wav)], "audio"),
         "bad base64": (["--image", "data:image/png;base64,@@@not-base64@@@"], "base64"),
         "mmproj as the model": (["--model", str(models["mmproj-vision"])], "mmproj-vision.gguf"),

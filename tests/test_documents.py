@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mmchat.errors import InputError, MediaError, SourceError, UnsupportedMedia
-from mmchat.messages import image_part, user_message
+from mmchat.messages import file_part, image_part, user_message
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
 from tests.documents import empty_pdf, many_pages_pdf, scanned_pdf, text_pdf
@@ -73,11 +73,22 @@ def test_a_model_that_cannot_see_gets_the_text_layer_with_a_notice(tmp_path):
 
 
 def test_text_files_become_a_text_part_with_their_name(tmp_path):
+    # Issue 24: a text file is read as text only as a file part (-i, /attach, batch); before, an
+    # image_url part holding text was read as text too, and now it is refused (the next test)
     notes = tmp_path / "notes.md"
     notes.write_text("# Plan\n\nShip the PDF reader. ünïcode\n", encoding="utf-8")
     for runner in (Runner(engine=FakeEngine()), Runner(engine=FakeEngine(vision=False, audio=False))):
-        answer = _ask(runner, str(notes))
-        assert "[file notes.md]" in answer and "Ship the PDF reader. ünïcode" in answer
+        answer = runner.chat([user_message("What does it say?", [file_part(str(notes))])], max_tokens=FAKE_TOKENS)
+        assert "[file notes.md]" in answer.content and "Ship the PDF reader. ünïcode" in answer.content
+
+
+def test_a_text_file_given_as_an_image_is_refused_naming_it(tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Plan\n", encoding="utf-8")
+    fake = FakeEngine()
+    with pytest.raises(InputError, match=r"notes\.md is given as an image but holds text"):
+        _ask(Runner(engine=fake), str(notes))
+    assert fake.calls == []
 
 
 def test_a_text_file_and_a_pdf_attach_in_the_repl(tmp_path):

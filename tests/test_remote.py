@@ -142,7 +142,8 @@ def test_the_url_and_key_come_from_the_environment_and_a_registry_entry_names_th
         )
         by_env = invoke_real("ask", "hi", environ={"MMCHAT_BASE_URL": stub.url, "OPENAI_API_KEY": "sk-test"})
         by_name = invoke_real("ask", "hi", "-a", str(wav), "--model", "gpu-box")
-        refused = invoke_real("ask", "hi", "-i", str(wav), "--model", "gpu-box")
+        # issue 24: -i tells a file's kind by its content (this WAV is audio); --image declares an image
+        refused = invoke_real("ask", "hi", "--image", str(wav), "--model", "gpu-box")
     assert by_env.exit_code == 0 and by_name.exit_code == 0, by_env.output + by_name.output
     assert stub.headers[0]["Authorization"] == "Bearer sk-test"
     assert stub.chats[0]["model"] == "a" and stub.chats[1]["model"] == "big-omni"
@@ -276,3 +277,42 @@ def test_sound_too_long_for_the_servers_context_is_refused_from_its_length_unsen
     assert result.exit_code == 2 and "--start/--end" in result.stderr, result.output
     assert cut.exit_code == 0, cut.output
     assert len(stub.chats) == 1  # only the minute was sent
+
+
+# -- options that cannot hold with a server are said, never dropped (issue 24) ---------------------
+
+
+def test_an_mmproj_given_with_a_server_is_one_warning_and_the_server_answers(tmp_path):
+    from mmchat.models import registry
+
+    projector = str(tmp_path / "mmproj-x.gguf")
+    with serve(Stub(models=[{"id": "a"}])) as stub:
+        by_env = invoke_real("ask", "hi", "--mmproj", projector, environ={"MMCHAT_BASE_URL": stub.url})
+        by_flag = invoke_real("ask", "hi", "--base-url", stub.url, "--mmproj", projector)
+        registry.user_file().parent.mkdir(parents=True, exist_ok=True)
+        registry.user_file().write_text(f'[models."gpu-box"]\nbase_url = "{stub.url}"\n')
+        by_name = invoke_real("ask", "hi", "--model", "gpu-box", "--mmproj", projector)
+    for result, source in ((by_env, "MMCHAT_BASE_URL"), (by_flag, "--base-url"), (by_name, "gpu-box")):
+        assert result.exit_code == 0, result.output
+        warning = [line for line in result.stderr.splitlines() if "mmproj" in line]
+        assert len(warning) == 1 and f"--mmproj {projector} is not used" in warning[0] and source in warning[0]
+    assert len(stub.chats) == 3
+
+
+def test_which_beside_a_base_url_is_refused_and_beside_an_exported_one_is_said(monkeypatch):
+    from pathlib import Path
+
+    from mmchat import InputError, Which
+    from mmchat.models import which
+    from mmchat.models.target import find_target
+
+    pick = Which.MultimodalPlain(model_id="google/gemma-3-4b-it")
+    with pytest.raises(InputError, match="which= names model files to load here and base_url="):
+        Runner(which=pick, base_url="http://127.0.0.1:9")
+    # the Hub is not asked here (tests/test_request_api.py pulls through a fake hub): only the choice is
+    monkeypatch.setattr(which, "find_files", lambda *a, **k: which.Found(Path("m.gguf"), Path("mmproj-m.gguf")))
+    said: list[str] = []
+    target = find_target(which=pick, base_url="http://127.0.0.1:9", base_url_from="MMCHAT_BASE_URL", warn=said.append)
+    assert not target.remote and said == [
+        "MMCHAT_BASE_URL (http://127.0.0.1:9) is not used: which= names model files, loaded here"
+    ]

@@ -93,7 +93,7 @@ class Conversation:
 
     def user_turn(self, text: str) -> Message:
         """Add the user's message: pending attachments first, in order, then the text."""
-        message = msgs.user_message(text, [msgs.media_part(a.kind, a.url) for a in self.pending])
+        message = msgs.user_message(text, [a.part for a in self.pending])
         self.messages.append(message)
         self.pending = []
         return message

@@ -93,8 +93,8 @@ def run_chat(
     try:
         caps = runner.capabilities()
         chat.note(f"{caps.model_name} takes {caps.describe()} · /help lists commands · Ctrl-D leaves")
-        for kind, url in attachments:
-            chat.safely(cmd.Attach((url,), kind))
+        for kind, url in attachments:  # -i: told by its content, as /attach does
+            chat.safely(cmd.Attach((url,), None if kind in (None, "file") else kind))
         if scripted:  # one line per turn or command, no UI
             read = _plain_reader(env.stdin)
             chat.recording_wait = functools.partial(wait_for_line, read=read)  # the next line ends /rec

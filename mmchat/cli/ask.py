@@ -100,6 +100,7 @@ def ask(
 def _messages(flags: Flags, env: Environment, prompt: str | None, start: str | None, end: str | None) -> list:
     """The conversation: the system prompt, then the media in flag order and the prompt (and piped text)."""
     from .. import messages as msgs
+    from ..inputs.claims import told
 
     reads_stdin = any(url == "-" for _, url in flags.media)
     if prompt == "-":
@@ -111,7 +112,10 @@ def _messages(flags: Flags, env: Environment, prompt: str | None, start: str | N
         if piped.strip():
             prompt = f"{prompt}\n\n{piped}" if prompt else piped
     segment = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
-    parts = [msgs.media_part(kind, url, **(segment if kind != "image" else {})) for kind, url in flags.media]
+    parts = []
+    for kind, url in flags.media:
+        kind = told(url) if kind == "file" else kind  # -i: a local file's medium from its bytes, now
+        parts.append(msgs.media_part(kind, url, **(segment if kind != "image" else {})))
     return ([msgs.system_message(flags.system)] if flags.system else []) + [msgs.user_message(prompt, parts)]
 
 

@@ -51,6 +51,7 @@ def open_runner(
             model,
             mmproj,
             base_url=remote.base_url,
+            base_url_from="--base-url" if flags.remote.base_url else "MMCHAT_BASE_URL",
             modalities=remote.modalities,
             pull=flags.pull,
             progress=not flags.quiet,

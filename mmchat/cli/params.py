@@ -20,15 +20,19 @@ import typer
 from typer.core import TyperCommand
 
 from ..errors import InputError
-from ..media import Kind
+from ..messages import PartKind
 from ..options import DisplayOptions, GenerationOptions, LoadOptions, MediaOptions, RemoteOptions
 
-MEDIA_FLAGS: dict[Kind, tuple[str, ...]] = {
-    "image": ("--image", "-i"),
+#: a medium's flags, and -i for any file told by its content (messages.PartKind "file")
+MEDIA_FLAGS: dict[PartKind, tuple[str, ...]] = {
+    "file": ("--input", "-i"),
+    "image": ("--image",),
     "audio": ("--audio", "-a"),
     "video": ("--video",),
 }
 _MEDIA_HELP = {
+    "file": "Any file or URL, its kind told by its content: an image, audio, video, PDF or text file "
+    "(clipboard:, screen:, mic: too). Repeatable.",
     "image": "Image path or URL (file://, https://, data:, '-'). Repeatable.",
     "audio": "Audio path or URL; mic: records until Enter, mic:10 ten seconds. Repeatable; the order across --image/--audio/--video is kept.",
     "video": "Video path or URL: sampled frames with timestamps, and its sound when the model hears. Repeatable.",
@@ -39,7 +43,7 @@ _MEDIA_HELP = {
 class Flags:
     """What a model command was given besides its own parameters."""
 
-    media: list[tuple[Kind, str]]  # (kind, url) in command-line order
+    media: list[tuple[PartKind, str]]  # (kind, url) in command-line order; 'file' for -i
     model: str | None
     mmproj: str | None
     system: str | None
@@ -62,7 +66,7 @@ class MediaOrderCommand(TyperCommand):
         return super().parse_args(ctx, args)
 
 
-def media_order(argv: list[str], flags: dict[Kind, tuple[str, ...]] = MEDIA_FLAGS) -> list[Kind]:
+def media_order(argv: list[str], flags: dict[PartKind, tuple[str, ...]] = MEDIA_FLAGS) -> list[PartKind]:
     """The kinds of the media flags in the order they stand on the command line."""
     by_flag = {f: kind for kind, names in flags.items() for f in names}
     order = []
@@ -78,7 +82,7 @@ def media_order(argv: list[str], flags: dict[Kind, tuple[str, ...]] = MEDIA_FLAG
     return order
 
 
-def ordered_media(argv: list[str], given: dict[Kind, list[str]]) -> list[tuple[Kind, str]]:
+def ordered_media(argv: list[str], given: dict[PartKind, list[str]]) -> list[tuple[PartKind, str]]:
     """(kind, url) pairs in command-line order; falls back to kind order if argv is unclear."""
     pending = {k: list(v) for k, v in given.items()}
     out = []

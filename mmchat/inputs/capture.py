@@ -234,6 +234,7 @@ def captured(messages: list[dict], check=None, warn: Callable[[str], None] | Non
     the kept file; files copied on the clipboard become one part each. `check(kind, url)` runs
     first, so a model that cannot take the kind refuses before anything is captured (or recorded)."""
     from .. import messages as msgs
+    from .claims import told
     from .part import DEVICES, locate, media_part
 
     out = []
@@ -250,13 +251,18 @@ def captured(messages: list[dict], check=None, warn: Callable[[str], None] | Non
             if found is None or locate(found.url).scheme not in DEVICES:
                 parts.append(part)
                 continue
-            if locate(found.url).scheme == "mic" and found.kind != "audio":
+            scheme = locate(found.url).scheme
+            kind = {"mic": "audio", "screen": "image"}.get(scheme, "file") if found.kind == "file" else found.kind
+            if scheme == "mic" and kind != "audio":
                 raise InputError(
-                    f"{found.url} records sound, not {with_article(found.kind)}: give it as audio (--audio {found.url})"
+                    f"{found.url} records sound, not {with_article(kind)}: give it as audio (-a {found.url})"
                 )
             if check is not None:
-                check(found.kind, found.url)
+                check(kind, found.url)
             options = {k: v for k, v in part[part["type"]].items() if k != "url"}
-            parts += [msgs.media_part(found.kind, url, **options) for url in keep(found.url, warn)]
+            parts += [
+                msgs.media_part(told(url) if found.kind == "file" else found.kind, url, **options)
+                for url in keep(found.url, warn)
+            ]
         out.append({**message, "content": parts})
     return out

@@ -18,7 +18,6 @@ from typing import Any
 
 from .. import messages as msgs
 from ..errors import SourceError
-from ..media import Kind
 
 _PAGE_FRAGMENT = re.compile(r"#page=([0-9][0-9,\- ]*)$")  # Adobe's PDF open parameter, as browsers take it
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")  # 2+ letters before ':': C:\ stays a path
@@ -106,7 +105,7 @@ def _path(text: str) -> Path:
 class MediaPart:
     """One media part of a message: what the resolver, the policy and the log all take."""
 
-    kind: Kind
+    kind: msgs.PartKind  # "file": told by its content (inputs/claims.py)
     url: str  # as the message gives it: the log finds the part's digest under it
     options: Mapping[str, Any]  # the part's own keys (messages.PART_OPTIONS), over the request's
     where: str  # messages[i].content[j], attach, ...

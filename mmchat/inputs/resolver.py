@@ -25,6 +25,7 @@ from ..media import Audio, Image, Kind, with_article
 from ..options import MediaOptions
 from ..values import parse_segment
 from ..workingset import WorkingSet
+from . import claims
 from .part import DEVICES, Location, MediaPart, locate, media_parts, short
 from .policy import Budget, MediaPolicy, device_refusal
 
@@ -39,9 +40,14 @@ OnMedia = Callable[[MediaPart, list[Segment]], None]
 class Attachment:
     """A file or URL waiting for the next user message, already proven to decode."""
 
-    kind: Kind
+    kind: Kind  # what it shows as (a PDF's or text file's pages and text: image)
     url: str  # what the message holds: local files as absolute paths, so --ref saves work anywhere
     label: str  # what the user typed
+    file: bool = False  # a PDF or text file: the message carries it as a file part (told by its content)
+
+    @property
+    def part(self) -> msgs.Part:
+        return msgs.media_part("file" if self.file else self.kind, self.url)
 
 
 class MediaResolver:
@@ -65,7 +71,10 @@ class MediaResolver:
         self._stdin = stdin
         self._progress = progress
         # decoded media of the latest conversation, for its follow-up (workingset.py); the cap bounds one request
-        self._cache: WorkingSet[tuple, tuple[list[Segment], Digest]] = WorkingSet(cache_bytes, lambda f: _nbytes(f[0]))
+        # (segments, digest, the kind they were read as)
+        self._cache: WorkingSet[tuple, tuple[list[Segment], Digest, Kind]] = WorkingSet(
+            cache_bytes, lambda f: _nbytes(f[0])
+        )
         self._digests: WorkingSet[str, Digest] = WorkingSet(math.inf)  # part URL (data: by its hash) -> what was read
 
     # -- whole conversations ---------------------------------------------------------
@@ -75,10 +84,18 @@ class MediaResolver:
         for part in media_parts(messages):
             self.check_kind(part.kind, part.url, part.location)
 
-    def check_kind(self, kind: Kind, url: str, where: Location | None = None) -> None:
-        """Refuse a kind the model cannot take; a local PDF or text file given as an image is let
-        through to a model that cannot see (it gets the text)."""
-        if kind not in self.caps.kinds and not (kind == "image" and where is not None and self._document(where)):
+    def check_kind(self, kind: msgs.PartKind, url: str, where: Location | None = None) -> None:
+        """Refuse a kind the model cannot take. A file told by its content is checked by what a local
+        file's head holds (a remote one when it is read); a PDF given as an image goes to a model that
+        cannot see as its text."""
+        if kind == "file":
+            found = (self._local_holds(where) if where is not None else None) or claims.named(url)
+            if found not in ("image", "audio", "video"):
+                return  # a PDF or text file goes to any model; what nothing tells yet is checked once read
+            kind = found
+        elif kind == "image" and where is not None and self._local_holds(where) == "pdf":
+            return
+        if kind not in self.caps.kinds:
             what = "images" if kind == "image" else kind
             raise UnsupportedMedia(
                 f"{self.caps.model_name} takes {self.caps.describe()}, not {what} ({short(url)}): "
@@ -112,8 +129,8 @@ class MediaResolver:
                 else:
                     part = next(pending)
                     decoded = self.segments(part, media, budget)
-                    if on_media is not None:
-                        on_media(part, decoded)
+                    if on_media is not None:  # a file as what it turned out to be
+                        on_media(part if part.kind != "file" else self._told(part, media), decoded)
                     segments.extend(decoded)
             turns.append(Turn(message["role"], tuple(segments)))
         self._cache.settle()  # a follow-up sends this conversation again: what it did not use is of no more use
@@ -138,7 +155,7 @@ class MediaResolver:
                 continue
             slim = [s.without_pixels() if isinstance(s, Image) and not s.released and holds(s) else s for s in found[0]]
             if any(a is not b for a, b in zip(slim, found[0])):
-                self._cache.replace(key, found, (slim, found[1]))
+                self._cache.replace(key, found, (slim, *found[1:]))
 
     def drop_released(self) -> None:
         """Forget the stand-ins, so the next request reads and decodes their images again (the engine
@@ -157,18 +174,19 @@ class MediaResolver:
             raise MediaRefused(device_refusal(where, "Runner(devices=True) or a MediaPolicy(devices=True)"))
         return where
 
-    def _document(self, where: Location) -> bool:
-        """A local file (one the policy lets us read) whose first KiB says PDF or text."""
-        from .sniff import detect_document
+    def _local_holds(self, where: Location) -> claims.Holds | None:
+        """What a local file (one the policy lets us read) holds, from its first KiB; None for the rest."""
+        from .sniff import detect_kind
 
         if where.path is None:
-            return False
+            return None
         try:
             path = self._admit(where).path
             with open(path, "rb") as f:  # type: ignore[arg-type]
-                return detect_document(f.read(1024)) is not None
+                head = f.read(1024)
         except (OSError, MmchatError):
-            return False  # the read says what is wrong
+            return None  # the read says what is wrong
+        return claims.holds(detect_kind(head)[0], head)
 
     # -- one part --------------------------------------------------------------------
 
@@ -189,35 +207,50 @@ class MediaResolver:
         self._digests.put(_url_key(part.url), found[1])  # under what the message says: the log asks for it so
         return found[0]
 
-    def _effective(self, part: MediaPart, media: MediaOptions) -> dict[str, Any]:
+    def _told(self, part: MediaPart, media: MediaOptions) -> MediaPart:
+        """A file part as the kind its content told (image when it was read anew each time: stdin, devices)."""
+        key = _media_key(part.kind, part.location, self._effective(part, media))
+        found = self._cache.peek(key) if key else None
+        return dataclasses.replace(part, kind=found[2] if found else "image")
+
+    def _effective(self, part: MediaPart, media: MediaOptions, kind: msgs.PartKind | None = None) -> dict[str, Any]:
         """Everything that shapes the decoded result: the part's own options over the request's
-        (which keys a part may carry is messages.PART_OPTIONS, checked when it was validated)."""
-        if part.kind == "image":
+        (which keys a part may carry is messages.PART_OPTIONS, checked when it was validated).
+        A file told by its content: the options for each kind it may turn out to be."""
+        kind = kind or part.kind
+        if kind == "file":
+            return {k: self._effective(part, media, k) for k in ("image", "audio", "video")}
+        if kind == "image":
             return {
                 "max_side": part.options.get("max_side", media.image_max_side),
                 "pages": part.location.pages or media.pdf_pages,
             }  # a PDF's
-        if part.kind == "audio":
+        if kind == "audio":
             start, end = parse_segment(part.options.get("start"), part.options.get("end"), "audio")
             return {"rate": self.caps.audio_sample_rate or 16000, "start": start, "end": end}
-        return {**media.video_defaults(), **part.options}
+        return {**media.video_defaults(), **{k: v for k, v in part.options.items() if k in msgs.PART_OPTIONS["video"]}}
 
     def _decode(
         self,
-        kind: Kind,
+        kind: msgs.PartKind,
         where: Location,
         options: dict[str, Any],
         media: MediaOptions,
         budget: Budget,
         fetched: Any = None,
-    ) -> tuple[list[Segment], Digest]:
-        """The part's segments, and its sha256 (a local audio or video file: its path, hashed on asking)."""
-        if kind != "image" and fetched is None and where.path is not None:
-            source = budget.local(where)  # long audio and video are decoded from disk, not read into memory
-            _check_kind(source, kind)
-            if kind == "video":
-                return self._video(source.path, source.label, options), source.path
-            return [self._audio(source.path, source.label, options)], source.path
+    ) -> tuple[list[Segment], Digest, Kind]:
+        """The part's segments, its sha256 (a local audio or video file: its path, hashed on asking), and
+        the kind it was read as (a PDF's pages and a text file's text: image)
+        What the bytes hold must agree with what the part and the file's name claim (claims.py)."""
+        declared = None if kind == "file" else kind
+        local = fetched is None and where.path is not None
+        if local and (kind in ("audio", "video") or kind == "file" and self._local_holds(where) in ("audio", "video")):
+            head = budget.local(where)  # long audio and video are decoded from disk, not read into memory
+            found = self._judge(head, declared, kind)
+            found_options = options[found] if kind == "file" else options
+            if found == "video":
+                return self._video(head.path, head.label, found_options), head.path, "video"
+            return [self._audio(head.path, head.label, found_options)], head.path, "audio"
         source = fetched
         if source is None:
             report = self._progress
@@ -231,25 +264,41 @@ class MediaResolver:
                 speed_time=media.url_speed_time,
             )
         digest = hashlib.sha256(source.data).hexdigest()
-        if kind == "image" and source.kind is None:
-            document = self._read_document(source, options)
-            if document is not None:
-                return document, digest
-        _check_kind(source, kind)
-        if kind == "image":
+        found = self._judge(source, declared, kind)
+        if kind == "file":
+            options = options["image" if found in (None, "pdf", "svg", "text") else found]
+        if found in ("pdf", "text"):
+            return self._read_document(source, found, options), digest, "image"
+        if found == "svg":
+            from ..media.svg import draw_svg
+
+            return [draw_svg(source.data, label=source.label, max_side=options["max_side"] or None)], digest, "image"
+        if found == "image":
             from ..media.image import decode_image
 
-            return [decode_image(source.data, label=source.label, max_side=options["max_side"] or None)], digest
-        if kind == "audio":
-            return [self._audio(source.data, source.label, options)], digest
-        return self._video(source.data, source.label, options), digest
+            image = decode_image(source.data, label=source.label, max_side=options["max_side"] or None)
+            return [image], digest, "image"
+        if found == "audio":
+            return [self._audio(source.data, source.label, options)], digest, "audio"
+        return self._video(source.data, source.label, options), digest, "video"
 
-    def _read_document(self, source: Any, options: dict[str, Any]) -> list[Segment] | None:
-        """A PDF's pages or a text file's text, for a part given as an image; None for other bytes."""
+    def _judge(self, source: Any, declared: Kind | None, kind: msgs.PartKind) -> claims.Holds | None:
+        """What to read the bytes as (claims.judge), checked against the model once a file's kind is known.
+        A damaged medium (bytes nothing knows) is read as what was claimed, so its decoder says what is wrong."""
+        found = claims.judge(source.label, declared, claims.holds(source.kind, source.data))
+        if declared is not None:
+            _check_kind(source, declared)
+            return declared if found in ("image", "audio", "video", None) else found
+        if found is None:
+            found = claims.named(source.label)  # a file named as a medium: that medium's decoder
+        if found in ("image", "audio", "video") and found not in self.caps.kinds:
+            self.check_kind(found, source.label)
+        return found
+
+    def _read_document(self, source: Any, found: claims.Holds, options: dict[str, Any]) -> list[Segment]:
+        """A PDF's pages or a text file's text."""
         from .pdf import pdf_segments, text_segments
-        from .sniff import detect_document
 
-        found = detect_document(source.data)
         if found == "pdf":
             return pdf_segments(
                 source.data,
@@ -259,7 +308,7 @@ class MediaResolver:
                 max_side=options["max_side"] or None,
                 notice=self._notice,
             )
-        return text_segments(source.data, source.label) if found == "text" else None
+        return text_segments(source.data, source.label)
 
     def _audio(self, src: Any, label: str, options: dict[str, Any]) -> Audio:
         """Refused from its length when it cannot fit (before decoding), else decoded (only its part)."""
@@ -321,22 +370,20 @@ class MediaResolver:
         local = local_source(where)
         fetched = budget.read(where, stdin=self._stdin) if local is None and kind is None else None  # read once
         source = local or fetched
-        if source is not None and kind is None:
-            from .sniff import detect_document
-
-            if source.kind is None and detect_document(source.data) is None:
-                raise UnsupportedMedia(
-                    f"{source.label} is not an image, audio, video, PDF or text file mmchat knows: "
-                    "check the file, or force a kind with /image, /audio or /video"
-                )
-            kind = source.kind or "image"  # a PDF or a text file travels as an image part: the resolver reads it
+        part_kind: msgs.PartKind | None = kind
+        if source is not None and kind is None:  # told by its content, as a file part is
+            found = claims.judge(source.label, None, claims.holds(source.kind, source.data)) or claims.named(
+                source.label
+            )
+            kind, part_kind = (found, found) if found in ("image", "audio", "video") else ("image", "file")
         assert kind is not None
-        self.check_kind(kind, url, where)
+        self.check_kind(part_kind or kind, url, where)
         stored = str(source.path.resolve()) if source is not None and source.path is not None else where.text
         if where.pages:
             stored += f"#page={where.pages}"  # the pages travel with the part
-        self.segments(MediaPart(kind, stored, {}, "attach"), media, budget, fetched)  # decoded now, reused by the turn
-        return Attachment(kind, stored, url)
+        part = MediaPart(part_kind or kind, stored, {}, "attach")
+        self.segments(part, media, budget, fetched)  # decoded now, reused by the turn
+        return Attachment(kind, stored, url, file=part_kind == "file")
 
 
 def _url_key(url: str) -> str:

@@ -47,22 +47,32 @@ def find_target(
     progress: bool = True,
     warn: Warn | None = None,
     known: registry.Registry | None = None,
+    base_url_from: str | None = None,
 ) -> Target:
     """The one resolution of a model: a server when there is a base URL (given, or a models.toml
     entry's), else local files (pulled first with pull=True). Nothing is loaded here."""
     kinds = tuple(modalities) if modalities is not None else None
+    say = warn or (lambda message: None)
     if which is not None or in_situ_quant is not None:  # mistral.rs's names for a model (which.py)
         if which is None or model is not None or mmproj is not None:
             raise InputError("give a model either as which=Which...(...) (with in_situ_quant=) or as model=/mmproj=")
+        if base_url is not None:
+            if base_url_from != "MMCHAT_BASE_URL":
+                raise InputError(
+                    f"which= names model files to load here and base_url= ({base_url}) a server: give one of them"
+                )
+            say(f"MMCHAT_BASE_URL ({base_url}) is not used: which= names model files, loaded here")
         from .which import find_files
 
         found = find_files(which, in_situ_quant, progress=progress, warn=warn)
         return Target(found.model, found.mmproj)
     if base_url is not None:
+        _unused_mmproj(mmproj, f"{base_url_from or '--base-url'} ({base_url})", say)
         return Target(base_url=base_url, server_model=None if model is None else str(model), modalities=kinds)
     if not isinstance(model, Path):
         entry = registry.served(model, warn=warn, known=known)
         if entry is not None:
+            _unused_mmproj(mmproj, f"models.toml's {entry.name} ({entry.base_url})", say)
             return Target(
                 base_url=entry.base_url,
                 server_model=entry.server_model or None,
@@ -77,3 +87,9 @@ def find_target(
     if not path.is_file():
         raise ModelNotFound(f"projector file not found: {mmproj}: give the path to an mmproj-*.gguf")
     return Target(files.model, path, name=files.name)
+
+
+def _unused_mmproj(mmproj: str | Path | None, server: str, say: Warn) -> None:
+    """A projector given beside a server: the server encodes media with its own, so say this one is not used."""
+    if mmproj is not None:
+        say(f"--mmproj {mmproj} is not used: {server} is a server, which encodes media with its own projector")
