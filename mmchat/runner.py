@@ -278,7 +278,7 @@ class Runner:
 
     def decoded(self, attachment: Attachment) -> list[Segment]:
         """An attachment as its turn will give it to the model (a video with its stamps), from the resolver's cache."""
-        return self.inputs.segments(MediaPart(attachment.kind, attachment.url, {}, "attach"), self.media)
+        return self.inputs.segments(MediaPart(attachment.part_kind, attachment.url, {}, "attach"), self.media)
 
     def encode_ahead(
         self,

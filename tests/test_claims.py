@@ -293,10 +293,13 @@ def _verdicts(path: str, tmp_path) -> dict[str, str]:
     result, _ = invoke("batch", "What?", path)
     record = json.loads(result.stdout.splitlines()[0]) if result.stdout else {}
     out["batch"] = "ok" if record.get("error") is None and record else (record.get("error") or {}).get("message", "?")
+    code, seen = chat(tmp_path, f"/attach '{path}'", "/exit", runner=Runner(engine=FakeEngine()))
+    errors = [line.split("error: ", 1)[1] for line in seen.splitlines() if "error: " in line]
+    out["repl"] = "ok" if "attached " in seen and not errors else " ".join(errors) or seen
     return out
 
 
-def test_every_awkward_file_gets_one_verdict_from_the_runner_ask_and_batch(tmp_path):
+def test_every_awkward_file_gets_one_verdict_from_the_runner_ask_batch_and_the_repl(tmp_path):
     for name, path in _awkward(tmp_path).items():
         verdicts = _verdicts(path, tmp_path)
         assert "Traceback" not in str(verdicts) and "Error:" not in verdicts["runner"], (name, verdicts)

@@ -172,7 +172,8 @@ def _thumbnail(env: Environment, previewer: Any, m: Any, tokens: int | None) -> 
         print("       (not drawn: the file is gone or changed since)", file=env.stdout)
         return
     cost = f"{tokens:,} token{'s' * (tokens != 1)}" if tokens else "cost not logged"
-    previewer.show(label_of(m.ref), m.kind, segments, None, cost=cost)
+    kind = m.kind if m.kind != "file" else "image"  # a file part in a log is a PDF's pages or a text file
+    previewer.show(label_of(m.ref), kind, segments, None, cost=cost)
 
 
 def _decoded(kind: str, path: str) -> list:

@@ -46,8 +46,12 @@ class Attachment:
     file: bool = False  # a PDF or text file: the message carries it as a file part (told by its content)
 
     @property
+    def part_kind(self) -> msgs.PartKind:
+        return "file" if self.file else self.kind
+
+    @property
     def part(self) -> msgs.Part:
-        return msgs.media_part("file" if self.file else self.kind, self.url)
+        return msgs.media_part(self.part_kind, self.url)
 
 
 class MediaResolver:
