@@ -40,6 +40,10 @@ DEFAULT_ENCODED_CACHE_BYTES = 4 << 30  # encoded media kept on disk for later ru
 DEFAULT_VIDEO_FPS = 1.0  # frames sampled per second of video
 DEFAULT_VIDEO_MAX_FRAMES = 32  # more are spread evenly over the video
 DEFAULT_VIDEO_FRAME_MAX_SIDE = 448  # frames: dynamic-resolution models pay per pixel, 32 frames add up
+#: a sampled frame whose every 16x16 tile differs from the last kept frame's by less than this mean
+#: (0-255 per channel) is skipped as unchanged: compression noise is 1-3, one changed word is 40+
+DEFAULT_FRAME_CHANGE = 6.0
+FRAME_TILE = 16
 DEFAULT_VIDEO_AUDIO_PIECE = 30.0  # seconds of soundtrack per audio chunk (whisper's window)
 DEFAULT_PDF_MAX_PAGES = 8  # pages of a PDF read without --pages; one notice says how many were left out
 DEFAULT_PDF_MAX_DOCUMENT_PAGES = 1000  # a longer PDF is refused from its page count unless pages are chosen

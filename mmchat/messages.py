@@ -39,9 +39,9 @@ SHORT_PART_TYPES = {"image": "image_url", "audio": "audio_url", "video": "video_
 PART_OPTIONS: dict[PartKind, tuple[str, ...]] = {
     "image": ("max_side", "detail"),
     "audio": ("start", "end"),
-    "video": ("fps", "max_frames", "start", "end", "audio", "max_side"),
+    "video": ("fps", "max_frames", "start", "end", "audio", "max_side", "keep_all_frames"),
     # a file's options apply to the kind it turns out to be; `filename` is OpenAI's name for file_data
-    "file": ("max_side", "detail", "fps", "max_frames", "start", "end", "audio", "filename"),
+    "file": ("max_side", "detail", "fps", "max_frames", "start", "end", "audio", "keep_all_frames", "filename"),
 }
 
 #: OpenAI's `input_audio.format` values and the mime type of each

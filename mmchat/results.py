@@ -67,6 +67,7 @@ class ChatCompletion:
                     "image_tokens": u.image_tokens,
                     "audio_tokens": u.audio_tokens,
                     "encoded_media": u.encoded_media,
+                    "frames_skipped": u.frames_skipped,
                 },
             },
             "timings": {

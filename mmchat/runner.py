@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from . import config
 from .engine.base import Capabilities, Engine, Event, Progress, Segment, Timings, Turn
+from .engine.layout import skipped_frames
 from .env import current
 from .errors import InputError, PixelsReleased
 from .inputs.part import MediaPart, media_parts
@@ -211,10 +212,11 @@ class Runner:
         """The engine's answer; then the pixels of what it now holds encoded are let go (a follow-up
         gives those images as stand-ins). An image let go whose encoding left every cache since is
         read and decoded again, once: the engine says so before its first event."""
+        skipped = sum(skipped_frames(turn.segments) for turn in turns)
         try:
-            yield from self.engine.stream(turns, request.generation)
+            yield from _counting(self.engine.stream(turns, request.generation), skipped)
         except PixelsReleased:
-            yield from self.engine.stream(self._again(messages, request.media), request.generation)
+            yield from _counting(self.engine.stream(self._again(messages, request.media), request.generation), skipped)
         with self._preparing:
             self.inputs.release(self.engine.holds)
 
@@ -328,3 +330,12 @@ def _read_template(value: str | None) -> str | None:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read the chat template {value}: {e}") from None
     return value
+
+
+def _counting(events: Iterator[Event], skipped: int) -> Iterator[Event]:
+    """The engine's events, their usage saying how many video frames were skipped as unchanged."""
+    for event in events:
+        usage = getattr(event, "usage", None)
+        if usage is not None:
+            usage.frames_skipped = skipped
+        yield event

@@ -102,3 +102,33 @@ def zero_length_avi(path: Path) -> bytes:
     out.start_encoding()
     out.close()
     return path.read_bytes()
+
+
+def slide(words: str, size: tuple[int, int] = (640, 360)) -> np.ndarray:
+    """A slide as a screen recording shows one: dark text on white (Pillow's own font: no system fonts)."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw, ImageFont
+
+    picture = PILImage.new("RGB", size, "white")
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default(size=28)
+    draw.text((40, 40), "Quarterly review", fill=(20, 20, 20), font=font)
+    draw.text((40, 120), words, fill=(20, 20, 20), font=font)
+    return np.asarray(picture)
+
+
+def slides_video(path: Path, slides: list[tuple[np.ndarray, float]], fps: int = 10) -> Path:
+    """H.264 at `fps`, each picture held for its seconds: a screen recording of slides."""
+    height, width = slides[0][0].shape[:2]
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        pts = 0
+        for picture, seconds in slides:
+            for _ in range(round(seconds * fps)):
+                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+                frame.pts = pts
+                pts += 1
+                out.mux(vs.encode(frame))
+        out.mux(vs.encode())
+    return path

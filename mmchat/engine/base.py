@@ -81,6 +81,7 @@ class Usage:
     image_tokens: int = 0
     audio_tokens: int = 0
     encoded_media: int = 0  # media chunks encoded for this request (0: all came from a cache)
+    frames_skipped: int = 0  # video frames sent as "unchanged" text instead of being encoded (engine/layout.py)
 
     @property
     def total_tokens(self) -> int:

@@ -339,7 +339,7 @@ class MediaResolver:
         video = decode_video(
             src, label=label, options=opts, max_side=options.get("max_side") or None, audio_rate=rate, progress=on_frame
         )
-        return video_segments(video, pairs=self.caps.frame_pairs)
+        return video_segments(video, pairs=self.caps.frame_pairs, keep_all=bool(options.get("keep_all_frames")))
 
     def digest(self, url: str) -> str | None:
         """The sha256 of the bytes last read for `url` (what the conversation log keeps); None if never

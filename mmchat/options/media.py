@@ -44,6 +44,14 @@ class MediaOptions(_Options):
         flags=("--video-audio/--no-video-audio",),
         type=bool,
     )
+    video_keep_all_frames: bool = option(
+        False,
+        Rule("true or false", _is_bool),
+        "Send every sampled video frame, even one unchanged since the last (by default such a frame is "
+        "a line of text, '[00:12-00:41] unchanged', and costs no encode).",
+        flags=("--keep-all-frames/--skip-unchanged-frames",),
+        type=bool,
+    )
     video_max_side: int = option(
         config.DEFAULT_VIDEO_FRAME_MAX_SIDE,
         Rule("a whole number >= 0 (0 = never)", _whole(0)),
@@ -98,6 +106,7 @@ class MediaOptions(_Options):
             "max_frames": self.video_max_frames,
             "audio": self.video_audio,
             "max_side": self.video_max_side,
+            "keep_all_frames": self.video_keep_all_frames,
         }
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..engine.base import MediaCost
+from ..engine.layout import Unchanged, skipped_frames
 from ..media import Audio, Image
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -133,6 +134,8 @@ def video_frames(segments: Sequence[object]) -> tuple[list[Image], list[str], fl
     """A laid-out video's frames, the stamp each stands under ('' for the second of a pair), and its seconds of sound."""
     frames, labels, sound, stamp = [], [], 0.0, ""
     for s in segments:
+        if isinstance(s, Unchanged):
+            continue  # frames not sent: the caption counts them
         if isinstance(s, str):
             stamp = s  # "[00:05]", as the model reads it
         elif isinstance(s, Image):
@@ -201,8 +204,11 @@ def caption(
         stamps = [lb.strip("[]") for lb in labels if lb]
         span = f", {stamps[0]}–{stamps[-1]}" if len(stamps) > 1 else ""
         size = f" of {frames[0].width}×{frames[0].height} px" if frames else ""
-        what = f"{len(frames)} frame{'s' * (len(frames) != 1)}{size}{span}" + (
-            f" + {sound:.1f} s of sound" if sound else ""
+        skipped = skipped_frames(segments)
+        what = (
+            f"{len(frames)} frame{'s' * (len(frames) != 1)}{size}{span}"
+            + (f" ({skipped} unchanged, skipped)" if skipped else "")
+            + (f" + {sound:.1f} s of sound" if sound else "")
         )
     elif media and isinstance(media[0], Audio):
         a = media[0]
