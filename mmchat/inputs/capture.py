@@ -12,6 +12,7 @@ anywhere but to the model.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import io
@@ -19,11 +20,13 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .. import config
 from ..errors import InputError, MissingTool, SourceError
@@ -146,6 +149,15 @@ def clipboard_image(clip: Clip) -> bytes:
 
 def grab_screen(monitor: int | None = None) -> bytes:
     """The whole screen (all monitors), or monitor N (1-based), as PNG bytes."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(grab_pixels(monitor)).save(buffer, "PNG", compress_level=1)  # fast
+    return buffer.getvalue()
+
+
+def grab_pixels(monitor: int | None = None) -> Any:
+    """The whole screen (all monitors), or monitor N (1-based), as RGB pixels (height, width, 3)."""
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
         where = " (Wayland without XWayland cannot be read)" if os.environ.get("WAYLAND_DISPLAY") else ""
         raise SourceError(
@@ -153,7 +165,6 @@ def grab_screen(monitor: int | None = None) -> bytes:
             "screenshot with your desktop's tool and attach the file"
         )
     import mss
-    from PIL import Image
 
     try:
         with (getattr(mss, "MSS", None) or mss.mss)() as screens:  # mss 10 renamed the factory
@@ -168,9 +179,10 @@ def grab_screen(monitor: int | None = None) -> bytes:
         raise SourceError(
             f"cannot capture the screen ({e}): check DISPLAY and that the X server lets you read it"
         ) from None
-    buffer = io.BytesIO()
-    Image.frombytes("RGB", shot.size, shot.bgra, "raw", "BGRX").save(buffer, "PNG", compress_level=1)  # fast
-    return buffer.getvalue()
+    import numpy as np
+
+    bgra = np.frombuffer(shot.bgra, dtype=np.uint8).reshape(shot.size[1], shot.size[0], 4)
+    return np.ascontiguousarray(bgra[:, :, 2::-1])
 
 
 def screen_number(where: Location) -> int | None:
@@ -204,6 +216,75 @@ def save_capture(data: bytes, what: str, suffix: str) -> Path:
     return path
 
 
+#: captures whose file is still being written, by path: the resolver takes their pixels from here
+#: (encoding a screen as PNG was most of a screen: turn), and a reader of the file waits for it
+_FRESH: dict[str, tuple[Any, threading.Thread]] = {}
+
+
+def keep_pixels(pixels: Any, what: str) -> Path:
+    """Captured pixels kept as a PNG under MMCHAT_HOME/captures, written in the background: the
+    path (named by time and the pixels' hash) at once, the pixels meanwhile from `fresh`."""
+    from ..errors import disk_full
+
+    folder = config.user_dir() / "captures"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = folder / f"{what}-{stamp}-{hashlib.sha256(pixels.data).hexdigest()[:8]}.png"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise disk_full(e, path) or SourceError(
+            f"cannot keep the capture in {folder} ({e.strerror or e}): check MMCHAT_HOME"
+        ) from None
+
+    def write() -> None:
+        from PIL import Image
+
+        partial = path.with_suffix(".partial")
+        try:
+            Image.fromarray(pixels).save(partial, "PNG", compress_level=1)
+            os.replace(partial, path)  # a reader never sees half a file
+        except OSError:
+            partial.unlink(missing_ok=True)  # a reader then says the file is missing
+
+    if not _FRESH:
+        atexit.register(_write_all)  # a capture no turn took (an error, Ctrl-C) is still kept
+    _FRESH[str(path)] = (pixels, threading.Thread(target=write, name="mmchat keep capture"))
+    return path
+
+
+def _write_all() -> None:
+    for path in list(_FRESH):
+        written(path)
+
+
+def fresh(path: Path | str) -> Any:
+    """The pixels of a capture whose file is not written yet (None for any other file); its file is
+    written from now on, in the background, while the model works (not while the turn is read)."""
+    found = _FRESH.get(str(path))
+    if found is None:
+        return None
+    _start(found[1])
+    return found[0]
+
+
+def written(path: Path | str) -> None:
+    """Wait until a capture's file is on disk (nothing to wait for with any other file)."""
+    found = _FRESH.get(str(path))
+    if found is not None:
+        _start(found[1])
+        found[1].join()
+        _FRESH.pop(str(path), None)
+
+
+def _start(writer: threading.Thread) -> None:
+    with _STARTING:
+        if writer.ident is None:
+            writer.start()
+
+
+_STARTING = threading.Lock()
+
+
 def keep(url: str, warn: Callable[[str], None] | None = None) -> list[str]:
     """What a message should name for `url`: a device URL captured now and kept as a file (a file
     list on the clipboard: those files); any other URL as it is. `mic:` without a length records
@@ -222,7 +303,7 @@ def keep(url: str, warn: Callable[[str], None] | None = None) -> list[str]:
         sound = record(where, warn or env.warn, env.stdin, env.stderr if env.isatty("stderr") else None, terminal)
         return [str(save_capture(sound.wav(), "mic", "wav"))]
     if where.scheme == "screen":
-        return [str(save_capture(grab_screen(screen_number(where)), "screen", "png"))]
+        return [str(keep_pixels(grab_pixels(screen_number(where)), "screen"))]
     clip = read_clipboard()
     if clip.files:
         return list(clip.files)

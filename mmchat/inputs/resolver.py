@@ -26,6 +26,7 @@ from ..options import MediaOptions
 from ..values import parse_segment
 from ..workingset import WorkingSet
 from . import claims
+from .capture import fresh, written
 from .part import DEVICES, Location, MediaPart, locate, media_parts, short
 from .policy import Budget, MediaPolicy, device_refusal
 
@@ -255,6 +256,10 @@ class MediaResolver:
             if found == "video":
                 return self._video(head.path, head.label, found_options), head.path, "video"
             return [self._audio(head.path, head.label, found_options)], head.path, "audio"
+        if kind == "image" and local and (pixels := fresh(where.path)) is not None:  # a capture: its pixels, now
+            from ..media.image import from_pixels
+
+            return [from_pixels(pixels, where.label, options["max_side"] or None)], where.path, "image"  # type: ignore[return-value]
         source = fetched
         if source is None:
             report = self._progress
@@ -355,6 +360,7 @@ class MediaResolver:
         """`found` as a sha256: a video decoded from disk is hashed when asked, so nobody pays for it but the log."""
         if not isinstance(found, os.PathLike):
             return found
+        written(found)  # a capture's file, written while the model answered
         try:
             with open(found, "rb") as f:
                 hexdigest = hashlib.file_digest(f, "sha256").hexdigest()

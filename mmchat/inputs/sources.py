@@ -200,6 +200,9 @@ def _mib(n: int) -> str:
 
 
 def _read_path(path: Path, label: str, max_bytes: int, limit: int | None = None) -> bytes:
+    from .capture import written
+
+    written(path)  # a screen capture still being written is read whole
     try:
         if path.is_dir():
             raise SourceError(f"{label} is a directory, not a file: name a file inside it")

@@ -25,7 +25,7 @@ from mmchat.config import DEFAULT_IMAGE_MAX_SIDE, DEFAULT_MAX_IMAGE_PIXELS
 from mmchat.errors import MediaError, MmchatError
 from mmchat.media import Image
 
-__all__ = ["decode_image", "pixels_from_pil"]
+__all__ = ["decode_image", "from_pixels", "pixels_from_pil"]
 
 _WHITE = (255, 255, 255, 255)
 _WIDE_GREY = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -100,6 +100,13 @@ def _check_pixels(im: PIL.Image.Image, label: str, max_pixels: int | None) -> No
         raise MediaError(
             f"{label} is {width}x{height} pixels, more than the limit of {max_pixels:,}: scale it down first"
         )
+
+
+def from_pixels(pixels: np.ndarray, label: str, max_side: int | None = DEFAULT_IMAGE_MAX_SIDE) -> Image:
+    """RGB pixels already upright (a screen capture), scaled as a decoded file is."""
+    if max_side is None or max(pixels.shape[:2]) <= max_side:
+        return Image(pixels=pixels, source=label)
+    return _finish(PIL.Image.fromarray(pixels), label, max_side)
 
 
 def _finish(im: PIL.Image.Image, label: str, max_side: int | None) -> Image:
