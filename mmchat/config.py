@@ -44,6 +44,8 @@ DEFAULT_VIDEO_FRAME_MAX_SIDE = 448  # frames: dynamic-resolution models pay per 
 #: (0-255 per channel) is skipped as unchanged: compression noise is 1-3, one changed word is 40+
 DEFAULT_FRAME_CHANGE = 6.0
 FRAME_TILE = 16
+DEFAULT_DRAFT = 0  # tokens drafted from the prompt per step of a greedy answer (0 = off; see README's performance)
+DEFAULT_DRAFT_MIN = 2  # tokens an n-gram must match before its continuation is drafted
 DEFAULT_VIDEO_AUDIO_PIECE = 30.0  # seconds of soundtrack per audio chunk (whisper's window)
 DEFAULT_PDF_MAX_PAGES = 8  # pages of a PDF read without --pages; one notice says how many were left out
 DEFAULT_PDF_MAX_DOCUMENT_PAGES = 1000  # a longer PDF is refused from its page count unless pages are chosen

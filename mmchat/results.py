@@ -69,6 +69,11 @@ class ChatCompletion:
                     "encoded_media": u.encoded_media,
                     "frames_skipped": u.frames_skipped,
                 },
+                # OpenAI's names for predicted tokens the model kept and dropped: here, drafts from the prompt
+                "completion_tokens_details": {
+                    "accepted_prediction_tokens": u.draft_accepted,
+                    "rejected_prediction_tokens": u.draft_rejected,
+                },
             },
             "timings": {
                 "load_s": round(t.load, 4),

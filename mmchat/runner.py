@@ -153,6 +153,8 @@ class Runner:
             mmproj_offload=self.load.mmproj_offload,
             media_cache=config.cache_dir() if self.load.cache else None,
             media_cache_bytes=self.load.cache_size,
+            draft=self.load.draft,
+            draft_min=self.load.draft_min,
         )
 
     # -- public API ------------------------------------------------------------------

@@ -246,8 +246,9 @@ def _chunks_to_items(chunks, placeholders: set[str]) -> list[PromptItem]:
     return items
 
 
-def decode_tokens(ctx, tokens: Sequence[int], n_past: int, *, logits_last: bool) -> int:
-    """Evaluate text tokens at positions n_past.. (as mtmd's helper does: one pos per token)."""
+def decode_tokens(ctx, tokens: Sequence[int], n_past: int, *, logits_last: bool, logits_all: bool = False) -> int:
+    """Evaluate text tokens at positions n_past.. (as mtmd's helper does: one pos per token); with
+    `logits_all`, every token's logits are kept (a draft is checked), the i-th at output i."""
     if not tokens:
         return 0
     batch = llama.llama_batch_ext_init(ctx)
@@ -257,7 +258,9 @@ def decode_tokens(ctx, tokens: Sequence[int], n_past: int, *, logits_last: bool)
             idx = llama.llama_batch_ext_add_token(batch, 0, tok)
             pos = llama.llama_pos(n_past + i)
             llama.llama_batch_ext_set_pos(batch, idx, ctypes.byref(pos))
-        if logits_last:
+            if logits_all:
+                llama.llama_batch_ext_set_output_logits(batch, idx, True)
+        if logits_last and not logits_all:
             llama.llama_batch_ext_set_output_logits(batch, idx, True)
         return llama.llama_process(ctx, llama.LLAMA_PROCESS_TYPE_DECODE, batch)
     finally:

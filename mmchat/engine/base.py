@@ -82,6 +82,8 @@ class Usage:
     audio_tokens: int = 0
     encoded_media: int = 0  # media chunks encoded for this request (0: all came from a cache)
     frames_skipped: int = 0  # video frames sent as "unchanged" text instead of being encoded (engine/layout.py)
+    draft_accepted: int = 0  # tokens drafted from the prompt that the model agreed with (engine/drafts.py)
+    draft_rejected: int = 0  # and that it did not
 
     @property
     def total_tokens(self) -> int:

@@ -39,6 +39,7 @@ from .base import (
     Turn,
     Usage,
 )
+from .drafts import GAP, PromptLookup
 from .embeddings import EmbeddingCache, open_disk_cache
 from .encodemeter import EncodeMeter
 from .encoder import MediaEncoder, Stopped
@@ -74,11 +75,14 @@ class LlamaCppEngine:
         progress: Progress | None = None,
         media_cache: Path | None = None,
         media_cache_bytes: int = 0,
+        draft: int = 0,
+        draft_min: int = 2,
     ):
         _lib.init(verbose)
         self._lock = threading.RLock()  # one thread at a time in the model, the projector and the caches
         self._notice = notice or (lambda msg: None)
         self._progress = progress
+        self.draft, self.draft_min = draft, draft_min  # prompt-lookup drafting of greedy answers (drafts.py)
         self._meter = EncodeMeter()
         self.model_path = Path(model)
         self.mmproj_path = Path(mmproj) if mmproj else None
@@ -365,14 +369,20 @@ class LlamaCppEngine:
         text = TextStream(tuple(options.stop) + self._extra_stop)
         finish = "length"
         self.last_tokens = []
+        # greedy answers are drafted from the prompt (drafts.py): tokens the model has checked wait here,
+        # with whether they are in the KV cache already (an accepted draft) or not (the model's next pick)
+        lookup = self._lookup() if plain_greedy and self.draft else None
+        ahead: list[tuple[int, bool]] = []
         t0 = time.perf_counter()
         try:
             yield Started(usage, timings)
-            for _ in range(options.max_tokens):
+            for emitted in range(options.max_tokens):
                 with self._lock:
-                    if self._n_past >= self.n_ctx:
+                    token, in_cache = ahead.pop(0) if ahead else (-1, False)
+                    if not in_cache and self._n_past >= self.n_ctx:
                         break
-                    token = self._argmax() if plain_greedy else llama.llama_sampler_sample(sampler, self._ctx, -1)
+                    if token < 0:
+                        token = self._argmax() if plain_greedy else llama.llama_sampler_sample(sampler, self._ctx, -1)
                     if llama.llama_vocab_is_eog(self._vocab, token) and not options.ignore_eos:
                         finish = "stop"
                         break
@@ -386,7 +396,12 @@ class LlamaCppEngine:
                 if text.stopped:
                     finish = "stop"
                     break
+                if in_cache:
+                    continue
                 with self._lock:
+                    if lookup is not None:
+                        ahead = self._check_draft(token, lookup, options.max_tokens - emitted - 1, usage)
+                        continue
                     if _lib.decode_tokens(self._ctx, [token], self._n_past, logits_last=True) != 0:
                         self._fail("llama.cpp failed while generating (code != 0)")
                     self._n_past += 1
@@ -399,9 +414,32 @@ class LlamaCppEngine:
             timings.generation = time.perf_counter() - t0
         yield Finished(finish_reason=finish, usage=usage, timings=timings)
 
-    def _argmax(self) -> int:
-        logits = llama.llama_get_logits_ith(self._ctx, -1)
+    def _argmax(self, i: int = -1) -> int:
+        logits = llama.llama_get_logits_ith(self._ctx, i)
         return int(np.argmax(np.ctypeslib.as_array(logits, shape=(self._n_vocab,))))
+
+    def _lookup(self) -> PromptLookup:
+        """The prompt as the KV cache holds it, for drafting (a medium is a gap)."""
+        tokens = (GAP if isinstance(i, MediaItem) else i for i in self._cache)
+        return PromptLookup(tokens, length=self.draft, min_match=self.draft_min)
+
+    def _check_draft(self, token: int, lookup: PromptLookup, room: int, usage: Usage) -> list[tuple[int, bool]]:
+        """Evaluate `token` and a draft after it in one batch; what the model agrees with stays in the
+        KV cache. The tokens that follow: the accepted draft (cached), then the model's own next pick."""
+        lookup.extend([token])
+        draft = lookup.propose(min(room, self.n_ctx - self._n_past - 1))
+        if _lib.decode_tokens(self._ctx, [token, *draft], self._n_past, logits_last=True, logits_all=True) != 0:
+            self._fail("llama.cpp failed while generating (code != 0)")
+        picks = [self._argmax(i) for i in range(len(draft) + 1)]
+        kept = next((i for i, (d, p) in enumerate(zip(draft, picks)) if d != p), len(draft))
+        self._n_past += 1 + kept
+        self._cache.extend([token, *draft[:kept]])
+        if kept < len(draft):  # the rest of the draft leaves the KV cache
+            llama.llama_memory_seq_rm(llama.llama_get_memory(self._ctx), 0, self._n_past, -1)
+        lookup.extend(draft[:kept])
+        usage.draft_accepted += kept
+        usage.draft_rejected += len(draft) - kept
+        return [(d, True) for d in draft[:kept]] + [(picks[kept], False)]
 
     def close(self) -> None:
         if getattr(self, "_cache", None) is not None:

@@ -59,6 +59,21 @@ class LoadOptions(_Options):
         flags=("--image-max-tokens",),
         type=int,
     )
+    draft: int = option(
+        config.DEFAULT_DRAFT,
+        Rule("a whole number from 0 to 64 (0 is off)", lambda v: _whole(0)(v) and v <= 64),
+        "Draft up to this many tokens of a greedy answer from the prompt and check them in one batch "
+        "(prompt lookup: faster when the answer repeats the prompt; 0 = off).",
+        flags=("--draft",),
+        type=int,
+    )
+    draft_min: int = option(
+        config.DEFAULT_DRAFT_MIN,
+        Rule("a whole number from 1 to 8", lambda v: _whole(1)(v) and v <= 8),
+        "Tokens of the answer's end that must match the prompt before what followed there is drafted.",
+        flags=("--draft-min",),
+        type=int,
+    )
     mmproj_offload: bool = option(
         config.DEFAULT_MMPROJ_OFFLOAD,
         Rule("true or false", _is_bool),
