@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
-import mypy.api
+import pytest
 
 import mmchat
 
@@ -27,13 +29,25 @@ def use(runner: Runner, request: ChatCompletionRequest, error: InputError, polic
 """
 
 
-def test_mypy_reveals_the_classes_behind_the_lazy_names(tmp_path, monkeypatch):
+@pytest.mark.model  # a process: mypy run in this one keeps ~900k objects and its gc settings, slowing every later test
+def test_mypy_reveals_the_classes_behind_the_lazy_names(tmp_path):
     """A script author's editor and mypy know what `from mmchat import Runner` is (the package ships py.typed)."""
     (tmp_path / "script.py").write_text(SNIPPET)
-    monkeypatch.chdir(ROOT)  # mmchat from this checkout, as an installed copy would be found
-    out, err, _ = mypy.api.run(
-        ["--follow-imports=silent", "--cache-dir", str(tmp_path / "cache"), str(tmp_path / "script.py")]
+    checked = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--follow-imports=silent",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(tmp_path / "script.py"),
+        ],
+        cwd=ROOT,  # mmchat from this checkout, as an installed copy would be found
+        capture_output=True,
+        text=True,
     )
+    out, err = checked.stdout, checked.stderr
     revealed = re.findall(r'Revealed type is "(.*)"', out)
     assert revealed[:4] == [
         "mmchat.runner.Runner",
