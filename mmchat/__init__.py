@@ -70,7 +70,7 @@ _EXPORTS: dict[str, str] = {
     "audio_from_array": "parts",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # pyright: ignore[reportUnsupportedDunderAll] (the TYPE_CHECKING imports are public)
 
 if TYPE_CHECKING:
     from .errors import ContextOverflow as ContextOverflow
