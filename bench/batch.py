@@ -9,7 +9,7 @@
    and a stub server that answers each request in a fixed 0.25 s whatever else is in flight, the
    shape of a GPU server with free slots. Through real servers each answer is 512 tokens.
 
-    python bench/batch.py [--server http://127.0.0.1:8080]   # e.g. llama-server -np 4 on the same tiny models:
+    python -m bench.batch [--server http://127.0.0.1:8080]   # e.g. llama-server -np 4 on the same tiny models:
     llama-server -m llm.gguf --mmproj mmproj-vision.gguf -np 4 -c 16384 -t 2 --port 8080
 """
 
@@ -23,16 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._table import report
+from bench.support import Reply, Stub, echo, llama_cpp_server, noise_png, serve, write_all
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).parent))
-
-from _table import report  # noqa: E402
-
-from tests.fixtures.gguf_models import write_all  # noqa: E402
-from tests.helpers import llama_cpp_server  # noqa: E402
-from tests.mediafiles import noise_png  # noqa: E402
-from tests.stubserver import Reply, Stub, echo, serve  # noqa: E402
 
 MMCHAT = [sys.executable, "-m", "mmchat"]
 ROUNDS = 2

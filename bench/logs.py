@@ -5,7 +5,7 @@ A turn appends one row: the store compares the request with the conversation it 
 memory) and converts only the new messages, so a write should cost the same at every length;
 a load reads every turn once. No model is loaded.
 
-    python bench/logs.py [TURNS ...]      (default: 1 10 100 1000)
+    python -m bench.logs [TURNS ...]      (default: 1 10 100 1000)
 """
 
 from __future__ import annotations
@@ -17,14 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from _table import median_seconds, report  # noqa: E402
-
-from mmchat import logmedia, logs  # noqa: E402
-from mmchat.engine.base import Timings, Usage  # noqa: E402
-from mmchat.results import ChatCompletion, ChatMessage, Choice  # noqa: E402
+from bench._table import median_seconds, report
+from mmchat import logmedia, logs
+from mmchat.engine.base import Timings, Usage
+from mmchat.results import ChatCompletion, ChatMessage, Choice
 
 TEXT = "a question of about one kilobyte " * 32
 TIMED = 21  # turns written one after another at each length; the median counts

@@ -13,9 +13,9 @@ turns fit in the tiny model's 4,096-token window, so the 100-turn session moves 
 Goals (issue 21): 1,000 photos within 1.2x of 30, 100 turns within 1.2x of 10, a log write at
 1,000 turns what it costs at 1. Photos are built once into bench/.cache/photos/.
 
-    python bench/memory.py            # all of it: a few minutes on two cores
-    python bench/memory.py --quick    # 30 and 100 photos, 10 and 30 turns
-    python bench/memory.py --only chat
+    python -m bench.memory            # all of it: a few minutes on two cores
+    python -m bench.memory --quick    # 30 and 100 photos, 10 and 30 turns
+    python -m bench.memory --only chat
 """
 
 from __future__ import annotations
@@ -29,12 +29,10 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from bench._table import report
+from bench.logs import turn_write_ms
 
-from _table import report  # noqa: E402
-from logs import turn_write_ms  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CACHE = ROOT / "bench" / ".cache"
 COMMON = ["--threads", "2", "--temperature", "0", "-q"]
@@ -43,7 +41,7 @@ CHAT = ["--max-tokens", "64"]
 
 
 def models() -> dict[str, Path]:
-    from tests.fixtures.gguf_models import write_all
+    from bench.support import write_all
 
     where = CACHE / "models"
     if not (where / "llm.gguf").exists():

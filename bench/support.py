@@ -1,0 +1,40 @@
+"""What the benchmarks borrow from the test suite, in one place.
+
+The tiny GGUF models, generated media and the stand-in servers are the tests' own (each is built
+from facts about the real thing, cited where it is defined); a benchmark imports them from here,
+never from a test module, so a move inside tests/ is one edit in this file.
+"""
+
+from __future__ import annotations
+
+from tests.desktop import copy_to_clipboard, draw_on_root, xvfb
+from tests.documents import text_pdf
+from tests.fixtures import gguf_models
+from tests.fixtures.gguf_models import CHAT_TEMPLATE, write_all
+from tests.fixtures.real_vision import write_gemma3_so400m_mmproj
+from tests.helpers import Trickle, llama_cpp_server, local_server
+from tests.mediafiles import noise_png
+from tests.soundserver import sound_missing, sound_server, tone
+from tests.stubserver import Reply, Stub, echo, serve
+
+__all__ = [
+    "CHAT_TEMPLATE",
+    "Reply",
+    "Stub",
+    "Trickle",
+    "copy_to_clipboard",
+    "draw_on_root",
+    "echo",
+    "gguf_models",
+    "llama_cpp_server",
+    "local_server",
+    "noise_png",
+    "serve",
+    "sound_missing",
+    "sound_server",
+    "text_pdf",
+    "tone",
+    "write_all",
+    "write_gemma3_so400m_mmproj",
+    "xvfb",
+]
