@@ -40,7 +40,7 @@ SLIDES = [
 
 
 def clip() -> Path:
-    from tests.videofiles import slide, slides_video
+    from bench.support import slide, slides_video
 
     path = CACHE / "slides-60s.mp4"
     if not path.exists():
@@ -52,7 +52,7 @@ def clip() -> Path:
 def run(repeat: int) -> dict:
     from mmchat import Runner
     from mmchat.messages import user_message, video_part
-    from tests.fixtures.gguf_models import write_all
+    from bench.support import write_all
 
     files = write_all(CACHE / "tiny")
     video = clip()

@@ -16,6 +16,7 @@ from tests.helpers import Trickle, llama_cpp_server, local_server
 from tests.mediafiles import noise_png
 from tests.soundserver import sound_missing, sound_server, tone
 from tests.stubserver import Reply, Stub, echo, serve
+from tests.videofiles import slide, slides_video
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -30,6 +31,8 @@ __all__ = [
     "local_server",
     "noise_png",
     "serve",
+    "slide",
+    "slides_video",
     "sound_missing",
     "sound_server",
     "text_pdf",
