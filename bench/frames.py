@@ -50,9 +50,9 @@ def clip() -> Path:
 
 
 def run(repeat: int) -> dict:
+    from bench.support import write_all
     from mmchat import Runner
     from mmchat.messages import user_message, video_part
-    from bench.support import write_all
 
     files = write_all(CACHE / "tiny")
     video = clip()
