@@ -121,7 +121,7 @@ class Worker:
         with self._ready:
             if self._closing:
                 raise Busy("the server is shutting down: send the request to another instance or later", 5)
-            if len(self._waiting) >= self.capacity:
+            if len(self._waiting) + (self._running is not None) > self.capacity:
                 raise Busy(f"the queue is full ({self.capacity} requests waiting): try again shortly", 1)
             self._waiting.append(job)
             self._ready.notify()
@@ -173,7 +173,8 @@ class Worker:
             try:
                 self._run(job)
             finally:
-                self._running = None
+                with self._ready:
+                    self._running = None
 
     def _run(self, job: Job) -> None:
         stream = None
