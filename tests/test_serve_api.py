@@ -11,6 +11,7 @@ import logging
 import time
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -18,7 +19,7 @@ from mmchat.inputs.policy import MediaPolicy
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
 from tests.helpers import invoke, local_server
-from tests.serving import KEY, client
+from tests.serving import KEY, client, in_thread
 
 USER = [{"role": "user", "content": "hello there"}]
 
@@ -443,3 +444,70 @@ def test_the_queue_refuses_with_503_and_retry_after_when_full():
     assert second.status_code == 503 and second.headers["retry-after"] == "1"
     assert second.json()["error"]["type"] == "server_error" and "the queue is full" in second.json()["error"]["message"]
     assert first["r"].status_code == 200
+
+
+# -- clients that go away (uvicorn in a thread: real sockets) ------------------------------------------
+
+
+class Slow(FakeEngine):
+    """Says `reply` a word every `pause` seconds, counting the words it has generated."""
+
+    def __init__(self, pause: float = 0.05, **kw):
+        super().__init__(reply=" ".join(f"w{i}" for i in range(400)), **kw)
+        self.pause, self.generated = pause, 0
+
+    def stream(self, turns, options):
+        for event in super().stream(turns, options):
+            if isinstance(event, str):
+                time.sleep(self.pause)
+                self.generated += 1
+            yield event
+
+
+def wait_idle(worker, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while (worker.busy or worker.waiting) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_client_that_disconnects_mid_stream_stops_its_generation_within_a_token(caplog):
+    engine = Slow()
+    with caplog.at_level(logging.INFO, logger="mmchat.serve.access"), in_thread(Runner(engine=engine)) as (url, worker):
+        body = {"messages": USER, "max_tokens": 400, "stream": True}
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as response:
+            got = 0
+            for line in response.iter_lines():
+                got += '"content": "' in line and '"content": ""' not in line
+                if got == 3:
+                    break
+        wait_idle(worker)
+        stopped_at = engine.generated
+        after = httpx.post(f"{url}/v1/chat/completions", json={"messages": USER, "max_tokens": 2}, timeout=30)
+    assert 3 <= stopped_at <= 5  # the engine made at most a token or two past what the client read, of 400
+    assert after.status_code == 200 and after.json()["choices"][0]["message"]["content"] == "w0 w1"
+    assert any("(client gone)" in r.getMessage() for r in caplog.records)
+
+
+def test_a_waiting_client_that_goes_away_frees_its_place_in_the_queue():
+    engine = Slow(pause=0.02)
+    with in_thread(Runner(engine=engine), queue=1) as (url, worker):
+        import threading
+
+        first = threading.Thread(
+            target=lambda: httpx.post(
+                f"{url}/v1/chat/completions", json={"messages": USER, "max_tokens": 60}, timeout=30
+            )
+        )
+        first.start()
+        deadline = time.monotonic() + 10
+        while not worker.busy and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with pytest.raises(httpx.ReadTimeout):  # waits behind the first, then gives up
+            httpx.post(f"{url}/v1/chat/completions", json={"messages": USER}, timeout=0.3)
+        deadline = time.monotonic() + 5
+        while worker.waiting and time.monotonic() < deadline:
+            time.sleep(0.005)
+        waiting_after = worker.waiting
+        third = httpx.post(f"{url}/v1/chat/completions", json={"messages": USER, "max_tokens": 1}, timeout=30)
+        first.join()
+    assert waiting_after == 0 and third.status_code == 200
