@@ -229,11 +229,11 @@ def test_an_anthropic_stream_comes_in_anthropics_event_order():
             final = stream.get_final_message()
         raw = c.post("/v1/messages", json={"model": "fake-model", "max_tokens": 9, "messages": USER, "stream": True})
     names = [line.removeprefix("event: ") for line in raw.text.splitlines() if line.startswith("event: ")]
+    names = [n for i, n in enumerate(names) if n != "content_block_delta" or names[i + 1] != n]  # text comes in 1+
     assert names == [
         "message_start",
         "content_block_start",
         "ping",
-        "content_block_delta",
         "content_block_delta",
         "content_block_stop",
         "message_delta",

@@ -32,7 +32,18 @@ _UNSUPPORTED = {
     "mcp_servers": "the engine has no tool use",
     "container": "the engine runs no code",
 }
-_IGNORED = ("metadata", "service_tier", "model", "messages", "system", "stream", "stop_sequences")
+#: fields that change nothing here (cache_control: every prefix is cached anyway; where and how fast it runs)
+_IGNORED = (
+    "metadata",
+    "service_tier",
+    "cache_control",
+    "inference_geo",
+    "speed",
+    "diagnostics",
+    "user_profile_id",
+    "workspace_id",
+)
+_READ = ("model", "messages", "system", "stream", "stop_sequences", "output_format", "output_config")
 _SAMPLING = ("max_tokens", "temperature", "top_p", "top_k")
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "interrupted": "end_turn"}
 
@@ -47,7 +58,7 @@ def parse(body: Any, base: GenerationOptions) -> ChatRequest:
     thinking = body.get("thinking")
     if isinstance(thinking, Mapping) and thinking.get("type") not in (None, "disabled"):
         raise unsupported("thinking", "the engine has no extended thinking budget")
-    unknown = sorted(set(body) - {*_UNSUPPORTED, *_IGNORED, *_SAMPLING, "thinking"})
+    unknown = sorted(set(body) - {*_UNSUPPORTED, *_IGNORED, *_READ, *_SAMPLING, "thinking"})
     if unknown:
         raise ApiError(400, f"{unknown[0]}: Extra inputs are not permitted", param=unknown[0])
     if "max_tokens" not in body:
@@ -61,7 +72,8 @@ def parse(body: Any, base: GenerationOptions) -> ChatRequest:
     try:
         conversation = _system(body.get("system")) + [_message(m, i) for i, m in enumerate(_list(body))]
         messages = msgs.validate_messages(conversation)
-        options = GenerationOptions.build(values, base=base, label=lambda f: f"{_NAMES.get(f.name, f.name)}=")
+        label = lambda f: f"{_NAMES.get(f.name, f.name)}="  # noqa: E731
+        options = GenerationOptions.build(values, base=base, label=label, schema=_schema(body))
     except InputError as e:
         raise ApiError(400, str(e)) from None
     model = body.get("model")
@@ -69,6 +81,23 @@ def parse(body: Any, base: GenerationOptions) -> ChatRequest:
 
 
 _NAMES = {"stop": "stop_sequences"}
+
+
+def _schema(body: Mapping[str, Any]) -> Any:
+    """Structured outputs: output_config.format (or the earlier output_format), {"type": "json_schema", "schema"}."""
+    config = body.get("output_config") or {}
+    if not isinstance(config, Mapping) or set(config) - {"format"}:
+        raise unsupported("output_config", "mmchat serve takes only its format (a JSON schema)")
+    shape = config.get("format") or body.get("output_format")
+    if shape is None:
+        return None
+    if (
+        not isinstance(shape, Mapping)
+        or shape.get("type") != "json_schema"
+        or not isinstance(shape.get("schema"), Mapping)
+    ):
+        raise ApiError(400, "output_format: give {'type': 'json_schema', 'schema': {...}}", param="output_format")
+    return dict(shape["schema"])
 
 
 def _list(body: Mapping[str, Any]) -> list[Any]:

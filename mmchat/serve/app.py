@@ -33,7 +33,7 @@ from ..options import GenerationOptions
 from . import anthropic, openai
 from .errors import ApiError, from_exception
 from .guard import AccessLog, Authorized, BodyLimit, error_shape
-from .queue import Busy, Done, Failed, Job, Worker
+from .queue import Done, Failed, Job, Worker
 
 log = logging.getLogger("mmchat.serve")
 
@@ -195,10 +195,7 @@ class _Routes:
     async def _answer(self, request: Request, messages: Any, options: GenerationOptions) -> AsyncIterator[Any]:
         """The job's events (text, then Done); a failure before any text is raised, one after it yielded.
         The client going away (a disconnect, or the response closed early) cancels the job."""
-        try:
-            job = self.worker.submit(messages, options)
-        except Busy as e:
-            raise ApiError(503, str(e), code="server_busy", headers={"Retry-After": str(e.retry_after)}) from None
+        job = self.worker.submit(messages, options)  # ApiError 503 when the queue is full
         watcher = asyncio.create_task(_watch(request, self.worker, job))
         texts = 0
         try:

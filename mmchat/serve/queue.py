@@ -2,7 +2,7 @@
 
 The model (a llama.cpp context) answers one request at a time, so `Worker` runs every request
 on one thread, in the order they came. A request waits in a queue of at most `capacity`; one
-more is refused (`Busy`: the server answers 503 with Retry-After) rather than left to wait
+more is refused (`busy`: the server answers 503 with Retry-After) rather than left to wait
 behind an unbounded line. A client that goes away cancels its job: a waiting one leaves the
 queue at once, a running one stops at the next token (the engine's generator is closed, as
 Ctrl-C closes it in `mmchat ask`). `drain()` (SIGTERM) refuses whatever has not started and
@@ -29,18 +29,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..options import GenerationOptions
+from .errors import ApiError
 
 if TYPE_CHECKING:
     from ..results import ChatCompletion
     from ..runner import Runner
 
 
-class Busy(Exception):
-    """The queue is full (or the server is stopping): come back later."""
-
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
+def busy(message: str, retry_after: int) -> ApiError:
+    """The queue is full (or the server is stopping): 503, come back after `retry_after` seconds."""
+    return ApiError(503, message, code="server_busy", headers={"Retry-After": str(retry_after)})
 
 
 class Gone(Exception):
@@ -86,6 +84,7 @@ class Job:
         self.messages, self.options = messages, options
         self._loop = loop
         self._events: asyncio.Queue[str | Done | Failed] = asyncio.Queue()
+        self._held: list[Done | Failed] = []  # the end, taken while joining text
         self.cancelled = threading.Event()
         self.finished = False  # Done or Failed has been handed over
 
@@ -98,8 +97,19 @@ class Job:
             self.cancelled.set()
 
     async def next(self) -> str | Done | Failed:
-        """The next text delta, or the end."""
-        return await self._events.get()
+        """The next text (every delta already waiting, joined: a fast model is not held to one send
+        per token), or the end."""
+        event = self._held.pop() if self._held else await self._events.get()
+        if not isinstance(event, str):
+            return event
+        parts = [event]
+        while not self._events.empty():
+            more = self._events.get_nowait()
+            if not isinstance(more, str):
+                self._held.append(more)
+                break
+            parts.append(more)
+        return "".join(parts)
 
 
 class Worker:
@@ -116,13 +126,13 @@ class Worker:
         self._thread.start()
 
     def submit(self, messages: Sequence[dict[str, Any]], options: GenerationOptions) -> Job:
-        """Queue a request; Busy when the queue is full or the server is stopping."""
+        """Queue a request; ApiError 503 (busy) when the queue is full or the server is stopping."""
         job = Job(messages, options, asyncio.get_running_loop())
         with self._ready:
             if self._closing:
-                raise Busy("the server is shutting down: send the request to another instance or later", 5)
+                raise busy("the server is shutting down: send the request to another instance or later", 5)
             if len(self._waiting) + (self._running is not None) > self.capacity:
-                raise Busy(f"the queue is full ({self.capacity} requests waiting): try again shortly", 1)
+                raise busy(f"the queue is full ({self.capacity} requests waiting): try again shortly", 1)
             self._waiting.append(job)
             self._ready.notify()
         return job
@@ -156,7 +166,7 @@ class Worker:
             refused, self._waiting = list(self._waiting), collections.deque()
             self._ready.notify_all()
         for job in refused:
-            job.put(Failed(Busy("the server is shutting down: send the request again later", 5)))
+            job.put(Failed(busy("the server is shutting down: send the request again later", 5)))
 
     def join(self, timeout: float | None = None) -> None:
         self.drain()

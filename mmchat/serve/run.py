@@ -2,12 +2,14 @@
 
 uvicorn's own shutdown (uvicorn/server.py: stop listening, let open requests end, then return)
 is what SIGTERM and Ctrl-C start; before it, `Worker.drain` refuses what waits in the queue
-(503) so the request being answered is the only one the shutdown waits for.
+(503) so the request being answered is the only one the shutdown waits for. After SIGTERM the
+command exits 0; after Ctrl-C, 130 as every command does.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -25,6 +27,8 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.worker.drain()
         super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:  # a drained stop is a clean one: exit 0 (uvicorn would raise it again, -15)
+            self._captured_signals.remove(sig)
 
 
 def access_to_stderr(stream: Any = None) -> None:
