@@ -256,3 +256,15 @@ def test_sigterm_finishes_the_request_in_flight_refuses_the_waiting_one_then_exi
     assert code == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/health", timeout=2)
+
+
+def test_conversations_are_logged_only_with_log(models, tmp_path):
+    hi = [{"role": "user", "content": "remember this"}]
+    with serve_process(models, log=tmp_path / "a.log") as (url, _):
+        client(url).chat.completions.create(model="llm", messages=hi, **GREEDY)
+    unlogged = run_mmchat("logs", "--json")
+    with serve_process(models, "--log", log=tmp_path / "b.log") as (url, _):
+        client(url).chat.completions.create(model="llm", messages=hi, **GREEDY)
+    logged = run_mmchat("logs", "--json")
+    assert "remember this" not in unlogged.stdout.decode()
+    assert logged.returncode == 0 and "remember this" in logged.stdout.decode()

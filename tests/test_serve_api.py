@@ -511,3 +511,12 @@ def test_a_waiting_client_that_goes_away_frees_its_place_in_the_queue():
         third = httpx.post(f"{url}/v1/chat/completions", json={"messages": USER, "max_tokens": 1}, timeout=30)
         first.join()
     assert waiting_after == 0 and third.status_code == 200
+
+
+def test_a_client_that_gives_up_on_an_unstreamed_answer_stops_it_too():
+    engine = Slow()
+    with in_thread(Runner(engine=engine)) as (url, worker):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/v1/chat/completions", json={"messages": USER, "max_tokens": 400}, timeout=0.5)
+        wait_idle(worker)
+    assert 0 < engine.generated < 40  # about 0.5 s of words at 0.05 s each, not the 400 asked for

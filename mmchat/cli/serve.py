@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..env import Environment, current
-from ..errors import InputError
+from ..errors import InputError, MissingTool
 from .app import app, guarded
 from .loading import open_runner
 from .params import Flags, model_flags
@@ -89,6 +89,7 @@ def serve(
 
     env = current()
     _check_exposure(env, host, api_key, no_api_key)
+    _check_installed()
     policy = MediaPolicy(
         local_files=list(media_dir) if media_dir else False,
         remote_urls=True,
@@ -101,6 +102,15 @@ def serve(
         _run(env, flags, runner, host, port, api_key, queue, max_body)
     finally:
         runner.close()
+
+
+def _check_installed() -> None:
+    """starlette and uvicorn are the `serve` extra: without them, one line saying how to get them."""
+    import importlib.util
+
+    missing = [name for name in ("starlette", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingTool(f"mmchat serve needs {' and '.join(missing)}: pip install 'mmchat[serve]'")
 
 
 def _check_exposure(env: Environment, host: str, api_key: str | None, no_api_key: bool) -> None:
