@@ -41,10 +41,6 @@ def busy(message: str, retry_after: int) -> ApiError:
     return ApiError(503, message, code="server_busy", headers={"Retry-After": str(retry_after)})
 
 
-class Gone(Exception):
-    """The client disconnected while its request waited."""
-
-
 class ConversationStates(Protocol):
     """Where saved KV states plug in: told of each conversation before and after its answer."""
 
@@ -144,7 +140,8 @@ class Worker:
             if job not in self._waiting:
                 return
             self._waiting.remove(job)
-        job.put(Failed(Gone("the client went away before its request was answered")))
+        gone = ApiError(499, "the client went away before its request was answered", code="client_gone")  # nginx's 499
+        job.put(Failed(gone))
 
     @property
     def waiting(self) -> int:
