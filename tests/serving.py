@@ -3,7 +3,9 @@ a FakeEngine or a real Runner) and the command itself as a process on the tiny m
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import io
 import platform
 import subprocess
 import threading
@@ -22,10 +24,23 @@ from mmchat.testing import FakeEngine
 from tests.helpers import MMCHAT, THREADS_ARGS, free_port, mmchat_env
 
 KEY = "sk-test-key-0123456789"
+USER = [{"role": "user", "content": "hello there"}]
 
 # The openai and anthropic SDKs put platform.processor() in their headers, which on Linux runs `uname -p`:
 # asked once here, at import, it is cached (platform._uname_cache) and no test starts that process.
 platform.processor()
+
+
+def png_bytes(colour=(200, 30, 40), size=(40, 30)) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def png_url(colour=(200, 30, 40)) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(colour)).decode()
 
 
 def app_for(
