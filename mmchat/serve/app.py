@@ -123,40 +123,26 @@ class _Routes:
     @_guarded
     async def chat_completions(self, request: Request) -> Response:
         call = openai.parse(await _json(request), self.served.generation)
-        self.served.check_model(call.model)
-        events = self._answer(request, self.served.conversation(call.messages), call.options)
-        first = await anext(events)  # a failure before the first token is a status of its own
-        model = self.served.model_id
-        if not call.stream:
-            done = first if isinstance(first, Done) else await _last(events)
-            _record(request, done)
-            return JSONResponse(openai.completion_body(done.completion, model))
-        chunks = openai.Chunks(model, call.include_usage)
-
-        async def body() -> AsyncIterator[str]:
-            yield chunks.role()
-            async for event in _resumed(first, events, request):
-                if isinstance(event, Done):
-                    yield chunks.end(event.completion)
-                elif isinstance(event, ApiError):
-                    yield f"data: {json.dumps(event.openai())}\n\n"
-                else:
-                    yield chunks.delta(event)
-
-        return _sse(body())
+        stream = openai.Chunks(self.served.model_id, call.include_usage) if call.stream else None
+        return await self._respond(request, call, stream, openai.completion_body)
 
     @_guarded
     async def messages(self, request: Request) -> Response:
         call = anthropic.parse(await _json(request), self.served.generation)
+        stream = anthropic.Events(self.served.model_id) if call.stream else None
+        return await self._respond(request, call, stream, anthropic.message_body)
+
+    async def _respond(
+        self, request: Request, call: openai.ChatRequest, stream: Any, whole: Callable[[Any, str], dict[str, Any]]
+    ) -> Response:
+        """The answer whole (JSON), or as `stream` shapes its events (server-sent events)."""
         self.served.check_model(call.model)
         events = self._answer(request, self.served.conversation(call.messages), call.options)
-        first = await anext(events)
-        model = self.served.model_id
-        if not call.stream:
+        first = await anext(events)  # a failure before the first token is a status of its own
+        if stream is None:
             done = first if isinstance(first, Done) else await _last(events)
             _record(request, done)
-            return JSONResponse(anthropic.message_body(done.completion, model))
-        stream = anthropic.Events(model)
+            return JSONResponse(whole(done.completion, self.served.model_id))
 
         async def body() -> AsyncIterator[str]:
             yield stream.start()

@@ -167,7 +167,8 @@ class Chunks:
         chunk.update(extra)
         return f"data: {json.dumps(chunk)}\n\n"
 
-    def role(self) -> str:
+    def start(self) -> str:
+        """The first chunk: the role."""
         return self._line([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
 
     def delta(self, text: str) -> str:
@@ -179,3 +180,7 @@ class Chunks:
         if self.include_usage:
             out += self._line([], usage=usage(completion))
         return out + "data: [DONE]\n\n"
+
+    def error(self, error: ApiError) -> str:
+        """A failure after the answer began (its status is sent already): the error object as a chunk."""
+        return f"data: {json.dumps(error.openai())}\n\n"
