@@ -84,4 +84,5 @@ def _main(
 
 def main() -> None:
     defaults = config.load_user_defaults(warn=current().warn)
-    app(default_map={"ask": defaults, "chat": defaults, "batch": defaults} if defaults else None)
+    served = {k: v for k, v in defaults.items() if k not in ("base_url", "api_key", "server_kind")}  # serve's own key
+    app(default_map={"ask": defaults, "chat": defaults, "batch": defaults, "serve": served} if defaults else None)

@@ -11,6 +11,7 @@ from ..env import Environment
 from .params import Flags
 
 if TYPE_CHECKING:
+    from ..inputs.policy import MediaPolicy
     from ..runner import Runner
 
 
@@ -20,9 +21,11 @@ def open_runner(
     model: str | None,
     mmproj: str | None,
     on_completion: Callable[..., None] | None = None,
+    policy: MediaPolicy | None = None,
 ) -> Runner:
     """Find `model` (registry name, path, hf:, a server) and load it; the environment's engine in tests.
-    `on_completion` is told of every answer (the conversation log)."""
+    `on_completion` is told of every answer (the conversation log). Without a `policy` (the user's own
+    command) media may come from anywhere, the clipboard, screen and microphone included; `serve` gives one."""
     from ..render import stderr_progress
     from ..runner import Runner
 
@@ -37,8 +40,9 @@ def open_runner(
         stdin=env.stdin_bytes,
         progress=stderr_progress(console, flags.quiet),
         on_completion=on_completion,
-        devices=True,
-    )  # the user's own clipboard and screen
+        policy=policy,
+        devices=policy is None,  # the user's own clipboard and screen; never a client's
+    )
     if env.engine is not None:
         return Runner(engine=env.engine, **common)
     from ..models import registry

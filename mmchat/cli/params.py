@@ -167,6 +167,7 @@ _MEDIA = [
     for kind, flags in MEDIA_FLAGS.items()
 ]
 _DISPLAY = [p for _, p in _FIELDS["display"].values()]
+_REMOTE = [p for _, p in _FIELDS["remote"].values()]
 SHARED = [*_MEDIA, *_PLAIN, *(p for group in _FIELDS.values() for _, p in group.values()), *_SWITCHES]
 
 
@@ -185,14 +186,16 @@ def _flags(ctx: typer.Context, values: dict[str, Any]) -> Flags:
     return Flags(media=media, **built, **values)
 
 
-def model_flags(command: Callable[..., Any] | None = None, *, media: bool = True) -> Any:
+def model_flags(command: Callable[..., Any] | None = None, *, media: bool = True, remote: bool = True) -> Any:
     """Give `command` (whose first parameter is `ctx`) the shared flags, as one `flags` argument.
 
     `media=False` leaves out --image/--audio/--video (`batch` takes its media as files, and its
     -i is the requests file, as in OpenAI's and vLLM's batch tools) and the previews of them.
+    `remote=False` leaves out --base-url, --api-key and the other server flags (`serve` is the
+    server: its --api-key is the key its clients must give).
     """
     if command is None:
-        return functools.partial(model_flags, media=media)
+        return functools.partial(model_flags, media=media, remote=remote)
     sig = inspect.signature(command, eval_str=True)  # real Annotated objects, as typer reads them
     own = [
         p if p.name == "ctx" else p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
@@ -200,13 +203,15 @@ def model_flags(command: Callable[..., Any] | None = None, *, media: bool = True
         if p.name != "flags"
     ]
     shared_params = SHARED if media else [p for p in SHARED if p not in _MEDIA and p not in _DISPLAY]
+    if not remote:
+        shared_params = [p for p in shared_params if p not in _REMOTE]
     names = [p.name for p in shared_params]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         shared = {n: kwargs.pop(n) for n in names}
         shared.update({kind: [] for kind in MEDIA_FLAGS if kind not in shared})
-        shared.update({p.name: p.default for p in _DISPLAY if p.name not in shared})
+        shared.update({p.name: p.default for p in (*_DISPLAY, *_REMOTE) if p.name not in shared})
         return command(**kwargs, flags=_flags(kwargs["ctx"], shared))
 
     arguments = [p for p in own if p.name == "ctx" or isinstance(_typer_info(p), typer.models.ArgumentInfo)]

@@ -119,7 +119,14 @@ DIALECTS: dict[str, Dialect] = {
     )
 }
 #: what /v1/models' owned_by says about the server behind it
-_OWNERS = {"llamacpp": "llama-server", "me": "llama-cpp-python", "vllm": "vllm", "sglang": "sglang"}
+#: (mmchat serve reads llama-server's names for every option: mmchat/serve/openai.py, GenerationOptions)
+_OWNERS = {
+    "llamacpp": "llama-server",
+    "me": "llama-cpp-python",
+    "vllm": "vllm",
+    "sglang": "sglang",
+    "mmchat": "llama-server",
+}
 
 
 def identify(owned_by: Any, props: dict[str, Any]) -> Dialect:

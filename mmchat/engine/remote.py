@@ -96,6 +96,8 @@ class RemoteEngine:
             raise ServerError(f"the server at {self.api}/models lists no model: give its model id with --model")
         props = self._get_json(f"{self.root}/props", required=False) or {}
         kinds = _props_modalities(props)
+        if kinds is None:  # mmchat serve lists them with the model
+            kinds = _listed_modalities((chosen or {}).get("modalities"))
         if kinds is None:
             kinds = tuple(modalities) if modalities is not None else ("image", "audio", "video")
         n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx") or (chosen or {}).get("max_model_len")
@@ -347,6 +349,13 @@ def _transport_error(url: str, error: httpx.HTTPError, timeout: float) -> Server
             f"cannot reach the server at {url}: {error or 'connection failed'} (is it running, and is the URL right?)"
         )
     return ServerError(f"the connection to the server at {url} failed: {error or type(error).__name__}")
+
+
+def _listed_modalities(listed: Any) -> tuple[str, ...] | None:
+    """mmchat serve's /v1/models entry says {"modalities": ["text", "image", "video", "audio"]}."""
+    if not isinstance(listed, list):
+        return None
+    return tuple(k for k in ("image", "video", "audio") if k in listed)
 
 
 def _props_modalities(props: dict[str, Any]) -> tuple[str, ...] | None:
