@@ -43,11 +43,10 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # followup.py imports _table as a script does
+from bench._table import report
+from bench.followup import CACHE, IMAGE, real_pair
 
-from bench._table import report  # noqa: E402
-from bench.followup import CACHE, IMAGE, real_pair  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 LLAMA_BIN = Path(os.environ.get("LLAMA_BIN", CACHE / "llama.cpp" / "bin"))
 THREADS, N_CTX, MAX_TOKENS = 2, 4096, 8
@@ -100,7 +99,7 @@ def ask(url: str, messages: list[dict]) -> dict:
 @contextmanager
 def server(kind: str, model: Path, mmproj: Path, template: Path, home: Path) -> Iterator[tuple[str, int]]:
     """A fresh server process of `kind` on a free port: (base URL, pid)."""
-    from tests.helpers import free_port
+    from bench.support import free_port
 
     port = free_port()
     if kind == "mmchat":
@@ -214,7 +213,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10, help="requests per client (figure 3)")
     parser.add_argument("--no-llama-server", action="store_true", help="mmchat's figures alone")
     args = parser.parse_args()
-    from tests.fixtures.gguf_models import CHAT_TEMPLATE
+    from bench.support import CHAT_TEMPLATE
 
     model, mmproj = real_pair()
     template = CACHE / "chatml.jinja"

@@ -12,7 +12,7 @@ from tests.documents import text_pdf
 from tests.fixtures import gguf_models
 from tests.fixtures.gguf_models import CHAT_TEMPLATE, write_all
 from tests.fixtures.real_vision import write_gemma3_so400m_mmproj
-from tests.helpers import Trickle, llama_cpp_server, local_server
+from tests.helpers import Trickle, free_port, llama_cpp_server, local_server
 from tests.mediafiles import noise_png
 from tests.soundserver import sound_missing, sound_server, tone
 from tests.stubserver import Reply, Stub, echo, serve
@@ -26,6 +26,7 @@ __all__ = [
     "copy_to_clipboard",
     "draw_on_root",
     "echo",
+    "free_port",
     "gguf_models",
     "llama_cpp_server",
     "local_server",
