@@ -113,7 +113,9 @@ def main() -> None:
                 for d, runner in runners.items():
                     runner.forget()
                     runner.engine._truncate(0)  # each answer from a cold prompt: no prefix reused
-                    reply = runner.chat(messages, temperature=0, max_tokens=args.tokens, ignore_eos=True)  # the same length for all
+                    reply = runner.chat(
+                        messages, temperature=0, max_tokens=args.tokens, ignore_eos=True
+                    )  # the same length for all
                     speed = reply.usage.completion_tokens / reply.timings.generation
                     u = reply.usage
                     seen[d].append((speed, u.draft_accepted, u.draft_rejected, list(runner.engine.last_tokens)))

@@ -99,7 +99,7 @@ def ask(url: str, messages: list[dict]) -> dict:
 @contextmanager
 def server(kind: str, model: Path, mmproj: Path, template: Path, home: Path) -> Iterator[tuple[str, int]]:
     """A fresh server process of `kind` on a free port: (base URL, pid)."""
-    from bench.support import free_port
+    from bench.support import free_port, wait_until_up
 
     port = free_port()
     if kind == "mmchat":
@@ -115,16 +115,10 @@ def server(kind: str, model: Path, mmproj: Path, template: Path, home: Path) -> 
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{kind} did not start: {' '.join(command)}")
-            time.sleep(0.2)
+        try:
+            wait_until_up(f"{url}/health", proc, 300, lambda: f"{kind} did not start: {' '.join(command)}")
+        except RuntimeError as e:
+            raise SystemExit(str(e)) from None
         yield url, proc.pid
     finally:
         proc.terminate()

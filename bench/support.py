@@ -12,7 +12,7 @@ from tests.documents import text_pdf
 from tests.fixtures import gguf_models
 from tests.fixtures.gguf_models import CHAT_TEMPLATE, write_all
 from tests.fixtures.real_vision import write_gemma3_so400m_mmproj
-from tests.helpers import Trickle, free_port, llama_cpp_server, local_server
+from tests.helpers import Trickle, free_port, llama_cpp_server, local_server, wait_until_up
 from tests.mediafiles import noise_png
 from tests.soundserver import sound_missing, sound_server, tone
 from tests.stubserver import Reply, Stub, echo, serve
@@ -38,6 +38,7 @@ __all__ = [
     "sound_server",
     "text_pdf",
     "tone",
+    "wait_until_up",
     "write_all",
     "write_gemma3_so400m_mmproj",
     "xvfb",

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -270,10 +270,6 @@ def llama_cpp_server(models: Mapping[str, Path], log: Any = subprocess.DEVNULL, 
     """llama-cpp-python's own OpenAI-compatible server (the real one, `llama_cpp.server`) on the
     tiny vision pair, on a free 127.0.0.1 port, for the block: its base URL. RuntimeError when it
     does not answer /v1/models within `timeout` seconds."""
-    import time
-
-    import httpx
-
     port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(models["llm"])]
     command += ["--clip_model_path", str(models["mmproj-vision"]), "--chat_format", "mtmd"]
@@ -282,16 +278,7 @@ def llama_cpp_server(models: Mapping[str, Path], log: Any = subprocess.DEVNULL, 
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT if log is not subprocess.DEVNULL else log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not start")
-            time.sleep(0.2)
+        wait_until_up(f"{url}/v1/models", proc, timeout, lambda: "llama_cpp.server did not start")
         yield url
     finally:
         proc.terminate()
@@ -299,3 +286,22 @@ def llama_cpp_server(models: Mapping[str, Path], log: Any = subprocess.DEVNULL, 
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, why: Callable[[], str]) -> None:
+    """Until `url` answers 200: the one wait for a server a test or benchmark started; RuntimeError(why())
+    when the process ends first or `timeout` seconds pass."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(why())
+        time.sleep(0.1)

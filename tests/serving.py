@@ -14,14 +14,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from mmchat.inputs.policy import MediaPolicy
 from mmchat.runner import Runner
 from mmchat.serve.app import Served, build_app
 from mmchat.serve.queue import Worker
 from mmchat.testing import FakeEngine
-from tests.helpers import MMCHAT, THREADS_ARGS, free_port, mmchat_env
+from tests.helpers import MMCHAT, THREADS_ARGS, free_port, mmchat_env, wait_until_up
 
 KEY = "sk-test-key-0123456789"
 USER = [{"role": "user", "content": "hello there"}]
@@ -115,13 +113,6 @@ def serve_process(
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"mmchat serve did not start: {log.read_text(errors='replace')}")
-        time.sleep(0.1)
+    wait_until_up(
+        f"{url}/health", proc, timeout, lambda: f"mmchat serve did not start: {log.read_text(errors='replace')}"
+    )
