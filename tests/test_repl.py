@@ -5,12 +5,7 @@ from __future__ import annotations
 import faulthandler
 import io
 import json
-import os
 import re
-import select
-import struct
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -29,7 +24,7 @@ from mmchat.options import GenerationOptions
 from mmchat.render import _Tail
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
-from tests.helpers import CTRL_C, CTRL_D, Interrupting, chat
+from tests.helpers import CTRL_C, CTRL_D, Interrupting, Pty, chat
 from tests.mediafiles import noise_png
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -467,72 +462,19 @@ def _strip(data: bytes) -> str:
 
 
 def test_a_real_terminal(models, tmp_path):
-    import fcntl
-    import pty
-    import termios
-
     with Runner(models["llm"], models["mmproj-vision"], n_ctx=1024, threads=2) as r:
         expected = _strip(r.chat([{"role": "user", "content": "Hello"}], temperature=0, max_tokens=12).content.encode())
     assert len(expected) >= 4
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))
-    env = {**os.environ, "MMCHAT_HOME": str(tmp_path), "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"}
-    env.pop("NO_COLOR", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mmchat",
-            "chat",
-            "--model",
-            str(models["llm"]),
-            "--mmproj",
-            str(models["mmproj-vision"]),
-            "--temperature",
-            "0",
-            "--max-tokens",
-            "12",
-            "--threads",
-            "2",
-            "--ctx-size",
-            "1024",
-        ],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-    os.close(slave)
-    seen = bytearray()
-
-    def read_until(found, timeout: float) -> bool:
-        import time
-
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if found(seen):
-                return True
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    seen.extend(os.read(master, 65536))
-                except OSError:  # the child closed the terminal
-                    return found(seen)
-        return found(seen)
-
+    args = ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), "--temperature", "0"]
+    term = Pty([*args, "--max-tokens", "12", "--threads", "2", "--ctx-size", "1024"], tmp_path)
     try:
-        assert read_until(lambda b: b"?25h" in b.partition(b"Ctrl-D leaves")[2], 30), bytes(seen)  # the prompt is up
-        os.write(master, b"Hello\r")
-        assert read_until(lambda b: expected in _strip(bytes(b).split(b"Hello", 1)[-1]), 30), bytes(seen)
-        os.write(master, b"/exit\r")
-        assert proc.wait(timeout=30) == 0
+        assert term.until(lambda b: b"?25h" in b.partition(b"Ctrl-D leaves")[2], 30), bytes(
+            term.seen
+        )  # the prompt is up
+        term.type(b"Hello\r")
+        assert term.until(lambda b: expected in _strip(b.split(b"Hello", 1)[-1]), 30), bytes(term.seen)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
+        assert term.close() == 0  # /exit
     assert (tmp_path / "history").read_text().strip().endswith("+/exit")
 
 

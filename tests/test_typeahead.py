@@ -7,16 +7,11 @@ answers late), and in a tmux pane, which answers the query itself.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
-import select
 import shlex
 import shutil
-import struct
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 
@@ -24,7 +19,7 @@ import pytest
 
 from mmchat.preview.detect import QUERY, LateReplies, split_typed
 from mmchat.runner import Runner
-from tests.helpers import mmchat_env
+from tests.helpers import Pty, mmchat_env
 
 ROOT = Path(__file__).resolve().parent.parent
 # What real terminals answer to QUERY (the recorded replies in tests/test_preview.py's terminals):
@@ -83,51 +78,6 @@ def _history(tmp_path: Path) -> list[str]:
 def _answer(models) -> str:
     with Runner(models["llm"], models["mmproj-vision"], n_ctx=1024, threads=2) as r:
         return r.chat([{"role": "user", "content": "Hello there"}], temperature=0, max_tokens=8).content
-
-
-class Pty:
-    """`mmchat chat` on a pty of its own; the test plays the terminal (and answers or not)."""
-
-    def __init__(self, args: list[str], home: Path):
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))
-        env = mmchat_env({"MMCHAT_HOME": str(home), "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"})
-        env.pop("NO_COLOR", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mmchat", "chat", *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-        os.close(slave)
-        self.seen = bytearray()
-
-    def until(self, found, timeout: float = 60) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not found(bytes(self.seen)):
-            if select.select([self.master], [], [], 0.1)[0]:
-                try:
-                    self.seen.extend(os.read(self.master, 65536))
-                except OSError:
-                    break
-        return found(bytes(self.seen))
-
-    def type(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def close(self) -> int | None:
-        try:
-            self.type(b"/exit\r")
-            return self.proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        finally:
-            os.close(self.master)
 
 
 @pytest.mark.model
