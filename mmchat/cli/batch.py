@@ -176,8 +176,11 @@ def _run(
         runner.forget()
 
     if concurrency == 1:  # in this thread, so a second Ctrl-C stops the model at once
+        shared = 0
         while todo and not stopping.is_set():
-            write(_answer(runner, todo.popleft()))
+            line = _answer(runner, todo.popleft())
+            shared = _keep_shared_prefix(runner, line, shared)
+            write(line)
         return failed
     pool = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="mmchat-batch")
     pending: collections.deque[concurrent.futures.Future] = collections.deque()
@@ -195,6 +198,21 @@ def _run(
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return failed
+
+
+def _keep_shared_prefix(runner: Runner, line: dict[str, Any], saved: int) -> int:
+    """Requests that share a long prefix (one system prompt and image, many questions) reuse it in
+    this process; the first to reuse a new one saves its KV state once, so a later run (or --resume)
+    restores that prefix instead of evaluating it. The shared length saved, for the next call."""
+    from ..config import DEFAULT_KV_STATE_MIN_TOKENS
+
+    if line["error"] is not None:
+        return saved
+    usage = line["response"]["body"].get("usage") or {}
+    reused = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    if reused >= DEFAULT_KV_STATE_MIN_TOKENS and reused != saved and runner.save_state():
+        return reused
+    return saved
 
 
 def _take(queue: Iterator[Request], n: int) -> list[Request]:
