@@ -167,3 +167,13 @@ def test_the_cache_command_shows_and_clears_the_saved_states(tmp_path):
     cleared, _ = invoke("cache", "clear")
     assert cleared.exit_code == 0 and "removed 1 saved KV state from" in cleared.stderr
     assert "kv entries: 0" in invoke("cache")[0].stdout
+
+
+def test_chat_saves_the_state_after_each_answer(tmp_path):
+    from mmchat.runner import Runner
+    from mmchat.testing import FakeEngine
+    from tests.helpers import chat
+
+    fake = FakeEngine()
+    code, _ = chat(tmp_path, "Hello", "And again?", "/exit", runner=Runner(engine=fake))
+    assert code == 0 and fake.saved_states == [True, True]

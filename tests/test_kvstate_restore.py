@@ -101,6 +101,7 @@ def test_a_bad_state_is_ignored_with_one_notice_and_the_answer_is_the_same(model
         assert r.stats.states_restored == 0
     notes = [m for m in said if "KV state" in m]
     assert len(notes) == 1 and "evaluated as usual" in notes[0]
+    assert not list(config.kv_state_dir().glob("*.kvs"))  # removed: the next turn does not trip on it again
     assert answer.usage.cached_tokens == 0
     assert answer.content == fresh_answer(models, "llm", "mmproj-vision", convo) or fault == "other model"
     if fault == "other model":  # its own answer, as a fresh evaluation of that model gives it
@@ -183,3 +184,28 @@ def test_batch_saves_a_shared_prefix_that_a_later_run_restores(models, tmp_path)
     usage = second[0]["response"]["body"]["usage"]
     assert usage["prompt_tokens_details"]["cached_tokens"] > usage["prompt_tokens_details"]["image_tokens"]
     assert [r["response"]["body"]["choices"] for r in first] == [r["response"]["body"]["choices"] for r in second]
+
+
+def test_the_repl_saves_each_turn_and_load_in_a_new_session_restores_it(models, tmp_path):
+    from tests.helpers import chat
+
+    png = noise_png(tmp_path / "a.png", seed=9)
+    saved = tmp_path / "chat.json"
+    options = dict(n_ctx=2048, threads=THREADS)
+    with Runner(models["llm"], models["mmproj-vision"], **options) as r:
+        code, _ = chat(tmp_path, f"/attach {png}", QUESTION, f"/save {saved}", "/exit", runner=r, options=_greedy())
+        assert code == 0 and r.stats.states_saved == 1
+    with Runner(models["llm"], models["mmproj-vision"], **options) as r:
+        code, out = chat(tmp_path, f"/load {saved}", "And then?", "/exit", runner=r, options=_greedy())
+        assert code == 0 and r.stats.states_restored == 1 and r.stats.media_encodes == 0
+        restored = r.stats.prompt_tokens_reused
+    with Runner(models["llm"], models["mmproj-vision"], cache=False, **options) as r:
+        code, fresh = chat(tmp_path, f"/load {saved}", "And then?", "/exit", runner=r, options=_greedy())
+        assert r.stats.prompt_tokens_reused == 0 < restored
+    assert out.split("/load")[-1] == fresh.split("/load")[-1]  # what the user saw after /load: the same answer
+
+
+def _greedy():
+    from mmchat.options import GenerationOptions
+
+    return GenerationOptions(**GREEDY)

@@ -96,10 +96,12 @@ class Saved:
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
-    """A saved state that shares `matched` leading items with a prompt; `load()` reads it (None: gone or damaged)."""
+    """A saved state that shares `matched` leading items with a prompt; `load()` reads it (None: gone or
+    damaged); `discard(why)` removes it when llama.cpp refuses what it holds."""
 
     matched: int
     load: Callable[[], Saved | None]
+    discard: Callable[[str], None] = lambda why: None
 
 
 def _is_prefix(short: Sequence[PromptItem], long: Sequence[PromptItem]) -> bool:
@@ -170,7 +172,11 @@ class MemoryStates:
         found = max(((common_prefix(list(s.items), list(items)), s) for s in mine), default=None, key=lambda x: x[0])
         if not found or found[0] == 0:
             return None
-        return Candidate(found[0], lambda s=found[1]: self._touch(s))
+        return Candidate(found[0], lambda s=found[1]: self._touch(s), lambda why, s=found[1]: self._drop(s))
+
+    def _drop(self, saved: Saved) -> None:
+        with self._lock:
+            self._states.pop(saved.name, None)
 
     def _touch(self, saved: Saved) -> Saved | None:
         with self._lock:
@@ -245,7 +251,9 @@ class DiskStates:
                 found = (matched, path, head[1])
         if found is None:
             return None
-        return Candidate(found[0], lambda p=found[1]: self.load(p, identity))
+        return Candidate(
+            found[0], lambda p=found[1]: self.load(p, identity), lambda why, p=found[1]: self._ignore(p, why)
+        )
 
     def load(self, path: Path, identity: str) -> Saved | None:
         """The state in `path`, checked whole (header, lengths, checksum); None when it is not."""

@@ -303,7 +303,7 @@ class LlamaCppEngine:
         if saved is None:
             return keep
         if not _lib.set_seq_state(self._ctx, saved.data):
-            self._notice("a saved KV state did not load (llama.cpp refused it): the prompt is evaluated as usual")
+            found.discard("llama.cpp refused it")
             self._cache, self._n_past = [], 0
             return 0
         self._cache = list(saved.items)
