@@ -47,7 +47,7 @@ from .encodemeter import EncodeMeter
 from .encoder import MediaEncoder, Stopped
 from .grammar import grammar_for
 from .kvcache import MediaItem, PromptItem, common_prefix
-from .kvstate import Saved, StateStore, state_identity
+from .kvstate import Saved, StateStore, n_tokens, state_identity
 from .placement import plan
 from .template import chat_renderer, template_messages
 from .textstream import TextStream
@@ -286,7 +286,7 @@ class LlamaCppEngine:
         if self.states is None:
             return False
         with self._lock:
-            if sum(i.n_tokens if isinstance(i, MediaItem) else 1 for i in self._cache) < self.states.min_tokens:
+            if n_tokens(self._cache) < self.states.min_tokens:
                 return False
             saved = Saved(self._identity, tuple(self._cache), _lib.seq_state(self._ctx))
         kept = self.states.put(saved, disk=disk)  # the file is written outside the lock
@@ -295,8 +295,11 @@ class LlamaCppEngine:
 
     def _restore(self, items: list[PromptItem], keep: int) -> int:
         """Load the saved state that covers more of `items` than the live cache does, if one does;
-        how many leading items the KV holds now. A state that does not load leaves the cache empty."""
-        found = self.states.best(self._identity, items) if self.states is not None else None
+        how many leading items the KV holds now. A state that does not load leaves the cache empty.
+        Not looked for when what is left to evaluate is shorter than a state worth saving (a follow-up)."""
+        if self.states is None or n_tokens(items[keep:]) < self.states.min_tokens:
+            return keep
+        found = self.states.best(self._identity, items)
         if found is None or found.matched <= keep:
             return keep
         saved = found.load()
