@@ -11,8 +11,9 @@ so each logged turn saves its state); the continued turn is measured at turn 2 a
   - new process, evaluated: the same with the saved states moved aside (before this change;
     the media cache still spares the image encode),
 
-each way asked REPEATS times (default 5), in turn, and the median taken: the machine's other
-load falls on all three alike. Then, in process: what writing the state adds to the
+each way asked REPEATS times (default 5), in turn, so the machine's other load falls on all three
+alike; the table gives the median and the best run of each (on a shared machine the best is the
+closest to the cost itself), and the notes every run. Then, in process: what writing the state adds to the
 turn that wrote it, the file's size per token, the time to read and load it; and the same
 restore through llama-server's `--slot-save-path` when llama.cpp's tools are built
 (LLAMA_BIN, default /tmp/lcpp/build/bin; CONTRIBUTING.md says how).
@@ -246,14 +247,17 @@ def measure(model: Path, mmproj: Path, history: list, question: str, turn: int, 
     m = interleaved(model, mmproj, history, question, repeats)
     here_s = statistics.median(c.timings.prompt for c in m["here"])
     rows = []
+    here_min = min(c.timings.prompt for c in m["here"])
     for name, runs in (("new process, restored", m["restored"]), ("new process, evaluated", m["evaluated"])):
-        prompt_s = statistics.median(r["timings"]["prompt_s"] for r in runs)
+        times = [r["timings"]["prompt_s"] for r in runs]
         rows.append(
             {
                 "turn": turn,
                 "how": name,
-                "prompt_s": prompt_s,
-                "x in process": prompt_s / here_s,
+                "prompt_s": statistics.median(times),
+                "x in process": statistics.median(times) / here_s,
+                "best prompt_s": min(times),
+                "x (best)": min(times) / here_min,
                 "cached_tokens": runs[0]["usage"]["prompt_tokens_details"]["cached_tokens"],
                 "prompt_tokens": runs[0]["usage"]["prompt_tokens"],
             }
@@ -265,9 +269,19 @@ def measure(model: Path, mmproj: Path, history: list, question: str, turn: int, 
             "how": "in process (follow-up)",
             "prompt_s": here_s,
             "x in process": 1.0,
+            "best prompt_s": here_min,
+            "x (best)": 1.0,
             "cached_tokens": here.cached_tokens,
             "prompt_tokens": here.prompt_tokens,
         }
+    )
+    notes[f"turn {turn}: every prompt_s (restored; evaluated; in process)"] = "; ".join(
+        ", ".join(f"{t:.2f}" for t in times)
+        for times in (
+            [r["timings"]["prompt_s"] for r in m["restored"]],
+            [r["timings"]["prompt_s"] for r in m["evaluated"]],
+            [c.timings.prompt for c in m["here"]],
+        )
     )
     cached = m["restored"][0]["usage"]["prompt_tokens_details"]["cached_tokens"]
     notes[f"turn {turn}: cached_tokens restored / reused in process"] = f"{cached} / {here.cached_tokens}"
