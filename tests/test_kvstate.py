@@ -106,7 +106,7 @@ def test_sigkill_while_writing_leaves_no_file_that_loads(tmp_path):
             "-c",
             "import os, sys, time\n"
             "from mmchat.engine import kvstate\n"
-            "os.fsync = lambda fd: (print('written', flush=True), time.sleep(60))\n"
+            "os.replace = lambda a, b: (print('written', flush=True), time.sleep(60))\n"
             f"kvstate.DiskStates({str(tmp_path)!r}, 1 << 30).put(kvstate.Saved({IDENT!r}, (1, 2, 3), b'x' * (8 << 20)))\n",
         ],
         stdout=subprocess.PIPE,
