@@ -53,7 +53,12 @@ def test_a_restored_state_is_cut_back_where_the_conversation_differs(models, tmp
     png = noise_png(tmp_path / "a.png", seed=4)
     with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS) as r:
         convo, first = converse(r, image_part(str(png)))
-    edited = [{"role": "user", "content": [image_part(str(png)), text_part("Something else entirely: what is there in the corners?")]}]
+    edited = [
+        {
+            "role": "user",
+            "content": [image_part(str(png)), text_part("Something else entirely: what is there in the corners?")],
+        }
+    ]
     with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS) as r:
         reply = r.chat(edited, **GREEDY)
         assert r.stats.states_restored == 1 and 16 < reply.usage.cached_tokens < first.usage.prompt_tokens
