@@ -47,8 +47,9 @@ from .encodemeter import EncodeMeter
 from .encoder import MediaEncoder, Stopped
 from .grammar import grammar_for
 from .kvcache import MediaItem, PromptItem, common_prefix
-from .kvstate import Saved, StateStore, n_tokens, state_identity
+from .kvstate import StateStore, state_identity
 from .placement import plan
+from .restoring import SavedStates
 from .template import chat_renderer, template_messages
 from .textstream import TextStream
 
@@ -59,7 +60,7 @@ class _Evicted(Exception):
     """A placeholder chunk's embeddings left the cache before it was evaluated."""
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(SavedStates):
     """A text model, optionally with its multimodal projector, loaded once."""
 
     def __init__(
@@ -278,41 +279,6 @@ class LlamaCppEngine:
         return isinstance(medium, Image) and not medium.merge_key and self._embeddings.has_media(medium.digest())
 
     # -- evaluation ------------------------------------------------------------------
-
-    def save_state(self, *, disk: bool = True) -> bool:
-        """Keep the sequence as it stands (the last prompt and its answer) in the state store's memory
-        tier, and on disk unless `disk=False`, for a later request or process to restore; False when
-        nothing was kept (no store, too short, too big)."""
-        if self.states is None:
-            return False
-        with self._lock:
-            if n_tokens(self._cache) < self.states.min_tokens:
-                return False
-            saved = Saved(self._identity, tuple(self._cache), _lib.seq_state(self._ctx))
-        kept = self.states.put(saved, disk=disk)  # the file is written outside the lock
-        self.stats.states_saved += kept
-        return kept
-
-    def _restore(self, items: list[PromptItem], keep: int) -> int:
-        """Load the saved state that covers more of `items` than the live cache does, if one does;
-        how many leading items the KV holds now. A state that does not load leaves the cache empty.
-        Not looked for when what is left to evaluate is shorter than a state worth saving (a follow-up)."""
-        if self.states is None or n_tokens(items[keep:]) < self.states.min_tokens:
-            return keep
-        found = self.states.best(self._identity, items)
-        if found is None or found.matched <= keep:
-            return keep
-        saved = found.load()
-        if saved is None:
-            return keep
-        if not _lib.set_seq_state(self._ctx, saved.data):
-            found.discard("llama.cpp refused it")
-            self._cache, self._n_past = [], 0
-            return 0
-        self._cache = list(saved.items)
-        self._n_past = sum(_n_pos(i) for i in self._cache)
-        self.stats.states_restored += 1
-        return common_prefix(self._cache, items)
 
     def _evaluate(self, items: list[PromptItem], usage: Usage, timings: Timings) -> None:
         t0 = time.perf_counter()
