@@ -37,6 +37,8 @@ DEFAULT_EMBEDDING_CACHE_BYTES = (
     512 << 20
 )  # the most encoded media one prompt keeps in memory (the disk cache is behind)
 DEFAULT_ENCODED_CACHE_BYTES = 4 << 30  # encoded media kept on disk for later runs (`mmchat cache`)
+DEFAULT_KV_STATE_CACHE_BYTES = 2 << 30  # saved KV states of conversations on disk (`mmchat cache`, docs/kv-state.md)
+DEFAULT_KV_STATE_MIN_TOKENS = 64  # a shorter prompt + answer is cheaper to evaluate again than to save
 DEFAULT_VIDEO_FPS = 1.0  # frames sampled per second of video
 DEFAULT_VIDEO_MAX_FRAMES = 32  # more are spread evenly over the video
 DEFAULT_VIDEO_FRAME_MAX_SIDE = 448  # frames: dynamic-resolution models pay per pixel, 32 frames add up
@@ -91,6 +93,11 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "media"
+
+
+def kv_state_dir() -> Path:
+    """Saved KV states live beside the media cache: MMCHAT_HOME/cache/kv, else the platform's cache dir."""
+    return cache_dir().parent / "kv"
 
 
 def config_file() -> Path:

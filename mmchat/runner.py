@@ -54,6 +54,12 @@ class Runner:
     `on_completion(messages, completion, digests)` is called after every whole answer, with the
     sha256 of each medium read (`media_digests`): the conversation log (mmchat/logs.py) listens there.
 
+    A conversation's KV state can outlive the process: `save_state()` after an answer keeps it on
+    disk (beside the media cache; `cache=False` keeps none), and a later `chat()` on the same
+    conversation with the same model and settings, here or in a new process, restores it instead of
+    evaluating it again: it answers the same, only sooner (docs/kv-state.md). `states=` takes a
+    `StateStore` of your own (mmchat.engine.kvstate: a memory tier for several conversations at once).
+
     `policy=` takes a `MediaPolicy`: what a service may read (mmchat.inputs.policy). Parts naming
     this machine's clipboard, screen or microphone (clipboard:, screen:, mic:SECONDS) are refused unless
     `devices=True` (or the policy's own `devices=True`): the CLI allows them, a service must not.
@@ -80,6 +86,7 @@ class Runner:
         quiet: bool = False,
         which: Any = None,
         in_situ_quant: str | None = None,
+        states: Any = None,
         **options: Any,
     ):
         if isinstance(media, MediaPolicy):
@@ -95,6 +102,7 @@ class Runner:
         self._progress = self.progress = progress  # long steps report here; `batch` adds its own bar
         self.on_completion = on_completion  # (messages, completion, media digests): the conversation log
         self._notice = notice or current().notice
+        self._states, self._verbose = states, verbose
         t0 = time.perf_counter()
         if engine is None:
             target = (
@@ -155,7 +163,19 @@ class Runner:
             media_cache_bytes=self.load.cache_size,
             draft=self.load.draft,
             draft_min=self.load.draft_min,
+            states=self._states if self._states is not None else self._disk_states(),
         )
+
+    def _disk_states(self) -> Any:
+        """Saved KV states on disk beside the media cache (none with cache=False); damaged ones are said under -v."""
+        if not self.load.cache:
+            return None
+        from .engine.kvstate import DiskStates, StateStore
+
+        disk = DiskStates(
+            config.kv_state_dir(), self.load.kv_cache_size, notice=self._notice if self._verbose else None
+        )
+        return StateStore(disk=disk, min_tokens=config.DEFAULT_KV_STATE_MIN_TOKENS)
 
     # -- public API ------------------------------------------------------------------
 
@@ -230,6 +250,15 @@ class Runner:
     def _completed(self, messages: Sequence[dict[str, Any]], read: dict[str, Any], completion: ChatCompletion) -> None:
         assert self.on_completion is not None
         self.on_completion(messages, completion, {url: self.inputs.sha256(url, found) for url, found in read.items()})
+
+    def save_state(self, *, disk: bool = True) -> bool:
+        """Keep the KV state of the conversation answered last (its prompt and the answer), so that
+        continuing it later, in this process or (disk) a new one, restores it instead of evaluating it
+        again. `ask` with the log on, `chat` and `batch` call it after an answer. False when nothing was
+        kept: cache=False, a server, a conversation shorter than a few dozen tokens, a state over half the cap."""
+        if not self.load.cache and self._states is None:
+            return False
+        return self.engine.save_state(disk=disk)
 
     def prepare(
         self, messages: Sequence[dict[str, Any]], media: MediaOptions | None = None, on_media: OnMedia | None = None

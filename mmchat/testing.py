@@ -57,6 +57,7 @@ class FakeEngine:
         self.encode_threads: list[str] = []  # the thread each was encoded in
         self.stopped: list[str] = []  # digests whose encode was stopped part-way (should_stop said so)
         self._lock = threading.RLock()  # as the real engine: one thread at a time inside
+        self.saved_states: list[bool] = []  # each save_state call: whether it was to disk too
 
     def capabilities(self) -> Capabilities:
         return self._caps
@@ -137,6 +138,11 @@ class FakeEngine:
             usage.completion_tokens += 1
             yield word if i == 0 else " " + word
         yield Finished("stop" if n == len(words) else "length", usage, timings)
+
+    def save_state(self, *, disk: bool = True) -> bool:
+        """Recorded, not kept: tests see who asks for a state and when."""
+        self.saved_states.append(disk)
+        return True
 
     def close(self) -> None:
         pass

@@ -159,6 +159,7 @@ class Chat(Attaching):
             view.close()
             self.last = completion = stream.completion
             self.conv.add_answer(completion.content, used=completion.usage.total_tokens)
+            self.runner.save_state()  # `chat --continue` and `/load` restore it, in any process
             if completion.finish_reason == "length" and completion.usage.completion_tokens >= self._max_tokens:
                 self.note(f"(cut at max_tokens={self._max_tokens}: /set max_tokens to allow more)")
             break

@@ -257,7 +257,8 @@ def _files_problem(name: str) -> str | None:
 
 
 cache_app = typer.Typer(
-    help="The media cache: encoded images, audio and frames kept on disk for later runs.", no_args_is_help=False
+    help="The caches on disk: encoded images, audio and frames, and conversations' saved KV states.",
+    no_args_is_help=False,
 )
 app.add_typer(cache_app, name="cache")
 
@@ -265,7 +266,7 @@ app.add_typer(cache_app, name="cache")
 @cache_app.callback(invoke_without_command=True)
 @guarded
 def cache(ctx: typer.Context) -> None:
-    """Where the media cache is, how many entries it holds and how much disk they take.
+    """Where the media cache and the saved KV states are, how many entries each holds and how much disk they take.
 
     Examples:
 
@@ -282,18 +283,30 @@ def cache(ctx: typer.Context) -> None:
     directory = config.cache_dir()
     entries, size = cache_info(directory) if (directory / "cache.db").is_file() else (0, 0)
     print(f"location: {directory}\nentries: {entries}\nsize: {_size(size)}", file=env.stdout)
+    states, state_bytes = _kv_states().info()
+    print(f"kv states: {config.kv_state_dir()}\nkv entries: {states}\nkv size: {_size(state_bytes)}", file=env.stdout)
 
 
 @cache_app.command("clear")
 @guarded
 def cache_clear() -> None:
-    """Remove every entry from the media cache (media are encoded again when next used)."""
+    """Remove every entry from the media cache and every saved KV state (media are encoded, and continued
+    conversations evaluated, again when next used)."""
     from .. import config
     from ..engine.embeddings import clear_cache
 
     directory = config.cache_dir()
     removed = clear_cache(directory) if (directory / "cache.db").is_file() else 0
     current().notice(f"removed {removed} entr{'y' if removed == 1 else 'ies'} from {directory}")
+    states = _kv_states().clear()
+    current().notice(f"removed {states} saved KV state{'s' * (states != 1)} from {config.kv_state_dir()}")
+
+
+def _kv_states():
+    from .. import config
+    from ..engine.kvstate import DiskStates
+
+    return DiskStates(config.kv_state_dir(), config.DEFAULT_KV_STATE_CACHE_BYTES)
 
 
 def _size(n: int) -> str:

@@ -93,6 +93,8 @@ def ask(
         )
     finally:
         runner.close_progress()  # a bar cut short by Ctrl-C or an error is cleared
+    if log_turns.logger is not None:  # logged: `--continue` may follow, and restores this instead of evaluating it
+        runner.save_state()  # after the answer is out, so it never delays it
     if stats or flags.verbose:
         print_stats(env, flags, completion)
 

@@ -176,8 +176,11 @@ def _run(
         runner.forget()
 
     if concurrency == 1:  # in this thread, so a second Ctrl-C stops the model at once
+        shared = False
         while todo and not stopping.is_set():
-            write(_answer(runner, todo.popleft()))
+            line = _answer(runner, todo.popleft())
+            shared = _keep_shared_prefix(runner, line, shared)
+            write(line)
         return failed
     pool = concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="mmchat-batch")
     pending: collections.deque[concurrent.futures.Future] = collections.deque()
@@ -195,6 +198,22 @@ def _run(
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return failed
+
+
+def _keep_shared_prefix(runner: Runner, line: dict[str, Any], saved: bool) -> bool:
+    """Requests that share a long prefix (one system prompt and image, many questions) reuse it in
+    this process; the first to reuse it saves its KV state, once for each such run of requests, so a
+    later run (or --resume) restores that prefix instead of evaluating it. Whether the current run
+    of requests has its state saved."""
+    from ..config import DEFAULT_KV_STATE_MIN_TOKENS
+
+    if line["error"] is not None:
+        return saved
+    usage = line["response"]["body"].get("usage") or {}
+    reused = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    if reused < DEFAULT_KV_STATE_MIN_TOKENS:
+        return False  # a new prefix begins here (or none is shared)
+    return saved or runner.save_state()
 
 
 def _take(queue: Iterator[Request], n: int) -> list[Request]:

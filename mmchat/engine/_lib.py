@@ -267,6 +267,27 @@ def decode_tokens(ctx, tokens: Sequence[int], n_past: int, *, logits_last: bool,
         llama.llama_batch_ext_free(batch)
 
 
+def seq_state(ctx) -> bytes:
+    """Sequence 0's KV state as llama.cpp writes it (llama_state_seq_get_data): cells, positions, K and V."""
+    size = llama.llama_state_seq_get_size(ctx, 0)
+    buf = (ctypes.c_uint8 * size)()
+    written = llama.llama_state_seq_get_data(ctx, buf, size, 0)
+    return bytes(memoryview(buf)[:written])
+
+
+def set_seq_state(ctx, data: bytes) -> bool:
+    """Sequence 0 cleared, then `data` loaded into it; False (and sequence 0 empty) unless llama.cpp
+    read exactly all of it (it checks shapes and types, not which model wrote it)."""
+    mem = llama.llama_get_memory(ctx)
+    llama.llama_memory_seq_rm(mem, 0, -1, -1)
+    src = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+    read = llama.llama_state_seq_set_data(ctx, src, len(data), 0)
+    if read != len(data):
+        llama.llama_memory_seq_rm(mem, 0, -1, -1)
+        return False
+    return True
+
+
 # -- templates and sampling -----------------------------------------------------------
 
 

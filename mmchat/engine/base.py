@@ -135,6 +135,8 @@ class EngineStats:
         self.media_disk_hits = 0  # chunks whose embeddings came from the disk cache, not an encode
         self.prompt_tokens_evaluated = 0
         self.prompt_tokens_reused = 0
+        self.states_saved = 0  # KV states kept for a later request or process (engine/kvstate.py)
+        self.states_restored = 0  # prompts whose prefix came from a saved KV state, not evaluated
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -182,6 +184,12 @@ class Engine(Protocol):
     def prompt(self, turns: Sequence[Turn]) -> str | None:
         """The prompt text as the model gets it, each medium as MEDIA_MARKER; None where a server
         renders it."""
+        ...
+
+    def save_state(self, *, disk: bool = True) -> bool:
+        """Keep the KV state of the sequence as it stands (the last prompt and answer), so a later
+        request continuing it, in this process or (disk) another, restores it instead of evaluating
+        it again; False when nothing was kept (a server keeps its own)."""
         ...
 
     def close(self) -> None: ...

@@ -27,8 +27,9 @@ def load_model(path: Path, n_gpu_layers: int) -> Any:
     return model
 
 
-def new_context(model: Any, path: Path, n_ctx: int, threads: int) -> tuple[Any, int, int]:
-    """The context, its size (at most what the model was trained on) and its batch size."""
+def new_context(model: Any, path: Path, n_ctx: int, threads: int) -> tuple[Any, int, int, tuple]:
+    """The context, its size (at most what the model was trained on), its batch size and the settings
+    that shape its KV cells (a saved KV state is valid only under the same: engine/kvstate.py)."""
     n_ctx_train = llama.llama_model_n_ctx_train(model)
     params = llama.llama_context_default_params()
     params.n_ctx = min(n_ctx, n_ctx_train) if n_ctx_train > 0 else n_ctx
@@ -36,13 +37,17 @@ def new_context(model: Any, path: Path, n_ctx: int, threads: int) -> tuple[Any, 
     params.n_ubatch = DEFAULT_N_UBATCH
     params.n_threads = params.n_threads_batch = threads
     params.no_perf = True
+    # libllama's default, pinned: with a full-size sliding-window cache, restoring a saved state and then
+    # cutting it back (seq_rm) is valid on Gemma's sliding window; without it seq_rm says true where it is not
+    params.swa_full = True
     ctx = llama.llama_init_from_model(model, params)
     if not ctx:
         raise GenerationError(
             f"llama.cpp could not create a context of {params.n_ctx} tokens for {path} "
             "(out of memory?): try a smaller --ctx-size"
         )
-    return ctx, llama.llama_n_ctx(ctx), params.n_batch
+    kv = (params.type_k, params.type_v, params.flash_attn_type, params.swa_full, llama.llama_n_ctx(ctx))
+    return ctx, llama.llama_n_ctx(ctx), params.n_batch, kv
 
 
 def load_projector(

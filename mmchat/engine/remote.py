@@ -233,6 +233,9 @@ class RemoteEngine:
     def prompt(self, turns: Sequence[Turn]) -> None:
         return None  # the server applies its own chat template
 
+    def save_state(self, *, disk: bool = True) -> bool:
+        return False  # the server keeps (or not) its own KV cache
+
     def close(self) -> None:
         self._client.close()
 

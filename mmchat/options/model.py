@@ -21,6 +21,7 @@ class LoadOptions(_Options):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "cache_size", parse_size(self.cache_size))
+        object.__setattr__(self, "kv_cache_size", parse_size(self.kv_cache_size))
 
     n_ctx: int = option(
         config.DEFAULT_N_CTX,
@@ -85,7 +86,8 @@ class LoadOptions(_Options):
     cache: bool = option(
         True,
         Rule("true or false", _is_bool),
-        "Keep encoded media on disk, so a later run never encodes them again (`mmchat cache`).",
+        "Keep encoded media and conversations' KV states on disk, so a later run never encodes them "
+        "or evaluates a continued conversation again (`mmchat cache`).",
         flags=("--cache/--no-cache",),
         type=bool,
     )
@@ -94,6 +96,14 @@ class LoadOptions(_Options):
         Rule('a size in bytes, or with K, M or G ("2G")', lambda v: parse_size(v) is not None),
         "Most disk the media cache may use (e.g. 500M); the least recently used go first. [default: 4G]",
         flags=("--cache-size",),
+        type=str,
+        show_default=False,
+    )
+    kv_cache_size: int = option(
+        config.DEFAULT_KV_STATE_CACHE_BYTES,
+        Rule('a size in bytes, or with K, M or G ("2G")', lambda v: parse_size(v) is not None),
+        "Most disk saved KV states may use (e.g. 500M); the least recently used go first. [default: 2G]",
+        flags=("--kv-cache-size",),
         type=str,
         show_default=False,
     )
