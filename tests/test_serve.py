@@ -166,6 +166,25 @@ def test_a_follow_up_evaluates_only_its_new_tokens(server, tmp_path):
     assert two.usage.prompt_tokens_details.model_dump()["encoded_media"] == 0
 
 
+def test_alternating_conversations_each_get_their_own_prefix_back(models, tmp_path):
+    """Two conversations about two photos, asked in turn: each one's next question restores its own
+    saved KV state (issue 27 on issue 26's states), where before it evaluated its whole prompt again."""
+    # a prompt past the 64 tokens a state must cover to be saved (config.DEFAULT_KV_STATE_MIN_TOKENS)
+    words = " ".join(f"word{i}" for i in range(80))
+    with serve_process(models, "--api-key", KEY, "--no-cache", log=tmp_path / "stderr.log") as (url, _):
+        sdk = client(url)
+        talks = [image_message(data_url(noise_png(tmp_path / f"{n}.png", seed=n), "image/png"), words) for n in (1, 2)]
+        first = []
+        for talk in talks:
+            answer = sdk.chat.completions.create(model="llm", messages=talk, **GREEDY)
+            talk += [{"role": "assistant", "content": answer.choices[0].message.content}]
+            first.append(answer.usage.prompt_tokens)
+        for talk, before in zip(talks, first):  # A, B, then A again: A's prefix left the live KV cache for B's
+            talk += [{"role": "user", "content": "And the colours?"}]
+            again = sdk.chat.completions.create(model="llm", messages=talk, **GREEDY)
+            assert again.usage.prompt_tokens_details.cached_tokens >= before, again.usage  # its whole first turn
+
+
 def test_the_same_greedy_answer_through_ask_base_url_as_in_process_media_included(models, tmp_path):
     photo, sound = noise_png(tmp_path / "p.png", seed=2), tone_wav(tmp_path / "t.wav", seconds=1)
     args = ["ask", "What is here?", "-i", str(photo), "-a", str(sound), *GREEDY_ARGS, "--no-log"]

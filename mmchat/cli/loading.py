@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..env import Environment
 from .params import Flags
@@ -22,6 +22,7 @@ def open_runner(
     mmproj: str | None,
     on_completion: Callable[..., None] | None = None,
     policy: MediaPolicy | None = None,
+    states: Any = None,
 ) -> Runner:
     """Find `model` (registry name, path, hf:, a server) and load it; the environment's engine in tests.
     `on_completion` is told of every answer (the conversation log). Without a `policy` (the user's own
@@ -45,6 +46,8 @@ def open_runner(
     )
     if env.engine is not None:
         return Runner(engine=env.engine, **common)
+    if states is not None:
+        common["states"] = states  # a server's: memory and disk tiers (a command's own: the disk, by the Runner)
     from ..models import registry
     from ..models.target import find_target
 

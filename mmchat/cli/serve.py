@@ -51,6 +51,14 @@ AllowPrivate = Annotated[
     bool, typer.Option("--allow-private-urls", help="Let media URLs reach loopback, private and link-local addresses.")
 ]
 Log = Annotated[bool, typer.Option("--log", help="Keep each conversation in logs.db (`mmchat logs`); off by default.")]
+KvMemory = Annotated[
+    str,
+    typer.Option(
+        help="Memory for conversations' saved KV states (2G, 500M; 0 = none): alternating conversations each "
+        "get their own prefix back, least recently used first out. They are kept on disk too, unless --no-cache."
+    ),
+]
+DEFAULT_KV_MEMORY = "1G"
 
 
 @app.command()
@@ -67,6 +75,7 @@ def serve(
     media_dir: MediaDir = None,
     allow_private_urls: AllowPrivate = False,
     log: Log = False,
+    kv_memory: KvMemory = DEFAULT_KV_MEMORY,
     *,
     flags: Flags,
 ) -> None:
@@ -86,6 +95,7 @@ def serve(
       mmchat serve --host 0.0.0.0 --api-key "$(openssl rand -hex 16)"
     """
     from ..inputs.policy import MediaPolicy
+    from ..values import parse_size
 
     env = current()
     _check_exposure(env, host, api_key, no_api_key)
@@ -95,13 +105,40 @@ def serve(
         remote_urls=True,
         private_addresses=allow_private_urls,
     )
+    memory = parse_size(kv_memory)
+    if memory is None:
+        raise InputError(f"--kv-memory {kv_memory!r} is not a size: give bytes or 500M, 2G (0 = none)")
     runner = open_runner(
-        flags, env, flags.model, flags.mmproj, on_completion=_logger(env, flags) if log else None, policy=policy
+        flags,
+        env,
+        flags.model,
+        flags.mmproj,
+        on_completion=_logger(env, flags) if log else None,
+        policy=policy,
+        states=_states(flags, env, memory),
     )
     try:
         _run(env, flags, runner, host, port, api_key, queue, max_body)
     finally:
         runner.close()
+
+
+def _states(flags: Flags, env: Environment, memory: int):
+    """Saved KV states for a server: a memory tier for conversations that alternate, and the disk tier the
+    CLI uses (a conversation `ask` saved is restored here too); None with neither."""
+    from .. import config
+    from ..engine.kvstate import DiskStates, MemoryStates, StateStore
+
+    disk = (
+        DiskStates(config.kv_state_dir(), flags.load.kv_cache_size, notice=env.notice if flags.verbose else None)
+        if flags.load.cache
+        else None
+    )
+    if not memory and disk is None:
+        return None
+    return StateStore(
+        memory=MemoryStates(memory) if memory else None, disk=disk, min_tokens=config.DEFAULT_KV_STATE_MIN_TOKENS
+    )
 
 
 def _check_installed() -> None:
@@ -135,7 +172,7 @@ def _run(
     env: Environment, flags: Flags, runner, host: str, port: int, key: str | None, queue: int, max_mb: int
 ) -> None:
     from ..serve.app import Served
-    from ..serve.queue import Worker
+    from ..serve.queue import SavedStates, Worker
     from ..serve.run import access_to_stderr, serve
 
     name = runner.capabilities().model_name
@@ -153,7 +190,7 @@ def _run(
     access_to_stderr(env.stderr)
     shown = f"[{host}]" if ":" in host else host
     env.notice(f"serving {model_id} ({runner.capabilities().describe()}) on http://{shown}:{port}/v1")
-    serve(Worker(runner, queue), served, host, port)
+    serve(Worker(runner, queue, states=SavedStates(runner)), served, host, port)
 
 
 def _logger(env: Environment, flags: Flags):

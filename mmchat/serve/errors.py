@@ -12,6 +12,7 @@ full here is 503, which both SDKs retry after Retry-After).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 from .. import errors
@@ -61,6 +62,7 @@ def from_exception(error: BaseException) -> ApiError:
         return ApiError(400, message, code=error_code(error))
     if isinstance(error, errors.MmchatError):
         return ApiError(500, message, code="model_error")
+    logging.getLogger("mmchat.serve").error("a request failed", exc_info=error)  # the log it points to
     return ApiError(500, "the server failed while answering: see its log", code="internal_error")
 
 

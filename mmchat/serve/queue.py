@@ -11,12 +11,13 @@ lets the running request finish.
 Each answer is handed to the request's event loop as it is generated (`Job.next`), so the
 HTTP side never blocks on the model.
 
-The seam for KV state (issue 26): `ConversationStates.before(messages)` is called with a
-request's conversation just before the Runner answers it, and `after(messages, completion)`
-once it has answered, on the worker thread, with the model idle. A store of saved sequence
-states (restore the one whose prefix this conversation extends; save this one's) plugs in
-there; `NoStates` does nothing, so the engine's own prefix reuse (the previous request's KV
-cache) is all there is until then.
+Saved KV states: `ConversationStates.before(messages)` is called with a request's conversation
+just before the Runner answers it, and `after(messages, completion)` once it has answered, on
+the worker thread, with the model idle. `mmchat serve` uses `SavedStates`: each answered
+conversation's state is saved (engine/kvstate.py: a memory tier, `--kv-memory`, and the disk
+tier unless --no-cache), and the engine restores the longest saved prefix of every prompt by
+itself, so conversations that alternate each get their own prefix back. `NoStates` (the Python
+API's default) leaves only the engine's own prefix reuse: the previous request's KV cache.
 """
 
 from __future__ import annotations
@@ -57,6 +58,21 @@ class NoStates:
 
     def after(self, messages: Sequence[dict[str, Any]], completion: ChatCompletion) -> None:
         pass
+
+
+class SavedStates:
+    """Each conversation's KV state saved after its answer (engine/kvstate.py: memory, and disk unless
+    --no-cache), so one that comes back after another was answered restores its prefix: the engine
+    looks for the longest saved prefix of every prompt by itself, so nothing is done before."""
+
+    def __init__(self, runner: Runner):
+        self.runner = runner
+
+    def before(self, messages: Sequence[dict[str, Any]]) -> None:
+        pass
+
+    def after(self, messages: Sequence[dict[str, Any]], completion: ChatCompletion) -> None:
+        self.runner.save_state()
 
 
 @dataclasses.dataclass
