@@ -206,6 +206,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=10, help="requests per client (figure 3)")
     parser.add_argument("--no-llama-server", action="store_true", help="mmchat's figures alone")
+    parser.add_argument("--no-load", action="store_true", help="figures 1 and 2 only (figure 3 takes longest)")
     args = parser.parse_args()
     from bench.support import CHAT_TEMPLATE
 
@@ -234,11 +235,12 @@ def main() -> None:
         if len(peers) == 1:
             notes["llama-server"] = f"not run: no llama-server in {LLAMA_BIN} (set LLAMA_BIN)"
         loads = []
-        for clients in (1, args.clients):
+        for clients in () if args.no_load else (1, args.clients):
             with server("mmchat", model, mmproj, template, home) as (url, pid):
                 loads.append(load(url, pid, pics, clients, args.requests))
-        notes["figure 3"] = loads
-        notes["peak RSS, many clients vs one"] = loads[1]["peak_rss_mib"] / loads[0]["peak_rss_mib"]
+        if loads:
+            notes["figure 3"] = loads
+            notes["peak RSS, many clients vs one"] = loads[1]["peak_rss_mib"] / loads[0]["peak_rss_mib"]
     finally:
         shutil.rmtree(home, ignore_errors=True)
     report("serve", rows, notes)
