@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from bench._table import median_seconds, report
-from mmchat import logmedia, logs
+from mmchat import log as logs
 from mmchat.engine.base import Timings, Usage
+from mmchat.log import media as logmedia
 from mmchat.results import ChatCompletion, ChatMessage, Choice
 
 TEXT = "a question of about one kilobyte " * 32

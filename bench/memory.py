@@ -134,7 +134,7 @@ def main() -> int:
         first = next(r for r in rows if r["run"].split()[0] == row["run"].split()[0])
         row["rss_vs_smallest"] = row["peak_rss_mib"] / first["peak_rss_mib"]
     with tempfile.TemporaryDirectory() as home:
-        from mmchat import logs
+        from mmchat import log as logs
 
         store = logs.LogStore.open(Path(home))
         writes = {n: turn_write_ms(store, f"c{n}", n)[0] for n in logged}

@@ -65,9 +65,9 @@ _EXPORTS: dict[str, str] = {
     "user_message": "messages",
     "system_message": "messages",
     "assistant_message": "messages",
-    "image_from_pil": "parts",
-    "image_from_bytes": "parts",
-    "audio_from_array": "parts",
+    "image_from_pil": "messages",
+    "image_from_bytes": "messages",
+    "audio_from_array": "messages",
 }
 
 __all__ = sorted(_EXPORTS)  # pyright: ignore[reportUnsupportedDunderAll] (the TYPE_CHECKING imports are public)
@@ -95,7 +95,10 @@ if TYPE_CHECKING:
     from .errors import UnsupportedMedia as UnsupportedMedia
     from .inputs.policy import MediaPolicy as MediaPolicy
     from .messages import assistant_message as assistant_message
+    from .messages import audio_from_array as audio_from_array
     from .messages import audio_part as audio_part
+    from .messages import image_from_bytes as image_from_bytes
+    from .messages import image_from_pil as image_from_pil
     from .messages import image_part as image_part
     from .messages import input_audio_part as input_audio_part
     from .messages import system_message as system_message
@@ -111,9 +114,6 @@ if TYPE_CHECKING:
     from .options import MediaOptions as MediaOptions
     from .options import RemoteOptions as RemoteOptions
     from .options import SamplingOptions as SamplingOptions
-    from .parts import audio_from_array as audio_from_array
-    from .parts import image_from_bytes as image_from_bytes
-    from .parts import image_from_pil as image_from_pil
     from .request import ChatCompletionRequest as ChatCompletionRequest
     from .results import ChatCompletion as ChatCompletion
     from .results import ChatCompletionChunk as ChatCompletionChunk

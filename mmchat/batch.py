@@ -20,9 +20,9 @@ from typing import Any
 
 from . import errors
 from . import messages as msgs
-from .constraints import response_format_schema
 from .errors import InputError
 from .options import GenerationOptions
+from .options.constraints import response_format_schema
 
 #: body fields that are not sampling options but are fine to find in a request
 _IGNORED = {"model", "stream", "stream_options", "user", "metadata", "store", "n", "logprobs"}

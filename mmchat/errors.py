@@ -87,7 +87,7 @@ class PixelsReleased(GenerationError):
 
 
 class LogError(MmchatError):
-    """logs.db could not be opened, read or written (an answer is never lost to it: see logs.py)."""
+    """logs.db could not be opened, read or written (an answer is never lost to it: see log/store.py)."""
 
 
 class NetworkError(MmchatError):

@@ -8,11 +8,16 @@ model sees them in; nothing here reorders, merges or drops a part.
 from __future__ import annotations
 
 import base64
+import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL.Image import Image as PILImage
 
 #: a media part's kind as the message gives it: a medium, or a file told by its content
 PartKind = Literal["image", "audio", "video", "file"]
@@ -154,6 +159,33 @@ def system_message(text: str) -> Message:
 
 def assistant_message(text: str) -> Message:
     return {"role": "assistant", "content": text}
+
+
+# -- in-memory media, for people who script in Python ------------------------------------
+
+
+def image_from_pil(image: PILImage, format: str = "PNG") -> Part:
+    """A PIL image as an image_url part (PNG keeps the pixels exactly)."""
+    buf = io.BytesIO()
+    image.save(buf, format=format)
+    return image_part(data_url(buf.getvalue(), f"image/{format.lower()}"))
+
+
+def image_from_bytes(data: bytes, mime: str = "application/octet-stream") -> Part:
+    """Encoded image bytes (PNG, JPEG, HEIC...) as an image_url part; the kind is detected later."""
+    return image_part(data_url(data, mime))
+
+
+def audio_from_array(samples: np.ndarray, sample_rate: int) -> Part:
+    """A numpy signal ((n,), (n, channels) or (channels, n); int or float) as a WAV part."""
+    import soundfile
+
+    from .media.audio import audio_from_array as to_audio
+
+    audio = to_audio(samples, sample_rate)  # mono float32: what the model gets anyway
+    buf = io.BytesIO()
+    soundfile.write(buf, audio.samples, audio.sample_rate, format="WAV", subtype="FLOAT")
+    return input_audio_part(buf.getvalue(), "wav")
 
 
 # -- validation -------------------------------------------------------------------------

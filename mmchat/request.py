@@ -13,8 +13,8 @@ import dataclasses
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .constraints import response_format_schema
 from .errors import InputError
+from .options.constraints import response_format_schema
 from .results import ChatCompletion, ChatCompletionChunk
 
 if TYPE_CHECKING:

@@ -52,7 +52,7 @@ class Runner:
     input fails before the network.
 
     `on_completion(messages, completion, digests)` is called after every whole answer, with the
-    sha256 of each medium read (`media_digests`): the conversation log (mmchat/logs.py) listens there.
+    sha256 of each medium read (`media_digests`): the conversation log (mmchat/log/) listens there.
 
     A conversation's KV state can outlive the process: `save_state()` after an answer keeps it on
     disk (beside the media cache; `cache=False` keeps none), and a later `chat()` on the same

@@ -160,7 +160,7 @@ def completion(text: str) -> ChatCompletion:
 
 def write_turns(args: tuple[str, int]) -> None:
     """Log `n` turns to conversation `name` (run in other processes, so it lives here and not in a test module)."""
-    from mmchat.logs import LogStore
+    from mmchat.log import LogStore
 
     name, n = args
     store = LogStore.open()

@@ -240,7 +240,7 @@ def test_ctrl_c_stops_after_the_current_request_keeping_every_finished_line(mode
 
 
 def test_nothing_is_logged_unless_asked_and_with_log_each_request_is_a_conversation(files):
-    from mmchat import logs
+    from mmchat import log as logs
 
     quiet, _ = invoke("batch", "Describe.", files[0], files[2])
     assert quiet.exit_code == 0 and not logs.log_path().exists()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mmchat import logs
+from mmchat import log as logs
 from mmchat.testing import FakeEngine
 from tests.helpers import GREEDY_ARGS, THREADS_ARGS, completion, invoke, mmchat_env, run_mmchat, write_turns
 from tests.mediafiles import noise_png
@@ -302,7 +302,7 @@ def test_a_log_from_a_newer_mmchat_is_left_alone_with_a_warning(isolated_user_di
 def test_a_writer_killed_mid_write_leaves_a_log_the_next_run_uses(isolated_user_dir):
     """SIGKILL while turns are being written in a loop: every committed turn survives, the half one is gone."""
     code = (
-        "import sys, itertools; from tests.helpers import completion; from mmchat.logs import LogStore\n"
+        "import sys, itertools; from tests.helpers import completion; from mmchat.log import LogStore\n"
         "s = LogStore.open()\n"
         "for i in itertools.count():\n"
         "    s.log_turn('killed', 'm', [{'role': 'user', 'content': 'x' * 200000}], completion(str(i)))\n"
@@ -478,7 +478,7 @@ def test_a_log_of_the_first_schema_is_migrated_and_its_turns_still_load(isolated
 def test_overlap_finds_what_repeats_and_what_is_new():
     import dataclasses
 
-    from mmchat.logappend import overlap
+    from mmchat.log.append import overlap
 
     before = ["s", "u1", "a1", "u2", "a2"]
     cases = {

@@ -280,7 +280,7 @@ def test_logs_give_each_medium_a_caption_and_with_preview_a_thumbnail(halves):
 
 def test_a_logged_mediums_cost_is_what_its_turn_added():
     from mmchat.cli.logs import _new_tokens
-    from mmchat.logmedia import MediaRecord
+    from mmchat.log.media import MediaRecord
 
     one = [MediaRecord("image", "/a.png", "path", None)]
     two = one + [MediaRecord("image", "/b.png", "path", None)]

@@ -137,7 +137,7 @@ def _lines(env: Environment, path: Path) -> list[str]:
 
 def _logger(env: Environment, flags: Flags) -> Callable[..., None]:
     """Each answered request as a conversation of its own; a failure to log only warns."""
-    from ..logs import LogStore, TurnLogger
+    from ..log import LogStore, TurnLogger
 
     logger = TurnLogger(LogStore.open(warn=env.warn), warn=env.warn, each_apart=True)
     return logger.hook({"model": flags.model, "mmproj": flags.mmproj, "command": "batch"})

@@ -2,7 +2,7 @@
 
 `@log_options` adds those flags to a command and hands it one `LogRequest`; `start_log`
 turns that into a `Logging`: the conversation continued (its media read again and checked
-before any model loads) and the hook that logs each answer (mmchat/logs.py).
+before any model loads) and the hook that logs each answer (mmchat/log/).
 Precedence: --log/--no-log > config.toml (`log = false`, top level or in [defaults]) >
 `mmchat logs --off` > on.
 """
@@ -22,7 +22,7 @@ from ..errors import InputError
 from .params import _param
 
 if TYPE_CHECKING:
-    from ..logs import LoggedConversation, TurnLogger
+    from ..log import LoggedConversation, TurnLogger
     from .params import Flags
 
 
@@ -125,7 +125,8 @@ class Logging:
 
 def start_log(request: LogRequest, env: Environment, quiet: bool = False) -> Logging:
     """The conversation to continue (checked: every medium read again, its sha256 compared) and the logger."""
-    from .. import logmedia, logs
+    from .. import log as logs
+    from ..log import media as logmedia
 
     enabled = request.log if request.log is not None else not logs.switched_off()
     store = logs.LogStore.open(warn=env.warn)

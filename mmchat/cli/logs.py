@@ -56,7 +56,7 @@ def logs_command(
 
       mmchat ask --continue "And the colours?"
     """
-    from .. import logs
+    from .. import log as logs
 
     env = current()
     if off and on:
@@ -90,7 +90,7 @@ def logs_command(
 
 
 def _switch(env: Environment, on: bool) -> None:
-    from .. import logs
+    from .. import log as logs
 
     marker = config.user_dir() / logs.OFF_MARKER
     if on:
@@ -107,8 +107,8 @@ def _switch(env: Environment, on: bool) -> None:
 def _show(env: Environment, conversation: dict[str, Any], thumbnails: Any = None) -> None:
     """One conversation as a person reads it: a header, then each turn's prompt, its media's
     caption lines (with `thumbnails`, each medium drawn under its line), and the answer."""
-    from ..logmedia import media_records
-    from ..logs import prompt_of
+    from ..log import prompt_of
+    from ..log.media import media_records
 
     out = env.stdout
     turns = conversation["turns"]
@@ -160,7 +160,7 @@ def _caption(m: Any, tokens: int | None) -> str:
 def _thumbnail(env: Environment, previewer: Any, m: Any, tokens: int | None) -> None:
     """The medium drawn as the model got it, when its file is still there with the bytes that were logged."""
     from ..errors import MmchatError
-    from ..logmedia import verify_media
+    from ..log.media import verify_media
     from ..preview import label_of
 
     if m.source != "path" or m.sha256 is None:

@@ -195,7 +195,7 @@ def _run(
 
 def _logger(env: Environment, flags: Flags):
     """Every answered request a turn in logs.db, grouped into conversations as `chat` groups them."""
-    from ..logs import LogStore, TurnLogger
+    from ..log import LogStore, TurnLogger
 
     logger = TurnLogger(LogStore.open(warn=env.warn), warn=env.warn)
     return logger.hook({"model": flags.model, "mmproj": flags.mmproj, "command": "serve"})

@@ -158,7 +158,7 @@ class GenerationOptions(_Options):
         elif isinstance(values.get("stop"), list):
             values["stop"] = tuple(values["stop"])
         if "schema" in values:
-            from ..constraints import read_schema
+            from .constraints import read_schema
 
             values["schema"] = read_schema(values["schema"])
         if base is not None and ("schema" in values) != ("grammar" in values):
@@ -169,7 +169,7 @@ class GenerationOptions(_Options):
         if isinstance(self.stop, (str, list)):
             object.__setattr__(self, "stop", (self.stop,) if isinstance(self.stop, str) else tuple(self.stop))
         if self.schema is not None and not isinstance(self.schema, dict):
-            from ..constraints import read_schema
+            from .constraints import read_schema
 
             object.__setattr__(self, "schema", read_schema(self.schema))
         if self.schema is not None and self.grammar:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def read_schema(schema: Mapping[str, Any] | str) -> dict[str, Any]:

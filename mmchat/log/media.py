@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import messages as msgs
-from .errors import InputError, SourceError
-from .media import with_article
+from .. import messages as msgs
+from ..errors import InputError, SourceError
+from ..media import with_article
 
 INLINE_SOURCES = ("stdin", "inline")  # media the log cannot read again
 _PLACEHOLDERS = {"-": ("(stdin)", "stdin"), "(stdin)": ("(stdin)", "stdin"), "(data: URL)": ("(data: URL)", "inline")}
@@ -44,7 +44,7 @@ def stored_messages(messages: Sequence[msgs.Message], digests: dict[str, str | N
 
 
 def _stored_part(part: msgs.Part, digests: dict[str, str | None]) -> dict[str, Any]:
-    from .inputs.part import media_part
+    from ..inputs.part import media_part
 
     found = media_part(part)
     if found is None:
@@ -69,7 +69,7 @@ def as_written_now(stored: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Logged messages as today's mmchat writes them. Before file parts (issue 24), `-i notes.md` was
     logged as an image_url part that was read as text; such a part, a path whose name claims no
     medium, comes back as a file part, told by its content again, so `--continue` still sends it."""
-    from .inputs.claims import named
+    from ..inputs.claims import named
 
     def part(p: dict[str, Any]) -> dict[str, Any]:
         if (
@@ -95,8 +95,8 @@ def media_records(stored: Sequence[dict[str, Any]]) -> list[MediaRecord]:
 
 def verify_media(cid: str, media: Sequence[MediaRecord]) -> None:
     """Read every media part again and compare it with what the log says was read; one line if not."""
-    from .inputs.part import locate
-    from .inputs.sources import read_source
+    from ..inputs.part import locate
+    from ..inputs.sources import read_source
 
     seen: set[str] = set()
     for m in media:

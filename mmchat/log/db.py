@@ -1,6 +1,6 @@
 """The conversation log's SQLite file: its schema and migrations, one connection that a process's
 threads share, IMMEDIATE transactions, and a damaged file moved aside (logs.db.damaged-TIME) with
-one warning so that a new log begins. What a turn is and how it is read back is logs.py's.
+one warning so that a new log begins. What a turn is and how it is read back is store.py's.
 
 The schema version is `PRAGMA user_version`; MIGRATIONS[n] takes a database from version n to n+1.
 """
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import LogError
+from ..errors import LogError
 
 BUSY_TIMEOUT_S = 5.0
 

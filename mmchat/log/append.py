@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from . import messages as msgs
+from .. import messages as msgs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +107,6 @@ def rebuild(previous: list[Any], prefix: int, resumed: int | None, new: list[Any
 
 
 def _mentions(message: dict[str, Any], urls: set[str]) -> bool:
-    from .inputs.part import media_parts
+    from ..inputs.part import media_parts
 
     return any(part.url in urls for part in media_parts([message]))

@@ -3,9 +3,9 @@
 A turn keeps its conversation id, the model, the messages that are new since the
 conversation's previous turn (`prefix` says how many messages of that one it repeats, and
 `resumed` from which of its messages on it goes on when the oldest turns left the context
-window: logappend.py), the answer, usage, timings and the time. A write appends one row,
+window: append.py), the answer, usage, timings and the time. A write appends one row,
 whatever the conversation's length. A media part is kept as its reference (an absolute path
-or a URL) and the sha256 of the bytes mmchat read, never the bytes (logmedia.py): `--continue`
+or a URL) and the sha256 of the bytes mmchat read, never the bytes (media.py): `--continue`
 reads the file again and refuses it if it changed.
 
 Several processes may write at once: WAL mode, a busy timeout, one IMMEDIATE transaction per
@@ -29,16 +29,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import config
-from . import messages as msgs
-from .env import current
-from .errors import InputError
-from .logappend import Overlap, Written, overlap, rebuild, shares_a_turn
-from .logdb import MIGRATIONS, SCHEMA_VERSION, LogFile  # noqa: F401  (the schema, for tests and tools)
-from .logmedia import MediaRecord, as_written_now, media_records, stored_messages
+from .. import config
+from .. import messages as msgs
+from ..env import current
+from ..errors import InputError
+from .append import Overlap, Written, overlap, rebuild, shares_a_turn
+from .db import MIGRATIONS, SCHEMA_VERSION, LogFile  # noqa: F401  (the schema, for tests and tools)
+from .media import MediaRecord, as_written_now, media_records, stored_messages
 
 if TYPE_CHECKING:
-    from .results import ChatCompletion
+    from ..results import ChatCompletion
 
 LOG_NAME = "logs.db"
 OFF_MARKER = "logs-off"  # `mmchat logs --off` writes it, `--on` removes it (as llm does)
