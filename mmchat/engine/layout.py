@@ -62,8 +62,9 @@ def video_segments(
     run_at = 0
     for group in groups:
         if not keep_all and kept is not None and not any(changed(kept, f.image.pixels) for _, f in group):
-            run_at = len(out) if not run else run_at
-            out += [] if run else [""]
+            if not run:  # its line goes where the run begins, written when it ends
+                run_at = len(out)
+                out.append("")
             run += [f.time for _, f in group]
         else:
             if run:

@@ -71,9 +71,9 @@ def holds(kind: Kind | None, head: bytes) -> Holds | None:
 
 
 def judge(label: str, declared: Kind | None, found: Holds | None) -> Holds | None:
-    """What to read a part as: its bytes' kind when the claims allow it (None: bytes nothing knows,
-    left to the decoder of what is claimed); else InputError naming the file, the claim and the bytes.
-    `declared` is None for a `file` part, told by its content."""
+    """What to read a part as: its bytes' kind when the claims allow it (bytes nothing knows: the medium
+    the name claims, None for a declared part, left to the decoder of what is claimed); else InputError
+    naming the file, the claim and the bytes. `declared` is None for a `file` part, told by its content."""
     name = named(label)
     if found in ("image", "audio", "video"):
         return found  # media: their bytes decide (resolver._check_kind for a declared kind)
@@ -83,7 +83,7 @@ def judge(label: str, declared: Kind | None, found: Holds | None) -> Holds | Non
                 f"{label} is not an image, audio, video, PDF or text file mmchat knows: check the file, "
                 "or force a kind with --image, --audio or --video (/image, /audio or /video in chat)"
             )
-        return None  # a damaged medium: the claimed kind's decoder says what is wrong
+        return _media(name)  # a damaged medium: the claimed kind's decoder says what is wrong (None: the declared)
     if found == "svg":
         if declared in (None, "image") and name in (None, "svg", "image"):
             return "svg"  # drawn
@@ -101,18 +101,17 @@ def _media(name: Holds | None) -> Kind | None:
     return name if name in ("image", "audio", "video") else None  # type: ignore[return-value]
 
 
-_HOLDS = {"pdf": "a PDF", "svg": "an SVG drawing", "text": "text"}
-_NAMED = {"pdf": "a PDF", "svg": "an SVG drawing", "text": "text"}
+_NOT_MEDIA = {"pdf": "a PDF", "svg": "an SVG drawing", "text": "text"}  # what a name claims or bytes hold
 
 
 def _mismatch(label: str, declared: Kind | None, name: Holds | None, found: Holds) -> str:
-    held = _HOLDS.get(found, with_article(found))
+    held = _NOT_MEDIA.get(found, with_article(found))
     if declared is not None:
         claim = f"given as {with_article(declared)}"
         if name is not None and _media(name) == declared:
             claim = f"named and given as {with_article(declared)}"
     else:
-        claim = f"named as {_NAMED.get(name or '', with_article(name or 'file'))}"
+        claim = f"named as {_NOT_MEDIA.get(name or '', with_article(name or 'file'))}"
     if found == "text":
         advice = "check the file (a download that saved an error page?), or give a text file with -i to send its text"
     elif found == "pdf":
@@ -142,7 +141,7 @@ def told(url: str) -> PartKind:
         return "file"  # the read says what is wrong
     if not head:
         return "file"  # the read says it is empty
-    found = judge(where.label, None, holds(detect_kind(head)[0], head)) or named(where.label)
+    found = judge(where.label, None, holds(detect_kind(head)[0], head))
     if found == "svg":
         return "image"  # drawn
     return found if found in ("image", "audio", "video") else "file"  # type: ignore[return-value]

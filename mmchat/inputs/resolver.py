@@ -298,8 +298,6 @@ class MediaResolver:
         if declared is not None:
             _check_kind(source, declared)
             return declared if found in ("image", "audio", "video", None) else found
-        if found is None:
-            found = claims.named(source.label)  # a file named as a medium: that medium's decoder
         if found in ("image", "audio", "video") and found not in self.caps.kinds:
             self.check_kind(found, source.label)
         return found
@@ -382,9 +380,7 @@ class MediaResolver:
         source = local or fetched
         part_kind: msgs.PartKind | None = kind
         if source is not None and kind is None:  # told by its content, as a file part is
-            found = claims.judge(source.label, None, claims.holds(source.kind, source.data)) or claims.named(
-                source.label
-            )
+            found = claims.judge(source.label, None, claims.holds(source.kind, source.data))
             kind, part_kind = (found, found) if found in ("image", "audio", "video") else ("image", "file")
         assert kind is not None
         self.check_kind(part_kind or kind, url, where)
