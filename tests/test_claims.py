@@ -164,6 +164,7 @@ def test_the_repl_refuses_a_misnamed_text_file_and_keeps_the_conversation(files,
     assert "notes.jpg is named as an image but holds text" in out
     assert "notes.txt is given as an image but holds text" in out
     assert "[file notes.txt]" in out and "Hello" in out  # the good file went, with the conversation before it
+    assert "attached file " in out  # said as what it is, not as an image
 
 
 def test_the_runner_and_the_request_api_follow_the_same_rule(files):

@@ -59,7 +59,7 @@ class Attaching:
     def attached(self, a: Attachment) -> None:
         """The one step after any attachment is made (/attach, /paste, /screenshot, a dropped path,
         chat --image): say so, start its encode, show what the model gets."""
-        self.note(f"attached {a.kind} {a.label} ({len(self.conv.pending)} pending)")
+        self.note(f"attached {'file' if a.file else a.kind} {a.label} ({len(self.conv.pending)} pending)")
         job = self.background.start(a)  # first: the preview never delays the encode
         self._encodes[a.url] = job
         self.show(a, len(self.conv.pending), job)
@@ -158,7 +158,7 @@ class Attaching:
         if not self.conv.pending:
             self.note("no attachments pending: /attach PATH adds one")
         for i, a in enumerate(self.conv.pending, 1):
-            self.note(f"{i}. {a.kind} {a.label}", style="")
+            self.note(f"{i}. {'file' if a.file else a.kind} {a.label}", style="")
 
     def do_detach(self, c: cmd.Detach) -> None:
         gone = self.conv.detach(c.index)
