@@ -18,6 +18,7 @@ import typer
 from .. import config
 from ..env import Environment, current
 from ..errors import ExitCode, MmchatError
+from .diagnostics import install as install_diagnostics
 
 app = typer.Typer(
     name="mmchat",
@@ -39,6 +40,7 @@ def guarded(
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         env = current()
+        install_diagnostics()  # library warnings and notices reach stderr as `mmchat: …` lines
         try:
             return command(*args, **kwargs)
         except MmchatError as e:

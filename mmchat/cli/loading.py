@@ -29,7 +29,9 @@ def open_runner(
     command) media may come from anywhere, the clipboard, screen and microphone included; `serve` gives one."""
     from ..render import stderr_progress
     from ..runner import Runner
+    from .diagnostics import install
 
+    install(quiet=flags.quiet, verbose=flags.verbose)
     console = env.stderr_console(flags.no_color)
     notice = (lambda m: None) if flags.quiet else env.notice
     remote = flags.remote.with_environment(env.environ)
