@@ -38,7 +38,7 @@ def main() -> None:
 
     from bench.support import text_pdf
     from mmchat.inputs.capture import captured
-    from mmchat.messages import image_part, user_message
+    from mmchat.messages import image_part, parse_conversation, user_message
     from mmchat.runner import Runner
     from mmchat.testing import FakeEngine
 
@@ -54,7 +54,7 @@ def main() -> None:
 
     def turn(url: str) -> None:
         runner = Runner(engine=FakeEngine(), devices=True)  # a new runner: nothing cached
-        messages = captured([user_message("what?", [image_part(url)])], check=runner.inputs.check_kind)
+        messages = captured(parse_conversation([user_message("what?", [image_part(url)])]), check=runner.check_kind)
         runner.prepare(messages)
 
     rows = [{"what": "png file", "seconds": median_seconds(lambda: turn(str(png)))}]
@@ -95,7 +95,7 @@ def _microphone(work: Path) -> list[dict]:
     from bench.support import sound_missing, sound_server, tone
     from mmchat.inputs.capture import captured
     from mmchat.inputs.microphone import Recorder
-    from mmchat.messages import audio_part, user_message
+    from mmchat.messages import audio_part, parse_conversation, user_message
     from mmchat.runner import Runner
     from mmchat.testing import FakeEngine
 
@@ -119,7 +119,8 @@ def _microphone(work: Path) -> list[dict]:
 
     def turn() -> None:
         runner = Runner(engine=FakeEngine(), devices=True)
-        runner.prepare(captured([user_message("what?", [audio_part("mic:1")])], check=runner.inputs.check_kind))
+        asked = parse_conversation([user_message("what?", [audio_part("mic:1")])])
+        runner.prepare(captured(asked, check=runner.check_kind))
 
     with sound_server() as server:
         os.environ.update(server.environ)

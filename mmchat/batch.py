@@ -21,6 +21,8 @@ from typing import Any
 from . import errors
 from . import messages as msgs
 from .errors import InputError
+from .inputs import part as part_location
+from .inputs.part import Location
 from .options import GenerationOptions
 from .options.constraints import response_format_schema
 
@@ -36,7 +38,7 @@ class Request:
 
     index: int
     custom_id: str | None
-    messages: list[msgs.Message] = dataclasses.field(default_factory=list)
+    messages: msgs.Conversation = dataclasses.field(default_factory=msgs.Conversation)  # parsed once, when read
     options: GenerationOptions | None = None
     error: errors.MmchatError | None = None
 
@@ -77,7 +79,7 @@ def _line(index: int, number: int, line: str, base: GenerationOptions) -> Reques
         body = data.get("body")
         if not isinstance(body, dict):
             raise InputError(f"{where} has no body object (the chat completion request)")
-        request.messages = msgs.validate_messages(body.get("messages"))
+        request.messages = msgs.parse_conversation(body.get("messages"))
         request.options = body_options(body, base, where)
     except InputError as e:
         request.error = e
@@ -111,23 +113,25 @@ def file_requests(
     for index, name in enumerate(files):
         request = Request(index, name, options=base)
         try:
-            part = msgs.media_part(sniff_file(name), name)
+            where = part_location.locate(name)
+            part = msgs.MediaPart(sniff_file(where), where)
             head = [msgs.system_message(system)] if system else []
-            request.messages = [*head, msgs.user_message(prompt, [part])]
+            request.messages = msgs.parse_conversation([*head, msgs.user_turn(prompt, [part])])
         except InputError as e:
             request.error = e
         out.append(request)
     return out
 
 
-def sniff_file(name: str) -> msgs.PartKind:
+def sniff_file(name: str | Location) -> msgs.PartKind:
     """Image, audio or video from the file's first bytes; a PDF or text file is a file part. What the
     bytes hold must agree with what the name claims (inputs/claims.py): a broken photo is an error."""
     from .inputs.claims import told
 
-    if not Path(name).expanduser().exists():
-        raise errors.SourceError(f"file not found: {name}")
-    return told(name)  # a file it cannot read is read by the request, which says why in its own record
+    where = name if isinstance(name, Location) else part_location.locate(name)
+    if where.path is None or not where.path.exists():
+        raise errors.SourceError(f"file not found: {where.label}")
+    return told(where)  # a file it cannot read is read by the request, which says why in its own record
 
 
 # -- results ---------------------------------------------------------------------------

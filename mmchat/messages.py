@@ -1,19 +1,27 @@
-"""OpenAI-style chat messages: part builders and validation (pure: no I/O).
+"""Chat messages: OpenAI-style part builders, and the one parse into types (pure: no I/O).
 
-A message is a plain dict, JSON-serialisable, exactly what `--json` and `/save` write:
-``{"role": "user", "content": "text" | [part, ...]}``. The order of parts is the order the
-model sees them in; nothing here reorders, merges or drops a part.
+What users write is OpenAI's dicts, exactly what `--json` and `/save` write:
+``{"role": "user", "content": "text" | [part, ...]}``. `parse_conversation` checks them once
+(every part type, key and option; each media URL located) into a frozen `Conversation` of
+`Message(role, parts)` with `TextPart` and `MediaPart(kind, location, options)`, which
+everything after it takes; `as_dicts()` writes dicts again at the edges. The order of parts is
+the order the model sees them in; nothing here reorders, merges or drops a part.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import io
 import re
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import InputError
+from .inputs import part as part_location
+from .inputs.part import Location
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,12 +70,8 @@ AUDIO_FORMATS = {
     "pcm16": "audio/L16",
 }
 
-Message = dict[str, Any]
-Part = dict[str, Any]
-
-
-class Checked(list):
-    """Messages that validate_messages has checked and put in canonical form: not checked again."""
+MessageDict = dict[str, Any]  # a message as OpenAI writes it
+Part = dict[str, Any]  # a part as OpenAI writes it
 
 
 # -- builders ---------------------------------------------------------------------------
@@ -113,15 +117,23 @@ def data_url(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def user_message(prompt: str | None, media: Iterable[Part] = ()) -> Message:
+def user_message(prompt: str | None, media: Iterable[Part] = ()) -> MessageDict:
     """A user turn: media first in the order given, then the prompt text (unless the prompt
     places them with [[N]] placeholders)."""
     parts = place_media(prompt, list(media))
     if not parts:
         raise InputError("empty message: give a prompt or at least one image, audio or video")
-    if len(parts) == 1 and parts[0]["type"] == "text":
+    if len(parts) == 1 and isinstance(parts[0], dict) and parts[0]["type"] == "text":
         return {"role": "user", "content": prompt}
     return {"role": "user", "content": parts}
+
+
+def user_turn(prompt: str | None, media: Sequence[MediaPart] = ()) -> Message:
+    """`user_message` of media parsed already (the CLI's flags): a Message, nothing parsed again."""
+    content = user_message(prompt, media)["content"]  # type: ignore[arg-type]
+    if isinstance(content, str):
+        return Message("user", (TextPart(content),), plain=True)
+    return Message("user", tuple(p if isinstance(p, MediaPart) else TextPart(p["text"]) for p in content))
 
 
 PLACEHOLDER = re.compile(r"\[\[(\d+)\]\]")
@@ -153,11 +165,11 @@ def place_media(prompt: str | None, media: Sequence[Part]) -> list[Part]:
     return [m for i, m in enumerate(media, 1) if i not in used] + pieces
 
 
-def system_message(text: str) -> Message:
+def system_message(text: str) -> MessageDict:
     return {"role": "system", "content": text}
 
 
-def assistant_message(text: str) -> Message:
+def assistant_message(text: str) -> MessageDict:
     return {"role": "assistant", "content": text}
 
 
@@ -188,15 +200,147 @@ def audio_from_array(samples: np.ndarray, sample_rate: int) -> Part:
     return input_audio_part(buf.getvalue(), "wav")
 
 
-# -- validation -------------------------------------------------------------------------
+# -- the parsed conversation --------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TextPart:
+    text: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise InputError("a text part needs a string 'text'")
+
+    def to_openai(self) -> Part:
+        return {"type": "text", "text": self.text}
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaPart:
+    """One media part: its kind ("file": told by its content, inputs/claims.py), where its bytes are
+    (the URL parsed once), and its own options (PART_OPTIONS[kind]), which override the request's."""
+
+    kind: PartKind
+    location: Location
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    audio_format: str | None = None  # OpenAI's inline audio (input_audio): written back as one
+    where: str = dataclasses.field(default="part", compare=False)  # messages[i].content[j], attach, ...
+
+    def __post_init__(self) -> None:
+        if self.kind not in PART_OPTIONS or not isinstance(self.location, Location):
+            raise InputError(f"a media part needs a kind ({', '.join(PART_OPTIONS)}) and a Location")
+        unknown = sorted(k for k in self.options if k not in PART_OPTIONS[self.kind])
+        if unknown:
+            raise InputError(f"unknown {PART_TYPE_OF[self.kind]} option {unknown[0]!r}")
+        object.__setattr__(self, "options", types.MappingProxyType(dict(self.options)))
+
+    @property
+    def url(self) -> str:
+        """The URL as the message gives it (the log keeps the digest of its bytes under it)."""
+        return self.location.url or self.location.text
+
+    def to_openai(self) -> Part:
+        if self.audio_format is not None:
+            data = self.url.split(",", 1)[1]
+            return {"type": "input_audio", "input_audio": {"data": data, "format": self.audio_format}}
+        ptype = PART_TYPE_OF[self.kind]
+        return {"type": ptype, ptype: {"url": self.url, **self.options}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """A message parsed: its role and parts in order; `plain`: its content was a string (written back so)."""
+
+    role: str
+    parts: tuple[TextPart | MediaPart, ...]
+    plain: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parts", tuple(self.parts))
+        if self.role not in ROLES:
+            raise InputError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
+        if not all(isinstance(p, (TextPart, MediaPart)) for p in self.parts):
+            raise InputError("a message's parts are TextPart and MediaPart: parse_conversation makes them")
+        if self.role != "user" and any(isinstance(p, MediaPart) for p in self.parts):
+            raise InputError(f"only user messages can hold media, this one is {self.role!r}")
+
+    @property
+    def text(self) -> str:
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    def to_openai(self) -> dict[str, Any]:
+        if self.plain:
+            return {"role": self.role, "content": self.text}
+        return {"role": self.role, "content": [p.to_openai() for p in self.parts]}
+
+
+class Conversation(tuple[Message, ...]):
+    """Messages parsed once (`parse_conversation`): immutable, so what was checked is what is sent."""
+
+    def __new__(cls, messages: Iterable[Message] = ()) -> Conversation:
+        out = super().__new__(cls, messages)
+        if not all(isinstance(m, Message) for m in out):
+            raise InputError("a Conversation holds Messages: parse_conversation makes one from OpenAI dicts")
+        return out
+
+    @functools.cached_property
+    def _media(self) -> list[MediaPart]:
+        found = []
+        for i, message in enumerate(self):
+            for j, part in enumerate(message.parts):
+                if isinstance(part, MediaPart):
+                    where = f"messages[{i}].content[{j}]"
+                    found.append(part if part.where == where else dataclasses.replace(part, where=where))
+        return found
+
+    def media(self) -> list[MediaPart]:
+        """Every media part, in order, each with its place in this conversation."""
+        return list(self._media)
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """OpenAI's message dicts again: for the edges (--json, /save, the log, a server's request)."""
+        return [m.to_openai() for m in self]
+
+    to_openai = as_dicts
 
 
 def _fail(where: str, what: str) -> InputError:
     return InputError(f"{where}: {what}")
 
 
-def validate_part(part: Any, where: str) -> Part:
-    """Check one content part and return it in canonical form (string URLs become dicts)."""
+def parse_conversation(raw: Any) -> Conversation:
+    """OpenAI-style messages checked once, every part type, key and option, into frozen types; errors
+    say which message and part. A Conversation is returned as it is; Messages in a list are kept."""
+    if isinstance(raw, Conversation):
+        return raw
+    if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
+        raise InputError("messages must be a list of {'role': ..., 'content': ...} objects")
+    if not raw:
+        raise InputError("messages is empty: give at least one user message")
+    return Conversation(m if isinstance(m, Message) else parse_message(m, f"messages[{i}]") for i, m in enumerate(raw))
+
+
+def parse_message(message: Any, where: str = "message") -> Message:
+    if not isinstance(message, Mapping):
+        raise _fail(where, f"a message must be an object, got {type(message).__name__}")
+    role = message.get("role")
+    if role not in ROLES:
+        raise _fail(where, f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    content = message.get("content")
+    if content is None:
+        content = ""
+    if isinstance(content, str):
+        return Message(role, (TextPart(content),), plain=True)
+    if not isinstance(content, Sequence):
+        raise _fail(where, "content must be a string or a list of parts")
+    parts = tuple(parse_part(p, f"{where}.content[{j}]") for j, p in enumerate(content))
+    if role != "user" and any(isinstance(p, MediaPart) for p in parts):
+        raise _fail(where, f"only user messages can hold media, this one is {role!r}")
+    return Message(role, parts)
+
+
+def parse_part(part: Any, where: str = "part") -> TextPart | MediaPart:
+    """One content part checked and parsed (string URLs and short part types accepted); its URL located."""
     if not isinstance(part, Mapping):
         raise _fail(where, f"a content part must be an object, got {type(part).__name__}")
     ptype = part.get("type")
@@ -209,7 +353,7 @@ def validate_part(part: Any, where: str) -> Part:
         text = part.get("text")
         if not isinstance(text, str):
             raise _fail(where, "a text part needs a string 'text'")
-        return {"type": "text", "text": text}
+        return TextPart(text)
     body = part.get(ptype)
     if ptype == "input_audio":
         if not isinstance(body, Mapping) or not isinstance(body.get("data"), str):
@@ -217,18 +361,21 @@ def validate_part(part: Any, where: str) -> Part:
         fmt = body.get("format")
         if fmt not in AUDIO_FORMATS:
             raise _fail(where, f"input_audio format {fmt!r} is not one of {', '.join(AUDIO_FORMATS)}")
-        return {"type": ptype, ptype: dict(body)}
+        url = f"data:{AUDIO_FORMATS[fmt]};base64,{body['data']}"
+        return MediaPart("audio", part_location.locate(url), {}, fmt, where)
     if isinstance(body, str):  # {"image_url": "https://..."}: accepted shorthand
         body = {"url": body}
     if ptype == "file" and isinstance(body, Mapping) and "url" not in body:
         body = _openai_file(body, where)
     if not isinstance(body, Mapping) or not isinstance(body.get("url"), str) or not body["url"]:
         raise _fail(where, f"{ptype} needs {{'url': ...}} with a path, file://, http(s)://, data: URL or '-'")
-    known = PART_OPTIONS[MEDIA_PART_TYPES[ptype]]
+    kind = MEDIA_PART_TYPES[ptype]
+    known = PART_OPTIONS[kind]
     unknown = sorted(k for k in body if k != "url" and k not in known)
     if unknown:
         raise _fail(where, f"unknown {ptype} option {unknown[0]!r}; known: url, {', '.join(known)}")
-    return {"type": ptype, ptype: dict(body)}
+    options = {k: v for k, v in body.items() if k != "url"}
+    return MediaPart(kind, part_location.locate(body["url"]), options, None, where)
 
 
 def _openai_file(body: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -242,33 +389,6 @@ def _openai_file(body: Mapping[str, Any], where: str) -> dict[str, Any]:
     return {"url": url, **{k: v for k, v in body.items() if k != "file_data"}}
 
 
-def validate_messages(messages: Any) -> Checked:
-    """Check a message list and return a canonical copy; errors say which message and part.
-    A list this returned is returned as it is: a turn's messages are checked once."""
-    if isinstance(messages, Checked):
-        return messages
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
-        raise InputError("messages must be a list of {'role': ..., 'content': ...} objects")
-    if not messages:
-        raise InputError("messages is empty: give at least one user message")
-    out = Checked()
-    for i, msg in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(msg, Mapping):
-            raise _fail(where, f"a message must be an object, got {type(msg).__name__}")
-        role = msg.get("role")
-        if role not in ROLES:
-            raise _fail(where, f"role must be one of {', '.join(ROLES)}, got {role!r}")
-        content = msg.get("content")
-        if content is None:
-            content = ""
-        if isinstance(content, str):
-            out.append({"role": role, "content": content})
-            continue
-        if not isinstance(content, Sequence):
-            raise _fail(where, "content must be a string or a list of parts")
-        parts = [validate_part(p, f"{where}.content[{j}]") for j, p in enumerate(content)]
-        if role != "user" and any(p["type"] != "text" for p in parts):
-            raise _fail(where, f"only user messages can hold media, this one is {role!r}")
-        out.append({"role": role, "content": parts})
-    return out
+def validate_messages(messages: Any) -> list[dict[str, Any]]:
+    """The messages checked and written back in canonical form (OpenAI dicts): parse_conversation's."""
+    return parse_conversation(messages).as_dicts()

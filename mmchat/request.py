@@ -10,10 +10,11 @@ as `--top-p` and `Runner.chat(top_p=...)` (options.py); `response_format` with a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
+from .messages import parse_conversation
 from .options.constraints import response_format_schema
 from .results import ChatCompletion, ChatCompletionChunk
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 class ChatCompletionRequest:
     """A chat request. `model` is not used for routing: a Runner holds one model."""
 
-    messages: list[dict[str, Any]]
+    messages: Sequence[Any]  # OpenAI's message dicts, or a Conversation (mmchat.messages.parse_conversation)
     model: str = "default"
     max_tokens: int | None = None
     temperature: float | None = None
@@ -83,7 +84,7 @@ def send(runner: Runner, request: ChatCompletionRequest) -> ChatCompletion | Ite
     """The completion, or (stream=True) an iterator of chunks whose last one carries the usage."""
     if not isinstance(request, ChatCompletionRequest):
         raise InputError(f"send_chat_completion_request takes a ChatCompletionRequest, not {type(request).__name__}")
-    kwargs, messages = options(request), request.messages  # short part types are validate_part's too
+    kwargs, messages = options(request), parse_conversation(request.messages)  # once: the Runner takes it as it is
     if request.stream:
         return runner.stream(messages, **kwargs).chunks()
     return runner.chat(messages, **kwargs)

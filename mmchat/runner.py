@@ -20,11 +20,10 @@ from .engine.base import Capabilities, Engine, Event, Progress, Segment, Timings
 from .engine.layout import skipped_frames
 from .env import current
 from .errors import InputError, PixelsReleased
-from .inputs.part import MediaPart, media_parts
 from .inputs.policy import MediaPolicy
-from .inputs.resolver import Attachment, MediaResolver, OnMedia
+from .inputs.resolver import Attachment, MediaResolver, Messages, OnMedia
 from .media import Audio, Image, Kind
-from .messages import validate_messages
+from .messages import Conversation, parse_conversation
 from .models.target import Target, find_target
 from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, RequestOptions, split_request
 from .results import ChatCompletion, CompletionStream
@@ -188,10 +187,9 @@ class Runner:
     def capabilities(self) -> Capabilities:
         return self.engine.capabilities()
 
-    def chat(
-        self, messages: Sequence[dict[str, Any]], options: GenerationOptions | None = None, **kwargs: Any
-    ) -> ChatCompletion:
-        """Answer a conversation.
+    def chat(self, messages: Messages, options: GenerationOptions | None = None, **kwargs: Any) -> ChatCompletion:
+        """Answer a conversation: OpenAI-style message dicts, or a `Conversation` parsed already
+        (`mmchat.messages.parse_conversation`), which is used as it is.
 
         Keyword options: those of `GenerationOptions` (max_tokens, temperature, top_k, top_p,
         min_p, repeat_penalty, seed, stop, grammar), `schema=` (a JSON schema, as a dict or its
@@ -206,7 +204,7 @@ class Runner:
 
     def stream(
         self,
-        messages: Sequence[dict[str, Any]],
+        messages: Messages,
         options: GenerationOptions | None = None,
         *,
         on_media: OnMedia | None = None,
@@ -215,22 +213,20 @@ class Runner:
         """Like chat(), but iterate to get text deltas as they are generated. `on_media(ref, segments)`
         hears each media part once it is decoded, before the model sees any (`ask --preview`)."""
         request = split_request(kwargs, generation=options or self.generation, media=self.media)
-        messages = validate_messages(messages)  # once: the resolver, the digests and the log take the checked list
+        conversation = parse_conversation(messages)  # once: the resolver, the digests and the log take the types
         extra = Timings()
         if self._load_time is not None:
             extra.load, self._load_time = self._load_time, None
         t0 = time.perf_counter()
         with self._preparing:  # what was read is taken now: another request may settle the cache before this one ends
-            turns = self.inputs.turns(messages, request.media, on_media)
-            read = self.inputs.read_for(messages) if self.on_completion is not None else {}
+            turns = self.inputs.turns(conversation, request.media, on_media)
+            read = self.inputs.read_for(conversation) if self.on_completion is not None else {}
         extra.media_decode = time.perf_counter() - t0
-        events = self._events(messages, request, turns)
-        done = functools.partial(self._completed, messages, read) if self.on_completion is not None else None
+        events = self._events(conversation, request, turns)
+        done = functools.partial(self._completed, conversation, read) if self.on_completion is not None else None
         return CompletionStream(events, self.capabilities().model_name, extra, on_complete=done)
 
-    def _events(
-        self, messages: Sequence[dict[str, Any]], request: RequestOptions, turns: list[Turn]
-    ) -> Iterator[Event]:
+    def _events(self, conversation: Conversation, request: RequestOptions, turns: list[Turn]) -> Iterator[Event]:
         """The engine's answer; then the pixels of what it now holds encoded are let go (a follow-up
         gives those images as stand-ins). An image let go whose encoding left every cache since is
         read and decoded again, once: the engine says so before its first event."""
@@ -238,18 +234,22 @@ class Runner:
         try:
             yield from _counting(self.engine.stream(turns, request.generation), skipped)
         except PixelsReleased:
-            yield from _counting(self.engine.stream(self._again(messages, request.media), request.generation), skipped)
+            again = self._again(conversation, request.media)
+            yield from _counting(self.engine.stream(again, request.generation), skipped)
         with self._preparing:
             self.inputs.release(self.engine.holds)
 
-    def _again(self, messages: Sequence[dict[str, Any]], media: MediaOptions) -> list[Turn]:
+    def _again(self, conversation: Conversation, media: MediaOptions) -> list[Turn]:
         with self._preparing:
             self.inputs.drop_released()
-            return self.inputs.turns(messages, media)
+            return self.inputs.turns(conversation, media)
 
-    def _completed(self, messages: Sequence[dict[str, Any]], read: dict[str, Any], completion: ChatCompletion) -> None:
+    def _completed(self, conversation: Conversation, read: dict[str, Any], completion: ChatCompletion) -> None:
+        """The answer, to `on_completion` with the parsed conversation and the sha256 of each medium read."""
         assert self.on_completion is not None
-        self.on_completion(messages, completion, {url: self.inputs.sha256(url, found) for url, found in read.items()})
+        self.on_completion(
+            conversation, completion, {url: self.inputs.sha256(url, found) for url, found in read.items()}
+        )
 
     def save_state(self, *, disk: bool = True) -> bool:
         """Keep the KV state of the conversation answered last (its prompt and the answer), so that
@@ -261,16 +261,16 @@ class Runner:
         return self.engine.save_state(disk=disk)
 
     def prepare(
-        self, messages: Sequence[dict[str, Any]], media: MediaOptions | None = None, on_media: OnMedia | None = None
+        self, messages: Messages, media: MediaOptions | None = None, on_media: OnMedia | None = None
     ) -> list[Turn]:
-        """Validate, check media against the model, then read and decode every media part."""
+        """Check media against the model, then read and decode every media part (messages parsed once)."""
         with self._preparing:  # `batch --concurrency` prepares from several threads
-            return self.inputs.turns(messages, media or self.media, on_media)
+            return self.inputs.turns(parse_conversation(messages), media or self.media, on_media)
 
-    def media_digests(self, messages: Sequence[dict[str, Any]]) -> dict[str, str | None]:
+    def media_digests(self, messages: Messages) -> dict[str, str | None]:
         """url -> sha256 of the bytes this runner read for each media part of the latest conversation
         (None: not read here)."""
-        return {part.url: self.inputs.digest(part.url) for part in media_parts(messages)}
+        return {part.url: self.inputs.digest(part.url) for part in parse_conversation(messages).media()}
 
     def forget(self) -> None:
         """Keep nothing in memory for a follow-up: the decoded media of the last request go (encoded
@@ -278,15 +278,15 @@ class Runner:
         with self._preparing:
             self.inputs.forget()
 
-    def check_kind(self, kind: Kind, url: str) -> None:
+    def check_kind(self, kind: Kind | str, url: str) -> None:
         """Refuse a kind of media this model cannot take, before it is read or captured."""
-        self.inputs.check_kind(kind, url)
+        self.inputs.check_kind(kind, url)  # type: ignore[arg-type]
 
-    def check_media(self, messages: Sequence[dict[str, Any]]) -> None:
+    def check_media(self, messages: Messages) -> None:
         """Refuse media this model cannot take, before anything is read."""
-        self.inputs.check(messages)
+        self.inputs.check(parse_conversation(messages))
 
-    def prompt(self, messages: Sequence[dict[str, Any]]) -> str:
+    def prompt(self, messages: Messages) -> str:
         """The prompt a conversation becomes for this model, as text, each medium as `<__media__>`
         (llama.cpp's marker): what the chat template made of it. A server renders its own."""
         text = self.engine.prompt(self.prepare(messages))
@@ -294,12 +294,13 @@ class Runner:
             raise InputError(f"{self.capabilities().model_name} runs on a server, which renders its own prompt")
         return text
 
-    def count_tokens(self, messages: Sequence[dict[str, Any]]) -> int:
+    def count_tokens(self, messages: Messages) -> int:
         """The exact prompt size of a conversation, in this model's tokens."""
+        conversation = parse_conversation(messages)
         try:
-            return self.engine.count_tokens(self.prepare(messages))
+            return self.engine.count_tokens(self.prepare(conversation))
         except PixelsReleased:
-            return self.engine.count_tokens(self._again(messages, self.media))
+            return self.engine.count_tokens(self._again(conversation, self.media))
 
     def attachment(self, url: str, kind: Kind | None = None) -> Attachment:
         """A file or URL checked and decoded for a coming message (the REPL's /attach)."""
@@ -311,7 +312,7 @@ class Runner:
 
     def decoded(self, attachment: Attachment) -> list[Segment]:
         """An attachment as its turn will give it to the model (a video with its stamps), from the resolver's cache."""
-        return self.inputs.segments(MediaPart(attachment.part_kind, attachment.url, {}, "attach"), self.media)
+        return self.inputs.segments(attachment.media_part, self.media)
 
     def encode_ahead(
         self,

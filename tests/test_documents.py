@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -22,19 +23,24 @@ def _ask(runner: Runner, url: str, **options) -> str:
     ).content
 
 
-def _notices() -> tuple[list[str], Runner]:
-    said: list[str] = []
-    return said, Runner(engine=FakeEngine(), notice=said.append)
+@pytest.fixture
+def said(caplog):
+    """The notices the library logs (on "mmchat.inputs"), as a Python user's logging would get them."""
+    caplog.set_level(logging.INFO, logger="mmchat")
+    logger = logging.getLogger("mmchat")
+    propagate, logger.propagate = logger.propagate, True  # a CLI test in this process may have stopped them
+    yield lambda: [r.getMessage() for r in caplog.records if r.name.startswith("mmchat.inputs")]
+    logger.propagate = propagate
 
 
-def test_each_page_is_its_image_then_its_text_in_order(tmp_path):
-    said, runner = _notices()
+def test_each_page_is_its_image_then_its_text_in_order(tmp_path, said):
+    runner = Runner(engine=FakeEngine())
     answer = _ask(runner, str(text_pdf(tmp_path / "doc.pdf", 3)))
     pieces = answer.split("[page ")[1:]
     assert [p.split(" of ")[0] for p in pieces] == ["1", "2", "3"]
     for n, piece in enumerate(pieces, 1):
         assert "[image " in piece and piece.index("[image ") < piece.index(f"Page {n} says hello")
-    assert said == []  # three pages: nothing left out
+    assert said() == []  # three pages: nothing left out
 
 
 def test_pages_are_rendered_at_the_image_size_the_model_takes(tmp_path):
@@ -57,19 +63,18 @@ def test_chosen_pages_only(tmp_path, how):
     assert "Page 1 " not in answer and "Page 4 " not in answer
 
 
-def test_a_long_pdf_gives_its_first_eight_pages_with_one_notice(tmp_path):
-    said, runner = _notices()
+def test_a_long_pdf_gives_its_first_eight_pages_with_one_notice(tmp_path, said):
+    runner = Runner(engine=FakeEngine())
     answer = _ask(runner, str(text_pdf(tmp_path / "long.pdf", 20)))
     assert "Page 8 says hello" in answer and "Page 9 " not in answer
-    assert len(said) == 1 and "20 pages" in said[0] and "12 left out" in said[0]
+    assert len(said()) == 1 and "20 pages" in said()[0] and "12 left out" in said()[0]
 
 
-def test_a_model_that_cannot_see_gets_the_text_layer_with_a_notice(tmp_path):
-    said = []
-    runner = Runner(engine=FakeEngine(vision=False, audio=False), notice=said.append)
+def test_a_model_that_cannot_see_gets_the_text_layer_with_a_notice(tmp_path, said):
+    runner = Runner(engine=FakeEngine(vision=False, audio=False))
     answer = _ask(runner, str(text_pdf(tmp_path / "doc.pdf", 2)))
     assert "Page 1 says hello" in answer and "Page 2 says hello" in answer and "[image" not in answer
-    assert any("cannot see" in s for s in said)
+    assert any("cannot see" in s for s in said())
 
 
 def test_text_files_become_a_text_part_with_their_name(tmp_path):

@@ -273,11 +273,11 @@ def test_http_timeout(server: str) -> None:
 
 def test_http_progress_reports_growth_to_the_total(server: str) -> None:
     seen: list[tuple[int, int | None]] = []
-    read_source(f"{server}/big", progress=lambda done, total: seen.append((done, total)))
+    read_source(f"{server}/big", progress=lambda label, done, total: seen.append((done, total)))
     assert seen[0] == (0, 50_000) and seen[-1] == (50_000, 50_000)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     seen.clear()
-    read_source(f"{server}/big-unannounced", progress=lambda done, total: seen.append((done, total)))
+    read_source(f"{server}/big-unannounced", progress=lambda label, done, total: seen.append((done, total)))
     assert seen[-1] == (50_000, None)
 
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 from .. import config
 from ..env import current
 from ..errors import InputError, MmchatError
-from ..inputs.part import media_parts
 from ..inputs.resolver import Attachment
 from ..media import Kind, with_article
+from ..messages import parse_conversation
 from ..preview import label_of
 from ..render import show_error
 from . import commands as cmd
@@ -29,19 +29,19 @@ class Attaching:
     preview, info)."""
 
     def do_attach(self, c: cmd.Attach) -> None:
+        from ..inputs import part as part_location
         from ..inputs.capture import keep
+        from ..inputs.microphone import seconds_of
 
         for url in c.urls:  # each on its own: one bad file does not drop the good ones
-            if url.strip().lower().startswith("mic:"):  # recorded as /rec does, with its meter
-                try:
+            try:
+                where = part_location.locate(url)
+                if where.scheme == "mic":  # recorded as /rec does, with its meter
                     if c.kind not in (None, "audio"):
                         raise InputError(f"{url} records sound, not {with_article(c.kind)}: /rec or /audio {url}")
-                    self.safely(cmd.Rec(_seconds(url)))
-                except MmchatError as e:
-                    show_error(self.info, e)
-                continue
-            try:
-                kept = keep(url)  # clipboard: and screen: are captured now and kept as files
+                    self.safely(cmd.Rec(seconds_of(where)))
+                    continue
+                kept = keep(where)  # clipboard: and screen: are captured now and kept as files
             except MmchatError as e:
                 show_error(self.info, e)
                 continue
@@ -123,11 +123,11 @@ class Attaching:
                 self.show(a, i)
             return
         users = [m for m in self.conv.messages if m["role"] == "user"]
-        sent = media_parts(users[-1:])
+        sent = parse_conversation(users[-1:]).media() if users else []
         if not sent:
             raise InputError("nothing to show: /attach a file first")
         for part in sent:
-            self.show(Attachment(part.kind, part.url, part.url))
+            self.show(Attachment(part.kind, part.url, part.url, media=part))
 
     def do_rec(self, c: cmd.Rec) -> None:
         """Record until Enter (text typed meanwhile is sent with it) or for c.seconds; attach it."""
@@ -177,10 +177,3 @@ def wait_for_line(recorder: Any, read: Callable[[], str] | None = None) -> str:
     if not line:
         raise EOFError
     return line.rstrip("\n")
-
-
-def _seconds(url: str) -> float | None:
-    from ..inputs.microphone import seconds_of
-    from ..inputs.part import locate
-
-    return seconds_of(locate(url))

@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING
 
 from .. import messages as msgs
 from ..errors import InputError
-from ..inputs.part import media_parts
 from ..inputs.resolver import Attachment
 from ..media import Kind
 
 if TYPE_CHECKING:
     from ..runner import Runner
 
-Message = msgs.Message
+Message = msgs.MessageDict
 TURN_OVERHEAD = 16  # template tokens around one message, as an upper bound for the estimate
 
 
@@ -161,8 +160,8 @@ class Conversation:
         if self.used is None or self._used_upto > len(self.messages):
             return False
         new = self.messages[self._used_upto :]
-        if media_parts(new):
-            return False
+        if any(not isinstance(m["content"], str) and any(p["type"] != "text" for p in m["content"]) for m in new):
+            return False  # new media: only counting tells
         size = sum(len(text_of(m).encode()) + TURN_OVERHEAD for m in new)
         return self.used + TURN_OVERHEAD + size <= limit  # one more overhead: the last answer's closing tokens
 

@@ -13,7 +13,6 @@ from typing import Any
 from .. import messages as msgs
 from ..atomic import write_atomic
 from ..errors import InputError, MmchatError
-from ..inputs.part import media_part
 from .conversation import Conversation, text_of
 
 SAVE_VERSION = 1
@@ -41,7 +40,7 @@ def from_json(data: Any) -> Conversation:
     raw = data.get("messages") if isinstance(data, dict) else data
     if raw is None:
         raise InputError("no 'messages' list in the file: save one with /save")
-    checked = msgs.validate_messages(raw)
+    checked = msgs.parse_conversation(raw).as_dicts()  # checked once; the REPL keeps OpenAI's dicts
     meta = data.get("mmchat", {}) if isinstance(data, dict) else {}
     for i in meta.get("interrupted", []) if isinstance(meta, dict) else []:
         if isinstance(i, int) and 0 <= i < len(checked) and checked[i]["role"] == "assistant":
@@ -81,8 +80,8 @@ def load(path: str | Path) -> Conversation:
 
 def inline(part: msgs.Part) -> msgs.Part:
     """A media part with its bytes inlined as a data: URL, so a saved file stands alone."""
-    found = media_part(part)
-    if found is None or found.location.scheme == "data" or part["type"] == "input_audio":
+    found = msgs.parse_part(part)
+    if not isinstance(found, msgs.MediaPart) or found.location.scheme == "data" or part["type"] == "input_audio":
         return part
     from ..inputs.sources import read_source
 

@@ -66,12 +66,14 @@ def ask(
 
       mmchat ask --continue "And the colours?"
     """
+    from ..inputs.part import DEVICES
+    from ..messages import parse_conversation
     from ..render import Output
 
     env = current()
     options = constrained(flags.generation, schema, grammar)
     log_turns = start_log(log, env, flags.quiet)
-    conversation = log_turns.messages(_messages(flags, env, prompt, start, end))
+    conversation = parse_conversation(log_turns.messages(_messages(flags, env, prompt, start, end)))  # once
     output = Output(
         json_mode=json_output,
         markdown=env.markdown(flags.no_color),
@@ -80,12 +82,11 @@ def ask(
     )
     model, mmproj = log_turns.model(flags)
     runner = open_runner(flags, env, model, mmproj, on_completion=log_turns.hook(model, mmproj))
-    if any(":" in url for _, url in flags.media):  # clipboard:, screen: and mic: are captured now, kept as files
-        from ..inputs.capture import captured
+    if any(part.location.scheme in DEVICES for part in conversation.media()):
+        from ..inputs.capture import Terminal, captured  # clipboard:, screen: and mic: captured now, kept as files
 
-        conversation = captured(
-            conversation, check=runner.check_kind, warn=(lambda m: None) if flags.quiet else env.warn
-        )
+        terminal = Terminal(env.stdin, env.stderr if env.isatty("stderr") else None, env.isatty("stdin"))
+        conversation = captured(conversation, check=runner.check_kind, terminal=terminal)
     shown = None if json_output else part_previews(env, flags, runner, len(conversation) - 1)
     try:
         completion = _answer(
@@ -100,8 +101,10 @@ def ask(
 
 
 def _messages(flags: Flags, env: Environment, prompt: str | None, start: str | None, end: str | None) -> list:
-    """The conversation: the system prompt, then the media in flag order and the prompt (and piped text)."""
+    """The conversation: the system prompt, then the media in flag order and the prompt (and piped text),
+    each media flag parsed once here."""
     from .. import messages as msgs
+    from ..inputs import part as part_location
     from ..inputs.claims import told
 
     reads_stdin = any(url == "-" for _, url in flags.media)
@@ -116,9 +119,10 @@ def _messages(flags: Flags, env: Environment, prompt: str | None, start: str | N
     segment = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
     parts = []
     for kind, url in flags.media:
-        kind = told(url) if kind == "file" else kind  # -i: a local file's medium from its bytes, now
-        parts.append(msgs.media_part(kind, url, **(segment if kind != "image" else {})))
-    return ([msgs.system_message(flags.system)] if flags.system else []) + [msgs.user_message(prompt, parts)]
+        where = part_location.locate(url)
+        kind = told(where) if kind == "file" else kind  # -i: a local file's medium from its bytes, now
+        parts.append(msgs.MediaPart(kind, where, segment if kind != "image" else {}))
+    return ([msgs.system_message(flags.system)] if flags.system else []) + [msgs.user_turn(prompt, parts)]
 
 
 def part_previews(env: Environment, flags: Flags, runner: Runner, last: int) -> Callable[[Any, list], None] | None:
@@ -142,7 +146,7 @@ def part_previews(env: Environment, flags: Flags, runner: Runner, last: int) -> 
             return
         costs = runner.media_costs([s for s in segments if not isinstance(s, str)])
         start, total = part_extent(ref)
-        previewer.show(label_of(ref.url), ref.kind, segments, costs, start=start, total=total)
+        previewer.show(label_of(ref.location), ref.kind, segments, costs, start=start, total=total)
 
     return show
 

@@ -102,13 +102,14 @@ class Logging:
             return None
         return self.logger.hook({"model": model, "mmproj": mmproj})
 
-    def messages(self, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """`ask`: the continued conversation, then the new message; a new system prompt replaces the old one."""
+    def messages(self, new: list[Any]) -> list[Any]:
+        """`ask`: the continued conversation (parsed when it was loaded: not parsed again), then the new
+        message; a new system prompt replaces the old one."""
         if self.continuing is None:
             return new
-        history = list(self.continuing.messages)
-        if new and new[0]["role"] == "system":
-            history = [m for m in history if m["role"] != "system"]
+        history: list[Any] = list(self.continuing.conversation)
+        if new and _role(new[0]) == "system":
+            history = [m for m in history if m.role != "system"]
             return [new[0], *history, *new[1:]]
         return history + new
 
@@ -143,3 +144,8 @@ def start_log(request: LogRequest, env: Environment, quiet: bool = False) -> Log
             )
     logger = logs.TurnLogger(store, warn=env.warn, continuing=continuing) if enabled else None
     return Logging(continuing, logger)
+
+
+def _role(message: Any) -> str:
+    """A message's role, parsed or an OpenAI dict."""
+    return message["role"] if isinstance(message, dict) else message.role

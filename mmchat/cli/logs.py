@@ -179,9 +179,10 @@ def _thumbnail(env: Environment, previewer: Any, m: Any, tokens: int | None) -> 
 def _decoded(kind: str, path: str) -> list:
     """A file decoded with the default media options, as a model that takes everything would get it."""
     from ..engine.base import Capabilities
-    from ..inputs.part import MediaPart
+    from ..inputs.part import locate
     from ..inputs.resolver import MediaResolver
+    from ..messages import MediaPart
     from ..options import MediaOptions
 
     caps = Capabilities(vision=True, audio=True, audio_sample_rate=16000, n_ctx=1 << 30, model_name="logs")
-    return MediaResolver(caps).segments(MediaPart(kind, path, {}, "log"), MediaOptions())
+    return MediaResolver(caps).segments(MediaPart(kind, locate(path), where="log"), MediaOptions())  # type: ignore[arg-type]

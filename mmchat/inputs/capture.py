@@ -1,10 +1,9 @@
 """The clipboard and the screen as media sources (`clipboard:`, `screen:`, `screen:N`); the
 microphone (`mic:`) is recorded in microphone.py and kept here too.
 
-The screen is read with mss (XGetImage on X11, CoreGraphics, GDI: no external tool). The
-clipboard on macOS and Windows is Pillow's ImageGrab.grabclipboard(); on Linux it is xclip
-(X11) or wl-paste (Wayland), asked directly, as Pillow's Linux path does, because Pillow asks
-only for image/png and so cannot tell files or text on the clipboard from an empty one. What is
+The screen is read with mss (XGetImage on X11, CoreGraphics, GDI: no external tool); the
+clipboard in clipboard.py. Each device has one reader (`CAPTURES`), which a Runner's part
+(sources.READERS) and the file the CLI keeps (`keep`, `captured`) both go through. What is
 captured is kept as a PNG under MMCHAT_HOME/captures (`keep`), so a message, the conversation
 log and `--continue` refer to a file with its sha256, like any attachment; nothing is sent
 anywhere but to the model.
@@ -16,144 +15,45 @@ import atexit
 import dataclasses
 import hashlib
 import io
+import logging
 import os
-import shutil
-import subprocess
 import sys
 import threading
 import time
-import urllib.parse
-import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .. import config
-from ..errors import InputError, MissingTool, SourceError
+from .. import messages as msgs
+from ..errors import InputError, SourceError
 from ..media import with_article
-from .part import Location
+from . import part as part_location
+from .clipboard import Clip, clipboard_image, read_clipboard
+from .part import DEVICES, Location
 
-__all__ = ["Clip", "grab_screen", "keep", "read_clipboard", "save_capture"]
+__all__ = [
+    "CAPTURES",
+    "Captured",
+    "Clip",
+    "Terminal",
+    "capture",
+    "captured",
+    "clipboard_image",
+    "grab_screen",
+    "keep",
+    "read_clipboard",
+    "save_capture",
+]
 
-_TOOL_TIMEOUT = 5.0  # seconds xclip or wl-paste may take: a clipboard owner that hangs is not waited for
-_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff")
-_FILE_TYPES = ("text/uri-list", "x-special/gnome-copied-files")
-_TEXT_TYPES = ("text/plain;charset=utf-8", "UTF8_STRING", "text/plain", "STRING", "TEXT")
-
-
-@dataclasses.dataclass(frozen=True)
-class Clip:
-    """What the clipboard holds: an image (its bytes), files (their paths), text, or nothing."""
-
-    image: bytes | None = None
-    files: tuple[str, ...] = ()
-    text: str | None = None
-
-
-# -- the clipboard ------------------------------------------------------------------
-
-
-def read_clipboard() -> Clip:
-    """The clipboard's content; MissingTool when no clipboard tool is installed."""
-    if sys.platform in ("darwin", "win32"):
-        return _grabclipboard()
-    wayland, x11 = os.environ.get("WAYLAND_DISPLAY"), os.environ.get("DISPLAY")
-    if not (wayland or x11):
-        raise SourceError(
-            "no display (DISPLAY and WAYLAND_DISPLAY are unset): the clipboard needs a graphical "
-            "session; save the image to a file and attach that"
-        )
-    if wayland and shutil.which("wl-paste"):
-        listing, get = ["wl-paste", "--list-types"], lambda t: ["wl-paste", "--no-newline", "--type", t]
-    elif x11 and shutil.which("xclip"):
-        listing, get = (
-            ["xclip", "-selection", "clipboard", "-t", "TARGETS", "-o"],
-            lambda t: ["xclip", "-selection", "clipboard", "-t", t, "-o"],
-        )
-    else:
-        package = "wl-clipboard" if wayland else "xclip"
-        raise MissingTool(f"reading the clipboard needs {package}: install it (e.g. sudo apt install {package})")
-    listed = _run(listing)
-    if listed is None:
-        return Clip()
-    types = [t.strip() for t in listed.decode("utf-8", "replace").splitlines() if t.strip()]
-    for wanted in _IMAGE_TYPES + tuple(t for t in types if t.startswith("image/")):
-        if wanted in types and (data := _run(get(wanted))):
-            return Clip(image=data)
-    for wanted in _FILE_TYPES:
-        if wanted in types and (data := _run(get(wanted))):
-            files = _file_list(data.decode("utf-8", "replace"))
-            if files:
-                return Clip(files=files)
-    for wanted in _TEXT_TYPES:
-        if wanted in types and (data := _run(get(wanted))) is not None:
-            return Clip(text=data.decode("utf-8", "replace")) if data else Clip()
-    return Clip()
-
-
-def _run(args: list[str]) -> bytes | None:
-    """A clipboard tool's output; None when it says the clipboard is empty or holds no such type."""
-    try:
-        done = subprocess.run(args, capture_output=True, timeout=_TOOL_TIMEOUT, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise SourceError(
-            f"{args[0]} did not answer within {_TOOL_TIMEOUT:g} s: the application that owns "
-            "the clipboard is not responding; copy again"
-        ) from None
-    except OSError as e:
-        raise MissingTool(f"cannot run {args[0]} ({e.strerror or e}): reinstall it") from None
-    return done.stdout if done.returncode == 0 else None
-
-
-def _file_list(text: str) -> tuple[str, ...]:
-    """file:// URLs, one a line (text/uri-list; GNOME's list starts with 'copy' or 'cut')."""
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("file://"):
-            out.append(urllib.request.url2pathname(urllib.parse.urlsplit(line).path))
-    return tuple(out)
-
-
-def _grabclipboard() -> Clip:
-    from PIL import ImageGrab
-
-    try:
-        found = ImageGrab.grabclipboard()
-    except (OSError, NotImplementedError) as e:
-        raise SourceError(f"cannot read the clipboard ({e}): copy again") from None
-    if isinstance(found, list):
-        return Clip(files=tuple(found))
-    if found is None:
-        return Clip()
-    buffer = io.BytesIO()
-    found.save(buffer, "PNG", compress_level=1)
-    return Clip(image=buffer.getvalue())
-
-
-def clipboard_image(clip: Clip) -> bytes:
-    """The image a `clipboard:` part names; a clear error for anything else on the clipboard."""
-    if clip.image is not None:
-        return clip.image
-    if clip.files:
-        raise SourceError(
-            f"the clipboard holds {len(clip.files)} file(s), not an image: attach them with /paste, or give their paths"
-        )
-    if clip.text is not None:
-        raise SourceError("the clipboard holds text, not an image: copy an image, or paste the text into the prompt")
-    raise SourceError("the clipboard is empty: copy an image (or files) first")
-
+log = logging.getLogger("mmchat.inputs")
 
 # -- the screen ---------------------------------------------------------------------
 
 
 def grab_screen(monitor: int | None = None) -> bytes:
     """The whole screen (all monitors), or monitor N (1-based), as PNG bytes."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(grab_pixels(monitor)).save(buffer, "PNG", compress_level=1)  # fast
-    return buffer.getvalue()
+    return Captured(pixels=grab_pixels(monitor)).encoded()
 
 
 def grab_pixels(monitor: int | None = None) -> Any:
@@ -285,65 +185,116 @@ def _start(writer: threading.Thread) -> None:
 _STARTING = threading.Lock()
 
 
-def keep(url: str, warn: Callable[[str], None] | None = None) -> list[str]:
+# -- the one reader of this machine's devices ------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Terminal:
+    """Where `mic:` without a length waits for Enter (a terminal's stdin) and draws its meter (or None)."""
+
+    stdin: Any
+    meter: Any = None
+    interactive: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Captured:
+    """What a device gave: encoded bytes (an image, a WAV), a screen's pixels, or files copied on the clipboard."""
+
+    data: bytes | None = None
+    pixels: Any = None
+    files: tuple[str, ...] = ()
+    mime: str = "image/png"
+
+    def encoded(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(self.pixels).save(buffer, "PNG", compress_level=1)  # fast
+        return buffer.getvalue()
+
+
+def _clipboard(where: Location, terminal: Terminal | None) -> Captured:
+    clip = read_clipboard()
+    return Captured(files=clip.files) if clip.files else Captured(clipboard_image(clip))
+
+
+def _screen(where: Location, terminal: Terminal | None) -> Captured:
+    return Captured(pixels=grab_pixels(screen_number(where)))
+
+
+def _mic(where: Location, terminal: Terminal | None) -> Captured:
+    from .microphone import record
+
+    at = (terminal.stdin, terminal.meter, terminal.interactive) if terminal is not None else ()  # none: give a length
+    return Captured(record(where, log.warning, *at).wav(), mime="audio/wav")
+
+
+#: how each device is read, for a Runner's part (sources.READERS) and for the file the CLI keeps alike
+CAPTURES: dict[str, Callable[[Location, Terminal | None], Captured]] = {
+    "clipboard": _clipboard,
+    "screen": _screen,
+    "mic": _mic,
+}
+
+
+def capture(where: Location, terminal: Terminal | None = None) -> Captured:
+    """What a device URL names, taken now (a silent recording is a warning on the "mmchat.inputs" log)."""
+    return CAPTURES[where.scheme](where, terminal)
+
+
+def keep(url: str | Location, terminal: Terminal | None = None) -> list[str]:
     """What a message should name for `url`: a device URL captured now and kept as a file (a file
     list on the clipboard: those files); any other URL as it is. `mic:` without a length records
-    until Enter on the environment's stdin, a terminal; `warn` hears of a silent recording."""
-    from ..env import current
-    from .part import DEVICES, locate
-
-    where = locate(url)
+    until Enter on the `terminal`'s stdin."""
+    where = url if isinstance(url, Location) else part_location.locate(url)
     if where.scheme not in DEVICES:
-        return [url]
-    if where.scheme == "mic":
-        from .microphone import record
-
-        env = current()
-        terminal = env.isatty("stdin")
-        sound = record(where, warn or env.warn, env.stdin, env.stderr if env.isatty("stderr") else None, terminal)
-        return [str(save_capture(sound.wav(), "mic", "wav"))]
-    if where.scheme == "screen":
-        return [str(keep_pixels(grab_pixels(screen_number(where)), "screen"))]
-    clip = read_clipboard()
-    if clip.files:
-        return list(clip.files)
-    return [str(save_capture(clipboard_image(clip), "clipboard", "png"))]
+        return [where.url or where.text]
+    got = capture(where, terminal)
+    if got.files:
+        return list(got.files)
+    if got.pixels is not None:
+        return [str(keep_pixels(got.pixels, where.scheme))]
+    return [str(save_capture(got.encoded(), where.scheme, "wav" if got.mime == "audio/wav" else "png"))]
 
 
-def captured(messages: list[dict], check=None, warn: Callable[[str], None] | None = None) -> list[dict]:
-    """The messages with every device part (clipboard:, screen:, mic:) captured now and named by
+def captured(
+    conversation: msgs.Conversation,
+    check: Callable[[msgs.PartKind, str], None] | None = None,
+    terminal: Terminal | None = None,
+) -> msgs.Conversation:
+    """The conversation with every device part (clipboard:, screen:, mic:) captured now and named by
     the kept file; files copied on the clipboard become one part each. `check(kind, url)` runs
     first, so a model that cannot take the kind refuses before anything is captured (or recorded)."""
-    from .. import messages as msgs
-    from .claims import told
-    from .part import DEVICES, locate, media_part
+    if not any(p.location.scheme in DEVICES for p in conversation.media()):
+        return conversation
+    return msgs.Conversation(
+        msgs.Message(m.role, tuple(_kept_parts(m, check, terminal)), m.plain)
+        if any(isinstance(p, msgs.MediaPart) and p.location.scheme in DEVICES for p in m.parts)
+        else m
+        for m in conversation
+    )
 
-    out = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str) or not any(
-            (found := media_part(p)) is not None and locate(found.url).scheme in DEVICES for p in content
-        ):
-            out.append(message)
+
+def _kept_parts(
+    message: msgs.Message, check: Callable[[msgs.PartKind, str], None] | None, terminal: Terminal | None
+) -> Iterator[msgs.TextPart | msgs.MediaPart]:
+    from .claims import told
+
+    for part in message.parts:
+        if not isinstance(part, msgs.MediaPart) or part.location.scheme not in DEVICES:
+            yield part
             continue
-        parts = []
-        for part in content:
-            found = media_part(part)
-            if found is None or locate(found.url).scheme not in DEVICES:
-                parts.append(part)
-                continue
-            scheme = locate(found.url).scheme
-            kind = {"mic": "audio", "screen": "image"}.get(scheme, "file") if found.kind == "file" else found.kind
-            if scheme == "mic" and kind != "audio":
-                raise InputError(
-                    f"{found.url} records sound, not {with_article(kind)}: give it as audio (-a {found.url})"
-                )
-            if check is not None:
-                check(kind, found.url)
-            options = {k: v for k, v in part[part["type"]].items() if k != "url"}
-            parts += [
-                msgs.media_part(told(url) if found.kind == "file" else found.kind, url, **options)
-                for url in keep(found.url, warn)
-            ]
-        out.append({**message, "content": parts})
-    return out
+        scheme = part.location.scheme
+        kind = {"mic": "audio", "screen": "image"}.get(scheme, "file") if part.kind == "file" else part.kind
+        if scheme == "mic" and kind != "audio":
+            raise InputError(f"{part.url} records sound, not {with_article(kind)}: give it as audio (-a {part.url})")
+        if check is not None:
+            check(kind, part.url)  # type: ignore[arg-type]
+        for path in keep(part.location, terminal):
+            where = part_location.locate(path)
+            yield msgs.MediaPart(
+                told(where) if part.kind == "file" else part.kind, where, part.options, where=part.where
+            )

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from ..errors import InputError, UnsupportedMedia
 from ..media import Kind, with_article
 from ..messages import PartKind
+from .part import Location
 from .sniff import decode_text
 
 #: what bytes can hold, beside the media kinds
@@ -121,14 +122,14 @@ def _mismatch(label: str, declared: Kind | None, name: Holds | None, found: Hold
     return f"{label} is {claim} but holds {held}: {advice}"
 
 
-def told(url: str) -> PartKind:
+def told(url: str | Location) -> PartKind:
     """The part kind for a file given without one (`-i`, a batch file, a capture): a local file's
     medium from its head (its claims checked now, one line if they disagree), else a `file` part
     that the resolver reads by its content (a PDF or text file, or bytes that are not here yet)."""
-    from .part import locate
+    from . import part as part_location
     from .sniff import detect_kind
 
-    where = locate(url)
+    where = url if isinstance(url, Location) else part_location.locate(url)
     if where.scheme == "data":  # its type is its name
         found = named(where.text)
         return found if found in ("image", "audio", "video") else "file"  # type: ignore[return-value]

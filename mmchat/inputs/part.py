@@ -1,30 +1,29 @@
-"""A media part read once: its kind, where its bytes are (the URL parsed), and its own options.
+"""Where a media part's bytes are: the one parse of a media URL into a `Location`.
 
-Everything that asks "what is this part's URL?" takes the `Location` that `locate()` gives: the
-media policy, the resolver and its cache, the sources, the conversation log and the REPL's
-dropped paths. A new URL form is one entry in `SCHEMES` (and its reader in sources.py).
+`parse_conversation` (messages.py) locates every media part once, and everything after it (the
+media policy, the resolver and its cache, the sources, the conversation log, the REPL's dropped
+paths) takes that `Location`. A new URL form is one entry in `SCHEMES` (and its reader in
+sources.READERS).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import messages as msgs
 from ..errors import SourceError
+
+if TYPE_CHECKING:
+    from ..messages import MediaPart
 
 _PAGE_FRAGMENT = re.compile(r"#page=([0-9][0-9,\- ]*)$")  # Adobe's PDF open parameter, as browsers take it
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")  # 2+ letters before ':': C:\ stays a path
 
-#: URL forms with a scheme, each read by sources.READERS[scheme]. A plain path is "path", '-' is
-#: "stdin". (Schemes written without '//', such as data:, are matched on the name and the colon.)
-SCHEMES = ("file", "data", "http", "https", "clipboard", "screen", "mic")
 REMOTE = ("http", "https")
 #: this machine's devices (inputs/capture.py, inputs/microphone.py): refused unless the caller allows them
 DEVICES = ("clipboard", "screen", "mic")
@@ -34,11 +33,12 @@ DEVICES = ("clipboard", "screen", "mic")
 class Location:
     """Where a part's bytes are: the form of its URL, and the file or host it names."""
 
-    text: str  # the URL as written, stripped
+    text: str  # the URL as written, stripped (a PDF's #page= left out)
     scheme: str  # "path", "stdin", or one of SCHEMES
     label: str  # for messages: the path as given, 'stdin', 'data: URL', or the URL
     path: Path | None = None  # a file on this machine (a path or a file:// URL)
     pages: str | None = None  # a PDF's pages from the URL's #page=N or #page=A-B (not part of `text`)
+    url: str = ""  # the URL exactly as the message gives it: the log finds the part's digest under it
 
     @property
     def host(self) -> str:
@@ -49,32 +49,56 @@ class Location:
         return dataclasses.replace(self, text=str(path), path=path)
 
 
+def _file_url(text: str) -> Location:
+    parts = split_url(text)
+    if parts.netloc not in ("", "localhost"):
+        raise SourceError(f"file URL names another host ({parts.netloc}): {text}: use a local path")
+    label = urllib.request.url2pathname(parts.path)
+    return Location(text, "file", label, _path(label))
+
+
+def _remote(text: str) -> Location:
+    split_url(text)  # a URL it cannot read fails here, once
+    return Location(text, _URL_SCHEME.match(text).group(1).lower(), text)  # type: ignore[union-attr]
+
+
+def _as_is(text: str) -> Location:
+    return Location(text, _URL_SCHEME.match(text).group(1).lower(), text)  # type: ignore[union-attr]
+
+
+#: the URL forms with a scheme, each parsed here and read by sources.READERS[scheme]: a new form is one
+#: entry. A plain path is "path", '-' is "stdin"; data: (no '//') is matched on its name and the colon.
+SCHEMES: dict[str, Callable[[str], Location]] = {
+    "file": _file_url,
+    "data": lambda text: Location(text, "data", "data: URL"),
+    "http": _remote,
+    "https": _remote,
+    "clipboard": _as_is,
+    "screen": _as_is,
+    "mic": _as_is,
+}
+
+
 def locate(url: str) -> Location:
     """The one parse of a media URL; a form mmchat cannot read is a SourceError naming it."""
-    text = url.strip()
+    return dataclasses.replace(_locate(url.strip(), url), url=url)
+
+
+def _locate(text: str, url: str) -> Location:
     fragment = _PAGE_FRAGMENT.search(text)
     if fragment and not text.lower().startswith("data:"):
-        where = locate(text[: fragment.start()])
+        where = _locate(text[: fragment.start()], text[: fragment.start()])
         return dataclasses.replace(where, pages=fragment.group(1).replace(" ", ""))
     if text == "-":
         return Location(text, "stdin", "stdin")
     match = _URL_SCHEME.match(text)
     scheme = match.group(1).lower() if match else ""
-    if scheme == "data":
-        return Location(text, "data", "data: URL")
+    if match and scheme == "data":
+        return SCHEMES["data"](text)
     if not match or (scheme not in SCHEMES and not text[match.end() :].startswith("//")):
         return Location(text, "path", url, _path(text))  # a path, even one with a colon in its name
-    if scheme == "file":
-        parts = split_url(text)
-        if parts.netloc not in ("", "localhost"):
-            raise SourceError(f"file URL names another host ({parts.netloc}): {text}: use a local path")
-        label = urllib.request.url2pathname(parts.path)
-        return Location(text, "file", label, _path(label))
-    if scheme in REMOTE:
-        split_url(text)  # a URL it cannot read fails here, once
-        return Location(text, scheme, text)
-    if scheme in DEVICES:
-        return Location(text, scheme, text)
+    if scheme in SCHEMES:
+        return SCHEMES[scheme](text)
     raise SourceError(
         f"unsupported URL scheme '{scheme}:' in {text}: use a path, file://, http(s)://, data:, "
         "clipboard:, screen: or mic:"
@@ -101,47 +125,19 @@ def _path(text: str) -> Path:
         raise SourceError(f"cannot find the home directory in {text}: check the path") from None
 
 
-@dataclasses.dataclass(frozen=True)
-class MediaPart:
-    """One media part of a message: what the resolver, the policy and the log all take."""
+def media_part(part: Any, where: str = "part") -> MediaPart | None:
+    """The media an OpenAI part dict carries, parsed (messages.parse_part); None for a text part."""
+    from .. import messages as msgs
 
-    kind: msgs.PartKind  # "file": told by its content (inputs/claims.py)
-    url: str  # as the message gives it: the log finds the part's digest under it
-    options: Mapping[str, Any]  # the part's own keys (messages.PART_OPTIONS), over the request's
-    where: str  # messages[i].content[j], attach, ...
-
-    @functools.cached_property
-    def location(self) -> Location:
-        """The URL parsed, once for this part (an unreadable form fails when first asked)."""
-        return locate(self.url)
+    found = msgs.parse_part(part, where)
+    return found if isinstance(found, msgs.MediaPart) else None
 
 
-def media_part(part: msgs.Part, where: str = "part") -> MediaPart | None:
-    """The media a (validated) part carries; None for a text part."""
-    ptype = part["type"]
-    kind = msgs.MEDIA_PART_TYPES.get(ptype)
-    if kind is None:
-        return None
-    body = part[ptype]
-    if ptype == "input_audio":
-        mime = msgs.AUDIO_FORMATS[body["format"]]
-        return MediaPart(kind, f"data:{mime};base64,{body['data']}", {}, where)
-    return MediaPart(kind, body["url"], {k: v for k, v in body.items() if k != "url"}, where)
+def media_parts(messages: Sequence[Any]) -> list[MediaPart]:
+    """Every media part of a conversation (raw or parsed: parsed once), in order, each with its place."""
+    from .. import messages as msgs
 
-
-def media_parts(messages: Sequence[msgs.Message]) -> list[MediaPart]:
-    """Every media part of a conversation, in order; the messages are validated (once) first."""
-    checked = msgs.validate_messages(messages)
-    found = getattr(checked, "media_parts", None)
-    if found is None:
-        found = checked.media_parts = [
-            ref
-            for i, message in enumerate(checked)
-            if not isinstance(message["content"], str)
-            for j, part in enumerate(message["content"])
-            if (ref := media_part(part, f"messages[{i}].content[{j}]")) is not None
-        ]
-    return found
+    return msgs.parse_conversation(messages).media()
 
 
 def short(url: str) -> str:

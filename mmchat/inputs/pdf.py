@@ -9,7 +9,7 @@ page again in a new process. A model that cannot see gets the text layer only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 from pathlib import PurePath
 
 from .. import config
@@ -19,6 +19,8 @@ from ..values import PAGES
 from .sniff import decode_text
 
 __all__ = ["pdf_segments", "select_pages", "text_segments"]
+
+log = logging.getLogger("mmchat.inputs")
 
 Segment = str | Image
 
@@ -48,10 +50,9 @@ def select_pages(spec: str | None, count: int, label: str) -> tuple[list[int], i
     return pages, 0
 
 
-def pdf_segments(
-    data: bytes, label: str, *, pages: str | None, max_side: int | None, vision: bool, notice: Callable[[str], None]
-) -> list[Segment]:
-    """The chosen pages in order: "[page N]", the page drawn (when the model sees), its text layer."""
+def pdf_segments(data: bytes, label: str, *, pages: str | None, max_side: int | None, vision: bool) -> list[Segment]:
+    """The chosen pages in order: "[page N]", the page drawn (when the model sees), its text layer.
+    What is left out (pages, or the pictures for a model that cannot see) is said on the log."""
     import pypdfium2 as pdfium
 
     try:
@@ -74,12 +75,12 @@ def pdf_segments(
             )
         chosen, left_out = select_pages(pages, count, label)
         if left_out:
-            notice(
+            log.info(
                 f"{label} has {count} pages: reading the first {len(chosen)} ({left_out} left out); "
                 "choose others with --pages or #page=A-B"
             )
         if not vision:
-            notice(f"the model cannot see images: it gets the text of {label} only")
+            log.info(f"the model cannot see images: it gets the text of {label} only")
         out: list[Segment] = []
         for n in chosen:
             page = doc[n - 1]

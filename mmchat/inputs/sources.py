@@ -2,7 +2,7 @@
 
 Forms: a path (``~`` expanded), ``file://`` (percent-decoded), ``data:`` (base64 or
 percent-encoded), ``http(s)://`` (stdlib urllib: a per-read timeout, a total deadline and a
-speed floor, size cap, bounded redirects, progress callback) and ``-`` for standard input. Every failure is a `SourceError` whose
+speed floor, size cap, bounded redirects, progress as `downloading URL`) and ``-`` for standard input. Every failure is a `SourceError` whose
 message names the input and says what to do next.
 """
 
@@ -32,16 +32,15 @@ from ..config import (
     DEFAULT_URL_SPEED_LIMIT,
     DEFAULT_URL_SPEED_TIME,
 )
+from ..engine.base import Progress
 from ..errors import SourceError
 from ..media import Kind
+from . import part as part_location
 from .netlimits import Deadline, Guard, opener
-from .part import Location, locate, split_url
+from .part import Location, short, split_url
 from .sniff import detect_kind
 
 __all__ = ["Progress", "Source", "TooLarge", "read_source"]
-
-Progress = Callable[[int, int | None], None]
-"""Called as progress(bytes_so_far, total_or_None) while a download streams in."""
 
 _CHUNK = 256 * 1024
 _USER_AGENT = "mmchat (multimodal chat over llama.cpp; python urllib)"
@@ -76,7 +75,7 @@ def read_source(
     A download ends after `deadline` seconds in all (None: never), or when it stays under
     `speed_limit` bytes a second for `speed_time` seconds (0: no floor); `guard` checks the
     address of every connection and every redirect (mmchat.inputs.policy)."""
-    where = url if isinstance(url, Location) else locate(url)
+    where = url if isinstance(url, Location) else part_location.locate(url)
     reading = Reading(stdin, max_bytes, timeout, max_redirects, progress, deadline, guard, speed_limit, speed_time)
     data, declared = READERS[where.scheme](where, reading)
     kind, mime = detect_kind(data)
@@ -132,29 +131,20 @@ def _from_web(where: Location, reading: Reading) -> tuple[bytes, str | None]:
     return found
 
 
-def _from_clipboard(where: Location, reading: Reading) -> tuple[bytes, str | None]:
-    from .capture import clipboard_image, read_clipboard
+def _from_device(where: Location, reading: Reading) -> tuple[bytes, str | None]:
+    """clipboard:, screen: and mic:SECONDS, read by the one capture the CLI keeps too (capture.capture);
+    a file copied on the clipboard is read as that file."""
+    from .capture import Clip, capture, clipboard_image
 
-    clip = read_clipboard()
-    if len(clip.files) == 1:  # one file copied in a file manager: that file
-        return _read_path(Path(clip.files[0]), clip.files[0], reading.max_bytes), None
-    return clipboard_image(clip), None
-
-
-def _from_screen(where: Location, reading: Reading) -> tuple[bytes, str | None]:
-    from .capture import grab_screen, screen_number
-
-    return grab_screen(screen_number(where)), "image/png"
+    got = capture(where)
+    if len(got.files) == 1:
+        return _read_path(Path(got.files[0]), got.files[0], reading.max_bytes), None
+    if got.files:
+        return clipboard_image(Clip(files=got.files)), None  # says there are several
+    return got.encoded(), got.mime
 
 
-def _from_mic(where: Location, reading: Reading) -> tuple[bytes, str | None]:
-    from ..env import current
-    from .microphone import record
-
-    return record(where, current().warn).wav(), "audio/wav"  # a length is needed: no terminal here
-
-
-#: how each URL form of part.locate() is read: a new form is a reader here and its name in part.SCHEMES
+#: how each URL form of part.locate() is read: a new form is a reader here and its entry in part.SCHEMES
 READERS: dict[str, Callable[[Location, Reading], tuple[bytes, str | None]]] = {
     "stdin": _from_stdin,
     "data": _from_data_url,
@@ -162,16 +152,16 @@ READERS: dict[str, Callable[[Location, Reading], tuple[bytes, str | None]]] = {
     "file": _from_file,
     "http": _from_web,
     "https": _from_web,
-    "clipboard": _from_clipboard,
-    "screen": _from_screen,
-    "mic": _from_mic,
+    "clipboard": _from_device,
+    "screen": _from_device,
+    "mic": _from_device,
 }
 
 
 def local_source(url: str | Location, head: int = 1 << 20) -> Source | None:
     """For a plain path or file:// URL: the file's head (for detection) and its path, so a
     long video is decoded from disk instead of being read into memory. None for other forms."""
-    where = url if isinstance(url, Location) else locate(url)
+    where = url if isinstance(url, Location) else part_location.locate(url)
     if where.path is None:
         return None
     data = _read_path(where.path, where.label, max_bytes=sys.maxsize, limit=head)  # only the head is read: no cap
@@ -319,8 +309,9 @@ def _read_body(
 ) -> bytes:
     chunks: list[bytes] = []
     done = 0
+    label = f"downloading {short(url)}"
     if progress is not None:
-        progress(0, total)
+        progress(label, 0, total)
     while not deadline.expired and (chunk := response.read1(_CHUNK)):
         deadline.received(len(chunk))
         done += len(chunk)
@@ -328,7 +319,7 @@ def _read_body(
             raise _too_large(url, max_bytes)
         chunks.append(chunk)
         if progress is not None:
-            progress(done, total)
+            progress(label, done, total)
     return b"".join(chunks)
 
 

@@ -5,12 +5,11 @@ so a turn's row keeps only what is new: the conversation after it is the previou
 `prefix` messages, then (when the window moved on) the previous one's messages from `resumed`
 on, then the row's own messages and answer. Comparing with the previous conversation as the
 caller gave it (kept by the store that wrote it) makes a write cost the same at turn 1 and
-turn 1,000: messages compare by identity first, and only the new ones are converted and stored.
+turn 1,000: parsed messages are immutable, so they are shared, and only the new ones are converted and stored.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -45,18 +44,18 @@ def overlap(before: Sequence[Any], after: Sequence[Any]) -> Overlap:
     return Overlap(prefix, None, prefix)
 
 
-def shares_a_turn(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> bool:
+def shares_a_turn(before: Sequence[msgs.Message], after: Sequence[msgs.Message]) -> bool:
     """Whether `after` repeats a user or assistant message of `before` (else it is a new conversation:
     the REPL's /clear or /load). Most requests go on from the previous one, which `overlap` sees at once."""
     found = overlap(before, after)
-    if found.resumed is not None or any(m["role"] != "system" for m in before[: found.prefix]):
+    if found.resumed is not None or any(m.role != "system" for m in before[: found.prefix]):
         return True
-    seen = {_key(m) for m in before if m["role"] != "system"}
-    return any(_key(m) in seen for m in after if m["role"] != "system")
+    seen = {_key(m) for m in before if m.role != "system"}
+    return any(_key(m) in seen for m in after if m.role != "system")
 
 
-def _key(message: dict[str, Any]) -> str:
-    return json.dumps(message, ensure_ascii=False, sort_keys=True)
+def _key(message: msgs.Message) -> str:
+    return json.dumps(message.to_openai(), ensure_ascii=False, sort_keys=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +64,10 @@ class Written:
 
     cid: str
     seq: int
-    messages: list[dict[str, Any]]  # the request's messages (copies), then the answer
+    messages: list[msgs.Message]  # the request's messages (immutable: shared, not copied), then the answer
     digests: dict[str, str | None]  # url -> the sha256 logged for it
 
-    def overlap(self, messages: Sequence[dict[str, Any]], digests: dict[str, str | None]) -> Overlap:
+    def overlap(self, messages: Sequence[msgs.Message], digests: dict[str, str | None]) -> Overlap:
         """As `overlap`, except that a medium whose bytes changed under the same name is new from its first message."""
         found = overlap(self.messages, messages)
         changed = {url for url, sha in digests.items() if sha is not None and self.digests.get(url) not in (None, sha)}
@@ -82,21 +81,21 @@ class Written:
         self,
         cid: str,
         seq: int,
-        messages: Sequence[dict[str, Any]],
+        messages: Sequence[msgs.Message],
         found: Overlap,
         digests: dict[str, str | None],
         answer: str,
     ) -> Written:
-        """The next turn's state: the messages it repeats are shared, only the new ones are copied."""
+        """The next turn's state: the messages it repeats and the new ones, shared (they are immutable)."""
         kept = [*self.messages[: found.prefix], *(self.messages[found.resumed :] if found.resumed is not None else [])]
         known = {**self.digests, **{url: sha for url, sha in digests.items() if sha is not None}}
         return Written(
-            cid, seq, [*kept, *copy.deepcopy(list(messages[found.new :])), msgs.assistant_message(answer)], known
+            cid, seq, [*kept, *messages[found.new :], msgs.parse_message(msgs.assistant_message(answer))], known
         )
 
     @classmethod
     def first(
-        cls, cid: str, seq: int, messages: Sequence[dict[str, Any]], digests: dict[str, str | None], answer: str
+        cls, cid: str, seq: int, messages: Sequence[msgs.Message], digests: dict[str, str | None], answer: str
     ) -> Written:
         return cls("", 0, [], {}).after(cid, seq, messages, Overlap(0, None, 0), digests, answer)
 
@@ -106,7 +105,5 @@ def rebuild(previous: list[Any], prefix: int, resumed: int | None, new: list[Any
     return previous[:prefix] + (previous[resumed:] if resumed is not None else []) + new
 
 
-def _mentions(message: dict[str, Any], urls: set[str]) -> bool:
-    from ..inputs.part import media_parts
-
-    return any(part.url in urls for part in media_parts([message]))
+def _mentions(message: msgs.Message, urls: set[str]) -> bool:
+    return any(isinstance(part, msgs.MediaPart) and part.url in urls for part in message.parts)

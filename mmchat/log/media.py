@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import messages as msgs
 from ..errors import InputError, SourceError
+from ..inputs.part import Location
 from ..media import with_article
 
 INLINE_SOURCES = ("stdin", "inline")  # media the log cannot read again
@@ -30,39 +31,39 @@ class MediaRecord:
     ref: str
     source: str  # path, url, stdin or inline
     sha256: str | None
+    location: Location | None = dataclasses.field(default=None, compare=False)  # the ref parsed, when it was
+
+    @property
+    def row(self) -> tuple[str, str, str, str | None]:
+        """The columns of its row in the media table."""
+        return self.kind, self.ref, self.source, self.sha256
 
 
 def stored_messages(messages: Sequence[msgs.Message], digests: dict[str, str | None]) -> list[dict[str, Any]]:
-    """The messages with every media part as its reference and sha256, never its bytes."""
-    out = []
-    for message in msgs.validate_messages(messages):
-        content = message["content"]
-        if not isinstance(content, str):
-            content = [_stored_part(p, digests) for p in content]
-        out.append({"role": message["role"], "content": content})
-    return out
+    """Parsed messages with every media part as its reference and sha256, never its bytes."""
+    return [
+        {"role": m.role, "content": m.text if m.plain else [_stored_part(p, digests) for p in m.parts]}
+        for m in messages
+    ]
 
 
-def _stored_part(part: msgs.Part, digests: dict[str, str | None]) -> dict[str, Any]:
-    from ..inputs.part import media_part
-
-    found = media_part(part)
-    if found is None:
-        return part
-    sha = digests.get(found.url)
-    body = {k: v for k, v in part[part["type"]].items() if k != "url"}
-    url = found.url.strip()
+def _stored_part(part: msgs.TextPart | msgs.MediaPart, digests: dict[str, str | None]) -> dict[str, Any]:
+    if isinstance(part, msgs.TextPart):
+        return part.to_openai()
+    sha = digests.get(part.url)
+    body = dict(part.options)
+    url, where = part.url.strip(), part.location
     if url in _PLACEHOLDERS:
-        where, source = _PLACEHOLDERS[url]
-    elif found.location.scheme == "data":
-        where, source, body = "(data: URL)", "inline", {}
-    elif found.location.path is not None:  # a PDF's chosen pages stay with it
-        pages = f"#page={found.location.pages}" if found.location.pages else ""
-        where, source = f"{found.location.path.resolve()}{pages}", "path"
+        ref, source = _PLACEHOLDERS[url]
+    elif where.scheme == "data":
+        ref, source, body = "(data: URL)", "inline", {}
+    elif where.path is not None:  # a PDF's chosen pages stay with it
+        pages = f"#page={where.pages}" if where.pages else ""
+        ref, source = f"{where.path.resolve()}{pages}", "path"
     else:
-        where, source = url, "url"
-    ptype = msgs.PART_TYPE_OF[found.kind]
-    return {"type": ptype, ptype: {"url": where, **body}, "sha256": sha, "source": source}
+        ref, source = url, "url"
+    ptype = msgs.PART_TYPE_OF[part.kind]
+    return {"type": ptype, ptype: {"url": ref, **body}, "sha256": sha, "source": source}
 
 
 def as_written_now(stored: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -83,19 +84,23 @@ def as_written_now(stored: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m if isinstance(m["content"], str) else {**m, "content": [part(p) for p in m["content"]]} for m in stored]
 
 
-def media_records(stored: Sequence[dict[str, Any]]) -> list[MediaRecord]:
-    return [
+def media_records(stored: Sequence[dict[str, Any]], parsed: msgs.Conversation | None = None) -> list[MediaRecord]:
+    """The media parts of stored messages; with `parsed` (the same messages parsed), each with its location."""
+    records = [
         MediaRecord(msgs.MEDIA_PART_TYPES[p["type"]], p[p["type"]]["url"], p.get("source", "url"), p.get("sha256"))
         for m in stored
         if not isinstance(m["content"], str)
         for p in m["content"]
         if p["type"] != "text"
     ]
+    if parsed is None:
+        return records
+    return [dataclasses.replace(r, location=part.location) for r, part in zip(records, parsed.media())]
 
 
 def verify_media(cid: str, media: Sequence[MediaRecord]) -> None:
     """Read every media part again and compare it with what the log says was read; one line if not."""
-    from ..inputs.part import locate
+    from ..inputs import part as part_location
     from ..inputs.sources import read_source
 
     seen: set[str] = set()
@@ -111,10 +116,11 @@ def verify_media(cid: str, media: Sequence[MediaRecord]) -> None:
             )
         if m.sha256 is None:
             continue
+        where = m.location or part_location.locate(m.ref)  # parsed with the conversation, once
         if m.source == "path":
-            digest = _file_digest(locate(m.ref).path or Path(m.ref), cid)  # without a PDF's #page=
+            digest = _file_digest(where.path or Path(m.ref), cid)  # without a PDF's #page=
         else:
-            digest = hashlib.sha256(read_source(m.ref).data).hexdigest()
+            digest = hashlib.sha256(read_source(where).data).hexdigest()
         if digest != m.sha256:
             raise SourceError(
                 f"{m.ref} changed since conversation {cid} used it (its sha256 differs): "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
@@ -31,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from .. import config
 from .. import messages as msgs
-from ..env import current
 from ..errors import InputError
 from .append import Overlap, Written, overlap, rebuild, shares_a_turn
 from .db import MIGRATIONS, SCHEMA_VERSION, LogFile  # noqa: F401  (the schema, for tests and tools)
@@ -39,6 +39,8 @@ from .media import MediaRecord, as_written_now, media_records, stored_messages
 
 if TYPE_CHECKING:
     from ..results import ChatCompletion
+
+log = logging.getLogger("mmchat.log")
 
 LOG_NAME = "logs.db"
 OFF_MARKER = "logs-off"  # `mmchat logs --off` writes it, `--on` removes it (as llm does)
@@ -49,11 +51,29 @@ class LoggedConversation:
     """A conversation as the log has it: what to send again, and how to check its media first."""
 
     id: str
-    messages: list[msgs.Message]  # the last turn's conversation and its answer, ready to send
-    media: list[MediaRecord]  # every media part of `messages`, in order
+    conversation: msgs.Conversation  # the last turn's conversation and its answer, parsed, ready to send
+    media: list[MediaRecord]  # every media part of it, in order
     model: str
     source: dict[str, Any]  # {"model": ..., "mmproj": ...} as the user gave them
     turns: int
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The conversation as OpenAI's message dicts (the REPL's history, `/save`)."""
+        return self.conversation.as_dicts()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Turn:
+    """One answered request, as log_turn writes it."""
+
+    cid: str
+    model: str
+    conversation: msgs.Conversation
+    completion: ChatCompletion
+    digests: dict[str, str | None]
+    source: dict[str, Any]
+    now: str
 
 
 def new_conversation_id() -> str:
@@ -92,7 +112,7 @@ class LogStore(LogFile):
         self,
         conversation_id: str,
         model: str,
-        messages: Sequence[msgs.Message],
+        messages: msgs.Conversation | Sequence[Any],
         completion: ChatCompletion,
         *,
         digests: dict[str, str | None] | None = None,
@@ -100,61 +120,61 @@ class LogStore(LogFile):
     ) -> int:
         """Record one answered request as the next turn of `conversation_id`; its row id.
 
+        `messages`: parsed (as the Runner's `on_completion` gives them), or OpenAI dicts, parsed here.
         `digests` (url -> sha256, `Runner.media_digests`) are of the bytes the runner read. Only
         what is new since the conversation's previous turn is converted and written."""
-        messages, digests = list(messages), digests or {}
-        answer = completion.content
-        out = completion.to_dict()
-        now = _now()
+        conversation, digests = msgs.parse_conversation(messages), digests or {}
+        turn = _Turn(conversation_id, model, conversation, completion, digests, source or {}, _now())
         known = self._written if self._written is not None and self._written.cid == conversation_id else None
-
-        def write(db: sqlite3.Connection) -> tuple[int, int, Overlap]:
-            last = db.execute("SELECT max(seq) FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()
-            seq = last[0] or 0
-            if known is not None and known.seq == seq:  # this process wrote the last turn: compare in memory
-                found = known.overlap(messages, digests)
-                tail = stored_messages(messages[found.new :], digests) if found.new < len(messages) else []
-            else:  # another process wrote since, or this store has not: the conversation from the log, once
-                stored = stored_messages(messages, digests)
-                found = overlap(self._full(db, conversation_id)[0], stored)
-                tail = stored[found.new :]
-            db.execute(
-                "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET updated = ?, "
-                "model = excluded.model",
-                (conversation_id, model, now, now, now),
-            )
-            row = db.execute(
-                "INSERT INTO turns (conversation_id, seq, created, model, source, prefix, resumed, messages, prompt, "
-                "answer, finish_reason, usage, timings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    conversation_id,
-                    seq + 1,
-                    now,
-                    model,
-                    _dumps(source or {}),
-                    found.prefix,
-                    found.resumed,
-                    _dumps(tail),
-                    prompt_of(tail),
-                    answer,
-                    completion.finish_reason,
-                    _dumps(out["usage"]),
-                    _dumps(out["timings"]),
-                ),
-            ).lastrowid
-            db.executemany(
-                "INSERT INTO media VALUES (?, ?, ?, ?, ?, ?)",
-                [(row, i, *dataclasses.astuple(m)) for i, m in enumerate(media_records(tail))],
-            )
-            return row, seq + 1, found
-
         self._written = None  # unknown until this write has committed
-        row, seq, found = self._transaction(write)
+        row, seq, found = self._transaction(lambda db: self._append(db, turn, known))
+        answer = completion.content
         if known is not None and known.seq == seq - 1:
-            self._written = known.after(conversation_id, seq, messages, found, digests, answer)
+            self._written = known.after(conversation_id, seq, conversation, found, digests, answer)
         else:
-            self._written = Written.first(conversation_id, seq, messages, digests, answer)
+            self._written = Written.first(conversation_id, seq, conversation, digests, answer)
         return row
+
+    def _append(self, db: sqlite3.Connection, turn: _Turn, known: Written | None) -> tuple[int, int, Overlap]:
+        """The turn's rows: only what is new since the conversation's previous turn."""
+        cid, messages, digests = turn.cid, turn.conversation, turn.digests
+        last = db.execute("SELECT max(seq) FROM turns WHERE conversation_id = ?", (cid,)).fetchone()
+        seq = last[0] or 0
+        if known is not None and known.seq == seq:  # this process wrote the last turn: compare in memory
+            found = known.overlap(messages, digests)
+            tail = stored_messages(messages[found.new :], digests) if found.new < len(messages) else []
+        else:  # another process wrote since, or this store has not: the conversation from the log, once
+            stored = stored_messages(messages, digests)
+            found = overlap(self._full(db, cid)[0], stored)
+            tail = stored[found.new :]
+        db.execute(
+            "INSERT INTO conversations VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET updated = ?, "
+            "model = excluded.model",
+            (cid, turn.model, turn.now, turn.now, turn.now),
+        )
+        out = turn.completion.to_dict()
+        row = db.execute(
+            "INSERT INTO turns (conversation_id, seq, created, model, source, prefix, resumed, messages, prompt, "
+            "answer, finish_reason, usage, timings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                cid,
+                seq + 1,
+                turn.now,
+                turn.model,
+                _dumps(turn.source),
+                found.prefix,
+                found.resumed,
+                _dumps(tail),
+                prompt_of(tail),
+                turn.completion.content,
+                turn.completion.finish_reason,
+                _dumps(out["usage"]),
+                _dumps(out["timings"]),
+            ),
+        ).lastrowid
+        records = media_records(tail)
+        db.executemany("INSERT INTO media VALUES (?, ?, ?, ?, ?, ?)", [(row, i, *m.row) for i, m in enumerate(records)])
+        return row, seq + 1, found
 
     # -- reading ---------------------------------------------------------------------
 
@@ -187,8 +207,9 @@ class LogStore(LogFile):
             model, source = db.execute(
                 "SELECT model, source FROM turns WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1", (cid,)
             ).fetchone()
+            conversation = msgs.parse_conversation(full)  # once: --continue sends it as it is
             return LoggedConversation(
-                cid, msgs.validate_messages(full), media_records(full), model, json.loads(source), turns
+                cid, conversation, media_records(full, conversation), model, json.loads(source), turns
             )
 
         return self._read(load)
@@ -286,11 +307,13 @@ class TurnLogger:
         self.store, self._warn = store, warn
         self._each_apart = each_apart  # `batch --log`: every request is a conversation of its own
         self.cid = continuing.id if continuing else new_conversation_id()
-        self._previous: list[dict[str, Any]] = list(continuing.messages) if continuing else []  # as last sent, answered
+        self._previous: list[msgs.Message] = (
+            list(continuing.conversation) if continuing else []
+        )  # as last sent, answered
 
     def hook(
         self, source: dict[str, Any]
-    ) -> Callable[[Sequence[msgs.Message], ChatCompletion, dict[str, str | None]], None]:
+    ) -> Callable[[msgs.Conversation, ChatCompletion, dict[str, str | None]], None]:
         """The hook for one loaded model; `source` ({"model": ..., "mmproj": ...}) says how to load it again
         (a model given as a relative path is kept absolute, so --continue finds it from anywhere)."""
         source = {**source, **{k: _absolute(source.get(k)) for k in ("model", "mmproj")}}
@@ -299,18 +322,18 @@ class TurnLogger:
     def log(
         self,
         source: dict[str, Any],
-        messages: Sequence[msgs.Message],
+        messages: msgs.Conversation | Sequence[Any],
         completion: ChatCompletion,
         digests: dict[str, str | None],
     ) -> None:
         try:
-            if self._each_apart or self._previous and not shares_a_turn(self._previous, messages):
+            conversation = msgs.parse_conversation(messages)  # the Runner's: parsed already
+            if self._each_apart or self._previous and not shares_a_turn(self._previous, conversation):
                 self.cid = new_conversation_id()
-            self.store.log_turn(self.cid, completion.model, messages, completion, digests=digests, source=source)
-            self._previous = [*messages, msgs.assistant_message(completion.content)]
+            self.store.log_turn(self.cid, completion.model, conversation, completion, digests=digests, source=source)
+            self._previous = [*conversation, msgs.parse_message(msgs.assistant_message(completion.content))]
         except Exception as e:  # noqa: BLE001  (a log that fails must not take the answer with it)
-            if current().debug:
-                raise
+            log.debug("logging the answer failed", exc_info=True)
             self._warn(f"this answer was not logged: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
 
 

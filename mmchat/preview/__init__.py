@@ -15,6 +15,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .. import config
 from ..engine.base import MediaCost
+from ..errors import SourceError
+from ..inputs.part import Location, locate
 from ..media import Audio, Image
 from . import compose, encode
 from .detect import Graphics, detect
@@ -172,18 +174,24 @@ class Previewer:
         return "\n" * item.rows + f"\x1b7\x1b[{item.rows}A\r" + sequence + "\x1b8"
 
 
-def label_of(url: str) -> str:
+def label_of(where: Location | str) -> str:
     """What a caption calls a medium: a file's name, a URL's last part, or 'inline' for data."""
-    if url.startswith("data:"):
-        return "inline " + url[5:].split(";", 1)[0].split(",", 1)[0]
-    if url == "-":
+    if isinstance(where, str):
+        try:
+            where = locate(where)
+        except SourceError:  # not a URL mmchat reads: the name as it is
+            return where
+    if where.scheme == "data":
+        return "inline " + where.text[5:].split(";", 1)[0].split(",", 1)[0]
+    if where.scheme == "stdin":
         return "standard input"
-    tail = url.split("?", 1)[0].rstrip("/")
-    return Path(tail).name or url
+    tail = where.text.split("?", 1)[0].rstrip("/")
+    pages = f"#page={where.pages}" if where.pages else ""
+    return (Path(tail).name or where.text) + pages
 
 
 def part_extent(part: Any) -> tuple[float, float | None]:
-    """Where a sound part (an inputs.part.MediaPart) starts and how long its whole recording is
+    """Where a sound part (a messages.MediaPart) starts and how long its whole recording is
     (None: unknown), so the waveform can mark the part that is sent; the length is read from the
     file's headers."""
     if part.kind != "audio" or (part.options.get("start") is None and part.options.get("end") is None):

@@ -71,7 +71,7 @@ def parse(body: Any, base: GenerationOptions) -> ChatRequest:
         values["stop"] = body["stop_sequences"]
     try:
         conversation = _system(body.get("system")) + [_message(m, i) for i, m in enumerate(_list(body))]
-        messages = msgs.validate_messages(conversation)
+        messages = msgs.parse_conversation(conversation)
         label = lambda f: f"{_NAMES.get(f.name, f.name)}="  # noqa: E731
         options = GenerationOptions.build(values, base=base, label=label, schema=_schema(body))
     except InputError as e:

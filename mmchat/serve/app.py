@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .. import messages as msgs
 from ..engine.base import Capabilities
 from ..options import GenerationOptions
 from . import anthropic, openai
@@ -52,9 +53,10 @@ class Served:
     system: str | None = None  # serve --system: for requests that bring none
     created: int = dataclasses.field(default_factory=lambda: int(time.time()))
 
-    def conversation(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if self.system and not (messages and messages[0]["role"] == "system"):
-            return [{"role": "system", "content": self.system}, *messages]
+    def conversation(self, messages: msgs.Conversation) -> msgs.Conversation:
+        """The request's conversation, after the served system prompt unless it brings its own."""
+        if self.system and not (messages and messages[0].role == "system"):
+            return msgs.parse_conversation([msgs.system_message(self.system), *messages])  # the rest as it is
         return messages
 
     def check_model(self, name: str | None) -> None:

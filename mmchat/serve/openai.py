@@ -48,7 +48,7 @@ class ChatRequest:
     """One request in mmchat's types: the conversation checked, the options built."""
 
     model: str | None
-    messages: list[dict[str, Any]]
+    messages: msgs.Conversation  # parsed once: the Runner takes it as it is
     options: GenerationOptions
     stream: bool = False
     include_usage: bool = False
@@ -71,7 +71,7 @@ def parse(body: Any, base: GenerationOptions) -> ChatRequest:
         raise ApiError(400, f"stream={stream!r} is not valid: give true or false", param="stream")
     usage = (body.get("stream_options") or {}).get("include_usage", False)
     try:
-        messages = msgs.validate_messages(openai_messages(body.get("messages")))
+        messages = msgs.parse_conversation(openai_messages(body.get("messages")))
         options = body_options(rest, base, "request")
     except InputError as e:
         raise ApiError(400, str(e), code="invalid_request") from None
