@@ -285,17 +285,20 @@ class Conversation(tuple[Message, ...]):
 
     @functools.cached_property
     def _media(self) -> list[MediaPart]:
-        found = []
-        for i, message in enumerate(self):
-            for j, part in enumerate(message.parts):
-                if isinstance(part, MediaPart):
-                    where = f"messages[{i}].content[{j}]"
-                    found.append(part if part.where == where else dataclasses.replace(part, where=where))
-        return found
+        return [part for message in self for part in message.parts if isinstance(part, MediaPart)]
 
     def media(self) -> list[MediaPart]:
-        """Every media part, in order, each with its place in this conversation."""
+        """Every media part, in order (each `where` is its place in the messages it was parsed from)."""
         return list(self._media)
+
+    def placed(self) -> list[MediaPart]:
+        """`media()`, each part's `where` its place in this conversation (a new part where it moved)."""
+        return [
+            part if part.where == (where := f"messages[{i}].content[{j}]") else dataclasses.replace(part, where=where)
+            for i, message in enumerate(self)
+            for j, part in enumerate(message.parts)
+            if isinstance(part, MediaPart)
+        ]
 
     def as_dicts(self) -> list[dict[str, Any]]:
         """OpenAI's message dicts again: for the edges (--json, /save, the log, a server's request)."""

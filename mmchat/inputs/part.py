@@ -137,7 +137,7 @@ def media_parts(messages: Sequence[Any]) -> list[MediaPart]:
     """Every media part of a conversation (raw or parsed: parsed once), in order, each with its place."""
     from .. import messages as msgs
 
-    return msgs.parse_conversation(messages).media()
+    return msgs.parse_conversation(messages).placed()
 
 
 def short(url: str) -> str:

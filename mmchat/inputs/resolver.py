@@ -117,7 +117,7 @@ class MediaResolver:
             if isinstance(where, MmchatError):
                 raise where
         budget = Budget(self.policy)
-        pending = iter(zip(parts, admitted))
+        pending = iter(zip(parts, admitted, conversation.placed() if on_media is not None else parts))
         turns = []
         for message in conversation:
             segments: list[Segment] = []
@@ -125,10 +125,10 @@ class MediaResolver:
                 if isinstance(piece, msgs.TextPart):
                     segments.append(piece.text)
                     continue
-                part, where = next(pending)
+                part, where, placed = next(pending)
                 decoded = self.segments(part, media, budget, where=where)  # type: ignore[arg-type]
-                if on_media is not None:  # a file as what it turned out to be
-                    on_media(part if part.kind != "file" else self._told(part, media), decoded)
+                if on_media is not None:  # with its place; a file as what it turned out to be
+                    on_media(placed if part.kind != "file" else self._told(placed, media), decoded)
                 segments.extend(decoded)
             turns.append(Turn(message.role, tuple(segments)))
         self._cache.settle()  # a follow-up sends this conversation again: what it did not use is of no more use
