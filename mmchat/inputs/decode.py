@@ -20,6 +20,7 @@ from . import claims
 from .capture import fresh
 from .part import Location, short
 from .policy import Budget
+from .sources import Source
 
 Digest = str | os.PathLike  # the sha256 of the bytes read, or a local file's path, hashed when asked
 #: what decoding a part gives: its segments, its digest, and the kind it was read as (a PDF's pages: image)
@@ -76,7 +77,7 @@ class Decoder:
     def __init__(self, caps: Capabilities, stdin: BinaryIO | None = None, progress: Progress | None = None):
         self.caps, self._stdin, self._progress = caps, stdin, progress
 
-    def read(self, where: Location, budget: Budget, media: MediaOptions | None = None) -> Any:
+    def read(self, where: Location, budget: Budget, media: MediaOptions | None = None) -> Source:
         """The bytes of a part that is not decoded from disk (within the budget and the URL limits)."""
         limits = {}
         if media is not None:
@@ -94,7 +95,7 @@ class Decoder:
         options: dict[str, Any],
         media: MediaOptions,
         budget: Budget,
-        fetched: Any = None,
+        fetched: Source | None = None,
     ) -> Decoded:
         """The part's segments, its sha256 (a local audio or video file: its path, hashed on asking), and the
         kind it was read as. What the bytes hold must agree with what the part and the file's name claim."""
@@ -121,7 +122,7 @@ class Decoder:
         )
         return self._bytes(source, found, options), digest, read_as
 
-    def _bytes(self, source: Any, found: claims.Holds | None, options: dict[str, Any]) -> list[Segment]:
+    def _bytes(self, source: Source, found: claims.Holds | None, options: dict[str, Any]) -> list[Segment]:
         """Bytes in memory, decoded as what they were judged to be."""
         if found in ("pdf", "text"):
             return self._read_document(source, found, options)
@@ -137,7 +138,7 @@ class Decoder:
             return [self._audio(source.data, source.label, options)]
         return self._video(source.data, source.label, options)
 
-    def _judge(self, source: Any, declared: Kind | None, kind: msgs.PartKind) -> claims.Holds | None:
+    def _judge(self, source: Source, declared: Kind | None, kind: msgs.PartKind) -> claims.Holds | None:
         """What to read the bytes as (claims.judge), checked against the model once a file's kind is known.
         A damaged medium (bytes nothing knows) is read as what was claimed, so its decoder says what is wrong."""
         found = claims.judge(source.label, declared, claims.holds(source.kind, source.data))
@@ -148,7 +149,7 @@ class Decoder:
             refuse_kind(self.caps, found, source.label)
         return found
 
-    def _read_document(self, source: Any, found: claims.Holds, options: dict[str, Any]) -> list[Segment]:
+    def _read_document(self, source: Source, found: claims.Holds, options: dict[str, Any]) -> list[Segment]:
         """A PDF's pages or a text file's text."""
         from .pdf import pdf_segments, text_segments
 
@@ -185,7 +186,7 @@ class Decoder:
         return video_segments(video, pairs=self.caps.frame_pairs, keep_all=bool(options.get("keep_all_frames")))
 
 
-def _check_kind(source: Any, kind: Kind) -> None:
+def _check_kind(source: Source, kind: Kind) -> None:
     """Bytes of another kind than asked for are refused, except where one holds the other:
     a video's soundtrack as audio, an animated GIF/WebP or an audio-only file as video
     (the video decoder then says what it lacks)."""

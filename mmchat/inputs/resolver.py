@@ -29,6 +29,7 @@ from .capture import written
 from .decode import Decoded, Decoder, Digest, effective, head_holds, refuse_kind
 from .part import DEVICES, Location
 from .policy import Budget, MediaPolicy, device_refusal
+from .sources import Source
 
 #: on_media(ref, segments): a media part as it was decoded for a turn (ask --preview shows it)
 OnMedia = Callable[[msgs.MediaPart, list[Segment]], None]
@@ -193,7 +194,7 @@ class MediaResolver:
         part: msgs.MediaPart,
         media: MediaOptions,
         budget: Budget | None = None,
-        fetched: Any = None,
+        fetched: Source | None = None,
         where: Location | None = None,
     ) -> list[Segment]:
         """One media part, decoded (or remembered: a file by path, size and mtime; a URL by its text).
