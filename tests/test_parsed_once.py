@@ -184,3 +184,14 @@ def test_the_cli_and_the_runner_read_a_device_through_the_same_reader(monkeypatc
     reply = Runner(engine=FakeEngine(), devices=True).chat([msgs.user_message("what", [msgs.image_part("screen:")])])
     assert "[image 20x12" in reply.content
     assert taken == [("screen", "screen:"), ("screen", "screen:")]  # once from each, by the one reader
+
+
+def test_a_file_part_is_heard_as_the_kind_its_content_told(pngs):
+    heard = []
+    part = {"type": "file", "file": {"url": str(pngs[0]), "filename": "a.png"}}  # OpenAI's name, a file's option
+    stream = Runner(engine=FakeEngine()).stream(
+        [{"role": "user", "content": [msgs.text_part("look"), part]}],
+        on_media=lambda ref, segments: heard.append((ref.kind, dict(ref.options), ref.where)),
+    )
+    list(stream)
+    assert heard == [("image", {}, "messages[0].content[1]")]

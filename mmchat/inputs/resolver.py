@@ -214,7 +214,9 @@ class MediaResolver:
         """A file part as the kind its content told (image when it was read anew each time: stdin, devices)."""
         key = _media_key(part.kind, part.location, effective(self.caps, part, media))
         found = self._cache.peek(key) if key else None
-        return dataclasses.replace(part, kind=found[2] if found else "image")
+        kind: Kind = found[2] if found else "image"
+        options = {k: v for k, v in part.options.items() if k in msgs.PART_OPTIONS[kind]}  # a file's are any kind's
+        return dataclasses.replace(part, kind=kind, options=options)
 
     def digest(self, url: str) -> str | None:
         """The sha256 of the bytes last read for `url` (what the conversation log keeps); None if never
