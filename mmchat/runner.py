@@ -7,6 +7,7 @@ engine gets turns of text, pixels and samples.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import config
-from .engine.base import Capabilities, Engine, Event, Progress, Segment, Timings, Turn
+from .engine.base import Capabilities, Engine, Event, MediaCost, Plan, Progress, Segment, Stats, Timings, Turn
 from .engine.layout import skipped_frames
 from .env import current
 from .errors import InputError, PixelsReleased
@@ -318,20 +319,21 @@ class Runner:
         media: Sequence[Image | Audio],
         report: Callable[[float], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
-        on_plan: Any = None,
+        on_plan: Plan | None = None,
     ) -> bool:
         """Encode decoded media before the turn that holds them (the REPL does while the user types);
-        False when `should_stop` ended it early; `on_plan` hears their token costs first."""
+        False when `should_stop` ended it early; `on_plan(costs)` hears their token costs first."""
         return self.engine.prepare(media, report, should_stop, on_plan=on_plan)
 
-    def media_costs(self, media: Sequence[Image | Audio]) -> Any:
+    def media_costs(self, media: Sequence[Image | Audio]) -> list[MediaCost]:
         """What each decoded medium costs this model in tokens (a preview's caption), without encoding it."""
         return self.engine.costs(media)
 
     @property
-    def stats(self) -> Any:
-        """The engine's counters since it was loaded (tokens reused, media encoded or found cached)."""
-        return self.engine.stats
+    def stats(self) -> Stats:
+        """What the engine's caches saved since it was loaded (tokens reused, media encoded or found
+        cached, KV states) and the encoded media it holds in memory: a copy, as it stands now."""
+        return dataclasses.replace(self.engine.stats)
 
     def close_progress(self) -> None:
         """Clear a progress display left open by an interrupted step."""
