@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import GenerationError
 from . import _lib
@@ -22,7 +22,7 @@ from .embeddings import EmbeddingCache
 from .encoder import MediaEncoder, Stopped
 from .kvcache import MediaItem, PromptItem, common_prefix
 
-_NO_CALLBACK = ctypes.cast(None, mtmd.mtmd_helper_post_decode_callback)
+_NO_CALLBACK = ctypes.cast(None, mtmd.mtmd_helper_post_decode_callback)  # type: ignore[arg-type]
 
 #: restore(items, keep): how many leading items the KV holds after a saved state that covers more was loaded
 Restore = Callable[[list[PromptItem], int], int]
@@ -170,7 +170,7 @@ class KVSequence:
         if len(tokens) < evaluated:
             llama.llama_memory_seq_rm(llama.llama_get_memory(self.ctx), 0, self.n_past, -1)
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str) -> NoReturn:
         self.truncate(0)  # the KV state is unknown now: start clean next time
         raise GenerationError(message)
 
