@@ -15,7 +15,6 @@ engine/generating.py, saved states engine/restoring.py.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import secrets
 import threading
 import time
@@ -52,8 +51,6 @@ from .placement import plan
 from .restoring import SavedStates
 from .sequence import Evicted, KVSequence, n_tokens
 from .template import chat_renderer, template_messages
-
-log = logging.getLogger("mmchat.engine")
 
 
 class LlamaCppEngine:
