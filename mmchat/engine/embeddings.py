@@ -202,10 +202,6 @@ class EmbeddingCache:
     def max_bytes(self) -> float:
         return self._items.max_bytes
 
-    @max_bytes.setter
-    def max_bytes(self, value: float) -> None:
-        self._items.max_bytes = value
-
     @property
     def nbytes(self) -> int:
         return self._items.nbytes
