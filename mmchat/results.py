@@ -23,7 +23,8 @@ class Choice:
     finish_reason: str
     index: int = 0
     #: the ids of the generated tokens, in this model's vocabulary, as vLLM's `token_ids` (None: the
-    #: engine does not say them, a server; not in `to_dict`, the JSON stays OpenAI's)
+    #: engine does not say them, a server, or the answer was interrupted; not in `to_dict`: the JSON
+    #: stays OpenAI's)
     token_ids: list[int] | None = None
 
 
