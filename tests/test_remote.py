@@ -115,11 +115,11 @@ def test_a_refusal_is_the_servers_own_message_and_exit_2():
 
 def test_a_slow_server_meets_the_timeout():
     with serve(Stub(reply=lambda b, a: Reply(text="late", delay=3))) as stub:
-        result = invoke_real("ask", "hello", "--base-url", stub.url, "--timeout", "0.5")
+        result = invoke_real("ask", "hello", "--base-url", stub.url, "--timeout", "0.2")
     assert result.exit_code == 1
     assert (
         result.stderr.strip()
-        == f"mmchat: error: the server at {stub.url}/v1/chat/completions did not answer within 0.5 s (--timeout)"
+        == f"mmchat: error: the server at {stub.url}/v1/chat/completions did not answer within 0.2 s (--timeout)"
     )
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ..env import Environment, current
 from .app import app, guarded
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..models.registry import ModelEntry
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No notices or progress on stderr.")]
 
@@ -34,8 +39,6 @@ def models(
 
       mmchat models --check
     """
-    import json
-
     from ..models import registry
 
     env = current()
@@ -45,23 +48,33 @@ def models(
     rows = registry.list_models(warn=env.warn)
     default = registry.load_registry(warn=lambda m: None).default
     if json_output:
-        data = [
-            {
-                "name": e.name,
-                "repo": e.repo,
-                "quant": e.quant,
-                "modalities": list(e.modalities),
-                "context": e.context,
-                "size_gb": e.size_gb,
-                "downloaded": done,
-                "default": e.name == default,
-                "notes": e.notes,
-                **({"base_url": e.base_url, "server_model": e.server_model or None} if e.base_url else {}),
-            }
-            for e, done in rows
-        ]
-        print(json.dumps(data, indent=2), file=env.stdout)
+        import json
+
+        print(json.dumps([_model_json(e, done, default) for e, done in rows], indent=2), file=env.stdout)
         return
+    console = env.stdout_console()
+    console.print(_models_table(rows, default))
+    console.print("* the default. Download one with `mmchat pull NAME`.", style="dim")
+
+
+def _model_json(e: ModelEntry, done: bool, default: str | None) -> dict[str, object]:
+    """One entry of `models --json`: the registry's fields, whether it is downloaded and the default."""
+    return {
+        "name": e.name,
+        "repo": e.repo,
+        "quant": e.quant,
+        "modalities": list(e.modalities),
+        "context": e.context,
+        "size_gb": e.size_gb,
+        "downloaded": done,
+        "default": e.name == default,
+        "notes": e.notes,
+        **({"base_url": e.base_url, "server_model": e.server_model or None} if e.base_url else {}),
+    }
+
+
+def _models_table(rows: list[tuple[ModelEntry, bool]], default: str | None) -> Table:
+    """`models` at a terminal: a row per entry, the default starred."""
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -78,9 +91,7 @@ def models(
             "on a server" if e.base_url else "yes" if done else "-",
             e.notes or e.base_url,
         )
-    console = env.stdout_console()
-    console.print(table)
-    console.print("* the default. Download one with `mmchat pull NAME`.", style="dim")
+    return table
 
 
 def _check_models(json_output: bool) -> None:
