@@ -46,7 +46,11 @@ class Registry:
         taken = [n for n in names if self.find(n, load=False) is not None]
         if taken:
             raise ValueError(f"REPL command {taken[0]} is registered twice")
-        self._specs[spec.name] = spec
+        items = list(self._specs.items())
+        # stacked decorators run bottom-up: the name written above its handler's others goes first
+        at = next((i for i, (_, s) in enumerate(items) if s.handler is spec.handler), len(items))
+        items.insert(at, (spec.name, spec))
+        self._specs = dict(items)
         self.handles(spec.takes, spec.handler)
 
     def handles(self, takes: type, handler: Handler) -> None:
