@@ -93,7 +93,8 @@ class Runner:
         `notice=` there still hears the engine's and the media resolver's notices (logged otherwise)."""
         given = dict(load=load, media=media, generation=generation, policy=policy, devices=devices, stdin=stdin)
         given.update(progress=progress, on_completion=on_completion, states=states, engine=engine, verbose=verbose)
-        if seed or seed_options or (engine is None and not isinstance(target, (Local, Server))):
+        narrow = isinstance(target, (Local, Server)) or (engine is not None and target is None)
+        if seed or seed_options or not narrow or isinstance(media, MediaPolicy):  # the last: refused there
             self._notice = seed_options.pop("notice", None) or log.info
             model = seed_options.pop("model", target)
             self.__init__(**_resolved(model, *seed, **given, **seed_options))  # type: ignore[misc]
