@@ -85,12 +85,10 @@ class Runner:
         verbose: bool = False,
         **seed_options: Any,
     ):
-        """Load `target` (or use `engine`, FakeEngine in tests). `verbose`: llama.cpp's own log on stderr.
-
-        The seed's forms (a path or name as the first argument, a projector as the second, `model=`,
-        `which=`, `base_url=`, `api_key=` or any option's name as a keyword) are the one compatibility
-        path: they go to `Runner.open`'s resolution (`_resolved`) and come back here as a Target.
-        `notice=` there still hears the engine's and the media resolver's notices (logged otherwise)."""
+        """Load `target` (or use `engine`, FakeEngine in tests); `verbose`: llama.cpp's own log on stderr.
+        The seed's forms (a path or name first, a projector second; `model=`, `which=`, `base_url=` or an
+        option's name as a keyword) are the one compatibility path: `Runner.open`'s resolution (`_resolved`)
+        makes them a Target. Their `notice=` hears the engine's and resolver's notices (else logged)."""
         given = dict(load=load, media=media, generation=generation, policy=policy, devices=devices, stdin=stdin)
         given.update(progress=progress, on_completion=on_completion, states=states, engine=engine, verbose=verbose)
         narrow = isinstance(target, (Local, Server)) or (engine is not None and target is None)
@@ -172,12 +170,14 @@ class Runner:
         )
 
     def _disk_states(self) -> StateStore | None:
-        """Saved KV states on disk beside the media cache (none with cache=False); damaged ones are logged at debug."""
+        """Saved KV states on disk beside the media cache (none with cache=False); a damaged one is a notice
+        with verbose=True, else logged at debug."""
         if not self.load.cache:
             return None
         from .engine.kvstate import DiskStates, StateStore
 
-        disk = DiskStates(config.kv_state_dir(), self.load.kv_cache_size, notice=log.debug)
+        notice = self._notice if self._verbose else log.debug
+        disk = DiskStates(config.kv_state_dir(), self.load.kv_cache_size, notice=notice)
         return StateStore(disk=disk, min_tokens=config.DEFAULT_KV_STATE_MIN_TOKENS)
 
     # -- public API ------------------------------------------------------------------

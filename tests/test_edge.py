@@ -122,6 +122,19 @@ def test_runner_open_loads_a_local_pair_as_the_seeds_forms_do(models):
     assert len(set(answers)) == 1
 
 
+def test_the_seeds_which_form_and_runner_open_load_the_same_files(models):
+    which = mmchat.Which.GGUF(quantized_model_id=str(models["llm"].parent), quantized_filename=models["llm"].name)
+    greedy = dict(temperature=0, max_tokens=6)
+    answers = []
+    for runner in (
+        Runner(which=which, n_ctx=512, threads=THREADS, cache=False),
+        Runner.open(which=which, n_ctx=512, threads=THREADS, cache=False),
+    ):
+        with runner:
+            answers.append(runner.chat(HI, **greedy).choices[0].message.content)
+    assert answers[0] == answers[1]
+
+
 # -- options built once at the edge ------------------------------------------------------------------
 
 
