@@ -88,7 +88,7 @@ class Runner:
         """Load `target` (or use `engine`, FakeEngine in tests); `verbose`: llama.cpp's own log on stderr.
         The seed's forms (a path or name first, a projector second; `model=`, `which=`, `base_url=` or an
         option's name as a keyword) are the one compatibility path: `Runner.open`'s resolution (`_resolved`)
-        makes them a Target. Their `notice=` hears the engine's and resolver's notices (else logged)."""
+        makes them a Target. Their `notice=` hears the media resolver's notices (else logged)."""
         given = dict(load=load, media=media, generation=generation, policy=policy, devices=devices, stdin=stdin)
         given.update(progress=progress, on_completion=on_completion, states=states, engine=engine, verbose=verbose)
         narrow = isinstance(target, (Local, Server)) or (engine is not None and target is None)
@@ -102,7 +102,7 @@ class Runner:
         self._preparing = threading.Lock()
         self._progress = self.progress = progress  # long steps report here; `batch` adds its own bar
         self.on_completion = on_completion  # (messages, completion, media digests): the conversation log
-        self.__dict__.setdefault("_notice", log.info)  # the engine's and resolver's notices (issue 25: logged)
+        self.__dict__.setdefault("_notice", log.info)  # the resolver's notices (issue 25: logged)
         self._states, self._verbose = states, verbose
         t0 = time.perf_counter()
         self.engine = engine = engine or self._open(target)  # type: ignore[arg-type]
@@ -146,7 +146,6 @@ class Runner:
                 retries=target.retries,
                 modalities=target.modalities,
                 kind=target.kind,
-                notice=self._notice,
             )
         from .engine.llamacpp import LlamaCppEngine
 
@@ -159,7 +158,6 @@ class Runner:
             chat_template=_read_template(self.load.chat_template),
             image_max_tokens=self.load.image_max_tokens,
             verbose=self._verbose,
-            notice=self._notice,
             progress=self._progress,
             mmproj_offload=self.load.mmproj_offload,
             media_cache=config.cache_dir() if self.load.cache else None,
@@ -170,14 +168,12 @@ class Runner:
         )
 
     def _disk_states(self) -> StateStore | None:
-        """Saved KV states on disk beside the media cache (none with cache=False); a damaged one is a notice
-        with verbose=True, else logged at debug."""
+        """Saved KV states on disk beside the media cache (none with cache=False); a damaged one is logged."""
         if not self.load.cache:
             return None
         from .engine.kvstate import DiskStates, StateStore
 
-        notice = self._notice if self._verbose else log.debug
-        disk = DiskStates(config.kv_state_dir(), self.load.kv_cache_size, notice=notice)
+        disk = DiskStates(config.kv_state_dir(), self.load.kv_cache_size)
         return StateStore(disk=disk, min_tokens=config.DEFAULT_KV_STATE_MIN_TOKENS)
 
     # -- public API ------------------------------------------------------------------
