@@ -11,7 +11,7 @@ from .app import app, guarded
 from .diagnostics import silenced
 
 if TYPE_CHECKING:
-    from ..models.registry import Registry
+    from ..models.registry import ModelEntry, Registry
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No notices or progress on stderr.")]
 
@@ -66,6 +66,11 @@ def models(
         ]
         print(json.dumps(data, indent=2), file=env.stdout)
         return
+    _print_table(env, rows, default)
+
+
+def _print_table(env: Environment, rows: list[tuple[ModelEntry, bool]], default: str) -> None:
+    """`mmchat models` as a table on a terminal: the default starred, servers said as such."""
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
