@@ -377,3 +377,27 @@ def logged(name: str = "mmchat", level: int = logging.DEBUG) -> Iterator[list[st
     finally:
         logger.removeHandler(handler)
         logger.setLevel(before)
+
+
+@contextlib.contextmanager
+def warned(sink: Callable[[str], Any] | None = None) -> Iterator[list[str]]:
+    """The warnings mmchat logs meanwhile, as a Python user's own handler gets them; each also goes to
+    `sink` as it comes (`pytest.fail`: a warning fails the test where it is given)."""
+    said: list[str] = []
+
+    def heard(message: str) -> None:
+        said.append(message)
+        if sink is not None:
+            sink(message)
+
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: heard(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("mmchat")
+    before = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(before, logging.WARNING) if before else logging.WARNING)
+    try:
+        yield said
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
