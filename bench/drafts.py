@@ -112,13 +112,13 @@ def main() -> None:
             for _ in range(args.repeat):
                 for d, runner in runners.items():
                     runner.forget()
-                    runner.engine._truncate(0)  # each answer from a cold prompt: no prefix reused
+                    runner.engine._seq.truncate(0)  # each answer from a cold prompt: no prefix reused
                     reply = runner.chat(
                         messages, temperature=0, max_tokens=args.tokens, ignore_eos=True
                     )  # the same length for all
                     speed = reply.usage.completion_tokens / reply.timings.generation
                     u = reply.usage
-                    seen[d].append((speed, u.draft_accepted, u.draft_rejected, list(runner.engine.last_tokens)))
+                    seen[d].append((speed, u.draft_accepted, u.draft_rejected, reply.token_ids))
             base = statistics.median(s[0] for s in seen[0])
             for d, runs in seen.items():
                 speed = statistics.median(s[0] for s in runs)

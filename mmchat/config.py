@@ -1,9 +1,14 @@
-"""Defaults in one place, and the user's directories (MMCHAT_HOME overrides platformdirs)."""
+"""Defaults in one place, the user's directories (MMCHAT_HOME overrides platformdirs), and the one
+reader of the process environment outside the CLI (`environ`: the Python API's edge)."""
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
+
+log = logging.getLogger("mmchat.config")
 
 APP_NAME = "mmchat"
 
@@ -75,9 +80,16 @@ DEFAULT_PREVIEW_COST_WAIT = 1.0  # seconds the caption waits for the token count
 DEFAULT_PREVIEW_MAX_FRAMES = 16  # a video's contact sheet shows at most this many frames, spread evenly
 
 
+def environ() -> Mapping[str, str]:
+    """The process environment, read here only: `Runner.open` (MMCHAT_BASE_URL, the API keys,
+    MMCHAT_MODEL), MMCHAT_HOME below, and DISPLAY/WAYLAND_DISPLAY for screen capture. The CLI reads
+    its own `Environment.environ` instead, so a test's environment is the one a command sees."""
+    return os.environ
+
+
 def user_dir() -> Path:
     """Config, history and caches live here; MMCHAT_HOME overrides the platform's place."""
-    env = os.environ.get("MMCHAT_HOME")
+    env = environ().get("MMCHAT_HOME")
     if env:
         return Path(env).expanduser()
     import platformdirs
@@ -87,7 +99,7 @@ def user_dir() -> Path:
 
 def cache_dir() -> Path:
     """Encoded media live here: MMCHAT_HOME/cache, else the platform's cache dir (XDG_CACHE_HOME)."""
-    env = os.environ.get("MMCHAT_HOME")
+    env = environ().get("MMCHAT_HOME")
     if env:
         return Path(env).expanduser() / "cache" / "media"
     import platformdirs
@@ -104,30 +116,36 @@ def config_file() -> Path:
     return user_dir() / "config.toml"
 
 
-def read_config(home: Path | None = None, warn=None) -> dict[str, object]:
-    """The user's config.toml as a table ({} when there is none); the one parser of that file.
-    A broken file is reported in one line (when `warn` is given) and ignored, never fatal."""
+def read_config(home: Path | None = None) -> dict[str, object]:
+    """The user's config.toml as a table ({} when there is none, or when it is broken: never fatal;
+    `load_user_defaults`, read as every command starts, is the one that says so)."""
+    return _parsed(home)[0]
+
+
+def _parsed(home: Path | None = None) -> tuple[dict[str, object], str | None]:
+    """The one parser of config.toml: its table, and what is wrong with it in one line."""
     import tomllib
 
     path = (home or user_dir()) / "config.toml"
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8")), None
     except FileNotFoundError:
-        return {}
+        return {}, None
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        if warn:
-            warn(f"ignoring {path}: {str(e).splitlines()[0]}")
-        return {}
+        return {}, f"ignoring {path}: {str(e).splitlines()[0]}"
 
 
-def load_user_defaults(warn=None) -> dict[str, object]:
-    """`[defaults]` of the user's config.toml: option defaults for ask and chat.
+def load_user_defaults() -> dict[str, object]:
+    """`[defaults]` of the user's config.toml: option defaults for ask and chat; a broken file is a
+    logged warning.
 
     Precedence: a flag on the command line > this file > the DEFAULT_* constants above.
     """
-    defaults = read_config(warn=warn).get("defaults", {})
+    table, problem = _parsed()
+    if problem:
+        log.warning(problem)
+    defaults = table.get("defaults", {})
     if not isinstance(defaults, dict):
-        if warn:
-            warn(f"ignoring {config_file()}: [defaults] must be a table")
+        log.warning(f"ignoring {config_file()}: [defaults] must be a table")
         return {}
     return {k.replace("-", "_"): v for k, v in defaults.items()}

@@ -22,6 +22,10 @@ class Choice:
     message: ChatMessage
     finish_reason: str
     index: int = 0
+    #: the ids of the generated tokens, in this model's vocabulary, as vLLM's `token_ids` (None: the
+    #: engine does not say them, a server, or the answer was interrupted; not in `to_dict`: the JSON
+    #: stays OpenAI's)
+    token_ids: list[int] | None = None
 
 
 @dataclasses.dataclass
@@ -41,6 +45,11 @@ class ChatCompletion:
     @property
     def finish_reason(self) -> str:
         return self.choices[0].finish_reason
+
+    @property
+    def token_ids(self) -> list[int] | None:
+        """The generated token ids of the first choice (None where the engine does not know them)."""
+        return self.choices[0].token_ids
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON that `--json` prints: OpenAI's fields, plus mmchat's timings."""
@@ -140,20 +149,21 @@ class CompletionStream:
             if isinstance(event, Started):
                 self._started = event
             elif isinstance(event, Finished):
-                self.completion = self._result(event.finish_reason, event.usage, event.timings)
+                self.completion = self._result(event.finish_reason, event.usage, event.timings, event.token_ids)
                 if self._on_complete is not None:
                     self._on_complete(self.completion)
             else:
                 self._parts.append(event)
                 yield event
 
-    def _result(self, finish_reason: str, usage: Usage, timings: Timings) -> ChatCompletion:
+    def _result(
+        self, finish_reason: str, usage: Usage, timings: Timings, token_ids: list[int] | None = None
+    ) -> ChatCompletion:
         timings.load, timings.media_decode = self._extra.load, self._extra.media_decode
         if timings.first_token:
             timings.first_token += self._extra.media_decode
-        return ChatCompletion(
-            model=self._model, choices=[Choice(ChatMessage(self.text), finish_reason)], usage=usage, timings=timings
-        )
+        choice = Choice(ChatMessage(self.text), finish_reason, token_ids=token_ids)
+        return ChatCompletion(model=self._model, choices=[choice], usage=usage, timings=timings)
 
     def partial(self) -> ChatCompletion:
         """What an interrupted stream produced, shaped like a finished one."""

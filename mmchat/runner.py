@@ -1,54 +1,57 @@
 """Runner: the Python API. Messages in, a chat completion (or a stream of text) out.
 
-Every entry point (CLI, REPL, scripts) goes through here: options are built and checked
-(options.py), the media resolver turns parts into decoded segments (inputs.py), and the
-engine gets turns of text, pixels and samples.
+Every entry point (CLI, REPL, scripts, `serve`) goes through here with a `Target` already found
+(models/target.py) and options already built (options/): the media resolver turns parts into
+decoded segments (inputs/), and the engine gets turns of text, pixels and samples. `Runner.open`
+is the Python user's edge: it checks the keywords, reads the process environment once
+(config.environ) and finds the target. Diagnostics are logged to `mmchat.*` loggers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import os
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from . import config
-from .engine.base import Capabilities, Engine, Event, Progress, Segment, Timings, Turn
+from .engine.base import Capabilities, Engine, Event, MediaCost, Plan, Progress, Segment, Stats, Timings, Turn
 from .engine.layout import skipped_frames
-from .env import current
 from .errors import InputError, PixelsReleased
 from .inputs.policy import MediaPolicy
 from .inputs.resolver import Attachment, MediaResolver, Messages, OnMedia
 from .media import Audio, Image, Kind
 from .messages import Conversation, parse_conversation
-from .models.target import Target, find_target
-from .options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions, RequestOptions, split_request
+from .models.target import Local, Server, Target, find_target
+from .options import GenerationOptions, LoadOptions, MediaOptions, RequestOptions, split_request
+from .options.keywords import split_keywords
 from .results import ChatCompletion, CompletionStream
+
+if TYPE_CHECKING:
+    from .engine.kvstate import StateStore
+
+log = logging.getLogger("mmchat.runner")
+
+#: (the parsed conversation, completion, sha256 of each medium read): the conversation log listens here
+OnCompletion = Callable[[Conversation, ChatCompletion, dict[str, str | None]], None]
 
 
 class Runner:
     """A loaded model you can chat with.
 
-    >>> runner = Runner(model="model.gguf", mmproj="mmproj.gguf", n_ctx=4096)
+    >>> runner = Runner.open("model.gguf", "mmproj.gguf", n_ctx=4096)
     >>> reply = runner.chat([{"role": "user", "content": "Hello"}], max_tokens=32)
     >>> reply.choices[0].message.content
 
-    `model` is a GGUF path, a registry name (`mmchat models`), hf:owner/repo[:QUANT], or a
-    `Target` that mmchat.models.target.find_target has found (what the CLI passes); with
-    pull=True a named model that is not downloaded yet is fetched first; `which=` and
-    `in_situ_quant=` name it as mistral.rs does. Keyword
-    options are those of `LoadOptions` (n_ctx, n_gpu_layers, threads, chat_template,
-    image_max_tokens, mmproj_offload) and `MediaOptions` (image_max_side, video_fps, video_max_frames,
-    video_audio, video_max_side), or give the objects themselves as `load=` and `media=`.
-
-    With `base_url` (or MMCHAT_BASE_URL) an OpenAI-compatible server answers instead (llama-server,
-    vLLM, SGLang): `model` is then the server's model id (default: the first it lists), `api_key`
-    falls back to MMCHAT_API_KEY and OPENAI_API_KEY, and `timeout=`, `retries=`, `modalities=`
-    are the `RemoteOptions` (or give `remote=`). Media are still read and decoded here, so bad
-    input fails before the network.
+    `Runner(target, ...)` loads a `Target` that `find_target` found (`Local` files or a `Server`),
+    with options already built: `load`, `media` and `generation` (frozen values; vary them with
+    `dataclasses.replace`). `Runner.open(model, mmproj, base_url=..., **options)` finds the target
+    first, as a Python user names it; the seed's call forms, `Runner(model=..., mmproj=..., n_ctx=...)`,
+    `Runner(which=...)`, `Runner(base_url=...)`, keep working through it (see `__init__`).
 
     `on_completion(messages, completion, digests)` is called after every whole answer, with the
     sha256 of each medium read (`media_digests`): the conversation log (mmchat/log/) listens there.
@@ -66,86 +69,85 @@ class Runner:
 
     def __init__(
         self,
-        model: str | Path | Target | None = None,
-        mmproj: str | Path | None = None,
-        *,
+        target: Target | None = None,
+        *seed: Any,
         load: LoadOptions | None = None,
         media: MediaOptions | None = None,
+        generation: GenerationOptions | None = None,
         policy: MediaPolicy | None = None,
         devices: bool = False,
-        generation: GenerationOptions | None = None,
-        remote: RemoteOptions | None = None,
-        verbose: bool = False,
-        notice: Callable[[str], None] | None = None,
-        engine: Engine | None = None,
         stdin: BinaryIO | None = None,
         progress: Progress | None = None,
-        on_completion: Callable[[Sequence[dict[str, Any]], ChatCompletion, dict[str, str | None]], None] | None = None,
-        pull: bool = False,
-        quiet: bool = False,
-        which: Any = None,
-        in_situ_quant: str | None = None,
-        states: Any = None,
-        **options: Any,
+        on_completion: OnCompletion | None = None,
+        states: StateStore | None = None,
+        engine: Engine | None = None,
+        verbose: bool = False,
+        **seed_options: Any,
     ):
-        if isinstance(media, MediaPolicy):
-            raise InputError("a MediaPolicy is given as policy=MediaPolicy(...); media= takes MediaOptions")
-        remote_values = {k: options.pop(k) for k in list(options) if k in RemoteOptions.names()}
-        load_values = {k: options.pop(k) for k in list(options) if k in LoadOptions.names()}
-        self.load = LoadOptions.build(load_values, base=load or LoadOptions())
-        self.media = MediaOptions.build(options, base=media or MediaOptions())  # an unknown name fails here
-        given = RemoteOptions.build(remote_values, base=remote or RemoteOptions())
-        self.remote = given.with_environment(os.environ)
+        """Load `target` (or use `engine`, FakeEngine in tests); `verbose`: llama.cpp's own log on stderr.
+        The seed's forms (a path or name first, a projector second; `model=`, `which=`, `base_url=` or an
+        option's name as a keyword) are the one compatibility path: `Runner.open`'s resolution (`_resolved`)
+        makes them a Target. Their `notice=` hears the media resolver's notices (else logged)."""
+        given = dict(load=load, media=media, generation=generation, policy=policy, devices=devices, stdin=stdin)
+        given.update(progress=progress, on_completion=on_completion, states=states, engine=engine, verbose=verbose)
+        narrow = isinstance(target, (Local, Server)) or (engine is not None and target is None)
+        if seed or seed_options or not narrow or isinstance(media, MediaPolicy):  # the last: refused there
+            self._notice = seed_options.pop("notice", None) or log.info
+            model = seed_options.pop("model", target)
+            self.__init__(**_resolved(model, *seed, **given, **seed_options))  # type: ignore[misc]
+            return
+        self.load, self.media = load or LoadOptions(), media or MediaOptions()
         self.generation = generation or GenerationOptions()
         self._preparing = threading.Lock()
         self._progress = self.progress = progress  # long steps report here; `batch` adds its own bar
         self.on_completion = on_completion  # (messages, completion, media digests): the conversation log
-        self._notice = notice or current().notice
+        self.__dict__.setdefault("_notice", log.info)  # the resolver's notices (issue 25: logged)
         self._states, self._verbose = states, verbose
         t0 = time.perf_counter()
-        if engine is None:
-            target = (
-                model
-                if isinstance(model, Target)
-                else find_target(
-                    model,
-                    mmproj,
-                    base_url=self.remote.base_url,
-                    base_url_from="base_url=" if given.base_url else "MMCHAT_BASE_URL",
-                    modalities=self.remote.modalities,
-                    which=which,
-                    in_situ_quant=in_situ_quant,
-                    pull=pull,
-                    progress=not quiet,
-                    warn=lambda m: self._notice(f"warning: {m}"),
-                )
-            )
-            engine = self._open(target, verbose=verbose)
-        self.engine = engine
+        self.engine = engine = engine or self._open(target)  # type: ignore[arg-type]
         self.inputs = MediaResolver(
             engine.capabilities(), stdin=stdin, progress=progress, policy=policy, notice=self._notice, devices=devices
         )
         self._load_time: float | None = time.perf_counter() - t0  # reported by the first request
 
-    def _open(self, target: Target, *, verbose: bool) -> Engine:
+    @classmethod
+    def open(
+        cls,
+        model: str | Path | None = None,
+        mmproj: str | Path | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        which: object = None,
+        in_situ_quant: str | int | None = None,
+        pull: bool = False,
+        **options: Any,
+    ) -> Runner:
+        """Find the model and load it: a GGUF path, a registry name (`mmchat models`), hf:owner/repo[:QUANT],
+        mistral.rs's `which=Which...(...)` (with `in_situ_quant=`), or with `base_url` (else MMCHAT_BASE_URL)
+        an OpenAI-compatible server whose model id `model` is (`api_key` else MMCHAT_API_KEY, OPENAI_API_KEY).
+        `pull=True` downloads a named model first (`quiet=True`: no progress bar). Other keywords: the
+        options of `LoadOptions`, `MediaOptions` and `RemoteOptions` by name, or `load=`, `media=`,
+        `remote=`, `generation=` objects, and `Runner`'s own (`policy=`, `states=`, ...)."""
+        named = dict(base_url=base_url, api_key=api_key, which=which, in_situ_quant=in_situ_quant, pull=pull)
+        return cls(**_resolved(model, mmproj, **named, **options))
+
+    def _open(self, target: Target) -> Engine:
         """The engine for a target: a server's client, or the model loaded here."""
-        if target.remote:
+        if isinstance(target, Server):
             from .engine.remote import RemoteEngine
 
-            kinds = target.modalities if target.modalities is not None else self.remote.modalities
             return RemoteEngine(
-                target.base_url or "",
-                model=target.server_model,
-                api_key=self.remote.api_key,
-                timeout=self.remote.timeout,
-                retries=self.remote.retries,
-                modalities=kinds,
-                kind=self.remote.server_kind,
-                notice=self._notice,
+                target.url,
+                model=target.model,
+                api_key=target.api_key,
+                timeout=target.timeout,
+                retries=target.retries,
+                modalities=target.modalities,
+                kind=target.kind,
             )
         from .engine.llamacpp import LlamaCppEngine
 
-        assert target.model is not None
         return LlamaCppEngine(
             target.model,
             target.mmproj,
@@ -154,8 +156,7 @@ class Runner:
             threads=self.load.threads,
             chat_template=_read_template(self.load.chat_template),
             image_max_tokens=self.load.image_max_tokens,
-            verbose=verbose,
-            notice=self._notice,
+            verbose=self._verbose,
             progress=self._progress,
             mmproj_offload=self.load.mmproj_offload,
             media_cache=config.cache_dir() if self.load.cache else None,
@@ -165,15 +166,13 @@ class Runner:
             states=self._states if self._states is not None else self._disk_states(),
         )
 
-    def _disk_states(self) -> Any:
-        """Saved KV states on disk beside the media cache (none with cache=False); damaged ones are said under -v."""
+    def _disk_states(self) -> StateStore | None:
+        """Saved KV states on disk beside the media cache (none with cache=False); a damaged one is logged."""
         if not self.load.cache:
             return None
         from .engine.kvstate import DiskStates, StateStore
 
-        disk = DiskStates(
-            config.kv_state_dir(), self.load.kv_cache_size, notice=self._notice if self._verbose else None
-        )
+        disk = DiskStates(config.kv_state_dir(), self.load.kv_cache_size)
         return StateStore(disk=disk, min_tokens=config.DEFAULT_KV_STATE_MIN_TOKENS)
 
     # -- public API ------------------------------------------------------------------
@@ -319,28 +318,30 @@ class Runner:
         media: Sequence[Image | Audio],
         report: Callable[[float], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
-        on_plan: Any = None,
+        on_plan: Plan | None = None,
     ) -> bool:
         """Encode decoded media before the turn that holds them (the REPL does while the user types);
-        False when `should_stop` ended it early; `on_plan` hears their token costs first."""
+        False when `should_stop` ended it early; `on_plan(costs)` hears their token costs first."""
         return self.engine.prepare(media, report, should_stop, on_plan=on_plan)
 
-    def media_costs(self, media: Sequence[Image | Audio]) -> Any:
+    def media_costs(self, media: Sequence[Image | Audio]) -> list[MediaCost]:
         """What each decoded medium costs this model in tokens (a preview's caption), without encoding it."""
         return self.engine.costs(media)
 
     @property
-    def stats(self) -> Any:
-        """The engine's counters since it was loaded (tokens reused, media encoded or found cached)."""
-        return self.engine.stats
+    def stats(self) -> Stats:
+        """What the engine's caches saved since it was loaded (tokens reused, media encoded or found
+        cached, KV states) and the encoded media it holds in memory: a copy, as it stands now."""
+        return dataclasses.replace(self.engine.stats)
 
     def close_progress(self) -> None:
-        """Clear a progress display left open by an interrupted step."""
+        """Clear a progress display left open by an interrupted step (a bar that has a `close`)."""
         close = getattr(self._progress, "close", None)
         if close is not None:
             close()
 
     def close(self) -> None:
+        """Clear any progress display, and free the model (or the server's connections)."""
         self.close_progress()
         self.engine.close()
 
@@ -371,3 +372,28 @@ def _counting(events: Iterator[Event], skipped: int) -> Iterator[Event]:
         if usage is not None:
             usage.frames_skipped = skipped
         yield event
+
+
+def _resolved(
+    model: str | Path | Target | None = None,
+    mmproj: str | Path | None = None,
+    *,
+    which: object = None,
+    in_situ_quant: str | int | None = None,
+    pull: bool = False,
+    quiet: bool = False,
+    **options: Any,
+) -> dict[str, Any]:
+    """`Runner.open`'s resolution, the seed's forms' too: keywords checked once into option values, the
+    process environment read once (config.environ), the target found; the rest is `Runner`'s own."""
+    given = split_keywords(options, _OWN)
+    target = model if isinstance(model, (Local, Server)) else None
+    if target is None and given.rest.get("engine") is None:
+        target = find_target(
+            model, mmproj, remote=given.remote, environ=config.environ(), which=which,
+            in_situ_quant=in_situ_quant, pull=pull, progress=not quiet,
+        )  # fmt: skip
+    return dict(target=target, load=given.load, media=given.media, **given.rest)
+
+
+_OWN = ("generation", "policy", "devices", "stdin", "progress", "on_completion", "states", "engine", "verbose")

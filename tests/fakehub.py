@@ -110,6 +110,7 @@ def _entry(name: str, data: File) -> dict[str, Any]:
 def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK wait
 
         def log_message(self, *args: Any) -> None:  # keep test output clean
             pass
@@ -291,7 +292,22 @@ def use_hub(monkeypatch: pytest.MonkeyPatch, endpoint: str, hf_home: Path) -> Pa
     for name, value in patches.items():
         if hasattr(constants, name):
             monkeypatch.setattr(constants, name, value)
+    _no_resume_pause(monkeypatch)
     return cache
+
+
+def _no_resume_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub sleeps a fixed second before it resumes a cut download (in this process: a
+    subprocess still waits); the fake hub is ready at once, so the resume is asked for straight away."""
+    import time
+    import types
+
+    from huggingface_hub import file_download
+
+    if getattr(file_download, "time", None) is time:
+        quick = types.SimpleNamespace(**{n: getattr(time, n) for n in dir(time) if not n.startswith("_")})
+        quick.sleep = lambda seconds: None
+        monkeypatch.setattr(file_download, "time", quick)
 
 
 def put_in_cache(cache: Path, repo: str, files: dict[str, bytes]) -> Path:

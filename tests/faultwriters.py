@@ -8,6 +8,7 @@ tell a whole value from a cut or mixed one.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -55,7 +56,11 @@ def _conversation(path: Path, tag: str) -> None:
 def _media_cache(path: Path, tag: str) -> None:
     from mmchat.engine.embeddings import DiskMediaCache
 
-    cache = DiskMediaCache(path, "faults", max_bytes=1 << 30, notice=lambda m: print("NOTICE", m, file=sys.stderr))
+    notices = logging.StreamHandler(sys.stderr)  # what the cache tells the user, marked for the test to find
+    notices.setFormatter(logging.Formatter("NOTICE %(message)s"))
+    logging.getLogger("mmchat.engine").addHandler(notices)
+    logging.getLogger("mmchat.engine").setLevel(logging.INFO)
+    cache = DiskMediaCache(path, "faults", max_bytes=1 << 30)
     i = 0
     while True:
         value = embedding(tag, i)

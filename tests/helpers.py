@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import logging
 import os
 import subprocess
 import sys
@@ -358,3 +359,45 @@ class Pty:
             return None
         finally:
             os.close(self.master)
+
+
+@contextlib.contextmanager
+def logged(name: str = "mmchat", level: int = logging.DEBUG) -> Iterator[list[str]]:
+    """The messages logged to `name` (and below it) meanwhile, at `level` and up: the library's notices
+    as a Python user's own handler sees them, whatever handler or propagation the CLI set up before."""
+    said: list[str] = []
+    handler = logging.Handler(level)
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield said
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
+
+
+@contextlib.contextmanager
+def warned(sink: Callable[[str], Any] | None = None) -> Iterator[list[str]]:
+    """The warnings mmchat logs meanwhile, as a Python user's own handler gets them; each also goes to
+    `sink` as it comes (`pytest.fail`: a warning fails the test where it is given)."""
+    said: list[str] = []
+
+    def heard(message: str) -> None:
+        said.append(message)
+        if sink is not None:
+            sink(message)
+
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: heard(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("mmchat")
+    before = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(before, logging.WARNING) if before else logging.WARNING)
+    try:
+        yield said
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)

@@ -239,3 +239,17 @@ def test_runner_prompt_shows_the_rendered_prompt_with_media_where_they_stand(tmp
     with Runner(engine=FakeEngine()) as runner:
         prompt = runner.prompt([user_message("Is [[1]] sharp?", [image_part(str(photo))])])
     assert prompt == "user: Is <__media__> sharp?"
+
+
+def test_stats_are_a_snapshot_of_typed_counters_and_a_server_says_no_token_ids():
+    """`runner.stats` is a `Stats` as it stood when read (a later answer does not change it); an
+    engine that sends text (the fake, as a server) leaves `token_ids` None, and the JSON stays OpenAI's."""
+    from mmchat.engine.base import Stats
+
+    with Runner(engine=FakeEngine()) as r:
+        before = r.stats
+        reply = r.chat([{"role": "user", "content": "hello"}], max_tokens=8)
+        after = r.stats
+    assert isinstance(before, Stats) and before.prompt_tokens_evaluated == 0 < after.prompt_tokens_evaluated
+    assert list(after.as_dict())[:2] == ["media_encodes", "media_disk_hits"]
+    assert reply.token_ids is None and "token_ids" not in str(reply.to_dict())

@@ -166,15 +166,15 @@ def trickle() -> Iterator[str]:
 def test_a_trickling_server_meets_the_deadline(trickle, path):
     url = trickle + path  # the server takes ~10 s to send it whole (how soon the deadline ends it: bench/bounds.py)
     with pytest.raises(SourceError) as caught:
-        read_source(url, deadline=1.0)
-    assert f"{url} did not arrive within 1 s" in str(caught.value) and "--url-deadline" in str(caught.value)
+        read_source(url, deadline=0.3)
+    assert f"{url} did not arrive within 0.3 s" in str(caught.value) and "--url-deadline" in str(caught.value)
 
 
 def test_the_deadline_is_an_option_and_one_line(trickle):
-    result, fake = invoke("ask", "hi", "-i", trickle + "/slow.png", "--url-deadline", "0.5")
+    result, fake = invoke("ask", "hi", "-i", trickle + "/slow.png", "--url-deadline", "0.2")
     assert result.exit_code == 2
     assert (
-        result.stderr == f"mmchat: error: {trickle}/slow.png did not arrive within 0.5 s (--url-deadline): "
+        result.stderr == f"mmchat: error: {trickle}/slow.png did not arrive within 0.2 s (--url-deadline): "
         "try again later, download it first, or raise --url-deadline\n"
     )
     assert fake.calls == []
@@ -187,34 +187,34 @@ def test_the_deadline_is_an_option_and_one_line(trickle):
 def test_a_trickle_under_the_speed_floor_ends_in_the_stretch_naming_the_url_and_its_rate(trickle, path):
     url = trickle + path  # about 10 B/s for about 10 s: it would arrive whole, well within the deadline
     with pytest.raises(SourceError) as caught:
-        read_source(url, speed_limit=1024, speed_time=1.0)
+        read_source(url, speed_limit=1024, speed_time=0.3)
     assert re.fullmatch(
-        rf"{re.escape(url)} came at [0-9.]+ B/s for 1 s, under the 1 KiB/s floor \(--speed-limit, "
+        rf"{re.escape(url)} came at [0-9.]+ B/s for 0.3 s, under the 1 KiB/s floor \(--speed-limit, "
         r"--speed-time\): try again later, download it first, or lower --speed-limit",
         str(caught.value),
     )
 
 
 class _Steady(Trickle):
-    seconds_per_byte = 0.01  # about 100 B/s: slow, but over a 20 B/s floor
+    seconds_per_byte = 0.003  # about 300 B/s: slow, but over a 60 B/s floor
 
 
 def test_a_slow_download_over_the_floor_arrives_whole():
     with local_server(_Steady) as where:
-        source = read_source(f"http://{where}/steady.png", speed_limit=20, speed_time=0.3)
+        source = read_source(f"http://{where}/steady.png", speed_limit=60, speed_time=0.1)
     assert source.kind == "image" and source.data.startswith(b"\x89PNG")
 
 
 def test_the_speed_floor_is_two_options_and_one_line(trickle):
-    result, fake = invoke("ask", "hi", "-i", trickle + "/slow.png", "--speed-time", "0.5", "--speed-limit", "2K")
+    result, fake = invoke("ask", "hi", "-i", trickle + "/slow.png", "--speed-time", "0.2", "--speed-limit", "2K")
     assert result.exit_code == 2 and fake.calls == []
     assert re.fullmatch(
-        rf"mmchat: error: {re.escape(trickle)}/slow.png came at [0-9.]+ B/s for 0.5 s, under the "
+        rf"mmchat: error: {re.escape(trickle)}/slow.png came at [0-9.]+ B/s for 0.2 s, under the "
         r"2 KiB/s floor \(--speed-limit, --speed-time\): .*\n",
         result.stderr,
     )
-    off = invoke("ask", "hi", "-i", trickle + "/slow.png", "--speed-limit", "0", "--url-deadline", "0.5")[0]
-    assert "did not arrive within 0.5 s (--url-deadline)" in off.stderr  # 0: no floor, the deadline ends it
+    off = invoke("ask", "hi", "-i", trickle + "/slow.png", "--speed-limit", "0", "--url-deadline", "0.2")[0]
+    assert "did not arrive within 0.2 s (--url-deadline)" in off.stderr  # 0: no floor, the deadline ends it
     bad = invoke("ask", "hi", "--speed-limit", "fast")[0]
     assert bad.exit_code == 2 and "--speed-limit 'fast' is not valid" in bad.stderr
 
@@ -222,10 +222,10 @@ def test_the_speed_floor_is_two_options_and_one_line(trickle):
 def test_the_speed_floor_comes_from_config_toml(trickle, isolated_user_dir):
     from mmchat import config
 
-    (isolated_user_dir / "config.toml").write_text('[defaults]\nspeed-limit = "4K"\nspeed-time = 0.5\n')
+    (isolated_user_dir / "config.toml").write_text('[defaults]\nspeed-limit = "4K"\nspeed-time = 0.2\n')
     env = Environment(engine=FakeEngine(), stdin_isatty=True, stdout_isatty=False, stderr_isatty=False, environ={})
     with use(env):  # as main() runs the app: [defaults] as the commands' default_map
         defaults = config.load_user_defaults()
         result = CliRunner().invoke(app, ["ask", "hi", "-i", trickle + "/slow.png"], default_map={"ask": defaults})
     assert result.exit_code == 2
-    assert "for 0.5 s, under the 4 KiB/s floor" in result.stderr
+    assert "for 0.2 s, under the 4 KiB/s floor" in result.stderr

@@ -112,8 +112,7 @@ def test_vicuna_answers_like_llama_cpp_given_the_same_prompt_and_image(models, n
     prompt from llama_chat_apply_template with mtmd's default marker) puts it: the same tokens."""
     messages = [{"role": "user", "content": [text_part("Look at"), image_part(str(pngs[0])), text_part("and say.")]}]
     with Runner(named["vicuna"], models["mmproj-vision"], n_ctx=4096, threads=THREADS, cache=False) as r:
-        r.chat(messages, **{**GREEDY, "max_tokens": 12})
-        ours = list(r.engine.last_tokens)
+        ours = r.chat(messages, **{**GREEDY, "max_tokens": 12}).token_ids
     prompt = llama_cpp_prompt("vicuna", [("user", "Look at<__media__>and say.")])
     out = subprocess.run(
         [

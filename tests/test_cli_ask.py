@@ -28,7 +28,7 @@ def server(tmp_path_factory, png):
     (root / "photo.png").write_bytes(png.read_bytes())
     handler = functools.partial(_QuietHandler, directory=str(root))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()  # shutdown() waits one poll
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
 

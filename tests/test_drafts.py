@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from mmchat import Runner
-from mmchat.engine import llamacpp
+from mmchat.engine import generating
 from mmchat.engine.drafts import GAP, PromptLookup
 from tests.helpers import THREADS
 from tests.mediafiles import noise_png
@@ -39,14 +39,14 @@ PROMPT = [{"role": "user", "content": "Say something about the sea, the ships an
 def _tokens(models, messages, *, draft: int, mmproj=None, follow_up: str | None = None) -> list[list[int]]:
     with Runner(models["llm"], mmproj, n_ctx=2048, threads=THREADS, draft=draft, cache=False) as r:
         reply = r.chat(messages, temperature=0, max_tokens=24)
-        out = [list(r.engine.last_tokens)]
+        out = [reply.token_ids]
         if follow_up is not None:
-            r.chat(
+            again = r.chat(
                 [*messages, {"role": "assistant", "content": reply.content}, {"role": "user", "content": follow_up}],
                 temperature=0,
                 max_tokens=12,
             )
-            out.append(list(r.engine.last_tokens))
+            out.append(again.token_ids)
     return out
 
 
@@ -75,7 +75,7 @@ def test_greedy_tokens_are_the_same_whatever_the_model_makes_of_the_draft(models
     plain, plain_next = _tokens(models, PROMPT, draft=0, follow_up="And the wind?")
     monkeypatch.setattr(Oracle, "answer", plain)
     monkeypatch.setattr(Oracle, "wrong", wrong)
-    monkeypatch.setattr(llamacpp, "PromptLookup", Oracle)
+    monkeypatch.setattr(generating, "PromptLookup", Oracle)
     drafted, drafted_next = _tokens(models, PROMPT, draft=6, follow_up="And the wind?")
     assert drafted == plain and drafted_next == plain_next
 
@@ -97,7 +97,7 @@ def test_drafting_from_the_prompt_keeps_the_answer_with_an_image_on_an_mrope_mod
 def test_accepted_drafts_are_counted_in_the_usage(models, monkeypatch):
     plain = _tokens(models, PROMPT, draft=0)[0]
     monkeypatch.setattr(Oracle, "answer", plain)
-    monkeypatch.setattr(llamacpp, "PromptLookup", Oracle)
+    monkeypatch.setattr(generating, "PromptLookup", Oracle)
     with Runner(models["llm"], None, n_ctx=2048, threads=THREADS, draft=4, cache=False) as r:
         reply = r.chat(PROMPT, temperature=0, max_tokens=24).to_dict()
     details = reply["usage"]["completion_tokens_details"]

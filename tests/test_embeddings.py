@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from mmchat import Runner, image_part, text_part
 from mmchat.config import cache_dir
 from mmchat.engine.embeddings import DiskMediaCache, cache_info
-from tests.helpers import GREEDY, GREEDY_ARGS, MMCHAT, THREADS, THREADS_ARGS, mmchat_env, run_mmchat
+from tests.helpers import GREEDY, GREEDY_ARGS, MMCHAT, THREADS, THREADS_ARGS, logged, mmchat_env, run_mmchat
 from tests.mediafiles import noise_png
 
 
@@ -70,8 +71,10 @@ def test_a_truncated_entry_is_encoded_again_and_replaced(models, png):
 
 def test_a_cache_that_cannot_be_written_is_off_with_one_notice(models, png, isolated_user_dir):
     (isolated_user_dir / "cache").write_text("a file where the cache directory would go")
-    notes = []
-    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS, notice=notes.append) as r:
+    with (
+        logged("mmchat.engine", logging.INFO) as notes,
+        Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS) as r,
+    ):
         reply = r.chat([{"role": "user", "content": [image_part(str(png)), text_part("What is it?")]}], **GREEDY)
     assert reply.content and len(notes) == 1 and "media cache" in notes[0] and "is off for this run" in notes[0]
 

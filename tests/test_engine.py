@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from mmchat import Runner, audio_part, image_part, text_part
 from mmchat.errors import ContextOverflow, UnsupportedMedia
-from tests.helpers import GREEDY, GREEDY_ARGS, THREADS, THREADS_ARGS, invoke_real
+from tests.helpers import GREEDY, GREEDY_ARGS, THREADS, THREADS_ARGS, invoke_real, logged
 from tests.mediafiles import noise_png, tone_wav
 
 HERE = Path(__file__).parent
@@ -108,9 +109,9 @@ def test_stop_string_ends_the_answer_without_showing_it(vision, png_a):
 
 
 def test_model_without_template_uses_the_plain_format_with_a_notice(models):
-    notices: list[str] = []
-    with Runner(models["llm-notemplate"], None, n_ctx=512, threads=THREADS, notice=notices.append) as r:
-        assert "User: Hi\nAssistant:" in r.prompt([{"role": "user", "content": "Hi"}])
+    with logged("mmchat.engine", logging.INFO) as notices:
+        with Runner(models["llm-notemplate"], None, n_ctx=512, threads=THREADS) as r:
+            assert "User: Hi\nAssistant:" in r.prompt([{"role": "user", "content": "Hi"}])
     assert len(notices) == 1 and "no chat template" in notices[0]
 
 
@@ -148,8 +149,7 @@ def test_same_tokens_as_llama_cpps_own_file_path(models, tmp_path, kind):
         path, mmproj, part = tone_wav(tmp_path / "x.wav", seconds=1.5, freq=330), "mmproj-audio", audio_part
     with Runner(models["llm"], models[mmproj], n_ctx=4096, threads=THREADS) as r:
         messages = [{"role": "user", "content": [part(str(path)), text_part("Describe it.")]}]
-        r.chat(messages, **{**GREEDY, "max_tokens": 16})
-        ours = list(r.engine.last_tokens)
+        ours = r.chat(messages, **{**GREEDY, "max_tokens": 16}).token_ids
         prompt = r.prompt(messages)
     assert len(ours) == 16
     assert _reference_ids(models, mmproj, prompt, [path], 16) == ours
@@ -197,9 +197,11 @@ def test_placeholders_put_the_markers_where_they_stand(vision, png_a, png_b):
 def test_evicted_embeddings_are_encoded_again_not_lost(models, png_a, png_b):
     """A cached image goes in as a pixel-less placeholder; if its embeddings leave the cache
     mid-request, the engine tokenizes with pixels again and the answer does not change."""
-    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS, cache=False) as r:  # memory only
+    from mmchat.engine.llamacpp import LlamaCppEngine
+
+    one = LlamaCppEngine(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS, media_memory_bytes=1)
+    with Runner(engine=one) as r:  # memory only, with room for one image's embeddings
         r.chat([{"role": "user", "content": [image_part(str(png_a)), text_part("A?")]}], **GREEDY)
-        r.engine._embeddings.max_bytes = 1  # room for one image's embeddings only
         both = [{"role": "user", "content": [image_part(str(png_b)), image_part(str(png_a)), text_part("Both?")]}]
         answer = r.chat(both, **GREEDY).content
         assert r.engine.stats.media_encodes == 3  # a, b, then a again after b pushed it out
@@ -255,7 +257,7 @@ def test_m_rope_models_match_llama_cpp_and_reuse_the_cache(models, tmp_path, llm
     first = [{"role": "user", "content": [image_part(str(png)), text_part("Describe it.")]}]
     with Runner(models[llm], models[mmproj], n_ctx=2048, threads=THREADS) as r:
         reply = r.chat(first, **{**GREEDY, "max_tokens": 16})
-        ours = list(r.engine.last_tokens)
+        ours = reply.token_ids
         prompt = r.prompt(first)
         convo = first + [{"role": "assistant", "content": reply.content}, {"role": "user", "content": "More?"}]
         second = r.chat(convo, **GREEDY)

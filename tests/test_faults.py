@@ -24,7 +24,7 @@ from mmchat.chat.history import SafeFileHistory, parse
 from mmchat.engine.embeddings import DiskMediaCache, cache_info
 from mmchat.errors import DiskFull, InputError
 from tests.faultwriters import N_EMBD, conversation_text, embedding, history_entry
-from tests.helpers import chat
+from tests.helpers import chat, logged
 
 ROOT = Path(__file__).resolve().parent.parent
 MOMENTS = (0.0, 0.01, 0.03, 0.08, 0.2)  # seconds after the first write
@@ -100,16 +100,16 @@ def test_the_media_cache_killed_mid_write_keeps_whole_entries_or_none(tmp_path):
     counts = []
     for moment in MOMENTS:
         assert b"BAD" not in killed_at("media-cache", directory, "m", moment)
-        notes: list[str] = []
-        cache = DiskMediaCache(directory, "faults", max_bytes=1 << 30, notice=notes.append)
-        found = 0
-        for i in range(4000):
-            want = embedding("m", i)
-            got = cache.get(f"m{i}", len(want), N_EMBD)
-            if got is not None:
-                assert np.array_equal(got.reshape(want.shape), want)
-                found += 1
-        cache.put("after", embedding("x", 1), len(embedding("x", 1)), N_EMBD)
+        with logged("mmchat.engine") as notes:
+            cache = DiskMediaCache(directory, "faults", max_bytes=1 << 30)
+            found = 0
+            for i in range(4000):
+                want = embedding("m", i)
+                got = cache.get(f"m{i}", len(want), N_EMBD)
+                if got is not None:
+                    assert np.array_equal(got.reshape(want.shape), want)
+                    found += 1
+            cache.put("after", embedding("x", 1), len(embedding("x", 1)), N_EMBD)
         assert cache.get("after", len(embedding("x", 1)), N_EMBD) is not None and notes == []
         cache.close()
         counts.append(found)
@@ -170,13 +170,13 @@ def test_a_truncated_media_cache_index_starts_afresh_with_one_notice(tmp_path):
     cache.close()
     db = directory / "cache.db"
     db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
-    notes: list[str] = []
-    for run in range(2):  # damaged once, then a working cache again: not "off" for every later run
-        cache = DiskMediaCache(directory, "faults", max_bytes=1 << 30, notice=notes.append)
-        value = embedding("n", run)
-        cache.put(f"n{run}", value, len(value), N_EMBD)
-        assert cache.get(f"n{run}", len(value), N_EMBD) is not None
-        cache.close()
+    with logged("mmchat.engine") as notes:
+        for run in range(2):  # damaged once, then a working cache again: not "off" for every later run
+            cache = DiskMediaCache(directory, "faults", max_bytes=1 << 30)
+            value = embedding("n", run)
+            cache.put(f"n{run}", value, len(value), N_EMBD)
+            assert cache.get(f"n{run}", len(value), N_EMBD) is not None
+            cache.close()
     assert len(notes) == 1 and "was damaged" in notes[0] and "starts afresh" in notes[0]
 
 
@@ -246,17 +246,18 @@ def test_the_media_cache_on_a_full_disk_is_off_for_the_run_and_keeps_no_half_ent
     import diskcache.core
 
     directory = tmp_path / "cache"
-    notes: list[str] = []
-    cache = DiskMediaCache(directory, "faults", max_bytes=1 << 30, notice=notes.append)
-    cache.put("whole", embedding("w", 3), len(embedding("w", 3)), N_EMBD)
-    monkeypatch.setattr(diskcache.core, "open", lambda *a, **k: FullDisk(open(*a, **k), 100), raising=False)
-    value = embedding("w", 9)
-    cache.put("cut", value, len(value), N_EMBD)
-    monkeypatch.undo()
-    assert len(notes) == 1 and "is off for this run (No space left on device)" in notes[0]
-    cache = DiskMediaCache(directory, "faults", max_bytes=1 << 30, notice=notes.append)
-    assert cache.get("cut", len(value), N_EMBD) is None
-    assert np.array_equal(cache.get("whole", len(embedding("w", 3)), N_EMBD).reshape(-1, N_EMBD), embedding("w", 3))
+    with logged("mmchat.engine") as notes:
+        cache = DiskMediaCache(directory, "faults", max_bytes=1 << 30)
+        cache.put("whole", embedding("w", 3), len(embedding("w", 3)), N_EMBD)
+        monkeypatch.setattr(diskcache.core, "open", lambda *a, **k: FullDisk(open(*a, **k), 100), raising=False)
+        value = embedding("w", 9)
+        cache.put("cut", value, len(value), N_EMBD)
+        monkeypatch.undo()
+        assert len(notes) == 1 and "is off for this run (No space left on device)" in notes[0]
+        cache = DiskMediaCache(directory, "faults", max_bytes=1 << 30)
+        assert cache.get("cut", len(value), N_EMBD) is None
+        whole = cache.get("whole", len(embedding("w", 3)), N_EMBD)
+        assert np.array_equal(whole.reshape(-1, N_EMBD), embedding("w", 3))
     assert len(notes) == 1
 
 

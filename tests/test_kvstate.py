@@ -20,7 +20,7 @@ from mmchat.engine.kvstate import (
     decode_items,
     encode_items,
 )
-from tests.helpers import invoke
+from tests.helpers import invoke, logged
 
 IDENT = "0123456789abcdef0123456789abcdef"
 OTHER = "fedcba9876543210fedcba9876543210"
@@ -72,28 +72,28 @@ def test_states_stay_under_the_cap_least_recently_used_first_out(tmp_path):
 
 
 def test_a_damaged_file_is_a_miss_with_one_notice_and_is_removed(tmp_path):
-    said: list[str] = []
-    disk = DiskStates(tmp_path, 1 << 20, notice=said.append)
-    disk.put(saved([1, 2, 3], size=5000))
-    (path,) = tmp_path.glob("*.kvs")
-    data = path.read_bytes()
+    with logged("mmchat.engine") as said:
+        disk = DiskStates(tmp_path, 1 << 20)
+        disk.put(saved([1, 2, 3], size=5000))
+        (path,) = tmp_path.glob("*.kvs")
+        data = path.read_bytes()
 
-    path.write_bytes(data[:-100])  # cut short
-    assert disk.best(IDENT, [1, 2, 3]).load() is None
-    assert len(said) == 1 and "cut short or damaged" in said[0] and not path.exists()
+        path.write_bytes(data[:-100])  # cut short
+        assert disk.best(IDENT, [1, 2, 3]).load() is None
+        assert len(said) == 1 and "cut short or damaged" in said[0] and not path.exists()
 
-    path.write_bytes(data[:40] + os.urandom(len(data) - 40))  # noise after the magic
-    assert disk.best(IDENT, [1, 2, 3]) is None and len(said) == 2 and not path.exists()
+        path.write_bytes(data[:40] + os.urandom(len(data) - 40))  # noise after the magic
+        assert disk.best(IDENT, [1, 2, 3]) is None and len(said) == 2 and not path.exists()
 
-    flipped = bytearray(data)
-    flipped[-1] ^= 1  # one bit of the KV data
-    path.write_bytes(bytes(flipped))
-    assert disk.best(IDENT, [1, 2, 3]).load() is None and len(said) == 3
+        flipped = bytearray(data)
+        flipped[-1] ^= 1  # one bit of the KV data
+        path.write_bytes(bytes(flipped))
+        assert disk.best(IDENT, [1, 2, 3]).load() is None and len(said) == 3
 
-    disk.put(saved([1, 2, 3], identity=OTHER))
-    (other,) = tmp_path.glob(f"{OTHER}-*.kvs")
-    other.rename(tmp_path / other.name.replace(OTHER, IDENT))  # another model's file under this one's name
-    assert disk.best(IDENT, [1, 2, 3]) is None and len(said) == 4
+        disk.put(saved([1, 2, 3], identity=OTHER))
+        (other,) = tmp_path.glob(f"{OTHER}-*.kvs")
+        other.rename(tmp_path / other.name.replace(OTHER, IDENT))  # another model's file under this one's name
+        assert disk.best(IDENT, [1, 2, 3]) is None and len(said) == 4
 
 
 @pytest.mark.model  # starts a process

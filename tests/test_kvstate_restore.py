@@ -11,7 +11,7 @@ import pytest
 
 from mmchat import Runner, audio_part, config, image_part, text_part
 from mmchat.engine.kvstate import _HEADER, DiskStates
-from tests.helpers import GREEDY, GREEDY_ARGS, MMCHAT, THREADS, THREADS_ARGS, mmchat_env, run_mmchat
+from tests.helpers import GREEDY, GREEDY_ARGS, MMCHAT, THREADS, THREADS_ARGS, logged, mmchat_env, run_mmchat
 from tests.mediafiles import noise_png, tone_wav
 
 QUESTION = "Describe what you are given in as much detail as you can, please."
@@ -100,8 +100,7 @@ def test_a_bad_state_is_ignored_with_one_notice_and_the_answer_is_the_same(model
         header = _HEADER.unpack_from(data)
         path.unlink()
         disk.put(type(state)(state.identity, state.items, state.data[: header[6] // 2]))
-    said: list[str] = []
-    with Runner(llm, models["mmproj-vision"], n_ctx=2048, threads=THREADS, verbose=True, notice=said.append) as r:
+    with logged("mmchat.engine") as said, Runner(llm, models["mmproj-vision"], n_ctx=2048, threads=THREADS) as r:
         answer = r.chat(convo, **GREEDY)
         assert r.stats.states_restored == 0
     notes = [m for m in said if "KV state" in m]

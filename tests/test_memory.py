@@ -45,6 +45,17 @@ class Watcher:
             self.refs += [weakref.ref(m) for m in mine]
 
 
+@pytest.fixture(autouse=True)
+def older_objects_set_aside():
+    """The Watcher's gc.collect() scans only what the test makes: what the suite made before (every
+    module imported so far) is frozen, so a collection costs milliseconds, not a tenth of a second.
+    An image the test makes is still found alive by any reference, old objects' included."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
+
 class WatchedFake(FakeEngine):
     """The fake engine, watched; it keeps no turns of its own (FakeEngine records every call)."""
 
@@ -132,10 +143,10 @@ def test_a_follow_up_decodes_and_encodes_nothing_and_media_that_left_go_to_disk(
         follow_up = r.chat(convo, **GREEDY)
         assert len(decoded) == 2 and stats.media_encodes == 2 and follow_up.usage.encoded_media == 0
         # both kept, as stand-ins: the engine holds their encoding, so their pixels went
-        assert r.inputs.kept() == (2, 0) and len(r.engine._embeddings) == 2
+        assert r.inputs.kept() == (2, 0) and r.stats.embeddings_in_memory == 2
 
         r.chat([user(image_part(b), text_part("Only this one."))], **GREEDY)  # a new conversation
-        assert len(decoded) == 2 and r.inputs.kept() == (1, 0) and len(r.engine._embeddings) == 1  # b alone
+        assert len(decoded) == 2 and r.inputs.kept() == (1, 0) and r.stats.embeddings_in_memory == 1  # b alone
 
         again = r.chat([user(image_part(a), text_part("Back to the first."))], **GREEDY)
         assert len(decoded) == 3 and stats.media_encodes == 2 and stats.media_disk_hits == 1
@@ -147,15 +158,16 @@ def test_an_image_let_go_whose_encoding_left_every_cache_is_decoded_again(models
     holds one image's embeddings and there is no disk cache), the runner reads the image again
     and the answer is the one a fresh engine gives."""
     import mmchat.media.image as image_module
+    from mmchat.engine.llamacpp import LlamaCppEngine
 
     decoded, real = [], image_module.decode_image
     monkeypatch.setattr(image_module, "decode_image", lambda data, **k: decoded.append(k["label"]) or real(data, **k))
     a, b = (str(noise_png(tmp_path / f"{n}.png", seed=s)) for n, s in (("a", 1), ("b", 2)))
     both = [user(image_part(b), image_part(a), text_part("Both?"))]
-    with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS, cache=False) as r:
+    one = LlamaCppEngine(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS, media_memory_bytes=1)
+    with Runner(engine=one) as r:  # no disk cache, and b's embeddings will push a's out of memory
         r.chat([user(image_part(a), text_part("A?"))], **GREEDY)
         assert r.inputs.kept() == (1, 0)  # a, without its pixels
-        r.engine._embeddings.max_bytes = 1  # b's embeddings will push a's out
         answer = r.chat(both, **GREEDY).content
         assert decoded.count(a) == 2 and decoded.count(b) == 1
     with Runner(models["llm"], models["mmproj-vision"], n_ctx=2048, threads=THREADS, cache=False) as fresh:

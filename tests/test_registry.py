@@ -10,6 +10,7 @@ from mmchat.errors import ModelNotFound, NetworkError
 from mmchat.models import hubfiles, pulls, registry
 from mmchat.models.registry import ModelEntry, ModelFiles, NotDownloaded
 from tests.fakehub import FakeHub, closed_port, put_in_cache, use_hub
+from tests.helpers import warned
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +38,8 @@ def one_line(e: BaseException) -> str:
 
 
 def test_bundled_registry_parses_and_every_entry_is_complete():
-    reg = registry.load_registry(warn=pytest.fail)
+    with warned(pytest.fail):
+        reg = registry.load_registry()
     for name in (
         "gemma-3-4b-it",
         "gemma-4-E2B-it",
@@ -64,7 +66,8 @@ def test_bundled_registry_parses_and_every_entry_is_complete():
 
 
 def test_default_exists_and_takes_images_and_audio():
-    reg = registry.load_registry(warn=pytest.fail)
+    with warned(pytest.fail):
+        reg = registry.load_registry()
     default = reg.get(reg.default)
     assert default is not None and default.name == "gemma-4-E2B-it"
     assert {"image", "audio"} <= set(default.modalities)
@@ -136,12 +139,16 @@ def test_hf_form_of_a_registry_repo_keeps_its_metadata(isolated: Path):
     assert got.entry is not None and got.entry.name == "gemma-3-4b-it" and got.entry.modalities == ("image",)
 
 
-def test_mmchat_model_env_is_used_when_no_model_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_mmchat_model_env_is_used_when_no_model_is_given(tmp_path: Path):
+    """MMCHAT_MODEL is read at the edge (find_target, from the mapping the CLI or Runner.open passes)."""
+    from mmchat.models.target import Local, find_target
+
     model = tmp_path / "env.gguf"
     model.write_bytes(b"GGUF")
-    monkeypatch.setenv(registry.ENV_MODEL, str(model))
-    assert registry.find_local(None).model == model
-    monkeypatch.delenv(registry.ENV_MODEL)
+    assert find_target(None, environ={registry.ENV_MODEL: str(model)}) == Local(model, None)
+    assert find_target("", environ={registry.ENV_MODEL: str(model)}).model == model
+    with pytest.raises(NotDownloaded, match="'gemma-4-E2B-it' is not downloaded"):
+        find_target(None, environ={})
     with pytest.raises(NotDownloaded, match="'gemma-4-E2B-it' is not downloaded"):
         registry.find_local(None)
 
@@ -180,7 +187,8 @@ def test_the_user_file_overrides_an_entry_adds_one_and_sets_the_default():
         '[models."gemma-3-4b-it"]\nquant = "Q8_0"\n'
         '[models."my-model"]\nrepo = "me/my-model-GGUF"\nquant = "Q5_K_M"\nmodalities = ["audio"]\n'
     )
-    reg = registry.load_registry(warn=pytest.fail)
+    with warned(pytest.fail):
+        reg = registry.load_registry()
     gemma = reg.get("gemma-3-4b-it")
     assert gemma is not None and gemma.quant == "Q8_0"
     assert gemma.repo == "ggml-org/gemma-3-4b-it-GGUF" and gemma.modalities == ("image",)  # the rest is kept
@@ -194,7 +202,8 @@ def test_the_user_file_overrides_an_entry_adds_one_and_sets_the_default():
 def test_a_broken_user_file_warns_once_and_the_bundled_registry_still_works():
     path = write_user_file('[models."x"\nrepo = ')
     warnings: list[str] = []
-    reg = registry.load_registry(warn=warnings.append)
+    with warned(warnings.append):
+        reg = registry.load_registry()
     assert len(warnings) == 1 and warnings[0].startswith(f"ignoring {path}: ") and "\n" not in warnings[0]
     assert reg.default == "gemma-4-E2B-it" and reg.get("gemma-3-4b-it") is not None
 
@@ -206,7 +215,8 @@ def test_a_bad_user_entry_is_skipped_with_a_warning():
         '[models."good"]\nrepo = "a/good-GGUF"\nquant = "Q4_K_M"\n'
     )
     warnings: list[str] = []
-    reg = registry.load_registry(warn=warnings.append)
+    with warned(warnings.append):
+        reg = registry.load_registry()
     assert reg.get("good") is not None and reg.get("bad") is None and reg.default == "gemma-4-E2B-it"
     assert [w.split(":")[0] for w in warnings] == [
         "ignoring model 'bad' in " + str(registry.user_file()),
@@ -376,6 +386,6 @@ def test_the_projector_beside_a_model_is_one_rule_for_every_way_of_naming_it(tmp
         (tmp_path / name).write_bytes(b"GGUF")
     assert hubfiles.projector_beside(model) == tmp_path / "mmproj-gemma-4-E2B-it-f16.gguf"
     (tmp_path / "mmproj-audio.gguf").write_bytes(b"GGUF")
-    said: list[str] = []
-    assert hubfiles.projector_beside(model, said.append) is None
+    with warned() as said:
+        assert hubfiles.projector_beside(model) is None
     assert len(said) == 1 and "give one with --mmproj" in said[0] and "mmproj-audio.gguf" in said[0]

@@ -16,6 +16,7 @@ from mmchat.models.check import check_entry
 from mmchat.models.registry import QuantNotFound
 from mmchat.testing import FakeEngine
 from tests.fakehub import FakeHub, Listed, closed_port, use_hub
+from tests.helpers import warned
 from tests.hub_listings import GEMMA4_E2B_FIRST_REVISION, LISTINGS, OTHER_LISTINGS, with_bytes
 
 E2B = "ggml-org/gemma-4-E2B-it-GGUF"
@@ -58,7 +59,8 @@ def listed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 def test_every_registry_entry_resolves_against_its_repositorys_listing():
     """models.toml's own quant (no fallback), a projector for its modalities, and size_gb within rounding."""
-    entries = list(registry.load_registry(warn=pytest.fail).entries.values())
+    with warned(pytest.fail):
+        entries = list(registry.load_registry().entries.values())
     assert len(entries) == 14
     for entry in entries:
         assert entry.repo in LISTINGS, f"no listing written for {entry.repo}"
@@ -68,7 +70,8 @@ def test_every_registry_entry_resolves_against_its_repositorys_listing():
 
 
 def test_the_default_is_small_and_its_files_are_the_ones_the_readme_names():
-    reg = registry.load_registry(warn=pytest.fail)
+    with warned(pytest.fail):
+        reg = registry.load_registry()
     default = reg.get(reg.default)
     result = check_entry(default, sizes(LISTINGS[default.repo]))
     assert (result.model, result.mmproj) == ("gemma-4-E2B-it-Q4_0.gguf", "mmproj-gemma-4-E2B-it-Q8_0.gguf")
@@ -83,7 +86,8 @@ def test_the_default_is_small_and_its_files_are_the_ones_the_readme_names():
 
 def test_pulling_the_default_takes_q4_0_and_its_projector_and_nothing_else(hub: FakeHub):
     warnings: list[str] = []
-    got = pulls.download_model("gemma-4-E2B-it", progress=False, warn=warnings.append)
+    with warned(warnings.append):
+        got = pulls.download_model("gemma-4-E2B-it", progress=False)
     assert got.model.name == "gemma-4-E2B-it-Q4_0.gguf" and got.model.read_bytes() == Q4_0
     assert got.mmproj is not None and got.mmproj.read_bytes() == PROJ
     assert warnings == [] and fetched(hub) == ["gemma-4-E2B-it-Q4_0.gguf", "mmproj-gemma-4-E2B-it-Q8_0.gguf"]
@@ -95,7 +99,8 @@ def test_a_registry_quant_the_hub_lacks_falls_back_with_one_warning_and_is_found
 ):
     write_user_file('[models."gemma-4-E2B-it"]\nquant = "Q4_K_M"\n')  # what models.toml said before
     warnings: list[str] = []
-    got = pulls.find_files("gemma-4-E2B-it", pull=True, progress=False, warn=warnings.append)
+    with warned(warnings.append):
+        got = pulls.find_files("gemma-4-E2B-it", pull=True, progress=False)
     assert got.model.name == "gemma-4-E2B-it-Q4_0.gguf" and got.entry is not None and got.entry.quant == "Q4_0"
     assert warnings == [
         f"{E2B} has no Q4_K_M model file: taking Q4_0, the first it has of "
@@ -110,7 +115,8 @@ def test_a_registry_quant_the_hub_lacks_falls_back_with_one_warning_and_is_found
 @pytest.mark.parametrize("spec, quant", [("gemma-4-E2B-it", "Q4_K_M"), (f"hf:{E2B}:q4_k_m", None)])
 def test_a_quant_the_user_names_never_falls_back_and_the_hint_lists_the_nearest_first(hub, spec, quant):
     with pytest.raises(QuantNotFound) as e:
-        pulls.download_model(spec, quant=quant, progress=False, warn=pytest.fail)
+        with warned(pytest.fail):
+            pulls.download_model(spec, quant=quant, progress=False)
     assert str(e.value) == (
         f"{E2B} has no Q4_K_M model file: it has Q4_0, Q8_0, BF16 (e.g. `mmchat pull gemma-4-E2B-it --quant Q4_0`)"
     )  # the hf: form is a registry repo
@@ -125,7 +131,8 @@ def test_the_first_lower_case_revision_falls_back_to_q8_0_with_gemma_4s_bf16_pro
     with FakeHub({E2B: listing}) as fake:
         use_hub(monkeypatch, fake.url, tmp_path / "hf")
         warnings: list[str] = []
-        got = pulls.download_model("gemma-4-E2B-it", progress=False, warn=warnings.append)
+        with warned(warnings.append):
+            got = pulls.download_model("gemma-4-E2B-it", progress=False)
     assert (got.model.name, got.mmproj.name) == ("gemma-4-e2b-it-Q8_0.gguf", "mmproj-gemma-4-e2b-it-bf16.gguf")
     assert len(warnings) == 1 and "has no Q4_0 model file: taking Q8_0" in warnings[0]
 
@@ -137,7 +144,8 @@ def test_a_split_model_is_pulled_whole(hub: FakeHub):
         for i, name in enumerate(sorted(n for n in OTHER_LISTINGS[repo] if n.endswith(".gguf")))
     }
     hub.repos[repo] = with_bytes(OTHER_LISTINGS[repo], parts)
-    got = pulls.download_model(f"hf:{repo}", progress=False, warn=pytest.fail)  # Q4_K_M, as llama.cpp's -hf default
+    with warned(pytest.fail):
+        got = pulls.download_model(f"hf:{repo}", progress=False)  # Q4_K_M, as llama.cpp's -hf default
     assert got.model.name == "qwen2.5-7b-instruct-q4_k_m-00001-of-00002.gguf" and got.mmproj is None
     assert [p.name for p in registry.files_of(got)] == sorted(parts) and fetched(hub) == sorted(parts)
 

@@ -14,7 +14,7 @@ import json
 import pytest
 
 from mmchat import Runner, ServerError, ServerRefused, UnsupportedMedia
-from tests.helpers import invoke_real
+from tests.helpers import invoke_real, warned
 from tests.mediafiles import noise_png, tone_wav
 from tests.stubserver import Reply, Stub, echo, serve
 
@@ -115,11 +115,11 @@ def test_a_refusal_is_the_servers_own_message_and_exit_2():
 
 def test_a_slow_server_meets_the_timeout():
     with serve(Stub(reply=lambda b, a: Reply(text="late", delay=3))) as stub:
-        result = invoke_real("ask", "hello", "--base-url", stub.url, "--timeout", "0.5")
+        result = invoke_real("ask", "hello", "--base-url", stub.url, "--timeout", "0.2")
     assert result.exit_code == 1
     assert (
         result.stderr.strip()
-        == f"mmchat: error: the server at {stub.url}/v1/chat/completions did not answer within 0.5 s (--timeout)"
+        == f"mmchat: error: the server at {stub.url}/v1/chat/completions did not answer within 0.2 s (--timeout)"
     )
 
 
@@ -163,18 +163,19 @@ def test_mmchat_api_key_wins_over_openai_api_key_and_the_flag_over_both(monkeypa
     assert [h["Authorization"] for h in stub.headers] == ["Bearer mm-key", "Bearer flag-key", "Bearer mm-key"]
 
 
-def test_mmchat_model_chooses_the_model_when_no_flag_does(monkeypatch, tmp_path):
+def test_mmchat_model_chooses_the_model_when_no_flag_does(tmp_path):
+    """The command's environment (its Environment's, the process's for a user) names the model."""
     from mmchat.models import registry
 
     missing = tmp_path / "missing.gguf"
     with serve(Stub(models=[{"id": "a"}, {"id": "big-omni"}])) as stub:
         registry.user_file().parent.mkdir(parents=True, exist_ok=True)
         registry.user_file().write_text(f'[models."gpu-box"]\nbase_url = "{stub.url}"\nserver_model = "big-omni"\n')
-        monkeypatch.setenv("MMCHAT_MODEL", "gpu-box")
-        by_env = invoke_real("ask", "hi")
-        by_flag = invoke_real("ask", "hi", "--model", str(missing))  # the flag wins
-        monkeypatch.setenv("MMCHAT_MODEL", str(missing))
-        by_env_path = invoke_real("ask", "hi")
+        by_env = invoke_real("ask", "hi", environ={"MMCHAT_MODEL": "gpu-box"})
+        by_flag = invoke_real(
+            "ask", "hi", "--model", str(missing), environ={"MMCHAT_MODEL": "gpu-box"}
+        )  # the flag wins
+        by_env_path = invoke_real("ask", "hi", environ={"MMCHAT_MODEL": str(missing)})
     assert by_env.exit_code == 0 and by_env.stdout == "hi\n", by_env.output
     assert [c["model"] for c in stub.chats] == ["big-omni"]
     assert by_flag.exit_code == by_env_path.exit_code == 2
@@ -304,15 +305,15 @@ def test_which_beside_a_base_url_is_refused_and_beside_an_exported_one_is_said(m
 
     from mmchat import InputError, Which
     from mmchat.models import which
-    from mmchat.models.target import find_target
+    from mmchat.models.target import Local, find_target
 
     pick = Which.MultimodalPlain(model_id="google/gemma-3-4b-it")
     with pytest.raises(InputError, match="which= names model files to load here and base_url="):
         Runner(which=pick, base_url="http://127.0.0.1:9")
     # the Hub is not asked here (tests/test_request_api.py pulls through a fake hub): only the choice is
     monkeypatch.setattr(which, "find_files", lambda *a, **k: which.Found(Path("m.gguf"), Path("mmproj-m.gguf")))
-    said: list[str] = []
-    target = find_target(which=pick, base_url="http://127.0.0.1:9", base_url_from="MMCHAT_BASE_URL", warn=said.append)
-    assert not target.remote and said == [
+    with warned() as said:
+        target = find_target(which=pick, environ={"MMCHAT_BASE_URL": "http://127.0.0.1:9"})
+    assert isinstance(target, Local) and said == [
         "MMCHAT_BASE_URL (http://127.0.0.1:9) is not used: which= names model files, loaded here"
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import faulthandler
 import io
 import json
@@ -361,6 +362,46 @@ def test_completion_of_commands_paths_and_settings(tmp_path, png):
     assert complete(f"/attach '{tmp_path}/photo o") == ["ne.png"]
     assert complete("/set te") == ["temperature"]
     assert complete("hello /at") == []
+
+
+@dataclasses.dataclass(frozen=True)
+class Echo:
+    """The value of a test-only command, /echo PATH."""
+
+    path: str
+
+
+@pytest.fixture
+def echo_command():
+    """/echo PATH, registered in this one place (a decorator on its handler) and gone after the test."""
+    from mmchat.chat import commands as cmd
+
+    def parse_echo(name: str, rest: str) -> Echo:
+        return Echo(rest)
+
+    @cmd.command("/echo", "PATH", "say PATH back", parse=parse_echo, paths=True)
+    def do_echo(chat, c: Echo) -> None:
+        chat.note(f"echo: {c.path}", style="")
+
+    yield
+    cmd.REGISTRY.remove("/echo")
+
+
+def test_a_command_registered_in_one_place_is_listed_completed_and_run(tmp_path, png, echo_command):
+    code, out = chat(tmp_path, "/help", f"/echo {png.name}", "/ech")
+    assert code == 0
+    assert re.search(r"^/echo PATH +say PATH back$", out, re.M)  # in /help, aligned with the others
+    listed = [line.split()[0] for line in out.splitlines() if line.startswith("/")]
+    assert listed[:4] == ["/attach", "/image", "/audio", "/video"] and listed[-2:] == ["/exit", "/echo"]
+    assert f"echo: {png.name}" in out  # parsed by its parser, run by its handler
+    assert "unknown command /ech: did you mean /echo?" in out
+    completer = ChatCompleter()
+
+    def complete(text: str) -> list[str]:
+        return [c.text for c in completer.get_completions(Document(text, len(text)), CompleteEvent())]
+
+    assert complete("/ec") == ["/echo"]
+    assert complete(f"/echo {tmp_path}/pho") == ["to\\ one.png"]  # its argument completes as a path
 
 
 def test_the_model_failing_to_load_is_one_line_and_its_exit_code(tmp_path):

@@ -113,7 +113,7 @@ def test_a_non_loopback_host_needs_a_key_or_no_api_key_said_out_loud():
 
 
 def test_the_queue_refuses_with_503_and_retry_after_when_full():
-    engine = FakeEngine(encode_seconds=1.0)  # the first request holds the model for a second
+    engine = FakeEngine(encode_seconds=0.4)  # the first request holds the model for 0.4 s
     with client(Runner(engine=engine, policy=MediaPolicy()), queue=0) as c:
         first: dict = {}
         thread = threading.Thread(
@@ -177,7 +177,7 @@ def test_a_waiting_client_that_goes_away_frees_its_place_in_the_queue():
     with in_thread(Runner(engine=engine), queue=1) as (url, worker):
         first = threading.Thread(
             target=lambda: httpx.post(
-                f"{url}/v1/chat/completions", json={"messages": USER, "max_tokens": 60}, timeout=30
+                f"{url}/v1/chat/completions", json={"messages": USER, "max_tokens": 30}, timeout=30
             )
         )
         first.start()

@@ -13,6 +13,7 @@ from mmchat.models import registry
 from mmchat.models.which import Architecture, find_files
 from tests.fakehub import FakeHub, closed_port, put_in_cache, use_hub
 from tests.fixtures.gguf_models import GGUFBuilder
+from tests.helpers import warned
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +61,8 @@ def one_line(e: BaseException) -> str:
 
 
 def test_every_registry_entry_names_the_model_its_ggufs_come_from():
-    reg = registry.load_registry(warn=pytest.fail)
+    with warned(pytest.fail):
+        reg = registry.load_registry()
     for entry in reg.entries.values():
         assert entry.original.count("/") == 1 and not entry.original.lower().endswith("gguf"), entry
     assert reg.by_original("Qwen/Qwen3-VL-4B-Instruct").repo == "Qwen/Qwen3-VL-4B-Instruct-GGUF"
@@ -72,14 +74,16 @@ def test_the_guides_model_id_and_bit_width_pick_the_gguf_from_the_cache(offline:
     snapshot = lay_out_qwen3vl(offline)
     which = Which.MultimodalPlain(model_id="Qwen/Qwen3-VL-4B-Instruct", arch=MultimodalArchitecture.Qwen3VL)
     warnings: list[str] = []
-    four = find_files(which, "4", warn=warnings.append)
+    with warned(warnings.append):
+        four = find_files(which, "4")
     assert four.model == snapshot / "Qwen3VL-4B-Instruct-Q4_K_M.gguf"
     assert four.mmproj == snapshot / "mmproj-Qwen3VL-4B-Instruct-F16.gguf"
-    assert find_files(which, "8", warn=warnings.append).model == snapshot / "Qwen3VL-4B-Instruct-Q8_0.gguf"
-    assert find_files(which, "Q8_0", warn=warnings.append).model.name == "Qwen3VL-4B-Instruct-Q8_0.gguf"
-    assert find_files(which, None, warn=warnings.append).model.name.endswith("Q4_K_M.gguf")  # the registry's quant
-    old_name = Which.VisionPlain(model_id="Qwen/Qwen3-VL-4B-Instruct", arch=VisionArchitecture.Qwen3VL)
-    assert find_files(old_name, "4", warn=warnings.append) == four
+    with warned(warnings.append):
+        assert find_files(which, "8").model == snapshot / "Qwen3VL-4B-Instruct-Q8_0.gguf"
+        assert find_files(which, "Q8_0").model.name == "Qwen3VL-4B-Instruct-Q8_0.gguf"
+        assert find_files(which, None).model.name.endswith("Q4_K_M.gguf")  # the registry's quant
+        old_name = Which.VisionPlain(model_id="Qwen/Qwen3-VL-4B-Instruct", arch=VisionArchitecture.Qwen3VL)
+        assert find_files(old_name, "4") == four
     assert warnings == []  # the arch agrees with the GGUF
 
 
@@ -94,7 +98,8 @@ def test_gemma_4_maps_to_ggml_orgs_repo(offline: Path):
         },
     )
     which = Which.MultimodalPlain(model_id="google/gemma-4-E4B-it", arch=MultimodalArchitecture.Gemma4)
-    got = find_files(which, "8", warn=pytest.fail)
+    with warned(pytest.fail):
+        got = find_files(which, "8")
     assert (
         got.model == snapshot / "gemma-4-E4B-it-Q8_0.gguf" and got.mmproj == snapshot / "mmproj-gemma-4-E4B-it-f16.gguf"
     )
@@ -103,17 +108,17 @@ def test_gemma_4_maps_to_ggml_orgs_repo(offline: Path):
 def test_an_arch_that_contradicts_the_gguf_warns_in_one_line_naming_both(offline: Path):
     lay_out_qwen3vl(offline)
     warnings: list[str] = []
-    got = find_files(
-        Which.MultimodalPlain(model_id="Qwen/Qwen3-VL-4B-Instruct", arch=MultimodalArchitecture.Gemma3),
-        "4",
-        warn=warnings.append,
-    )
+    with warned(warnings.append):
+        got = find_files(
+            Which.MultimodalPlain(model_id="Qwen/Qwen3-VL-4B-Instruct", arch=MultimodalArchitecture.Gemma3), "4"
+        )
     assert got.model.name == "Qwen3VL-4B-Instruct-Q4_K_M.gguf"  # the GGUF still decides
     (warning,) = warnings
     assert one_line(Exception(warning)).startswith("arch=MultimodalArchitecture.Gemma3 but the GGUF is Qwen3VL")
     assert "qwen3vl_merger" in warning and "text model qwen3vl" in warning
     warnings.clear()
-    find_files(Which.Plain(model_id="Qwen/Qwen3-VL-4B-Instruct", arch=Architecture.Qwen3), "4", warn=warnings.append)
+    with warned(warnings.append):
+        find_files(Which.Plain(model_id="Qwen/Qwen3-VL-4B-Instruct", arch=Architecture.Qwen3), "4")
     assert warnings == [
         "arch=Architecture.Qwen3 but Qwen3VL-4B-Instruct-Q4_K_M.gguf is a qwen3vl model: running what the GGUF says"
     ]
@@ -205,12 +210,14 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 def test_a_model_not_pulled_yet_is_downloaded_with_progress_on_stderr(hub: FakeHub, monkeypatch, capfd):
     monkeypatch.setenv("TQDM_POSITION", "-1")  # tqdm draws bars on a non-TTY stderr only when asked
     which = Which.MultimodalPlain(model_id="test-org/tiny-vl", arch=MultimodalArchitecture.Qwen3VL)
-    got = find_files(which, "8", warn=pytest.fail)
+    with warned(pytest.fail):
+        got = find_files(which, "8")
     assert got.model.name == "tiny-vl-Q8_0.gguf" and got.mmproj.name == "mmproj-tiny-vl-f16.gguf"
     out, err = capfd.readouterr()
     assert out == "" and "tiny-vl-Q8_0.gguf" in err and "100%" in err
     asked = len(hub.requests)
-    assert find_files(which, "8", warn=pytest.fail) == got  # now from the cache
+    with warned(pytest.fail):
+        assert find_files(which, "8") == got  # now from the cache
     assert len(hub.requests) == asked
 
 
@@ -238,9 +245,11 @@ def test_the_issues_gemma_4_e2b_by_model_id_and_4_bits_takes_its_q4_0(monkeypatc
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         which = Which.MultimodalPlain("google/gemma-4-E2B-it", arch=MultimodalArchitecture.Gemma4)
-        got = find_files(which, in_situ_quant="4", progress=False, warn=pytest.fail)
+        with warned(pytest.fail):
+            got = find_files(which, in_situ_quant="4", progress=False)
         assert (got.model.name, got.mmproj.name) == ("gemma-4-E2B-it-Q4_0.gguf", "mmproj-gemma-4-E2B-it-Q8_0.gguf")
-        assert find_files(which, progress=False, warn=pytest.fail) == got  # the registry's quant: the same file
+        with warned(pytest.fail):
+            assert find_files(which, progress=False) == got  # the registry's quant: the same file
         with pytest.raises(ModelNotFound) as e:
             find_files(which, in_situ_quant="Q4_K_M", progress=False)
         assert one_line(e.value).startswith(

@@ -17,6 +17,7 @@ from ..messages import parse_conversation
 from ..preview import label_of
 from ..render import show_error
 from . import commands as cmd
+from .state import ChatState
 
 if TYPE_CHECKING:
     from .background import Job
@@ -24,10 +25,19 @@ if TYPE_CHECKING:
 RecordingWait = Callable[[Any], str]  # waits while a Recorder records: what was typed; KeyboardInterrupt cancels
 
 
-class Attaching:
-    """The attachment commands of `Chat`, which holds the state they use (conv, runner, background,
-    preview, info)."""
+class Attaching(ChatState):
+    """The attachment commands of `Chat`; the state they use is `ChatState`'s (state.py)."""
 
+    @cmd.command(
+        "/attach",
+        "PATH|URL...",
+        "attach files or URLs to your next message (kind detected from the bytes)",
+        parse=cmd.parse_attach,
+        paths=True,
+    )
+    @cmd.command("/image", "PATH|URL...", "attach as images", parse=cmd.parse_attach, paths=True)
+    @cmd.command("/audio", "PATH|URL...", "attach as audio", parse=cmd.parse_attach, paths=True)
+    @cmd.command("/video", "PATH|URL...", "attach as videos", parse=cmd.parse_attach, paths=True)
     def do_attach(self, c: cmd.Attach) -> None:
         from ..inputs import part as part_location
         from ..inputs.capture import keep
@@ -89,6 +99,7 @@ class Attaching:
                 raise
             show_error(self.info, f"no preview of {a.label}: unexpected {type(e).__name__}: {e}")
 
+    @cmd.command("/paste", "", "attach what the clipboard holds: an image, or the files copied (also Ctrl+V)")
     def do_paste(self, c: cmd.Paste) -> None:
         """The clipboard's image or files become attachments; text is said to belong at the prompt."""
         from ..inputs.capture import clipboard_image, read_clipboard, save_capture
@@ -100,11 +111,20 @@ class Attaching:
             return
         self._attach_one(str(save_capture(clipboard_image(clip), "clipboard", "png")), "image")
 
+    @cmd.command(
+        "/screenshot", "[N]", "attach a screenshot of the whole screen, or of monitor N", parse=cmd.parse_screenshot
+    )
     def do_screenshot(self, c: cmd.Screenshot) -> None:
         from ..inputs.capture import grab_screen, save_capture
 
         self._attach_one(str(save_capture(grab_screen(c.monitor), "screen", "png")), "image")
 
+    @cmd.command(
+        "/show",
+        "[N]",
+        "show pending attachment N as the model gets it; without N all of them, or your last message's",
+        parse=cmd.parse_index,
+    )
     def do_show(self, c: cmd.Show) -> None:
         if self.preview is None:
             raise InputError(
@@ -129,6 +149,12 @@ class Attaching:
         for part in sent:
             self.show(Attachment(part.kind, part.url, part.url, media=part))
 
+    @cmd.command(
+        "/rec",
+        "[SECONDS]",
+        "record from the microphone until Enter (Ctrl-C cancels), or for SECONDS, and attach it",
+        parse=cmd.parse_rec,
+    )
     def do_rec(self, c: cmd.Rec) -> None:
         """Record until Enter (text typed meanwhile is sent with it) or for c.seconds; attach it."""
         from ..inputs.capture import save_capture
@@ -154,12 +180,14 @@ class Attaching:
         if typed.strip():
             self.do_say(cmd.Say(typed.strip()))
 
+    @cmd.command("/attachments", "", "list the attachments waiting for your next message")
     def do_listattachments(self, c: cmd.ListAttachments) -> None:
         if not self.conv.pending:
             self.note("no attachments pending: /attach PATH adds one")
         for i, a in enumerate(self.conv.pending, 1):
             self.note(f"{i}. {'file' if a.file else a.kind} {a.label}", style="")
 
+    @cmd.command("/detach", "[N]", "remove pending attachment N (1-based), or all of them", parse=cmd.parse_index)
     def do_detach(self, c: cmd.Detach) -> None:
         gone = self.conv.detach(c.index)
         self.background.cancel(gone)

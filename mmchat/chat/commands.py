@@ -2,7 +2,8 @@
 
 Plain text is a `Say`. A line starting with `/` is a command; `//` escapes a literal slash.
 A line that is nothing but existing file paths (what a terminal pastes when a file is
-dragged onto it, often quoted or backslash-escaped) counts as `/attach`.
+dragged onto it, often quoted or backslash-escaped) counts as `/attach`. Which commands there are,
+and which parser reads each, is the registry's (registry.py): each handler registers its own.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from .. import config
 from ..errors import InputError
 from ..media import Kind
 from ..options import parse_setting, settings
+from .registry import REGISTRY
+from .registry import command as command  # re-exported: handlers register with @cmd.command
+from .registry import handles as handles
 
 
 class ParseError(InputError):
@@ -150,44 +154,27 @@ Command = Union[
     Exit,
 ]
 
-#: command -> (arguments, one-line help); the order is the order /help lists them in
-COMMANDS: dict[str, tuple[str, str]] = {
-    "/attach": ("PATH|URL...", "attach files or URLs to your next message (kind detected from the bytes)"),
-    "/image": ("PATH|URL...", "attach as images"),
-    "/audio": ("PATH|URL...", "attach as audio"),
-    "/video": ("PATH|URL...", "attach as videos"),
-    "/paste": ("", "attach what the clipboard holds: an image, or the files copied (also Ctrl+V)"),
-    "/screenshot": ("[N]", "attach a screenshot of the whole screen, or of monitor N"),
-    "/rec": ("[SECONDS]", "record from the microphone until Enter (Ctrl-C cancels), or for SECONDS, and attach it"),
-    "/attachments": ("", "list the attachments waiting for your next message"),
-    "/detach": ("[N]", "remove pending attachment N (1-based), or all of them"),
-    "/show": ("[N]", "show pending attachment N as the model gets it; without N all of them, or your last message's"),
-    "/system": ("[TEXT]", "set the system prompt; without TEXT show it; '/system --clear' removes it"),
-    "/set": ("[NAME VALUE]", "change a sampling setting; without arguments show them all"),
-    "/model": ("NAME", "switch to another model and keep the conversation"),
-    "/clear": ("", "start a new conversation (the system prompt stays)"),
-    "/retry": ("", "generate the last answer again"),
-    "/undo": ("", "remove your last message and its answer"),
-    "/save": ("FILE [--ref]", "save the conversation as JSON; --ref keeps media as paths instead of embedding them"),
-    "/load": ("FILE", "load a conversation saved with /save (or any OpenAI-style message list)"),
-    "/copy": ("", "copy the last answer to the clipboard"),
-    "/stats": ("", "show token counts, timings and cache counters of the last answer"),
-    "/help": ("", "show this list"),
-    "/exit": ("", "leave (also /quit, Ctrl-D)"),
-}
-ALIASES = {"/quit": "/exit"}
-#: commands whose arguments are file paths (the REPL completes them)
-PATH_COMMANDS = ("/attach", "/image", "/audio", "/video", "/save", "/load")
-
-
 SETTING_NAMES = (*settings(), "stop")  # what /set changes: the settable GenerationOptions
 
 
 def help_lines() -> list[str]:
     """One line per command, aligned: what /help prints."""
-    usage = {name: f"{name} {args}".rstrip() for name, (args, _) in COMMANDS.items()}
+    specs = REGISTRY.specs()
+    usage = {s.name: f"{s.name} {s.usage}".rstrip() for s in specs}
     width = max(map(len, usage.values()))
-    return [f"{usage[name].ljust(width)}  {text}" for name, (_, text) in COMMANDS.items()]
+    return [f"{usage[s.name].ljust(width)}  {s.help}" for s in specs]
+
+
+def __getattr__(name: str) -> object:
+    """Views of the registry under their old names: COMMANDS (name -> (usage, help)), ALIASES
+    (alias -> name) and PATH_COMMANDS (the commands whose arguments are paths)."""
+    if name == "COMMANDS":
+        return {s.name: (s.usage, s.help) for s in REGISTRY.specs()}
+    if name == "ALIASES":
+        return {alias: s.name for s in REGISTRY.specs() for alias in s.aliases}
+    if name == "PATH_COMMANDS":
+        return tuple(s.name for s in REGISTRY.specs() if s.paths)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse(line: str, *, is_file: Callable[[str], bool] | None = None) -> Command | None:
@@ -207,9 +194,9 @@ def parse(line: str, *, is_file: Callable[[str], bool] | None = None) -> Command
     if "\n" in name:
         name, _, more = name.partition("\n")
         rest = more + (" " + rest if rest else "")
-    name = ALIASES.get(name.lower(), name.lower())
-    rest = rest.strip()
-    if name not in COMMANDS and "/" in name[1:]:  # a path, not a command
+    name, rest = name.lower(), rest.strip()
+    spec = REGISTRY.find(name)
+    if spec is None and "/" in name[1:]:  # a path, not a command
         if is_file(name):
             raise ParseError(
                 f"{name} is a file, not a command: /attach it, or start the line with // to send it as text"
@@ -217,9 +204,10 @@ def parse(line: str, *, is_file: Callable[[str], bool] | None = None) -> Command
         raise ParseError(
             f"file not found: {_shown(text)}: check the path, or start the line with // to send it as text"
         )
-    if name not in COMMANDS:
-        raise ParseError(_unknown(name, [*COMMANDS, *ALIASES], "command", "/help lists the commands"))
-    return _PARSERS[name](name, rest)
+    if spec is None:
+        names = [n for s in REGISTRY.specs() for n in (s.name, *s.aliases)]
+        raise ParseError(_unknown(name, names, "command", "/help lists the commands"))
+    return spec.parse(spec.name, rest)
 
 
 def _is_file(token: str) -> bool:
@@ -270,23 +258,7 @@ def _shown(text: str) -> str:
     return text if text.isprintable() else repr(text)
 
 
-def _no_args(name: str, rest: str) -> Command:
-    if rest:
-        raise ParseError(f"{name} takes no arguments: type just {name}")
-    return {
-        "/attachments": ListAttachments,
-        "/paste": Paste,
-        "/clear": Clear,
-        "/retry": Retry,
-        "/undo": Undo,
-        "/copy": Copy,
-        "/stats": Stats,
-        "/help": Help,
-        "/exit": Exit,
-    }[name]()
-
-
-def _attach(name: str, rest: str) -> Command:
+def parse_attach(name: str, rest: str) -> Command:
     urls = _split(name, rest)
     if not urls:
         raise ParseError(f"{name} needs at least one path or URL, e.g. {name} photo.jpg")
@@ -296,7 +268,7 @@ def _attach(name: str, rest: str) -> Command:
     return Attach(tuple(urls), kind)
 
 
-def _screenshot(name: str, rest: str) -> Command:
+def parse_screenshot(name: str, rest: str) -> Command:
     if not rest:
         return Screenshot()
     if not rest.isdigit() or int(rest) < 1:
@@ -306,7 +278,7 @@ def _screenshot(name: str, rest: str) -> Command:
     return Screenshot(int(rest))
 
 
-def _rec(name: str, rest: str) -> Command:
+def parse_rec(name: str, rest: str) -> Command:
     if not rest:
         return Rec()
     from ..errors import SourceError
@@ -323,7 +295,7 @@ def _rec(name: str, rest: str) -> Command:
         ) from None
 
 
-def _detach(name: str, rest: str) -> Command:
+def parse_index(name: str, rest: str) -> Command:
     if not rest:
         return Detach() if name == "/detach" else Show()
     try:
@@ -335,13 +307,13 @@ def _detach(name: str, rest: str) -> Command:
     return Detach(index) if name == "/detach" else Show(index)
 
 
-def _system(name: str, rest: str) -> Command:
+def parse_system(name: str, rest: str) -> Command:
     if not rest:
         return System()
     return System("" if rest == "--clear" else rest)
 
 
-def _set(name: str, rest: str) -> Command:
+def parse_set(name: str, rest: str) -> Command:
     if not rest:
         return Set()
     key, _, value = rest.replace("\n", " ").partition(" ")
@@ -359,14 +331,14 @@ def _set(name: str, rest: str) -> Command:
         raise ParseError(str(e)) from None
 
 
-def _model(name: str, rest: str) -> Command:
+def parse_model(name: str, rest: str) -> Command:
     args = _split(name, rest)
     if len(args) != 1:
         raise ParseError("/model needs one model name or path, e.g. /model qwen3-vl-4b")
     return Model(args[0])
 
 
-def _save(name: str, rest: str) -> Command:
+def parse_save(name: str, rest: str) -> Command:
     args = _split(name, rest)
     ref = "--ref" in args
     paths = [a for a in args if a != "--ref"]
@@ -378,29 +350,8 @@ def _save(name: str, rest: str) -> Command:
     return Save(paths[0], ref)
 
 
-def _load(name: str, rest: str) -> Command:
+def parse_load(name: str, rest: str) -> Command:
     args = _split(name, rest)
     if len(args) != 1:
         raise ParseError("/load needs one file name, e.g. /load chat.json")
     return Load(args[0])
-
-
-_PARSERS: dict[str, Callable[[str, str], Command]] = {
-    "/attach": _attach,
-    "/image": _attach,
-    "/audio": _attach,
-    "/video": _attach,
-    "/detach": _detach,
-    "/show": _detach,
-    "/screenshot": _screenshot,
-    "/rec": _rec,
-    "/system": _system,
-    "/set": _set,
-    "/model": _model,
-    "/save": _save,
-    "/load": _load,
-    **{
-        name: _no_args
-        for name in ("/attachments", "/paste", "/clear", "/retry", "/undo", "/copy", "/stats", "/help", "/exit")
-    },
-}

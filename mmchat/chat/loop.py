@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
@@ -30,6 +30,9 @@ from .attaching import wait_for_line
 from .conversation import Conversation
 from .history import SafeFileHistory
 from .session import Chat, RunnerFactory
+
+if TYPE_CHECKING:
+    from ..preview import Previewer
 
 
 def run_chat(
@@ -63,33 +66,15 @@ def run_chat(
     except MmchatError as e:
         show_error(info, e)
         return int(e.exit_code)
-    from ..preview import Previewer
-
-    display = display or DisplayOptions()
-    previewer = Previewer.for_stream(
-        env,
-        "stderr" if scripted else "stdout",
-        setting=display.preview,
-        default=True,
-        no_color=no_color,
-        rows=display.preview_rows,
-    )
+    previewer = _previewer(env, scripted, display or DisplayOptions(), no_color)
     if previewer is not None and not scripted:
         previewer.graphics  # the terminal is asked now, before the prompt reads keys
         if input is None and previewer.terminal is not None:  # keys typed while it was asked go to the prompt
             from .typeahead import prompt_input
 
             input = prompt_input(previewer.terminal, env.stdin)
-    chat = Chat(
-        runner,
-        runner_factory,
-        model_name,
-        options or GenerationOptions(),
-        Conversation(system, messages),
-        console,
-        info,
-        previewer,
-    )
+    conv = Conversation(system, messages)
+    chat = Chat(runner, runner_factory, model_name, options or GenerationOptions(), conv, console, info, previewer)
     try:
         caps = runner.capabilities()
         chat.note(f"{caps.model_name} takes {caps.describe()} · /help lists commands · Ctrl-D leaves")
@@ -99,22 +84,41 @@ def run_chat(
             read = _plain_reader(env.stdin)
             chat.recording_wait = functools.partial(wait_for_line, read=read)  # the next line ends /rec
             return _loop(chat, read)
-        session: PromptSession[str] = PromptSession(
-            history=_history(history_path, chat),
-            input=input,
-            output=output,
-            completer=ChatCompleter(),
-            key_bindings=_key_bindings(chat),
-            bottom_toolbar=chat.toolbar,
-            prompt_continuation="… ",
-            complete_while_typing=True,
-            refresh_interval=0.5,  # the toolbar shows background encodes
-        )
-        chat.recording_wait = functools.partial(_recording_prompt, input=input, output=output)
-        return _loop(chat, functools.partial(session.prompt, "> "))
+        return _prompt_loop(chat, history_path, input, output)
     finally:
         chat.stop_background()
         chat.runner.close()
+
+
+def _previewer(env: Environment, scripted: bool, display: DisplayOptions, no_color: bool) -> Previewer | None:
+    """Previews go where notes go: stdout, or stderr when stdin is a script; None when they are off."""
+    from ..preview import Previewer
+
+    return Previewer.for_stream(
+        env,
+        "stderr" if scripted else "stdout",
+        setting=display.preview,
+        default=True,
+        no_color=no_color,
+        rows=display.preview_rows,
+    )
+
+
+def _prompt_loop(chat: Chat, history_path: Path, input: Any, output: Any) -> int:
+    """The loop at a terminal: prompt_toolkit's prompt, with history, completion, keys and the toolbar."""
+    session: PromptSession[str] = PromptSession(
+        history=_history(history_path, chat),
+        input=input,
+        output=output,
+        completer=ChatCompleter(),
+        key_bindings=_key_bindings(chat),
+        bottom_toolbar=chat.toolbar,
+        prompt_continuation="… ",
+        complete_while_typing=True,
+        refresh_interval=0.5,  # the toolbar shows background encodes
+    )
+    chat.recording_wait = functools.partial(_recording_prompt, input=input, output=output)
+    return _loop(chat, functools.partial(session.prompt, "> "))
 
 
 def _loop(chat: Chat, read: Callable[[], str]) -> int:
@@ -140,10 +144,8 @@ def _loop(chat: Chat, read: Callable[[], str]) -> int:
         except MmchatError as e:
             show_error(chat.info, e)
             continue
-        if isinstance(command, cmd.Exit):
+        if command is not None and chat.safely(command):  # /exit
             return 0
-        if command is not None:
-            chat.safely(command)
 
 
 def _recording_prompt(recorder: Any, *, input: Any = None, output: Any = None) -> str:
@@ -191,7 +193,8 @@ def _plain_reader(stream) -> Callable[[], str]:
 
 
 class ChatCompleter(Completer):
-    """Command names after '/', file paths after the commands that take them, setting names after /set."""
+    """Command names after '/', file paths after the commands that take them, setting names after /set:
+    all from the commands' registry."""
 
     def __init__(self) -> None:
         self.paths = PathCompleter(expanduser=True)
@@ -201,11 +204,14 @@ class ChatCompleter(Completer):
         if not text.startswith("/") or "\n" in text:
             return
         name, space, arg = text.partition(" ")
+        spec = cmd.REGISTRY.find(name) if space else None
         if not space:
-            for command, (_, help_text) in {**cmd.COMMANDS, "/quit": ("", "leave")}.items():
+            specs = cmd.REGISTRY.specs()
+            named = [(s.name, s.help) for s in specs] + [item for s in specs for item in s.aliases.items()]
+            for command, help_text in named:
                 if command.startswith(name.lower()):
                     yield Completion(command, -len(name), display_meta=help_text)
-        elif name in cmd.PATH_COMMANDS:
+        elif spec is not None and spec.paths:
             word, quoted = _last_word(arg)
             for c in self.paths.get_completions(Document(word, len(word)), complete_event):
                 text = c.text if quoted else c.text.replace(" ", "\\ ")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ..env import Environment, current
 from .app import app, guarded
+from .diagnostics import silenced
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..models.registry import ModelEntry, Registry
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No notices or progress on stderr.")]
 
@@ -34,34 +40,42 @@ def models(
 
       mmchat models --check
     """
-    import json
-
     from ..models import registry
 
     env = current()
     if check:
         _check_models(json_output)
         return
-    rows = registry.list_models(warn=env.warn)
-    default = registry.load_registry(warn=lambda m: None).default
+    known = registry.load_registry()  # once: a broken user file is one warning
+    rows, default = registry.list_models(known=known), known.default
     if json_output:
-        data = [
-            {
-                "name": e.name,
-                "repo": e.repo,
-                "quant": e.quant,
-                "modalities": list(e.modalities),
-                "context": e.context,
-                "size_gb": e.size_gb,
-                "downloaded": done,
-                "default": e.name == default,
-                "notes": e.notes,
-                **({"base_url": e.base_url, "server_model": e.server_model or None} if e.base_url else {}),
-            }
-            for e, done in rows
-        ]
-        print(json.dumps(data, indent=2), file=env.stdout)
+        import json
+
+        print(json.dumps([_model_json(e, done, default) for e, done in rows], indent=2), file=env.stdout)
         return
+    console = env.stdout_console()
+    console.print(_models_table(rows, default))
+    console.print("* the default. Download one with `mmchat pull NAME`.", style="dim")
+
+
+def _model_json(e: ModelEntry, done: bool, default: str | None) -> dict[str, object]:
+    """One entry of `models --json`: the registry's fields, whether it is downloaded and the default."""
+    return {
+        "name": e.name,
+        "repo": e.repo,
+        "quant": e.quant,
+        "modalities": list(e.modalities),
+        "context": e.context,
+        "size_gb": e.size_gb,
+        "downloaded": done,
+        "default": e.name == default,
+        "notes": e.notes,
+        **({"base_url": e.base_url, "server_model": e.server_model or None} if e.base_url else {}),
+    }
+
+
+def _models_table(rows: list[tuple[ModelEntry, bool]], default: str | None) -> Table:
+    """`models` at a terminal: a row per entry, the default starred."""
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -78,9 +92,7 @@ def models(
             "on a server" if e.base_url else "yes" if done else "-",
             e.notes or e.base_url,
         )
-    console = env.stdout_console()
-    console.print(table)
-    console.print("* the default. Download one with `mmchat pull NAME`.", style="dim")
+    return table
 
 
 def _check_models(json_output: bool) -> None:
@@ -92,7 +104,7 @@ def _check_models(json_output: bool) -> None:
     from ..models.check import check_entries, hub_listing
 
     env = current()
-    results = check_entries(registry.load_registry(warn=env.warn).entries.values(), hub_listing)
+    results = check_entries(registry.load_registry().entries.values(), hub_listing)
     if json_output:
         print(json.dumps([r.as_json() for r in results], indent=2), file=env.stdout)
     else:
@@ -152,7 +164,10 @@ def pull(
 
         verify_pulled(name, quant=quant, progress=not quiet, report=lambda line: print(line, file=env.stdout))
         return
-    resolved = pulls.download_model(name, quant=quant, progress=not quiet, warn=(lambda m: None) if quiet else env.warn)
+    from .diagnostics import install
+
+    install(quiet=quiet)  # -q: the pull's warnings only, no notices
+    resolved = pulls.download_model(name, quant=quant, progress=not quiet)
     if not quiet:
         env.notice(f"{resolved.name or name} is ready: {resolved.model}")
 
@@ -202,9 +217,11 @@ def doctor() -> None:
         lines.append(f"model cache: {constants.HF_HUB_CACHE}")
     except ImportError:  # pragma: no cover
         pass
-    downloaded = [e.name for e, done in registry.list_models(warn=lambda m: None) if done]
+    with silenced():  # doctor reports facts; models.toml's own problems are `mmchat models`'s to say
+        known = registry.load_registry()
+    downloaded = [e.name for e, done in registry.list_models(known=known) if done]
     lines.append(f"downloaded models: {', '.join(downloaded) if downloaded else 'none (mmchat pull NAME)'}")
-    lines += [f"  {name}: {problem}" for name in downloaded if (problem := _files_problem(name))]
+    lines += [f"  {name}: {problem}" for name in downloaded if (problem := _files_problem(name, known))]
     print("\n".join(lines), file=current().stdout)
 
 
@@ -216,7 +233,8 @@ def _where_it_runs(gpu: bool, projector_gpu: str | None) -> list[str]:
     from ..errors import InputError
     from ..options import LoadOptions
 
-    defaults = config.load_user_defaults(warn=lambda m: None)
+    with silenced():  # the broken file was said as the command started
+        defaults = config.load_user_defaults()
     given = {"n_gpu_layers": defaults.get("gpu_layers"), "mmproj_offload": defaults.get("mmproj_offload")}
     try:
         load = LoadOptions.build(given, label=lambda f: f"{f.metadata['flags'][0].split('/')[0].lstrip('-')} = ")
@@ -242,14 +260,14 @@ def _where_it_runs(gpu: bool, projector_gpu: str | None) -> list[str]:
     return [f"text model runs on: {text}", f"projector runs on: {projector}"]
 
 
-def _files_problem(name: str) -> str | None:
+def _files_problem(name: str, known: Registry) -> str | None:
     """What the checks llama.cpp is spared (models/pairs.py) say about a downloaded model's files."""
     from ..errors import MmchatError
     from ..models import registry
     from ..models.pairs import check_files
 
     try:
-        resolved = registry.find_local(name, warn=lambda m: None)
+        resolved = registry.find_local(name, known=known)
         check_files(resolved.model, resolved.mmproj)
     except MmchatError as e:
         return str(e)

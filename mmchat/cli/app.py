@@ -18,6 +18,7 @@ import typer
 from .. import config
 from ..env import Environment, current
 from ..errors import ExitCode, MmchatError
+from ..quiet import let_through
 from .diagnostics import install as install_diagnostics
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ def guarded(
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         env = current()
         install_diagnostics()  # library warnings and notices reach stderr as `mmchat: …` lines
+        let_through(env.debug)  # MMCHAT_DEBUG=1: native libraries' own stderr chatter too
         try:
             return command(*args, **kwargs)
         except MmchatError as e:
@@ -85,6 +87,7 @@ def _main(
 
 
 def main() -> None:
-    defaults = config.load_user_defaults(warn=current().warn)
+    install_diagnostics()  # a broken config.toml is a logged warning: the handler says it on stderr
+    defaults = config.load_user_defaults()
     served = {k: v for k, v in defaults.items() if k not in ("base_url", "api_key", "server_kind")}  # serve's own key
     app(default_map={"ask": defaults, "chat": defaults, "batch": defaults, "serve": served} if defaults else None)

@@ -11,7 +11,9 @@ console honours NO_COLOR and a stderr that is not a terminal.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 from ..env import current
 
@@ -40,3 +42,16 @@ def install(*, quiet: bool = False, verbose: bool = False) -> logging.Logger:
     logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
     return logger
+
+
+@contextlib.contextmanager
+def silenced(name: str = LOGGER) -> Iterator[None]:
+    """Nothing from `name` and the loggers below it meanwhile (they take its level): for a command
+    that reads what another command reports."""
+    logger = logging.getLogger(name)
+    was = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(was)

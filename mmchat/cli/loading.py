@@ -1,18 +1,20 @@
-"""From a command's flags to a loaded Runner: the model found once (and pulled), a spinner meanwhile."""
+"""From a command's flags to a loaded Runner: the model found once (and pulled), a spinner meanwhile.
+
+The CLI's edge: the environment a command sees is its `Environment`'s (MMCHAT_BASE_URL, the API keys,
+MMCHAT_MODEL), read here once into the `Target`; the Runner gets the target and the flags' values."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..env import Environment
 from .params import Flags
 
 if TYPE_CHECKING:
+    from ..engine.kvstate import StateStore
     from ..inputs.policy import MediaPolicy
-    from ..runner import Runner
+    from ..runner import OnCompletion, Runner
 
 
 def open_runner(
@@ -20,9 +22,9 @@ def open_runner(
     env: Environment,
     model: str | None,
     mmproj: str | None,
-    on_completion: Callable[..., None] | None = None,
+    on_completion: OnCompletion | None = None,
     policy: MediaPolicy | None = None,
-    states: Any = None,
+    states: StateStore | None = None,
 ) -> Runner:
     """Find `model` (registry name, path, hf:, a server) and load it; the environment's engine in tests.
     `on_completion` is told of every answer (the conversation log). Without a `policy` (the user's own
@@ -33,40 +35,34 @@ def open_runner(
 
     install(quiet=flags.quiet, verbose=flags.verbose)
     console = env.stderr_console(flags.no_color)
-    notice = (lambda m: None) if flags.quiet else env.notice
-    remote = flags.remote.with_environment(env.environ)
     common = dict(
         load=flags.load,
         media=flags.decode,
-        remote=remote,
-        notice=notice,
+        generation=flags.generation,
         stdin=env.stdin_bytes,
         progress=stderr_progress(console, flags.quiet),
         on_completion=on_completion,
         policy=policy,
         devices=policy is None,  # the user's own clipboard and screen; never a client's
+        states=states,  # a server's: memory and disk tiers (a command's own: the disk, by the Runner)
     )
     if env.engine is not None:
-        return Runner(engine=env.engine, **common)
-    if states is not None:
-        common["states"] = states  # a server's: memory and disk tiers (a command's own: the disk, by the Runner)
+        return Runner(engine=env.engine, **common)  # type: ignore[arg-type]
     from ..models import registry
-    from ..models.target import find_target
+    from ..models.target import Local, find_target
 
-    warn = (lambda m: None) if flags.quiet else env.warn
     spinner = env.isatty("stderr") and not flags.quiet and not flags.verbose
     with console.status(f"finding {model or 'the default model'}…") if spinner else contextlib.nullcontext():
         target = find_target(
             model,
             mmproj,
-            base_url=remote.base_url,
-            base_url_from="--base-url" if flags.remote.base_url else "MMCHAT_BASE_URL",
-            modalities=remote.modalities,
+            remote=flags.remote,
+            environ=env.environ,
+            base_url_from="--base-url",
             pull=flags.pull,
             progress=not flags.quiet,
-            warn=warn,
-            known=registry.load_registry(warn=warn),
+            known=registry.load_registry(),
         )
-    what = f"asking {target.base_url}…" if target.remote else f"loading {Path(target.model or '').name}…"
+    what = f"loading {target.model.name}…" if isinstance(target, Local) else f"asking {target.url}…"
     with console.status(what) if spinner else contextlib.nullcontext():
-        return Runner(target, verbose=flags.verbose, **common)
+        return Runner(target, verbose=flags.verbose, **common)  # type: ignore[arg-type]

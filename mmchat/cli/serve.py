@@ -96,7 +96,9 @@ def serve(
     """
     from ..inputs.policy import MediaPolicy
     from ..values import parse_size
+    from .diagnostics import install
 
+    install(quiet=flags.quiet, verbose=flags.verbose)  # what the library logs before the model is open
     env = current()
     _check_exposure(env, host, api_key, no_api_key)
     _check_installed()

@@ -18,6 +18,7 @@ from ..media import Audio, Image
 from ..options import GenerationOptions
 from ..quiet import captured_stderr
 from .base import MediaCost
+from .devices import backend_devices, has_gpu, physical_cores, projector_gpu
 from .kvcache import MediaItem, PromptItem
 
 _GGML_LOG_ERROR, _GGML_LOG_CONT = 3, 5
@@ -72,27 +73,6 @@ def last_error() -> str:
         if "error:" in line:
             return line.split("error:", 1)[1].strip()
     return lines[-1] if lines else ""
-
-
-def has_gpu() -> bool:
-    return bool(llama.llama_supports_gpu_offload())
-
-
-def physical_cores() -> int:
-    """Threads default to physical cores: hyper-threads slow llama.cpp's matmuls down."""
-    try:
-        allowed = os.sched_getaffinity(0)
-    except AttributeError:  # macOS, Windows
-        return max(1, (os.cpu_count() or 2) // 2)
-    cores = set()
-    for cpu in allowed:
-        path = f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
-        try:
-            with open(path) as f:
-                cores.add(f.read().strip())
-        except OSError:
-            cores.add(str(cpu))
-    return max(1, len(cores))
 
 
 # -- tokens ---------------------------------------------------------------------------
@@ -347,56 +327,6 @@ def make_sampler(vocab, o: GenerationOptions, gbnf: str | None = None):
     seed = o.seed if o.seed >= 0 else int.from_bytes(os.urandom(4), "little")
     add(llama.llama_sampler_init_dist(seed))
     return chain
-
-
-_GGML_DEV_GPU, _GGML_DEV_IGPU = 1, 2  # enum ggml_backend_dev_type (ggml-backend.h)
-
-
-@functools.cache
-def _ggml():
-    """libggml itself, for its device list: the bindings lack it (None when it cannot be opened)."""
-    import pathlib
-
-    libdir = pathlib.Path(llama.__file__).parent / "lib"
-    names = sorted(libdir.glob("libggml.so*")) + sorted(libdir.glob("libggml.dylib")) + sorted(libdir.glob("ggml.dll"))
-    if not names:
-        return None
-    try:
-        ggml = ctypes.CDLL(str(names[0]))
-        ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
-        ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
-        ggml.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
-        ggml.ggml_backend_dev_by_type.restype = ctypes.c_void_p
-        ggml.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
-        for fn in (ggml.ggml_backend_dev_name, ggml.ggml_backend_dev_description):
-            fn.restype, fn.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
-    except (OSError, AttributeError):
-        return None
-    return ggml
-
-
-def backend_devices() -> list[str]:
-    """ggml's devices (CPU, CUDA0, Metal...), read from libggml itself."""
-    ggml = _ggml()
-    if ggml is None:
-        return []
-    out = []
-    for i in range(ggml.ggml_backend_dev_count()):
-        dev = ggml.ggml_backend_dev_get(i)
-        out.append(
-            f"{ggml.ggml_backend_dev_name(dev).decode()} ({ggml.ggml_backend_dev_description(dev).decode().strip()})"
-        )
-    return out
-
-
-def projector_gpu() -> str | None:
-    """The device a projector asked onto the GPU gets: the first GPU, else integrated GPU, as
-    mtmd/clip.cpp picks it (ggml_backend_init_by_type); None on a CPU-only build."""
-    ggml = _ggml()
-    if ggml is None:
-        return "GPU" if has_gpu() else None
-    dev = ggml.ggml_backend_dev_by_type(_GGML_DEV_GPU) or ggml.ggml_backend_dev_by_type(_GGML_DEV_IGPU)
-    return ggml.ggml_backend_dev_name(dev).decode() if dev else None
 
 
 def backend_report() -> dict:

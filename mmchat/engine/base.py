@@ -117,29 +117,36 @@ class Started:
 
 @dataclasses.dataclass
 class Finished:
-    """The last event of a stream: why it stopped and what it cost."""
+    """The last event of a stream: why it stopped, what it cost, and (where the engine knows them)
+    the ids of the tokens it generated."""
 
     finish_reason: str  # "stop" | "length"
     usage: Usage
     timings: Timings
+    token_ids: list[int] | None = None  # None: not known (a server sends text)
 
 
 Event = Union[str, Started, Finished]
 
 
-class EngineStats:
-    """Counters that show what the caches saved (`/stats` and tests read them)."""
+@dataclasses.dataclass
+class Stats:
+    """What the caches saved since the engine was loaded (`/stats`, `Runner.stats`): counters, and
+    how many encoded media chunks memory holds now."""
 
-    def __init__(self) -> None:
-        self.media_encodes = 0
-        self.media_disk_hits = 0  # chunks whose embeddings came from the disk cache, not an encode
-        self.prompt_tokens_evaluated = 0
-        self.prompt_tokens_reused = 0
-        self.states_saved = 0  # KV states kept for a later request or process (engine/kvstate.py)
-        self.states_restored = 0  # prompts whose prefix came from a saved KV state, not evaluated
+    media_encodes: int = 0
+    media_disk_hits: int = 0  # chunks whose embeddings came from the disk cache, not an encode
+    prompt_tokens_evaluated: int = 0
+    prompt_tokens_reused: int = 0
+    states_saved: int = 0  # KV states kept for a later request or process (engine/kvstate.py)
+    states_restored: int = 0  # prompts whose prefix came from a saved KV state, not evaluated
+    embeddings_in_memory: int = 0  # encoded media chunks kept in memory now (engine/embeddings.py)
 
     def as_dict(self) -> dict[str, int]:
-        return dict(vars(self))
+        return dataclasses.asdict(self)
+
+
+EngineStats = Stats  # the name engines and mmchat.testing count into
 
 
 class Engine(Protocol):
@@ -152,7 +159,7 @@ class Engine(Protocol):
     without their pixels; `stats` counts what the caches saved.
     """
 
-    stats: EngineStats
+    stats: Stats
 
     def capabilities(self) -> Capabilities: ...
 

@@ -11,17 +11,18 @@ libmtmd, which already covers the image and frame size caps and Qwen-VL frame pa
 diskcache keeps the entries (SQLite for the index, one file per value, safe across processes,
 least-recently-used eviction under a size cap). Each value carries its own length and
 checksum: a truncated or damaged entry is detected, dropped and encoded again, never used.
-A cache that cannot be opened or written is turned off with one notice, never fatal.
+A cache that cannot be opened or written is turned off with one notice (logged to `mmchat.engine`),
+never fatal.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import shutil
 import sqlite3
 import struct
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ import numpy as np
 from ..config import DEFAULT_EMBEDDING_CACHE_BYTES
 from ..workingset import WorkingSet
 from .kvcache import MediaItem, PromptItem
+
+log = logging.getLogger("mmchat.engine")
 
 _MAGIC = b"MMEC"
 _VERSION = 1
@@ -72,12 +75,9 @@ def unpack(blob: Any, n_tokens: int, n_embd: int) -> np.ndarray | None:
 class DiskMediaCache:
     """Chunk embeddings of one projector on disk; every failure is a miss, and at most one notice."""
 
-    def __init__(
-        self, directory: str | Path, identity: str, *, max_bytes: int, notice: Callable[[str], None] | None = None
-    ):
+    def __init__(self, directory: str | Path, identity: str, *, max_bytes: int):
         self.directory = Path(directory)
         self.identity = identity
-        self._notice = notice or (lambda m: None)
         self._cache: Any = None
         try:
             try:
@@ -85,7 +85,7 @@ class DiskMediaCache:
             except sqlite3.DatabaseError as e:  # a damaged index (cache.db cut short): a cache can start again
                 _discard(self.directory)
                 self._cache = self._open(max_bytes)
-                self._notice(f"the media cache in {self.directory} was damaged ({e}) and starts afresh")
+                log.info(f"the media cache in {self.directory} was damaged ({e}) and starts afresh")
         except Exception as e:  # OSError, sqlite3 errors, diskcache.Timeout
             self._off(e)
 
@@ -109,7 +109,7 @@ class DiskMediaCache:
                 pass
         self._cache = None
         reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-        self._notice(f"the media cache in {self.directory} is off for this run ({reason}): media are encoded as usual")
+        log.info(f"the media cache in {self.directory} is off for this run ({reason}): media are encoded as usual")
 
     def _key(self, chunk_key: str) -> str:
         return f"{self.identity}:{chunk_key}"
@@ -165,14 +165,12 @@ def _discard(directory: Path) -> None:
             shutil.rmtree(sub, ignore_errors=True)
 
 
-def open_disk_cache(
-    directory: Path, projector: Path, settings: tuple, max_bytes: int, notice: Callable[[str], None]
-) -> DiskMediaCache:
+def open_disk_cache(directory: Path, projector: Path, settings: tuple, max_bytes: int) -> DiskMediaCache:
     """The disk cache for one projector's output under the settings that shape it (and this llama.cpp build)."""
     from importlib import metadata
 
     identity = projector_identity(projector, *settings, metadata.version("llama-cpp-python"))
-    return DiskMediaCache(directory, identity, max_bytes=max_bytes, notice=notice)
+    return DiskMediaCache(directory, identity, max_bytes=max_bytes)
 
 
 def cache_info(directory: str | Path) -> tuple[int, int]:
@@ -196,17 +194,13 @@ class EmbeddingCache:
     bounded in bytes; behind it, optionally, the disk cache that outlives the process
     (`DiskMediaCache` above). `settle` after each prompt drops the rest (mmchat/workingset.py)."""
 
-    def __init__(self, max_bytes: int = DEFAULT_EMBEDDING_CACHE_BYTES, disk: Any = None):
+    def __init__(self, max_bytes: float = DEFAULT_EMBEDDING_CACHE_BYTES, disk: DiskMediaCache | None = None):
         self._items: WorkingSet[str, np.ndarray] = WorkingSet(max_bytes, lambda v: v.nbytes)
         self.disk = disk
 
     @property
     def max_bytes(self) -> float:
         return self._items.max_bytes
-
-    @max_bytes.setter
-    def max_bytes(self, value: float) -> None:
-        self._items.max_bytes = value
 
     @property
     def nbytes(self) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import GenerationError
 from . import _lib
 from ._lib import mtmd
-from .base import EngineStats
+from .base import Stats
 from .embeddings import EmbeddingCache
 from .encodemeter import EncodeMeter
 from .kvcache import MediaItem
@@ -24,7 +24,7 @@ class Stopped(Exception):
 
 
 class MediaEncoder:
-    def __init__(self, mtmd_ctx, n_embd: int, cache: EmbeddingCache, stats: EngineStats, meter: EncodeMeter):
+    def __init__(self, mtmd_ctx, n_embd: int, cache: EmbeddingCache, stats: Stats, meter: EncodeMeter):
         self._mtmd, self.n_embd = mtmd_ctx, n_embd
         self.cache, self.stats, self.meter = cache, stats, meter
 

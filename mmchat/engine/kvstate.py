@@ -31,7 +31,7 @@ tier is bounded in bytes, least recently used first out.
 Disk files are written whole (a temp file renamed over the name: a SIGKILL leaves only a temp
 file, which no lookup reads and a later save removes), carry a checksum (so no fsync is needed: a
 file cut by a power loss fails it), and any file that does not check out is a miss: deleted, one
-notice, the prompt evaluated as usual.
+debug line on the `mmchat.engine` logger (what -v shows), the prompt evaluated as usual.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import collections
 import contextlib
 import dataclasses
 import hashlib
+import logging
 import os
 import struct
 import tempfile
@@ -51,6 +52,8 @@ from pathlib import Path
 import numpy as np
 
 from .kvcache import MediaItem, PromptItem, common_prefix
+
+log = logging.getLogger("mmchat.engine")
 
 FORMAT_VERSION = 1
 SUFFIX = ".kvs"
@@ -204,7 +207,8 @@ class MemoryStates:
 
 class DiskStates:
     """Saved states as files in one directory, `IDENTITY-CONTENT.kvs`, bounded in bytes (least recently
-    used first out, by mtime, which a restore refreshes). Every failure is a miss and at most a notice."""
+    used first out, by mtime, which a restore refreshes). Every failure is a miss and a debug line.
+    `notice=` is deprecated and ignored: what went wrong is logged."""
 
     def __init__(
         self,
@@ -217,12 +221,11 @@ class DiskStates:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_bytes // 2 if max_entry_bytes is None else max_entry_bytes
-        self._notice = notice or (lambda m: None)
 
     def _ignore(self, path: Path, why: str) -> None:
         with contextlib.suppress(OSError):
             path.unlink()
-        self._notice(f"ignored the saved KV state {path.name} ({why}): the prompt is evaluated as usual")
+        log.debug(f"ignored the saved KV state {path.name} ({why}): the prompt is evaluated as usual")
 
     def _read_head(self, f, identity: str) -> tuple[bytes, list[PromptItem], int, int] | None:
         head = f.read(_HEADER.size)
@@ -296,7 +299,7 @@ class DiskStates:
             self.directory.mkdir(parents=True, exist_ok=True)
             _write_whole(path, (head, items, saved.data))
         except OSError as e:
-            self._notice(f"the KV state was not saved in {self.directory} ({e.strerror or e})")
+            log.debug(f"the KV state was not saved in {self.directory} ({e.strerror or e})")
             return False
         self._drop_covered(saved, path)
         self.evict()

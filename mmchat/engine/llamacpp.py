@@ -7,62 +7,60 @@ tokens and never encodes an image twice (the REPL's follow-ups, Runner.chat in a
 With a `StateStore` (engine/kvstate.py), `save_state` keeps the sequence's KV state, and a
 prompt that a saved state covers further than the live KV cache restores it instead of
 evaluating that prefix again (a new process continuing a conversation, alternating ones).
+
+This module loads and answers; evaluating a prompt is engine/sequence.py, generating the answer
+engine/generating.py, saved states engine/restoring.py.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
-
-from ..config import DEFAULT_MMPROJ_OFFLOAD, DEFAULT_N_CTX
-from ..errors import ContextOverflow, GenerationError, UnsupportedMedia
+from ..config import DEFAULT_EMBEDDING_CACHE_BYTES, DEFAULT_MMPROJ_OFFLOAD, DEFAULT_N_CTX
+from ..errors import ContextOverflow, UnsupportedMedia
 from ..media import Audio, Image
 from ..models import pairs
 from ..options import GenerationOptions
-from . import _lib, loading
+from . import _lib, devices, loading
 from ._lib import llama, mtmd
 from .base import (
     MEDIA_MARKER,
     Capabilities,
-    EngineStats,
     Event,
-    Finished,
     MediaCost,
     Plan,
     Progress,
-    Started,
+    Stats,
     Timings,
     Turn,
     Usage,
 )
-from .drafts import GAP, PromptLookup
-from .embeddings import EmbeddingCache, open_disk_cache
+from .embeddings import DiskMediaCache, EmbeddingCache, open_disk_cache
 from .encodemeter import EncodeMeter
 from .encoder import MediaEncoder, Stopped
+from .generating import Generator
 from .grammar import grammar_for
-from .kvcache import MediaItem, PromptItem, common_prefix
+from .kvcache import MediaItem, PromptItem
 from .kvstate import StateStore, state_identity
 from .placement import plan
 from .restoring import SavedStates
+from .sequence import Evicted, KVSequence, n_tokens
 from .template import chat_renderer, template_messages
-from .textstream import TextStream
-
-_NO_CALLBACK = ctypes.cast(None, mtmd.mtmd_helper_post_decode_callback)
 
 
-class _Evicted(Exception):
-    """A placeholder chunk's embeddings left the cache before it was evaluated."""
+class LlamaCppEngine:
+    """A text model, optionally with its multimodal projector, loaded once.
 
-
-class LlamaCppEngine(SavedStates):
-    """A text model, optionally with its multimodal projector, loaded once."""
+    `media_cache` is the directory of the disk cache of encoded media (None: none), capped at
+    `media_cache_bytes`; `media_memory_bytes` caps the encoded media kept in memory for the
+    latest prompt (at least one chunk is always kept). `notice=` is deprecated and ignored:
+    notices go to the `mmchat.engine` logger.
+    """
 
     def __init__(
         self,
@@ -76,81 +74,95 @@ class LlamaCppEngine(SavedStates):
         image_max_tokens: int | None = None,
         mmproj_offload: bool = DEFAULT_MMPROJ_OFFLOAD,
         verbose: bool = False,
-        notice=None,
+        notice: Callable[[str], None] | None = None,
         progress: Progress | None = None,
         media_cache: Path | None = None,
         media_cache_bytes: int = 0,
+        media_memory_bytes: int = DEFAULT_EMBEDDING_CACHE_BYTES,
         draft: int = 0,
         draft_min: int = 2,
         states: StateStore | None = None,
     ):
         _lib.init(verbose)
         self._lock = threading.RLock()  # one thread at a time in the model, the projector and the caches
-        self._notice = notice or (lambda msg: None)
-        self._progress = progress
-        self.draft, self.draft_min = draft, draft_min  # prompt-lookup drafting of greedy answers (drafts.py)
         self._meter = EncodeMeter()
         self.model_path = Path(model)
         self.mmproj_path = Path(mmproj) if mmproj else None
-        self.threads = threads or _lib.physical_cores()
-        gpu = _lib.has_gpu()
-        self.n_gpu_layers = (999 if gpu else 0) if n_gpu_layers is None else n_gpu_layers
+        self.threads = threads or devices.physical_cores()
         self.mmproj_offload = mmproj_offload  # the projector on the GPU, independent of the layers (as llama.cpp)
         self._model = self._ctx = self._mtmd = None
         self._audio_rate: float | None = None  # tokens per second of sound, learned on first use
         try:
             pairs.check_files(self.model_path, self.mmproj_path)  # before llama.cpp reads a byte of either
-            self._model = loading.load_model(self.model_path, self.n_gpu_layers)
-            self._ctx, self.n_ctx, self.n_batch, kv = loading.new_context(
-                self._model, self.model_path, n_ctx, self.threads
-            )
-            self._marker = f"<__media_{secrets.token_hex(8)}__>"  # user text can never forge it
-            self.placement = plan(
-                gpu=gpu,
-                n_gpu_layers=self.n_gpu_layers,
-                mmproj_offload=mmproj_offload,
-                n_layer=llama.llama_model_n_layer(self._model),
-                projector=self.mmproj_path is not None,
-            )
-            if self.mmproj_path is not None:
-                self._mtmd, backend = loading.load_projector(
-                    self.mmproj_path,
-                    self._model,
-                    self.model_path.name,
-                    offload=mmproj_offload,
-                    threads=self.threads,
-                    marker=self._marker,
-                    image_max_tokens=image_max_tokens,
-                    meter=self._meter,
-                )
-                if backend:  # what libmtmd says it used: the truth over the plan
-                    self.placement = dataclasses.replace(self.placement, projector=backend)
+            kv = self._load(n_ctx, n_gpu_layers, image_max_tokens)
         except BaseException:
             self.close()
             raise
         self._vocab = llama.llama_model_get_vocab(self._model)
-        self._n_vocab = llama.llama_vocab_n_tokens(self._vocab)
         self._setup_template(chat_template)
-        self._cache: list[PromptItem] = []  # what the KV cache holds, in order
-        disk = None
-        if media_cache is not None and self.mmproj_path is not None:  # the projector's output, kept for later runs
-            settings = (
-                image_max_tokens,
-                self.placement.projector_device == "GPU",
-                llama.llama_model_n_embd_inp(self._model),
-            )
-            disk = open_disk_cache(media_cache, self.mmproj_path, settings, media_cache_bytes, self._notice)
-        self._embeddings = EmbeddingCache(disk=disk)
-        self.stats = EngineStats()
-        self._encoder = MediaEncoder(
-            self._mtmd, llama.llama_model_n_embd_inp(self._model), self._embeddings, self.stats, self._meter
-        )
-        self.last_tokens: list[int] = []  # ids generated by the last request (tests compare them)
-        self.states = states
+        self.stats = Stats()
+        disk = self._disk_cache(media_cache, media_cache_bytes, image_max_tokens)
+        self._embeddings = EmbeddingCache(media_memory_bytes, disk=disk)
+        n_embd = llama.llama_model_n_embd_inp(self._model)
+        self._encoder = MediaEncoder(self._mtmd, n_embd, self._embeddings, self.stats, self._meter)
+        self._seq = KVSequence(self._ctx, self._mtmd, self.n_batch, self._encoder, self.stats, progress)
+        self._generator = Generator(self._seq, self._vocab, self._lock, self.n_ctx, self._extra_stop, draft, draft_min)
         self._identity = state_identity(
             (self.model_path, self.mmproj_path),
             (*kv, image_max_tokens, mtmd.mtmd_context_params_default().image_min_tokens, str(self.placement)),
         )
+        self._saved = SavedStates(states, self._identity, self.stats)
+
+    def _load(self, n_ctx: int, n_gpu_layers: int | None, image_max_tokens: int | None) -> tuple:
+        """The model, its context and the projector into llama.cpp; the settings that shape the KV cells."""
+        gpu = devices.has_gpu()
+        self.n_gpu_layers = (999 if gpu else 0) if n_gpu_layers is None else n_gpu_layers
+        self._model = loading.load_model(self.model_path, self.n_gpu_layers)
+        self._ctx, self.n_ctx, self.n_batch, kv = loading.new_context(self._model, self.model_path, n_ctx, self.threads)
+        self._marker = f"<__media_{secrets.token_hex(8)}__>"  # user text can never forge it
+        self.placement = plan(
+            gpu=gpu,
+            n_gpu_layers=self.n_gpu_layers,
+            mmproj_offload=self.mmproj_offload,
+            n_layer=llama.llama_model_n_layer(self._model),
+            projector=self.mmproj_path is not None,
+        )
+        if self.mmproj_path is not None:
+            self._mtmd, backend = loading.load_projector(
+                self.mmproj_path,
+                self._model,
+                self.model_path.name,
+                offload=self.mmproj_offload,
+                threads=self.threads,
+                marker=self._marker,
+                image_max_tokens=image_max_tokens,
+                meter=self._meter,
+            )
+            if backend:  # what libmtmd says it used: the truth over the plan
+                self.placement = dataclasses.replace(self.placement, projector=backend)
+        return kv
+
+    def _disk_cache(
+        self, directory: Path | None, max_bytes: int, image_max_tokens: int | None
+    ) -> DiskMediaCache | None:
+        """The projector's output kept for later runs, under the settings that shape it."""
+        if directory is None or self.mmproj_path is None:
+            return None
+        settings = (
+            image_max_tokens,
+            self.placement.projector_device == "GPU",
+            llama.llama_model_n_embd_inp(self._model),
+        )
+        return open_disk_cache(directory, self.mmproj_path, settings, max_bytes)
+
+    @property
+    def states(self) -> StateStore | None:
+        """Where `save_state` keeps KV states and a prompt looks for one to restore (None: nowhere)."""
+        return self._saved.store
+
+    @states.setter
+    def states(self, store: StateStore | None) -> None:
+        self._saved.store = store
 
     def _setup_template(self, chat_template: str | None) -> None:
         """--chat-template, else the GGUF's own; each Jinja text or a llama.cpp built-in name."""
@@ -163,7 +175,6 @@ class LlamaCppEngine(SavedStates):
             names=_lib.builtin_templates(),
             apply_builtin=_lib.apply_builtin_template,
             model_name=self.model_path.name,
-            notice=self._notice,
         )
 
     # -- interface -------------------------------------------------------------------
@@ -226,13 +237,13 @@ class LlamaCppEngine(SavedStates):
 
     def count_tokens(self, turns: Sequence[Turn]) -> int:
         """The prompt's exact size in tokens (media chunks by their token count)."""
-        return sum(i.n_tokens if isinstance(i, MediaItem) else 1 for i in self.tokenize(turns))
+        return n_tokens(self.tokenize(turns))
 
     def stream(self, turns: Sequence[Turn], options: GenerationOptions) -> Iterator[Event]:
         t_start = time.perf_counter()
         grammar = grammar_for(options)  # a schema that cannot be a grammar fails before any work
         items = self.tokenize(turns)
-        usage = Usage(prompt_tokens=sum(i.n_tokens if isinstance(i, MediaItem) else 1 for i in items))
+        usage = Usage(prompt_tokens=n_tokens(items))
         usage.image_tokens = sum(i.n_tokens for i in items if isinstance(i, MediaItem) and i.kind == "image")
         usage.audio_tokens = sum(i.n_tokens for i in items if isinstance(i, MediaItem) and i.kind == "audio")
         if usage.prompt_tokens >= self.n_ctx:
@@ -244,14 +255,19 @@ class LlamaCppEngine(SavedStates):
         timings = Timings(media_decode=0.0, ran_on=self.placement)
         with self._lock:  # waits for a background encode of these media, then finds them cached
             try:
-                self._evaluate(items, usage, timings)
-            except _Evicted:  # cached embeddings went while evaluating: tokenize with pixels again
-                self._evaluate(items := self.tokenize(turns, reuse=False), usage, timings)
+                self._seq.evaluate(items, usage, timings, self._restore)
+            except Evicted:  # cached embeddings went while evaluating: tokenize with pixels again
+                self._seq.evaluate(items := self.tokenize(turns, reuse=False), usage, timings, self._restore)
             self._embeddings.settle(items)
-        yield from self._generate(options, grammar, usage, timings, t_start)
+            self.stats.embeddings_in_memory = len(self._embeddings)
+        yield from self._generator.run(options, grammar, usage, timings, t_start)
 
     def prepare(
-        self, media: Sequence[Image | Audio], report=None, should_stop=None, on_plan: Plan | None = None
+        self,
+        media: Sequence[Image | Audio],
+        report: Callable[[float], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        on_plan: Plan | None = None,
     ) -> bool:
         """Encode media ahead of the turn that will hold them, from any thread (the REPL does it
         while the user types); both caches keep the result. False when `should_stop` ended it."""
@@ -263,12 +279,14 @@ class LlamaCppEngine(SavedStates):
             items = self.tokenize_prompt(self._marker * len(media), media)
             if on_plan is not None:
                 on_plan(_lib.media_costs(media, items, self._embeddings.has))
-            for item in items:
-                if isinstance(item, MediaItem) and self._encoder.lookup(item) is None:
-                    try:
+            try:
+                for item in items:
+                    if isinstance(item, MediaItem) and self._encoder.lookup(item) is None:
                         self._encoder.encode(item, report, should_stop)
-                    except Stopped:
-                        return False
+            except Stopped:
+                return False
+            finally:
+                self.stats.embeddings_in_memory = len(self._embeddings)
         return True
 
     def costs(self, media: Sequence[Image | Audio]) -> list[MediaCost]:
@@ -282,181 +300,19 @@ class LlamaCppEngine(SavedStates):
         """An image whose embeddings are kept (memory or disk) is tokenized as a placeholder, without pixels."""
         return isinstance(medium, Image) and not medium.merge_key and self._embeddings.has_media(medium.digest())
 
-    # -- evaluation ------------------------------------------------------------------
+    # -- saved states ----------------------------------------------------------------
 
-    def _evaluate(self, items: list[PromptItem], usage: Usage, timings: Timings) -> None:
-        t0 = time.perf_counter()
-        keep = self._restore(items, common_prefix(self._cache, items))
-        if keep == len(items):  # the whole prompt is cached: re-evaluate the last piece for its logits
-            keep -= 1
-        self._truncate(keep)
-        usage.cached_tokens = sum(i.n_tokens if isinstance(i, MediaItem) else 1 for i in items[:keep])
-        self.stats.prompt_tokens_reused += usage.cached_tokens
-        pending: list[int] = []
-        to_encode = [i for i in items[keep:] if isinstance(i, MediaItem) and not self._embeddings.has(i.key)]
-        for item in items[keep:]:
-            if isinstance(item, MediaItem):
-                self._decode_text(pending, logits_last=False)
-                pending = []
-                task = None
-                if self._progress and item in to_encode:
-                    task = f"encoding {item.kind} {to_encode.index(item) + 1} of {len(to_encode)}"
-                    self._progress(task, 0, 1)
-                report = (lambda f, task=task: self._progress(task, f, 1)) if task else None
-                timings.media_encode += self._decode_media(item, report, usage)
-                if task:
-                    self._progress(task, 1, 1)
-            else:
-                pending.append(item)
-        self._decode_text(pending, logits_last=True)
-        timings.prompt = time.perf_counter() - t0 - timings.media_encode
-        self.stats.prompt_tokens_evaluated += usage.prompt_tokens - usage.cached_tokens
-        if not pending:  # a prompt that ends in media (no template does) has no logits yet
-            raise GenerationError("the prompt ends with a media chunk; add text after it")
+    def save_state(self, *, disk: bool = True) -> bool:
+        """Keep the sequence as it stands (the last prompt and its answer) for a later request or
+        process to restore (engine/restoring.py); False when nothing was kept."""
+        return self._saved.save(self._seq, self._lock, disk=disk)
 
-    def _truncate(self, keep: int) -> None:
-        pos = sum(_n_pos(i) for i in self._cache[:keep])
-        mem = llama.llama_get_memory(self._ctx)
-        if not llama.llama_memory_seq_rm(mem, 0, pos, -1):
-            llama.llama_memory_clear(mem, True)
-            keep, pos = 0, 0
-        del self._cache[keep:]
-        self._n_past = pos
-
-    def _decode_text(self, tokens: list[int], *, logits_last: bool) -> None:
-        for start in range(0, len(tokens), self.n_batch):
-            part = tokens[start : start + self.n_batch]
-            last = logits_last and start + len(part) == len(tokens)
-            rc = _lib.decode_tokens(self._ctx, part, self._n_past, logits_last=last)
-            if rc != 0:
-                self._fail(f"llama.cpp failed to evaluate the prompt (code {rc})")
-            self._n_past += len(part)
-            self._cache.extend(part)
-
-    def _decode_media(self, item: MediaItem, report, usage: Usage) -> float:
-        t0 = time.perf_counter()
-        embd = self._encoder.lookup(item)
-        if embd is None and item.placeholder:
-            raise _Evicted(item.key)
-        if embd is None:
-            try:
-                embd = self._encoder.encode(item, report)
-                usage.encoded_media += 1
-            except Stopped:  # Ctrl-C: what is evaluated so far stays valid
-                self._truncate(len(self._cache))
-                raise KeyboardInterrupt from None
-            except GenerationError as e:
-                self._fail(str(e))
-        new_n_past = llama.llama_pos(self._n_past)
-        rc = mtmd.mtmd_helper_decode_image_chunk(
-            self._mtmd,
-            self._ctx,
-            item.chunk,
-            embd.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-            self._n_past,
-            0,
-            self.n_batch,
-            ctypes.byref(new_n_past),
-            _NO_CALLBACK,
-            None,
-        )
-        if rc != 0:
-            self._fail(f"llama.cpp failed to decode {item.kind} embeddings (code {rc})")
-        self._n_past = new_n_past.value
-        self._cache.append(item.detached())
-        return time.perf_counter() - t0
-
-    def _fail(self, message: str) -> None:
-        self._truncate(0)  # the KV state is unknown now: start clean next time
-        raise GenerationError(message)
-
-    # -- generation ------------------------------------------------------------------
-
-    def _generate(
-        self, options: GenerationOptions, grammar: str | None, usage: Usage, timings: Timings, t_start: float
-    ) -> Iterator[Event]:
-        sampler = _lib.make_sampler(self._vocab, options, grammar)
-        # greedy with nothing else in the chain: the largest logit, as llama.cpp's greedy sampler picks it
-        # (the first of equals), without building a candidate list over the whole vocabulary per token
-        plain_greedy = options.plain_greedy
-        text = TextStream(tuple(options.stop) + self._extra_stop)
-        finish = "length"
-        self.last_tokens = []
-        # greedy answers are drafted from the prompt (drafts.py): tokens the model has checked wait here,
-        # with whether they are in the KV cache already (an accepted draft) or not (the model's next pick)
-        lookup = self._lookup() if plain_greedy and self.draft else None
-        ahead: list[tuple[int, bool]] = []
-        t0 = time.perf_counter()
-        try:
-            yield Started(usage, timings)
-            for emitted in range(options.max_tokens):
-                with self._lock:
-                    token, in_cache = ahead.pop(0) if ahead else (-1, False)
-                    if not in_cache and self._n_past >= self.n_ctx:
-                        break
-                    if token < 0:
-                        token = self._argmax() if plain_greedy else llama.llama_sampler_sample(sampler, self._ctx, -1)
-                    if llama.llama_vocab_is_eog(self._vocab, token) and not options.ignore_eos:
-                        finish = "stop"
-                        break
-                    usage.completion_tokens += 1
-                    self.last_tokens.append(token)
-                    delta = text.feed(_lib.token_bytes(self._vocab, token))
-                if delta:
-                    if not timings.first_token:
-                        timings.first_token = time.perf_counter() - t_start
-                    yield delta
-                if text.stopped:
-                    finish = "stop"
-                    break
-                if in_cache:
-                    continue
-                with self._lock:
-                    if lookup is not None:
-                        ahead = self._check_draft(token, lookup, options.max_tokens - emitted - 1, usage)
-                        continue
-                    if _lib.decode_tokens(self._ctx, [token], self._n_past, logits_last=True) != 0:
-                        self._fail("llama.cpp failed while generating (code != 0)")
-                    self._n_past += 1
-                    self._cache.append(token)
-            tail = text.flush()
-            if tail:
-                yield tail
-        finally:
-            llama.llama_sampler_free(sampler)
-            timings.generation = time.perf_counter() - t0
-        yield Finished(finish_reason=finish, usage=usage, timings=timings)
-
-    def _argmax(self, i: int = -1) -> int:
-        logits = llama.llama_get_logits_ith(self._ctx, i)
-        return int(np.argmax(np.ctypeslib.as_array(logits, shape=(self._n_vocab,))))
-
-    def _lookup(self) -> PromptLookup:
-        """The prompt as the KV cache holds it, for drafting (a medium is a gap)."""
-        tokens = (GAP if isinstance(i, MediaItem) else i for i in self._cache)
-        return PromptLookup(tokens, length=self.draft, min_match=self.draft_min)
-
-    def _check_draft(self, token: int, lookup: PromptLookup, room: int, usage: Usage) -> list[tuple[int, bool]]:
-        """Evaluate `token` and a draft after it in one batch; what the model agrees with stays in the
-        KV cache. The tokens that follow: the accepted draft (cached), then the model's own next pick."""
-        lookup.extend([token])
-        draft = lookup.propose(min(room, self.n_ctx - self._n_past - 1))
-        if _lib.decode_tokens(self._ctx, [token, *draft], self._n_past, logits_last=True, logits_all=True) != 0:
-            self._fail("llama.cpp failed while generating (code != 0)")
-        picks = [self._argmax(i) for i in range(len(draft) + 1)]
-        kept = next((i for i, (d, p) in enumerate(zip(draft, picks)) if d != p), len(draft))
-        self._n_past += 1 + kept
-        self._cache.extend([token, *draft[:kept]])
-        if kept < len(draft):  # the rest of the draft leaves the KV cache
-            llama.llama_memory_seq_rm(llama.llama_get_memory(self._ctx), 0, self._n_past, -1)
-        lookup.extend(draft[:kept])
-        usage.draft_accepted += kept
-        usage.draft_rejected += len(draft) - kept
-        return [(d, True) for d in draft[:kept]] + [(picks[kept], False)]
+    def _restore(self, items: list[PromptItem], keep: int) -> int:
+        return self._saved.restore(self._seq, items, keep)
 
     def close(self) -> None:
-        if getattr(self, "_cache", None) is not None:
-            self._cache.clear()
+        if getattr(self, "_seq", None) is not None:
+            self._seq.clear()
         if getattr(self, "_embeddings", None) is not None and self._embeddings.disk is not None:
             self._embeddings.disk.close()
         if self._mtmd:
@@ -474,7 +330,3 @@ class LlamaCppEngine(SavedStates):
             self.close()
         except Exception:
             pass
-
-
-def _n_pos(item: PromptItem) -> int:
-    return item.n_pos if isinstance(item, MediaItem) else 1

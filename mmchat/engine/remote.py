@@ -11,6 +11,7 @@ a refusal (4xx) is the server's own message, exit 2; an unreachable or silent on
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
@@ -24,8 +25,10 @@ from ..errors import InputError, ServerError, ServerRefused
 from ..media import Audio, Image
 from ..options import GenerationOptions
 from . import wire
-from .base import Capabilities, EngineStats, Event, Finished, MediaCost, Plan, Started, Timings, Turn, Usage
+from .base import Capabilities, Event, Finished, MediaCost, Plan, Started, Stats, Timings, Turn, Usage
 from .dialects import DIALECTS, Dialect, identify, unsent
+
+log = logging.getLogger("mmchat.engine")
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _MAX_BACKOFF = 30.0  # seconds: a Retry-After longer than this is not waited for
@@ -71,7 +74,7 @@ class RemoteEngine:
             raise InputError(f"server kind {kind!r} is not one mmchat knows: give one of {', '.join(DIALECTS)}")
         self.root, self.api = api_urls(base_url)
         self.timeout, self.retries, self._sleep = timeout, retries, sleep
-        self._notice = notice or (lambda m: None)
+        # notice= is deprecated and ignored: warnings and notices go to the `mmchat.engine` logger
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -79,7 +82,7 @@ class RemoteEngine:
             transport=transport,
             follow_redirects=True,
         )
-        self.stats = EngineStats()
+        self.stats = Stats()
         self._warned: set[str] = set()  # options the server has nothing for, named once (batch threads share it)
         self._warning = threading.Lock()
         self._caps, self.model, self.dialect = self._discover(model, modalities, kind)
@@ -204,8 +207,8 @@ class RemoteEngine:
                 if self.dialect.kind == "openai"
                 else ""
             )
-            self._notice(
-                f"warning: the server at {self.api} ({self.dialect.name}) has nothing for "
+            log.warning(
+                f"the server at {self.api} ({self.dialect.name}) has nothing for "
                 f"{', '.join(new)}: {'it is' if len(new) == 1 else 'they are'} not applied to its answers{hint}"
             )
 
@@ -223,7 +226,7 @@ class RemoteEngine:
             if response.status_code not in _RETRY_STATUS or attempt == self.retries:
                 raise _status_error(url, response, attempts=attempt + 1)
             wait = _backoff(response, attempt)
-            self._notice(f"the server at {url} answered HTTP {response.status_code}; asking again in {wait:.1f} s")
+            log.info(f"the server at {url} answered HTTP {response.status_code}; asking again in {wait:.1f} s")
             self._sleep(wait)
         raise AssertionError("unreachable")
 

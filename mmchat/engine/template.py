@@ -13,12 +13,15 @@ only the name in `tokenizer.chat_template` (ggml-org's moondream2 says `vicuna`)
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from ..errors import InputError, ModelLoadError
 from .base import Segment, Turn
+
+log = logging.getLogger("mmchat.engine")
 
 #: render(messages, bos_token=, eos_token=) -> the prompt text
 Renderer = Callable[..., str]
@@ -61,13 +64,12 @@ def chat_renderer(
     names: Sequence[str],
     apply_builtin: Callable[[str, list[dict[str, str]]], str],
     model_name: str,
-    notice: Callable[[str], None],
 ) -> tuple[Renderer, tuple[str, ...]]:
     """The renderer for --chat-template (`given`), else the GGUF's own template, else the plain
     format; and the stop strings the format needs. `apply_builtin(name, messages)` is llama.cpp's."""
     source, stop = given if given is not None else embedded, ()
     if source is None:
-        notice(
+        log.info(
             f"{model_name} has no chat template: using a plain 'User:/Assistant:' format (set one with --chat-template)"
         )
         source, stop = PLAIN_TEMPLATE, PLAIN_STOP

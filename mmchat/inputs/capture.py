@@ -58,8 +58,9 @@ def grab_screen(monitor: int | None = None) -> bytes:
 
 def grab_pixels(monitor: int | None = None) -> Any:
     """The whole screen (all monitors), or monitor N (1-based), as RGB pixels (height, width, 3)."""
-    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-        where = " (Wayland without XWayland cannot be read)" if os.environ.get("WAYLAND_DISPLAY") else ""
+    environ = config.environ()
+    if sys.platform.startswith("linux") and not environ.get("DISPLAY"):
+        where = " (Wayland without XWayland cannot be read)" if environ.get("WAYLAND_DISPLAY") else ""
         raise SourceError(
             f"no display to capture{where}: run mmchat in a graphical session, or take the "
             "screenshot with your desktop's tool and attach the file"

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import shutil
 import subprocess
 import sys
 import urllib.parse
 import urllib.request
 
+from .. import config
 from ..errors import MissingTool, SourceError
 
 __all__ = ["Clip", "clipboard_image", "read_clipboard"]
@@ -38,7 +38,7 @@ def read_clipboard() -> Clip:
     """The clipboard's content; MissingTool when no clipboard tool is installed."""
     if sys.platform in ("darwin", "win32"):
         return _grabclipboard()
-    wayland, x11 = os.environ.get("WAYLAND_DISPLAY"), os.environ.get("DISPLAY")
+    wayland, x11 = config.environ().get("WAYLAND_DISPLAY"), config.environ().get("DISPLAY")
     if not (wayland or x11):
         raise SourceError(
             "no display (DISPLAY and WAYLAND_DISPLAY are unset): the clipboard needs a graphical "

@@ -17,8 +17,9 @@ get_gguf_split_info), with three differences a user of a registry needs:
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -244,17 +245,16 @@ def pick_projector(paths: Iterable[str], model: str | None = None, repo: str = "
     return min(projectors, key=rank)
 
 
-def projector_beside(model: Path, warn: Callable[[str], None] | None = None) -> Path | None:
+def projector_beside(model: Path) -> Path | None:
     """The projector in a local model file's folder, chosen by the same rules: of several
-    quantizations of one projector the preferred one; none (said once) when they are different
+    quantizations of one projector the preferred one; none (a warning logged) when they are different
     projectors (a vision and an audio one), as no rule can tell which belongs to the model."""
     names = sorted(p.name for p in model.parent.glob("*.gguf") if is_projector(p.name))
     if len({_QUANT.sub("", name[:-5]).lower() for name in names}) > 1:
-        if warn is not None:
-            warn(
-                f"{len(names)} different projectors beside {model.name} ({', '.join(names)}): "
-                "loading it text-only; give one with --mmproj"
-            )
+        logging.getLogger("mmchat.models").warning(
+            f"{len(names)} different projectors beside {model.name} ({', '.join(names)}): "
+            "loading it text-only; give one with --mmproj"
+        )
         return None
     found = pick_projector(names, model.name)
     return model.parent / found if found else None

@@ -6,6 +6,7 @@ what a name means is the registry's.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -18,16 +19,16 @@ from .registry import (
     NotDownloaded,
     Quant,
     Registry,
-    Warn,
     fallback_notice,
     files_of,
     find_local,
     is_path,
     load_registry,
     lookup,
-    printed_warning,
     quant_not_found,
 )
+
+log = logging.getLogger("mmchat.models")
 
 
 def download_model(
@@ -35,7 +36,6 @@ def download_model(
     *,
     quant: Quant = None,
     progress: bool = True,
-    warn: Warn | None = None,
     known: Registry | None = None,
 ) -> ModelFiles:
     """Download a registry model or hf:owner/repo[:QUANT] (model + projector) into the Hugging Face cache.
@@ -47,7 +47,7 @@ def download_model(
         raise ModelNotFound(
             f"cannot pull a file path: {name_or_hf}: give a model name (`mmchat models`) or hf:owner/repo"
         )
-    entry, target, _, want = lookup(name_or_hf, quant, known or load_registry(warn=warn))
+    entry, target, _, want = lookup(name_or_hf, quant, known or load_registry())
     if entry.base_url:
         raise ModelNotFound(
             f"{entry.name} runs on the server at {entry.base_url} (models.toml): there is nothing to pull"
@@ -58,7 +58,7 @@ def download_model(
         if pick.path is None:
             raise quant_not_found(entry.repo, entry.name, want, files)
         if pick.fell_back:
-            (warn or printed_warning)(fallback_notice(entry.repo, want, pick.quant or "?"))
+            log.warning(fallback_notice(entry.repo, want, pick.quant or "?"))
         model, mmproj = pick.path, hubfiles.pick_projector(files, pick.path, entry.repo)
         entry = replace(entry, quant=pick.quant or entry.quant)
         if mmproj is None and entry.modalities:
@@ -77,16 +77,15 @@ def find_files(
     pull: bool = False,
     quant: Quant = None,
     progress: bool = True,
-    warn: Warn | None = None,
     known: Registry | None = None,
 ) -> ModelFiles:
     """find_local(), and with pull=True download a known model that is not there yet."""
     try:
-        return find_local(model, quant=quant, warn=warn, known=known)
+        return find_local(model, quant=quant, known=known)
     except NotDownloaded as e:
         if not pull:
             raise
-        return download_model(e.spec, quant=e.quant, progress=progress, warn=warn, known=known)
+        return download_model(e.spec, quant=e.quant, progress=progress, known=known)
 
 
 def verify_pulled(

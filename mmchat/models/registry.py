@@ -1,7 +1,8 @@
 """The model registry (models.toml) and pulls from Hugging Face.
 
 Which model runs, first match wins: the --model flag (or Runner(model=...)) > the MMCHAT_MODEL
-environment variable > `default` in the user's models.toml > `default` in the bundled one.
+environment variable (read at the edge, by models/target.py find_target) > `default` in the user's
+models.toml > `default` in the bundled one.
 Entries merge the same way: the user's file adds entries and overrides fields of bundled ones.
 
 Only huggingface_hub touches the network or its cache (HF_HOME, HF_HUB_CACHE, HF_ENDPOINT,
@@ -11,9 +12,9 @@ HF_HUB_OFFLINE are honoured as it honours them); find_local() never goes online.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -28,7 +29,7 @@ ENV_MODEL = "MMCHAT_MODEL"
 HF_PREFIX = "hf:"
 MODALITIES = ("image", "audio", "video")
 
-Warn = Callable[[str], None]
+log = logging.getLogger("mmchat.models")
 
 
 @dataclass(frozen=True)
@@ -86,13 +87,6 @@ class NotDownloaded(ModelNotFound):
         size = f" (about {entry.size_gb:g} GB)" if entry.size_gb else ""
         super().__init__(f"model '{target}' is not downloaded: run `mmchat pull {target}`{size} or add --pull")
         self.entry, self.spec, self.quant = entry, spec, quant  # pull(spec, quant=quant) fetches it
-
-
-def printed_warning(message: str) -> None:
-    """What a caller that passed no `warn` is told: the terminal's one way of warning (mmchat.env)."""
-    from ..env import current
-
-    current().warn(message)
 
 
 # -- the registry ------------------------------------------------------------------------------
@@ -153,9 +147,10 @@ def user_file() -> Path:
     return config.user_dir() / "models.toml"
 
 
-def load_registry(*, warn: Warn | None = None) -> Registry:
-    """The bundled registry with the user's file merged over it; a broken user file only warns."""
-    warn = warn or printed_warning
+def load_registry() -> Registry:
+    """The bundled registry with the user's file merged over it; a broken user file only warns
+    (logged: a caller that needs it twice loads it once and passes it on as `known`)."""
+    warn = log.warning
     bundled = resources.files("mmchat").joinpath("models.toml").read_text(encoding="utf-8")
     tables, default = _parse(bundled)
     entries = {name.lower(): _entry(name, table) for name, table in tables.items()}
@@ -300,12 +295,8 @@ def files_of(found: ModelFiles) -> list[Path]:
     return [folder / n for n in parts] + ([found.mmproj] if found.mmproj else [])
 
 
-def find_local(
-    model: str | Path | None = None, *, quant: Quant = None, warn: Warn | None = None, known: Registry | None = None
-) -> ModelFiles:
-    """A path, registry name or hf:owner/repo[:QUANT] as local files, without the network."""
-    if model is None or model == "":
-        model = os.environ.get(ENV_MODEL) or None
+def find_local(model: str | Path | None = None, *, quant: Quant = None, known: Registry | None = None) -> ModelFiles:
+    """A path, registry name or hf:owner/repo[:QUANT] as local files, without the network (None: the default)."""
     if model is not None and is_path(model):
         path = Path(model).expanduser()
         if path.is_file():
@@ -313,7 +304,7 @@ def find_local(
         if path.is_dir():
             raise ModelNotFound(f"model path is a directory: {model}: give the .gguf file inside it")
         raise ModelNotFound(f"model file not found: {model}")
-    registry = known or load_registry(warn=warn)
+    registry = known or load_registry()
     entry, target, spec, want = lookup(str(model or registry.default), quant, registry)
     found = _in_cache(entry, want, _cached_files())
     if found is None:
@@ -321,19 +312,19 @@ def find_local(
     return found
 
 
-def served(model: str | None, *, warn: Warn | None = None, known: Registry | None = None) -> ModelEntry | None:
+def served(model: str | None, *, known: Registry | None = None) -> ModelEntry | None:
     """The registry entry of `model` (or of the default) when a server holds it (`base_url`)."""
     if model is not None and (is_path(model) or model.lower().startswith(HF_PREFIX)):
         return None
-    registry = known or load_registry(warn=warn)
-    entry = registry.get(model or os.environ.get(ENV_MODEL) or registry.default)
+    registry = known or load_registry()
+    entry = registry.get(model or registry.default)
     return entry if entry is not None and entry.base_url else None
 
 
-def list_models(*, warn: Warn | None = None) -> list[tuple[ModelEntry, bool]]:
+def list_models(*, known: Registry | None = None) -> list[tuple[ModelEntry, bool]]:
     """Every registry entry and whether it is downloaded, for `mmchat models`."""
     cached = _cached_files()
     return [
         (e, _in_cache(e, hubfiles.wanted(e.quant, named=False), cached) is not None)
-        for e in load_registry(warn=warn).entries.values()
+        for e in (known or load_registry()).entries.values()
     ]

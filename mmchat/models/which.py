@@ -11,9 +11,8 @@ Q4_K_M). The GGUF's own metadata decides what runs; `arch` is only checked again
 from __future__ import annotations
 
 import enum
-import os
+import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from ..errors import InputError, ModelNotFound
 from . import hubfiles, pulls, registry
 from .gguf_info import architecture, read_metadata
 from .hubfiles import Want
+
+log = logging.getLogger("mmchat.models")
 
 
 class Architecture(enum.Enum):
@@ -195,8 +196,6 @@ def gguf_quant(in_situ_quant: str | int | None) -> Want | None:
 
 # -- resolving --------------------------------------------------------------------------------
 
-Warn = Callable[[str], None]
-
 
 @dataclass(frozen=True)
 class Found:
@@ -204,9 +203,7 @@ class Found:
     mmproj: Path | None
 
 
-def find_files(
-    which: object, in_situ_quant: str | int | None = None, *, progress: bool = True, warn: Warn | None = None
-) -> Found:
+def find_files(which: object, in_situ_quant: str | int | None = None, *, progress: bool = True) -> Found:
     """The GGUF files a `Which` names: from the Hugging Face cache, else downloaded (progress on stderr)."""
     quant = gguf_quant(in_situ_quant)
     if isinstance(which, Which.GGUF):
@@ -214,22 +211,22 @@ def find_files(
             raise InputError("in_situ_quant= picks a file of a model_id; Which.GGUF names its file already: drop one")
         found = _named_file(which, progress=progress)
     elif isinstance(which, (Which.Plain, Which.MultimodalPlain, Which.VisionPlain)):
-        found = _by_model_id(which.model_id, quant, in_situ_quant, progress=progress, warn=warn)
+        found = _by_model_id(which.model_id, quant, in_situ_quant, progress=progress)
     else:
         raise InputError(
             f"which= is a Which.Plain, Which.MultimodalPlain, Which.VisionPlain or Which.GGUF, not {type(which).__name__}"
         )
-    check_arch(which, found, warn or (lambda m: None))
+    check_arch(which, found)
     return found
 
 
-def _by_model_id(model_id: str, quant: Want | None, isq: object, *, progress: bool, warn: Warn | None) -> Found:
+def _by_model_id(model_id: str, quant: Want | None, isq: object, *, progress: bool) -> Found:
     path = Path(model_id).expanduser()
     if path.is_file():
         return Found(path, hubfiles.projector_beside(path))
     if path.is_dir():
         return _in_folder(path, quant)
-    known = registry.load_registry(warn=warn)  # once, so a broken user file warns once
+    known = registry.load_registry()  # once, so a broken user file warns once
     spec = _spec_for(model_id, known)
     try:
         got = registry.find_local(spec, quant=quant, known=known)
@@ -245,7 +242,7 @@ def _by_model_id(model_id: str, quant: Want | None, isq: object, *, progress: bo
                     " in the Hugging Face cache (HF_HUB_OFFLINE is set)",
                 ) from None
         try:
-            got = pulls.download_model(e.spec, quant=quant, progress=progress, warn=warn, known=known)
+            got = pulls.download_model(e.spec, quant=quant, progress=progress, known=known)
         except registry.QuantNotFound as missing:
             raise _no_quant(missing.repo, quant or hubfiles.wanted(missing.quant), isq, missing.quants, "") from None
     return Found(got.model, got.mmproj)
@@ -325,15 +322,16 @@ def _listing(repo: str) -> tuple[list[str] | dict[str, int | None], dict]:
 
 
 def _offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub read it (the library, not mmchat, reads the environment)."""
     from huggingface_hub import constants
 
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 # -- the architecture the caller named, against the GGUF's own -----------------------------------
 
 
-def check_arch(which: object, found: Found, warn: Warn) -> None:
+def check_arch(which: object, found: Found) -> None:
     """Warn, in one line, when `arch` names another family than the GGUF's metadata: the GGUF runs."""
     arch = getattr(which, "arch", None)
     if arch is None:
@@ -342,7 +340,7 @@ def check_arch(which: object, found: Found, warn: Warn) -> None:
     if isinstance(arch, Architecture):
         expected = _TEXT_ARCHS.get(arch)
         if expected and text not in expected:
-            warn(f"arch={arch} but {found.model.name} is a {text} model: running what the GGUF says")
+            log.warning(f"arch={arch} but {found.model.name} is a {text} model: running what the GGUF says")
         return
     if not isinstance(arch, MultimodalArchitecture):
         raise InputError(
@@ -355,7 +353,7 @@ def check_arch(which: object, found: Found, warn: Warn) -> None:
     families = {f for p in projectors for f in _PROJECTORS.get(p, ())}
     if families and arch not in families:
         named = " or ".join(sorted(f.name for f in families))
-        warn(
+        log.warning(
             f"arch={arch} but the GGUF is {named} (projector {', '.join(projectors)}, text model {text}): "
             "running what the GGUF says"
         )

@@ -67,8 +67,11 @@ class _Options:
 
     @classmethod
     def build(cls, values: Mapping[str, Any] | None = None, *, label: Label = python_label, base: Any = None):
-        """From keyword values (None means "the default"); an unknown name is a clear error."""
+        """From keyword values (None means "the default"); an unknown name is a clear error. With nothing
+        to change, `base` itself: a value is built once at its edge and carried, not rebuilt at each step."""
         values = {k: v for k, v in (values or {}).items() if v is not None}
+        if not values and base is not None:
+            return base
         unknown = sorted(set(values) - set(cls.names()))
         if unknown:
             raise InputError(f"unknown option {unknown[0]!r}; known: {', '.join(cls.names())}")

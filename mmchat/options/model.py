@@ -190,11 +190,3 @@ class RemoteOptions(_Options):
         type=str,
         show_default=False,
     )
-
-    def with_environment(self, environ: Mapping[str, str]) -> RemoteOptions:
-        """The one rule for what a flag leaves unset: MMCHAT_BASE_URL, and MMCHAT_API_KEY then OPENAI_API_KEY."""
-        values = {
-            "base_url": self.base_url or environ.get("MMCHAT_BASE_URL"),
-            "api_key": self.api_key or environ.get("MMCHAT_API_KEY") or environ.get("OPENAI_API_KEY"),
-        }
-        return self.build(values, base=self, label=lambda f: f"MMCHAT_{f.name.upper()} ")
