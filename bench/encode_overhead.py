@@ -27,7 +27,7 @@ if {off!r}:
             super().__init__()
             self.callback = llama_cpp.ggml_backend_sched_eval_callback()  # NULL: libmtmd computes in one go
     L.EncodeMeter = NoMeter
-r = Runner({model!r}, {mmproj!r}, chat_template="chatml", threads=2, n_ctx=1024, notice=lambda m: None)
+r = Runner({model!r}, {mmproj!r}, chat_template="chatml", threads=2, n_ctx=1024)
 c = r.chat([{{"role": "user", "content": [image_part({image!r}), text_part("x")]}}], max_tokens=1, temperature=0)
 print(c.timings.media_encode)
 """

@@ -74,7 +74,7 @@ def mmchat_turns(model: Path, mmproj: Path, with_image: bool) -> dict:
     from bench.support import CHAT_TEMPLATE  # ChatML; gemma-3-270m's GGUF has none
     from mmchat import Runner, image_part, text_part
 
-    with Runner(model, mmproj, n_ctx=N_CTX, threads=THREADS, chat_template=CHAT_TEMPLATE, notice=lambda m: None) as r:
+    with Runner(model, mmproj, n_ctx=N_CTX, threads=THREADS, chat_template=CHAT_TEMPLATE) as r:
         content = [image_part(str(IMAGE)), text_part(TURN1)] if with_image else TURN1
         convo = [{"role": "user", "content": content}]
         t1, answer = _ttft(lambda: r.stream(convo, max_tokens=8, temperature=0))

@@ -100,7 +100,7 @@ def interleaved(model: Path, mmproj: Path, history: list, question: str, repeats
     os.environ["MMCHAT_HOME"] = str(HOME)
     scratch = CACHE / "kvstate-scratch"
     shutil.rmtree(scratch, ignore_errors=True)
-    options = dict(n_ctx=N_CTX, threads=THREADS, chat_template=CHAT_TEMPLATE, notice=lambda m: None)
+    options = dict(n_ctx=N_CTX, threads=THREADS, chat_template=CHAT_TEMPLATE)
     greedy = dict(max_tokens=MAX_TOKENS, temperature=0)
     out: dict = {"restored": [], "evaluated": [], "here": []}
     with Runner(model, mmproj, states=StateStore(), **options) as r:  # no saved state: the live KV only

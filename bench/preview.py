@@ -52,7 +52,7 @@ def attach_once(case: str, models: dict, image: Path) -> tuple[float, float, flo
     from mmchat.preview import Graphics, Previewer
     from mmchat.runner import Runner
 
-    runner = Runner(models["llm"], models["mmproj-vision"], n_ctx=1024, threads=2, cache=False, notice=lambda m: None)
+    runner = Runner(models["llm"], models["mmproj-vision"], n_ctx=1024, threads=2, cache=False)
     began: list[float] = []
     prepare = runner.engine.prepare
 

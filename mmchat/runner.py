@@ -69,7 +69,7 @@ class Runner:
 
     def __init__(
         self,
-        target: Target | None = None,
+        target: Target | str | Path | None = None,
         *seed: Any,
         load: LoadOptions | None = None,
         media: MediaOptions | None = None,
@@ -87,12 +87,12 @@ class Runner:
         """Load `target` (or use `engine`, FakeEngine in tests); `verbose`: llama.cpp's own log on stderr.
         The seed's forms (a path or name first, a projector second; `model=`, `which=`, `base_url=` or an
         option's name as a keyword) are the one compatibility path: `Runner.open`'s resolution (`_resolved`)
-        makes them a Target. Their `notice=` hears the media resolver's notices (else logged)."""
+        makes them a Target. Their `notice=` is accepted and unused: diagnostics go to the `mmchat` logger."""
         given = dict(load=load, media=media, generation=generation, policy=policy, devices=devices, stdin=stdin)
         given.update(progress=progress, on_completion=on_completion, states=states, engine=engine, verbose=verbose)
         narrow = isinstance(target, (Local, Server)) or (engine is not None and target is None)
         if seed or seed_options or not narrow or isinstance(media, MediaPolicy):  # the last: refused there
-            self._notice = seed_options.pop("notice", None) or log.info
+            seed_options.pop("notice", None)  # the seed's callback: the `mmchat` logger says it all now
             model = seed_options.pop("model", target)
             self.__init__(**_resolved(model, *seed, **given, **seed_options))  # type: ignore[misc]
             return
@@ -101,12 +101,11 @@ class Runner:
         self._preparing = threading.Lock()
         self._progress = self.progress = progress  # long steps report here; `batch` adds its own bar
         self.on_completion = on_completion  # (messages, completion, media digests): the conversation log
-        self.__dict__.setdefault("_notice", log.info)  # the resolver's notices (issue 25: logged)
         self._states, self._verbose = states, verbose
         t0 = time.perf_counter()
         self.engine = engine = engine or self._open(target)  # type: ignore[arg-type]
         self.inputs = MediaResolver(
-            engine.capabilities(), stdin=stdin, progress=progress, policy=policy, notice=self._notice, devices=devices
+            engine.capabilities(), stdin=stdin, progress=progress, policy=policy, devices=devices
         )
         self._load_time: float | None = time.perf_counter() - t0  # reported by the first request
 

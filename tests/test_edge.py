@@ -244,8 +244,6 @@ PACKAGE = Path(mmchat.__file__).parent
 #: the edge: the CLI's terminal (env.py) and commands (cli/), and config.environ, the Python API's one reader
 EDGE = {"env.py", "config.py"}
 EDGE_PACKAGES = {"cli"}
-#: issue 25: inputs/capture.py reads DISPLAY/WAYLAND_DISPLAY until it calls config.environ() (another change)
-NOT_YET = {"inputs/capture.py"}
 
 
 def _reads_of_the_environment(path: Path) -> list[int]:
@@ -266,7 +264,7 @@ def test_no_module_outside_the_edge_reads_the_environment():
     found = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         name = path.relative_to(PACKAGE).as_posix()
-        if name in EDGE | NOT_YET or name.split("/")[0] in EDGE_PACKAGES:
+        if name in EDGE or name.split("/")[0] in EDGE_PACKAGES:
             continue
         if lines := _reads_of_the_environment(path):
             found[name] = lines

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -12,6 +12,9 @@ from ..errors import InputError, MissingTool
 from .app import app, guarded
 from .loading import open_runner
 from .params import Flags, model_flags
+
+if TYPE_CHECKING:
+    from ..engine.kvstate import StateStore
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -117,7 +120,7 @@ def serve(
         flags.mmproj,
         on_completion=_logger(env, flags) if log else None,
         policy=policy,
-        states=_states(flags, env, memory),
+        states=_states(flags, memory),
     )
     try:
         _run(env, flags, runner, host, port, api_key, queue, max_body)
@@ -125,17 +128,13 @@ def serve(
         runner.close()
 
 
-def _states(flags: Flags, env: Environment, memory: int):
+def _states(flags: Flags, memory: int) -> StateStore | None:
     """Saved KV states for a server: a memory tier for conversations that alternate, and the disk tier the
     CLI uses (a conversation `ask` saved is restored here too); None with neither."""
     from .. import config
     from ..engine.kvstate import DiskStates, MemoryStates, StateStore
 
-    disk = (
-        DiskStates(config.kv_state_dir(), flags.load.kv_cache_size, notice=env.notice if flags.verbose else None)
-        if flags.load.cache
-        else None
-    )
+    disk = DiskStates(config.kv_state_dir(), flags.load.kv_cache_size) if flags.load.cache else None
     if not memory and disk is None:
         return None
     return StateStore(

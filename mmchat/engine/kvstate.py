@@ -207,8 +207,7 @@ class MemoryStates:
 
 class DiskStates:
     """Saved states as files in one directory, `IDENTITY-CONTENT.kvs`, bounded in bytes (least recently
-    used first out, by mtime, which a restore refreshes). Every failure is a miss and a debug line.
-    `notice=` is deprecated and ignored: what went wrong is logged."""
+    used first out, by mtime, which a restore refreshes). Every failure is a miss and a debug line."""
 
     def __init__(
         self,
@@ -216,7 +215,6 @@ class DiskStates:
         max_bytes: int,
         *,
         max_entry_bytes: int | None = None,
-        notice: Callable[[str], None] | None = None,
     ):
         self.directory = Path(directory)
         self.max_bytes = max_bytes

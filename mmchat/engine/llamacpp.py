@@ -58,8 +58,8 @@ class LlamaCppEngine:
 
     `media_cache` is the directory of the disk cache of encoded media (None: none), capped at
     `media_cache_bytes`; `media_memory_bytes` caps the encoded media kept in memory for the
-    latest prompt (at least one chunk is always kept). `notice=` is deprecated and ignored:
-    notices go to the `mmchat.engine` logger.
+    latest prompt (at least one chunk is always kept). Notices go to the
+    `mmchat.engine` logger.
     """
 
     def __init__(
@@ -74,7 +74,6 @@ class LlamaCppEngine:
         image_max_tokens: int | None = None,
         mmproj_offload: bool = DEFAULT_MMPROJ_OFFLOAD,
         verbose: bool = False,
-        notice: Callable[[str], None] | None = None,
         progress: Progress | None = None,
         media_cache: Path | None = None,
         media_cache_bytes: int = 0,

@@ -66,7 +66,6 @@ class RemoteEngine:
         retries: int = config.DEFAULT_SERVER_RETRIES,
         modalities: Sequence[str] | None = None,
         kind: str | None = None,
-        notice: Callable[[str], None] | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -74,7 +73,6 @@ class RemoteEngine:
             raise InputError(f"server kind {kind!r} is not one mmchat knows: give one of {', '.join(DIALECTS)}")
         self.root, self.api = api_urls(base_url)
         self.timeout, self.retries, self._sleep = timeout, retries, sleep
-        # notice= is deprecated and ignored: warnings and notices go to the `mmchat.engine` logger
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),

@@ -71,7 +71,6 @@ class MediaResolver:
         progress: Progress | None = None,
         cache_bytes: int = config.DEFAULT_MEDIA_CACHE_BYTES,
         policy: MediaPolicy | None = None,
-        notice: object = None,  # deprecated and ignored: what a PDF's pages left out goes to the "mmchat.inputs" logger
         devices: bool = False,
     ):
         self.caps = capabilities
