@@ -68,6 +68,13 @@ _EXPORTS: dict[str, str] = {
     "image_from_pil": "messages",
     "image_from_bytes": "messages",
     "audio_from_array": "messages",
+    "parse_conversation": "messages",
+    "Conversation": "messages",
+    "Message": "messages",
+    "TextPart": "messages",
+    "MediaPart": "messages",
+    "Local": "models.target",
+    "Server": "models.target",
 }
 
 __all__ = sorted(_EXPORTS)  # pyright: ignore[reportUnsupportedDunderAll] (the TYPE_CHECKING imports are public)
@@ -94,6 +101,10 @@ if TYPE_CHECKING:
     from .errors import SourceError as SourceError
     from .errors import UnsupportedMedia as UnsupportedMedia
     from .inputs.policy import MediaPolicy as MediaPolicy
+    from .messages import Conversation as Conversation
+    from .messages import MediaPart as MediaPart
+    from .messages import Message as Message
+    from .messages import TextPart as TextPart
     from .messages import assistant_message as assistant_message
     from .messages import audio_from_array as audio_from_array
     from .messages import audio_part as audio_part
@@ -101,10 +112,13 @@ if TYPE_CHECKING:
     from .messages import image_from_pil as image_from_pil
     from .messages import image_part as image_part
     from .messages import input_audio_part as input_audio_part
+    from .messages import parse_conversation as parse_conversation
     from .messages import system_message as system_message
     from .messages import text_part as text_part
     from .messages import user_message as user_message
     from .messages import video_part as video_part
+    from .models.target import Local as Local
+    from .models.target import Server as Server
     from .models.which import Architecture as Architecture
     from .models.which import MultimodalArchitecture as MultimodalArchitecture
     from .models.which import VisionArchitecture as VisionArchitecture

@@ -2,9 +2,8 @@
 
 Every entry point (CLI, REPL, scripts, `serve`) goes through here with a `Target` already found
 (models/target.py) and options already built (options/): the media resolver turns parts into
-decoded segments (inputs/), and the engine gets turns of text, pixels and samples. `Runner.open`
-is the Python user's edge: it checks the keywords, reads the process environment once
-(config.environ) and finds the target. Diagnostics are logged to `mmchat.*` loggers.
+decoded segments (inputs/), and the engine gets turns of text, pixels and samples. `Runner.open` is the
+Python user's edge: keywords checked, the environment read once (config.environ), the target found.
 """
 
 from __future__ import annotations
@@ -29,10 +28,11 @@ from .messages import Conversation, parse_conversation
 from .models.target import Local, Server, Target, find_target
 from .options import GenerationOptions, LoadOptions, MediaOptions, RequestOptions, split_request
 from .options.keywords import split_keywords
-from .results import ChatCompletion, CompletionStream
+from .results import ChatCompletion, ChatCompletionChunk, CompletionStream
 
 if TYPE_CHECKING:
     from .engine.kvstate import StateStore
+    from .request import ChatCompletionRequest
 
 log = logging.getLogger("mmchat.runner")
 
@@ -56,15 +56,10 @@ class Runner:
     `on_completion(messages, completion, digests)` is called after every whole answer, with the
     sha256 of each medium read (`media_digests`): the conversation log (mmchat/log/) listens there.
 
-    A conversation's KV state can outlive the process: `save_state()` after an answer keeps it on
-    disk (beside the media cache; `cache=False` keeps none), and a later `chat()` on the same
-    conversation with the same model and settings, here or in a new process, restores it instead of
-    evaluating it again: it answers the same, only sooner (docs/kv-state.md). `states=` takes a
-    `StateStore` of your own (mmchat.engine.kvstate: a memory tier for several conversations at once).
-
-    `policy=` takes a `MediaPolicy`: what a service may read (mmchat.inputs.policy). Parts naming
-    this machine's clipboard, screen or microphone (clipboard:, screen:, mic:SECONDS) are refused unless
-    `devices=True` (or the policy's own `devices=True`): the CLI allows them, a service must not.
+    `save_state()` keeps a conversation's KV state on disk, so continuing it later, in a new process
+    too, restores it instead of evaluating it again (docs/kv-state.md); `states=` takes a `StateStore`.
+    `policy=` takes a `MediaPolicy` (what a service may read); clipboard:, screen: and mic: parts are
+    refused unless `devices=True`: the CLI allows them, a service must not (docs/security.md).
     """
 
     def __init__(
@@ -88,8 +83,9 @@ class Runner:
         The seed's forms (a path or name first, a projector second; `model=`, `which=`, `base_url=` or an
         option's name as a keyword) are the one compatibility path: `Runner.open`'s resolution (`_resolved`)
         makes them a Target. Their `notice=` is accepted and unused: diagnostics go to the `mmchat` logger."""
-        given = dict(load=load, media=media, generation=generation, policy=policy, devices=devices, stdin=stdin)
-        given.update(progress=progress, on_completion=on_completion, states=states, engine=engine, verbose=verbose)
+        given: dict[str, Any] = dict(load=load, media=media, generation=generation, policy=policy, devices=devices)
+        given.update(stdin=stdin, progress=progress, on_completion=on_completion, states=states)
+        given.update(engine=engine, verbose=verbose)
         narrow = isinstance(target, (Local, Server)) or (engine is not None and target is None)
         if seed or seed_options or not narrow or isinstance(media, MediaPolicy):  # the last: refused there
             seed_options.pop("notice", None)  # the seed's callback: the `mmchat` logger says it all now
@@ -128,7 +124,9 @@ class Runner:
         `pull=True` downloads a named model first (`quiet=True`: no progress bar). Other keywords: the
         options of `LoadOptions`, `MediaOptions` and `RemoteOptions` by name, or `load=`, `media=`,
         `remote=`, `generation=` objects, and `Runner`'s own (`policy=`, `states=`, ...)."""
-        named = dict(base_url=base_url, api_key=api_key, which=which, in_situ_quant=in_situ_quant, pull=pull)
+        named: dict[str, Any] = dict(
+            base_url=base_url, api_key=api_key, which=which, in_situ_quant=in_situ_quant, pull=pull
+        )
         return cls(**_resolved(model, mmproj, **named, **options))
 
     def _open(self, target: Target) -> Engine:
@@ -176,7 +174,9 @@ class Runner:
 
     # -- public API ------------------------------------------------------------------
 
-    def send_chat_completion_request(self, request: Any) -> Any:
+    def send_chat_completion_request(
+        self, request: ChatCompletionRequest
+    ) -> ChatCompletion | Iterator[ChatCompletionChunk]:
         """A mistral.rs-style ChatCompletionRequest: the completion, or with stream=True an iterator of chunks."""
         from .request import send
 
@@ -386,8 +386,10 @@ def _resolved(
     """`Runner.open`'s resolution, the seed's forms' too: keywords checked once into option values, the
     process environment read once (config.environ), the target found; the rest is `Runner`'s own."""
     given = split_keywords(options, _OWN)
-    target = model if isinstance(model, (Local, Server)) else None
-    if target is None and given.rest.get("engine") is None:
+    target: Target | None = None
+    if isinstance(model, (Local, Server)):
+        target = model
+    elif given.rest.get("engine") is None:
         target = find_target(
             model, mmproj, remote=given.remote, environ=config.environ(), which=which,
             in_situ_quant=in_situ_quant, pull=pull, progress=not quiet,
