@@ -120,10 +120,11 @@ class Conversation:
         """A new conversation: messages and attachments go, the system prompt stays."""
         self._messages, self.pending, self.first, self.used = (), [], 0, None
 
-    def to_model(self) -> msgs.Conversation:
-        """What the model sees, parsed already: the system prompt, then the window of turns."""
+    def to_model(self) -> list[Message]:
+        """What the model sees, parsed already (the Runner takes the Messages as they are): the system
+        prompt, then the window of turns."""
         head = [text("system", self.system)] if self.system else []
-        return msgs.Conversation([*head, *(m.for_model() for m in self._messages[self.first :])])
+        return [*head, *(m.for_model() for m in self._messages[self.first :])]
 
     # -- attachments -----------------------------------------------------------------
 
@@ -193,9 +194,9 @@ class Conversation:
         self.used = None
         return list(window[: starts[0]])
 
-    def fit(self, count: Callable[[msgs.Conversation], int], limit: int) -> list[Message]:
+    def fit(self, count: Callable[[list[Message]], int], limit: int) -> list[Message]:
         """Drop the oldest turns until `count(to_model())` is at most `limit`; what was dropped. The
-        count gets the parsed conversation (Runner.count_tokens takes it as it is: nothing parsed again)."""
+        count gets the parsed messages (Runner.count_tokens takes them as they are: nothing parsed again)."""
         dropped: list[Message] = []
         while count(self.to_model()) > limit:
             gone = self.drop_oldest()
