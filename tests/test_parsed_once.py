@@ -1,7 +1,7 @@
 """A conversation is parsed once per turn: each part validated (a MediaPart made), located and
 admitted (the media policy) once, whatever the entry (Runner.chat, `ask` with the log and
-`--continue`, a batch line, the request API); a parsed conversation cannot be changed into an
-unchecked one; and a device URL is read by the same reader from the CLI and from the Runner.
+`--continue`, a batch line, the request API, the REPL); a parsed conversation cannot be changed into
+an unchecked one; and a device URL is read by the same reader from the CLI and from the Runner.
 
 On the FakeEngine, no model: what is counted is what a user pays for in time on every turn.
 """
@@ -9,6 +9,7 @@ On the FakeEngine, no model: what is counted is what a user pays for in time on 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 from collections import Counter
@@ -16,9 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from mmchat import messages as msgs
 from mmchat.batch import read_jsonl
+from mmchat.chat.commands import Attach, Load, Save, Say
+from mmchat.chat.conversation import Conversation as ChatConversation
+from mmchat.chat.session import Chat
 from mmchat.errors import InputError
 from mmchat.inputs import capture
 from mmchat.inputs import part as part_location
@@ -195,3 +200,74 @@ def test_a_file_part_is_heard_as_the_kind_its_content_told(pngs):
     )
     list(stream)
     assert heard == [("image", {}, "messages[0].content[1]")]
+
+
+# -- the REPL: a part is parsed where it comes in (/attach, /load), then sent as it is ---------
+
+
+def _repl(engine: FakeEngine) -> Chat:
+    """The REPL as `mmchat chat` opens it (the user's own files and devices: no policy), without a terminal."""
+    runner = Runner(engine=engine, devices=True)
+    options = GenerationOptions(max_tokens=8)
+    return Chat(runner, lambda name: runner, "m.gguf", options, ChatConversation(), Console(file=io.StringIO()))
+
+
+def _images(turns) -> int:
+    return sum(type(s).__name__ == "Image" for turn in turns for s in turn.segments)
+
+
+def test_the_repl_parses_an_attached_part_once_and_each_turn_sends_it_as_it_is(tmp_path, pngs, counts):
+    fake = FakeEngine()
+    repl = _repl(fake)
+    repl.safely(Attach((str(pngs[0]),)))
+    repl.background.wait()
+    assert dict(counts.validated) == {"a.png": 1}  # the part is made once, when attached
+    for question in ("what is it?", "and its colours?"):  # a turn, then a follow-up that sends it again
+        counts.clear()
+        repl.safely(Say(question))
+        counts.each(policy=False)  # neither validated nor located again: the Runner takes it parsed
+    assert [_images(turns) for turns, _ in fake.calls] == [1, 1]
+    counts.clear()
+    repl.safely(Save(str(tmp_path / "c.json")))  # written as OpenAI's dicts, the image embedded
+    counts.each(policy=False)
+    assert json.loads((tmp_path / "c.json").read_text())["messages"][0]["content"][0]["image_url"]["url"].startswith(
+        "data:image/png"
+    )
+
+
+def test_the_repl_fits_its_window_without_parsing_again(pngs, counts):
+    fake = FakeEngine(n_ctx=12)  # 9 prompt tokens once 3 are kept for the answer: two turns do not fit
+    repl = _repl(fake)
+    repl.safely(Attach((str(pngs[0]),)))
+    repl.background.wait()
+    repl.safely(Say("what is it?"))
+    counts.clear()
+    repl.safely(Say("and its colours?"))  # counted with the first turn, which must leave the window
+    counts.each(policy=False)
+    assert [_images(turns) for turns, _ in fake.calls] == [1, 0]
+    assert [t.segments for t in fake.calls[-1][0]] == [("and its colours?",)]
+    assert repl.notice == "context full: 2 oldest messages left the model's view"
+
+
+def test_a_loaded_conversation_is_parsed_once_when_loaded(tmp_path, pngs, counts):
+    saved = tmp_path / "c.json"
+    saved.write_text(json.dumps({"messages": [_asking(pngs[0], text="what is it?"), msgs.assistant_message("noise")]}))
+    fake = FakeEngine()
+    repl = _repl(fake)
+    repl.safely(Load(str(saved)))
+    assert dict(counts.validated) == {"a.png": 1} and dict(counts.located) == {"a.png": 1}
+    counts.clear()
+    repl.safely(Say("and its colours?"))
+    counts.each(policy=False)
+    assert _images(fake.calls[0][0]) == 1
+
+
+def test_chat_continue_opens_the_repl_on_the_logged_conversation_parsed_once(pngs, counts):
+    a, b = pngs[:2]
+    first, _ = invoke("ask", "compare", "-i", str(a), "-i", str(b))
+    assert first.exit_code == 0, first.output
+    counts.clear()
+    result, fake = invoke("chat", "--continue", input="and now?\nand again?\n")
+    assert result.exit_code == 0, result.output
+    assert [_images(turns) for turns, _ in fake.calls] == [2, 2]  # both turns send the logged images
+    counts.each("a.png", "b.png", policy=False)  # parsed when the log was read; not per turn, nor by the REPL

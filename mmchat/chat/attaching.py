@@ -13,7 +13,7 @@ from ..env import current
 from ..errors import InputError, MmchatError
 from ..inputs.resolver import Attachment
 from ..media import Kind, with_article
-from ..messages import parse_conversation
+from ..messages import MediaPart
 from ..preview import label_of
 from ..render import show_error
 from . import commands as cmd
@@ -120,36 +120,6 @@ class Attaching(ChatState):
         self._attach_one(str(save_capture(grab_screen(c.monitor), "screen", "png")), "image")
 
     @cmd.command(
-        "/show",
-        "[N]",
-        "show pending attachment N as the model gets it; without N all of them, or your last message's",
-        parse=cmd.parse_index,
-    )
-    def do_show(self, c: cmd.Show) -> None:
-        if self.preview is None:
-            raise InputError(
-                "previews are off here (--no-preview, preview = false, or no terminal): "
-                "/attachments lists the attachments"
-            )
-        pending = self.conv.pending
-        if c.index is not None:
-            if not 1 <= c.index <= len(pending):
-                have = f"1 to {len(pending)}" if pending else "none are pending"
-                raise InputError(f"no attachment {c.index}: {have}; /attachments lists them")
-            self.show(pending[c.index - 1], c.index)
-            return
-        if pending:
-            for i, a in enumerate(pending, 1):
-                self.show(a, i)
-            return
-        users = [m for m in self.conv.messages if m["role"] == "user"]
-        sent = parse_conversation(users[-1:]).media() if users else []
-        if not sent:
-            raise InputError("nothing to show: /attach a file first")
-        for part in sent:
-            self.show(Attachment(part.kind, part.url, part.url, media=part))
-
-    @cmd.command(
         "/rec",
         "[SECONDS]",
         "record from the microphone until Enter (Ctrl-C cancels), or for SECONDS, and attach it",
@@ -192,6 +162,36 @@ class Attaching(ChatState):
         gone = self.conv.detach(c.index)
         self.background.cancel(gone)
         self.note(f"detached {', '.join(a.label for a in gone)}" if gone else "no attachments pending")
+
+    @cmd.command(
+        "/show",
+        "[N]",
+        "show pending attachment N as the model gets it; without N all of them, or your last message's",
+        parse=cmd.parse_index,
+    )
+    def do_show(self, c: cmd.Show) -> None:
+        if self.preview is None:
+            raise InputError(
+                "previews are off here (--no-preview, preview = false, or no terminal): "
+                "/attachments lists the attachments"
+            )
+        pending = self.conv.pending
+        if c.index is not None:
+            if not 1 <= c.index <= len(pending):
+                have = f"1 to {len(pending)}" if pending else "none are pending"
+                raise InputError(f"no attachment {c.index}: {have}; /attachments lists them")
+            self.show(pending[c.index - 1], c.index)
+            return
+        if pending:
+            for i, a in enumerate(pending, 1):
+                self.show(a, i)
+            return
+        users = [m for m in self.conv.messages if m.role == "user"]
+        sent = [p for p in users[-1].parts if isinstance(p, MediaPart)] if users else []  # parsed: as they are
+        if not sent:
+            raise InputError("nothing to show: /attach a file first")
+        for part in sent:
+            self.show(Attachment(part.kind, part.url, part.url, media=part))
 
 
 def wait_for_line(recorder: Any, read: Callable[[], str] | None = None) -> str:

@@ -2,10 +2,13 @@
 
 Media are embedded as data: URLs so a file stands alone, or kept as paths with --ref. An
 answer cut short by Ctrl-C is marked in an `mmchat` block; other tools see plain messages.
+This is one of the REPL's edges: the conversation is parsed once when a file is read, and
+written as OpenAI's dicts only here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ from typing import Any
 from .. import messages as msgs
 from ..atomic import write_atomic
 from ..errors import InputError, MmchatError
-from .conversation import Conversation, text_of
+from .conversation import Conversation, kept
 
 SAVE_VERSION = 1
 
@@ -23,12 +26,12 @@ def to_json(conv: Conversation, *, embed: bool = True) -> dict[str, Any]:
     out = [msgs.system_message(conv.system)] if conv.system else []
     cut = []
     for message in conv.messages:
-        content = message["content"]
-        if embed and not isinstance(content, str):
-            content = [inline(p) for p in content]
-        if message.get("interrupted"):
+        if message.interrupted:
             cut.append(len(out))
-        out.append({"role": message["role"], "content": content})
+        if embed and not message.plain:
+            out.append({"role": message.role, "content": [inline(p) for p in message.parts]})
+        else:
+            out.append(message.to_openai())
     data: dict[str, Any] = {"messages": out}
     if cut:
         data["mmchat"] = {"version": SAVE_VERSION, "interrupted": cut}
@@ -36,19 +39,19 @@ def to_json(conv: Conversation, *, embed: bool = True) -> dict[str, Any]:
 
 
 def from_json(data: Any) -> Conversation:
-    """A saved conversation: {"messages": [...]} or a bare message list."""
+    """A saved conversation: {"messages": [...]} or a bare message list, parsed once."""
     raw = data.get("messages") if isinstance(data, dict) else data
     if raw is None:
         raise InputError("no 'messages' list in the file: save one with /save")
-    checked = msgs.parse_conversation(raw).as_dicts()  # checked once; the REPL keeps OpenAI's dicts
+    parsed = [kept(m) for m in msgs.parse_conversation(raw)]
     meta = data.get("mmchat", {}) if isinstance(data, dict) else {}
     for i in meta.get("interrupted", []) if isinstance(meta, dict) else []:
-        if isinstance(i, int) and 0 <= i < len(checked) and checked[i]["role"] == "assistant":
-            checked[i]["interrupted"] = True
+        if isinstance(i, int) and 0 <= i < len(parsed) and parsed[i].role == "assistant":
+            parsed[i] = dataclasses.replace(parsed[i], interrupted=True)
     system = None
-    if checked[0]["role"] == "system":
-        system = text_of(checked.pop(0))
-    return Conversation(system, checked)
+    if parsed[0].role == "system":
+        system = parsed.pop(0).text
+    return Conversation(system, parsed)
 
 
 def save(conv: Conversation, path: str | Path, *, ref: bool = False) -> Path:
@@ -78,16 +81,19 @@ def load(path: str | Path) -> Conversation:
         raise InputError(f"{path}: {e}") from None
 
 
-def inline(part: msgs.Part) -> msgs.Part:
-    """A media part with its bytes inlined as a data: URL, so a saved file stands alone."""
-    found = msgs.parse_part(part)
-    if not isinstance(found, msgs.MediaPart) or found.location.scheme == "data" or part["type"] == "input_audio":
-        return part
+def inline(part: msgs.TextPart | msgs.MediaPart) -> msgs.Part:
+    """A part as OpenAI's dict, a media part's bytes inlined as a data: URL, so a saved file stands alone."""
+    if not isinstance(part, msgs.MediaPart) or part.location.scheme == "data" or part.audio_format is not None:
+        return part.to_openai()
     from ..inputs.sources import read_source
 
     try:
-        source = read_source(found.location)
+        source = read_source(part.location)
     except MmchatError as e:
-        raise type(e)(f"cannot embed {found.url} ({e}): save with --ref to keep it as a path") from None
-    body = {**part[part["type"]], "url": msgs.data_url(source.data, source.mime or "application/octet-stream")}
-    return {"type": part["type"], part["type"]: body}
+        raise type(e)(f"cannot embed {part.url} ({e}): save with --ref to keep it as a path") from None
+    written = part.to_openai()
+    ptype = written["type"]
+    return {
+        "type": ptype,
+        ptype: {**written[ptype], "url": msgs.data_url(source.data, source.mime or "application/octet-stream")},
+    }

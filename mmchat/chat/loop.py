@@ -23,6 +23,7 @@ from rich.console import Console
 
 from ..env import Environment, current
 from ..errors import MmchatError
+from ..messages import Message
 from ..options import DisplayOptions, GenerationOptions
 from ..render import show_error
 from . import commands as cmd
@@ -41,7 +42,7 @@ def run_chat(
     model_name: str,
     options: GenerationOptions | None = None,
     system: str | None = None,
-    messages: Sequence[dict[str, Any]] = (),
+    messages: Sequence[Message | dict[str, Any]] = (),
     attachments: Sequence[tuple[str | None, str]] = (),
     history_path: Path,
     env: Environment | None = None,
@@ -52,7 +53,8 @@ def run_chat(
     console: Console | None = None,
 ) -> int:
     """Run the chat until /exit or Ctrl-D; the exit code (nonzero only if the model fails to load).
-    `messages` are a conversation to go on with (`chat --continue`). Attachments are previewed where
+    `messages` are a conversation to go on with (`chat --continue`: parsed when the log was read, kept as
+    they are; dicts are parsed once). Attachments are previewed where
     notes go (stdout, or stderr when stdin is a script) when that is a terminal, unless `display` says no.
 
     Ctrl-C while the model loads is not caught here: it ends the command with 130, as anywhere.

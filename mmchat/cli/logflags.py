@@ -22,6 +22,7 @@ from ..errors import InputError
 from .params import _param
 
 if TYPE_CHECKING:
+    from .. import messages as msgs
     from ..log import LoggedConversation, TurnLogger
     from .params import Flags
 
@@ -113,14 +114,15 @@ class Logging:
             return [new[0], *history, *new[1:]]
         return history + new
 
-    def history(self, system: str | None) -> tuple[str | None, list[dict[str, Any]]]:
-        """`chat`: the system prompt (a given one wins) and the messages to open the REPL on."""
+    def history(self, system: str | None) -> tuple[str | None, list[msgs.Message]]:
+        """`chat`: the system prompt (a given one wins) and the messages to open the REPL on (parsed when
+        the log was read: the REPL keeps them as they are)."""
         if self.continuing is None:
             return system, []
-        messages = list(self.continuing.messages)
-        if messages and messages[0]["role"] == "system":
-            old = messages.pop(0)["content"]
-            system = system or (old if isinstance(old, str) else None)
+        messages = list(self.continuing.conversation)
+        if messages and messages[0].role == "system":
+            old = messages.pop(0)
+            system = system or (old.text if old.plain else None)
         return system, messages
 
 
