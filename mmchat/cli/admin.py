@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from ..models.registry import ModelEntry, Registry
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No notices or progress on stderr.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No notices or progress on stderr (warnings still).")]
 
 
 @app.command()

@@ -150,7 +150,11 @@ _SWITCHES = [
     _param(
         "pull", Annotated[bool, typer.Option("--pull", help="Download the model first if it is not there yet.")], False
     ),
-    _param("quiet", Annotated[bool, typer.Option("--quiet", "-q", help="No notices or progress on stderr.")], False),
+    _param(
+        "quiet",
+        Annotated[bool, typer.Option("--quiet", "-q", help="No notices or progress on stderr (warnings still).")],
+        False,
+    ),
     _param(
         "verbose",
         Annotated[bool, typer.Option("--verbose", "-v", help="Show llama.cpp's own log and stats on stderr.")],
