@@ -1,6 +1,6 @@
 """`mmchat batch` against a shell loop of `mmchat ask`, and batch throughput against --concurrency.
 
-1. 16 images plus one broken file, the tiny vision models of tests/fixtures: one `mmchat batch`
+1. 16 images plus one broken file, the tiny vision models of tests/support/gguf_models.py: one `mmchat batch`
    against a loop of 17 `mmchat ask` processes, alternated ROUNDS times (the best of each kept),
    answers compared byte for byte. The goal is batch <= 0.3x the loop.
 2. The same 16 requests through a server at --concurrency 1, 2 and 4: llama-cpp-python's server

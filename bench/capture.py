@@ -88,7 +88,7 @@ def main() -> None:
 
 
 def _microphone(work: Path) -> list[dict]:
-    """The microphone rows, on a real PulseAudio whose default source plays a tone (tests/soundserver.py)."""
+    """The microphone rows, on a real PulseAudio whose default source plays a tone (tests/support/soundserver.py)."""
     import statistics
     import subprocess
 

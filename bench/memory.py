@@ -5,7 +5,7 @@
               them, as it does by default)
   log write   one more turn of a logged conversation of 1 and of 1,000 turns (in this process)
 
-Every run is a fresh child process on the tiny models of tests/fixtures (the model's own memory
+Every run is a fresh child process on the tiny models of tests/support/gguf_models.py (the model's own memory
 is small, so what grows is mmchat's), with its own empty MMCHAT_HOME, so every photo is read,
 decoded and encoded, and the disk cache of encoded media starts empty. Peak RSS is the child's
 ru_maxrss (os.wait4). Answers are `--max-tokens` long (16 in a batch, 64 in the REPL: about 40

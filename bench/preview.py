@@ -139,7 +139,7 @@ def main(runs: int = 7) -> None:
         {
             "runs": runs,
             "photo": "4000x3000 JPEG, decoded to 1536x1152 (--image-max-side)",
-            "model": "tiny test models (tests/fixtures/gguf_models.py)",
+            "model": "tiny test models (tests/support/gguf_models.py)",
         },
     )
 

@@ -7,16 +7,16 @@ never from a test module, so a move inside tests/ is one edit in this file.
 
 from __future__ import annotations
 
-from tests.desktop import copy_to_clipboard, draw_on_root, xvfb
-from tests.documents import text_pdf
-from tests.fixtures import gguf_models
-from tests.fixtures.gguf_models import CHAT_TEMPLATE, write_all
-from tests.fixtures.real_vision import write_gemma3_so400m_mmproj
-from tests.helpers import Trickle, free_port, llama_cpp_server, local_server, wait_until_up
-from tests.mediafiles import noise_png
-from tests.soundserver import sound_missing, sound_server, tone
-from tests.stubserver import Reply, Stub, echo, serve
-from tests.videofiles import slide, slides_video
+from tests.support import gguf_models
+from tests.support.desktop import copy_to_clipboard, draw_on_root, xvfb
+from tests.support.documents import text_pdf
+from tests.support.gguf_models import CHAT_TEMPLATE, write_all
+from tests.support.helpers import Trickle, free_port, llama_cpp_server, local_server, wait_until_up
+from tests.support.mediafiles import noise_png
+from tests.support.real_vision import write_gemma3_so400m_mmproj
+from tests.support.soundserver import sound_missing, sound_server, tone
+from tests.support.stubserver import Reply, Stub, echo, serve
+from tests.support.videofiles import slide, slides_video
 
 __all__ = [
     "CHAT_TEMPLATE",

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.fixtures.gguf_models import write_all
-from tests.fuzzing import FUZZ_EXAMPLES
-from tests.helpers import user_vars
+from tests.support.fuzzing import FUZZ_EXAMPLES
+from tests.support.gguf_models import write_all
+from tests.support.helpers import user_vars
 
-# Property-based tests: the same bounded examples on every CI run; MMCHAT_FUZZ_EXAMPLES=N for more (tests/fuzzing.py)
+# Property-based tests: the same bounded examples on every CI run; MMCHAT_FUZZ_EXAMPLES=N for more (tests/support/fuzzing.py)
 settings.register_profile(
     "ci",
     derandomize=True,
@@ -42,7 +42,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The tiny GGUF models of tests/fixtures/gguf_models.py, written once per session."""
+    """The tiny GGUF models of tests/support/gguf_models.py, written once per session."""
     return write_all(tmp_path_factory.mktemp("models"))
 
 

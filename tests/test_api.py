@@ -14,8 +14,8 @@ import mmchat.messages
 from mmchat import Runner, audio_from_array, image_from_bytes, image_from_pil, image_part, input_audio_part, text_part
 from mmchat.errors import InputError
 from mmchat.testing import FakeEngine
-from tests.helpers import GREEDY, THREADS
-from tests.mediafiles import noise_png, tone, tone_wav
+from tests.support.helpers import GREEDY, THREADS
+from tests.support.mediafiles import noise_png, tone, tone_wav
 
 MESSAGE_BUILDERS = (
     "text_part",
@@ -233,7 +233,7 @@ def test_ignore_eos_generates_to_max_tokens(omni, monkeypatch):
 def test_runner_prompt_shows_the_rendered_prompt_with_media_where_they_stand(tmp_path):
     from mmchat import Runner, image_part, user_message
     from mmchat.testing import FakeEngine
-    from tests.mediafiles import noise_png
+    from tests.support.mediafiles import noise_png
 
     photo = noise_png(tmp_path / "p.png")
     with Runner(engine=FakeEngine()) as runner:

@@ -9,9 +9,16 @@ import time
 
 import pytest
 
-from tests.helpers import GREEDY_ARGS, MMCHAT, THREADS_ARGS, invoke, invoke_real, mmchat_env, run_mmchat
-from tests.mediafiles import noise_png, tone_wav
-from tests.stubserver import Reply, Stub, echo, serve
+from tests.support.helpers import (
+    MMCHAT,
+    invoke,
+    invoke_real,
+    mmchat_env,
+    model_args,
+    run_mmchat,
+)
+from tests.support.mediafiles import noise_png, tone_wav
+from tests.support.stubserver import Reply, Stub, echo, serve
 
 
 def lines(text: str) -> list[dict]:
@@ -190,7 +197,7 @@ def test_a_local_model_answers_one_at_a_time_whatever_concurrency_says(files):
 
 def test_answers_are_byte_identical_to_a_loop_of_ask_with_one_model_load(models, tmp_path):
     files = [str(noise_png(tmp_path / f"p{i}.png", seed=i, size=(48, 32))) for i in range(3)]
-    model = ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), *THREADS_ARGS, *GREEDY_ARGS]
+    model = model_args(models)
     batch = run_mmchat("batch", "Describe.", *files, *model)
     assert batch.returncode == 0, batch.stderr
     got = [o["response"]["body"]["choices"][0]["message"]["content"] for o in lines(batch.stdout)]
@@ -208,11 +215,7 @@ def test_ctrl_c_stops_after_the_current_request_keeping_every_finished_line(mode
         *files,
         "-o",
         str(out),
-        "--model",
-        str(models["llm"]),
-        "--mmproj",
-        str(models["mmproj-vision"]),
-        *THREADS_ARGS,
+        *model_args(models, greedy=False),
         "-t",
         "0",
         "-n",
@@ -254,7 +257,7 @@ def test_nothing_is_logged_unless_asked_and_with_log_each_request_is_a_conversat
 
 
 def test_a_lines_video_part_options_apply_to_that_line_alone(tmp_path):
-    from tests.videofiles import write_video
+    from tests.support.videofiles import write_video
 
     video = str(write_video(tmp_path / "clip.mp4", 4))
     (tmp_path / "in.jsonl").write_text(

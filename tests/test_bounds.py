@@ -22,9 +22,9 @@ from mmchat.env import Environment, use
 from mmchat.inputs.sources import read_source
 from mmchat.media.audio import decode_audio
 from mmchat.testing import FakeEngine
-from tests.helpers import GREEDY_ARGS, THREADS_ARGS, Trickle, invoke, local_server, run_mmchat
-from tests.mediafiles import tone_wav
-from tests.videofiles import write_video
+from tests.support.helpers import Trickle, invoke, local_server, model_args, run_mmchat
+from tests.support.mediafiles import tone_wav
+from tests.support.videofiles import write_video
 
 # --- long sound is refused from its length -------------------------------------------------
 
@@ -93,17 +93,12 @@ def test_the_real_projector_says_what_sound_costs(models, tmp_path):
     base = [
         "ask",
         "hi",
-        "--model",
-        str(models["llm"]),
-        "--mmproj",
-        str(models["mmproj-audio"]),
+        *model_args(models, "mmproj-audio"),
         "-a",
         str(wav),
         "--ctx-size",
         "1024",
         "--no-cache",
-        *GREEDY_ARGS,
-        *THREADS_ARGS,
     ]
     refused = run_mmchat(*base)
     assert refused.returncode == 2, refused.stderr

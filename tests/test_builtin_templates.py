@@ -19,9 +19,9 @@ import pytest
 
 from mmchat import Runner, image_part, text_part
 from mmchat.errors import ModelLoadError
-from tests.fixtures.gguf_models import write_text_model
-from tests.helpers import GREEDY, THREADS, run_mmchat
-from tests.mediafiles import noise_png
+from tests.support.gguf_models import write_text_model
+from tests.support.helpers import GREEDY, THREADS, run_mmchat
+from tests.support.mediafiles import noise_png
 
 pytestmark = pytest.mark.model  # every test here loads a tiny GGUF or starts a process (Xvfb, mmchat)
 
@@ -117,7 +117,7 @@ def test_vicuna_answers_like_llama_cpp_given_the_same_prompt_and_image(models, n
     out = subprocess.run(
         [
             sys.executable,
-            str(HERE / "llama_reference.py"),
+            str(HERE / "support" / "llama_reference.py"),
             str(named["vicuna"]),
             str(models["mmproj-vision"]),
             prompt,

@@ -16,8 +16,8 @@ from mmchat.media import Image
 from mmchat.messages import image_part, user_message
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
-from tests.desktop import copy_to_clipboard, draw_on_root, need_x, xvfb
-from tests.helpers import GREEDY_ARGS, THREADS_ARGS, run_mmchat
+from tests.support.desktop import copy_to_clipboard, draw_on_root, need_x, xvfb
+from tests.support.helpers import model_args, run_mmchat
 
 pytestmark = pytest.mark.model  # every test here loads a tiny GGUF or starts a process (Xvfb, mmchat)
 
@@ -121,7 +121,7 @@ def test_files_copied_in_a_file_manager_are_pasted_as_those_files(desktop, tmp_p
 
 
 def _vision(models) -> list[str]:
-    return ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), *GREEDY_ARGS, *THREADS_ARGS]
+    return model_args(models)
 
 
 def test_ask_keeps_the_screenshot_and_the_log_names_it(models, desktop, tmp_path):

@@ -19,9 +19,9 @@ from mmchat.inputs.claims import judge, named
 from mmchat.media import Image
 from mmchat.messages import file_part, image_part, user_message
 from mmchat.testing import FakeEngine
-from tests.documents import text_pdf
-from tests.helpers import chat, invoke
-from tests.mediafiles import noise_png, tone_wav
+from tests.support.documents import text_pdf
+from tests.support.helpers import chat, invoke
+from tests.support.mediafiles import noise_png, tone_wav
 
 NOTES = "Meeting notes: buy milk, ship the reader.\n"
 SVG = (

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GREEDY, GREEDY_ARGS, THREADS, THREADS_ARGS, run_mmchat
-from tests.mediafiles import noise_png, tone_wav
+from tests.support.helpers import GREEDY, THREADS, model_args, run_mmchat
+from tests.support.mediafiles import noise_png, tone_wav
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def vision_args(models):
-    return ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), *GREEDY_ARGS, *THREADS_ARGS]
+    return model_args(models)
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +88,7 @@ def test_every_url_form_gives_the_same_answer(vision_args, png, answer, server, 
 def test_media_keep_their_command_line_order(models, png, tmp_path):
     wav = tone_wav(tmp_path / "t.wav")
     args = [
-        "--model",
-        str(models["llm"]),
-        "--mmproj",
-        str(models["mmproj-omni"]),
-        *GREEDY_ARGS,
-        *THREADS_ARGS,
+        *model_args(models, "mmproj-omni"),
         "--json",
         "--no-cache",
     ]  # both runs encode both media, so their usage must match
@@ -115,7 +110,7 @@ def test_json_output_is_one_completion_object(vision_args, png, answer):
 
 
 def test_piped_text_reaches_the_model(models):
-    args = ["--model", str(models["llm"]), *GREEDY_ARGS, *THREADS_ARGS, "--json"]
+    args = [*model_args(models, None), "--json"]
     alone = json.loads(run_mmchat("ask", "Summarize.", *args).stdout)
     piped = json.loads(run_mmchat("ask", "Summarize.", *args, stdin=b"Some notes about the meeting.\n").stdout)
     assert piped["usage"]["prompt_tokens"] > alone["usage"]["prompt_tokens"] + 10

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from mmchat.testing import FakeEngine
-from tests.helpers import Interrupting, invoke
-from tests.mediafiles import noise_png, tone_wav
+from tests.support.helpers import Interrupting, invoke
+from tests.support.mediafiles import noise_png, tone_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 

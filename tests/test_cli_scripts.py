@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.fakehub import FakeHub
-from tests.fixtures.gguf_models import write_text_model
-from tests.helpers import GREEDY, GREEDY_ARGS, MMCHAT, THREADS_ARGS, as_flags, mmchat_env, run_mmchat
-from tests.mediafiles import noise_png
+from tests.support.fakehub import FakeHub
+from tests.support.gguf_models import write_text_model
+from tests.support.helpers import (
+    GREEDY,
+    GREEDY_ARGS,
+    MMCHAT,
+    THREADS_ARGS,
+    as_flags,
+    mmchat_env,
+    model_args,
+    run_mmchat,
+)
+from tests.support.mediafiles import noise_png
+from tests.support.terminal import Pty
 
 pytestmark = pytest.mark.model  # every test runs `mmchat` in a subprocess
 
@@ -83,12 +89,9 @@ def test_schema_forces_json_that_validates(models):
     out = run_mmchat(
         "ask",
         "Is it ok?",
-        "-m",
-        str(models["llm"]),
+        *model_args(models, None),
         "--schema",
         json.dumps(schema),
-        *GREEDY_ARGS,
-        *THREADS_ARGS,
         "-n",
         "64",
     )
@@ -103,7 +106,7 @@ def test_schema_forces_json_that_validates(models):
 
 def test_config_file_sets_defaults(models, home):
     # greedy, but no --max-tokens: the built-in default (512), then the config file's (3), must decide
-    args = ["ask", "hi", "-m", str(models["llm"]), "--json", *as_flags({**GREEDY, "max_tokens": None}), *THREADS_ARGS]
+    args = ["ask", "hi", *model_args(models, None, greedy=False), "--json", *as_flags({**GREEDY, "max_tokens": None})]
     plain = run_mmchat(*args, env={"MMCHAT_HOME": str(home)})
     (home / "config.toml").write_text("[defaults]\nmax-tokens = 3\n")
     configured = run_mmchat(*args, env={"MMCHAT_HOME": str(home)})
@@ -115,28 +118,14 @@ def test_config_file_sets_defaults(models, home):
 
 
 def _pty_run(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, bytes]:
-    pid, fd = pty.fork()
-    if pid == 0:  # child: the terminal is its stdin, stdout and stderr
-        os.execvpe(MMCHAT[0], [*MMCHAT, *args], mmchat_env({**env, "COLUMNS": "100"}))
-    out = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), out
+    term = Pty(args, command=None, env={**env, "COLUMNS": "100"})  # the terminal is its stdin, stdout and stderr
+    code = term.finish(timeout)
+    return code, bytes(term.seen)
 
 
 def test_a_terminal_gets_rendered_markdown_and_no_color_gets_plain_text(models):
     # -q: no spinner, only the answer
-    args = ["ask", "hi", "-m", str(models["llm"]), "-q", *GREEDY_ARGS, *THREADS_ARGS, "-n", "24"]
+    args = ["ask", "hi", *model_args(models, None), "-q", "-n", "24"]
     code, styled = _pty_run(args, {})
     assert code == 0 and b"\x1b[" in styled
     code, plain = _pty_run(args, {"NO_COLOR": "1"})
@@ -180,14 +169,9 @@ def test_chat_reads_a_script_from_stdin_and_prints_only_answers(models, tmp_path
     script = b"Describe it.\n/attach /no/such/file.png\nAnd the colours?\n"
     out = run_mmchat(
         "chat",
-        "-m",
-        str(models["llm"]),
-        "--mmproj",
-        str(models["mmproj-vision"]),
+        *model_args(models),
         "-i",
         str(png),
-        *GREEDY_ARGS,
-        *THREADS_ARGS,
         "-n",
         "8",
         env={"MMCHAT_HOME": str(tmp_path)},
@@ -221,9 +205,7 @@ def test_a_reader_that_stops_early_ends_generation_quietly(tmp_path):
 def test_a_gbnf_grammar_constrains_the_answer(models, tmp_path):
     grammar = tmp_path / "answer.gbnf"
     grammar.write_text('root ::= ("yes" | "no") " because " [a-z]+ "."\n')
-    out = run_mmchat(
-        "ask", "Is it?", "-m", str(models["llm"]), "--grammar", str(grammar), *GREEDY_ARGS, *THREADS_ARGS, "-n", "40"
-    )
+    out = run_mmchat("ask", "Is it?", *model_args(models, None), "--grammar", str(grammar), "-n", "40")
     assert out.returncode == 0, out.stderr
     import re
 
@@ -244,8 +226,6 @@ def test_a_gbnf_grammar_constrains_the_answer(models, tmp_path):
 def test_a_long_inline_schema_is_json_not_a_file_name(models):
     props = {f"field_{i}": {"type": "boolean"} for i in range(30)}
     schema = json.dumps({"type": "object", "properties": props, "required": list(props)})  # > 255 characters
-    out = run_mmchat(
-        "ask", "x", "-m", str(models["llm"]), "--schema", schema, *GREEDY_ARGS, *THREADS_ARGS, "-n", "3000"
-    )
+    out = run_mmchat("ask", "x", *model_args(models, None), "--schema", schema, "-n", "3000")
     assert out.returncode == 0, out.stderr
     assert sorted(json.loads(out.stdout)) == sorted(props)

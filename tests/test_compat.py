@@ -11,10 +11,10 @@ from mmchat.engine import llamacpp
 from mmchat.errors import ModelLoadError
 from mmchat.models import gguf_info, registry
 from mmchat.models import pairs as compat
-from tests.fakehub import put_in_cache, use_hub
-from tests.fixtures import gguf_models as g
-from tests.fixtures.gguf_models import GGUFBuilder
-from tests.helpers import GREEDY_ARGS, THREADS_ARGS, run_mmchat
+from tests.support import gguf_models as g
+from tests.support.fakehub import put_in_cache, use_hub
+from tests.support.gguf_models import GGUFBuilder
+from tests.support.helpers import model_args, run_mmchat
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +111,7 @@ def test_the_command_line_says_it_in_one_line_with_exit_2(models, odd):
         (models["mmproj-qwen2vl"], "qwen2vl_merger"),
         (odd["mmproj-vision-cut"], "is truncated"),
     ):
-        out = run_mmchat(
-            "ask", "hi", "--model", str(models["llm"]), "--mmproj", str(mmproj), *GREEDY_ARGS, *THREADS_ARGS
-        )
+        out = run_mmchat("ask", "hi", *model_args(models, mmproj))
         err = out.stderr.decode()
         assert out.returncode == 2 and out.stdout == b"", err
         assert err.startswith("mmchat: error: ") and err.count("\n") == 1 and needle in err, err

@@ -14,7 +14,7 @@ from mmchat.chat.conversation import Conversation
 from mmchat.errors import DiskFull, InputError, MediaError, SourceError, UnsupportedMedia
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
-from tests.mediafiles import noise_png, tone_wav
+from tests.support.mediafiles import noise_png, tone_wav
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Every option reaches each server under its own name, "off" included; --schema and --grammar as it takes them.
 
-The stub answers as the real server does (tests/servers.py: its discovery, the fields its request
+The stub answers as the real server does (tests/support/servers.py: its discovery, the fields its request
 model reads, the values it refuses), so a field sent under another server's name shows up in
 `stub.ignored()`, and a value the server refuses fails the command.
 """
@@ -13,9 +13,9 @@ import pytest
 
 from mmchat.engine.dialects import DIALECTS
 from mmchat.options import SERVER_KINDS
-from tests.helpers import invoke_real as mmchat
-from tests.servers import SERVERS
-from tests.stubserver import Stub, serve
+from tests.support.helpers import invoke_real as mmchat
+from tests.support.servers import SERVERS
+from tests.support.stubserver import Stub, serve
 
 KINDS = list(SERVER_KINDS)
 EVERY_OPTION = [

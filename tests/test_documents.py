@@ -11,8 +11,8 @@ from mmchat.errors import InputError, MediaError, SourceError, UnsupportedMedia
 from mmchat.messages import file_part, image_part, user_message
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
-from tests.documents import empty_pdf, many_pages_pdf, scanned_pdf, text_pdf
-from tests.helpers import GREEDY_ARGS, THREADS_ARGS, run_mmchat
+from tests.support.documents import empty_pdf, many_pages_pdf, scanned_pdf, text_pdf
+from tests.support.helpers import model_args, run_mmchat
 
 FAKE_TOKENS = 4000  # the fake answers with what it was given, one word a token
 
@@ -156,7 +156,7 @@ def _write(path, data: bytes):
 
 def test_ask_reads_a_pdf_on_a_vision_model_and_a_text_model(models, tmp_path):
     pdf = str(text_pdf(tmp_path / "doc.pdf", 10))
-    vision = ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), *GREEDY_ARGS, *THREADS_ARGS]
+    vision = model_args(models)
     out = run_mmchat("ask", *vision, "--json", "--pages", "2-3", "-i", pdf, "What is on these pages?")
     assert out.returncode == 0, out.stderr.decode()
     usage = json.loads(out.stdout)["usage"]["prompt_tokens_details"]
@@ -165,7 +165,7 @@ def test_ask_reads_a_pdf_on_a_vision_model_and_a_text_model(models, tmp_path):
     assert (
         json.loads(again.stdout)["usage"]["prompt_tokens_details"]["encoded_media"] == 0
     )  # a new process: the pages came from the cache
-    text_only = run_mmchat("ask", "--model", str(models["llm"]), *GREEDY_ARGS, *THREADS_ARGS, "-i", pdf, "Summarise")
+    text_only = run_mmchat("ask", *model_args(models, None), "-i", pdf, "Summarise")
     assert text_only.returncode == 0, text_only.stderr.decode()
     assert "it gets the text of" in text_only.stderr.decode() and "2 left out" in text_only.stderr.decode()
 
@@ -174,12 +174,7 @@ def test_ask_refuses_a_missing_page_in_one_line(models, tmp_path):
     pdf = text_pdf(tmp_path / "three.pdf", 3)
     out = run_mmchat(
         "ask",
-        "--model",
-        str(models["llm"]),
-        "--mmproj",
-        str(models["mmproj-vision"]),
-        *GREEDY_ARGS,
-        *THREADS_ARGS,
+        *model_args(models),
         "-i",
         f"{pdf}#page=9",
         "hi",
@@ -190,7 +185,7 @@ def test_ask_refuses_a_missing_page_in_one_line(models, tmp_path):
 
 def test_a_logged_pdfs_chosen_pages_come_back_with_continue(tmp_path):
     """The log keeps `#page=` with the path, so --continue sends the pages the user chose."""
-    from tests.helpers import invoke
+    from tests.support.helpers import invoke
 
     doc = text_pdf(tmp_path / "doc.pdf", 3)
     first, _ = invoke("ask", "What does it say?", "-i", f"{doc}#page=2", "-n", "4000")

@@ -9,8 +9,8 @@ import pytest
 from mmchat import Runner
 from mmchat.engine import generating
 from mmchat.engine.drafts import GAP, PromptLookup
-from tests.helpers import THREADS
-from tests.mediafiles import noise_png
+from tests.support.helpers import THREADS
+from tests.support.mediafiles import noise_png
 
 # -- proposals -------------------------------------------------------------------------------------
 

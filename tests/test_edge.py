@@ -16,8 +16,8 @@ from mmchat import Runner
 from mmchat.models.target import Local, Server, find_target
 from mmchat.options import GenerationOptions, LoadOptions, MediaOptions, RemoteOptions
 from mmchat.testing import FakeEngine
-from tests.helpers import GREEDY_ARGS, THREADS, invoke, invoke_real
-from tests.stubserver import serve
+from tests.support.helpers import GREEDY_ARGS, THREADS, invoke, invoke_real, model_args
+from tests.support.stubserver import serve
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -163,14 +163,10 @@ def test_one_local_ask_on_a_model_builds_each_option_once(models, builds):
     result = invoke_real(
         "ask",
         "hi",
-        "-m",
-        str(models["llm"]),
+        *model_args(models, None),
         "--ctx-size",
         "512",
-        "--threads",
-        str(THREADS),
         "--no-cache",
-        *GREEDY_ARGS,
     )
     assert result.exit_code == 0, result.output
     assert builds == {GenerationOptions: 1, RemoteOptions: 1, LoadOptions: 1}

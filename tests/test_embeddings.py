@@ -13,8 +13,16 @@ import pytest
 from mmchat import Runner, image_part, text_part
 from mmchat.config import cache_dir
 from mmchat.engine.embeddings import DiskMediaCache, cache_info
-from tests.helpers import GREEDY, GREEDY_ARGS, MMCHAT, THREADS, THREADS_ARGS, logged, mmchat_env, run_mmchat
-from tests.mediafiles import noise_png
+from tests.support.helpers import (
+    GREEDY,
+    MMCHAT,
+    THREADS,
+    logged,
+    mmchat_env,
+    model_args,
+    run_mmchat,
+)
+from tests.support.mediafiles import noise_png
 
 
 @pytest.fixture
@@ -85,13 +93,8 @@ def test_two_processes_writing_the_same_entry_at_once_both_answer(models, png):
         "What is it?",
         "-i",
         str(png),
-        "-m",
-        str(models["llm"]),
-        "--mmproj",
-        str(models["mmproj-vision"]),
+        *model_args(models),
         "--json",
-        *GREEDY_ARGS,
-        *THREADS_ARGS,
     ]
     procs = [
         subprocess.Popen([*MMCHAT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=mmchat_env())

@@ -12,8 +12,8 @@ import pytest
 
 from mmchat import Runner, audio_part, image_part, text_part
 from mmchat.errors import ContextOverflow, UnsupportedMedia
-from tests.helpers import GREEDY, GREEDY_ARGS, THREADS, THREADS_ARGS, invoke_real, logged
-from tests.mediafiles import noise_png, tone_wav
+from tests.support.helpers import GREEDY, THREADS, invoke_real, logged, model_args
+from tests.support.mediafiles import noise_png, tone_wav
 
 HERE = Path(__file__).parent
 
@@ -125,7 +125,7 @@ def _reference_ids(models, mmproj: str, prompt: str, files: list[Path], n: int) 
     out = subprocess.run(
         [
             sys.executable,
-            str(HERE / "llama_reference.py"),
+            str(HERE / "support" / "llama_reference.py"),
             str(models["llm"]),
             str(models[mmproj]),
             prompt,
@@ -228,12 +228,10 @@ def test_chat_template_file_makes_a_model_without_one_answer_as_with_its_own(mod
     """llm and llm-notemplate have the same weights; llm carries a ChatML template, the other none."""
     template = tmp_path / "chatml.jinja"
     template.write_text(CHATML_FILE)
-    flags = ["--json", *GREEDY_ARGS, *THREADS_ARGS]
-    own = invoke_real("ask", "Hello there", "-m", str(models["llm"]), *flags)
-    given = invoke_real(
-        "ask", "Hello there", "-m", str(models["llm-notemplate"]), "--chat-template", str(template), *flags
-    )
-    plain = invoke_real("ask", "Hello there", "-m", str(models["llm-notemplate"]), *flags)
+    bare = model_args(models, None, model="llm-notemplate")
+    own = invoke_real("ask", "Hello there", *model_args(models, None), "--json")
+    given = invoke_real("ask", "Hello there", *bare, "--chat-template", str(template), "--json")
+    plain = invoke_real("ask", "Hello there", *bare, "--json")
     assert own.exit_code == given.exit_code == plain.exit_code == 0, own.output + given.output + plain.output
     answer = json.loads(own.stdout)
     assert json.loads(given.stdout)["choices"] == answer["choices"]
@@ -241,7 +239,13 @@ def test_chat_template_file_makes_a_model_without_one_answer_as_with_its_own(mod
     assert "no chat template" not in given.stderr and "no chat template" in plain.stderr
     assert json.loads(plain.stdout)["usage"]["prompt_tokens"] != answer["usage"]["prompt_tokens"]  # User:/Assistant:
     template.write_text("{% for message in messages %}{{ message['content'] }")
-    broken = invoke_real("ask", "Hello", "-m", str(models["llm-notemplate"]), "--chat-template", str(template))
+    broken = invoke_real(
+        "ask",
+        "Hello",
+        *model_args(models, None, model="llm-notemplate", greedy=False, threads=False),
+        "--chat-template",
+        str(template),
+    )
     assert broken.exit_code == 2 and broken.stdout == ""
     assert (
         broken.stderr.startswith("mmchat: error: the chat template does not compile (")
@@ -265,7 +269,7 @@ def test_m_rope_models_match_llama_cpp_and_reuse_the_cache(models, tmp_path, llm
     out = subprocess.run(
         [
             sys.executable,
-            str(HERE / "llama_reference.py"),
+            str(HERE / "support" / "llama_reference.py"),
             str(models[llm]),
             str(models[mmproj]),
             prompt,

@@ -1,6 +1,6 @@
 """Disk state survives SIGKILL at any moment, truncation, two processes at once and a full disk.
 
-Writers (tests/faultwriters.py) are killed for real mid-write; the next run must read only
+Writers (tests/support/faultwriters.py) are killed for real mid-write; the next run must read only
 whole values and go on working. A full disk (ENOSPC) is simulated where mmchat writes: one line
 naming the file, and nothing half-written left where the next run reads.
 """
@@ -23,8 +23,8 @@ from mmchat.chat.conversation import Conversation
 from mmchat.chat.history import SafeFileHistory, parse
 from mmchat.engine.embeddings import DiskMediaCache, cache_info
 from mmchat.errors import DiskFull, InputError
-from tests.faultwriters import N_EMBD, conversation_text, embedding, history_entry
-from tests.helpers import chat, logged
+from tests.support.faultwriters import N_EMBD, conversation_text, embedding, history_entry
+from tests.support.helpers import chat, logged
 
 ROOT = Path(__file__).resolve().parent.parent
 MOMENTS = (0.0, 0.01, 0.03, 0.08, 0.2)  # seconds after the first write
@@ -32,7 +32,7 @@ MOMENTS = (0.0, 0.01, 0.03, 0.08, 0.2)  # seconds after the first write
 
 def start(kind: str, path: Path, tag: str) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.faultwriters", kind, str(path), tag],
+        [sys.executable, "-m", "tests.support.faultwriters", kind, str(path), tag],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -268,7 +268,7 @@ def test_a_pull_onto_a_full_disk_is_one_line_exit_1_and_resumes_later(tmp_path, 
     from mmchat.env import Environment, use
     from mmchat.models import download, pulls, registry
     from mmchat.testing import FakeEngine
-    from tests.fakehub import FakeHub, use_hub
+    from tests.support.fakehub import FakeHub, use_hub
 
     model = b"GGUF" + bytes(range(256)) * 400
     with FakeHub({"test-org/tiny-GGUF": {"tiny-Q4_K_M.gguf": model, "mmproj-tiny-f16.gguf": b"GGUF proj"}}) as hub:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.gguf_models import write_all
+from tests.support.gguf_models import write_all
 
 # Runs in a child process: load text model (+ mmproj), report capabilities,
 # tokenize a ChatML prompt with media markers, evaluate it and decode greedily.

@@ -2,7 +2,7 @@
 
 Sources take any string as a URL and any bytes; kind detection any bytes; the decoders
 mutated real files (truncated, bit-flipped, spliced with another format's header), in a
-child process (tests/fuzzing.py) so a crash is a failing example, not a dead pytest; message
+child process (tests/support/fuzzing.py) so a crash is a failing example, not a dead pytest; message
 validation takes arbitrary JSON, the REPL's parser arbitrary lines. Bounded in CI; set
 MMCHAT_FUZZ_EXAMPLES=N for N examples per test.
 """
@@ -34,8 +34,8 @@ from mmchat.inputs.resolver import MediaResolver
 from mmchat.inputs.sniff import detect_kind
 from mmchat.inputs.sources import read_source
 from mmchat.testing import FakeEngine
-from tests.fuzzing import Worker, examples
-from tests.videofiles import audio_only_m4a, write_video
+from tests.support.fuzzing import Worker, examples
+from tests.support.videofiles import audio_only_m4a, write_video
 
 pytestmark = (
     pytest.mark.model

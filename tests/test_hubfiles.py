@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mmchat.models import hubfiles
 from mmchat.models.hubfiles import Want, wanted
-from tests.hub_listings import GEMMA4_E2B_FIRST_REVISION, LISTINGS, OTHER_LISTINGS
+from tests.support.hub_listings import GEMMA4_E2B_FIRST_REVISION, LISTINGS, OTHER_LISTINGS
 
 E2B = list(LISTINGS["ggml-org/gemma-4-E2B-it-GGUF"])
 E2B_REPO = "ggml-org/gemma-4-E2B-it-GGUF"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_mmchat
-from tests.stubserver import serve
+from tests.support.helpers import model_args, run_mmchat
+from tests.support.stubserver import serve
 
 pytestmark = pytest.mark.model  # mmchat, and pytest itself, in child processes
 
@@ -33,7 +33,7 @@ def test_an_exported_server_key_and_model_never_reach_the_suite(models, tmp_path
             "MMCHAT_MODEL": "dev-model",
             "NO_COLOR": "1",
         }
-        leaked = run_mmchat("ask", "hi", "-m", str(models["llm"]), env=exported)
+        leaked = run_mmchat("ask", "hi", *model_args(models, None, greedy=False, threads=False), env=exported)
         assert leaked.returncode == 0 and len(stub.chats) == 1, leaked.stderr.decode()  # where they would send it
         inner = subprocess.run(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'inner'}", INNER],

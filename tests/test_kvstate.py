@@ -20,7 +20,7 @@ from mmchat.engine.kvstate import (
     decode_items,
     encode_items,
 )
-from tests.helpers import invoke, logged
+from tests.support.helpers import invoke, logged
 
 IDENT = "0123456789abcdef0123456789abcdef"
 OTHER = "fedcba9876543210fedcba9876543210"
@@ -172,7 +172,7 @@ def test_the_cache_command_shows_and_clears_the_saved_states(tmp_path):
 def test_chat_saves_the_state_after_each_answer(tmp_path):
     from mmchat.runner import Runner
     from mmchat.testing import FakeEngine
-    from tests.helpers import chat
+    from tests.support.helpers import chat
 
     fake = FakeEngine()
     code, _ = chat(tmp_path, "Hello", "And again?", "/exit", runner=Runner(engine=fake))

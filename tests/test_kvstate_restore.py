@@ -11,8 +11,16 @@ import pytest
 
 from mmchat import Runner, audio_part, config, image_part, text_part
 from mmchat.engine.kvstate import _HEADER, DiskStates
-from tests.helpers import GREEDY, GREEDY_ARGS, MMCHAT, THREADS, THREADS_ARGS, logged, mmchat_env, run_mmchat
-from tests.mediafiles import noise_png, tone_wav
+from tests.support.helpers import (
+    GREEDY,
+    MMCHAT,
+    THREADS,
+    logged,
+    mmchat_env,
+    model_args,
+    run_mmchat,
+)
+from tests.support.mediafiles import noise_png, tone_wav
 
 QUESTION = "Describe what you are given in as much detail as you can, please."
 
@@ -114,8 +122,7 @@ def test_a_bad_state_is_ignored_with_one_notice_and_the_answer_is_the_same(model
 
 
 def _ask(models, *args: str) -> dict:
-    model = ["-m", str(models["llm"]), "--mmproj", str(models["mmproj-vision"])]
-    out = run_mmchat("ask", *args, *model, "--json", *GREEDY_ARGS, *THREADS_ARGS, "-c", "2048")
+    out = run_mmchat("ask", *args, *model_args(models), "--json", "-c", "2048")
     assert out.returncode == 0, out.stderr.decode()
     return json.loads(out.stdout)
 
@@ -138,8 +145,7 @@ def test_ask_continue_in_a_new_process_restores_the_conversation(models, tmp_pat
 def test_two_processes_continuing_one_conversation_at_once_both_answer_right(models, tmp_path):
     png = noise_png(tmp_path / "a.png", seed=7)
     _ask(models, QUESTION, "-i", str(png))
-    model = ["-m", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), "-c", "2048"]
-    flags = [*model, "--json", *GREEDY_ARGS, *THREADS_ARGS, "--no-log"]
+    flags = [*model_args(models), "-c", "2048", "--json", "--no-log"]
     questions = ["And the colours?", "And the shapes?"]
     procs = [
         subprocess.Popen([*MMCHAT, "ask", "--continue", q, *flags], stdout=subprocess.PIPE, env=mmchat_env())
@@ -154,7 +160,7 @@ def test_two_processes_continuing_one_conversation_at_once_both_answer_right(mod
 
 
 def test_batch_saves_a_shared_prefix_that_a_later_run_restores(models, tmp_path):
-    from tests.helpers import invoke_real
+    from tests.support.helpers import invoke_real
 
     png = noise_png(tmp_path / "a.png", seed=8)
     system = "You are a careful assistant who looks at every picture closely and answers in full sentences."
@@ -175,7 +181,7 @@ def test_batch_saves_a_shared_prefix_that_a_later_run_restores(models, tmp_path)
     ]
     requests = tmp_path / "requests.jsonl"
     requests.write_text("\n".join(lines) + "\n")
-    model = ["-m", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), *THREADS_ARGS, "-c", "2048"]
+    model = [*model_args(models, greedy=False), "-c", "2048"]
 
     def run(out: str) -> list[dict]:
         result = invoke_real("batch", "-i", str(requests), "-o", str(tmp_path / out), *model)
@@ -191,7 +197,7 @@ def test_batch_saves_a_shared_prefix_that_a_later_run_restores(models, tmp_path)
 
 
 def test_the_repl_saves_each_turn_and_load_in_a_new_session_restores_it(models, tmp_path):
-    from tests.helpers import chat
+    from tests.support.helpers import chat
 
     png = noise_png(tmp_path / "a.png", seed=9)
     saved = tmp_path / "chat.json"

@@ -21,8 +21,15 @@ import pytest
 
 from mmchat import log as logs
 from mmchat.testing import FakeEngine
-from tests.helpers import GREEDY_ARGS, THREADS_ARGS, completion, invoke, mmchat_env, run_mmchat, write_turns
-from tests.mediafiles import noise_png
+from tests.support.helpers import (
+    completion,
+    invoke,
+    mmchat_env,
+    model_args,
+    run_mmchat,
+    write_turns,
+)
+from tests.support.mediafiles import noise_png
 
 
 @pytest.fixture
@@ -302,7 +309,7 @@ def test_a_log_from_a_newer_mmchat_is_left_alone_with_a_warning(isolated_user_di
 def test_a_writer_killed_mid_write_leaves_a_log_the_next_run_uses(isolated_user_dir):
     """SIGKILL while turns are being written in a loop: every committed turn survives, the half one is gone."""
     code = (
-        "import sys, itertools; from tests.helpers import completion; from mmchat.log import LogStore\n"
+        "import sys, itertools; from tests.support.helpers import completion; from mmchat.log import LogStore\n"
         "s = LogStore.open()\n"
         "for i in itertools.count():\n"
         "    s.log_turn('killed', 'm', [{'role': 'user', 'content': 'x' * 200000}], completion(str(i)))\n"
@@ -343,15 +350,7 @@ def test_processes_writing_at_once_all_land(isolated_user_dir):
 
 def test_two_processes_one_conversation_on_the_tiny_models(models, tmp_path):
     png = noise_png(tmp_path / "photo.png", seed=3)
-    args = [
-        "--model",
-        str(models["llm"]),
-        "--mmproj",
-        str(models["mmproj-vision"]),
-        *GREEDY_ARGS,
-        *THREADS_ARGS,
-        "--json",
-    ]
+    args = [*model_args(models), "--json"]
     first = run_mmchat("ask", "What is it?", "--image", str(png), *args)
     assert first.returncode == 0, first.stderr
     second = run_mmchat("ask", "--continue", "And the colours?", *args[4:])  # the model comes from the log

@@ -26,7 +26,7 @@ from mmchat.media.video import (
     parse_time,
     sample_times,
 )
-from tests.videofiles import (
+from tests.support.videofiles import (
     audio_only_m4a,
     audio_only_ogg,
     first_half,

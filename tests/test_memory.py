@@ -21,10 +21,10 @@ import pytest
 from mmchat import Runner, image_part, text_part
 from mmchat.media import Image
 from mmchat.testing import FakeEngine
-from tests.helpers import GREEDY, THREADS, invoke
-from tests.helpers import invoke_real as mmchat
-from tests.mediafiles import noise_png
-from tests.stubserver import Stub, serve
+from tests.support.helpers import GREEDY, THREADS, invoke
+from tests.support.helpers import invoke_real as mmchat
+from tests.support.mediafiles import noise_png
+from tests.support.stubserver import Stub, serve
 
 
 class Watcher:

@@ -1,5 +1,5 @@
 """mic: and /rec against a real PulseAudio whose default microphone plays a known sound
-(tests/soundserver.py): what is recorded, where it is kept, who may record, and every refusal
+(tests/support/soundserver.py): what is recorded, where it is kept, who may record, and every refusal
 in one line."""
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from mmchat.errors import MediaRefused, SourceError
 from mmchat.messages import audio_part, user_message
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
-from tests.helpers import GREEDY_ARGS, MMCHAT, THREADS_ARGS, mmchat_env, run_mmchat
-from tests.soundserver import RATE, dominant_frequency, need_sound, sound_server, tone
+from tests.support.helpers import MMCHAT, mmchat_env, model_args, run_mmchat
+from tests.support.soundserver import RATE, dominant_frequency, need_sound, sound_server, tone
+from tests.support.terminal import Pty
 
 pytestmark = pytest.mark.model  # a real PulseAudio server is started for these tests
 
@@ -94,11 +95,11 @@ def test_a_runner_needs_a_length_it_can_record(url, words):
 
 
 def _hearing(models) -> list[str]:
-    return ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-audio"]), *GREEDY_ARGS, *THREADS_ARGS]
+    return model_args(models, "mmproj-audio")
 
 
 def _seeing(models) -> list[str]:
-    return ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), *GREEDY_ARGS, *THREADS_ARGS]
+    return model_args(models)
 
 
 def test_ask_records_mic_seconds_keeps_the_wav_and_the_log_names_it(models, mic):
@@ -114,30 +115,17 @@ def test_ask_records_mic_seconds_keeps_the_wav_and_the_log_names_it(models, mic)
 
 
 def test_ask_at_a_terminal_records_until_enter(models, mic):
-    import pty
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [*MMCHAT, "ask", *_hearing(models), "--audio", "mic:", "Transcribe this."],
-        stdin=slave,
-        stdout=subprocess.PIPE,
-        stderr=slave,
-        env=mmchat_env(),
-        start_new_session=True,
-    )
-    os.close(slave)
+    term = Pty(["ask", *_hearing(models), "--audio", "mic:", "Transcribe this."], command=None, pipe_stdout=True)
+    fd = term.master
     try:
-        assert _read_until(master, b"Enter stops", 60)  # the meter is up: recording
+        assert _read_until(fd, b"Enter stops", 60)  # the meter is up: recording
         time.sleep(1.2)
-        os.write(master, b"\r")
-        stdout, _ = proc.communicate(timeout=60)
+        term.type(b"\r")
+        stdout, _ = term.proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-        _TERMINALS.pop(master, None)
-    assert proc.returncode == 0 and stdout.strip()
+        term.kill()
+        _TERMINALS.pop(fd, None)
+    assert term.proc.returncode == 0 and stdout.strip()
     [kept] = _kept()
     seconds, pitch = _heard(kept)
     assert 1.0 <= seconds < 30 and abs(pitch - 440) < 2
@@ -280,35 +268,21 @@ def test_ctrl_c_cancels_a_recording_and_the_chat_goes_on(models, mic):
 
 
 def test_rec_at_a_real_terminal_shows_the_time_and_level_in_the_toolbar(models, mic, tmp_path):
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))
-    env = mmchat_env({"TERM": "xterm-256color"})
-    proc = subprocess.Popen(
-        [*MMCHAT, "chat", *_hearing(models)], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
-    )
-    os.close(slave)
+    term = Pty(_hearing(models), answers_cpr=True)
+    fd = term.master
     try:
-        assert _read_until(master, b"Ctrl-D leaves", 60)
+        assert _read_until(fd, b"Ctrl-D leaves", 60)
         time.sleep(0.5)  # the prompt is up
-        os.write(master, b"/rec\r")
+        term.type(b"/rec\r")
         meter = re.compile(r"recording 0:0\d\.\d (?:▮|▯){10} +-9 dB".encode())  # the tone's level (-9 dB RMS)
-        assert _read_until(master, meter, 30), _SCREEN[0]
+        assert _read_until(fd, meter, 30), _SCREEN[0]
         time.sleep(1.2)
-        os.write(master, b"\r")
-        assert _read_until(master, b"attached audio", 30)
-        os.write(master, b"/exit\r")
-        assert proc.wait(timeout=30) == 0
+        term.type(b"\r")
+        assert _read_until(fd, b"attached audio", 30)
+        assert term.close() == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-        _TERMINALS.pop(master, None)
+        term.kill()
+        _TERMINALS.pop(fd, None)
     [kept] = _kept()
     seconds, pitch = _heard(kept)
     assert seconds >= 1.0 and abs(pitch - 440) < 2

@@ -32,8 +32,8 @@ from mmchat.options import GenerationOptions
 from mmchat.request import ChatCompletionRequest
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
-from tests.helpers import invoke
-from tests.mediafiles import noise_png
+from tests.support.helpers import invoke
+from tests.support.mediafiles import noise_png
 
 
 @dataclasses.dataclass

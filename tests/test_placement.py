@@ -24,8 +24,8 @@ from mmchat.cli.admin import _where_it_runs
 from mmchat.cli.app import main
 from mmchat.engine.placement import Placement, plan
 from mmchat.env import Environment, use
-from tests.helpers import GREEDY, THREADS
-from tests.mediafiles import noise_png
+from tests.support.helpers import GREEDY, THREADS, model_args
+from tests.support.mediafiles import noise_png
 
 pytestmark = pytest.mark.model  # every test here loads a tiny GGUF or starts a process (Xvfb, mmchat)
 
@@ -113,14 +113,9 @@ def test_no_mmproj_offload_from_the_command_line_and_config_toml(
 ):
     args = [
         "What?",
-        "-m",
-        str(models["llm"]),
-        "--mmproj",
-        str(models["mmproj-vision"]),
+        *model_args(models, greedy=False),
         "-i",
         str(png),
-        "--threads",
-        str(THREADS),
         "-t",
         "0",
         "-n",

@@ -14,8 +14,8 @@ import pytest
 import mmchat.inputs.sources
 from mmchat import MediaOptions, MediaPolicy, MediaRefused, Runner, image_part, user_message
 from mmchat.testing import FakeEngine
-from tests.helpers import local_server
-from tests.mediafiles import noise_png
+from tests.support.helpers import local_server
+from tests.support.mediafiles import noise_png
 
 # --- helpers -------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from mmchat.env import Terminal
 from mmchat.media import Audio, Image
 from mmchat.preview import Graphics, Previewer, compose, encode
 from mmchat.preview.detect import QUERY, answered, choose, detect, parse
-from tests.helpers import Scripted
+from tests.support.helpers import Scripted
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 #: 2x2: red left column, blue right column

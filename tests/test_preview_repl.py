@@ -19,9 +19,9 @@ from mmchat.env import Environment, use
 from mmchat.options import DisplayOptions, GenerationOptions
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
-from tests.helpers import Scripted
-from tests.mediafiles import halves_png, tone_wav
-from tests.videofiles import write_video
+from tests.support.helpers import Scripted
+from tests.support.mediafiles import halves_png, tone_wav
+from tests.support.videofiles import write_video
 
 CTRL_D = "\x04"
 RED, BLUE = (255, 0, 0), (0, 0, 255)

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from mmchat.runner import Runner
-from tests.helpers import mmchat_env
-from tests.mediafiles import halves_png
+from tests.support.helpers import mmchat_env, model_args
+from tests.support.mediafiles import halves_png
 
 ROOT = Path(__file__).resolve().parent.parent
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -44,12 +44,7 @@ def _chat_command(models: dict[str, Path]) -> list[str]:
         "-m",
         "mmchat",
         "chat",
-        "--model",
-        str(models["llm"]),
-        "--mmproj",
-        str(models["mmproj-vision"]),
-        "--threads",
-        "2",
+        *model_args(models, greedy=False),
         "--ctx-size",
         "1024",
     ]
@@ -258,16 +253,11 @@ def test_pipes_and_json_carry_no_escape_sequence(models, tmp_path):
         "-i",
         str(image),
         "--preview",
-        "--model",
-        str(models["llm"]),
-        "--mmproj",
-        str(models["mmproj-vision"]),
+        *model_args(models, greedy=False),
         "-t",
         "0",
         "-n",
         "4",
-        "--threads",
-        "2",
     ]
     piped = subprocess.run(
         " ".join(shlex.quote(a) for a in ask) + " 2>&1 | od -c",

@@ -12,8 +12,8 @@ from mmchat.errors import CorruptDownload
 from mmchat.models import checksums, pulls, registry
 from mmchat.models.download import PARTIAL_SUFFIX
 from mmchat.models.pulls import verify_pulled
-from tests.fakehub import FakeHub, use_hub
-from tests.helpers import run_mmchat
+from tests.support.fakehub import FakeHub, use_hub
+from tests.support.helpers import run_mmchat
 
 MODEL = b"GGUF" + bytes(range(256)) * 40
 PROJ = b"GGUF proj f16" * 100

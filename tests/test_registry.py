@@ -9,8 +9,8 @@ import pytest
 from mmchat.errors import ModelNotFound, NetworkError
 from mmchat.models import hubfiles, pulls, registry
 from mmchat.models.registry import ModelEntry, ModelFiles, NotDownloaded
-from tests.fakehub import FakeHub, closed_port, put_in_cache, use_hub
-from tests.helpers import warned
+from tests.support.fakehub import FakeHub, closed_port, put_in_cache, use_hub
+from tests.support.helpers import warned
 
 
 @pytest.fixture(autouse=True)

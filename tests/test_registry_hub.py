@@ -1,4 +1,4 @@
-"""The registry against the real repositories' listings (tests/hub_listings.py) on the fake hub:
+"""The registry against the real repositories' listings (tests/support/hub_listings.py) on the fake hub:
 pulls take the files the Hub has, and `mmchat models --check` says when models.toml and the Hub differ."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from mmchat.models import pulls, registry
 from mmchat.models.check import check_entry
 from mmchat.models.registry import QuantNotFound
 from mmchat.testing import FakeEngine
-from tests.fakehub import FakeHub, Listed, closed_port, use_hub
-from tests.helpers import warned
-from tests.hub_listings import GEMMA4_E2B_FIRST_REVISION, LISTINGS, OTHER_LISTINGS, with_bytes
+from tests.support.fakehub import FakeHub, Listed, closed_port, use_hub
+from tests.support.helpers import warned
+from tests.support.hub_listings import GEMMA4_E2B_FIRST_REVISION, LISTINGS, OTHER_LISTINGS, with_bytes
 
 E2B = "ggml-org/gemma-4-E2B-it-GGUF"
 Q4_0, PROJ = b"GGUF gemma-4-E2B-it-Q4_0" * 50, b"GGUF mmproj-gemma-4-E2B-it-Q8_0" * 20

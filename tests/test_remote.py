@@ -1,4 +1,4 @@
-"""OpenAI-compatible servers as the backend, against the stub server (tests/stubserver.py).
+"""OpenAI-compatible servers as the backend, against the stub server (tests/support/stubserver.py).
 
 What a real server cannot show on demand: SGLang's audio dialect, llama-server's /props,
 429/500 retries, refusals, a slow and a dead server, what is (and is not) sent.
@@ -14,9 +14,9 @@ import json
 import pytest
 
 from mmchat import Runner, ServerError, ServerRefused, UnsupportedMedia
-from tests.helpers import invoke_real, warned
-from tests.mediafiles import noise_png, tone_wav
-from tests.stubserver import Reply, Stub, echo, serve
+from tests.support.helpers import invoke_real, warned
+from tests.support.mediafiles import noise_png, tone_wav
+from tests.support.stubserver import Reply, Stub, echo, serve
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GREEDY_ARGS, THREADS_ARGS, llama_cpp_server, run_mmchat
-from tests.mediafiles import noise_png
-from tests.videofiles import write_video
+from tests.support.helpers import GREEDY_ARGS, llama_cpp_server, model_args, run_mmchat
+from tests.support.mediafiles import noise_png
+from tests.support.videofiles import write_video
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def server(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def local(models: dict[str, Path]) -> list[str]:
-    return ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), *THREADS_ARGS]
+    return model_args(models, greedy=False)
 
 
 def test_a_png_and_a_video_answer_through_the_server_exactly_as_locally(server, models, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from mmchat.render import Output, StderrProgress, stderr_progress
-from tests.helpers import run_mmchat
+from tests.support.helpers import run_mmchat
 
 
 def test_plain_output_streams_and_ends_with_one_newline():

@@ -25,8 +25,9 @@ from mmchat.options import GenerationOptions
 from mmchat.render import _Tail
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
-from tests.helpers import CTRL_C, CTRL_D, Interrupting, Pty, chat
-from tests.mediafiles import noise_png
+from tests.support.helpers import CTRL_C, CTRL_D, Interrupting, chat, model_args
+from tests.support.mediafiles import noise_png
+from tests.support.terminal import Pty
 
 ROOT = Path(__file__).resolve().parent.parent
 ESC_ENTER = "\x1b\r"
@@ -506,8 +507,8 @@ def test_a_real_terminal(models, tmp_path):
     with Runner(models["llm"], models["mmproj-vision"], n_ctx=1024, threads=2) as r:
         expected = _strip(r.chat([{"role": "user", "content": "Hello"}], temperature=0, max_tokens=12).content.encode())
     assert len(expected) >= 4
-    args = ["--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"]), "--temperature", "0"]
-    term = Pty([*args, "--max-tokens", "12", "--threads", "2", "--ctx-size", "1024"], tmp_path)
+    args = [*model_args(models, greedy=False), "--temperature", "0", "--max-tokens", "12", "--ctx-size", "1024"]
+    term = Pty(args, tmp_path)
     try:
         assert term.until(lambda b: b"?25h" in b.partition(b"Ctrl-D leaves")[2], 30), bytes(
             term.seen

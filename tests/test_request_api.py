@@ -21,10 +21,10 @@ from mmchat import ChatCompletionRequest, MultimodalArchitecture, Runner, Which
 from mmchat.errors import InputError
 from mmchat.models import registry
 from mmchat.testing import FakeEngine
-from tests.fakehub import closed_port, put_in_cache, use_hub
-from tests.helpers import THREADS
-from tests.mediafiles import noise_png, tone
-from tests.videofiles import write_video
+from tests.support.fakehub import closed_port, put_in_cache, use_hub
+from tests.support.helpers import THREADS
+from tests.support.mediafiles import noise_png, tone
+from tests.support.videofiles import write_video
 
 MODEL_ID = "test-org/tiny-omni"  # what the registry entry below says its GGUFs were converted from
 

@@ -16,10 +16,10 @@ import httpx
 import openai
 import pytest
 
-from tests.helpers import GREEDY_ARGS, THREADS_ARGS, run_mmchat
-from tests.mediafiles import noise_png, tone_wav
-from tests.serving import KEY, serve_process
-from tests.videofiles import write_video
+from tests.support.helpers import GREEDY_ARGS, model_args, run_mmchat
+from tests.support.mediafiles import noise_png, tone_wav
+from tests.support.serving import KEY, serve_process
+from tests.support.videofiles import write_video
 
 pytestmark = pytest.mark.model
 GREEDY = {"temperature": 0, "max_tokens": 10}
@@ -188,7 +188,7 @@ def test_alternating_conversations_each_get_their_own_prefix_back(models, tmp_pa
 def test_the_same_greedy_answer_through_ask_base_url_as_in_process_media_included(models, tmp_path):
     photo, sound = noise_png(tmp_path / "p.png", seed=2), tone_wav(tmp_path / "t.wav", seconds=1)
     args = ["ask", "What is here?", "-i", str(photo), "-a", str(sound), *GREEDY_ARGS, "--no-log"]
-    local = run_mmchat(*args, "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]), *THREADS_ARGS)
+    local = run_mmchat(*args, *model_args(models, "mmproj-omni", greedy=False))
     with serve_process(models, log=tmp_path / "serve.log") as (url, _):
         remote = run_mmchat(*args, "--base-url", url)
     assert local.returncode == remote.returncode == 0, remote.stderr
@@ -202,13 +202,8 @@ def test_an_image_encoded_by_ask_is_not_encoded_again_by_the_server(models, tmp_
         "hi",
         "-i",
         str(photo),
-        "-m",
-        str(models["llm"]),
-        "--mmproj",
-        str(models["mmproj-omni"]),
+        *model_args(models, "mmproj-omni"),
         "--json",
-        *GREEDY_ARGS,
-        *THREADS_ARGS,
     )
     assert json.loads(asked.stdout)["usage"]["prompt_tokens_details"]["encoded_media"] == 1
     with serve_process(models, log=tmp_path / "serve.log") as (url, _):

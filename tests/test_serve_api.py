@@ -14,7 +14,7 @@ import pytest
 from mmchat.inputs.policy import MediaPolicy
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
-from tests.serving import KEY, USER, client, png_bytes, png_url
+from tests.support.serving import KEY, USER, client, png_bytes, png_url
 
 
 def sdk(test_client, **kw) -> openai.OpenAI:
@@ -153,7 +153,7 @@ def test_bad_parts_unknown_fields_and_broken_json_are_400_with_openais_error_obj
 
 
 def test_a_pdf_as_an_openai_file_part_is_read_as_pages():
-    from tests.documents import text_pdf
+    from tests.support.documents import text_pdf
 
     engine = FakeEngine()
     pdf = base64.b64encode(text_pdf_bytes(text_pdf)).decode()

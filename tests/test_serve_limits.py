@@ -14,8 +14,8 @@ import pytest
 from mmchat.inputs.policy import MediaPolicy
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
-from tests.helpers import invoke, local_server
-from tests.serving import USER, client, in_thread, png_bytes, png_url
+from tests.support.helpers import invoke, local_server
+from tests.support.serving import USER, client, in_thread, png_bytes, png_url
 
 # -- media a client may name --------------------------------------------------------------------
 

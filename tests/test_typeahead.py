@@ -19,7 +19,8 @@ import pytest
 
 from mmchat.preview.detect import QUERY, LateReplies, split_typed
 from mmchat.runner import Runner
-from tests.helpers import Pty, mmchat_env
+from tests.support.helpers import mmchat_env, model_args
+from tests.support.terminal import Pty
 
 ROOT = Path(__file__).resolve().parent.parent
 # What real terminals answer to QUERY (the recorded replies in tests/test_preview.py's terminals):
@@ -63,8 +64,8 @@ def test_an_escape_held_for_a_possible_answer_is_a_key_when_nothing_follows():
 
 def _chat_args(models, tmp_path: Path) -> list[str]:
     return [
-        *("--model", str(models["llm"]), "--mmproj", str(models["mmproj-vision"])),
-        *("--temperature", "0", "--max-tokens", "8", "--threads", "2", "--ctx-size", "1024"),
+        *model_args(models, greedy=False),
+        *("--temperature", "0", "--max-tokens", "8", "--ctx-size", "1024"),
     ]
 
 

@@ -13,8 +13,8 @@ from mmchat.engine.layout import changed
 from mmchat.messages import user_message, video_part
 from mmchat.preview.compose import caption
 from mmchat.testing import FakeEngine
-from tests.helpers import invoke
-from tests.videofiles import slide, slides_video
+from tests.support.helpers import invoke
+from tests.support.videofiles import slide, slides_video
 
 
 def test_one_changed_word_is_a_change_and_compression_noise_is_not():

@@ -10,8 +10,8 @@ import pytest
 
 from mmchat import Runner, text_part, video_part
 from mmchat.errors import UnsupportedMedia
-from tests.helpers import GREEDY, GREEDY_ARGS, THREADS, THREADS_ARGS, run_mmchat
-from tests.videofiles import audio_only_m4a, first_half, write_video, zero_length_avi
+from tests.support.helpers import GREEDY, GREEDY_ARGS, THREADS, model_args, run_mmchat
+from tests.support.videofiles import audio_only_m4a, first_half, write_video, zero_length_avi
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +77,7 @@ def test_every_url_form_gives_the_same_answer(models, clips):
     base = [
         "ask",
         "What happens?",
-        "-m",
-        str(models["llm"]),
-        "--mmproj",
-        str(models["mmproj-omni"]),
-        *GREEDY_ARGS,
-        *THREADS_ARGS,
+        *model_args(models, "mmproj-omni"),
     ]
     clip = clips["tone"]
     answers = {
@@ -106,7 +101,7 @@ def test_bad_video_files_exit_2_with_one_line(models, tmp_path, clips):
     for name, (path, data) in bad.items():
         path.write_bytes(data)
         out = run_mmchat(
-            "ask", "What?", "-m", str(models["llm"]), "--mmproj", str(models["mmproj-omni"]), "--video", str(path)
+            "ask", "What?", *model_args(models, "mmproj-omni", greedy=False, threads=False), "--video", str(path)
         )
         err = out.stderr.decode()
         assert out.returncode == 2, (name, err)
@@ -140,7 +135,7 @@ def test_json_usage_counts_frames_and_sound(models, clips):
 def test_frames_are_scaled_to_the_frame_budget(tmp_path):
     """Video frames get their own, smaller size cap: 32 full-size frames would fill any context."""
     from mmchat.testing import FakeEngine
-    from tests.videofiles import write_video
+    from tests.support.videofiles import write_video
 
     clip = write_video(tmp_path / "wide.mp4", seconds=2, size=(1280, 720))
     with Runner(engine=FakeEngine()) as r:

@@ -11,9 +11,9 @@ from mmchat import MultimodalArchitecture, VisionArchitecture, Which
 from mmchat.errors import InputError, ModelNotFound, NetworkError
 from mmchat.models import registry
 from mmchat.models.which import Architecture, find_files
-from tests.fakehub import FakeHub, closed_port, put_in_cache, use_hub
-from tests.fixtures.gguf_models import GGUFBuilder
-from tests.helpers import warned
+from tests.support.fakehub import FakeHub, closed_port, put_in_cache, use_hub
+from tests.support.gguf_models import GGUFBuilder
+from tests.support.helpers import warned
 
 
 @pytest.fixture(autouse=True)
@@ -230,11 +230,11 @@ def test_a_quant_the_repo_lacks_lists_the_ones_it_has(hub: FakeHub):
 
 
 def test_the_issues_gemma_4_e2b_by_model_id_and_4_bits_takes_its_q4_0(monkeypatch, tmp_path):
-    """ggml-org/gemma-4-E2B-it-GGUF has Q4_0, Q8_0, BF16 and MTP drafters, no Q4_K_M (tests/hub_listings.py):
+    """ggml-org/gemma-4-E2B-it-GGUF has Q4_0, Q8_0, BF16 and MTP drafters, no Q4_K_M (tests/support/hub_listings.py):
     "4" means a 4-bit file, so it is Q4_0; a GGUF name the repo lacks is an error naming what it has."""
     from huggingface_hub import constants
 
-    from tests.hub_listings import LISTINGS, with_bytes
+    from tests.support.hub_listings import LISTINGS, with_bytes
 
     repo = "ggml-org/gemma-4-E2B-it-GGUF"
     listing = with_bytes(

@@ -11,7 +11,7 @@ first). `.gitattributes` and `README.md` are in every repository as the Hub list
 
 from __future__ import annotations
 
-from tests.fakehub import File, Listed
+from tests.support.fakehub import File, Listed
 
 _GIT = {".gitattributes": b"*.gguf filter=lfs diff=lfs merge=lfs -text\n", "README.md": b"---\nlicense: other\n---\n"}
 

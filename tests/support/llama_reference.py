@@ -1,7 +1,7 @@
 """llama.cpp's own file-based multimodal path, as llama-mtmd-cli uses it: the reference.
 
 Run as a script (in a subprocess, so a native abort cannot take pytest down):
-    python tests/llama_reference.py MODEL MMPROJ PROMPT N_TOKENS FILE...
+    python tests/support/llama_reference.py MODEL MMPROJ PROMPT N_TOKENS FILE...
 PROMPT holds one `<__media__>` per FILE. Prints the greedy token ids as JSON. Nothing of
 mmchat is imported: files are opened by libmtmd (`mtmd_helper_bitmap_init_from_file`),
 chunks evaluated by `mtmd_helper_eval_chunks`, tokens picked by argmax over the logits.

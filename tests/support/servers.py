@@ -1,4 +1,4 @@
-"""What real OpenAI-compatible servers do with a chat request, for tests/stubserver.py.
+"""What real OpenAI-compatible servers do with a chat request, for tests/support/stubserver.py.
 
 Each `Server` is copied from the server's own sources, never from mmchat's: the owned_by its
 /v1/models gives, the fields its chat request model reads (anything else it drops in silence,

@@ -3,7 +3,7 @@
 SGLang's and llama-server's discovery answers, 429 and 500 replies, a slow server, and a
 record of every request (so a test can see what mmchat sent: parts, headers, concurrency).
 `reply(body, attempt)` decides each chat answer; the default streams the last user text back.
-`Stub.like(kind)` answers as one real server does (tests/servers.py): its discovery, the
+`Stub.like(kind)` answers as one real server does (tests/support/servers.py): its discovery, the
 fields its request model reads (`Stub.ignored`: what it would drop without a word) and the
 values it refuses.
 """
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.servers import SERVERS, Server
+from tests.support.servers import SERVERS, Server
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ It answers what huggingface_hub 1.x/2.x asks for when listing a repository and d
     GET  /{owner}/{name}/resolve/{rev}/{file}             the bytes; honours `Range: bytes=N-[M]` (206)
 
 A repository's files are bytes, or `Listed(size, sha256)` stand-ins for real multi-GB files: listed
-with the size and hash the Hub gives (tests/hub_listings.py writes the real repositories' listings
+with the size and hash the Hub gives (tests/support/hub_listings.py writes the real repositories' listings
 from published evidence), never served (a GET of one is a 409 naming it, so a test that downloads
 a file it did not expect fails). As on the Hub, .gguf files are LFS files (listed with an `lfs`
 sha256) and small text files live in git (a blob id only).

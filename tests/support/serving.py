@@ -19,7 +19,7 @@ from mmchat.runner import Runner
 from mmchat.serve.app import Served, build_app
 from mmchat.serve.queue import Worker
 from mmchat.testing import FakeEngine
-from tests.helpers import MMCHAT, THREADS_ARGS, free_port, mmchat_env, wait_until_up
+from tests.support.helpers import MMCHAT, free_port, mmchat_env, model_args, wait_until_up
 
 KEY = "sk-test-key-0123456789"
 USER = [{"role": "user", "content": "hello there"}]
@@ -92,7 +92,7 @@ def serve_process(
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """`mmchat serve` on the tiny model and `projector`, on a free port, its stderr in `log`: (base URL, process)."""
     port = free_port()
-    command = [*MMCHAT, "serve", "-m", str(models["llm"]), "--mmproj", str(models[projector]), *THREADS_ARGS]
+    command = [*MMCHAT, "serve", *model_args(models, projector, greedy=False)]
     command += ["--port", str(port), *args]
     with log.open("wb") as err:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, env=mmchat_env(env))

@@ -1,6 +1,6 @@
 """Processes that write mmchat's disk state as fast as they can until they are killed.
 
-`python -m tests.faultwriters KIND PATH TAG` prints "go" after its first write, then keeps
+`python -m tests.support.faultwriters KIND PATH TAG` prints "go" after its first write, then keeps
 writing; tests/test_faults.py SIGKILLs it at varied moments (or runs two at once) and checks
 what the next run reads. Every value written is a pure function of (TAG, i), so a reader can
 tell a whole value from a cut or mixed one.

@@ -48,6 +48,23 @@ THREADS_ARGS = as_flags({"threads": THREADS})  # --threads 2
 MMCHAT = [sys.executable, "-m", "mmchat"]
 
 
+def model_args(
+    models: Mapping[str, Path],
+    projector: str | Path | None = "mmproj-vision",
+    *,
+    model: str | Path = "llm",
+    greedy: bool = True,
+    threads: bool = True,
+) -> list[str]:
+    """`--model`, `--mmproj` (None: none), the greedy setting and the thread count, as a command on the
+    tiny models takes them: one spelling for every test. A str names one of the `models` fixture's
+    files, a Path is a file of the test's own."""
+    args = ["--model", str(models[model] if isinstance(model, str) else model)]
+    if projector is not None:
+        args += ["--mmproj", str(models[projector] if isinstance(projector, str) else projector)]
+    return [*args, *(GREEDY_ARGS if greedy else []), *(THREADS_ARGS if threads else [])]
+
+
 #: what a developer may have exported that would reach the tests or the processes they start (a server's
 #: URL and key, a default model, colour, debug output); tests/conftest.py clears them. MMCHAT_HOME is set
 #: per test, and the fuzz count is the suite's own knob.
@@ -306,59 +323,6 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, why: Callabl
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(why())
         time.sleep(0.1)
-
-
-class Pty:
-    """`mmchat chat` on a pty of its own; the test plays the terminal (and answers or not)."""
-
-    def __init__(self, args: list[str], home: Path):
-        import fcntl
-        import pty
-        import struct
-        import termios
-
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))
-        env = mmchat_env({"MMCHAT_HOME": str(home), "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"})
-        env.pop("NO_COLOR", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mmchat", "chat", *args],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            cwd=Path(__file__).resolve().parent.parent,
-            start_new_session=True,
-        )
-        os.close(slave)
-        self.seen = bytearray()
-
-    def until(self, found, timeout: float = 60) -> bool:
-        import select
-        import time
-
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not found(bytes(self.seen)):
-            if select.select([self.master], [], [], 0.1)[0]:
-                try:
-                    self.seen.extend(os.read(self.master, 65536))
-                except OSError:
-                    break
-        return found(bytes(self.seen))
-
-    def type(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def close(self) -> int | None:
-        try:
-            self.type(b"/exit\r")
-            return self.proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        finally:
-            os.close(self.master)
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@
 CI runs a bounded number of examples (the "ci" profile, registered in conftest.py: about a
 minute for all the fuzz tests together); MMCHAT_FUZZ_EXAMPLES=N runs N per test, randomly.
 
-Decoders run in `Worker`, a child process fed one input at a time (python -m tests.fuzzing):
+Decoders run in `Worker`, a child process fed one input at a time (python -m tests.support.fuzzing):
 a segfault or an abort inside libsndfile, FFmpeg or Pillow ends the child, not pytest, and
 the example that did it is reported with the signal. The child has an address-space limit,
 so a decompression bomb shows as a MemoryError instead of taking the machine.
@@ -52,7 +52,7 @@ class Worker:
     def _start(self) -> subprocess.Popen:
         env = {**os.environ, "PYTHONFAULTHANDLER": "0"}
         return subprocess.Popen(
-            [sys.executable, "-m", "tests.fuzzing"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+            [sys.executable, "-m", "tests.support.fuzzing"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
         )
 
     def run(self, kind: str, data: bytes) -> tuple[str, str]:
