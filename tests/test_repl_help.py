@@ -6,7 +6,7 @@ import re
 
 from mmchat.runner import Runner
 from mmchat.testing import FakeEngine
-from tests.helpers import chat
+from tests.support.helpers import chat
 
 #: the order /help listed the commands in before they were registered by decorator (commands.COMMANDS
 #: at 209d6ee): the attachments' commands, /show after /detach, then the conversation's
