@@ -63,7 +63,7 @@ def models() -> dict[str, Path]:
     where = CACHE / "models"
     if not (where / "llm.gguf").exists():
         write_all(where)
-    return {p.stem: p for p in where.glob("*.gguf")}
+    return {p.stem: p for p in where.rglob("*.gguf")}  # the projectors are in projectors/
 
 
 def long_wav(hours: float = 3.0) -> Path:

@@ -46,7 +46,7 @@ def models() -> dict[str, Path]:
     where = CACHE / "models"
     if not (where / "llm.gguf").exists():
         write_all(where)
-    return {p.stem: p for p in where.glob("*.gguf")}
+    return {p.stem: p for p in where.rglob("*.gguf")}  # the projectors are in projectors/
 
 
 def photos(n: int) -> list[Path]:
