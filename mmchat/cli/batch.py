@@ -139,7 +139,7 @@ def _logger(env: Environment, flags: Flags) -> Callable[..., None]:
     """Each answered request as a conversation of its own; a failure to log only warns."""
     from ..log import LogStore, TurnLogger
 
-    logger = TurnLogger(LogStore.open(warn=env.warn), warn=env.warn, each_apart=True)
+    logger = TurnLogger(LogStore.open(), each_apart=True)
     return logger.hook({"model": flags.model, "mmproj": flags.mmproj, "command": "batch"})
 
 

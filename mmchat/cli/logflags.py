@@ -132,7 +132,7 @@ def start_log(request: LogRequest, env: Environment, quiet: bool = False) -> Log
     from ..log import media as logmedia
 
     enabled = request.log if request.log is not None else not logs.switched_off()
-    store = logs.LogStore.open(warn=env.warn)
+    store = logs.LogStore.open()
     continuing = None
     if request.resume or request.cid is not None:
         cid = (request.cid or store.latest()) if store.path.exists() else None  # nothing logged: create nothing
@@ -144,7 +144,7 @@ def start_log(request: LogRequest, env: Environment, quiet: bool = False) -> Log
             env.notice(
                 f"continuing conversation {continuing.id} ({continuing.turns} turn{'s' * (continuing.turns != 1)})"
             )
-    logger = logs.TurnLogger(store, warn=env.warn, continuing=continuing) if enabled else None
+    logger = logs.TurnLogger(store, continuing=continuing) if enabled else None
     return Logging(continuing, logger)
 
 

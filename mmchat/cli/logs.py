@@ -67,7 +67,7 @@ def logs_command(
     if path:
         print(logs.log_path(), file=env.stdout)
         return
-    store = logs.LogStore.open(warn=env.warn)
+    store = logs.LogStore.open()
     found = store.conversations(limit=count or None, query=query, cid=cid) if store.path.exists() else []
     if json_output:
         print(json.dumps(found, ensure_ascii=False, indent=1), file=env.stdout)

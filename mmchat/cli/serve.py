@@ -198,5 +198,5 @@ def _logger(env: Environment, flags: Flags):
     """Every answered request a turn in logs.db, grouped into conversations as `chat` groups them."""
     from ..log import LogStore, TurnLogger
 
-    logger = TurnLogger(LogStore.open(warn=env.warn), warn=env.warn)
+    logger = TurnLogger(LogStore.open())
     return logger.hook({"model": flags.model, "mmproj": flags.mmproj, "command": "serve"})

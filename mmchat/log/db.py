@@ -8,6 +8,7 @@ The schema version is `PRAGMA user_version`; MIGRATIONS[n] takes a database from
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LogError
+
+log = logging.getLogger("mmchat.log")
 
 BUSY_TIMEOUT_S = 5.0
 
@@ -72,9 +75,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 class LogFile:
     """logs.db, opened (and created or migrated) on first use; the connection is shared by threads."""
 
-    def __init__(self, path: Path, warn: Callable[[str], None] | None = None):
+    def __init__(self, path: Path):
         self.path = path
-        self._warn = warn or (lambda m: None)
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one connection, shared by the threads of a process (batch workers)
 
@@ -128,7 +130,7 @@ class LogFile:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
-        self._warn(
+        log.warning(
             f"the conversation log {self.path} was damaged ({error}): moved it to {aside.name}; a new log begins"
         )
 

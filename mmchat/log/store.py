@@ -98,13 +98,13 @@ def _config_log(home: Path) -> bool | None:
 class LogStore(LogFile):
     """logs.db, opened (and created or migrated) on first use: turns in, conversations out."""
 
-    def __init__(self, path: Path, warn: Callable[[str], None] | None = None):
-        super().__init__(path, warn)
+    def __init__(self, path: Path):
+        super().__init__(path)
         self._written: Written | None = None  # the conversation this store's last turn left, to compare the next with
 
     @classmethod
-    def open(cls, home: Path | None = None, *, warn: Callable[[str], None] | None = None) -> LogStore:
-        return cls(log_path(home), warn)
+    def open(cls, home: Path | None = None) -> LogStore:
+        return cls(log_path(home))
 
     # -- writing ---------------------------------------------------------------------
 
@@ -300,11 +300,10 @@ class TurnLogger:
         self,
         store: LogStore,
         *,
-        warn: Callable[[str], None],
         continuing: LoggedConversation | None = None,
         each_apart: bool = False,
     ):
-        self.store, self._warn = store, warn
+        self.store = store
         self._each_apart = each_apart  # `batch --log`: every request is a conversation of its own
         self.cid = continuing.id if continuing else new_conversation_id()
         self._previous: list[msgs.Message] = (
@@ -334,7 +333,7 @@ class TurnLogger:
             self._previous = [*conversation, msgs.parse_message(msgs.assistant_message(completion.content))]
         except Exception as e:  # noqa: BLE001  (a log that fails must not take the answer with it)
             log.debug("logging the answer failed", exc_info=True)
-            self._warn(f"this answer was not logged: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            log.warning(f"this answer was not logged: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
 
 
 def _absolute(path: str | None) -> str | None:
