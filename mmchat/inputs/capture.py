@@ -15,7 +15,6 @@ import atexit
 import dataclasses
 import hashlib
 import io
-import logging
 import os
 import sys
 import threading
@@ -46,7 +45,6 @@ __all__ = [
     "save_capture",
 ]
 
-log = logging.getLogger("mmchat.inputs")
 
 # -- the screen ---------------------------------------------------------------------
 
@@ -230,7 +228,7 @@ def _mic(where: Location, terminal: Terminal | None) -> Captured:
     from .microphone import record
 
     at = (terminal.stdin, terminal.meter, terminal.interactive) if terminal is not None else ()  # none: give a length
-    return Captured(record(where, log.warning, *at).wav(), mime="audio/wav")
+    return Captured(record(where, *at).wav(), mime="audio/wav")
 
 
 #: how each device is read, for a Runner's part (sources.READERS) and for the file the CLI keeps alike

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import math
 import threading
 import time
-from collections.abc import Callable
 from typing import IO
 
 import numpy as np
@@ -26,6 +26,8 @@ from ..quiet import captured_stderr
 from .part import Location
 
 __all__ = ["Recorder", "Recording", "record", "seconds_of"]
+
+log = logging.getLogger("mmchat.inputs")
 
 _LEVEL_FLOOR_DB = -60.0  # the meter's empty end
 _METER_WIDTH = 10
@@ -222,7 +224,6 @@ def _reason(error: Exception) -> str:
 
 def record(
     where: Location,
-    warn: Callable[[str], None],
     stdin: IO[str] | None = None,
     stderr: IO[str] | None = None,
     terminal: bool = False,
@@ -242,7 +243,7 @@ def record(
                 recorder.wait()
         recording = recorder.stop()
     if recording.silent:
-        warn(recording.silence_warning())
+        log.warning(recording.silence_warning())
     return recording
 
 
