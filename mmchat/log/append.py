@@ -32,7 +32,7 @@ def overlap(before: Sequence[Any], after: Sequence[Any]) -> Overlap:
     message on (the oldest turns left the window: the system prompt stays, the rest goes on)."""
     prefix = 0
     for x, y in zip(before, after):
-        if x != y:
+        if x is not y and x != y:  # parsed messages a conversation carries on are the same objects: no field compare
             break
         prefix += 1
     if prefix < min(len(before), len(after)):
@@ -82,22 +82,20 @@ class Written:
         cid: str,
         seq: int,
         messages: Sequence[msgs.Message],
-        found: Overlap,
         digests: dict[str, str | None],
         answer: str,
     ) -> Written:
-        """The next turn's state: the messages it repeats and the new ones, shared (they are immutable)."""
-        kept = [*self.messages[: found.prefix], *(self.messages[found.resumed :] if found.resumed is not None else [])]
+        """The next turn's state: the request's messages as the caller sent them (what it repeats of this
+        turn's equals `messages[: overlap.new]`, so the caller's own objects are kept, and its next request shares them:
+        comparing it costs an identity check a message), then the answer."""
         known = {**self.digests, **{url: sha for url, sha in digests.items() if sha is not None}}
-        return Written(
-            cid, seq, [*kept, *messages[found.new :], msgs.parse_message(msgs.assistant_message(answer))], known
-        )
+        return Written(cid, seq, [*messages, msgs.parse_message(msgs.assistant_message(answer))], known)
 
     @classmethod
     def first(
         cls, cid: str, seq: int, messages: Sequence[msgs.Message], digests: dict[str, str | None], answer: str
     ) -> Written:
-        return cls("", 0, [], {}).after(cid, seq, messages, Overlap(0, None, 0), digests, answer)
+        return cls("", 0, [], {}).after(cid, seq, messages, digests, answer)
 
 
 def rebuild(previous: list[Any], prefix: int, resumed: int | None, new: list[Any]) -> list[Any]:

@@ -127,10 +127,10 @@ class LogStore(LogFile):
         turn = _Turn(conversation_id, model, conversation, completion, digests, source or {}, _now())
         known = self._written if self._written is not None and self._written.cid == conversation_id else None
         self._written = None  # unknown until this write has committed
-        row, seq, found = self._transaction(lambda db: self._append(db, turn, known))
+        row, seq, _ = self._transaction(lambda db: self._append(db, turn, known))
         answer = completion.content
         if known is not None and known.seq == seq - 1:
-            self._written = known.after(conversation_id, seq, conversation, found, digests, answer)
+            self._written = known.after(conversation_id, seq, conversation, digests, answer)
         else:
             self._written = Written.first(conversation_id, seq, conversation, digests, answer)
         return row
