@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,9 +31,8 @@ from .results import ChatCompletion, ChatCompletionChunk, CompletionStream
 
 if TYPE_CHECKING:
     from .engine.kvstate import StateStore
+    from .models.which import WhichModel
     from .request import ChatCompletionRequest
-
-log = logging.getLogger("mmchat.runner")
 
 #: (the parsed conversation, completion, sha256 of each medium read): the conversation log listens here
 OnCompletion = Callable[[Conversation, ChatCompletion, dict[str, str | None]], None]
@@ -113,7 +111,7 @@ class Runner:
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        which: object = None,
+        which: WhichModel | None = None,
         in_situ_quant: str | int | None = None,
         pull: bool = False,
         **options: Any,
@@ -377,7 +375,7 @@ def _resolved(
     model: str | Path | Target | None = None,
     mmproj: str | Path | None = None,
     *,
-    which: object = None,
+    which: WhichModel | None = None,
     in_situ_quant: str | int | None = None,
     pull: bool = False,
     quiet: bool = False,

@@ -15,13 +15,16 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from .. import config
 from ..errors import InputError, ModelNotFound
 from ..options import RemoteOptions
 from ..values import check
 from . import hubfiles, pulls, registry
+
+if TYPE_CHECKING:
+    from .which import WhichModel
 
 log = logging.getLogger("mmchat.models")
 
@@ -58,7 +61,7 @@ def find_target(
     *,
     remote: RemoteOptions | None = None,
     environ: Mapping[str, str] | None = None,
-    which: object = None,
+    which: WhichModel | None = None,
     in_situ_quant: str | int | None = None,
     pull: bool = False,
     progress: bool = True,
@@ -106,7 +109,7 @@ def find_target(
 
 
 def _by_which(
-    which: object,
+    which: WhichModel | None,
     in_situ_quant: str | int | None,
     model: str | Path | None,
     mmproj: str | Path | None,

@@ -15,6 +15,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Union
 
 from ..errors import InputError, ModelNotFound
 from . import hubfiles, pulls, registry
@@ -147,6 +148,9 @@ class Which:
         quantized_filename: str | list[str]  # a split model's parts: the first one is loaded
         tok_model_id: str | None = None  # unused: a GGUF carries its own tokenizer and template
 
+
+#: a model named as mistral.rs's `Which` does: one of its variants
+WhichModel = Union[Which.Plain, Which.MultimodalPlain, Which.VisionPlain, Which.GGUF]
 
 # -- in_situ_quant -> a GGUF quantization --------------------------------------------------------
 
