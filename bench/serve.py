@@ -99,7 +99,7 @@ def ask(url: str, messages: list[dict]) -> dict:
 @contextmanager
 def server(kind: str, model: Path, mmproj: Path, template: Path, home: Path) -> Iterator[tuple[str, int]]:
     """A fresh server process of `kind` on a free port: (base URL, pid)."""
-    from bench.support import free_port, wait_until_up
+    from bench.support import free_port, stop, wait_until_up
 
     port = free_port()
     if kind == "mmchat":
@@ -121,11 +121,7 @@ def server(kind: str, model: Path, mmproj: Path, template: Path, home: Path) -> 
             raise SystemExit(str(e)) from None
         yield url, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 30)
 
 
 def peak_rss_mib(pid: int) -> float:

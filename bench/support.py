@@ -11,7 +11,7 @@ from tests.support import gguf_models
 from tests.support.desktop import copy_to_clipboard, draw_on_root, xvfb
 from tests.support.documents import text_pdf
 from tests.support.gguf_models import CHAT_TEMPLATE, write_all
-from tests.support.helpers import Trickle, free_port, llama_cpp_server, local_server, wait_until_up
+from tests.support.helpers import Trickle, free_port, llama_cpp_server, local_server, stop, wait_until_up
 from tests.support.mediafiles import noise_png
 from tests.support.real_vision import write_gemma3_so400m_mmproj
 from tests.support.soundserver import sound_missing, sound_server, tone
@@ -38,6 +38,7 @@ __all__ = [
     "sound_server",
     "text_pdf",
     "tone",
+    "stop",
     "wait_until_up",
     "write_all",
     "write_gemma3_so400m_mmproj",

@@ -274,6 +274,17 @@ class Scripted(Terminal):
         return False, ""
 
 
+def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """End a server a test or benchmark started: SIGTERM (it drains and exits), SIGKILL if it has not within `timeout`."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on now."""
     import socket
@@ -299,11 +310,7 @@ def llama_cpp_server(models: Mapping[str, Path], log: Any = subprocess.DEVNULL, 
         wait_until_up(f"{url}/v1/models", proc, timeout, lambda: "llama_cpp.server did not start")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, timeout: float, why: Callable[[], str]) -> None:

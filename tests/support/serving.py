@@ -19,7 +19,7 @@ from mmchat.runner import Runner
 from mmchat.serve.app import Served, build_app
 from mmchat.serve.queue import Worker
 from mmchat.testing import FakeEngine
-from tests.support.helpers import MMCHAT, free_port, mmchat_env, model_args, wait_until_up
+from tests.support.helpers import MMCHAT, free_port, mmchat_env, model_args, stop, wait_until_up
 
 KEY = "sk-test-key-0123456789"
 USER = [{"role": "user", "content": "hello there"}]
@@ -101,13 +101,7 @@ def serve_process(
         wait_healthy(url, proc, log)
         yield url, proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc, 20)
         if proc.stdout is not None:
             proc.stdout.close()
 

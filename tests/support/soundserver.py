@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.helpers import stop
+
 SOUND_PACKAGES = (
     "pulseaudio libportaudio2 libasound2-plugins (apt-get install -y pulseaudio libportaudio2 libasound2-plugins)"
 )
@@ -153,12 +155,7 @@ class SoundServer:
     def stop(self) -> None:
         self._stop.set()
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop(self.process)
         if self._feeder is not None:
             self._feeder.join(timeout=5)
 
