@@ -214,13 +214,3 @@ class Conversation:
             return False  # new media: only counting tells
         size = sum(len(m.text.encode()) + TURN_OVERHEAD for m in new)
         return self.used + TURN_OVERHEAD + size <= limit  # one more overhead: the last answer's closing tokens
-
-
-def text_of(message: msgs.Message | Mapping[str, Any]) -> str:
-    """The text of a message, parsed or OpenAI's dict."""
-    if isinstance(message, msgs.Message):
-        return message.text
-    content = message["content"]
-    if isinstance(content, str):
-        return content
-    return "".join(p["text"] for p in content if p.get("type") == "text")

@@ -30,7 +30,8 @@ from . import commands as cmd
 from .attaching import wait_for_line
 from .conversation import Conversation
 from .history import SafeFileHistory
-from .session import Chat, RunnerFactory
+from .session import Chat
+from .state import RunnerFactory
 
 if TYPE_CHECKING:
     from ..preview import Previewer

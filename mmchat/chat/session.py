@@ -15,9 +15,7 @@ from . import commands as cmd
 from . import files
 from .attaching import Attaching
 from .background import BackgroundEncodes
-from .state import ChatState, RunnerFactory
 
-__all__ = ["Chat", "ChatState", "RunnerFactory"]
 CLIPBOARD_TOOLS = (
     ("wl-copy",),
     ("xclip", "-selection", "clipboard"),

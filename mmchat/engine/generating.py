@@ -49,14 +49,15 @@ class Generator:
         sampler = _lib.make_sampler(self.vocab, options, grammar)
         text = TextStream(tuple(options.stop) + self.extra_stop)
         finish, tokens = "length", list[int]()
-        lookup = self._lookup() if options.plain_greedy and self.draft else None
+        greedy = options.plain_greedy  # once, not per token
+        lookup = self._lookup() if greedy and self.draft else None
         ahead: Ahead = []
         t0 = time.perf_counter()
         try:
             yield Started(usage, timings)
             for emitted in range(options.max_tokens):
                 with self.lock:
-                    token, in_cache = self._next(ahead, options, sampler)
+                    token, in_cache = self._next(ahead, greedy, sampler)
                     if token is None:
                         break
                     if llama.llama_vocab_is_eog(self.vocab, token) and not options.ignore_eos:
@@ -82,7 +83,7 @@ class Generator:
             timings.generation = time.perf_counter() - t0
         yield Finished(finish_reason=finish, usage=usage, timings=timings, token_ids=tokens)
 
-    def _next(self, ahead: Ahead, options: GenerationOptions, sampler: Any) -> tuple[int | None, bool]:
+    def _next(self, ahead: Ahead, greedy: bool, sampler: Any) -> tuple[int | None, bool]:
         """The next token: a checked one waiting, else sampled; None when the context is full."""
         token, in_cache = ahead.pop(0) if ahead else (-1, False)
         if not in_cache and self.seq.n_past >= self.n_ctx:
@@ -90,7 +91,7 @@ class Generator:
         if token < 0:
             # greedy with nothing else in the chain: the largest logit, as llama.cpp's greedy sampler picks it
             # (the first of equals), without building a candidate list over the whole vocabulary per token
-            token = self._argmax() if options.plain_greedy else llama.llama_sampler_sample(sampler, self.seq.ctx, -1)
+            token = self._argmax() if greedy else llama.llama_sampler_sample(sampler, self.seq.ctx, -1)
         return token, in_cache
 
     def _advance(self, token: int, lookup: PromptLookup | None, room: int, usage: Usage) -> Ahead:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
+from collections.abc import Sequence
 from typing import Any, Callable, Union
 
 
@@ -42,6 +43,11 @@ class MediaItem:
 
 
 PromptItem = Union[int, MediaItem]
+
+
+def n_tokens(items: Sequence[PromptItem]) -> int:
+    """The tokens the items take (a media chunk its token count)."""
+    return sum(i.n_tokens if isinstance(i, MediaItem) else 1 for i in items)
 
 
 def common_prefix(cached: list[PromptItem], new: list[PromptItem]) -> int:

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .kvcache import MediaItem, PromptItem, common_prefix
+from .kvcache import MediaItem, PromptItem, common_prefix, n_tokens
 
 log = logging.getLogger("mmchat.engine")
 
@@ -74,10 +74,6 @@ def state_identity(files: Sequence[Path | None], settings: Sequence[object]) -> 
     for f in files:
         h.update((projector_identity(f) if f is not None else "-").encode())
     return h.hexdigest()
-
-
-def n_tokens(items: Sequence[PromptItem]) -> int:
-    return sum(i.n_tokens if isinstance(i, MediaItem) else 1 for i in items)
 
 
 @dataclasses.dataclass(frozen=True)

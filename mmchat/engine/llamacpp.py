@@ -45,11 +45,11 @@ from .encodemeter import EncodeMeter
 from .encoder import MediaEncoder, Stopped
 from .generating import Generator
 from .grammar import grammar_for
-from .kvcache import MediaItem, PromptItem
+from .kvcache import MediaItem, PromptItem, n_tokens
 from .kvstate import StateStore, state_identity
 from .placement import plan
 from .restoring import SavedStates
-from .sequence import Evicted, KVSequence, n_tokens
+from .sequence import Evicted, KVSequence
 from .template import chat_renderer, template_messages
 
 

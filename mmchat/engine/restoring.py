@@ -8,8 +8,8 @@ import threading
 
 from . import _lib
 from .base import Stats
-from .kvcache import PromptItem, common_prefix
-from .kvstate import Saved, StateStore, n_tokens
+from .kvcache import PromptItem, common_prefix, n_tokens
+from .kvstate import Saved, StateStore
 from .sequence import KVSequence, n_pos
 
 

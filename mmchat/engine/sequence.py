@@ -20,7 +20,7 @@ from ._lib import llama, mtmd
 from .base import Progress, Stats, Timings, Usage
 from .embeddings import EmbeddingCache
 from .encoder import MediaEncoder, Stopped
-from .kvcache import MediaItem, PromptItem, common_prefix
+from .kvcache import MediaItem, PromptItem, common_prefix, n_tokens
 
 _NO_CALLBACK = ctypes.cast(None, mtmd.mtmd_helper_post_decode_callback)  # type: ignore[arg-type]
 
@@ -35,10 +35,6 @@ class Evicted(Exception):
 def n_pos(item: PromptItem) -> int:
     """Positions an item takes in the sequence (an M-RoPE image fewer than its tokens)."""
     return item.n_pos if isinstance(item, MediaItem) else 1
-
-
-def n_tokens(items: list[PromptItem]) -> int:
-    return sum(i.n_tokens if isinstance(i, MediaItem) else 1 for i in items)
 
 
 class KVSequence:

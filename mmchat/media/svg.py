@@ -29,5 +29,4 @@ def draw_svg(data: bytes, *, label: str, max_side: int | None = DEFAULT_IMAGE_MA
         png = resvg_py.svg_to_bytes(svg_string=text, width=side)
     except (ValueError, RuntimeError) as e:
         raise MediaError(f"{label} is an SVG drawing resvg cannot draw ({e}): check the file") from None
-    image = decode_image(bytes(png), label=label, max_side=side)  # the long side may be the height
-    return Image(pixels=image.pixels, source=label)
+    return decode_image(bytes(png), label=label, max_side=side)  # the long side may be the height
