@@ -123,12 +123,11 @@ def file_requests(
     return out
 
 
-def sniff_file(name: str | Location) -> msgs.PartKind:
+def sniff_file(where: Location) -> msgs.PartKind:
     """Image, audio or video from the file's first bytes; a PDF or text file is a file part. What the
     bytes hold must agree with what the name claims (inputs/claims.py): a broken photo is an error."""
     from .inputs.claims import told
 
-    where = name if isinstance(name, Location) else part_location.locate(name)
     if where.path is None or not where.path.exists():
         raise errors.SourceError(f"file not found: {where.label}")
     return told(where)  # a file it cannot read is read by the request, which says why in its own record

@@ -107,12 +107,6 @@ def file_part(url: str, **options: Any) -> Part:
     return {"type": "file", "file": {"url": url, **options}}
 
 
-def media_part(kind: PartKind | None, url: str, **options: Any) -> Part:
-    """A part of `kind`; None (nothing declared) is a file told by its content."""
-    builders = {"image": image_part, "audio": audio_part, "video": video_part, "file": file_part}
-    return builders[kind or "file"](url, **options)
-
-
 def data_url(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
@@ -237,7 +231,7 @@ class MediaPart:
     @property
     def url(self) -> str:
         """The URL as the message gives it (the log keeps the digest of its bytes under it)."""
-        return self.location.url or self.location.text
+        return self.location.url
 
     def to_openai(self) -> Part:
         if self.audio_format is not None:
@@ -303,8 +297,6 @@ class Conversation(tuple[Message, ...]):
     def as_dicts(self) -> list[dict[str, Any]]:
         """OpenAI's message dicts again: for the edges (--json, /save, the log, a server's request)."""
         return [m.to_openai() for m in self]
-
-    to_openai = as_dicts
 
 
 def _fail(where: str, what: str) -> InputError:

@@ -99,20 +99,33 @@ def screen_number(where: Location) -> int | None:
 
 def save_capture(data: bytes, what: str, suffix: str) -> Path:
     """Write captured media under MMCHAT_HOME/captures, named by time and content; its path."""
-    from ..errors import disk_full
-
-    folder = config.user_dir() / "captures"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = folder / f"{what}-{stamp}-{hashlib.sha256(data).hexdigest()[:8]}.{suffix}"
+    path = _capture_path(what, data, suffix)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     except OSError as e:
         path.unlink(missing_ok=True)
-        raise disk_full(e, path) or SourceError(
-            f"cannot keep the capture in {folder} ({e.strerror or e}): check MMCHAT_HOME"
-        ) from None
+        raise _not_kept(e, path) from None
     return path
+
+
+def _capture_path(what: str, content: Any, suffix: str) -> Path:
+    """Where a capture is kept (its folder made): MMCHAT_HOME/captures, named by time and content."""
+    folder = config.user_dir() / "captures"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = folder / f"{what}-{stamp}-{hashlib.sha256(content).hexdigest()[:8]}.{suffix}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _not_kept(e, path) from None
+    return path
+
+
+def _not_kept(error: OSError, path: Path) -> Exception:
+    from ..errors import disk_full
+
+    return disk_full(error, path) or SourceError(
+        f"cannot keep the capture in {path.parent} ({error.strerror or error}): check MMCHAT_HOME"
+    )
 
 
 #: captures whose file is still being written, by path: the resolver takes their pixels from here
@@ -123,17 +136,7 @@ _FRESH: dict[str, tuple[Any, threading.Thread]] = {}
 def keep_pixels(pixels: Any, what: str) -> Path:
     """Captured pixels kept as a PNG under MMCHAT_HOME/captures, written in the background: the
     path (named by time and the pixels' hash) at once, the pixels meanwhile from `fresh`."""
-    from ..errors import disk_full
-
-    folder = config.user_dir() / "captures"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = folder / f"{what}-{stamp}-{hashlib.sha256(pixels.data).hexdigest()[:8]}.png"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise disk_full(e, path) or SourceError(
-            f"cannot keep the capture in {folder} ({e.strerror or e}): check MMCHAT_HOME"
-        ) from None
+    path = _capture_path(what, pixels.data, "png")
 
     def write() -> None:
         from PIL import Image
@@ -250,7 +253,7 @@ def keep(url: str | Location, terminal: Terminal | None = None) -> list[str]:
     until Enter on the `terminal`'s stdin."""
     where = url if isinstance(url, Location) else part_location.locate(url)
     if where.scheme not in DEVICES:
-        return [where.url or where.text]
+        return [where.url]
     got = capture(where, terminal)
     if got.files:
         return list(got.files)

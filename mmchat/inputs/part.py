@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +49,8 @@ class Location:
 
 
 def _file_url(text: str) -> Location:
+    import urllib.request  # http.client, ssl and email with it: not for every start (`mmchat --help`)
+
     parts = split_url(text)
     if parts.netloc not in ("", "localhost"):
         raise SourceError(f"file URL names another host ({parts.netloc}): {text}: use a local path")

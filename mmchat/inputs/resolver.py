@@ -51,10 +51,6 @@ class Attachment:
         return "file" if self.file else self.kind
 
     @property
-    def part(self) -> msgs.Part:
-        return msgs.media_part(self.part_kind, self.url)
-
-    @property
     def media_part(self) -> msgs.MediaPart:
         """The part the resolver decoded (one made from the URL for an Attachment built by hand)."""
         return self.media or msgs.MediaPart(self.part_kind, part_location.locate(self.url), {}, where="attach")

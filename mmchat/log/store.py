@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from .. import config
 from .. import messages as msgs
 from ..errors import InputError
-from .append import Overlap, Written, overlap, rebuild, shares_a_turn
+from .append import Written, overlap, rebuild, shares_a_turn
 from .db import MIGRATIONS, SCHEMA_VERSION, LogFile  # noqa: F401  (the schema, for tests and tools)
 from .media import MediaRecord, as_written_now, media_records, stored_messages
 
@@ -127,7 +127,7 @@ class LogStore(LogFile):
         turn = _Turn(conversation_id, model, conversation, completion, digests, source or {}, _now())
         known = self._written if self._written is not None and self._written.cid == conversation_id else None
         self._written = None  # unknown until this write has committed
-        row, seq, _ = self._transaction(lambda db: self._append(db, turn, known))
+        row, seq = self._transaction(lambda db: self._append(db, turn, known))
         answer = completion.content
         if known is not None and known.seq == seq - 1:
             self._written = known.after(conversation_id, seq, conversation, digests, answer)
@@ -135,8 +135,8 @@ class LogStore(LogFile):
             self._written = Written.first(conversation_id, seq, conversation, digests, answer)
         return row
 
-    def _append(self, db: sqlite3.Connection, turn: _Turn, known: Written | None) -> tuple[int, int, Overlap]:
-        """The turn's rows: only what is new since the conversation's previous turn."""
+    def _append(self, db: sqlite3.Connection, turn: _Turn, known: Written | None) -> tuple[int, int]:
+        """The turn's rows, only what is new since the conversation's previous turn: its row id and seq."""
         cid, messages, digests = turn.cid, turn.conversation, turn.digests
         last = db.execute("SELECT max(seq) FROM turns WHERE conversation_id = ?", (cid,)).fetchone()
         seq = last[0] or 0
@@ -174,7 +174,7 @@ class LogStore(LogFile):
         ).lastrowid
         records = media_records(tail)
         db.executemany("INSERT INTO media VALUES (?, ?, ?, ?, ?, ?)", [(row, i, *m.row) for i, m in enumerate(records)])
-        return row, seq + 1, found
+        return row, seq + 1
 
     # -- reading ---------------------------------------------------------------------
 

@@ -168,15 +168,11 @@ def usage(completion: Any) -> dict[str, int]:
     }
 
 
-def message_body(completion: Any, model: str, mid: str | None = None) -> dict[str, Any]:
+def message_body(completion: Any, model: str) -> dict[str, Any]:
     return {
-        "id": mid or message_id(),
-        "type": "message",
-        "role": "assistant",
-        "model": model,
+        **message_body_shell(message_id(), model),
         "content": [{"type": "text", "text": completion.content}],
         "stop_reason": _STOP_REASONS.get(completion.finish_reason, "end_turn"),
-        "stop_sequence": None,
         "usage": usage(completion),
     }
 
@@ -223,8 +219,8 @@ def message_body_shell(mid: str, model: str) -> dict[str, Any]:
         "id": mid,
         "type": "message",
         "role": "assistant",
-        "content": [],
         "model": model,
+        "content": [],
         "stop_reason": None,
         "stop_sequence": None,
     }

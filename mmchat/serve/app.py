@@ -33,7 +33,7 @@ from ..engine.base import Capabilities
 from ..options import GenerationOptions
 from . import anthropic, openai
 from .errors import ApiError, from_exception
-from .guard import AccessLog, Authorized, BodyLimit, error_shape
+from .guard import DEFAULT_MAX_BODY, AccessLog, Authorized, BodyLimit, error_shape
 from .queue import Done, Failed, Job, Worker
 
 log = logging.getLogger("mmchat.serve")
@@ -49,7 +49,7 @@ class Served:
     generation: GenerationOptions = dataclasses.field(default_factory=GenerationOptions)
     aliases: frozenset[str] = frozenset()
     api_key: str | None = None
-    max_body: int = 64 * 1024 * 1024
+    max_body: int = DEFAULT_MAX_BODY
     system: str | None = None  # serve --system: for requests that bring none
     created: int = dataclasses.field(default_factory=lambda: int(time.time()))
 

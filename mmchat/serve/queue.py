@@ -11,9 +11,8 @@ lets the running request finish.
 Each answer is handed to the request's event loop as it is generated (`Job.next`), so the
 HTTP side never blocks on the model.
 
-Saved KV states: `ConversationStates.before(messages)` is called with a request's conversation
-just before the Runner answers it, and `after(messages, completion)` once it has answered, on
-the worker thread, with the model idle. `mmchat serve` uses `SavedStates`: each answered
+Saved KV states: `ConversationStates.after(messages, completion)` is called with a request's
+conversation once the Runner has answered it, on the worker thread, with the model idle. `mmchat serve` uses `SavedStates`: each answered
 conversation's state is saved (engine/kvstate.py: a memory tier, `--kv-memory`, and the disk
 tier unless --no-cache), and the engine restores the longest saved prefix of every prompt by
 itself, so conversations that alternate each get their own prefix back. `NoStates` (the Python
@@ -26,13 +25,13 @@ import asyncio
 import collections
 import dataclasses
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..options import GenerationOptions
 from .errors import ApiError
 
 if TYPE_CHECKING:
+    from ..messages import Conversation
     from ..results import ChatCompletion
     from ..runner import Runner
 
@@ -43,20 +42,15 @@ def busy(message: str, retry_after: int) -> ApiError:
 
 
 class ConversationStates(Protocol):
-    """Where saved KV states plug in: told of each conversation before and after its answer."""
+    """Where saved KV states plug in: told of each conversation after its answer."""
 
-    def before(self, messages: Sequence[dict[str, Any]]) -> None: ...
-
-    def after(self, messages: Sequence[dict[str, Any]], completion: ChatCompletion) -> None: ...
+    def after(self, messages: Conversation, completion: ChatCompletion) -> None: ...
 
 
 class NoStates:
     """No saved states: only the previous request's prefix is reused (the engine's KV cache)."""
 
-    def before(self, messages: Sequence[dict[str, Any]]) -> None:
-        pass
-
-    def after(self, messages: Sequence[dict[str, Any]], completion: ChatCompletion) -> None:
+    def after(self, messages: Conversation, completion: ChatCompletion) -> None:
         pass
 
 
@@ -68,10 +62,7 @@ class SavedStates:
     def __init__(self, runner: Runner):
         self.runner = runner
 
-    def before(self, messages: Sequence[dict[str, Any]]) -> None:
-        pass
-
-    def after(self, messages: Sequence[dict[str, Any]], completion: ChatCompletion) -> None:
+    def after(self, messages: Conversation, completion: ChatCompletion) -> None:
         self.runner.save_state()
 
 
@@ -92,7 +83,7 @@ class Failed:
 class Job:
     """One request: its conversation and options, and the events its answer makes."""
 
-    def __init__(self, messages: Sequence[dict[str, Any]], options: GenerationOptions, loop: asyncio.AbstractEventLoop):
+    def __init__(self, messages: Conversation, options: GenerationOptions, loop: asyncio.AbstractEventLoop):
         self.messages, self.options = messages, options
         self._loop = loop
         self._events: asyncio.Queue[str | Done | Failed] = asyncio.Queue()
@@ -137,7 +128,7 @@ class Worker:
         self._thread = threading.Thread(target=self._loop, name="mmchat-serve-worker", daemon=True)
         self._thread.start()
 
-    def submit(self, messages: Sequence[dict[str, Any]], options: GenerationOptions) -> Job:
+    def submit(self, messages: Conversation, options: GenerationOptions) -> Job:
         """Queue a request; ApiError 503 (busy) when the queue is full or the server is stopping."""
         job = Job(messages, options, asyncio.get_running_loop())
         with self._ready:
@@ -202,7 +193,6 @@ class Worker:
     def _run(self, job: Job) -> None:
         stream = None
         try:
-            self.states.before(job.messages)
             stream = self.runner.stream(job.messages, job.options)
             for delta in stream:
                 if job.cancelled.is_set():
