@@ -80,17 +80,11 @@ class Runner:
         """Load `target` (or use `engine`, FakeEngine in tests); `verbose`: llama.cpp's own log on stderr.
         The seed's forms (a path or name first, a projector second; `model=`, `which=`, `base_url=` or an
         option's name as a keyword) are the one compatibility path: `Runner.open`'s resolution (`_resolved`)
-        makes them a Target. Their `notice=` is accepted and unused: diagnostics go to the `mmchat` logger."""
-        given: dict[str, Any] = dict(load=load, media=media, generation=generation, policy=policy, devices=devices)
-        given.update(stdin=stdin, progress=progress, on_completion=on_completion, states=states)
-        given.update(engine=engine, verbose=verbose)
-        narrow = isinstance(target, (Local, Server)) or (engine is not None and target is None)
-        if seed or seed_options or not narrow or isinstance(media, MediaPolicy):  # the last: refused there
-            seed_options.pop("notice", None)  # the seed's callback: the `mmchat` logger says it all now
-            model = seed_options.pop("model", target)
-            self.__init__(**_resolved(model, *seed, **given, **seed_options))  # type: ignore[misc]
-            return
-        self.load, self.media = load or LoadOptions(), media or MediaOptions()
+        makes them a Target; a Target, or an engine alone, it leaves as it is. Their `notice=` is accepted
+        and unused: diagnostics go to the `mmchat` logger."""
+        seed_options.pop("notice", None)  # the seed's callback: the `mmchat` logger says it all now
+        model = seed_options.pop("model", target)
+        target, self.load, self.media = _resolved(model, *seed, load=load, media=media, engine=engine, **seed_options)
         self.generation = generation or GenerationOptions()
         self._preparing = threading.Lock()
         self._progress = self.progress = progress  # long steps report here; `batch` adds its own bar
@@ -125,7 +119,9 @@ class Runner:
         named: dict[str, Any] = dict(
             base_url=base_url, api_key=api_key, which=which, in_situ_quant=in_situ_quant, pull=pull
         )
-        return cls(**_resolved(model, mmproj, **named, **options))
+        own = {k: options.pop(k) for k in _OWN if k in options}
+        target, load, media = _resolved(model, mmproj, engine=own.get("engine"), **named, **options)
+        return cls(target, load=load, media=media, **own)
 
     def _open(self, target: Target) -> Engine:
         """The engine for a target: a server's client, or the model loaded here."""
@@ -158,17 +154,8 @@ class Runner:
             media_cache_bytes=self.load.cache_size,
             draft=self.load.draft,
             draft_min=self.load.draft_min,
-            states=self._states if self._states is not None else self._disk_states(),
+            states=self._states if self._states is not None else kv_states(self.load),
         )
-
-    def _disk_states(self) -> StateStore | None:
-        """Saved KV states on disk beside the media cache (none with cache=False); a damaged one is logged."""
-        if not self.load.cache:
-            return None
-        from .engine.kvstate import DiskStates, StateStore
-
-        disk = DiskStates(config.kv_state_dir(), self.load.kv_cache_size)
-        return StateStore(disk=disk, min_tokens=config.DEFAULT_KV_STATE_MIN_TOKENS)
 
     # -- public API ------------------------------------------------------------------
 
@@ -371,28 +358,43 @@ def _counting(events: Iterator[Event], skipped: int) -> Iterator[Event]:
         yield event
 
 
+def kv_states(load: LoadOptions, memory: int = 0) -> StateStore | None:
+    """Saved KV states: on disk beside the media cache (none with cache=False; a damaged one is logged),
+    behind a memory tier of `memory` bytes (`serve`'s, for conversations that alternate); None with neither."""
+    from .engine.kvstate import DiskStates, MemoryStates, StateStore
+
+    disk = DiskStates(config.kv_state_dir(), load.kv_cache_size) if load.cache else None
+    if not memory and disk is None:
+        return None
+    return StateStore(
+        memory=MemoryStates(memory) if memory else None, disk=disk, min_tokens=config.DEFAULT_KV_STATE_MIN_TOKENS
+    )
+
+
 def _resolved(
     model: str | Path | Target | None = None,
     mmproj: str | Path | None = None,
     *,
+    engine: Engine | None = None,
     which: WhichModel | None = None,
     in_situ_quant: str | int | None = None,
     pull: bool = False,
     quiet: bool = False,
     **options: Any,
-) -> dict[str, Any]:
+) -> tuple[Target | None, LoadOptions, MediaOptions]:
     """`Runner.open`'s resolution, the seed's forms' too: keywords checked once into option values, the
-    process environment read once (config.environ), the target found; the rest is `Runner`'s own."""
-    given = split_keywords(options, _OWN)
+    process environment read once (config.environ), the target found (none to find beside an `engine`)."""
+    given = split_keywords(options)
     target: Target | None = None
     if isinstance(model, (Local, Server)):
         target = model
-    elif given.rest.get("engine") is None:
+    elif engine is None:
         target = find_target(
             model, mmproj, remote=given.remote, environ=config.environ(), which=which,
             in_situ_quant=in_situ_quant, pull=pull, progress=not quiet,
         )  # fmt: skip
-    return dict(target=target, load=given.load, media=given.media, **given.rest)
+    return target, given.load, given.media
 
 
+#: `Runner`'s own keywords, which `Runner.open` hands on as they are
 _OWN = ("generation", "policy", "devices", "stdin", "progress", "on_completion", "states", "engine", "verbose")

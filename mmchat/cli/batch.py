@@ -95,7 +95,7 @@ def batch(
     todo = collections.deque(r for r in requests if r.custom_id not in done)
     del requests  # a request is let go once its line is written (_run): a batch never comes back to it
     count = len(todo)
-    runner = open_runner(flags, env, flags.model, flags.mmproj, on_completion=_logger(env, flags) if log else None)
+    runner = open_runner(flags, env, flags.model, flags.mmproj, on_completion=_logger(flags) if log else None)
     if concurrency > 1 and not runner.capabilities().concurrent:
         env.warn("a local model answers one request at a time: --concurrency applies to servers")
         concurrency = 1
@@ -135,7 +135,7 @@ def _lines(env: Environment, path: Path) -> list[str]:
         raise InputError(f"cannot read the requests file {path}: {e}") from None
 
 
-def _logger(env: Environment, flags: Flags) -> Callable[..., None]:
+def _logger(flags: Flags) -> Callable[..., None]:
     """Each answered request as a conversation of its own; a failure to log only warns."""
     from ..log import LogStore, TurnLogger
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -12,9 +12,6 @@ from ..errors import InputError, MissingTool
 from .app import app, guarded
 from .loading import open_runner
 from .params import Flags, model_flags
-
-if TYPE_CHECKING:
-    from ..engine.kvstate import StateStore
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -98,6 +95,7 @@ def serve(
       mmchat serve --host 0.0.0.0 --api-key "$(openssl rand -hex 16)"
     """
     from ..inputs.policy import MediaPolicy
+    from ..runner import kv_states
     from ..values import parse_size
     from .diagnostics import install
 
@@ -118,28 +116,14 @@ def serve(
         env,
         flags.model,
         flags.mmproj,
-        on_completion=_logger(env, flags) if log else None,
+        on_completion=_logger(flags) if log else None,
         policy=policy,
-        states=_states(flags, memory),
+        states=kv_states(flags.load, memory),  # a memory tier for conversations that alternate, and the disk
     )
     try:
         _run(env, flags, runner, host, port, api_key, queue, max_body)
     finally:
         runner.close()
-
-
-def _states(flags: Flags, memory: int) -> StateStore | None:
-    """Saved KV states for a server: a memory tier for conversations that alternate, and the disk tier the
-    CLI uses (a conversation `ask` saved is restored here too); None with neither."""
-    from .. import config
-    from ..engine.kvstate import DiskStates, MemoryStates, StateStore
-
-    disk = DiskStates(config.kv_state_dir(), flags.load.kv_cache_size) if flags.load.cache else None
-    if not memory and disk is None:
-        return None
-    return StateStore(
-        memory=MemoryStates(memory) if memory else None, disk=disk, min_tokens=config.DEFAULT_KV_STATE_MIN_TOKENS
-    )
 
 
 def _check_installed() -> None:
@@ -194,7 +178,7 @@ def _run(
     serve(Worker(runner, queue, states=SavedStates(runner)), served, host, port)
 
 
-def _logger(env: Environment, flags: Flags):
+def _logger(flags: Flags):
     """Every answered request a turn in logs.db, grouped into conversations as `chat` groups them."""
     from ..log import LogStore, TurnLogger
 
