@@ -14,14 +14,16 @@ import functools
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from typer.core import TyperCommand
 
 from ..errors import InputError
-from ..messages import PartKind
 from ..options import DisplayOptions, GenerationOptions, LoadOptions, MediaOptions, RemoteOptions
+
+if TYPE_CHECKING:
+    from ..messages import PartKind  # a type only: `mmchat --help` need not import the message parser
 
 #: a medium's flags, and -i for any file told by its content (messages.PartKind "file")
 MEDIA_FLAGS: dict[PartKind, tuple[str, ...]] = {
